@@ -1,0 +1,155 @@
+"""Frozen domain records. msgspec Structs: cheap to build, encode and compare."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+
+InputKind = Literal["columns", "tensor"]
+Scalar = str | int | float | bool
+
+
+class TensorSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """One named input or output: a column (shape ``(-1,)``) or a tensor (``(-1, n)``).
+
+    ``dtype`` is a numpy-style name: ``float64``, ``float32``, ``int64``, ``bool``, ``string``,
+    ``category`` or ``datetime64[ns]``. ``nullable`` says whether the training data had missing
+    values. ``categories`` lists the levels of a ``category`` column.
+    """
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...] = (-1,)
+    nullable: bool = False
+    categories: tuple[Scalar, ...] | None = None
+
+
+class Signature(msgspec.Struct, frozen=True, kw_only=True):
+    """What a model takes and gives.
+
+    ``kind == "columns"``: ``inputs`` has one spec per column, in order (a DataFrame).
+    ``kind == "tensor"``: ``inputs`` has one 2-D spec (an ndarray of shape ``(-1, n)``).
+    ``outputs`` names ``predict`` and, for classifiers, ``predict_proba``; ``classes`` are the
+    class labels in the order of ``predict_proba``'s columns.
+    """
+
+    kind: InputKind
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...] = ()
+    classes: tuple[Scalar, ...] | None = None
+
+    @property
+    def column_names(self) -> list[str]:
+        return [spec.name for spec in self.inputs]
+
+    @property
+    def n_features(self) -> int:
+        if self.kind == "tensor":
+            return self.inputs[0].shape[-1]
+        return len(self.inputs)
+
+
+class ArtifactFile(msgspec.Struct, frozen=True, kw_only=True):
+    """A stored file of a version: its role (``model``, ``onnx``, ``profile``, ``sample``)."""
+
+    role: str
+    name: str
+    sha256: str
+    size_bytes: int
+
+
+class DatasetFingerprint(msgspec.Struct, frozen=True, kw_only=True):
+    sha256: str
+    rows: int
+    schema: dict[str, str]
+
+
+class Lineage(msgspec.Struct, frozen=True, kw_only=True):
+    dataset: DatasetFingerprint | None = None
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+    python: str = ""
+    packages: dict[str, str] = msgspec.field(default_factory=dict)
+    source: str | None = None
+
+
+class ModelVersion(msgspec.Struct, frozen=True, kw_only=True):
+    """An immutable registered version (only tags, description and ``archived`` may change)."""
+
+    name: str
+    version: int
+    flavor: str
+    files: tuple[ArtifactFile, ...]
+    signature: Signature | None
+    input_example: dict[str, Any] | None
+    flavor_meta: dict[str, Any]
+    metrics: dict[str, float]
+    params: dict[str, str]
+    tags: dict[str, str]
+    description: str | None
+    lineage: Lineage
+    run_id: str | None
+    created_by: str
+    created_at: datetime
+    archived: bool = False
+    untrusted: bool = False
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}/{self.version}"
+
+    def file(self, role: str) -> ArtifactFile | None:
+        for f in self.files:
+            if f.role == role:
+                return f
+        return None
+
+
+class RegisteredModel(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    latest_version: int
+    description: str | None
+    created_at: datetime
+    updated_at: datetime
+    aliases: dict[str, int] = msgspec.field(default_factory=dict)
+
+
+class AliasEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One audited alias move; ``to_version`` is ``None`` when the alias was removed."""
+
+    id: int
+    name: str
+    alias: str
+    from_version: int | None
+    to_version: int | None
+    actor: str
+    reason: str | None
+    at: datetime
+
+
+class Run(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    name: str | None
+    status: Literal["running", "finished", "failed"]
+    start_time: datetime
+    end_time: datetime | None
+    params: dict[str, str]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+    user: str
+
+
+class Page(msgspec.Struct, frozen=True, kw_only=True):
+    """One page of a listing, newest first; ``next_page`` is ``None`` on the last page."""
+
+    items: tuple[Any, ...]
+    page: int
+    page_size: int
+    total: int
+
+    @property
+    def next_page(self) -> int | None:
+        return self.page + 1 if self.page * self.page_size < self.total else None

@@ -1,0 +1,119 @@
+"""The exception tree. Every failure a user can trigger is one of these.
+
+Each class carries a protocol-neutral ``kind``; the edges (CLI, HTTP) map ``kind`` to an exit code
+or a status in one table. Messages name the thing, the bad value and the next step.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ModelyardError(Exception):
+    """Base of every error modelyard raises on purpose."""
+
+    kind: ClassVar[str] = "internal"
+
+
+class ConfigError(ModelyardError):
+    kind = "config"
+
+
+class NotFoundError(ModelyardError):
+    kind = "not_found"
+
+
+class ModelNotFoundError(NotFoundError):
+    pass
+
+
+class VersionNotFoundError(NotFoundError):
+    pass
+
+
+class AliasNotFoundError(NotFoundError):
+    pass
+
+
+class RunNotFoundError(NotFoundError):
+    pass
+
+
+class ConflictError(ModelyardError):
+    kind = "conflict"
+
+
+class AlreadyExistsError(ConflictError):
+    pass
+
+
+class ConcurrentUpdateError(ConflictError):
+    pass
+
+
+class ValidationError(ModelyardError):
+    kind = "invalid"
+
+
+class InvalidReferenceError(ValidationError):
+    """A model reference that does not parse (``NAME``, ``NAME/VERSION``, ``NAME@ALIAS``...)."""
+
+
+class SignatureMismatchError(ValidationError):
+    """Data whose columns, dtypes or shape do not match the model's signature."""
+
+
+class InvalidInputError(ValidationError):
+    """An input (file, value, argument) that cannot be used as given."""
+
+
+class InvalidSpecError(ValidationError):
+    """A specification (flavor name, option, rule) that is malformed or unknown."""
+
+
+class UnsupportedFormatError(ValidationError):
+    """A model file or object no flavor can handle."""
+
+
+class IntegrityError(ModelyardError):
+    """An artifact whose bytes no longer match their recorded sha256, or that is missing."""
+
+    kind = "integrity"
+
+
+class UntrustedTypeError(IntegrityError):
+    """A model that would need code execution the user has not trusted (pickle, skops types)."""
+
+
+class ServingError(ModelyardError):
+    kind = "serving"
+
+
+class ModelLoadError(ServingError):
+    pass
+
+
+class OverloadedError(ServingError):
+    kind = "overloaded"
+
+
+class BatchTimeoutError(ServingError):
+    kind = "timeout"
+
+
+class PipelineError(ModelyardError):
+    kind = "pipeline"
+
+
+class StepFailedError(PipelineError):
+    pass
+
+
+class GateFailedError(PipelineError):
+    pass
+
+
+class StorageError(ModelyardError):
+    """A metadata database or artifact store that cannot be reached or written."""
+
+    kind = "storage"
