@@ -66,6 +66,11 @@ class Flavor(Protocol):
         """Whether this flavor saves ``model`` (an in-memory object)."""
         ...
 
+    def check_header(self, path: Path, head: bytes) -> None:
+        """Raise ``UnsupportedFormatError`` when ``head`` (the first bytes of the file at ``path``)
+        is not this flavor's format; cheap, without importing the framework."""
+        ...
+
     def dump(self, model: object) -> Artifact:
         """Serialize an in-memory model."""
         ...

@@ -1,0 +1,53 @@
+"""``yard``: the entry point. Errors print one line on stderr (exit 1; 2 for usage), tracebacks
+only with ``--debug``."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+
+import typer
+
+from modelyard.cli import db, models, runs
+from modelyard.errors import ModelyardError
+
+app = typer.Typer(
+    name="yard",
+    help="modelyard: register, serve and watch machine-learning models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(models.app, name="models")
+app.add_typer(runs.app, name="runs")
+app.add_typer(db.app, name="db")
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        app(args=args, prog_name="yard")
+    except ModelyardError as exc:
+        if debug:
+            traceback.print_exc()
+        sys.stderr.write(f"error: {exc}\n")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""Pieces every flavor needs: reading model files, optional imports, JSON-safe class labels, and a
+predictor over any object with scikit-learn's ``predict``/``predict_proba``/``classes_``."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelyard.core.types import Scalar
+from modelyard.errors import InvalidInputError, ModelLoadError
+from modelyard.flavors._base import Array, Artifact, as_array
+
+
+def require_extra(module: str, extra: str) -> None:
+    """Import ``module`` or raise ``ImportError`` naming the extra that installs it."""
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(
+            f"The {module} package is needed for this model; install it with "
+            f"pip install 'modelyard[{extra}]'."
+        ) from exc
+
+
+def read_model_file(path: Path, *, limit: int | None = None) -> bytes:
+    """The bytes of a model file (the first ``limit`` of them), or ``InvalidInputError``."""
+    if not path.exists():
+        raise InvalidInputError(f"Model file '{path}' does not exist; check the path.")
+    if path.is_dir():
+        raise InvalidInputError(
+            f"'{path}' is a directory, not a model file; pass the model file inside it."
+        )
+    try:
+        with path.open("rb") as f:
+            return f.read() if limit is None else f.read(limit)
+    except OSError as exc:
+        raise InvalidInputError(
+            f"Model file '{path}' cannot be read ({exc.strerror}); check its permissions."
+        ) from exc
+
+
+def artifact_file(artifact: Artifact, flavor: str, names: tuple[str, ...]) -> tuple[str, bytes]:
+    """The first of ``names`` present in ``artifact.files``, or ``ModelLoadError``."""
+    for name in names:
+        if name in artifact.files:
+            return name, artifact.files[name]
+    have = ", ".join(sorted(artifact.files)) or "no files"
+    raise ModelLoadError(
+        f"The {flavor} artifact has no {' or '.join(names)} (it has {have}); "
+        "register the model again."
+    )
+
+
+def is_frame(X: object) -> bool:
+    """Whether ``X`` is a pandas DataFrame (without importing pandas)."""
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and isinstance(X, pandas.DataFrame)
+
+
+def qualified_name(obj: object) -> str:
+    cls = type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def json_scalar(value: object) -> Scalar:
+    """A class label as a JSON-safe Python scalar (numpy scalars unwrapped, others as text)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def json_classes(values: Any) -> list[Scalar]:
+    return [json_scalar(v) for v in np.asarray(values).ravel()]
+
+
+def binary_proba(p: Array) -> Array:
+    """``[1 - p, p]`` columns from the positive-class probability ``p``."""
+    p = np.asarray(p)
+    return np.column_stack([1 - p, p])
+
+
+def labels_from_proba(proba: Array, classes: Array) -> Array:
+    """The label of the most probable class of each row (the first one on ties)."""
+    result: Array = classes[np.argmax(proba, axis=1)]
+    return result
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (native libraries append stack traces), at most
+    200 characters, or the exception's type when it has no message."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line if len(line) <= 200 else line[:197] + "..."
+
+
+def rejected_input(what: str, exc: BaseException) -> InvalidInputError:
+    return InvalidInputError(
+        f"The {what} model rejected the input ({first_line(exc)}); check it against the "
+        "model's signature."
+    )
+
+
+def no_proba_error(what: str) -> InvalidInputError:
+    return InvalidInputError(
+        f"This {what} model has no predict_proba (it is not a probabilistic classifier); "
+        "call predict instead."
+    )
+
+
+class EstimatorPredictor:
+    """A predictor over an object with ``predict`` (and maybe ``predict_proba``/``classes_``)."""
+
+    def __init__(self, model: Any) -> None:
+        if not callable(getattr(model, "predict", None)):
+            raise ModelLoadError(
+                f"The loaded {qualified_name(model)} has no predict method; register an "
+                "estimator that has one."
+            )
+        self._model = model
+        self._has_proba = callable(getattr(model, "predict_proba", None))
+        classes = getattr(model, "classes_", None)
+        self._classes = None if classes is None else json_classes(classes)
+
+    @property
+    def model(self) -> Any:
+        return self._model
+
+    @property
+    def classes(self) -> list[Any] | None:
+        return None if self._classes is None else list(self._classes)
+
+    @property
+    def has_proba(self) -> bool:
+        return self._has_proba
+
+    def predict(self, X: Any) -> Array:
+        try:
+            return as_array(self._model.predict(X))
+        except ValueError as exc:
+            raise rejected_input(type(self._model).__name__, exc) from exc
+
+    def predict_proba(self, X: Any) -> Array:
+        if not self._has_proba:
+            raise no_proba_error(qualified_name(self._model))
+        try:
+            return np.asarray(self._model.predict_proba(X))
+        except ValueError as exc:
+            raise rejected_input(type(self._model).__name__, exc) from exc
+
+
+def estimator_meta(model: object) -> dict[str, Any]:
+    """``model_class``, ``classes`` (when the model has ``classes_``) and ``has_proba``."""
+    meta: dict[str, Any] = {"model_class": qualified_name(model)}
+    classes = getattr(model, "classes_", None)
+    if classes is not None:
+        meta["classes"] = json_classes(classes)
+    meta["has_proba"] = callable(getattr(model, "predict_proba", None))
+    return meta

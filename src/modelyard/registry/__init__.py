@@ -1,0 +1,6 @@
+"""Model versions, aliases, lineage, audit and runs."""
+
+from modelyard.registry.client import FileCheck, Registry
+from modelyard.registry.runs import ActiveRun
+
+__all__ = ["ActiveRun", "FileCheck", "Registry"]

@@ -1,0 +1,317 @@
+"""Everything a new version needs, computed before anything is written.
+
+A registration validates and builds all of its pieces here (model bytes, signature, input
+example, reference profile and sample, lineage, the optional ONNX twin); only when all of them
+succeed does the registry store blobs and insert rows. A bad input therefore changes nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from modelyard.core.fingerprint import fingerprint_dataset
+from modelyard.core.lineage import collect_lineage
+from modelyard.core.profile import compute_profile, profile_to_json
+from modelyard.core.signature import coerce_input, infer_signature, output_specs
+from modelyard.core.types import Lineage, Signature
+from modelyard.errors import InvalidInputError, ModelyardError, SignatureMismatchError
+from modelyard.flavors import Artifact, Flavor, LoadOptions, Predictor, convert_to_onnx
+
+logger = logging.getLogger(__name__)
+
+EXAMPLE_ROWS = 5
+ConvertTo = Literal["onnx"] | None
+
+_FLAVOR_PACKAGES = {
+    "sklearn": ("scikit-learn", "skops"),
+    "xgboost": ("xgboost", "xgboost-cpu"),
+    "lightgbm": ("lightgbm",),
+    "onnx": ("onnx", "onnxruntime"),
+    "pickle": ("cloudpickle",),
+}
+
+
+class OnnxConversionSkipped(UserWarning):
+    """The ONNX twin was not kept (conversion failed or its outputs differ); the version is fine."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    role: str
+    name: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedVersion:
+    flavor: str
+    files: list[StoredFile]
+    signature: Signature | None
+    input_example: dict[str, Any] | None
+    flavor_meta: dict[str, Any]
+    lineage: Lineage
+    untrusted: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV or Parquet file, with one clear error for anything else."""
+    p = Path(path)
+    if not p.is_file():
+        raise InvalidInputError(f"Data file {str(p)!r} does not exist; give a CSV or Parquet file.")
+    suffix = p.suffix.lower()
+    try:
+        if suffix in {".parquet", ".pq"}:
+            return pd.read_parquet(p)
+        if suffix in {".csv", ".txt"}:
+            return pd.read_csv(p)
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise InvalidInputError(f"Cannot read data file {str(p)!r}: {_first_line(exc)}.") from exc
+    raise InvalidInputError(
+        f"Data file {str(p)!r} has an unsupported suffix {suffix!r}; use .csv or .parquet."
+    )
+
+
+def split_target(data: Any, target: Any) -> tuple[Any, Any]:
+    """Features and target from ``data`` and ``target`` (a column name or an array)."""
+    if isinstance(data, (str, Path)):
+        data = read_table(data)
+    if target is None:
+        return data, None
+    if isinstance(target, str):
+        if not isinstance(data, pd.DataFrame):
+            raise InvalidInputError(
+                f"Target {target!r} names a column, but the data is not a table; pass the "
+                "target values instead."
+            )
+        if target not in data.columns:
+            shown = ", ".join(map(str, list(data.columns)[:20]))
+            raise SignatureMismatchError(
+                f"The data has no target column {target!r} (columns: {shown}); pass --target "
+                "with one of them."
+            )
+        return data.drop(columns=[target]), data[target]
+    return data, target
+
+
+def prepare_version(
+    flavor: Flavor,
+    artifact: Artifact,
+    *,
+    name: str,
+    model: object | None,
+    data: Any,
+    target: Any,
+    input_example: Any,
+    convert: ConvertTo,
+    options: LoadOptions,
+    source: str | None,
+    sample_rows: int = 10_000,
+) -> PreparedVersion:
+    predictor = flavor.load(artifact, options)
+    X, y = split_target(data, target)
+    files = [StoredFile("model", name_, blob) for name_, blob in artifact.files.items()]
+    meta: dict[str, Any] = {"model": artifact.meta}
+    signature: Signature | None = None
+    example: dict[str, Any] | None = None
+    fingerprint = None
+    check_rows: Any = None
+    if X is not None:
+        _check_features(name, _expected_features(artifact.meta, model, predictor), X)
+        signature = infer_signature(X)
+        fingerprint = fingerprint_dataset(X, y)
+        profile, sample = compute_profile(X, sample_rows=sample_rows)
+        files.append(StoredFile("profile", "profile.json", profile_to_json(profile)))
+        files.append(StoredFile("sample", "reference_sample.parquet", _parquet(sample)))
+        head = _head(X, EXAMPLE_ROWS)
+        check_rows = coerce_input(_concat(head, sample), signature)
+    elif input_example is not None:
+        head = _head(input_example, EXAMPLE_ROWS)
+        signature = infer_signature(head)
+    if signature is not None:
+        coerced = coerce_input(head, signature)
+        signature = _with_outputs(name, signature, predictor, coerced)
+        example = example_to_json(head)
+        if check_rows is None:
+            check_rows = coerced
+    notes: list[str] = []
+    if convert == "onnx":
+        onnx_files, onnx_meta, note = _convert(
+            name, flavor, model=model, predictor=predictor, X=check_rows, options=options
+        )
+        files.extend(onnx_files)
+        if onnx_meta is not None:
+            meta["onnx"] = onnx_meta
+        if note:
+            notes.append(note)
+    lineage = collect_lineage(
+        dataset=fingerprint, packages=_FLAVOR_PACKAGES.get(flavor.name, ()), source=source
+    )
+    return PreparedVersion(
+        flavor=flavor.name,
+        files=files,
+        signature=signature,
+        input_example=example,
+        flavor_meta=meta,
+        lineage=lineage,
+        untrusted=flavor.name == "pickle",
+        notes=notes,
+    )
+
+
+def _with_outputs(name: str, signature: Signature, predictor: Predictor, X: Any) -> Signature:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            predictions = predictor.predict(X)
+            proba = predictor.predict_proba(X) if predictor.has_proba else None
+    except ModelyardError:
+        raise
+    except Exception as exc:
+        raise SignatureMismatchError(
+            f"Model {name!r} cannot predict on the data given ({_first_line(exc)}); pass the "
+            f"data it was trained on (columns: {', '.join(signature.column_names[:20])})."
+        ) from exc
+    classes = predictor.classes
+    return Signature(
+        kind=signature.kind,
+        inputs=signature.inputs,
+        outputs=output_specs(predictions, proba, classes),
+        classes=tuple(_scalar(c) for c in classes) if classes is not None else None,
+    )
+
+
+def _expected_features(
+    meta: dict[str, Any], model: object | None, predictor: Predictor
+) -> tuple[list[str] | None, int | None]:
+    """The feature names (when the model was trained on named columns) and count it expects."""
+    source = model if model is not None else getattr(predictor, "model", None)
+    names = getattr(source, "feature_names_in_", None)
+    if names is None:
+        names = meta.get("feature_names")
+    if names is not None:
+        names = [str(n) for n in names]
+        if all(re.fullmatch(r"(Column_|f)\d+", n) for n in names):
+            names = None  # names the library made up for an unnamed array
+    count = meta.get("n_features") or getattr(source, "n_features_in_", None)
+    return names, int(count) if count is not None else None
+
+
+def _check_features(name: str, expected: tuple[list[str] | None, int | None], X: Any) -> None:
+    names, count = expected
+    width = X.shape[1] if hasattr(X, "shape") and len(X.shape) == 2 else None
+    if names and isinstance(X, pd.DataFrame):
+        given = [str(c) for c in X.columns]
+        missing = [c for c in names if c not in given]
+        extra = [c for c in given if c not in names]
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"missing {', '.join(missing[:10])}")
+            if extra:
+                parts.append(f"unexpected {', '.join(extra[:10])}")
+            raise SignatureMismatchError(
+                f"The data's columns do not match model {name!r} ({'; '.join(parts)}); pass "
+                "the columns the model was trained on (and --target for the label column)."
+            )
+    elif count is not None and width is not None and width != count:
+        raise SignatureMismatchError(
+            f"Model {name!r} expects {count} features but the data has {width} columns; pass "
+            "the data the model was trained on (and --target for the label column)."
+        )
+
+
+def _convert(
+    name: str,
+    flavor: Flavor,
+    *,
+    model: object | None,
+    predictor: Predictor,
+    X: Any,
+    options: LoadOptions,
+) -> tuple[list[StoredFile], dict[str, Any] | None, str | None]:
+    if X is None:
+        reason = "no data or input example to check its outputs against"
+    elif flavor.name == "onnx":
+        return [], None, None
+    else:
+        source = model if model is not None else getattr(predictor, "model", None)
+        result = convert_to_onnx(source, flavor.name, X, options=options)
+        if result.artifact is not None:
+            files = [StoredFile("onnx", f"onnx/{n}", b) for n, b in result.artifact.files.items()]
+            return files, result.artifact.meta, None
+        reason = result.reason or "unknown reason"
+    message = f"ONNX conversion of {name!r} skipped: {reason}; the native model is registered."
+    warnings.warn(message, OnnxConversionSkipped, stacklevel=4)
+    logger.warning(message)
+    return [], None, message
+
+
+def example_to_json(X: Any) -> dict[str, Any]:
+    """A small JSON-safe example: ``{"columns": [...], "data": [[...]]}`` (MLflow's split form)."""
+    if isinstance(X, pd.DataFrame):
+        frame = X.astype(object).where(X.notna(), None)
+        rows = [[_scalar(v) for v in row] for row in frame.itertuples(index=False, name=None)]
+        return {"columns": [str(c) for c in X.columns], "data": rows}
+    array = np.asarray(X)
+    rows = [[_scalar(v) for v in row] for row in array.tolist()]
+    return {"data": rows}
+
+
+def example_from_json(example: dict[str, Any]) -> Any:
+    if "columns" in example:
+        return pd.DataFrame(example["data"], columns=example["columns"])
+    return np.asarray(example["data"])
+
+
+def _scalar(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, (pd.Timestamp,)):
+        return value.isoformat()
+    if isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def _head(X: Any, n: int) -> Any:
+    if isinstance(X, pd.DataFrame):
+        return X.head(n).reset_index(drop=True)
+    if isinstance(X, list) and X and isinstance(X[0], dict):
+        return pd.DataFrame(X[:n])
+    array = np.asarray(X)
+    if array.ndim != 2:
+        raise InvalidInputError(
+            f"Model data must be a table or a 2-D array; got {array.ndim}-D; reshape it."
+        )
+    return array[:n]
+
+
+def _concat(head: Any, sample: pd.DataFrame) -> Any:
+    if isinstance(head, pd.DataFrame):
+        return pd.concat([head, sample[head.columns]], ignore_index=True)
+    return np.vstack([head, sample.to_numpy(dtype=head.dtype)])
+
+
+def _parquet(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

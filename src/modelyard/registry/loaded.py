@@ -1,0 +1,54 @@
+"""A loaded model version: ``predict`` (and ``predict_proba`` for classifiers) on a DataFrame, a
+2-D array or records, validated and coerced against the version's signature first."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from modelyard.core.signature import InputCoercer
+from modelyard.core.types import ModelVersion, Signature
+from modelyard.flavors import Predictor
+from modelyard.flavors._base import Array
+
+Runtime = Literal["auto", "native", "onnx"]
+
+
+class LoadedModel:
+    """A model version ready to predict. Inputs are checked against the signature."""
+
+    def __init__(self, version: ModelVersion, predictor: Predictor, runtime: str) -> None:
+        self.version = version
+        self.runtime = runtime
+        self.predictor = predictor
+        signature = version.signature
+        self._coerce = InputCoercer(signature) if signature is not None else None
+
+    @property
+    def signature(self) -> Signature | None:
+        return self.version.signature
+
+    @property
+    def classes(self) -> list[Any] | None:
+        return self.predictor.classes
+
+    def prepare(self, X: Any) -> Any:
+        """``X`` coerced to the signature (the form the model was trained on)."""
+        return self._coerce(X) if self._coerce is not None else X
+
+    def predict(self, X: Any) -> Array:
+        return self.predictor.predict(self.prepare(X))
+
+    def __repr__(self) -> str:
+        return f"<LoadedModel {self.version.ref} flavor={self.version.flavor} {self.runtime}>"
+
+
+class LoadedClassifier(LoadedModel):
+    """A loaded classifier: ``predict_proba`` gives one column per class, in ``classes`` order."""
+
+    def predict_proba(self, X: Any) -> Array:
+        return self.predictor.predict_proba(self.prepare(X))
+
+
+def loaded_model(version: ModelVersion, predictor: Predictor, runtime: str) -> LoadedModel:
+    cls = LoadedClassifier if predictor.has_proba else LoadedModel
+    return cls(version, predictor, runtime)

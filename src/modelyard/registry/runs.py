@@ -1,0 +1,119 @@
+"""Runs: a minimal record of a training run (params, metrics, start/end, status, tags) that
+versions link to, so a training script can log to modelyard directly."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal
+
+import sqlalchemy as sa
+
+from modelyard.core.types import Run
+from modelyard.errors import InvalidInputError
+from modelyard.registry._rows import fetch_run
+from modelyard.store.schema import runs
+
+if TYPE_CHECKING:
+    from modelyard.store.db import Database
+
+
+def clean_metrics(metrics: dict[str, Any] | None) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in (metrics or {}).items():
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise InvalidInputError(
+                f"Metric {key!r} must be a number, got {value!r}; pass --metric {key}=0.93."
+            ) from None
+        if not math.isfinite(number):
+            raise InvalidInputError(f"Metric {key!r} must be finite, got {value!r}.")
+        out[str(key)] = number
+    return out
+
+
+def clean_strings(kind: str, values: dict[str, Any] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in (values or {}).items():
+        if not isinstance(key, str) or not key or len(key) > 255:
+            raise InvalidInputError(
+                f"{kind.capitalize()} key {key!r} must be a non-empty string of at most 255 "
+                "characters."
+            )
+        out[key] = str(value)
+    return out
+
+
+class ActiveRun:
+    """A run being recorded; a context manager that ends it as ``finished`` or ``failed``."""
+
+    def __init__(self, db: Database, run_id: str) -> None:
+        self._db = db
+        self.id = run_id
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        self._merge("params", clean_strings("param", params))
+
+    def log_metrics(self, metrics: dict[str, Any]) -> None:
+        self._merge("metrics", clean_metrics(metrics))
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        self._merge("tags", clean_strings("tag", tags))
+
+    def end(self, status: Literal["finished", "failed"] = "finished") -> Run:
+        with self._db.write() as conn:
+            conn.execute(
+                sa.update(runs)
+                .where(runs.c.id == self.id)
+                .values(status=status, end_time=datetime.now(UTC))
+            )
+            return fetch_run(conn, self.id)
+
+    def info(self) -> Run:
+        with self._db.read() as conn:
+            return fetch_run(conn, self.id)
+
+    def __enter__(self) -> ActiveRun:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.end("failed" if exc_type is not None else "finished")
+
+    def _merge(self, column: str, values: dict[str, Any]) -> None:
+        with self._db.write() as conn:
+            current = fetch_run(conn, self.id)
+            merged = {**getattr(current, column), **values}
+            conn.execute(sa.update(runs).where(runs.c.id == self.id).values({column: merged}))
+
+
+def start_run(
+    db: Database,
+    *,
+    name: str | None,
+    user: str,
+    params: dict[str, Any] | None,
+    tags: dict[str, Any] | None,
+) -> ActiveRun:
+    run_id = uuid.uuid4().hex
+    with db.write() as conn:
+        conn.execute(
+            sa.insert(runs).values(
+                id=run_id,
+                name=name,
+                status="running",
+                start_time=datetime.now(UTC),
+                params=clean_strings("param", params),
+                metrics={},
+                tags=clean_strings("tag", tags),
+                user=user,
+            )
+        )
+    return ActiveRun(db, run_id)

@@ -1,0 +1,1 @@
+"""Metadata database (SQLAlchemy + alembic) and content-addressed artifact store (fsspec)."""

@@ -1,0 +1,134 @@
+"""The metadata tables (SQLAlchemy Core). Changes here need an alembic migration beside them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+#: The alembic revision this code expects; a test checks it equals the migrations' head.
+HEAD_REVISION = "0001"
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+
+JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+
+models = sa.Table(
+    "models",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("description", sa.Text),
+    sa.Column("latest_version", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(256)),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("start_time", UTCDateTime, nullable=False, index=True),
+    sa.Column("end_time", UTCDateTime),
+    sa.Column("params", JSONType, nullable=False),
+    sa.Column("metrics", JSONType, nullable=False),
+    sa.Column("tags", JSONType, nullable=False),
+    sa.Column("user", sa.String(256), nullable=False),
+)
+
+model_versions = sa.Table(
+    "model_versions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model_id", sa.Integer, sa.ForeignKey("models.id"), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("flavor", sa.String(32), nullable=False),
+    sa.Column("archived", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("untrusted", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("description", sa.Text),
+    sa.Column("signature", JSONType),
+    sa.Column("input_example", JSONType),
+    sa.Column("flavor_meta", JSONType, nullable=False),
+    sa.Column("metrics", JSONType, nullable=False),
+    sa.Column("params", JSONType, nullable=False),
+    sa.Column("lineage", JSONType, nullable=False),
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id")),
+    sa.Column("created_by", sa.String(256), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("model_id", "version"),
+    sa.Index("ix_model_versions_created", "created_at", "id"),
+    sa.Index("ix_model_versions_flavor", "flavor"),
+)
+
+version_files = sa.Table(
+    "version_files",
+    metadata,
+    sa.Column("version_id", sa.Integer, sa.ForeignKey("model_versions.id"), primary_key=True),
+    sa.Column("name", sa.String(256), primary_key=True),
+    sa.Column("role", sa.String(32), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False, index=True),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+)
+
+version_tags = sa.Table(
+    "version_tags",
+    metadata,
+    sa.Column("version_id", sa.Integer, sa.ForeignKey("model_versions.id"), primary_key=True),
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Index("ix_version_tags_key_value", "key", "value"),
+)
+
+aliases = sa.Table(
+    "aliases",
+    metadata,
+    sa.Column("model_id", sa.Integer, sa.ForeignKey("models.id"), primary_key=True),
+    sa.Column("alias", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+alias_events = sa.Table(
+    "alias_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model_id", sa.Integer, sa.ForeignKey("models.id"), nullable=False),
+    sa.Column("alias", sa.String(64), nullable=False),
+    sa.Column("from_version", sa.Integer),
+    sa.Column("to_version", sa.Integer),
+    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index("ix_alias_events_model_alias", "model_id", "alias", "id"),
+)

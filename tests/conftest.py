@@ -1,0 +1,88 @@
+"""Shared fixtures: a registry on real SQLite, and on the machine's PostgreSQL when
+MODELYARD_TEST_POSTGRES_URL is set (``.ci/run`` sets it)."""
+
+from __future__ import annotations
+
+import os
+
+# sklearn, XGBoost and LightGBM each start OpenMP threads; on 2 cores their idle spinning starves
+# the others (a flavor test suite took 54 s instead of 9 s). Must be set before they load.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from modelyard.registry import Registry
+from modelyard.settings import Settings
+
+POSTGRES_URL = os.environ.get("MODELYARD_TEST_POSTGRES_URL")
+SKIP_POSTGRES = pytest.mark.skipif(
+    not POSTGRES_URL,
+    reason="set MODELYARD_TEST_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:5432/DB "
+    "to run the PostgreSQL tests (.ci/run does)",
+)
+BACKENDS = ["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, SKIP_POSTGRES])]
+
+
+def reset_postgres(url: str) -> None:
+    """Empty every modelyard table (keeps the schema); a fresh start for each test."""
+    import sqlalchemy as sa
+
+    from modelyard.store.db import Database
+    from modelyard.store.schema import metadata
+
+    database = Database(url)
+    try:
+        database.upgrade()
+        names = ", ".join(t.name for t in reversed(metadata.sorted_tables))
+        with database.engine.begin() as conn:
+            conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    finally:
+        database.close()
+
+
+def database_url(backend: str, tmp_path: Path) -> str:
+    if backend == "postgres":
+        assert POSTGRES_URL is not None
+        reset_postgres(POSTGRES_URL)
+        return POSTGRES_URL
+    return f"sqlite:///{tmp_path / 'meta.db'}"
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def registry(backend: str, tmp_path: Path) -> Iterator[Registry]:
+    settings = Settings(
+        home=tmp_path / "home",
+        database_url=database_url(backend, tmp_path),
+        artifact_root=str(tmp_path / "artifacts"),
+        identity="tester",
+    )
+    reg = Registry(settings)
+    yield reg
+    reg.close()
+
+
+@pytest.fixture
+def sqlite_registry(tmp_path: Path) -> Iterator[Registry]:
+    reg = Registry(
+        Settings(
+            home=tmp_path / "home",
+            database_url=f"sqlite:///{tmp_path / 'meta.db'}",
+            artifact_root=str(tmp_path / "artifacts"),
+            identity="tester",
+        )
+    )
+    yield reg
+    reg.close()
+
+
+def blob_count(root: Path) -> int:
+    """How many artifact blobs exist under an artifact root."""
+    base = root / "sha256"
+    return sum(1 for p in base.rglob("*") if p.is_file()) if base.exists() else 0
