@@ -93,6 +93,30 @@ class ModelLoadError(ServingError):
     pass
 
 
+class PredictionError(ServingError):
+    """The model raised while predicting a batch."""
+
+    kind = "model"
+
+
+class NotReadyError(ServingError):
+    """The model is still loading or warming up."""
+
+    kind = "not_ready"
+
+
+class UnauthorizedError(ModelyardError):
+    """No valid token was given."""
+
+    kind = "unauthorized"
+
+
+class ForbiddenError(ModelyardError):
+    """The token's scope does not allow this."""
+
+    kind = "forbidden"
+
+
 class OverloadedError(ServingError):
     kind = "overloaded"
 

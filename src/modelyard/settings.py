@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import (
@@ -28,6 +28,25 @@ class OnnxSettings(BaseModel):
 
     intra_op_threads: int = Field(default=1, ge=0)
     inter_op_threads: int = Field(default=1, ge=0)
+
+
+class ServingSettings(BaseModel):
+    """``yard serve`` options; each is also ``MODELYARD_SERVING__<NAME>``."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1)
+    max_batch_size: int = Field(default=64, ge=1)
+    max_batch_delay_ms: float = Field(default=2.0, ge=0)
+    max_queue: int = Field(default=1024, ge=1)
+    timeout_ms: float = Field(default=10_000, gt=0)
+    runtime: Literal["auto", "native", "onnx"] = "auto"
+    auth: bool = False
+    #: How often the server checks whether a followed alias moved.
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    #: How long SIGTERM waits for in-flight requests before closing connections.
+    graceful_timeout_s: float = Field(default=30.0, ge=0)
+    access_log: bool = False
 
 
 class Settings(BaseSettings):
@@ -56,6 +75,7 @@ class Settings(BaseSettings):
     identity: str | None = None
     trusted_types: list[str] = Field(default_factory=list)
     onnx: OnnxSettings = Field(default_factory=OnnxSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
 
     @classmethod
     def settings_customise_sources(

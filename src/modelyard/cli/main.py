@@ -9,7 +9,7 @@ import traceback
 
 import typer
 
-from modelyard.cli import db, models, runs
+from modelyard.cli import db, models, runs, serve
 from modelyard.errors import ModelyardError
 
 app = typer.Typer(
@@ -22,6 +22,8 @@ app = typer.Typer(
 app.add_typer(models.app, name="models")
 app.add_typer(runs.app, name="runs")
 app.add_typer(db.app, name="db")
+app.add_typer(serve.tokens_app, name="tokens")
+app.command("serve")(serve.serve)
 
 
 @app.callback()

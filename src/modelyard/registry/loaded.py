@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
-from modelyard.core.signature import InputCoercer
 from modelyard.core.types import ModelVersion, Signature
 from modelyard.flavors import Predictor
 from modelyard.flavors._base import Array
@@ -20,8 +20,7 @@ class LoadedModel:
         self.version = version
         self.runtime = runtime
         self.predictor = predictor
-        signature = version.signature
-        self._coerce = InputCoercer(signature) if signature is not None else None
+        self._coerce: Callable[[Any], Any] | None = None
 
     @property
     def signature(self) -> Signature | None:
@@ -33,7 +32,16 @@ class LoadedModel:
 
     def prepare(self, X: Any) -> Any:
         """``X`` coerced to the signature (the form the model was trained on)."""
-        return self._coerce(X) if self._coerce is not None else X
+        if self._coerce is None:
+            signature = self.version.signature
+            if signature is None:
+                return X
+            # imported here: pandas costs a second at start-up, and a server feeding an ONNX
+            # model its float matrix never needs it
+            from modelyard.core.signature import InputCoercer
+
+            self._coerce = InputCoercer(signature)
+        return self._coerce(X)
 
     def predict(self, X: Any) -> Array:
         return self.predictor.predict(self.prepare(X))

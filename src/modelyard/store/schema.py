@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
 #: The alembic revision this code expects; a test checks it equals the migrations' head.
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 
 metadata = sa.MetaData(
     naming_convention={
@@ -131,4 +131,18 @@ alias_events = sa.Table(
     sa.Column("reason", sa.Text),
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Index("ix_alias_events_model_alias", "model_id", "alias", "id"),
+)
+
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("id", sa.String(16), primary_key=True),
+    sa.Column("secret_sha256", sa.String(64), nullable=False),
+    sa.Column("scope", sa.String(16), nullable=False),
+    sa.Column("model", sa.String(128)),
+    sa.Column("description", sa.Text),
+    sa.Column("created_by", sa.String(256), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime),
+    sa.Column("revoked", sa.Boolean, nullable=False, server_default=sa.false()),
 )

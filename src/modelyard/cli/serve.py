@@ -1,0 +1,96 @@
+"""``yard serve`` and ``yard tokens``."""
+
+from __future__ import annotations
+
+import typer
+
+from modelyard.cli._output import console, print_json, table, when
+
+tokens_app = typer.Typer(help="API tokens for the server.", no_args_is_help=True)
+
+
+def serve(
+    refs: list[str] = typer.Argument(..., help="NAME@ALIAS (followed) or NAME/VERSION."),
+    host: str | None = typer.Option(None, help="Address to bind (default 127.0.0.1)."),
+    port: int | None = typer.Option(None, help="Port (default 8080)."),
+    workers: int | None = typer.Option(None, min=1, help="Worker processes sharing the port."),
+    max_batch_size: int | None = typer.Option(None, min=1, help="Rows per model call."),
+    max_batch_delay_ms: float | None = typer.Option(None, min=0, help="Wait to fill a batch."),
+    max_queue: int | None = typer.Option(None, min=1, help="Queued requests before 503."),
+    timeout_ms: float | None = typer.Option(None, min=1, help="Deadline per request (504)."),
+    runtime: str | None = typer.Option(None, help="auto|native|onnx (auto: ONNX when present)."),
+    auth: bool = typer.Option(False, "--auth", help="Require tokens (see 'yard tokens')."),
+) -> None:
+    """Serve models over the Open Inference Protocol v2 and MLflow's /invocations."""
+    from modelyard.serving.server import serve as run
+    from modelyard.settings import Settings
+
+    if runtime not in (None, "auto", "native", "onnx"):
+        raise typer.BadParameter("use auto, native or onnx", param_hint="--runtime")
+    settings = Settings()
+    serving = settings.serving.model_copy(
+        update={
+            k: v
+            for k, v in {
+                "host": host, "port": port, "workers": workers, "max_batch_size": max_batch_size,
+                "max_batch_delay_ms": max_batch_delay_ms, "max_queue": max_queue,
+                "timeout_ms": timeout_ms, "runtime": runtime, "auth": auth or None,
+            }.items()
+            if v is not None
+        }
+    )  # fmt: skip
+    run(settings.model_copy(update={"serving": serving}), list(refs))
+
+
+@tokens_app.command("create")
+def create(
+    scope: str = typer.Option(..., help="predict or admin."),
+    model: str | None = typer.Option(None, help="Limit a predict token to this model."),
+    expires: str | None = typer.Option(None, help="Lifetime such as 30d, 12h (default: none)."),
+    description: str | None = typer.Option(None),
+) -> None:
+    """Create a token and print it once (only its hash is stored)."""
+    from modelyard.cli._registry import open_registry
+    from modelyard.serving.tokens import create_token
+
+    registry = open_registry()
+    token, info = create_token(
+        registry.db, scope=scope, model=model, expires=expires, created_by=registry.identity,
+        description=description,
+    )  # fmt: skip
+    print(token)
+    limit = f" for model {info.model}" if info.model else ""
+    expiry = f", expires {when(info.expires_at)}" if info.expires_at else ""
+    console().print(f"[dim]{info.scope} token {info.id}{limit}{expiry}; it is not shown again[/]")
+
+
+@tokens_app.command("list")
+def list_tokens(json: bool = typer.Option(False, "--json")) -> None:
+    """List tokens (never their secrets)."""
+    from modelyard.cli._registry import open_registry
+    from modelyard.serving.tokens import list_tokens as fetch
+
+    items = fetch(open_registry().db)
+    if json:
+        print_json([vars_(t) for t in items])
+        return
+    table(
+        "tokens",
+        ["id", "scope", "model", "created", "by", "expires", "revoked"],
+        [(t.id, t.scope, t.model, when(t.created_at), t.created_by, when(t.expires_at),
+          "yes" if t.revoked else "") for t in items],
+    )  # fmt: skip
+
+
+@tokens_app.command("revoke")
+def revoke(token_id: str) -> None:
+    """Revoke a token; servers stop accepting it within seconds."""
+    from modelyard.cli._registry import open_registry
+    from modelyard.serving.tokens import revoke_token
+
+    info = revoke_token(open_registry().db, token_id)
+    console().print(f"revoked token {info.id}")
+
+
+def vars_(item: object) -> dict[str, object]:
+    return {s: getattr(item, s) for s in item.__slots__}  # type: ignore[attr-defined]

@@ -1,0 +1,86 @@
+"""Prometheus metrics of one server, on a registry the server owns (nothing global).
+
+With several workers, ``PROMETHEUS_MULTIPROC_DIR`` is set by ``yard serve`` before any worker
+starts; each worker writes its values there and ``/metrics`` adds them up across workers.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+_LATENCY_BUCKETS = (
+    0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
+)  # fmt: skip
+_ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class ServingMetrics:
+    """The server's metrics; label children are cached so a request costs a few dict lookups."""
+
+    def __init__(self) -> None:
+        self.multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "modelyard_requests", "Requests by model, version, route and status.",
+            ["model", "version", "route", "status"], registry=r,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "modelyard_request_seconds", "Whole request time, receive to last byte sent.",
+            ["model", "route"], buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.queue_wait = Histogram(
+            "modelyard_queue_wait_seconds", "Time a request waited for its batch to start.",
+            ["model"], buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.compute = Histogram(
+            "modelyard_model_compute_seconds", "Model time per batch.",
+            ["model"], buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.serialize = Histogram(
+            "modelyard_serialize_seconds", "Time to encode an answer.",
+            ["model"], buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.batch_rows = Histogram(
+            "modelyard_batch_rows", "Rows per model call.", ["model"], buckets=_ROW_BUCKETS,
+            registry=r,
+        )  # fmt: skip
+        self.queue_depth = Gauge(
+            "modelyard_queue_depth", "Requests waiting for a batch.", ["model"],
+            registry=r, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.loads = Counter(
+            "modelyard_model_loads", "Model loads by result (ok or failed).",
+            ["model", "version", "result"], registry=r,
+        )  # fmt: skip
+        if self.multiprocess_dir is None:
+            ProcessCollector(registry=r)
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        found = self._children.get(key)
+        if found is None:
+            found = metric.labels(*labels)
+            self._children[key] = found
+        return found
+
+    def render(self) -> tuple[bytes, str]:
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        from prometheus_client import multiprocess
+
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]  # untyped upstream
+        return generate_latest(merged), CONTENT_TYPE_LATEST

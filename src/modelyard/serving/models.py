@@ -1,0 +1,282 @@
+"""The models a server holds: loading, warm-up, the batch runner, and hot swaps.
+
+A ``ModelSlot`` serves one model name. It follows an alias (``churn@production``) or pins a
+version (``churn/3``). When the alias moves, the new version is loaded and warmed beside the old
+one, then swapped in with one assignment; requests that already hold the old ``ServedModel``
+finish on it, and it closes once its queue is empty. A failed load leaves the old one serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from modelyard.core.refs import ModelRef
+from modelyard.errors import (
+    ModelyardError,
+    NotFoundError,
+    NotReadyError,
+    VersionNotFoundError,
+)
+from modelyard.serving.batching import AdaptiveBatcher, BatchResult
+from modelyard.serving.codecs import datatype_of
+from modelyard.serving.validation import RequestValidator, Rows
+
+if TYPE_CHECKING:
+    from modelyard.registry import Registry
+    from modelyard.registry.loaded import LoadedModel
+    from modelyard.settings import ServingSettings
+
+logger = logging.getLogger(__name__)
+
+Array = npt.NDArray[Any]
+_OIP_TYPES = {
+    "float64": "FP64", "float32": "FP32", "int64": "INT64", "int32": "INT32", "int16": "INT16",
+    "int8": "INT8", "uint8": "UINT8", "bool": "BOOL", "string": "BYTES", "category": "BYTES",
+}  # fmt: skip
+
+
+class ServedModel:
+    """One loaded version: its validator, its batcher and the function that runs a batch."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        settings: ServingSettings,
+        *,
+        on_batch: Callable[[int, float], None] | None = None,
+    ) -> None:
+        signature = loaded.version.signature
+        if signature is None:
+            raise NotReadyError(
+                f"Model {loaded.version.ref} has no signature; register it with data= or an "
+                "input example so that the server can validate requests."
+            )
+        self.loaded = loaded
+        self.name = loaded.version.name
+        self.version = str(loaded.version.version)
+        self.signature = signature
+        self.validator = RequestValidator(signature)
+        self.outputs = ("predict", "predict_proba") if loaded.predictor.has_proba else ("predict",)
+        self._names = signature.column_names
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"model-{self.name}")
+        self.batcher = AdaptiveBatcher(
+            self.run_batch,
+            executor=self._executor,
+            max_batch_size=settings.max_batch_size,
+            max_batch_delay_ms=settings.max_batch_delay_ms,
+            max_queue=settings.max_queue,
+            on_batch=on_batch,
+        )
+        layout = getattr(loaded.predictor, "layout", None)
+        # The ONNX twin of a numeric model takes the float matrix as it is; native models get
+        # the DataFrame (or array) they were trained on.
+        self._matrix_direct = signature.kind == "tensor" or (
+            loaded.runtime == "onnx" and layout == "tensor" and self.validator.numeric
+        )
+
+    def run_batch(self, rows: Rows, wanted: tuple[str, ...]) -> dict[str, Array]:
+        X = self._model_input(rows)
+        predictor = self.loaded.predictor
+        out: dict[str, Array] = {}
+        if "predict_proba" in wanted:
+            out["predict_proba"] = predictor.predict_proba(X)
+        if "predict" in wanted:
+            out["predict"] = predictor.predict(X)
+        return out
+
+    def _model_input(self, rows: Rows) -> Any:
+        if self._matrix_direct and rows.matrix is not None:
+            return rows.matrix
+        import pandas as pd
+
+        if rows.matrix is not None:
+            frame = pd.DataFrame(rows.matrix, columns=self._names, copy=False)
+        else:
+            assert rows.columns is not None
+            frame = pd.DataFrame(dict(zip(self._names, rows.columns, strict=True)), copy=False)
+        return self.loaded.prepare(frame)
+
+    async def predict(
+        self, rows: Rows, outputs: tuple[str, ...], *, timeout_s: float
+    ) -> BatchResult:
+        return await self.batcher.submit(rows, outputs, timeout_s=timeout_s)
+
+    def metadata(self) -> dict[str, Any]:
+        """Open Inference Protocol model metadata, from the signature."""
+        sig = self.signature
+        inputs = [
+            {"name": spec.name, "datatype": _OIP_TYPES.get(spec.dtype, "BYTES"),
+             "shape": list(spec.shape)}
+            for spec in sig.inputs
+        ]  # fmt: skip
+        outputs = [
+            {"name": spec.name, "datatype": _OIP_TYPES.get(spec.dtype, "BYTES"),
+             "shape": list(spec.shape)}
+            for spec in sig.outputs if spec.name in self.outputs
+        ]  # fmt: skip
+        return {
+            "name": self.name,
+            "versions": [self.version],
+            "platform": f"modelyard-{self.loaded.version.flavor}-{self.loaded.runtime}",
+            "inputs": inputs,
+            "outputs": outputs,
+        }
+
+    async def warm(self, timeout_s: float) -> None:
+        """One inference on the version's input example through the whole path."""
+        example = self.loaded.version.input_example
+        if example is None:
+            return
+        if "columns" in example:
+            rows = self.validator.from_split(example["columns"], example["data"])
+        else:
+            rows = self.validator.from_rows(example["data"])
+        result = await self.predict(rows, self.outputs, timeout_s=timeout_s)
+        for name, values in result.outputs.items():
+            datatype_of(np.asarray(values))
+            if len(values) != rows.n:
+                raise NotReadyError(f"Warm-up of {self.loaded.version.ref}: bad {name} length.")
+
+    async def close(self) -> None:
+        await self.batcher.close()
+        self._executor.shutdown(wait=False)
+
+
+class ModelSlot:
+    """A served model name and the version it currently serves."""
+
+    def __init__(self, ref: ModelRef) -> None:
+        self.ref = ref
+        self.current: ServedModel | None = None
+        self.failed_version: int | None = None
+        self.swaps = 0
+
+    @property
+    def follows_alias(self) -> bool:
+        return self.ref.version is None
+
+
+class ModelHub:
+    """All models of one server process."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        refs: list[ModelRef],
+        settings: ServingSettings,
+        *,
+        on_batch: Callable[[str, int, float], None] | None = None,
+        on_load: Callable[[str, str, bool], None] | None = None,
+    ) -> None:
+        names = [ref.name for ref in refs]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ModelyardError(f"Model {duplicates[0]!r} is named twice; serve each model once.")
+        self.registry = registry
+        self.settings = settings
+        self.slots = {ref.name: ModelSlot(ref) for ref in refs}
+        self._on_batch = on_batch
+        self._on_load = on_load
+        self._watch: asyncio.Task[None] | None = None
+        self.ready = False
+
+    def get(self, name: str, version: str | None = None) -> ServedModel:
+        slot = self.slots.get(name)
+        if slot is None:
+            served = ", ".join(sorted(self.slots)) or "none"
+            raise NotFoundError(f"Model {name!r} is not served here (serving: {served}).")
+        current = slot.current
+        if current is None:
+            raise NotReadyError(f"Model {name!r} is still loading; retry shortly.")
+        if version is not None and version != current.version:
+            raise VersionNotFoundError(
+                f"Model {name!r} version {version} is not served (serving version "
+                f"{current.version})."
+            )
+        return current
+
+    async def start(self) -> None:
+        for slot in self.slots.values():
+            slot.current = await self._load(slot.ref)
+        self.ready = True
+        self._watch = asyncio.get_running_loop().create_task(self._follow())
+
+    async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+        for slot in self.slots.values():
+            if slot.current is not None:
+                await slot.current.close()
+
+    async def _load(self, ref: ModelRef | str) -> ServedModel:
+        runtime = self.settings.runtime
+        started = time.perf_counter()
+        loaded = await asyncio.to_thread(self.registry.load, ref, runtime=runtime)
+        on_batch = self._on_batch
+        name = loaded.version.name
+        served = ServedModel(
+            loaded,
+            self.settings,
+            on_batch=(lambda rows, secs: on_batch(name, rows, secs)) if on_batch else None,
+        )
+        served.batcher.start()
+        try:
+            await served.warm(self.settings.timeout_ms / 1000)
+        except BaseException:
+            await served.close()
+            raise
+        logger.info(
+            "serving %s (%s runtime) ready in %.0f ms",
+            loaded.version.ref, loaded.runtime, (time.perf_counter() - started) * 1000,
+        )  # fmt: skip
+        if self._on_load is not None:
+            self._on_load(name, served.version, True)
+        return served
+
+    async def _follow(self) -> None:
+        """Poll the followed aliases; swap in a moved alias's version."""
+        interval = self.settings.poll_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            for slot in self.slots.values():
+                if slot.follows_alias:
+                    await self._check(slot)
+
+    async def _check(self, slot: ModelSlot) -> None:
+        try:
+            target = await asyncio.to_thread(self.registry.get_version, slot.ref)
+        except ModelyardError as exc:
+            logger.warning("cannot resolve %s: %s", slot.ref, exc)
+            return
+        current = slot.current
+        if current is None or str(target.version) == current.version:
+            return
+        if slot.failed_version == target.version:
+            return
+        try:
+            new = await self._load(f"{target.name}/{target.version}")
+        except Exception as exc:
+            slot.failed_version = target.version
+            logger.error(
+                "could not swap %s to version %s; still serving version %s: %s",
+                slot.ref, target.version, current.version, exc,
+            )  # fmt: skip
+            if self._on_load is not None:
+                self._on_load(slot.ref.name, str(target.version), False)
+            return
+        slot.current = new
+        slot.failed_version = None
+        slot.swaps += 1
+        logger.info("%s moved: version %s -> %s", slot.ref, current.version, new.version)
+        await current.close()

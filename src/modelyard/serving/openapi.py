@@ -1,0 +1,176 @@
+"""The server's OpenAPI document and a self-contained docs page (no CDN: it renders the
+document with a few lines of inline JavaScript)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERROR = {
+    "description": "Error",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {"error": {"type": "string"}},
+                "required": ["error"],
+            }
+        }
+    },
+}
+_TENSOR = {
+    "type": "object",
+    "required": ["name", "shape", "datatype", "data"],
+    "properties": {
+        "name": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+        "datatype": {
+            "type": "string",
+            "enum": [
+                "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32",
+                "INT64", "FP16", "FP32", "FP64", "BYTES",
+            ],
+        },
+        "parameters": {"type": "object"},
+        "data": {"type": "array", "items": {}},
+    },
+}  # fmt: skip
+_INFER_REQUEST = {
+    "type": "object",
+    "required": ["inputs"],
+    "properties": {
+        "id": {"type": "string"},
+        "parameters": {"type": "object"},
+        "inputs": {"type": "array", "items": _TENSOR, "minItems": 1},
+        "outputs": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {"name": {"type": "string"}, "parameters": {"type": "object"}},
+            },
+        },
+    },
+}
+_INFER_RESPONSE = {
+    "type": "object",
+    "required": ["model_name", "outputs"],
+    "properties": {
+        "model_name": {"type": "string"},
+        "model_version": {"type": "string"},
+        "id": {"type": "string"},
+        "outputs": {"type": "array", "items": _TENSOR},
+    },
+}
+_MLFLOW_REQUEST = {
+    "type": "object",
+    "description": "Exactly one of dataframe_split, dataframe_records, instances, inputs.",
+    "properties": {
+        "dataframe_split": {
+            "type": "object",
+            "properties": {
+                "columns": {"type": "array", "items": {"type": "string"}},
+                "data": {"type": "array", "items": {"type": "array", "items": {}}},
+            },
+            "required": ["data"],
+        },
+        "dataframe_records": {"type": "array", "items": {"type": "object"}},
+        "instances": {"type": "array", "items": {}},
+        "inputs": {},
+        "params": {"type": "object"},
+    },
+}
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _model_params(with_version: bool) -> list[dict[str, Any]]:
+    params = [{"name": "model_name", "in": "path", "required": True, "schema": {"type": "string"}}]
+    if with_version:
+        params.append(
+            {
+                "name": "model_version",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string"},
+            }
+        )
+    return params
+
+
+def openapi_document() -> dict[str, Any]:
+    errors = {"400": _ERROR, "404": _ERROR, "500": _ERROR, "503": _ERROR, "504": _ERROR}
+    paths: dict[str, Any] = {
+        "/v2": {"get": {"summary": "Server metadata", "responses": {"200": _json({
+            "type": "object", "properties": {"name": {"type": "string"},
+            "version": {"type": "string"}, "extensions": {"type": "array"}}})}}},
+        "/v2/health/live": {"get": {"summary": "Server live", "responses": {"200": _json({})}}},
+        "/v2/health/ready": {"get": {"summary": "Server ready (400 while loading)",
+                                     "responses": {"200": _json({}), "400": _json({})}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
+            "200": {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}
+        }}},
+        "/invocations": {"post": {
+            "summary": "MLflow-compatible scoring (a server with one model)",
+            "requestBody": {"content": {"application/json": {"schema": _MLFLOW_REQUEST},
+                                        "text/csv": {"schema": {"type": "string"}}}},
+            "responses": {"200": _json({"type": "object", "properties": {
+                "predictions": {"type": "array"}}}), "415": _ERROR, **errors},
+        }},
+    }  # fmt: skip
+    for with_version in (False, True):
+        base = "/v2/models/{model_name}" + ("/versions/{model_version}" if with_version else "")
+        params = _model_params(with_version)
+        paths[base] = {
+            "get": {
+                "summary": "Model metadata",
+                "parameters": params,
+                "responses": {"200": _json({"type": "object"}), **errors},
+            }
+        }
+        paths[base + "/ready"] = {
+            "get": {
+                "summary": "Model ready",
+                "parameters": params,
+                "responses": {"200": _json({}), **errors},
+            }
+        }
+        paths[base + "/infer"] = {"post": {
+            "summary": "Inference (Open Inference Protocol v2)", "parameters": params,
+            "requestBody": {"required": True,
+                            "content": {"application/json": {"schema": _INFER_REQUEST}}},
+            "responses": {"200": _json(_INFER_RESPONSE), **errors},
+        }}  # fmt: skip
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "modelyard model server", "version": "0.1.0"},
+        "paths": paths,
+    }
+
+
+DOCS_HTML = b"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>modelyard API</title>
+<style>body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}
+code{background:#f4f4f4;padding:0 .3em}h2{margin-top:2rem}.m{font-weight:700;width:4rem;
+display:inline-block}</style></head>
+<body><h1>modelyard model server</h1>
+<p>Open Inference Protocol v2 (KServe, Triton, MLServer clients work unchanged) and MLflow's
+<code>/invocations</code>. The machine-readable document is
+<a href="/openapi.json">/openapi.json</a>.</p><div id="paths">Loading...</div>
+<script>
+fetch('/openapi.json').then(r => r.json()).then(doc => {
+  const out = document.getElementById('paths'); out.textContent = '';
+  for (const [path, ops] of Object.entries(doc.paths)) {
+    for (const [method, op] of Object.entries(ops)) {
+      const p = document.createElement('p');
+      const m = document.createElement('span'); m.className = 'm';
+      m.textContent = method.toUpperCase();
+      const c = document.createElement('code'); c.textContent = path;
+      p.append(m, c, ' ' + (op.summary || ''));
+      out.append(p);
+    }
+  }
+});
+</script></body></html>
+"""

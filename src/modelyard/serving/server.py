@@ -1,0 +1,99 @@
+"""Running the server: build the application from settings and hand it to uvicorn.
+
+One worker runs in this process. Several workers share the port (uvicorn starts them); each
+builds its own application from the settings passed in ``MODELYARD_SERVE_SPEC``, and their
+metrics meet in ``PROMETHEUS_MULTIPROC_DIR``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from typing import Any
+
+from modelyard.core.refs import parse_ref
+from modelyard.serving.http import ModelServer
+from modelyard.settings import Settings
+
+logger = logging.getLogger(__name__)
+SPEC_ENV = "MODELYARD_SERVE_SPEC"
+
+
+def build_app(settings: Settings, refs: list[str]) -> ModelServer:
+    """The ASGI application for ``refs`` (models load when the server starts)."""
+    from modelyard.registry import Registry
+    from modelyard.serving.metrics import ServingMetrics
+    from modelyard.serving.models import ModelHub
+    from modelyard.serving.tokens import TokenChecker
+
+    registry = Registry(settings)
+    metrics = ServingMetrics()
+
+    def on_batch(model: str, rows: int, compute_s: float) -> None:
+        metrics.child(metrics.batch_rows, model).observe(rows)
+        metrics.child(metrics.compute, model).observe(compute_s)
+        slot = hub.slots.get(model)
+        if slot is not None and slot.current is not None:
+            metrics.child(metrics.queue_depth, model).set(slot.current.batcher.depth)
+
+    def on_load(model: str, version: str, ok: bool) -> None:
+        metrics.child(metrics.loads, model, version, "ok" if ok else "failed").inc()
+
+    hub = ModelHub(
+        registry, [parse_ref(r) for r in refs], settings.serving,
+        on_batch=on_batch, on_load=on_load,
+    )  # fmt: skip
+    tokens = TokenChecker(registry.db) if settings.serving.auth else None
+    return ModelServer(hub, settings.serving, metrics, tokens=tokens)
+
+
+def app_from_env() -> ModelServer:
+    """uvicorn's factory in each worker process."""
+    spec = json.loads(os.environ[SPEC_ENV])
+    return build_app(Settings.model_validate(spec["settings"]), spec["refs"])
+
+
+def check_refs(settings: Settings, refs: list[str]) -> None:
+    """Fail before binding the port when a reference does not resolve."""
+    from modelyard.registry import Registry
+
+    registry = Registry(settings)
+    try:
+        for ref in refs:
+            registry.get_version(ref)
+    finally:
+        registry.close()
+
+
+def serve(settings: Settings, refs: list[str]) -> None:
+    """Serve until SIGTERM/SIGINT; in-flight requests and batches finish first."""
+    import uvicorn
+
+    check_refs(settings, refs)
+    opts = settings.serving
+    common: dict[str, Any] = {
+        "host": opts.host,
+        "port": opts.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "lifespan": "on",
+        "access_log": opts.access_log,
+        "log_level": "info",
+        "timeout_graceful_shutdown": opts.graceful_timeout_s,
+        "server_header": False,
+    }
+    if opts.workers == 1:
+        uvicorn.run(build_app(settings, refs), **common)
+        return
+    metrics_dir = tempfile.mkdtemp(prefix="modelyard-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    os.environ[SPEC_ENV] = json.dumps({"settings": settings.model_dump(mode="json"), "refs": refs})
+    try:
+        uvicorn.run(
+            "modelyard.serving.server:app_from_env", factory=True, workers=opts.workers, **common
+        )
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -1,0 +1,39 @@
+"""Where predictions go after the answer is sent. The default sink discards them; the
+monitoring capability provides the durable one (a bounded queue and a Parquet writer)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionRecord:
+    request_id: str
+    time: float
+    model: str
+    version: str
+    route: str
+    inputs: Any
+    outputs: dict[str, Any]
+    latency_s: float
+
+
+class PredictionSink(Protocol):
+    def submit(self, record: PredictionRecord) -> None:
+        """Take a record without blocking (drop it if full)."""
+        ...
+
+    def close(self) -> None:
+        """Flush what is held; called once at shutdown."""
+        ...
+
+
+class NullSink:
+    """Discards every record."""
+
+    def submit(self, record: PredictionRecord) -> None:
+        return None
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,155 @@
+"""API tokens: ``predict`` (optionally for one model) and ``admin`` scopes.
+
+A token is ``myd_<id>_<secret>``; it is printed once and only the sha256 of the secret is stored.
+The server checks a presented token by id, compares the secret's hash in constant time and
+caches what it read for a few seconds, so a revoked token stops working within that time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Literal
+
+import sqlalchemy as sa
+
+from modelyard.errors import ForbiddenError, InvalidInputError, NotFoundError, UnauthorizedError
+from modelyard.store.schema import tokens
+
+if TYPE_CHECKING:
+    from modelyard.store.db import Database
+
+Scope = Literal["predict", "admin"]
+_TOKEN_RE = re.compile(r"myd_([0-9a-f]{12})_([A-Za-z0-9_-]{20,})")
+_DURATION_RE = re.compile(r"(\d+)\s*([smhdw])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+CACHE_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    id: str
+    scope: str
+    model: str | None
+    description: str | None
+    created_by: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked: bool
+
+
+def parse_duration(text: str) -> timedelta:
+    """``30d``, ``12h``, ``90m``, ``2w``."""
+    match = _DURATION_RE.fullmatch(text.strip())
+    if match is None:
+        raise InvalidInputError(f"Invalid duration {text!r}; use e.g. 30d, 12h, 90m or 2w.")
+    return timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_token(
+    db: Database,
+    *,
+    scope: str,
+    model: str | None,
+    expires: str | None,
+    created_by: str,
+    description: str | None = None,
+) -> tuple[str, TokenInfo]:
+    """A new token: returns the token text (shown once) and what is stored about it."""
+    if scope not in ("predict", "admin"):
+        raise InvalidInputError(f"Unknown scope {scope!r}; use 'predict' or 'admin'.")
+    if model is not None and scope != "predict":
+        raise InvalidInputError("Only predict tokens can be limited to one model (--model).")
+    token_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    now = datetime.now(UTC)
+    expires_at = now + parse_duration(expires) if expires else None
+    with db.write() as conn:
+        conn.execute(
+            sa.insert(tokens).values(
+                id=token_id, secret_sha256=_hash(secret), scope=scope, model=model,
+                description=description, created_by=created_by, created_at=now,
+                expires_at=expires_at, revoked=False,
+            )
+        )  # fmt: skip
+    info = TokenInfo(token_id, scope, model, description, created_by, now, expires_at, False)
+    return f"myd_{token_id}_{secret}", info
+
+
+def list_tokens(db: Database) -> list[TokenInfo]:
+    with db.read() as conn:
+        rows = conn.execute(sa.select(tokens).order_by(tokens.c.created_at.desc())).all()
+    return [_info(row) for row in rows]
+
+
+def revoke_token(db: Database, token_id: str) -> TokenInfo:
+    with db.write() as conn:
+        done = conn.execute(
+            sa.update(tokens).where(tokens.c.id == token_id).values(revoked=True)
+        ).rowcount
+        if not done:
+            raise NotFoundError(f"No token {token_id!r}; run 'yard tokens list'.")
+        row = conn.execute(sa.select(tokens).where(tokens.c.id == token_id)).one()
+    return _info(row)
+
+
+def _info(row: sa.Row[tuple[object, ...]]) -> TokenInfo:
+    m = row._mapping
+    return TokenInfo(
+        id=str(m["id"]), scope=str(m["scope"]), model=m["model"], description=m["description"],
+        created_by=str(m["created_by"]), created_at=m["created_at"], expires_at=m["expires_at"],
+        revoked=bool(m["revoked"]),
+    )  # fmt: skip
+
+
+class TokenChecker:
+    """Checks ``Authorization: Bearer`` tokens for a server; reads the store at most every
+    ``CACHE_S`` seconds per token."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._cache: dict[str, tuple[float, str, TokenInfo | None]] = {}
+
+    def check(self, authorization: str | None, *, scope: Scope, model: str | None) -> TokenInfo:
+        if not authorization:
+            raise UnauthorizedError(
+                "This endpoint needs a token: send 'Authorization: Bearer ...'."
+            )
+        kind, _, value = authorization.partition(" ")
+        match = _TOKEN_RE.fullmatch(value.strip()) if kind.lower() == "bearer" else None
+        if match is None:
+            raise UnauthorizedError("The token is malformed; send 'Authorization: Bearer myd_...'.")
+        stored_hash, info = self._lookup(match[1])
+        presented = _hash(match[2])
+        if info is None or not hmac.compare_digest(presented, stored_hash):
+            raise UnauthorizedError("The token is not valid.")
+        if info.revoked:
+            raise UnauthorizedError("The token was revoked.")
+        if info.expires_at is not None and info.expires_at <= datetime.now(UTC):
+            raise UnauthorizedError("The token has expired; create a new one.")
+        if scope == "admin" and info.scope != "admin":
+            raise ForbiddenError("This endpoint needs an admin token.")
+        if scope == "predict" and info.model is not None and info.model != model:
+            raise ForbiddenError(f"The token is limited to model {info.model!r}.")
+        return info
+
+    def _lookup(self, token_id: str) -> tuple[str, TokenInfo | None]:
+        now = time.monotonic()
+        cached = self._cache.get(token_id)
+        if cached is not None and now - cached[0] < CACHE_S:
+            return cached[1], cached[2]
+        with self._db.read() as conn:
+            row = conn.execute(sa.select(tokens).where(tokens.c.id == token_id)).first()
+        # an unknown id still costs one hash comparison, against a value nobody holds
+        entry = (now, str(row.secret_sha256), _info(row)) if row else (now, "0" * 64, None)
+        self._cache[token_id] = entry
+        return entry[1], entry[2]

@@ -1,0 +1,273 @@
+"""Checking request tensors against a model's signature, once per request, before batching.
+
+A ``RequestValidator`` is compiled once per served model. It accepts one tensor per column or
+one 2-D tensor (columns in signature order), checks names, row counts, dtypes and missing values,
+and returns ``Rows``: a float64 matrix when every input is numeric (the common case, which
+batches by one ``np.concatenate``), else one array per column. Errors name the input.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from modelyard.core.types import Signature, TensorSpec
+from modelyard.errors import InvalidInputError, SignatureMismatchError
+
+logger = logging.getLogger(__name__)
+
+Array = npt.NDArray[Any]
+_NUMERIC = "fiub"
+
+
+@dataclass(slots=True)
+class Rows:
+    """Validated rows of one request: ``matrix`` (n x k float64) or ``columns`` (k arrays)."""
+
+    n: int
+    matrix: Array | None
+    columns: list[Array] | None
+
+
+def _family(spec: TensorSpec) -> str:
+    dtype = spec.dtype
+    if dtype.startswith("float"):
+        return "float"
+    if dtype.startswith(("int", "uint")):
+        return "int"
+    if dtype == "bool":
+        return "bool"
+    if dtype.startswith("datetime"):
+        return "datetime"
+    return "string"
+
+
+class RequestValidator:
+    """Compiled checks for one signature."""
+
+    def __init__(self, signature: Signature) -> None:
+        self.signature = signature
+        self.tensor = signature.kind == "tensor"
+        self.names = [spec.name for spec in signature.inputs]
+        self.index = {name: i for i, name in enumerate(self.names)}
+        self.families = [_family(spec) for spec in signature.inputs]
+        self.nullable = [spec.nullable for spec in signature.inputs]
+        self.categories = [
+            set(spec.categories) if spec.categories is not None else None
+            for spec in signature.inputs
+        ]
+        self.width = signature.n_features
+        self.numeric = all(f in ("float", "int", "bool") for f in self.families)
+        self._check_nan = [
+            not nullable and family == "float"
+            for nullable, family in zip(self.nullable, self.families, strict=True)
+        ]
+
+    # -- tensors (Open Inference Protocol) --------------------------------------------------
+
+    def from_tensors(self, tensors: Sequence[tuple[str, Array]]) -> Rows:
+        if self.tensor:
+            return self._single_tensor(tensors)
+        if len(tensors) == 1:
+            name, array = tensors[0]
+            if array.ndim == 2 and (name not in self.index or self.width == 1):
+                return self._matrix_input(name, array)
+        return self._column_tensors(tensors)
+
+    def _single_tensor(self, tensors: Sequence[tuple[str, Array]]) -> Rows:
+        if len(tensors) != 1:
+            raise SignatureMismatchError(
+                f"The model takes one tensor '{self.names[0]}' of shape [-1, {self.width}]; got "
+                f"{len(tensors)} inputs ({', '.join(n for n, _ in tensors)})."
+            )
+        name, array = tensors[0]
+        return self._matrix_input(name, array)
+
+    def _matrix_input(self, name: str, array: Array) -> Rows:
+        if array.ndim == 1 and self.width == array.shape[0]:
+            array = array.reshape(1, -1)
+        if array.ndim != 2 or array.shape[1] != self.width:
+            raise SignatureMismatchError(
+                f"Input '{name}' has shape {list(array.shape)}; the model takes "
+                f"[-1, {self.width}] (one row per sample, columns {self._shown()})."
+            )
+        if array.shape[0] == 0:
+            raise InvalidInputError(f"Input '{name}' has no rows.")
+        if self.numeric and array.dtype.kind in _NUMERIC:
+            matrix = np.ascontiguousarray(array, dtype=np.float64)
+            self._check_matrix(matrix)
+            return Rows(array.shape[0], matrix, None)
+        columns = [array[:, i] for i in range(self.width)]
+        return self._finish_columns(array.shape[0], columns)
+
+    def _column_tensors(self, tensors: Sequence[tuple[str, Array]]) -> Rows:
+        given = [name for name, _ in tensors]
+        slots: list[Array | None] = [None] * len(self.names)
+        extra = []
+        for name, given_array in tensors:
+            position = self.index.get(name)
+            if position is None:
+                extra.append(name)
+                continue
+            if slots[position] is not None:
+                raise InvalidInputError(f"Input '{name}' is given twice.")
+            array = given_array
+            if array.ndim == 2 and array.shape[1] == 1:
+                array = array[:, 0]
+            elif array.ndim != 1:
+                raise SignatureMismatchError(
+                    f"Input '{name}' has shape {list(array.shape)}; a column takes [-1] or [-1, 1]."
+                )
+            slots[position] = array
+        missing = [self.names[i] for i, slot in enumerate(slots) if slot is None]
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"missing {', '.join(missing[:10])}")
+            if extra:
+                parts.append(f"unexpected {', '.join(extra[:10])}")
+            raise SignatureMismatchError(
+                f"The inputs do not match the model ({'; '.join(parts)}); it takes "
+                f"{self._shown()} (given: {', '.join(given[:10])})."
+            )
+        columns = [slot for slot in slots if slot is not None]
+        n = columns[0].shape[0]
+        for name, column in zip(self.names, columns, strict=True):
+            if column.shape[0] != n:
+                raise SignatureMismatchError(
+                    f"Input '{name}' has {column.shape[0]} rows but '{self.names[0]}' has {n}; "
+                    "every input needs the same number of rows."
+                )
+        if n == 0:
+            raise InvalidInputError("The inputs have no rows.")
+        return self._finish_columns(n, columns)
+
+    def _finish_columns(self, n: int, columns: list[Array]) -> Rows:
+        checked = [self._column(i, column) for i, column in enumerate(columns)]
+        if self.numeric:
+            matrix = np.empty((n, self.width), dtype=np.float64)
+            for i, column in enumerate(checked):
+                matrix[:, i] = column
+            return Rows(n, matrix, None)
+        return Rows(n, None, checked)
+
+    def _column(self, i: int, column: Array) -> Array:
+        family = self.families[i]
+        name = self.names[i]
+        kind = column.dtype.kind
+        if family in ("float", "int", "bool"):
+            if kind not in _NUMERIC:
+                column = _to_number(name, column, family)
+            if family == "int" and column.dtype.kind == "f":
+                finite = column[np.isfinite(column)]
+                if (finite != np.round(finite)).any():
+                    raise SignatureMismatchError(
+                        f"Input '{name}' takes whole numbers (int), got fractions "
+                        f"(e.g. {finite[finite != np.round(finite)][0]})."
+                    )
+            if self._check_nan[i] and column.dtype.kind == "f" and np.isnan(column).any():
+                raise SignatureMismatchError(
+                    f"Input '{name}' has missing values (NaN or null) but the training data had "
+                    "none; send a value for every row."
+                )
+            return column
+        if family == "string":
+            if kind in _NUMERIC and kind != "b":
+                raise SignatureMismatchError(
+                    f"Input '{name}' takes text (BYTES), got numbers of type {column.dtype}."
+                )
+            known = self.categories[i]
+            if known is not None:
+                unseen = {v for v in column.tolist() if v is not None and v not in known}
+                if unseen:
+                    logger.warning(
+                        "input %r has categories never seen in training: %s",
+                        name,
+                        ", ".join(map(str, sorted(unseen, key=str)[:5])),
+                    )
+            return column
+        return column
+
+    def _check_matrix(self, matrix: Array) -> None:
+        if not any(self._check_nan):
+            return
+        nan_columns = np.isnan(matrix).any(axis=0).reshape(-1).tolist()
+        for i, flagged in enumerate(nan_columns):
+            if flagged and self._check_nan[i]:
+                raise SignatureMismatchError(
+                    f"Input '{self.names[i]}' has missing values (NaN or null) but the training "
+                    "data had none; send a value for every row."
+                )
+
+    def _shown(self) -> str:
+        shown = ", ".join(self.names[:10])
+        return shown + (f", ... ({len(self.names)} in all)" if len(self.names) > 10 else "")
+
+    # -- tables (MLflow /invocations) ---------------------------------------------------------
+
+    def from_frame(self, frame: Any) -> Rows:
+        """Rows from a pandas DataFrame (MLflow payloads and CSV bodies)."""
+        if self.tensor:
+            return self._matrix_input("inputs", frame.to_numpy())
+        columns = [str(c) for c in frame.columns]
+        if len(set(columns)) != len(columns):
+            raise InvalidInputError("The table has duplicate column names.")
+        tensors = [
+            (name, frame[col].to_numpy()) for name, col in zip(columns, frame.columns, strict=False)
+        ]
+        return self._column_tensors(tensors)
+
+    def from_split(self, columns: Sequence[Any], data: Any) -> Rows:
+        """MLflow's ``dataframe_split``: the fast path for an all-numeric table."""
+        names = [str(c) for c in columns]
+        if self.numeric and not self.tensor and sorted(names) == sorted(self.names):
+            try:
+                array = np.asarray(data, dtype=np.float64)
+            except (TypeError, ValueError):
+                array = None
+            if array is not None and array.ndim == 2 and array.shape[1] == len(names):
+                order = [names.index(n) for n in self.names]
+                return self._matrix_input("dataframe_split", array[:, order])
+        import pandas as pd
+
+        try:
+            frame = pd.DataFrame(data, columns=names)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"dataframe_split does not form a table: {exc}.") from None
+        return self.from_frame(frame)
+
+    def from_rows(self, rows: Any) -> Rows:
+        """``instances``/``inputs`` as a list of rows (positional) or of records."""
+        import pandas as pd
+
+        if isinstance(rows, dict):
+            try:
+                return self.from_frame(pd.DataFrame(rows))
+            except ValueError as exc:
+                raise InvalidInputError(f"The columns do not form a table: {exc}.") from None
+        if not isinstance(rows, list) or not rows:
+            raise InvalidInputError("Expected a non-empty list of rows or records.")
+        if isinstance(rows[0], dict):
+            return self.from_frame(pd.DataFrame(rows))
+        try:
+            array = np.asarray(rows, dtype=np.float64 if self.numeric else object)
+        except (TypeError, ValueError):
+            raise InvalidInputError(
+                "The rows are not a rectangular table of values; send one list per row."
+            ) from None
+        return self._matrix_input("instances", array)
+
+
+def _to_number(name: str, column: Array, family: str) -> Array:
+    try:
+        return column.astype(np.float64)
+    except (TypeError, ValueError):
+        raise SignatureMismatchError(
+            f"Input '{name}' takes {family} values, got {column.dtype} "
+            f"(e.g. {column.ravel()[0]!r})."
+        ) from None
