@@ -100,6 +100,12 @@ def ensure_env(name: str, specs: list[str]) -> Path:
     return python
 
 
+def activated(python: Path) -> dict[str, str]:
+    """Environment variables of an activated venv (MLflow runs `uvicorn` from PATH)."""
+    path = f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    return {"PATH": path, "VIRTUAL_ENV": str(python.parent.parent)}
+
+
 def asgi_python() -> Path:
     """Our own venv when it has uvicorn[standard] and orjson (the versions yard runs on), else a
     venv of its own."""
@@ -278,25 +284,26 @@ def yard_home(ctx: Context) -> Path:
     if probe.returncode != 0:
         ctx.yard_reason = tail(probe.stderr or probe.stdout, 2) or f"exit {probe.returncode}"
         raise RuntimeError(ctx.yard_reason)
-    import warnings
-
     import modelyard
 
     home = ctx.tmp / "yard"
     home.mkdir()
-    reg = modelyard.Registry(
-        database_url=f"sqlite:///{home}/m.db", artifact_root=f"{home}/artifacts"
-    )
     try:
-        sample = ctx.cache["sample"]
-        reg.register(ctx.cache["model"], name="hgb", data=sample, convert="onnx")
-        reg.set_alias("hgb/1", "production")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # DummyClassifier has no ONNX converter
-            reg.register(ctx.cache["identity"], name="identity", data=sample, convert="onnx")
-        reg.set_alias("identity/1", "production")
-    finally:
-        reg.close()
+        reg = modelyard.Registry(
+            database_url=f"sqlite:///{home}/m.db", artifact_root=f"{home}/artifacts"
+        )
+        try:
+            sample = ctx.cache["sample"]
+            reg.register(ctx.cache["model"], name="hgb", data=sample, convert="onnx")
+            reg.set_alias("hgb/1", "production")
+            # DummyClassifier has no ONNX converter: the identity model is served natively.
+            reg.register(ctx.cache["identity"], name="identity", data=sample)
+            reg.set_alias("identity/1", "production")
+        finally:
+            reg.close()
+    except Exception as e:
+        ctx.yard_reason = f"registering the models failed: {type(e).__name__}: {e}"
+        raise RuntimeError(ctx.yard_reason) from e
     ctx.yard_home = home
     return home
 
@@ -313,7 +320,7 @@ def prepare_mlflow(ctx: Context, port: int) -> Launch:
     cmd += ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"]
     body = {"dataframe_split": {"columns": COLUMNS, "data": [ctx.row]}}
     versions = dist_versions(python, ["mlflow", "scikit-learn", "uvicorn", "fastapi"])
-    return Launch(cmd, "/ping", "/invocations", body, versions=versions)
+    return Launch(cmd, "/ping", "/invocations", body, env=activated(python), versions=versions)
 
 
 def prepare_bentoml(batching: bool) -> Callable[[Context, int], Launch]:
@@ -325,6 +332,7 @@ def prepare_bentoml(batching: bool) -> Callable[[Context, int], Launch]:
             "BENCH_BENTO_MAX_LATENCY_MS": str(ctx.args.bento_max_latency_ms),
             "BENTOML_HOME": str(ctx.tmp / "bentoml_home"),
             "BENTOML_DO_NOT_TRACK": "True",
+            **activated(python),
         }
         cmd = [str(python.parent / "bentoml"), "serve", "bento_service:HGB"]
         cmd += ["--working-dir", str(PEERS), "--host", "127.0.0.1", "--port", str(port)]
@@ -354,7 +362,7 @@ def prepare_mlserver(batching: bool) -> Callable[[Context, int], Launch]:
         root = Path(tempfile.mkdtemp(prefix="mlserver-", dir=ctx.tmp))
         model_dir = root / "hgb"
         model_dir.mkdir()
-        shutil.copy(ctx.bare_model or "", model_dir / "model.joblib")
+        shutil.copy(str(ctx.bare_model), model_dir / "model.joblib")
         model_settings: dict[str, Any] = {
             "name": "hgb",
             "implementation": "mlserver_sklearn.SKLearnModel",
@@ -377,6 +385,7 @@ def prepare_mlserver(batching: bool) -> Callable[[Context, int], Launch]:
             "/v2/health/ready",
             "/v2/models/hgb/infer",
             oip_tensor(ctx.row, "input-0"),
+            env=activated(python),
             cwd=root,
             versions=dist_versions(python, ["mlserver", "mlserver-sklearn", "scikit-learn"]),
             settings={"parallel_workers": 0}
@@ -441,15 +450,56 @@ def running(launch: Launch, log: Path, cpu: str) -> Iterator[subprocess.Popen[by
 
 
 def stop(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
-    """SIGTERM the process group, then SIGKILL it (MLflow ignores SIGTERM; stray children)."""
+    """SIGTERM the process group, then SIGKILL it (MLflow ignores SIGTERM) and any descendant
+    that left it (BentoML's workers run in sessions of their own)."""
+    family = descendants(proc.pid)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(grace)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
+    wait_gone(family, grace)
+    for pid, started in family.items():
+        if start_time(pid) == started:  # the same process, not a reused pid
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    wait_gone(family, 5.0)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(5)
+
+
+def wait_gone(family: dict[int, str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(start_time(p) == t for p, t in family.items()):
+        time.sleep(0.05)
+
+
+def start_time(pid: int) -> str | None:
+    """The start time of a live (not zombie) process, to tell it from a later one with its pid."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
+def descendants(root: int) -> dict[int, str]:
+    """Every process below ``root`` (from /proc), with its start time."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry.name))
+    found: dict[int, str] = {}
+    todo = list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        if (started := start_time(pid)) is not None:
+            found[pid] = started
+        todo.extend(children.get(pid, []))
+    return found
 
 
 def http(url: str, body: bytes | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
@@ -475,8 +525,8 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, started: float, timeout:
     raise RuntimeError(f"not ready after {timeout:.0f} s")
 
 
-def run_wrk(url: str, body_file: Path, conns: int, duration: float, cpu: str) -> dict[str, Any]:
-    cmd = ["taskset", "-c", cpu, "wrk", "-t1", f"-c{conns}", f"-d{duration:g}s", "--latency"]
+def run_wrk(url: str, body_file: Path, conns: int, duration: int, cpu: str) -> dict[str, Any]:
+    cmd = ["taskset", "-c", cpu, "wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency"]
     cmd += ["-s", str(PEERS / "post.lua"), url]
     env = {**os.environ, "BENCH_BODY_FILE": str(body_file)}
     out = sh(cmd, timeout=duration + 60, env=env)
@@ -542,8 +592,10 @@ def measure(server: Server, ctx: Context) -> dict[str, Any]:
                 runs.append(run)
             result["runs"] = runs
         except Exception as e:
+            text = log.read_text(errors="replace")
+            cause = error_line(text)
             raise RuntimeError(
-                f"{e}\n--- server log tail ---\n{tail(log.read_text(errors='replace'))}"
+                f"{e}{f' ({cause})' if cause else ''}\n--- server log tail ---\n{tail(text)}"
             ) from e
     return result
 
@@ -710,13 +762,13 @@ def git_commit() -> dict[str, Any]:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=15.0, help="seconds per wrk run")
+    parser.add_argument("--duration", type=int, default=15, help="seconds per wrk run")
     parser.add_argument("--conns", default="1,8,32", help="wrk concurrencies, comma-separated")
     parser.add_argument(
         "--only", default="", help="servers or groups: " + ",".join(s.name for s in SERVERS)
     )
     parser.add_argument("--quick", action="store_true", help="3 s runs, 1 s warm-up (smoke)")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up at c=8")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up at c=8")
     parser.add_argument("--yard-body", choices=["per-column", "tensor"], default="per-column")
     parser.add_argument("--bento-max-latency-ms", type=int, default=1000)
     parser.add_argument(
@@ -730,9 +782,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--client-cpu", default="1")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    args.conns = [int(c) for c in args.conns.split(",") if c.strip()]
+    try:
+        args.conns = [int(c) for c in args.conns.split(",") if c.strip()]
+    except ValueError:
+        parser.error("--conns takes comma-separated integers, e.g. 1,8,32")
+    if not args.conns or min(args.conns) < 1 or args.duration < 1:
+        parser.error("--conns needs at least one value >= 1 and --duration >= 1")
     if args.quick:
-        args.duration, args.warmup = 3.0, 1.0
+        args.duration, args.warmup = 3, 1
     if args.out is None:
         args.out = RESULTS / ("serving-quick.json" if args.quick else "serving.json")
     wanted = {x.strip() for x in args.only.split(",") if x.strip()}

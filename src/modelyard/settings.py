@@ -42,6 +42,8 @@ class ServingSettings(BaseModel):
     timeout_ms: float = Field(default=10_000, gt=0)
     runtime: Literal["auto", "native", "onnx"] = "auto"
     auth: bool = False
+    #: Load models registered as pickles (they run arbitrary code when loaded).
+    trust_pickle: bool = False
     #: How often the server checks whether a followed alias moved.
     poll_interval_s: float = Field(default=1.0, gt=0)
     #: How long SIGTERM waits for in-flight requests before closing connections.

@@ -20,6 +20,9 @@ def serve(
     timeout_ms: float | None = typer.Option(None, min=1, help="Deadline per request (504)."),
     runtime: str | None = typer.Option(None, help="auto|native|onnx (auto: ONNX when present)."),
     auth: bool = typer.Option(False, "--auth", help="Require tokens (see 'yard tokens')."),
+    trust_pickle: bool = typer.Option(
+        False, "--trust-pickle", help="Serve models registered as pickles."
+    ),
 ) -> None:
     """Serve models over the Open Inference Protocol v2 and MLflow's /invocations."""
     from modelyard.serving.server import serve as run
@@ -35,6 +38,7 @@ def serve(
                 "host": host, "port": port, "workers": workers, "max_batch_size": max_batch_size,
                 "max_batch_delay_ms": max_batch_delay_ms, "max_queue": max_queue,
                 "timeout_ms": timeout_ms, "runtime": runtime, "auth": auth or None,
+                "trust_pickle": trust_pickle or None,
             }.items()
             if v is not None
         }

@@ -8,7 +8,6 @@ table (``STATUS``); nothing else in modelyard knows about HTTP.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 import time
@@ -96,9 +95,7 @@ class ModelServer:
         self.sink = sink or NullSink()
         self.tokens = tokens
         self._timeout_s = settings.timeout_ms / 1000
-        self._openapi = codecs.encode_json(openapi_document())
-        self._startup: asyncio.Task[None] | None = None
-        self.failed: BaseException | None = None
+        self._openapi = codecs.encode_json(openapi_document(list(hub.slots)))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -113,23 +110,21 @@ class ModelServer:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self._startup = asyncio.get_running_loop().create_task(self._start())
+                # Models load before the port opens: a server that cannot load them exits
+                # non-zero at once instead of staying up unready.
+                try:
+                    await self.hub.start()
+                except Exception as exc:
+                    logger.error("the models could not be loaded: %s", exc)
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self._stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _start(self) -> None:
-        try:
-            await self.hub.start()
-        except Exception as exc:
-            self.failed = exc
-            logger.error("the models could not be loaded: %s", exc)
-
     async def _stop(self) -> None:
-        if self._startup is not None and not self._startup.done():
-            self._startup.cancel()
         await self.hub.close()
         self.sink.close()
 
@@ -238,8 +233,11 @@ class ModelServer:
 
     async def _infer(self, call: _Call, name: str, version: str | None) -> None:
         self._authorize(call.headers, "predict", name)
-        served = self.hub.get(name, version)
+        self.hub.get(name, version)  # unknown model or version: answer before reading the body
         body = await _read_body(call.receive)
+        # Take the model after the last await before submitting: a hot swap closes the old
+        # model only after every request that took it has joined its queue.
+        served = self.hub.get(name, version)
         header_length = call.headers.get("inference-header-content-length")
         request, tensors = codecs.decode_v2(
             body, header_length=int(header_length) if header_length else None
@@ -261,8 +259,9 @@ class ModelServer:
 
     async def _invocations(self, call: _Call, name: str) -> None:
         self._authorize(call.headers, "predict", name)
-        served = self.hub.get(name)
+        self.hub.get(name)
         body = await _read_body(call.receive)
+        served = self.hub.get(name)  # after the last await, as in _infer
         content_type = call.headers.get("content-type", "application/json").split(";")[0].strip()
         rows = _mlflow_rows(served, content_type, body)
         result = await served.predict(rows, ("predict",), timeout_s=self._timeout_s)

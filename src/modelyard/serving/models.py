@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Array = npt.NDArray[Any]
+WARM_UP_TIMEOUT_S = 60.0
 _OIP_TYPES = {
     "float64": "FP64", "float32": "FP32", "int64": "INT64", "int32": "INT32", "int16": "INT16",
     "int8": "INT8", "uint8": "UINT8", "bool": "BOOL", "string": "BYTES", "category": "BYTES",
@@ -222,7 +223,9 @@ class ModelHub:
     async def _load(self, ref: ModelRef | str) -> ServedModel:
         runtime = self.settings.runtime
         started = time.perf_counter()
-        loaded = await asyncio.to_thread(self.registry.load, ref, runtime=runtime)
+        loaded = await asyncio.to_thread(
+            self.registry.load, ref, runtime=runtime, trust_pickle=self.settings.trust_pickle
+        )
         on_batch = self._on_batch
         name = loaded.version.name
         served = ServedModel(
@@ -232,7 +235,7 @@ class ModelHub:
         )
         served.batcher.start()
         try:
-            await served.warm(self.settings.timeout_ms / 1000)
+            await served.warm(max(self.settings.timeout_ms / 1000, WARM_UP_TIMEOUT_S))
         except BaseException:
             await served.close()
             raise

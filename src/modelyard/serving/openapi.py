@@ -85,8 +85,11 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _model_params(with_version: bool) -> list[dict[str, Any]]:
-    params = [{"name": "model_name", "in": "path", "required": True, "schema": {"type": "string"}}]
+def _model_params(with_version: bool, models: list[str]) -> list[dict[str, Any]]:
+    name_schema: dict[str, Any] = {"type": "string"}
+    if models:
+        name_schema["enum"] = models
+    params = [{"name": "model_name", "in": "path", "required": True, "schema": name_schema}]
     if with_version:
         params.append(
             {
@@ -99,7 +102,8 @@ def _model_params(with_version: bool) -> list[dict[str, Any]]:
     return params
 
 
-def openapi_document() -> dict[str, Any]:
+def openapi_document(models: list[str] | None = None) -> dict[str, Any]:
+    """The API description; ``models`` (the served names) become the model_name values."""
     errors = {"400": _ERROR, "404": _ERROR, "500": _ERROR, "503": _ERROR, "504": _ERROR}
     paths: dict[str, Any] = {
         "/v2": {"get": {"summary": "Server metadata", "responses": {"200": _json({
@@ -121,7 +125,7 @@ def openapi_document() -> dict[str, Any]:
     }  # fmt: skip
     for with_version in (False, True):
         base = "/v2/models/{model_name}" + ("/versions/{model_version}" if with_version else "")
-        params = _model_params(with_version)
+        params = _model_params(with_version, sorted(models or []))
         paths[base] = {
             "get": {
                 "summary": "Model metadata",

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import tempfile
 from typing import Any
 
@@ -68,6 +69,10 @@ def check_refs(settings: Settings, refs: list[str]) -> None:
         registry.close()
 
 
+def _drained(signum: int, frame: object) -> None:
+    logger.info("stopped on SIGTERM after draining")
+
+
 def serve(settings: Settings, refs: list[str]) -> None:
     """Serve until SIGTERM/SIGINT; in-flight requests and batches finish first."""
     import uvicorn
@@ -85,6 +90,9 @@ def serve(settings: Settings, refs: list[str]) -> None:
         "timeout_graceful_shutdown": opts.graceful_timeout_s,
         "server_header": False,
     }
+    # uvicorn handles SIGTERM (stop accepting, finish in-flight requests, run the shutdown),
+    # then re-raises it to the handler it found; this one lets the process exit 0.
+    signal.signal(signal.SIGTERM, _drained)
     if opts.workers == 1:
         uvicorn.run(build_app(settings, refs), **common)
         return

@@ -1,0 +1,28 @@
+"""Small models with known behaviour for the server tests (importable by the server process)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+
+class SlowModel:
+    """Answers the first column after sleeping ``delay_s`` per call (per batch)."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+
+    def predict(self, X: object) -> np.ndarray:
+        time.sleep(self.delay_s)
+        return np.asarray(X, dtype=float)[:, 0]
+
+
+class PickyModel:
+    """Raises on any batch holding a negative first column; answers the column otherwise."""
+
+    def predict(self, X: object) -> np.ndarray:
+        values = np.asarray(X, dtype=float)
+        if (values[:, 0] < 0).any():
+            raise RuntimeError("negative values are not allowed")
+        return values[:, 0]

@@ -1,0 +1,198 @@
+"""The Open Inference Protocol v2 and MLflow endpoints of a real ``yard serve`` process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.integration._server import Server
+from tests.integration.conftest import ServedHome
+
+
+@pytest.fixture(scope="module")
+def server(served_home: ServedHome) -> Iterator[Server]:
+    with Server(served_home.home, "hgb@production", "lin/1", "mixed/1", "--runtime", "native") as s:
+        yield s
+
+
+def infer(server: Server, model: str, body: object, **kw: object) -> httpx.Response:
+    return httpx.post(f"{server.url}/v2/models/{model}/infer", json=body, timeout=30, **kw)  # type: ignore[arg-type]
+
+
+def columns_body(X, rows: slice = slice(0, 3)) -> dict[str, object]:
+    part = X.iloc[rows]
+    return {"inputs": [{"name": c, "shape": [len(part)], "datatype": "FP64",
+                        "data": part[c].tolist()} for c in X.columns]}  # fmt: skip
+
+
+def test_server_metadata_and_health(server: Server) -> None:
+    meta = httpx.get(f"{server.url}/v2").json()
+    assert meta["name"] == "modelyard" and "version" in meta
+    assert httpx.get(f"{server.url}/v2/health/live").status_code == 200
+    assert httpx.get(f"{server.url}/v2/health/ready").status_code == 200
+    model = httpx.get(f"{server.url}/v2/models/hgb").json()
+    assert model["name"] == "hgb" and model["versions"] == ["1"]
+    assert [i["name"] for i in model["inputs"]] == [f"f{i}" for i in range(20)]
+    assert {i["datatype"] for i in model["inputs"]} == {"FP64"}
+    assert all(i["shape"] == [-1] for i in model["inputs"])
+    assert [o["name"] for o in model["outputs"]] == ["predict", "predict_proba"]
+    assert httpx.get(f"{server.url}/v2/models/hgb/versions/1").json() == model
+    ready = httpx.get(f"{server.url}/v2/models/hgb/versions/1/ready")
+    assert ready.status_code == 200 and ready.json()["ready"] is True
+    missing = httpx.get(f"{server.url}/v2/models/hgb/versions/9")
+    assert missing.status_code == 404 and "version 9 is not served" in missing.json()["error"]
+    unknown = httpx.get(f"{server.url}/v2/models/nope/ready")
+    assert unknown.status_code == 404 and "'nope' is not served" in unknown.json()["error"]
+
+
+def test_infer_per_column_and_matrix_forms(server: Server, served_home: ServedHome) -> None:
+    X = served_home.X
+    expected = served_home.registry().load("hgb/1")
+    body = columns_body(X) | {"id": "req-7", "outputs": [{"name": "predict"},
+                                                          {"name": "predict_proba"}]}  # fmt: skip
+    response = infer(server, "hgb", body, headers={"X-Request-Id": "trace-1"})
+    assert response.status_code == 200, response.text
+    assert response.headers["x-request-id"] == "trace-1"
+    assert response.headers["x-model-version"] == "1"
+    answer = response.json()
+    assert answer["model_name"] == "hgb" and answer["model_version"] == "1"
+    assert answer["id"] == "req-7"
+    outputs = {o["name"]: o for o in answer["outputs"]}
+    assert outputs["predict"]["shape"] == [3] and outputs["predict"]["datatype"] == "INT64"
+    assert outputs["predict"]["data"] == expected.predict(X.head(3)).tolist()
+    assert outputs["predict_proba"]["shape"] == [3, 2]
+    np.testing.assert_allclose(
+        np.reshape(outputs["predict_proba"]["data"], (3, 2)), expected.predict_proba(X.head(3))
+    )
+    nested = {"inputs": [{"name": "x", "shape": [3, 20], "datatype": "FP64",
+                          "data": X.head(3).to_numpy().tolist()}]}  # fmt: skip
+    flat = {"inputs": [{"name": "x", "shape": [3, 20], "datatype": "FP64",
+                        "data": X.head(3).to_numpy().ravel().tolist()}]}  # fmt: skip
+    for form in (nested, flat):
+        response = infer(server, "hgb", form)
+        assert response.status_code == 200, response.text
+        assert response.json()["outputs"][0]["data"] == outputs["predict"]["data"]
+        assert "id" not in response.json()
+    assert "x-request-id" in response.headers
+    only_proba = infer(server, "hgb/versions/1", nested | {"outputs": [{"name": "predict_proba"}]})
+    assert [o["name"] for o in only_proba.json()["outputs"]] == ["predict_proba"]
+
+
+def test_text_columns(server: Server, served_home: ServedHome) -> None:
+    mixed = served_home.mixed.head(4)
+    body = {"inputs": [
+        {"name": "age", "shape": [4], "datatype": "FP64", "data": mixed["age"].tolist()},
+        {"name": "city", "shape": [4], "datatype": "BYTES", "data": mixed["city"].tolist()},
+    ]}  # fmt: skip
+    response = infer(server, "mixed", body)
+    assert response.status_code == 200, response.text
+    expected = served_home.registry().load("mixed/1").predict(mixed)
+    assert response.json()["outputs"][0]["data"] == expected.tolist()
+    body["inputs"][1] |= {"datatype": "FP64", "data": [1.0, 2.0, 3.0, 4.0]}  # type: ignore[index]
+    bad = infer(server, "mixed", body)
+    assert bad.status_code == 400 and "'city' takes text" in bad.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "status", "message"),
+    [
+        (lambda b: b["inputs"].pop(3), 400, "missing f3"),
+        (lambda b: b["inputs"].append({"name": "zz", "shape": [3], "datatype": "FP64",
+                                       "data": [1, 2, 3]}), 400, "unexpected zz"),
+        (lambda b: b["inputs"][0].update(datatype="BYTES", data=["a", "b", "c"]), 400, "'f0'"),
+        (lambda b: b["inputs"][1].update(shape=[4]), 400, "Input 'f1' has 3 values but shape"),
+        (lambda b: b["inputs"][2].update(data=[1.0, None, 2.0]), 400, "'f2' has missing values"),
+        (lambda b: b["inputs"][2].update(datatype="FP99"), 400, "datatype 'FP99'"),
+        (lambda b: b.update(outputs=[{"name": "explain"}]), 404, "no output 'explain'"),
+        (lambda b: b.update(inputs=[]), 400, "no inputs"),
+    ],
+)  # fmt: skip
+def test_bad_requests_name_the_input(server, served_home, mutate, status, message) -> None:
+    body = columns_body(served_home.X)
+    mutate(body)
+    response = infer(server, "hgb", body)
+    assert response.status_code == status, response.text
+    assert message in response.json()["error"]
+
+
+def test_protocol_errors(server: Server) -> None:
+    raw = httpx.post(f"{server.url}/v2/models/hgb/infer", content=b"{not json", timeout=10)
+    assert raw.status_code == 400 and "not valid JSON" in raw.json()["error"]
+    assert infer(server, "nope", {"inputs": []}).status_code == 404
+    wrong_method = httpx.get(f"{server.url}/v2/models/hgb/infer")
+    assert wrong_method.status_code == 405
+    assert httpx.get(f"{server.url}/no/such/route").status_code == 404
+
+
+def test_mlflow_invocations(server: Server, served_home: ServedHome) -> None:
+    X = served_home.X.head(4)
+    expected = served_home.registry().load("hgb/1").predict(X).tolist()
+    url = f"{server.url}/models/hgb/invocations"
+    bodies = [
+        {"dataframe_split": {"columns": list(X.columns), "data": X.to_numpy().tolist()}},
+        {"dataframe_split": {"columns": list(X.columns[::-1]),
+                             "data": X[X.columns[::-1]].to_numpy().tolist()}},
+        {"dataframe_records": X.to_dict(orient="records")},
+        {"instances": X.to_numpy().tolist()},
+        {"inputs": X.to_dict(orient="list"), "params": {"anything": 1}},
+    ]  # fmt: skip
+    for body in bodies:
+        response = httpx.post(url, json=body, timeout=30)
+        assert response.status_code == 200, (body, response.text)
+        assert response.json() == {"predictions": expected}
+        assert response.headers["x-model-version"] == "1"
+    csv = httpx.post(url, content=X.to_csv(index=False), headers={"Content-Type": "text/csv"})
+    assert csv.json() == {"predictions": expected}
+    assert httpx.post(url, content=b"x", headers={"Content-Type": "text/plain"}).status_code == 415
+    both = httpx.post(url, json={"instances": [], "inputs": []})
+    assert both.status_code == 400 and "exactly one of" in both.json()["error"]
+    several = httpx.post(f"{server.url}/invocations", json={"instances": [[1]]})
+    assert several.status_code == 404 and "/models/NAME/invocations" in several.json()["error"]
+
+
+def test_metrics_openapi_and_docs(server: Server) -> None:
+    infer(server, "lin", {"inputs": [{"name": "a", "shape": [1], "datatype": "FP64", "data": [1]},
+                                     {"name": "b", "shape": [1], "datatype": "FP64", "data": [0]},
+                                     {"name": "c", "shape": [1], "datatype": "FP64",
+                                      "data": [0]}]})  # fmt: skip
+    text = httpx.get(f"{server.url}/metrics").text
+    assert 'modelyard_requests_total{model="lin",route="v2_infer",status="200",version="1"}' in text
+    assert "modelyard_batch_rows_bucket" in text and "modelyard_model_loads_total" in text
+    assert "modelyard_queue_wait_seconds_bucket" in text and "process_cpu_seconds_total" in text
+    spec = httpx.get(f"{server.url}/openapi.json").json()
+    assert "/v2/models/{model_name}/infer" in spec["paths"]
+    assert "modelyard" in httpx.get(f"{server.url}/docs").text
+
+
+def test_standard_triton_client_works_unchanged(server: Server, served_home: ServedHome) -> None:
+    import tritonclient.http as triton
+
+    client = triton.InferenceServerClient(url=server.url.removeprefix("http://"))
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("hgb")
+    meta = client.get_model_metadata("hgb")
+    assert meta["name"] == "hgb"
+    X = served_home.X.head(5)
+    inputs = []
+    for column in X.columns:
+        tensor = triton.InferInput(column, [5], "FP64")
+        tensor.set_data_from_numpy(X[column].to_numpy())  # binary by default
+        inputs.append(tensor)
+    result = client.infer("hgb", inputs, outputs=[triton.InferRequestedOutput("predict_proba")])
+    expected = served_home.registry().load("hgb/1").predict_proba(X)
+    np.testing.assert_allclose(result.as_numpy("predict_proba"), expected)
+
+
+def test_schemathesis_finds_no_server_error(server: Server, tmp_path: Path) -> None:
+    st = Path(sys.executable).parent / "schemathesis"
+    proc = subprocess.run(
+        [str(st), "run", f"{server.url}/openapi.json", "--checks", "not_a_server_error",
+         "--max-examples", "30", "--no-color"],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]

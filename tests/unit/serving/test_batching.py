@@ -1,0 +1,115 @@
+"""The adaptive batcher: every caller gets exactly its rows, whatever the sizes and timing."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from modelyard.errors import BatchTimeoutError, OverloadedError, PredictionError
+from modelyard.serving.batching import AdaptiveBatcher
+from modelyard.serving.validation import Rows
+
+
+def rows_for(request: int, n: int) -> Rows:
+    # each row carries (request id, row index) so any mix-up is visible
+    matrix = np.column_stack([np.full(n, request, dtype=float), np.arange(n, dtype=float)])
+    return Rows(n, matrix, None)
+
+
+def echo(rows: Rows, wanted: tuple[str, ...]) -> dict[str, np.ndarray]:
+    assert rows.matrix is not None
+    return {"predict": rows.matrix * 1.0, "rows": np.full(rows.n, rows.n)}
+
+
+async def run(sizes, delays, max_batch, delay_ms, calls):
+    executor = ThreadPoolExecutor(1)
+
+    def counting(rows: Rows, wanted: tuple[str, ...]) -> dict[str, np.ndarray]:
+        calls.append(rows.n)
+        return echo(rows, wanted)
+
+    batcher = AdaptiveBatcher(
+        counting, executor=executor, max_batch_size=max_batch, max_batch_delay_ms=delay_ms
+    )
+    batcher.start()
+
+    async def one(i: int, n: int, wait: float):
+        await asyncio.sleep(wait)
+        return await batcher.submit(rows_for(i, n), ("predict", "rows"), timeout_s=10)
+
+    results = await asyncio.gather(
+        *(one(i, n, d) for i, (n, d) in enumerate(zip(sizes, delays, strict=True)))
+    )
+    await batcher.close()
+    executor.shutdown()
+    return results
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    requests=st.lists(
+        st.tuples(st.integers(1, 20), st.sampled_from([0.0, 0.0, 0.0005, 0.002])),
+        min_size=1,
+        max_size=40,
+    ),
+    max_batch=st.integers(1, 16),
+    delay_ms=st.sampled_from([0.0, 1.0, 3.0]),
+)
+def test_every_caller_gets_exactly_its_rows(requests, max_batch, delay_ms) -> None:
+    sizes = [n for n, _ in requests]
+    delays = [d for _, d in requests]
+    calls: list[int] = []
+    results = asyncio.run(run(sizes, delays, max_batch, delay_ms, calls))
+    for i, (n, result) in enumerate(zip(sizes, results, strict=True)):
+        np.testing.assert_array_equal(result.outputs["predict"], rows_for(i, n).matrix)
+        assert result.batch_rows == result.outputs["rows"][0]
+    assert sum(calls) == sum(sizes)
+    # a batch never exceeds the limit, except a single request larger than it
+    assert all(c <= max_batch or c in sizes for c in calls)
+
+
+def test_concurrent_requests_share_model_calls() -> None:
+    calls: list[int] = []
+    results = asyncio.run(run([1] * 32, [0.0] * 32, 64, 2.0, calls))
+    assert len(results) == 32 and len(calls) < 32
+
+
+def test_overload_timeout_and_model_failure() -> None:
+    async def scenario():
+        executor = ThreadPoolExecutor(1)
+
+        def slow(rows: Rows, wanted: tuple[str, ...]) -> dict[str, np.ndarray]:
+            import time
+
+            time.sleep(0.2)
+            if rows.matrix is not None and (rows.matrix[:, 0] < 0).any():
+                raise RuntimeError("bad row")
+            return echo(rows, wanted)
+
+        batcher = AdaptiveBatcher(slow, executor=executor, max_batch_size=1, max_queue=2)
+        batcher.start()
+        first = asyncio.ensure_future(batcher.submit(rows_for(1, 1), ("predict",), timeout_s=5))
+        await asyncio.sleep(0.01)  # the first is running; two more fill the queue
+        queued = [
+            asyncio.ensure_future(batcher.submit(rows_for(i, 1), ("predict",), timeout_s=5))
+            for i in (2, 3)
+        ]
+        await asyncio.sleep(0)
+        with pytest.raises(OverloadedError, match="queue is full"):
+            await batcher.submit(rows_for(4, 1), ("predict",), timeout_s=5)
+        await asyncio.gather(first, *queued)
+        with pytest.raises(BatchTimeoutError, match="within 50 ms"):
+            await batcher.submit(rows_for(5, 1), ("predict",), timeout_s=0.05)
+        with pytest.raises(PredictionError, match="bad row"):
+            await batcher.submit(rows_for(-1, 1), ("predict",), timeout_s=5)
+        ok = await batcher.submit(rows_for(6, 1), ("predict",), timeout_s=5)
+        assert ok.outputs["predict"][0, 0] == 6
+        await batcher.close()
+        executor.shutdown()
+
+    asyncio.run(scenario())
