@@ -5,19 +5,76 @@ from __future__ import annotations
 import logging
 import platform
 import subprocess
+import time
 from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 
 from modelyard.core.types import DatasetFingerprint, Lineage
 
-__all__ = ["DEFAULT_PACKAGES", "GIT_TIMEOUT_S", "collect_lineage"]
+__all__ = [
+    "DEFAULT_PACKAGES",
+    "GIT_CACHE_S",
+    "GIT_TIMEOUT_S",
+    "LineageCollector",
+    "collect_lineage",
+]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PACKAGES = ("numpy", "pandas", "scikit-learn", "modelyard")
 """Always recorded when installed."""
 GIT_TIMEOUT_S = 2.0
+GIT_CACHE_S = 5.0
+"""How long a collector reuses what git said about a folder (two git processes cost ~10 ms)."""
+
+
+class LineageCollector:
+    """``collect_lineage`` with memory: package versions are read once per process and git's
+    answer for a folder is reused for ``GIT_CACHE_S`` seconds, so a loop that registers many
+    versions does not start two git processes for each."""
+
+    def __init__(self) -> None:
+        self._versions: dict[str, str | None] = {}
+        self._git: dict[Path | None, tuple[float, str | None, bool | None]] = {}
+
+    def collect(
+        self,
+        *,
+        dataset: DatasetFingerprint | None,
+        packages: Iterable[str],
+        cwd: Path | None = None,
+        source: str | None = None,
+    ) -> Lineage:
+        now = time.monotonic()
+        cached = self._git.get(cwd)
+        if cached is None or now - cached[0] > GIT_CACHE_S:
+            cached = (now, *_git_state(cwd))
+            self._git[cwd] = cached
+        return Lineage(
+            dataset=dataset,
+            git_commit=cached[1],
+            git_dirty=cached[2],
+            python=platform.python_version(),
+            packages=self._package_versions([*DEFAULT_PACKAGES, *packages]),
+            source=source,
+        )
+
+    def _package_versions(self, names: Iterable[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for raw in names:
+            name = raw.strip()
+            if not name or name in out:
+                continue
+            if name not in self._versions:
+                try:
+                    self._versions[name] = metadata.version(name)
+                except metadata.PackageNotFoundError:
+                    self._versions[name] = None
+            version = self._versions[name]
+            if version is not None:
+                out[name] = version
+        return dict(sorted(out.items()))
 
 
 def collect_lineage(
@@ -33,19 +90,16 @@ def collect_lineage(
     with uncommitted changes or untracked files is dirty. Packages that are not installed are
     skipped; ``DEFAULT_PACKAGES`` are always included when installed.
     """
+    return LineageCollector().collect(dataset=dataset, packages=packages, cwd=cwd, source=source)
+
+
+def _git_state(cwd: Path | None) -> tuple[str | None, bool | None]:
     commit = _git(["rev-parse", "HEAD"], cwd)
     dirty: bool | None = None
     if commit is not None:
         status = _git(["--no-optional-locks", "status", "--porcelain"], cwd)
         dirty = None if status is None else status != ""
-    return Lineage(
-        dataset=dataset,
-        git_commit=commit or None,
-        git_dirty=dirty,
-        python=platform.python_version(),
-        packages=_versions([*DEFAULT_PACKAGES, *packages]),
-        source=source,
-    )
+    return commit or None, dirty
 
 
 def _git(args: list[str], cwd: Path | None) -> str | None:
@@ -65,16 +119,3 @@ def _git(args: list[str], cwd: Path | None) -> str | None:
     if done.returncode != 0:
         return None
     return done.stdout.strip()
-
-
-def _versions(names: Iterable[str]) -> dict[str, str]:
-    versions: dict[str, str] = {}
-    for raw in names:
-        name = raw.strip()
-        if not name or name in versions:
-            continue
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return dict(sorted(versions.items()))

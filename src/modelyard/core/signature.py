@@ -109,7 +109,9 @@ def infer_signature(X: pd.DataFrame | Array) -> Signature:
         names = column_names(X)
         if not names:
             raise InvalidInputError("The DataFrame has no columns; pass the training features.")
-        specs = tuple(_column_spec(name, X.iloc[:, i]) for i, name in enumerate(names))
+        specs = tuple(
+            _column_spec(name, column) for name, (_, column) in zip(names, X.items(), strict=True)
+        )
         return Signature(kind="columns", inputs=specs)
     if isinstance(X, np.ndarray):
         if X.ndim != 2:

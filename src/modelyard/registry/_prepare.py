@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from modelyard.core.fingerprint import fingerprint_dataset
-from modelyard.core.lineage import collect_lineage
+from modelyard.core.lineage import LineageCollector
 from modelyard.core.profile import compute_profile, profile_to_json
 from modelyard.core.signature import coerce_input, infer_signature, output_specs
 from modelyard.core.types import Lineage, Signature
@@ -115,6 +115,7 @@ def prepare_version(
     convert: ConvertTo,
     options: LoadOptions,
     source: str | None,
+    lineage: LineageCollector,
     sample_rows: int = 10_000,
 ) -> PreparedVersion:
     predictor = flavor.load(artifact, options)
@@ -153,7 +154,7 @@ def prepare_version(
             meta["onnx"] = onnx_meta
         if note:
             notes.append(note)
-    lineage = collect_lineage(
+    recorded = lineage.collect(
         dataset=fingerprint, packages=_FLAVOR_PACKAGES.get(flavor.name, ()), source=source
     )
     return PreparedVersion(
@@ -162,7 +163,7 @@ def prepare_version(
         signature=signature,
         input_example=example,
         flavor_meta=meta,
-        lineage=lineage,
+        lineage=recorded,
         untrusted=flavor.name == "pickle",
         notes=notes,
     )
@@ -259,8 +260,7 @@ def _convert(
 def example_to_json(X: Any) -> dict[str, Any]:
     """A small JSON-safe example: ``{"columns": [...], "data": [[...]]}`` (MLflow's split form)."""
     if isinstance(X, pd.DataFrame):
-        frame = X.astype(object).where(X.notna(), None)
-        rows = [[_scalar(v) for v in row] for row in frame.itertuples(index=False, name=None)]
+        rows = [[_scalar(v) for v in row] for row in X.itertuples(index=False, name=None)]
         return {"columns": [str(c) for c in X.columns], "data": rows}
     array = np.asarray(X)
     rows = [[_scalar(v) for v in row] for row in array.tolist()]
@@ -274,7 +274,7 @@ def example_from_json(example: dict[str, Any]) -> Any:
 
 
 def _scalar(value: Any) -> Any:
-    if value is None:
+    if value is None or value is pd.NA or value is pd.NaT:
         return None
     if isinstance(value, np.generic):
         value = value.item()

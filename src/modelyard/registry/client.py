@@ -18,6 +18,7 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from modelyard.core.lineage import LineageCollector
 from modelyard.core.refs import ModelRef, check_alias, check_name, parse_ref
 from modelyard.core.types import AliasEvent, ModelVersion, Page, RegisteredModel, Run
 from modelyard.errors import (
@@ -87,6 +88,7 @@ class Registry:
         self.db = Database(self.settings.resolved_database_url)
         self.artifacts = ArtifactStore(self.settings.resolved_artifact_root)
         self.identity = self.settings.identity or _os_user()
+        self.lineage = LineageCollector()
 
     def close(self) -> None:
         self.db.close()
@@ -135,6 +137,7 @@ class Registry:
             convert=convert,
             options=options,
             source=None,
+            lineage=self.lineage,
         )
         return self._commit(
             name, prepared, metrics=metrics, params=params, tags=tags,
@@ -201,6 +204,7 @@ class Registry:
             convert=convert,
             options=options,
             source=str(p.resolve()),
+            lineage=self.lineage,
         )
         return self._commit(
             name, prepared, metrics=metrics, params=params, tags=tags,
