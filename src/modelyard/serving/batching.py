@@ -4,8 +4,9 @@ One worker task per model takes queued requests whenever the model is free, up t
 ``max_batch_size`` rows (a request larger than that runs alone), runs the model in the model's
 own thread and hands each caller exactly its rows back. Batches form on their own under load:
 while the model computes, requests queue, and the next batch takes them all. When the last batch
-showed concurrency, the worker also waits up to ``max_batch_delay_ms`` (from the oldest queued
-request) for the batch to fill; a lone request never waits for company. A bounded queue turns
+showed concurrency, the worker holds the batch open while requests keep arriving (closing it
+after a 0.2 ms lull, when full, or ``max_batch_delay_ms`` after the oldest request); a lone
+request never waits for company. A bounded queue turns
 overload into ``OverloadedError``; a request past its deadline fails with ``BatchTimeoutError``;
 a model exception fails only its batch.
 """
@@ -34,6 +35,8 @@ from modelyard.serving.validation import Rows
 logger = logging.getLogger(__name__)
 
 Array = npt.NDArray[Any]
+#: A batch that is filling closes when no request arrived for this long.
+FILL_GAP_S = 0.0002
 RunBatch = Callable[[Rows, tuple[str, ...]], dict[str, Array]]
 
 
@@ -143,16 +146,24 @@ class AdaptiveBatcher:
             await self._run(loop, batch)
 
     async def _wait_to_fill(self, loop: asyncio.AbstractEventLoop) -> None:
-        remaining = self._queue[0].enqueued + self._delay_s - loop.time()
-        if remaining <= 0 or self._queued_rows >= self.max_batch_size:
-            return
-        self._fill = loop.create_future()
-        timer = loop.call_later(remaining, _release, self._fill)
-        try:
-            await self._fill
-        finally:
-            timer.cancel()
-            self._fill = None
+        """Hold the batch open while requests keep arriving: close it when no new request came
+        for ``FILL_GAP_S``, when it is full, or ``max_batch_delay_ms`` after its oldest
+        request, whichever is first."""
+        deadline = self._queue[0].enqueued + self._delay_s
+        while self._queued_rows < self.max_batch_size:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            before = len(self._queue)
+            self._fill = loop.create_future()
+            timer = loop.call_later(min(remaining, FILL_GAP_S), _release, self._fill)
+            try:
+                await self._fill
+            finally:
+                timer.cancel()
+                self._fill = None
+            if len(self._queue) == before:
+                return
 
     def _take(self) -> list[_Pending]:
         batch: list[_Pending] = []

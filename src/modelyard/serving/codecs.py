@@ -61,10 +61,34 @@ class InferenceRequest(msgspec.Struct):
 _v2_decoder = msgspec.json.Decoder(InferenceRequest)
 
 
+class Tensor:
+    """One decoded input: its JSON values stay a Python list until someone needs an array, so
+    that a validator can build one matrix from many one-value columns in a single numpy call."""
+
+    __slots__ = ("_array", "datatype", "item", "name", "shape", "values")
+
+    def __init__(self, item: RequestInput, array: Array | None = None) -> None:
+        self.item = item
+        self.name = item.name
+        self.shape = item.shape
+        self.datatype = item.datatype
+        self.values: Any = item.data
+        self._array = array
+
+    def array(self) -> Array:
+        if self._array is None:
+            self._array = _json_tensor(self.item)
+        return self._array
+
+    @property
+    def is_json(self) -> bool:
+        return self._array is None
+
+
 def decode_v2(
     body: bytes, *, header_length: int | None = None
-) -> tuple[InferenceRequest, list[tuple[str, Array]]]:
-    """Parse an inference request into its envelope and ``(name, tensor)`` pairs.
+) -> tuple[InferenceRequest, list[Tensor]]:
+    """Parse an inference request into its envelope and its input tensors.
 
     ``header_length`` is Triton's ``Inference-Header-Content-Length``: the JSON part is that
     long and the raw tensor bytes follow, each input naming its ``binary_data_size``.
@@ -78,22 +102,19 @@ def decode_v2(
         raise InvalidInputError(f"The inference request is not valid JSON: {exc}.") from None
     if not request.inputs:
         raise InvalidInputError("The inference request has no inputs; send at least one tensor.")
-    binary = memoryview(body)[header_length:] if header_length is not None else None
+    if header_length is None:
+        return request, [Tensor(item) for item in request.inputs]
+    binary = memoryview(body)[header_length:]
     offset = 0
     tensors = []
     for item in request.inputs:
         size = (item.parameters or {}).get("binary_data_size")
-        if size is not None:
-            if binary is None:
-                raise InvalidInputError(
-                    f"Input '{item.name}' has binary_data_size but the request has no "
-                    "Inference-Header-Content-Length header."
-                )
-            chunk = binary[offset : offset + int(size)]
-            offset += int(size)
-            tensors.append((item.name, _binary_tensor(item, chunk)))
-        else:
-            tensors.append((item.name, _json_tensor(item)))
+        if size is None:
+            tensors.append(Tensor(item))
+            continue
+        chunk = binary[offset : offset + int(size)]
+        offset += int(size)
+        tensors.append(Tensor(item, _binary_tensor(item, chunk)))
     return request, tensors
 
 
