@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -96,7 +98,85 @@ def main() -> None:
     yard("models", "history", "cancer")
     yard("models", "verify", "cancer/2")
     yard("runs", "list")
+
+    serve_demo(X_test)
     print(f"\ndemo finished in {time.perf_counter() - started:.1f} s; state kept in {HOME}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve_demo(X_test: object) -> None:
+    import httpx
+    import pandas as pd
+
+    import modelyard
+
+    assert isinstance(X_test, pd.DataFrame)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    step(f"serve cancer@production on {url} (it follows the alias)")
+    env = {**os.environ, "MODELYARD_SERVING__POLL_INTERVAL_S": "0.5"}
+    log = open(HOME / "server.log", "w")  # noqa: SIM115 - closed below
+    launched = time.perf_counter()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "yard"), "serve", "cancer@production", "--port",
+         str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        while True:
+            try:
+                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if server.poll() is not None:
+                raise SystemExit(f"the server exited: {(HOME / 'server.log').read_text()}")
+            time.sleep(0.05)
+        print(f"ready {time.perf_counter() - launched:.2f} s after start")
+        rows = X_test.head(2)
+        body = {
+            "id": "demo-1",
+            "inputs": [{"name": c, "shape": [2], "datatype": "FP64", "data": rows[c].tolist()}
+                       for c in rows.columns],
+            "outputs": [{"name": "predict"}, {"name": "predict_proba"}],
+        }  # fmt: skip
+        r = httpx.post(f"{url}/v2/models/cancer/infer", json=body)
+        print(f"Open Inference Protocol v2: POST /v2/models/cancer/infer -> {r.status_code}, "
+              f"version {r.headers['x-model-version']}")  # fmt: skip
+        print(f"  {r.text}")
+        split = {"dataframe_split": {"columns": list(rows.columns),
+                                     "data": rows.to_numpy().tolist()}}  # fmt: skip
+        r = httpx.post(f"{url}/invocations", json=split)
+        print(f"MLflow: POST /invocations -> {r.status_code} {r.text}")
+        bad = httpx.post(f"{url}/v2/models/cancer/infer", json={"inputs": body["inputs"][1:]})
+        print(f"a request without 'mean radius' -> {bad.status_code} {bad.text}")
+
+        step("move cancer@production to version 2; the server swaps without a failed request")
+        modelyard.set_alias("cancer/2", "production", reason="demo: promote the HGB model")
+        moved = time.perf_counter()
+        failures = 0
+        while True:
+            r = httpx.post(f"{url}/v2/models/cancer/infer", json=body)
+            failures += r.status_code != 200
+            if r.headers.get("x-model-version") == "2":
+                break
+            time.sleep(0.01)
+        took = time.perf_counter() - moved
+        answer = r.json()["outputs"][0]["data"]
+        print(f"now serving version 2 ({answer}), {took:.2f} s after the move, {failures} failed")
+        metrics = httpx.get(f"{url}/metrics").text.splitlines()
+        shown = [m for m in metrics if m.startswith(("modelyard_requests_total",
+                                                     "modelyard_model_loads_total"))]  # fmt: skip
+        print("metrics:\n  " + "\n  ".join(shown))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(60)
+        log.close()
+    print(f"server stopped on SIGTERM with exit code {code}")
 
 
 if __name__ == "__main__":

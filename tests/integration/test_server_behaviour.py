@@ -260,3 +260,32 @@ def test_token_matrix(served_home: ServedHome) -> None:
         assert call(tampered) == 401
     log = server.log.read_text()
     assert predict_any not in log and admin not in log
+
+
+def test_workers_share_the_port_and_metrics_add_up(served_home: ServedHome) -> None:
+    with Server(served_home.home, "lin/1", "--workers", "2") as server:
+        body = lin_body(np.ones((1, 3)))
+        pids = set()
+        for _ in range(40):
+            with httpx.Client() as client:  # a new connection each time reaches either worker
+                r = client.post(f"{server.url}/v2/models/lin/infer", json=body)
+                assert r.status_code == 200
+                pids.add(r.headers.get("x-request-id", "")[:16])
+        assert len(pids) == 2, "both workers should have answered"
+        text = httpx.get(f"{server.url}/metrics").text
+        total = _metric(
+            text, 'modelyard_requests_total{model="lin",route="v2_infer",status="200",version="1"}'
+        )
+        assert total >= 40  # warm-ups aside, every request is counted whichever worker took it
+
+
+def test_unknown_reference_fails_before_binding(served_home: ServedHome) -> None:
+    yard = str(Path(sys.executable).parent / "yard")
+    proc = subprocess.run(
+        [yard, "serve", "nope@production", "--port", "1"], env=server_env(served_home.home),
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        "error: No model named 'nope' is registered; run 'yard models list' to see the models."
+    )

@@ -162,3 +162,37 @@ def estimator_meta(model: object) -> dict[str, Any]:
         meta["classes"] = json_classes(classes)
     meta["has_proba"] = callable(getattr(model, "predict_proba", None))
     return meta
+
+
+class BoosterPredictor:
+    """What the XGBoost and LightGBM predictors share: labels are the most probable class of
+    ``predict_proba`` for classifiers, and the raw ``_values`` for everything else."""
+
+    def __init__(self, booster: Any, classes: list[Any] | None) -> None:
+        self._booster = booster
+        self._classes = classes
+        self._class_array = np.asarray(classes)
+
+    @property
+    def model(self) -> Any:
+        """The booster (what ONNX conversion starts from)."""
+        return self._booster
+
+    @property
+    def classes(self) -> list[Any] | None:
+        return None if self._classes is None else list(self._classes)
+
+    @property
+    def has_proba(self) -> bool:
+        return self._classes is not None
+
+    def predict(self, X: Any) -> Array:
+        if self._classes is None:
+            return as_array(self._values(X))
+        return labels_from_proba(self.predict_proba(X), self._class_array)
+
+    def predict_proba(self, X: Any) -> Array:
+        raise NotImplementedError
+
+    def _values(self, X: Any) -> Array:
+        raise NotImplementedError

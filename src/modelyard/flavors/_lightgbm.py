@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from modelyard.errors import InvalidInputError, ModelLoadError, UnsupportedFormatError
-from modelyard.flavors._base import Array, Artifact, LoadOptions, Predictor, as_array
+from modelyard.flavors._base import Array, Artifact, LoadOptions, Predictor
 from modelyard.flavors._common import (
+    BoosterPredictor,
     artifact_file,
     binary_proba,
     first_line,
     json_classes,
-    labels_from_proba,
     no_proba_error,
     qualified_name,
     read_model_file,
@@ -88,34 +88,17 @@ class LightGBMFlavor:
         return LightGBMPredictor(booster, header.get("objective", ""), classes)
 
 
-class LightGBMPredictor:
+class LightGBMPredictor(BoosterPredictor):
     """``predict``/``predict_proba`` of a LightGBM booster, the way ``LGBMClassifier`` does it."""
 
     def __init__(
         self, booster: lightgbm.Booster, objective: str, classes: list[Any] | None
     ) -> None:
-        self._booster = booster
+        super().__init__(booster, classes if objective in PROBA_OBJECTIVES else None)
         self._objective = objective
-        self._classes = classes if objective in PROBA_OBJECTIVES else None
-        self._class_array = np.asarray(self._classes)
 
-    @property
-    def model(self) -> lightgbm.Booster:
-        """The booster (what ONNX conversion starts from)."""
-        return self._booster
-
-    @property
-    def classes(self) -> list[Any] | None:
-        return None if self._classes is None else list(self._classes)
-
-    @property
-    def has_proba(self) -> bool:
-        return self._classes is not None
-
-    def predict(self, X: Any) -> Array:
-        if self._classes is None:
-            return as_array(self._run(X))
-        return labels_from_proba(self.predict_proba(X), self._class_array)
+    def _values(self, X: Any) -> Array:
+        return self._run(X)
 
     def predict_proba(self, X: Any) -> Array:
         if self._classes is None:

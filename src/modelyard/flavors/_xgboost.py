@@ -21,13 +21,13 @@ from modelyard.errors import (
     ModelLoadError,
     UnsupportedFormatError,
 )
-from modelyard.flavors._base import Array, Artifact, LoadOptions, Predictor, as_array
+from modelyard.flavors._base import Array, Artifact, LoadOptions, Predictor
 from modelyard.flavors._common import (
+    BoosterPredictor,
     artifact_file,
     binary_proba,
     first_line,
     json_classes,
-    labels_from_proba,
     no_proba_error,
     qualified_name,
     read_model_file,
@@ -96,41 +96,25 @@ class XGBoostFlavor:
         return XGBoostPredictor(_booster(data, name, ModelLoadError), artifact.meta)
 
 
-class XGBoostPredictor:
+class XGBoostPredictor(BoosterPredictor):
     """``predict``/``predict_proba`` of an XGBoost booster, the way the sklearn wrappers do it."""
 
     def __init__(self, booster: xgboost.Booster, meta: dict[str, Any]) -> None:
         config = json.loads(booster.save_config())["learner"]
-        self._booster = booster
         self._objective: str = config["objective"]["name"]
         self._inplace = config["gradient_booster"]["name"] != "gblinear"
         best = booster.attr("best_iteration")
         self._iterations = (0, int(best) + 1) if best is not None else (0, 0)
         missing = meta.get("missing")
         self._missing = math.nan if missing is None else float(missing)
-        self._classes: list[Any] | None = None
+        classes: list[Any] | None = None
         if self._objective in PROBA_OBJECTIVES:
             n_class = int(config["learner_model_param"]["num_class"])
-            self._classes = meta.get("classes") or list(range(max(n_class, 2)))
-        self._class_array = np.asarray(self._classes)
+            classes = meta.get("classes") or list(range(max(n_class, 2)))
+        super().__init__(booster, classes)
 
-    @property
-    def model(self) -> xgboost.Booster:
-        """The booster (what ONNX conversion starts from)."""
-        return self._booster
-
-    @property
-    def classes(self) -> list[Any] | None:
-        return None if self._classes is None else list(self._classes)
-
-    @property
-    def has_proba(self) -> bool:
-        return self._classes is not None
-
-    def predict(self, X: Any) -> Array:
-        if self._classes is None:
-            return as_array(self._run(X, "value"))
-        return labels_from_proba(self.predict_proba(X), self._class_array)
+    def _values(self, X: Any) -> Array:
+        return self._run(X, "value")
 
     def predict_proba(self, X: Any) -> Array:
         if self._objective == "multi:softmax":

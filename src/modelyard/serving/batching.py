@@ -14,6 +14,7 @@ a model exception fails only its batch.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -37,6 +38,8 @@ logger = logging.getLogger(__name__)
 Array = npt.NDArray[Any]
 #: A batch that is filling closes when no request arrived for this long.
 FILL_GAP_S = 0.0002
+#: How often deadlines are checked (a late request is failed at most this much after it).
+SWEEP_S = 0.005
 RunBatch = Callable[[Rows, tuple[str, ...]], dict[str, Array]]
 
 
@@ -54,6 +57,8 @@ class _Pending:
     outputs: tuple[str, ...]
     future: asyncio.Future[BatchResult]
     enqueued: float
+    deadline: float
+    timeout_s: float
 
 
 class AdaptiveBatcher:
@@ -80,6 +85,8 @@ class AdaptiveBatcher:
         self._wake: asyncio.Event | None = None
         self._fill: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._running: list[_Pending] = []
         self._closing = False
         self._last_batch_requests = 0
 
@@ -90,7 +97,9 @@ class AdaptiveBatcher:
     def start(self) -> None:
         if self._task is None:
             self._wake = asyncio.Event()
-            self._task = asyncio.get_running_loop().create_task(self._work())
+            loop = asyncio.get_running_loop()
+            self._task = loop.create_task(self._work())
+            self._sweeper = loop.create_task(self._sweep())
 
     async def submit(
         self, rows: Rows, outputs: tuple[str, ...], *, timeout_s: float
@@ -104,18 +113,15 @@ class AdaptiveBatcher:
             )
         loop = asyncio.get_running_loop()
         future: asyncio.Future[BatchResult] = loop.create_future()
-        self._queue.append(_Pending(rows, outputs, future, loop.time()))
+        now = loop.time()
+        self._queue.append(_Pending(rows, outputs, future, now, now + timeout_s, timeout_s))
         self._queued_rows += rows.n
         assert self._wake is not None, "start() the batcher first"
         self._wake.set()
         fill = self._fill
         if fill is not None and self._queued_rows >= self.max_batch_size and not fill.done():
             fill.set_result(None)
-        timer = loop.call_later(timeout_s, _expire, future, timeout_s)
-        try:
-            return await future
-        finally:
-            timer.cancel()
+        return await future
 
     async def close(self) -> None:
         """Finish every queued request, then stop."""
@@ -126,6 +132,21 @@ class AdaptiveBatcher:
             self._fill.set_result(None)
         if self._task is not None:
             await self._task
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+
+    async def _sweep(self) -> None:
+        """Fail requests past their deadline, queued or running (one timer for all of them,
+        cheaper than one per request)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(SWEEP_S)
+            now = loop.time()
+            for item in (*self._queue, *self._running):
+                if now >= item.deadline and not item.future.done():
+                    _expire(item.future, item.timeout_s)
 
     async def _work(self) -> None:
         assert self._wake is not None
@@ -191,6 +212,7 @@ class AdaptiveBatcher:
             if item.outputs != wanted:
                 wanted = tuple(dict.fromkeys(wanted + item.outputs))
         started = loop.time()
+        self._running = batch
         try:
             outputs = await loop.run_in_executor(self._executor, self._run_batch, merged, wanted)
         except ModelyardError as exc:
@@ -200,6 +222,8 @@ class AdaptiveBatcher:
             logger.exception("model failed on a batch of %d rows", merged.n)
             _fail(batch, PredictionError(f"The model failed on this batch: {_first_line(exc)}."))
             return
+        finally:
+            self._running = []
         compute_s = loop.time() - started
         if self._on_batch is not None:
             self._on_batch(merged.n, compute_s)

@@ -61,37 +61,16 @@ class InferenceRequest(msgspec.Struct):
 _v2_decoder = msgspec.json.Decoder(InferenceRequest)
 
 
-class Tensor:
-    """One decoded input: its JSON values stay a Python list until someone needs an array, so
-    that a validator can build one matrix from many one-value columns in a single numpy call."""
-
-    __slots__ = ("_array", "datatype", "item", "name", "shape", "values")
-
-    def __init__(self, item: RequestInput, array: Array | None = None) -> None:
-        self.item = item
-        self.name = item.name
-        self.shape = item.shape
-        self.datatype = item.datatype
-        self.values: Any = item.data
-        self._array = array
-
-    def array(self) -> Array:
-        if self._array is None:
-            self._array = _json_tensor(self.item)
-        return self._array
-
-    @property
-    def is_json(self) -> bool:
-        return self._array is None
-
-
 def decode_v2(
     body: bytes, *, header_length: int | None = None
-) -> tuple[InferenceRequest, list[Tensor]]:
-    """Parse an inference request into its envelope and its input tensors.
+) -> tuple[InferenceRequest, list[Array | None] | None]:
+    """Parse an inference request into its envelope and, for Triton's binary extension, the
+    raw tensors (``None`` where an input's values are in the JSON).
 
     ``header_length`` is Triton's ``Inference-Header-Content-Length``: the JSON part is that
-    long and the raw tensor bytes follow, each input naming its ``binary_data_size``.
+    long and the raw tensor bytes follow, each input naming its ``binary_data_size``. JSON
+    values stay Python lists here: ``tensor_array`` turns one into an array when needed, and
+    the validator builds a whole matrix of one-value columns in one numpy call.
     """
     json_part = body if header_length is None else body[:header_length]
     try:
@@ -103,19 +82,24 @@ def decode_v2(
     if not request.inputs:
         raise InvalidInputError("The inference request has no inputs; send at least one tensor.")
     if header_length is None:
-        return request, [Tensor(item) for item in request.inputs]
+        return request, None
     binary = memoryview(body)[header_length:]
     offset = 0
-    tensors = []
+    arrays: list[Array | None] = []
     for item in request.inputs:
         size = (item.parameters or {}).get("binary_data_size")
         if size is None:
-            tensors.append(Tensor(item))
+            arrays.append(None)
             continue
         chunk = binary[offset : offset + int(size)]
         offset += int(size)
-        tensors.append(Tensor(item, _binary_tensor(item, chunk)))
-    return request, tensors
+        arrays.append(_binary_tensor(item, chunk))
+    return request, arrays
+
+
+def tensor_array(item: RequestInput) -> Array:
+    """The numpy array of an input whose values came as JSON."""
+    return _json_tensor(item)
 
 
 def _count(item: RequestInput) -> int:

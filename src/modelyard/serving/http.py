@@ -251,11 +251,11 @@ class ModelServer:
         # model only after every request that took it has joined its queue.
         served = self.hub.get(name, version)
         header_length = call.headers.get("inference-header-content-length")
-        request, tensors = codecs.decode_v2(
+        request, arrays = codecs.decode_v2(
             body, header_length=int(header_length) if header_length else None
         )
         wanted = _outputs(served, request.outputs)
-        rows = served.validator.from_tensors(tensors)
+        rows = served.validator.from_request(request.inputs, arrays)
         result = await served.predict(rows, wanted, timeout_s=self._timeout_s)
         encode_started = time.perf_counter()
         payload = codecs.encode_v2(
@@ -289,12 +289,21 @@ class ModelServer:
     def _observe(
         self, served: ServedModel, route: str, *, started: float, encoded: float, queue_s: float
     ) -> None:
-        m = self.metrics
+        children = served.metric_children.get(route)
+        if children is None:
+            m = self.metrics
+            children = served.metric_children[route] = (
+                m.child(m.requests, served.name, served.version, route, "200"),
+                m.child(m.latency, served.name, route),
+                m.child(m.serialize, served.name),
+                m.child(m.queue_wait, served.name),
+            )
+        requests, latency, serialize, queue_wait = children
         now = time.perf_counter()
-        m.child(m.requests, served.name, served.version, route, "200").inc()
-        m.child(m.latency, served.name, route).observe(now - started)
-        m.child(m.serialize, served.name).observe(now - encoded)
-        m.child(m.queue_wait, served.name).observe(queue_s)
+        requests.inc()
+        latency.observe(now - started)
+        serialize.observe(now - encoded)
+        queue_wait.observe(queue_s)
 
     def _count(self, model: str, version: str, route: str, status: int, started: float) -> None:
         m = self.metrics

@@ -67,6 +67,8 @@ class ServedModel:
         self.signature = signature
         self.validator = RequestValidator(signature)
         self.outputs = ("predict", "predict_proba") if loaded.predictor.has_proba else ("predict",)
+        #: Prometheus label children by route, cached by the HTTP edge.
+        self.metric_children: dict[str, Any] = {}
         self._names = signature.column_names
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"model-{self.name}")
         self.batcher = AdaptiveBatcher(

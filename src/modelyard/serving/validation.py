@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from modelyard.core.types import Signature, TensorSpec
 from modelyard.errors import InvalidInputError, SignatureMismatchError
-from modelyard.serving.codecs import Tensor
+from modelyard.serving.codecs import RequestInput, tensor_array
 
 logger = logging.getLogger(__name__)
 
@@ -77,13 +77,22 @@ class RequestValidator:
 
     # -- tensors (Open Inference Protocol) --------------------------------------------------
 
-    def from_tensors(self, tensors: Sequence[Tensor]) -> Rows:
-        """Rows from decoded Open Inference Protocol inputs."""
-        if self.numeric and not self.tensor and len(tensors) == self.width > 1:
-            fast = self._numeric_columns(tensors)
+    def from_request(
+        self, inputs: Sequence[RequestInput], arrays: Sequence[Array | None] | None = None
+    ) -> Rows:
+        """Rows from decoded Open Inference Protocol inputs (``arrays``: binary tensors)."""
+        if arrays is None and self.numeric and not self.tensor and len(inputs) == self.width > 1:
+            fast = self._numeric_columns(inputs)
             if fast is not None:
                 return fast
-        pairs = [(t.name, t.array()) for t in tensors]
+        pairs: list[tuple[str, Array]] = []
+        for i, item in enumerate(inputs):
+            binary = arrays[i] if arrays is not None else None
+            pairs.append((item.name, binary if binary is not None else tensor_array(item)))
+        return self.from_tensors(pairs)
+
+    def from_tensors(self, pairs: Sequence[tuple[str, Array]]) -> Rows:
+        """Rows from named arrays: one per column, or one 2-D array."""
         if self.tensor:
             return self._single_tensor(pairs)
         if len(pairs) == 1:
@@ -92,23 +101,22 @@ class RequestValidator:
                 return self._matrix_input(name, array)
         return self._column_tensors(pairs)
 
-    def _numeric_columns(self, tensors: Sequence[Tensor]) -> Rows | None:
+    def _numeric_columns(self, inputs: Sequence[RequestInput]) -> Rows | None:
         """One numpy call for the common request: one flat JSON list per numeric column.
         ``None`` sends anything unusual down the general path, which names the problem."""
         ordered: list[Any] = [None] * self.width
         n = -1
-        for t in tensors:
-            position = self.index.get(t.name)
-            values = t.values
+        for item in inputs:
+            position = self.index.get(item.name)
+            values = item.data
             if (
                 position is None
                 or ordered[position] is not None
-                or not t.is_json
-                or t.datatype not in _NUMERIC_DATATYPES
+                or item.datatype not in _NUMERIC_DATATYPES
                 or not isinstance(values, list)
             ):
                 return None
-            shape = t.shape
+            shape = item.shape
             if n < 0:
                 n = len(values)
             if len(values) != n or shape not in ([n], [n, 1]):
