@@ -191,6 +191,7 @@ def mlflow_side(repeat: int) -> dict[str, object]:
         subprocess.run([*installer, MLFLOW_SPEC, "scikit-learn"], check=True)
     out = subprocess.run(
         [str(python), "-c", MLFLOW_SCRIPT, str(repeat)],
+        cwd=tempfile.mkdtemp(),  # MLflow writes its artifacts under ./mlruns
         capture_output=True,
         text=True,
         check=True,
