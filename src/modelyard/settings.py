@@ -49,6 +49,10 @@ class ServingSettings(BaseModel):
     #: How long SIGTERM waits for in-flight requests before closing connections.
     graceful_timeout_s: float = Field(default=30.0, ge=0)
     access_log: bool = False
+    #: How often the in-server rollout controller judges deployments with --auto.
+    rollout_interval_s: float = Field(default=2.0, gt=0)
+    #: Python's GIL switch interval in the server (the event loop and model threads share it).
+    gil_switch_s: float = Field(default=0.0005, gt=0)
 
 
 class Settings(BaseSettings):

@@ -9,7 +9,7 @@ import traceback
 
 import typer
 
-from modelyard.cli import db, models, runs, serve
+from modelyard.cli import db, models, rollout, runs, serve
 from modelyard.errors import ModelyardError
 
 app = typer.Typer(
@@ -24,6 +24,8 @@ app.add_typer(runs.app, name="runs")
 app.add_typer(db.app, name="db")
 app.add_typer(serve.tokens_app, name="tokens")
 app.command("serve")(serve.serve)
+app.add_typer(rollout.app, name="rollout")
+app.command("deploy")(rollout.deploy)
 
 
 @app.callback()

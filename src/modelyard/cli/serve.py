@@ -10,7 +10,8 @@ tokens_app = typer.Typer(help="API tokens for the server.", no_args_is_help=True
 
 
 def serve(
-    refs: list[str] = typer.Argument(..., help="NAME@ALIAS (followed) or NAME/VERSION."),
+    refs: list[str] | None = typer.Argument(None, help="NAME@ALIAS (followed) or NAME/VERSION."),
+    deployment: list[str] = typer.Option([], help="Serve a deployment (yard deploy); repeatable."),
     host: str | None = typer.Option(None, help="Address to bind (default 127.0.0.1)."),
     port: int | None = typer.Option(None, help="Port (default 8080)."),
     workers: int | None = typer.Option(None, min=1, help="Worker processes sharing the port."),
@@ -43,7 +44,7 @@ def serve(
             if v is not None
         }
     )  # fmt: skip
-    run(settings.model_copy(update={"serving": serving}), list(refs))
+    run(settings.model_copy(update={"serving": serving}), list(refs or []), list(deployment))
 
 
 @tokens_app.command("create")

@@ -144,7 +144,7 @@ class ModelServer:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        headers = _headers(scope)
+        headers = _headers(scope, self.hub.router.sticky_headers if self.hub.router else None)
         request_id = headers.get("x-request-id") or self._next_id()
         method = scope["method"]
         path = scope["path"]
@@ -245,6 +245,10 @@ class ModelServer:
 
     async def _infer(self, call: _Call, name: str, version: str | None) -> None:
         self._authorize(call.headers, "predict", name)
+        router = self.hub.router
+        if router is not None and name in router.slots and version is None:
+            await self._infer_deployment(call, name)
+            return
         self.hub.get(name, version)  # unknown model or version: answer before reading the body
         body = await _read_body(call.receive)
         # Take the model after the last await before submitting: a hot swap closes the old
@@ -268,6 +272,37 @@ class ModelServer:
             queue_s=result.queue_wait_s,
         )  # fmt: skip
         self._record(call, served, "v2_infer", rows, result.outputs)
+
+    async def _infer_deployment(self, call: _Call, name: str) -> None:
+        router = self.hub.router
+        assert router is not None
+        body = await _read_body(call.receive)
+        header_length = call.headers.get("inference-header-content-length")
+        request, arrays = codecs.decode_v2(
+            body, header_length=int(header_length) if header_length else None
+        )
+        slot = router.slots[name]  # after the last await: the deployment's current state
+        wanted = _outputs(slot.stable, request.outputs)
+        route, served, result = await router.predict(
+            slot, request, arrays, wanted=wanted, key=slot.sticky_key(call.headers, request),
+            timeout_s=self._timeout_s,
+        )  # fmt: skip
+        encode_started = time.perf_counter()
+        outputs = {k: v for k, v in result.outputs.items() if k in wanted}
+        payload = codecs.encode_v2(
+            model_name=name, model_version=served.version, request_id=request.id,
+            outputs=outputs,
+        )  # fmt: skip
+        await _respond(
+            call.send, 200, payload, call.request_id, model_version=served.version,
+            extra=[(b"x-route", route.encode())],
+        )  # fmt: skip
+        self._observe(
+            served, "v2_infer", started=call.started, encoded=encode_started,
+            queue_s=result.queue_wait_s,
+        )  # fmt: skip
+        m = self.metrics
+        m.child(m.route_requests, name, route, served.version).inc()
 
     async def _invocations(self, call: _Call, name: str) -> None:
         self._authorize(call.headers, "predict", name)
@@ -395,10 +430,10 @@ def _expect(method: str, *allowed: str) -> None:
         raise HttpError(405, f"Method {method} is not allowed here; use {' or '.join(allowed)}.")
 
 
-def _headers(scope: Scope) -> dict[str, str]:
+def _headers(scope: Scope, extra: set[bytes] | None = None) -> dict[str, str]:
     out = {}
     for key, value in scope["headers"]:
-        if key in _WANTED_HEADERS:
+        if key in _WANTED_HEADERS or (extra and key in extra):
             out[key.decode()] = value.decode("latin-1")
     return out
 

@@ -60,6 +60,10 @@ class ServingMetrics:
             "modelyard_queue_depth", "Requests waiting for a batch.", ["model"],
             registry=r, multiprocess_mode="livesum",
         )  # fmt: skip
+        self.route_requests = Counter(
+            "modelyard_route_requests", "Deployment requests answered, by route and version.",
+            ["deployment", "route", "version"], registry=r,
+        )  # fmt: skip
         self.loads = Counter(
             "modelyard_model_loads", "Model loads by result (ok or failed).",
             ["model", "version", "result"], registry=r,

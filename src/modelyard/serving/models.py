@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from modelyard.core.refs import ModelRef
 from modelyard.errors import (
+    InvalidSpecError,
     ModelyardError,
     NotFoundError,
     NotReadyError,
@@ -33,6 +34,7 @@ from modelyard.serving.validation import RequestValidator, Rows
 if TYPE_CHECKING:
     from modelyard.registry import Registry
     from modelyard.registry.loaded import LoadedModel
+    from modelyard.serving.deployments import DeploymentRouter
     from modelyard.settings import ServingSettings
 
 logger = logging.getLogger(__name__)
@@ -179,14 +181,27 @@ class ModelHub:
         *,
         on_batch: Callable[[str, int, float], None] | None = None,
         on_load: Callable[[str, str, bool], None] | None = None,
+        deployments: list[str] | None = None,
     ) -> None:
         names = [ref.name for ref in refs]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise ModelyardError(f"Model {duplicates[0]!r} is named twice; serve each model once.")
+            raise InvalidSpecError(
+                f"Model {duplicates[0]!r} is named twice; serve each model once."
+            )
         self.registry = registry
         self.settings = settings
         self.slots = {ref.name: ModelSlot(ref) for ref in refs}
+        self.router: DeploymentRouter | None = None
+        if deployments:
+            from modelyard.serving.deployments import DeploymentRouter
+
+            clash = sorted(set(deployments) & set(self.slots))
+            if clash:
+                raise InvalidSpecError(
+                    f"{clash[0]!r} is both a model and a deployment here; serve it once."
+                )
+            self.router = DeploymentRouter(registry, deployments, self)
         self._on_batch = on_batch
         self._on_load = on_load
         self._watch: asyncio.Task[None] | None = None
@@ -194,8 +209,16 @@ class ModelHub:
 
     def get(self, name: str, version: str | None = None) -> ServedModel:
         slot = self.slots.get(name)
+        if slot is None and self.router is not None and name in self.router.slots:
+            stable = self.router.slots[name].stable
+            if version is not None and version != stable.version:
+                raise VersionNotFoundError(
+                    f"Deployment {name!r} serves version {stable.version} on its stable route."
+                )
+            return stable
         if slot is None:
-            served = ", ".join(sorted(self.slots)) or "none"
+            names = [*self.slots, *(self.router.names if self.router else [])]
+            served = ", ".join(sorted(names)) or "none"
             raise NotFoundError(f"Model {name!r} is not served here (serving: {served}).")
         current = slot.current
         if current is None:
@@ -209,7 +232,9 @@ class ModelHub:
 
     async def start(self) -> None:
         for slot in self.slots.values():
-            slot.current = await self._load(slot.ref)
+            slot.current = await self.load(slot.ref)
+        if self.router is not None:
+            await self.router.start()
         self.ready = True
         self._watch = asyncio.get_running_loop().create_task(self._follow())
 
@@ -221,8 +246,11 @@ class ModelHub:
         for slot in self.slots.values():
             if slot.current is not None:
                 await slot.current.close()
+        if self.router is not None:
+            await self.router.close()
 
-    async def _load(self, ref: ModelRef | str) -> ServedModel:
+    async def load(self, ref: ModelRef | str) -> ServedModel:
+        """Load, warm and start serving one version."""
         runtime = self.settings.runtime
         started = time.perf_counter()
         loaded = await asyncio.to_thread(
@@ -270,7 +298,7 @@ class ModelHub:
         if slot.failed_version == target.version:
             return
         try:
-            new = await self._load(f"{target.name}/{target.version}")
+            new = await self.load(f"{target.name}/{target.version}")
         except Exception as exc:
             slot.failed_version = target.version
             logger.error(

@@ -24,7 +24,9 @@ logger = logging.getLogger(__name__)
 SPEC_ENV = "MODELYARD_SERVE_SPEC"
 
 
-def build_app(settings: Settings, refs: list[str]) -> ModelServer:
+def build_app(
+    settings: Settings, refs: list[str], deployments: list[str] | None = None
+) -> ModelServer:
     """The ASGI application for ``refs`` (models load when the server starts)."""
     from modelyard.registry import Registry
     from modelyard.serving.metrics import ServingMetrics
@@ -33,7 +35,7 @@ def build_app(settings: Settings, refs: list[str]) -> ModelServer:
 
     # The event loop and each model's thread share the GIL; Python hands it over only every
     # switch interval (5 ms by default), which showed up as 5-50 ms tails under load.
-    sys.setswitchinterval(float(os.environ.get("MODELYARD_GIL_SWITCH_S", "0.0005")))
+    sys.setswitchinterval(settings.serving.gil_switch_s)
     registry = Registry(settings)
     metrics = ServingMetrics()
 
@@ -49,7 +51,7 @@ def build_app(settings: Settings, refs: list[str]) -> ModelServer:
 
     hub = ModelHub(
         registry, [parse_ref(r) for r in refs], settings.serving,
-        on_batch=on_batch, on_load=on_load,
+        on_batch=on_batch, on_load=on_load, deployments=deployments or [],
     )  # fmt: skip
     tokens = TokenChecker(registry.db) if settings.serving.auth else None
     return ModelServer(hub, settings.serving, metrics, tokens=tokens)
@@ -58,17 +60,27 @@ def build_app(settings: Settings, refs: list[str]) -> ModelServer:
 def app_from_env() -> ModelServer:
     """uvicorn's factory in each worker process."""
     spec = json.loads(os.environ[SPEC_ENV])
-    return build_app(Settings.model_validate(spec["settings"]), spec["refs"])
+    return build_app(
+        Settings.model_validate(spec["settings"]), spec["refs"], spec.get("deployments", [])
+    )
 
 
-def check_refs(settings: Settings, refs: list[str]) -> None:
-    """Fail before binding the port when a reference does not resolve."""
+def check_refs(settings: Settings, refs: list[str], deployments: list[str]) -> None:
+    """Fail before binding the port when a reference or a deployment does not resolve."""
+    from modelyard.errors import InvalidInputError
     from modelyard.registry import Registry
 
+    if not refs and not deployments:
+        raise InvalidInputError("Nothing to serve; give model references or --deployment NAME.")
     registry = Registry(settings)
     try:
         for ref in refs:
             registry.get_version(ref)
+        if deployments:
+            from modelyard.rollout import get_deployment
+
+            for name in deployments:
+                get_deployment(registry.db, name)
     finally:
         registry.close()
 
@@ -77,11 +89,12 @@ def _drained(signum: int, frame: object) -> None:
     logger.info("stopped on SIGTERM after draining")
 
 
-def serve(settings: Settings, refs: list[str]) -> None:
+def serve(settings: Settings, refs: list[str], deployments: list[str] | None = None) -> None:
     """Serve until SIGTERM/SIGINT; in-flight requests and batches finish first."""
     import uvicorn
 
-    check_refs(settings, refs)
+    deployments = deployments or []
+    check_refs(settings, refs, deployments)
     opts = settings.serving
     common: dict[str, Any] = {
         "host": opts.host,
@@ -98,7 +111,7 @@ def serve(settings: Settings, refs: list[str]) -> None:
     # then re-raises it to the handler it found; this one lets the process exit 0.
     signal.signal(signal.SIGTERM, _drained)
     if opts.workers == 1:
-        uvicorn.run(build_app(settings, refs), **common)
+        uvicorn.run(build_app(settings, refs, deployments), **common)
         return
     metrics_dir = tempfile.mkdtemp(prefix="modelyard-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
 #: The alembic revision this code expects; a test checks it equals the migrations' head.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 
 metadata = sa.MetaData(
     naming_convention={
@@ -145,4 +145,71 @@ tokens = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("expires_at", UTCDateTime),
     sa.Column("revoked", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+# -- rollouts (modelyard.rollout) ------------------------------------------------------------
+
+deployments = sa.Table(
+    "deployments",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("stable_model", sa.String(128), nullable=False),
+    sa.Column("stable_version", sa.Integer, nullable=False),
+    sa.Column("stable_alias", sa.String(64)),
+    sa.Column("candidate_model", sa.String(128)),
+    sa.Column("candidate_version", sa.Integer),
+    sa.Column("mode", sa.String(16)),
+    sa.Column("weight", sa.Float, nullable=False, server_default="0"),
+    sa.Column("sticky_header", sa.String(128)),
+    sa.Column("sticky_field", sa.String(128)),
+    sa.Column("shadow_sample", sa.Float, nullable=False, server_default="1"),
+    sa.Column("retry_on_stable", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("steps", JSONType, nullable=False),
+    sa.Column("bake_s", sa.Float, nullable=False, server_default="0"),
+    sa.Column("step_index", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("step_started_at", UTCDateTime),
+    sa.Column("auto", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("policy", JSONType, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+deployment_events = sa.Table(
+    "deployment_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("deployment_id", sa.Integer, sa.ForeignKey("deployments.id"), nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("detail", JSONType, nullable=False),
+    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index("ix_deployment_events_deployment", "deployment_id", "id"),
+)
+
+route_stats = sa.Table(
+    "route_stats",
+    metadata,
+    sa.Column("deployment_id", sa.Integer, sa.ForeignKey("deployments.id"), primary_key=True),
+    sa.Column("revision", sa.Integer, primary_key=True),
+    sa.Column("route", sa.String(16), primary_key=True),
+    sa.Column("replica", sa.String(128), primary_key=True),
+    sa.Column("window_start", UTCDateTime, primary_key=True),
+    sa.Column("requests", sa.BigInteger, nullable=False),
+    sa.Column("errors", sa.BigInteger, nullable=False),
+    sa.Column("latency_counts", JSONType, nullable=False),
+    sa.Column("output_counts", JSONType, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+rollout_leases = sa.Table(
+    "rollout_leases",
+    metadata,
+    sa.Column("deployment", sa.String(128), primary_key=True),
+    sa.Column("holder", sa.String(256), nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
 )

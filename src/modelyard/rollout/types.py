@@ -1,0 +1,160 @@
+"""Rollout records: deployments, their policy and events, traffic summaries and verdicts.
+
+All are frozen msgspec Structs, cheap to build, compare and encode (``yard ... --json``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+
+from modelyard.errors import NotFoundError
+
+#: How the candidate route receives traffic.
+Mode = Literal["canary", "ab", "shadow"]
+#: ``stable``: no candidate yet; ``rolling``: a candidate is live; ``paused``: a candidate is live
+#: but the controller holds it; ``promoted``/``rolled_back``: the last candidate's fate.
+State = Literal["stable", "rolling", "paused", "promoted", "rolled_back"]
+RouteName = Literal["stable", "candidate"]
+OnBreach = Literal["rollback", "pause"]
+Status = Literal["pass", "wait", "breach"]
+
+MODES: tuple[Mode, ...] = ("canary", "ab", "shadow")
+ACTIVE_STATES: tuple[State, ...] = ("rolling", "paused")
+
+
+class DeploymentNotFoundError(NotFoundError):
+    """No deployment has the given name."""
+
+
+class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """When a candidate passes, waits or breaches (see ``modelyard.rollout.analysis``).
+
+    - ``min_requests``: requests each route needs (in the current step) before any judgement.
+    - ``max_error_rate``: the candidate's error rate may not exceed this (absolute).
+    - ``max_error_ratio``: nor this many times the stable's error rate, taken as at least
+      ``error_rate_floor`` so that a stable route without errors does not make one candidate
+      error a breach.
+    - ``max_p99_ratio``: the candidate's p99 latency may not exceed this many times the stable's
+      p99, taken as at least ``p99_floor_ms`` (sub-millisecond noise is not a regression).
+    - ``max_p99_ms``: an optional absolute ceiling on the candidate's p99 latency.
+    - ``max_output_distance``: the Jensen-Shannon distance (square root of the divergence, log
+      base 2, so between 0 and 1) between the two routes' output distributions; ``None`` turns
+      the check off.
+    - ``on_breach``: ``rollback`` drops the candidate, ``pause`` holds it for a person.
+    """
+
+    min_requests: int = 100
+    max_error_rate: float = 0.05
+    max_error_ratio: float = 2.0
+    error_rate_floor: float = 0.01
+    max_p99_ratio: float = 1.5
+    p99_floor_ms: float = 5.0
+    max_p99_ms: float | None = None
+    max_output_distance: float | None = 0.2
+    on_breach: OnBreach = "rollback"
+
+
+class Deployment(msgspec.Struct, frozen=True, kw_only=True):
+    """A named endpoint: a stable route and at most one candidate route.
+
+    ``weight`` is the percentage (0-100) of requests the candidate gets in ``canary`` and ``ab``
+    modes; in ``ab`` mode the route is chosen by a hash of the request's ``sticky_header`` or
+    ``sticky_field``. In ``shadow`` mode every request is answered by stable and a share
+    ``shadow_sample`` (0-1) is also sent to the candidate. ``retry_on_stable``: a request the
+    candidate fails is answered by stable. ``revision`` grows by one on every change; servers poll
+    it (``deployment_revision``) and tag the statistics they record with it.
+    """
+
+    name: str
+    stable_model: str
+    stable_version: int
+    stable_alias: str | None
+    candidate_model: str | None
+    candidate_version: int | None
+    mode: Mode | None
+    weight: float
+    sticky_header: str | None
+    sticky_field: str | None
+    shadow_sample: float
+    retry_on_stable: bool
+    steps: tuple[float, ...]
+    bake_s: float
+    step_index: int
+    step_started_at: datetime | None
+    auto: bool
+    policy: Policy
+    state: State
+    revision: int
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def stable_ref(self) -> str:
+        return f"{self.stable_model}/{self.stable_version}"
+
+    @property
+    def candidate_ref(self) -> str | None:
+        if self.candidate_model is None or self.candidate_version is None:
+            return None
+        return f"{self.candidate_model}/{self.candidate_version}"
+
+    @property
+    def active(self) -> bool:
+        """Whether a candidate route is live (rolling or paused)."""
+        return self.state in ACTIVE_STATES
+
+    @property
+    def next_weight(self) -> float | None:
+        """The next scheduled weight above the current one; ``None`` when promotion is next."""
+        return next((s for s in self.steps if s > self.weight), None)
+
+
+class DeploymentEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One audited change; ``revision`` is the deployment's revision after it."""
+
+    id: int
+    deployment: str
+    revision: int
+    action: str
+    detail: dict[str, Any]
+    actor: str
+    reason: str | None
+    at: datetime
+
+
+class RouteStats(msgspec.Struct, frozen=True, kw_only=True):
+    """One route's merged traffic: counts, latency histogram (``LATENCY_EDGES_MS``), outputs."""
+
+    route: RouteName
+    requests: int
+    errors: int
+    error_rate: float | None
+    p50_ms: float | None
+    p99_ms: float | None
+    latency_counts: tuple[int, ...]
+    output_counts: dict[str, int]
+
+
+class Summary(msgspec.Struct, frozen=True, kw_only=True):
+    """Both routes' traffic for one revision of a deployment (since ``since`` when given)."""
+
+    deployment: str
+    revision: int
+    mode: Mode | None
+    weight: float
+    since: datetime | None
+    stable: RouteStats
+    candidate: RouteStats
+
+
+class Verdict(msgspec.Struct, frozen=True, kw_only=True):
+    """``pass``, ``wait`` (not enough requests; ``reasons`` say which) or ``breach`` (``reasons``
+    name each broken rule). ``notes`` name the checks that were skipped and why."""
+
+    status: Status
+    reasons: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    output_distance: float | None = None
