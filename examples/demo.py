@@ -100,7 +100,85 @@ def main() -> None:
     yard("runs", "list")
 
     serve_demo(X_test)
+    rollout_demo(X_train, y_train, X_test)
     print(f"\ndemo finished in {time.perf_counter() - started:.1f} s; state kept in {HOME}")
+
+
+def rollout_demo(X_train: object, y_train: object, X_test: object) -> None:
+    import httpx
+    import pandas as pd
+    from sklearn.dummy import DummyClassifier
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    import modelyard
+    from modelyard import rollout
+
+    assert isinstance(X_test, pd.DataFrame)
+    registry = modelyard.get_registry()
+    step("rollouts: deployment 'cancer-api' serves cancer@production; a worse model is canaried")
+    worse = DummyClassifier(strategy="constant", constant=0).fit(X_train, y_train)
+    bad = modelyard.register(worse, name="cancer", data=X_train, tags={"algo": "always-0"})
+    better = HistGradientBoostingClassifier(max_iter=150, learning_rate=0.05, random_state=1)
+    good = modelyard.register(
+        better.fit(X_train, y_train), name="cancer", data=X_train, convert="onnx",
+        tags={"algo": "hgb-150"},
+    )  # fmt: skip
+    rollout.deploy(registry, "cancer-api", model_ref="cancer@production")
+    policy = {"min_requests": 30, "max_output_distance": 0.2, "p99_floor_ms": 50}
+    rollout.start_candidate(
+        registry, "cancer-api", ref=bad.ref, mode="canary", steps=[25, 50, 100], bake_s=1,
+        auto=True, policy=policy, reason="demo: a model that always answers 0",
+    )  # fmt: skip
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/v2/models/cancer-api/infer"
+    env = {**os.environ, "MODELYARD_SERVING__ROLLOUT_INTERVAL_S": "0.5",
+           "MODELYARD_SERVING__POLL_INTERVAL_S": "0.5"}  # fmt: skip
+    log = open(HOME / "rollout-server.log", "w")  # noqa: SIM115 - closed below
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "yard"), "serve", "--deployment", "cancer-api",
+         "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    rows = [
+        {"inputs": [{"name": c, "shape": [1], "datatype": "FP64", "data": [float(v)]}
+                    for c, v in zip(X_test.columns, values, strict=True)]}
+        for values in X_test.to_numpy()
+    ]  # fmt: skip
+
+    def drive(until: str, limit_s: float) -> tuple[int, int]:
+        ok = failed = 0
+        started = time.monotonic()
+        with httpx.Client(timeout=10) as client:
+            while time.monotonic() - started < limit_s:
+                for body in rows[:40]:
+                    try:
+                        r = client.post(url, json=body)
+                    except httpx.TransportError:
+                        time.sleep(0.1)
+                        continue
+                    ok += r.status_code == 200
+                    failed += r.status_code != 200
+                if rollout.get_deployment(registry.db, "cancer-api").state == until:
+                    break
+        return ok, failed
+
+    try:
+        ok, failed = drive("rolled_back", 60)
+        print(f"traffic: {ok} answered, {failed} failed")
+        yard("rollout", "status", "cancer-api")
+        step(f"canary the good model ({good.ref}) through 25, 50, 100% to promotion")
+        rollout.start_candidate(
+            registry, "cancer-api", ref=good.ref, mode="canary", steps=[25, 50, 100], bake_s=1,
+            auto=True, policy=policy, reason="demo: a better HGB",
+        )  # fmt: skip
+        ok, failed = drive("promoted", 90)
+        print(f"traffic: {ok} answered, {failed} failed")
+        yard("rollout", "history", "cancer-api")
+        production = registry.get_version("cancer@production").version
+        print(f"cancer@production is now version {production}")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(60)
+        log.close()
 
 
 def free_port() -> int:
