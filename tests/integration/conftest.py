@@ -66,5 +66,6 @@ def served_home(tmp_path_factory: pytest.TempPathFactory) -> ServedHome:
     registry.register(SlowModel(0.3), name="slow", data=cols, trust_pickle=True)
     registry.register(PickyModel(), name="picky", data=cols, trust_pickle=True)
     registry.register(SlowModel(0.0), name="echo", data=cols, trust_pickle=True)
+    registry.register(SlowModel(0.03), name="lagged", data=cols, trust_pickle=True)
     registry.close()
     return ServedHome(home=home, X=X, mixed=mixed)

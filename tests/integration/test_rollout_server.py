@@ -80,6 +80,24 @@ def test_failing_candidate_is_rolled_back_and_clients_see_no_error(served_home, 
         assert after.headers["x-route"] == "stable" and after.headers["x-model-version"] == "1"
 
 
+def test_slow_candidate_is_rolled_back_on_the_p99_rule(served_home, registry) -> None:
+    rollout.deploy(registry, "laggy", model_ref="echo/1")
+    rollout.start_candidate(
+        registry, "laggy", ref="lagged/1", mode="canary", weight=50, auto=True,
+        policy={"min_requests": 20, "max_p99_ratio": 1.5, "max_output_distance": None},
+    )  # fmt: skip
+    bodies = (xy(1.0) for _ in iter(int, 1))
+    env = server_env(served_home.home, **FAST)
+    with Server(served_home.home, "--deployment", "laggy", "--trust-pickle", env=env) as s:
+        state = lambda: rollout.get_deployment(registry.db, "laggy").state  # noqa: E731
+        seen = load(f"{s.url}/v2/models/laggy/infer", bodies, seconds=30,
+                    until=lambda: state() == "rolled_back")  # fmt: skip
+    assert rollout.get_deployment(registry.db, "laggy").state == "rolled_back"
+    assert all(status == 200 for status, _, _ in seen)
+    rollback = next(e for e in rollout.history(registry.db, "laggy") if e.action == "rollback")
+    assert "p99" in str(rollback.reason), rollback
+
+
 def test_ab_keys_are_sticky_and_split_by_weight(served_home, registry) -> None:
     rollout.deploy(registry, "ab", model_ref="hgb/1")
     rollout.start_candidate(
@@ -152,3 +170,56 @@ def test_good_candidate_advances_every_step_and_is_promoted(served_home, registr
         time.sleep(1.0)
         r = httpx.post(f"{s.url}/v2/models/steady/infer", json=body)
         assert r.headers["x-model-version"] == "2" and r.headers["x-route"] == "stable"
+
+
+def test_ten_promote_and_rollback_cycles_under_load(served_home, registry, capsys) -> None:
+    rollout.deploy(registry, "cycling", model_ref="hgb/1")
+    body = hgb_body(served_home)
+    env = server_env(served_home.home, MODELYARD_SERVING__POLL_INTERVAL_S="0.2")
+    statuses: Counter[int] = Counter()
+    errors: list[str] = []
+    versions: Counter[str] = Counter()
+    with Server(served_home.home, "--deployment", "cycling", env=env) as s:
+        url = f"{s.url}/v2/models/cycling/infer"
+
+        async def client_loop(client: httpx.AsyncClient, done: asyncio.Event) -> None:
+            while not done.is_set():
+                try:
+                    r = await client.post(url, json=body)
+                except httpx.TransportError as exc:
+                    errors.append(repr(exc))
+                    continue
+                statuses[r.status_code] += 1
+                versions[r.headers.get("x-model-version", "?")] += 1
+
+        async def cycles(done: asyncio.Event) -> None:
+            for i in range(10):
+                stable = await asyncio.to_thread(rollout.get_deployment, registry.db, "cycling")
+                other = "hgb/2" if stable.stable_version == 1 else "hgb/1"
+                await asyncio.to_thread(
+                    rollout.start_candidate, registry, "cycling", ref=other, mode="canary",
+                    weight=50,
+                )  # fmt: skip
+                await asyncio.sleep(3)
+                if i % 2 == 0:
+                    await asyncio.to_thread(rollout.promote, registry, "cycling")
+                else:
+                    await asyncio.to_thread(rollout.abort, registry, "cycling", reason="cycle")
+                await asyncio.sleep(3)
+            done.set()
+
+        async def main() -> None:
+            done = asyncio.Event()
+            limits = httpx.Limits(max_connections=32)
+            async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+                await asyncio.gather(cycles(done), *(client_loop(client, done) for _ in range(32)))
+
+        asyncio.run(main())
+    with capsys.disabled():
+        answered = sum(statuses.values())
+        print(f"\n10 promote/rollback cycles, 60 s at c=32: {answered} answers {dict(statuses)},"
+              f" {len(errors)} socket errors, versions {dict(versions)}")  # fmt: skip
+    assert errors == [] and set(statuses) == {200}
+    assert versions["1"] > 0 and versions["2"] > 0
+    actions = [e.action for e in rollout.history(registry.db, "cycling")]
+    assert actions.count("promote") == 5 and actions.count("abort") == 5
