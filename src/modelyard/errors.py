@@ -39,6 +39,10 @@ class RunNotFoundError(NotFoundError):
     pass
 
 
+class DeploymentNotFoundError(NotFoundError):
+    """No deployment has the given name."""
+
+
 class ConflictError(ModelyardError):
     kind = "conflict"
 

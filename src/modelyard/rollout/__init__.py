@@ -5,6 +5,7 @@ Control plane only: the server routes requests with ``routing``, records what it
 ``stats.StatsBuffer`` / ``record_route_stats`` and follows ``deployment_revision``.
 """
 
+from modelyard.errors import DeploymentNotFoundError
 from modelyard.rollout.analysis import evaluate, js_distance
 from modelyard.rollout.buckets import LATENCY_EDGES_MS, class_key, latency_bucket, value_bin
 from modelyard.rollout.controller import (
@@ -44,7 +45,6 @@ from modelyard.rollout.stats import (
 from modelyard.rollout.types import (
     Deployment,
     DeploymentEvent,
-    DeploymentNotFoundError,
     Policy,
     RouteStats,
     Summary,

@@ -14,7 +14,8 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from modelyard.rollout.types import Deployment, DeploymentEvent, DeploymentNotFoundError, Policy
+from modelyard.errors import DeploymentNotFoundError
+from modelyard.rollout.types import Deployment, DeploymentEvent, Policy
 from modelyard.store.schema import deployment_events, deployments
 
 

@@ -10,8 +10,6 @@ from typing import Any, Literal
 
 import msgspec
 
-from modelyard.errors import NotFoundError
-
 #: How the candidate route receives traffic.
 Mode = Literal["canary", "ab", "shadow"]
 #: ``stable``: no candidate yet; ``rolling``: a candidate is live; ``paused``: a candidate is live
@@ -23,10 +21,6 @@ Status = Literal["pass", "wait", "breach"]
 
 MODES: tuple[Mode, ...] = ("canary", "ab", "shadow")
 ACTIVE_STATES: tuple[State, ...] = ("rolling", "paused")
-
-
-class DeploymentNotFoundError(NotFoundError):
-    """No deployment has the given name."""
 
 
 class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

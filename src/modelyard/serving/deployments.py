@@ -18,6 +18,7 @@ import random
 import socket
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,6 +32,7 @@ from modelyard.rollout import (
     class_key,
     deployment_revisions,
     get_deployment,
+    prune_route_stats,
     shadows,
     step,
     value_bin,
@@ -47,6 +49,9 @@ logger = logging.getLogger(__name__)
 #: Failures of the candidate that stable may answer instead (not the client's bad input).
 RETRYABLE = {"model", "timeout", "overloaded", "not_ready", "serving", "internal"}
 FLUSH_S = 1.0
+#: Route statistics older than this are deleted (every PRUNE_EVERY flushes, by any replica).
+STATS_KEEP_DAYS = 14
+PRUNE_EVERY = 3600
 
 
 class DeploymentSlot:
@@ -270,10 +275,15 @@ class DeploymentRouter:
                     logger.info("controller of %s: %s (%s)", name, result.action, result.reason)
 
     async def _flush(self) -> None:
+        flushes = 0
         while True:
             await asyncio.sleep(FLUSH_S)
+            flushes += 1
             try:
                 await asyncio.to_thread(self.stats.flush, self.registry.db)
+                if flushes % PRUNE_EVERY == 0:  # keep the statistics table from growing forever
+                    cutoff = datetime.now(UTC) - timedelta(days=STATS_KEEP_DAYS)
+                    await asyncio.to_thread(prune_route_stats, self.registry.db, before=cutoff)
             except ModelyardError as exc:
                 logger.warning("cannot write rollout statistics (kept for later): %s", exc)
 
