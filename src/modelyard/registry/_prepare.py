@@ -18,10 +18,11 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from modelyard.core.coercion import coerce_input
 from modelyard.core.fingerprint import fingerprint_dataset
 from modelyard.core.lineage import LineageCollector
 from modelyard.core.profile import compute_profile, profile_to_json
-from modelyard.core.signature import coerce_input, infer_signature, output_specs
+from modelyard.core.signature import infer_signature, output_specs
 from modelyard.core.types import Lineage, Signature
 from modelyard.errors import InvalidInputError, ModelyardError, SignatureMismatchError
 from modelyard.flavors import Artifact, Flavor, LoadOptions, Predictor, convert_to_onnx

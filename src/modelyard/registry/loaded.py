@@ -38,7 +38,7 @@ class LoadedModel:
                 return X
             # imported here: pandas costs a second at start-up, and a server feeding an ONNX
             # model its float matrix never needs it
-            from modelyard.core.signature import InputCoercer
+            from modelyard.core.coercion import InputCoercer
 
             self._coerce = InputCoercer(signature)
         return self._coerce(X)

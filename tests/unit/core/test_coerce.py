@@ -7,7 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from modelyard.core.signature import InputCoercer, coerce_input, infer_signature
+from modelyard.core.coercion import InputCoercer, coerce_input
+from modelyard.core.signature import infer_signature
 from modelyard.core.types import Signature, TensorSpec
 from modelyard.errors import InvalidInputError, InvalidSpecError, SignatureMismatchError
 
