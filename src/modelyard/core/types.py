@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -153,3 +154,13 @@ class Page(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def next_page(self) -> int | None:
         return self.page + 1 if self.page * self.page_size < self.total else None
+
+
+def describe_mismatch(missing: Sequence[str], extra: Sequence[str]) -> str:
+    """``missing a, b; unexpected c`` (at most ten names of each) for column mismatch errors."""
+    parts = []
+    if missing:
+        parts.append(f"missing {', '.join(missing[:10])}")
+    if extra:
+        parts.append(f"unexpected {', '.join(extra[:10])}")
+    return "; ".join(parts)

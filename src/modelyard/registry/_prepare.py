@@ -23,7 +23,7 @@ from modelyard.core.fingerprint import fingerprint_dataset
 from modelyard.core.lineage import LineageCollector
 from modelyard.core.profile import compute_profile, profile_to_json
 from modelyard.core.signature import infer_signature, output_specs
-from modelyard.core.types import Lineage, Signature
+from modelyard.core.types import Lineage, Signature, describe_mismatch
 from modelyard.errors import InvalidInputError, ModelyardError, SignatureMismatchError
 from modelyard.flavors import Artifact, Flavor, LoadOptions, Predictor, convert_to_onnx
 
@@ -216,13 +216,9 @@ def _check_features(name: str, expected: tuple[list[str] | None, int | None], X:
         missing = [c for c in names if c not in given]
         extra = [c for c in given if c not in names]
         if missing or extra:
-            parts = []
-            if missing:
-                parts.append(f"missing {', '.join(missing[:10])}")
-            if extra:
-                parts.append(f"unexpected {', '.join(extra[:10])}")
             raise SignatureMismatchError(
-                f"The data's columns do not match model {name!r} ({'; '.join(parts)}); pass "
+                f"The data's columns do not match model {name!r} "
+                f"({describe_mismatch(missing, extra)}); pass "
                 "the columns the model was trained on (and --target for the label column)."
             )
     elif count is not None and width is not None and width != count:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from modelyard.core.types import Signature, TensorSpec
+from modelyard.core.types import Signature, TensorSpec, describe_mismatch
 from modelyard.errors import InvalidInputError, SignatureMismatchError
 from modelyard.serving.codecs import RequestInput, tensor_array
 
@@ -183,13 +183,9 @@ class RequestValidator:
             slots[position] = array
         missing = [self.names[i] for i, slot in enumerate(slots) if slot is None]
         if missing or extra:
-            parts = []
-            if missing:
-                parts.append(f"missing {', '.join(missing[:10])}")
-            if extra:
-                parts.append(f"unexpected {', '.join(extra[:10])}")
             raise SignatureMismatchError(
-                f"The inputs do not match the model ({'; '.join(parts)}); it takes "
+                f"The inputs do not match the model ({describe_mismatch(missing, extra)}); "
+                f"it takes "
                 f"{self._shown()} (given: {', '.join(given[:10])})."
             )
         columns = [slot for slot in slots if slot is not None]
