@@ -136,3 +136,28 @@ def test_unsupported_flavor_is_refused(sqlite_registry: Registry, tmp_path: Path
     d = write_model_dir(tmp_path / "torch", "pytorch", {"model_data": "data"}, None)
     with pytest.raises(UnsupportedFormatError, match="found: python_function, pytorch"):
         sqlite_registry.register_file(d, name="t")
+
+
+def test_mlflow_signature_is_kept_without_data_or_example(
+    sqlite_registry: Registry, iris, tmp_path: Path
+) -> None:
+    import skops.io
+
+    X, y = iris
+    model = LogisticRegression(max_iter=500).fit(X, y)
+    d = write_model_dir(
+        tmp_path / "sig", "sklearn",
+        {"pickled_model": "model.skops", "serialization_format": "skops"}, None,
+    )  # fmt: skip
+    skops.io.dump(model, d / "model.skops")
+    spec = yaml.safe_load((d / "MLmodel").read_text())
+    columns = [{"type": "double", "name": c, "required": True} for c in X.columns]
+    spec["signature"] = {"inputs": json.dumps(columns), "outputs": '[{"type": "long"}]'}
+    (d / "MLmodel").write_text(yaml.safe_dump(spec))
+    v = sqlite_registry.register_file(d, name="iris-sig")
+    assert v.signature is not None and v.signature.kind == "columns"
+    assert v.signature.column_names == list(X.columns)
+    assert {s.dtype for s in v.signature.inputs} == {"float64"}
+    assert v.input_example is None
+    loaded = sqlite_registry.load("iris-sig/1")
+    np.testing.assert_array_equal(loaded.predict(X.to_numpy()), model.predict(X))

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from modelyard.core.types import Signature, TensorSpec
 from modelyard.errors import InvalidInputError, UnsupportedFormatError, UntrustedTypeError
 from modelyard.flavors import SKOPS_TRUSTED_TYPES, Artifact, Flavor, LoadOptions, get_flavor
 
@@ -43,6 +44,7 @@ class ImportedModel:
     model: object | None
     input_example: Any
     tags: dict[str, str]
+    signature: Signature | None = None
 
 
 def read_mlflow_model(path: Path, *, options: LoadOptions) -> ImportedModel:
@@ -91,6 +93,7 @@ def read_mlflow_model(path: Path, *, options: LoadOptions) -> ImportedModel:
         model=model,
         input_example=_input_example(path, spec),
         tags=tags,
+        signature=_signature(spec),
     )
 
 
@@ -132,6 +135,46 @@ def _load_pickle(model_file: Path, fmt: str, options: LoadOptions) -> object:
     except ImportError:
         return pickle.loads(data)
     return cloudpickle.loads(data)
+
+
+_COLSPEC_TYPES = {
+    "double": "float64", "float": "float32", "long": "int64", "integer": "int32",
+    "boolean": "bool", "string": "string", "datetime": "datetime64[ns]",
+}  # fmt: skip
+
+
+def _signature(spec: dict[str, Any]) -> Signature | None:
+    """The input signature MLflow recorded (column or tensor specs), for a model imported
+    without data or an input example; ``None`` when it is absent or not expressible."""
+    raw = (spec.get("signature") or {}).get("inputs")
+    try:
+        inputs = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return None
+    if not isinstance(inputs, list) or not inputs:
+        return None
+    first = inputs[0]
+    if isinstance(first, dict) and first.get("type") == "tensor" and len(inputs) == 1:
+        tensor = first.get("tensor-spec") or {}
+        shape = tensor.get("shape") or []
+        if len(shape) != 2 or not isinstance(shape[1], int) or shape[1] < 1:
+            return None
+        return Signature(
+            kind="tensor",
+            inputs=(
+                TensorSpec(name="input", dtype=str(tensor.get("dtype")), shape=(-1, shape[1])),
+            ),
+        )
+    specs = []
+    for item in inputs:
+        if not isinstance(item, dict) or "name" not in item:
+            return None
+        dtype = _COLSPEC_TYPES.get(str(item.get("type")))
+        if dtype is None:
+            return None
+        nullable = not item.get("required", True)
+        specs.append(TensorSpec(name=str(item["name"]), dtype=dtype, nullable=nullable))
+    return Signature(kind="columns", inputs=tuple(specs))
 
 
 def _input_example(path: Path, spec: dict[str, Any]) -> Any:

@@ -117,6 +117,7 @@ def prepare_version(
     options: LoadOptions,
     source: str | None,
     lineage: LineageCollector,
+    signature_hint: Signature | None = None,
     sample_rows: int = 10_000,
 ) -> PreparedVersion:
     predictor = flavor.load(artifact, options)
@@ -127,6 +128,7 @@ def prepare_version(
     example: dict[str, Any] | None = None
     fingerprint = None
     check_rows: Any = None
+    head: Any = None
     if X is not None:
         _check_features(name, _expected_features(artifact.meta, model, predictor), X)
         signature = infer_signature(X)
@@ -139,7 +141,10 @@ def prepare_version(
     elif input_example is not None:
         head = _head(input_example, EXAMPLE_ROWS)
         signature = infer_signature(head)
-    if signature is not None:
+    elif signature_hint is not None:
+        # what the model's origin recorded (an MLflow signature): inputs only, no example
+        signature = signature_hint
+    if signature is not None and head is not None:
         coerced = coerce_input(head, signature)
         signature = _with_outputs(name, signature, predictor, coerced)
         example = example_to_json(head)

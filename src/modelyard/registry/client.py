@@ -178,6 +178,7 @@ class Registry:
                 example = imported.input_example
             else:
                 example = None
+            hint = imported.signature if data is None else None
             tags = {**imported.tags, **(tags or {})}
         else:
             if p.is_dir():
@@ -192,7 +193,7 @@ class Registry:
             )
             self._require_trust(chosen, trust_pickle)
             artifact = chosen.read_file(p, options)
-            model, example = None, None
+            model, example, hint = None, None, None
         prepared = prepare_version(
             chosen,
             artifact,
@@ -205,6 +206,7 @@ class Registry:
             options=options,
             source=str(p.resolve()),
             lineage=self.lineage,
+            signature_hint=hint,
         )
         return self._commit(
             name, prepared, metrics=metrics, params=params, tags=tags,
