@@ -43,6 +43,10 @@ class DeploymentNotFoundError(NotFoundError):
     """No deployment has the given name."""
 
 
+class PredictionLogEmptyError(NotFoundError):
+    """The prediction log holds nothing for the given name and window."""
+
+
 class ConflictError(ModelyardError):
     kind = "conflict"
 

@@ -55,6 +55,23 @@ class ServingSettings(BaseModel):
     gil_switch_s: float = Field(default=0.0005, gt=0)
 
 
+class MonitoringSettings(BaseModel):
+    """The prediction log; each is also ``MODELYARD_MONITORING__<NAME>``."""
+
+    #: Log every prediction the server makes (``yard serve --log-predictions``).
+    log: bool = False
+    #: A folder for the Parquet files; default ``<home>/predictions``.
+    log_root: str | None = None
+    #: Records held in memory before new ones are dropped (and counted).
+    queue_size: int = Field(default=100_000, ge=1)
+    #: How often queued records are written.
+    flush_interval_s: float = Field(default=1.0, gt=0)
+    #: Input columns never logged (privacy).
+    drop_columns: list[str] = Field(default_factory=list)
+    #: Input columns logged as the sha256 hex digest of their value's string form.
+    hash_columns: list[str] = Field(default_factory=list)
+
+
 class Settings(BaseSettings):
     """Where modelyard keeps its state and how it behaves.
 
@@ -82,6 +99,7 @@ class Settings(BaseSettings):
     trusted_types: list[str] = Field(default_factory=list)
     onnx: OnnxSettings = Field(default_factory=OnnxSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -111,6 +129,12 @@ class Settings(BaseSettings):
         if self.artifact_root:
             return self.artifact_root
         return str(self.home_dir / "artifacts")
+
+    @property
+    def resolved_log_root(self) -> str:
+        if self.monitoring.log_root:
+            return self.monitoring.log_root
+        return str(self.home_dir / "predictions")
 
     def with_overrides(self, **values: Any) -> Settings:
         """A copy with the given fields replaced (``None`` values are ignored)."""

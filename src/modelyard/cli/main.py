@@ -9,7 +9,7 @@ import traceback
 
 import typer
 
-from modelyard.cli import db, models, rollout, runs, serve
+from modelyard.cli import db, models, monitor, rollout, runs, serve
 from modelyard.errors import ModelyardError
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ app.add_typer(serve.tokens_app, name="tokens")
 app.command("serve")(serve.serve)
 app.add_typer(rollout.app, name="rollout")
 app.command("deploy")(rollout.deploy)
+app.add_typer(monitor.app, name="monitor")
 
 
 @app.callback()

@@ -24,6 +24,9 @@ def serve(
     trust_pickle: bool = typer.Option(
         False, "--trust-pickle", help="Serve models registered as pickles."
     ),
+    log_predictions: bool = typer.Option(
+        False, "--log-predictions", help="Log predictions to Parquet ('yard monitor log')."
+    ),
 ) -> None:
     """Serve models over the Open Inference Protocol v2 and MLflow's /invocations."""
     from modelyard.serving.server import serve as run
@@ -44,7 +47,10 @@ def serve(
             if v is not None
         }
     )  # fmt: skip
-    run(settings.model_copy(update={"serving": serving}), list(refs or []), list(deployment))
+    update: dict[str, object] = {"serving": serving}
+    if log_predictions:
+        update["monitoring"] = settings.monitoring.model_copy(update={"log": True})
+    run(settings.model_copy(update=update), list(refs or []), list(deployment))
 
 
 @tokens_app.command("create")

@@ -356,6 +356,7 @@ class ModelServer:
                 request_id=call.request_id, time=time.time(), model=served.name,
                 version=served.version, route=route, inputs=rows, outputs=outputs,
                 latency_s=time.perf_counter() - call.started,
+                input_names=served.input_names,
             )
         )  # fmt: skip
 

@@ -68,6 +68,10 @@ class ServingMetrics:
             "modelyard_model_loads", "Model loads by result (ok or failed).",
             ["model", "version", "result"], registry=r,
         )  # fmt: skip
+        self.log_dropped = Counter(
+            "modelyard_prediction_log_dropped", "Predictions the log dropped (queue full).",
+            registry=r,
+        )  # fmt: skip
         if self.multiprocess_dir is None:
             ProcessCollector(registry=r)
         self._children: dict[tuple[Any, ...], Any] = {}

@@ -72,6 +72,7 @@ class ServedModel:
         #: Prometheus label children by route, cached by the HTTP edge.
         self.metric_children: dict[str, Any] = {}
         self._names = signature.column_names
+        self.input_names = tuple(self._names)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"model-{self.name}")
         self.batcher = AdaptiveBatcher(
             self.run_batch,

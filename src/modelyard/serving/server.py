@@ -14,11 +14,15 @@ import shutil
 import signal
 import sys
 import tempfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelyard.core.refs import parse_ref
 from modelyard.serving.http import ModelServer
 from modelyard.settings import Settings
+
+if TYPE_CHECKING:
+    from modelyard.serving.metrics import ServingMetrics
+    from modelyard.serving.sink import PredictionSink
 
 logger = logging.getLogger(__name__)
 SPEC_ENV = "MODELYARD_SERVE_SPEC"
@@ -54,7 +58,19 @@ def build_app(
         on_batch=on_batch, on_load=on_load, deployments=deployments or [],
     )  # fmt: skip
     tokens = TokenChecker(registry.db) if settings.serving.auth else None
-    return ModelServer(hub, settings.serving, metrics, tokens=tokens)
+    sink = _prediction_sink(settings, metrics) if settings.monitoring.log else None
+    return ModelServer(hub, settings.serving, metrics, sink=sink, tokens=tokens)
+
+
+def _prediction_sink(settings: Settings, metrics: ServingMetrics) -> PredictionSink:
+    from modelyard.monitoring.predlog import ParquetSink
+
+    opts = settings.monitoring
+    return ParquetSink(
+        settings.resolved_log_root, queue_size=opts.queue_size,
+        flush_interval_s=opts.flush_interval_s, drop_columns=opts.drop_columns,
+        hash_columns=opts.hash_columns, on_drop=metrics.log_dropped.inc,
+    )  # fmt: skip
 
 
 def app_from_env() -> ModelServer:

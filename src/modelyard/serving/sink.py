@@ -17,6 +17,8 @@ class PredictionRecord:
     inputs: Any
     outputs: dict[str, Any]
     latency_s: float
+    #: The signature's input names, in the order of ``inputs``' columns.
+    input_names: tuple[str, ...] = ()
 
 
 class PredictionSink(Protocol):

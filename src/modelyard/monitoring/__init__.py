@@ -1,0 +1,1 @@
+"""Monitoring: the durable prediction log (``predlog``) and its queries (``query``)."""

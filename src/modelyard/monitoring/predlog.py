@@ -1,0 +1,249 @@
+"""The durable prediction log: a bounded queue the server fills without blocking, and a writer
+thread that turns it into Parquet files partitioned by deployment and hour.
+
+Layout: ``<root>/deployment=<name>/hour=<YYYY-MM-DDTHH>/<timestamp>-<uuid>.parquet``. Each file is
+written under a hidden temporary name in its folder and renamed, so readers never see half a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+logger = logging.getLogger(__name__)
+
+
+class PredictionRecord(Protocol):
+    """What the log reads of ``modelyard.serving.sink.PredictionRecord`` (serving sits above
+    monitoring, so the shape is restated here rather than imported)."""
+
+    @property
+    def request_id(self) -> str: ...
+    @property
+    def time(self) -> float: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def route(self) -> str: ...
+    @property
+    def inputs(self) -> Any: ...
+    @property
+    def outputs(self) -> dict[str, Any]: ...
+    @property
+    def latency_s(self) -> float: ...
+    @property
+    def input_names(self) -> tuple[str, ...]: ...
+
+
+#: Columns every log row has, before the inputs (``in_*``) and outputs (``out_*``).
+BASE_COLUMNS = (
+    "request_id", "row", "time", "deployment", "route", "model", "version", "latency_ms",
+)  # fmt: skip
+
+
+class ParquetSink:
+    """A ``PredictionSink`` writing Parquet files under ``root``; ``dropped`` counts records
+    lost to a full queue (or to a failed write), and ``on_drop`` hears about each loss."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        queue_size: int = 100_000,
+        flush_interval_s: float = 1.0,
+        drop_columns: Iterable[str] = (),
+        hash_columns: Iterable[str] = (),
+        on_drop: Callable[[int], None] | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.queue_size = queue_size
+        self.flush_interval_s = flush_interval_s
+        self.drop_columns = frozenset(drop_columns)
+        self.hash_columns = frozenset(hash_columns)
+        self.on_drop = on_drop
+        self.dropped = 0
+        self.written = 0
+        self._queue: deque[PredictionRecord] = deque()
+        self._stop = threading.Event()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    # -- the event loop's side ---------------------------------------------------------------
+
+    def submit(self, record: PredictionRecord) -> None:
+        """Queue ``record``; a full queue (or a closed sink) drops it and counts it."""
+        if self._closed or len(self._queue) >= self.queue_size:
+            self._lost(1)
+            return
+        self._queue.append(record)
+
+    def close(self) -> None:
+        """Write everything queued and stop the writer thread."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        self._thread.join()
+
+    # -- the writer thread -------------------------------------------------------------------
+
+    def _lost(self, count: int) -> None:
+        self.dropped += count
+        if self.on_drop is not None:
+            self.on_drop(count)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_interval_s):
+            self.flush()
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what is queued now (the writer thread calls this; tests may too)."""
+        taken = [self._queue.popleft() for _ in range(len(self._queue))]
+        if not taken:
+            return
+        groups: dict[tuple[str, str], list[PredictionRecord]] = {}
+        for record in taken:
+            hour = datetime.fromtimestamp(record.time, UTC).strftime("%Y-%m-%dT%H")
+            groups.setdefault((record.model, hour), []).append(record)
+        for (deployment, hour), records in groups.items():
+            try:
+                table = records_table(records, drop=self.drop_columns, hashed=self.hash_columns)
+                self._write(table, deployment, hour)
+                self.written += len(records)
+            except Exception:
+                logger.exception("could not write %d predictions of %s", len(records), deployment)
+                self._lost(len(records))
+
+    def _write(self, table: pa.Table, deployment: str, hour: str) -> None:
+        import pyarrow.parquet as pq
+
+        folder = self.root / f"deployment={deployment}" / f"hour={hour}"
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+        name = f"{stamp}-{uuid.uuid4().hex}.parquet"
+        temporary = folder / f".{name}.tmp"
+        try:
+            pq.write_table(table, temporary)
+            os.replace(temporary, folder / name)
+        finally:
+            temporary.unlink(missing_ok=True)
+
+
+def records_table(
+    records: Sequence[PredictionRecord],
+    *,
+    drop: frozenset[str] = frozenset(),
+    hashed: frozenset[str] = frozenset(),
+) -> pa.Table:
+    """One Arrow table for ``records``: one row per request row, records with different inputs or
+    outputs side by side (missing values are null)."""
+    import pyarrow as pa
+
+    groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[PredictionRecord]] = {}
+    for record in records:
+        key = (_input_names(record), tuple(record.outputs))
+        groups.setdefault(key, []).append(record)
+    tables = [
+        _group_table(group, names, outputs, drop, hashed)
+        for (names, outputs), group in groups.items()
+    ]
+    if len(tables) == 1:
+        return tables[0]
+    return pa.concat_tables(tables, promote_options="permissive")
+
+
+def _input_names(record: PredictionRecord) -> tuple[str, ...]:
+    width = _width(record.inputs)
+    names = tuple(record.input_names)
+    if len(names) == width:
+        return names
+    prefix = names[0] if len(names) == 1 else "input"
+    return tuple(f"{prefix}_{i}" for i in range(width))
+
+
+def _width(rows: Any) -> int:
+    if rows.matrix is not None:
+        return int(rows.matrix.shape[1])
+    return len(rows.columns)
+
+
+def _columns(rows: Any) -> list[np.ndarray]:
+    if rows.matrix is not None:
+        return [rows.matrix[:, j] for j in range(rows.matrix.shape[1])]
+    return list(rows.columns)
+
+
+def _group_table(
+    records: list[PredictionRecord],
+    names: tuple[str, ...],
+    outputs: tuple[str, ...],
+    drop: frozenset[str],
+    hashed: frozenset[str],
+) -> pa.Table:
+    import pyarrow as pa
+
+    counts = np.array([r.inputs.n for r in records], dtype=np.int64)
+    rows = np.concatenate([np.arange(n, dtype=np.int64) for n in counts])
+
+    def each(values: list[Any]) -> np.ndarray:
+        return np.repeat(np.array(values, dtype=object), counts)
+
+    times_us = np.repeat(np.array([int(r.time * 1e6) for r in records], dtype=np.int64), counts)
+    data: dict[str, pa.Array] = {
+        "request_id": pa.array(each([r.request_id for r in records]), pa.string()),
+        "row": pa.array(rows),
+        "time": pa.array(times_us, pa.timestamp("us", tz="UTC")),
+        "deployment": pa.array(each([r.model for r in records]), pa.string()),
+        "route": pa.array(each([r.route for r in records]), pa.string()),
+        "model": pa.array(each([r.model for r in records]), pa.string()),
+        "version": pa.array(each([r.version for r in records]), pa.string()),
+        "latency_ms": pa.array(np.repeat(np.array([r.latency_s * 1000 for r in records]), counts)),
+    }
+    per_record = [_columns(r.inputs) for r in records]
+    for j, name in enumerate(names):
+        if name in drop:
+            continue
+        column = np.concatenate([cols[j] for cols in per_record])
+        if name in hashed:
+            data[f"in_{name}"] = pa.array(_sha256(column), pa.string())
+        else:
+            data[f"in_{name}"] = pa.array(column)
+    for output in outputs:
+        data[f"out_{output}"] = _output_array([r.outputs[output] for r in records], counts)
+    return pa.table(data)
+
+
+def _sha256(values: np.ndarray) -> list[str]:
+    return [hashlib.sha256(str(v).encode()).hexdigest() for v in values.tolist()]
+
+
+def _output_array(arrays: list[Any], counts: np.ndarray) -> pa.Array:
+    """A plain column for one value per row; a ``list<double>`` column for several (such as
+    class probabilities)."""
+    import pyarrow as pa
+
+    values = [np.asarray(a) for a in arrays]
+    if all(v.ndim == 1 for v in values):
+        return pa.array(np.concatenate(values))
+    flat = [v.reshape(int(n), -1) for v, n in zip(values, counts, strict=True)]
+    widths = np.concatenate([np.full(f.shape[0], f.shape[1], dtype=np.int32) for f in flat])
+    offsets = np.concatenate([[0], np.cumsum(widths)]).astype(np.int32)
+    items = np.concatenate([f.ravel().astype(np.float64) for f in flat])
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(items))

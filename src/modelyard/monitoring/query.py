@@ -1,0 +1,59 @@
+"""Reading the prediction log with DuckDB (imported lazily: ``import modelyard`` stays light)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelyard.errors import PredictionLogEmptyError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+def _describe(since: timedelta | None) -> str:
+    if since is None:
+        return "at all"
+    seconds = int(since.total_seconds())
+    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"in the last {seconds // size}{unit}"
+    return f"in the last {seconds}s"
+
+
+def read_log(
+    root: str | Path, name: str, *, since: timedelta | None = None, limit: int | None = 20
+) -> pa.Table:
+    """The latest log rows of deployment (or model) ``name``, newest first, optionally only those
+    of the last ``since``; ``PredictionLogEmptyError`` when there are none."""
+    import duckdb
+
+    folder = Path(root) / f"deployment={name}"
+    empty = PredictionLogEmptyError(
+        f"No predictions logged for {name!r} {_describe(since)}; serve it with "
+        f"'yard serve --log-predictions' (log root {root}) or widen --since."
+    )
+    if not any(folder.glob("*/*.parquet")):
+        raise empty
+    where, params = "", []
+    if since is not None:
+        start = datetime.now(UTC) - since
+        # the hour partition prunes whole folders before the time filter reads any row
+        where = "WHERE hour >= ? AND time >= ?"
+        params = [start.strftime("%Y-%m-%dT%H"), start]
+    sql = (
+        f"SELECT * EXCLUDE (hour) FROM read_parquet(?, hive_partitioning = true, "
+        f"union_by_name = true, hive_types = {{'deployment': VARCHAR, 'hour': VARCHAR}}) "
+        f"{where} ORDER BY time DESC, request_id, row"
+    )
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    with duckdb.connect() as con:
+        result: Any = con.sql(sql, params=[str(folder / "*" / "*.parquet"), *params])
+        # DuckDB 2 renamed fetch_arrow_table to to_arrow_table
+        fetch = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
+        table: pa.Table = fetch()
+    if table.num_rows == 0:
+        raise empty
+    return table

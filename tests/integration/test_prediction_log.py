@@ -1,0 +1,63 @@
+"""``yard serve --log-predictions`` writes every answered request; SIGTERM flushes the rest;
+``yard monitor log`` reads them back."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.integration._server import YARD, Server, server_env
+from tests.integration.conftest import ServedHome
+
+
+def test_logged_predictions_survive_sigterm_and_read_back(
+    served_home: ServedHome, tmp_path: Path
+) -> None:
+    env = server_env(
+        served_home.home,
+        MODELYARD_MONITORING__LOG_ROOT=str(tmp_path / "log"),
+        MODELYARD_MONITORING__FLUSH_INTERVAL_S="30",  # only SIGTERM's flush can write them
+    )
+    rng = np.random.default_rng(0)
+    sent: dict[str, list[float]] = {}
+    server = Server(served_home.home, "lin/1", "--log-predictions", env=env).wait_ready()
+    try:
+        with httpx.Client(timeout=10) as client:
+            for _ in range(25):
+                rows = rng.integers(0, 9, size=(int(rng.integers(1, 4)), 3)).astype(float)
+                body = {"inputs": [{"name": "x", "shape": list(rows.shape), "datatype": "FP64",
+                                    "data": rows.ravel().tolist()}]}  # fmt: skip
+                response = client.post(f"{server.url}/v2/models/lin/infer", json=body)
+                assert response.status_code == 200, response.text
+                sent[response.headers["x-request-id"]] = (rows @ [1.0, 10.0, 100.0]).tolist()
+    finally:
+        assert server.stop() == 0, server.log.read_text()
+    out = subprocess.run(
+        [YARD, "monitor", "log", "lin", "--json", "--limit", "1000"],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    logged: dict[str, list[float]] = {}
+    for row in sorted(json.loads(out.stdout), key=lambda r: (r["request_id"], r["row"])):
+        assert (row["deployment"], row["model"], row["version"]) == ("lin", "lin", "1")
+        assert row["in_a"] + 10 * row["in_b"] + 100 * row["in_c"] == pytest.approx(
+            row["out_predict"]
+        )
+        logged.setdefault(row["request_id"], []).append(row["out_predict"])
+    assert logged.keys() == sent.keys()
+    for request_id, predictions in sent.items():
+        assert logged[request_id] == pytest.approx(predictions)
+
+
+def test_monitor_log_of_an_unknown_name_is_one_line(tmp_path: Path) -> None:
+    env = server_env(tmp_path, MODELYARD_MONITORING__LOG_ROOT=str(tmp_path / "log"))
+    out = subprocess.run(
+        [YARD, "monitor", "log", "ghost"], env=env, capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 1
+    assert out.stderr.startswith("error: No predictions logged for 'ghost' in the last 1h;")
+    assert out.stderr.count("\n") == 1

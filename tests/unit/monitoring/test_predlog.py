@@ -1,0 +1,141 @@
+"""The Parquet prediction log against a real temporary folder."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from modelyard.errors import PredictionLogEmptyError
+from modelyard.monitoring.predlog import ParquetSink
+from modelyard.monitoring.query import read_log
+from modelyard.serving.sink import PredictionRecord
+from modelyard.serving.validation import Rows
+
+
+def record(i: int, n: int = 2, *, model: str = "lin", at: float | None = None) -> PredictionRecord:
+    matrix = np.arange(n * 3, dtype=np.float64).reshape(n, 3) + 100 * i
+    return PredictionRecord(
+        request_id=f"req{i}", time=time.time() if at is None else at, model=model, version="1",
+        route="v2_infer", inputs=Rows(n, matrix, None),
+        outputs={"predict": matrix.sum(axis=1), "predict_proba": np.full((n, 2), 0.5)},
+        latency_s=0.002, input_names=("a", "b", "c"),
+    )  # fmt: skip
+
+
+def files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def test_records_are_written_partitioned_and_readable(tmp_path: Path) -> None:
+    sink = ParquetSink(tmp_path, flush_interval_s=60)
+    sink.submit(record(0, at=1_780_000_000.0))  # 2026-05-28T20 UTC
+    sink.submit(record(1, n=3))
+    sink.submit(record(2, model="other"))
+    sink.close()
+    written = files(tmp_path)
+    assert [p.suffix for p in written] == [".parquet"] * 3
+    assert {p.parent.parent.name for p in written} == {"deployment=lin", "deployment=other"}
+    assert "hour=2026-05-28T20" in {p.parent.name for p in written}
+    old = pq.read_table(next(p for p in written if "2026-05-28T20" in str(p)))
+    assert old.column("request_id").to_pylist() == ["req0", "req0"]
+    assert old.column("row").to_pylist() == [0, 1]
+    assert old.column("in_b").to_pylist() == [1.0, 4.0]
+    assert old.column("out_predict").to_pylist() == [3.0, 12.0]
+    assert old.column("out_predict_proba").to_pylist() == [[0.5, 0.5], [0.5, 0.5]]
+    assert str(old.schema.field("time").type) == "timestamp[us, tz=UTC]"
+    glob = str(tmp_path / "deployment=lin" / "*" / "*.parquet")
+    count = duckdb.sql(f"SELECT count(*) FROM read_parquet('{glob}', hive_partitioning=true)")
+    assert count.fetchall() == [(5,)]
+
+
+def test_read_log_filters_by_time_and_orders_newest_first(tmp_path: Path) -> None:
+    sink = ParquetSink(tmp_path, flush_interval_s=60)
+    sink.submit(record(0, at=time.time() - 7200))
+    sink.submit(record(1))
+    sink.submit(record(2))
+    sink.close()
+    recent = read_log(tmp_path, "lin", since=timedelta(hours=1), limit=None).to_pylist()
+    assert [(r["request_id"], r["row"]) for r in recent] == [
+        ("req2", 0), ("req2", 1), ("req1", 0), ("req1", 1),
+    ]  # fmt: skip
+    assert len(read_log(tmp_path, "lin", since=None, limit=None)) == 6
+    assert len(read_log(tmp_path, "lin", since=None, limit=3)) == 3
+    with pytest.raises(PredictionLogEmptyError, match="No predictions logged for 'nope'"):
+        read_log(tmp_path, "nope", since=timedelta(hours=1))
+    with pytest.raises(PredictionLogEmptyError, match="in the last 0s"):
+        read_log(tmp_path, "lin", since=timedelta(0))
+
+
+def test_a_full_queue_drops_and_counts(tmp_path: Path) -> None:
+    heard: list[int] = []
+    sink = ParquetSink(tmp_path, queue_size=3, flush_interval_s=60, on_drop=heard.append)
+    for i in range(5):
+        sink.submit(record(i))
+    assert sink.dropped == 2
+    assert heard == [1, 1]
+    sink.close()
+    assert sum(pq.read_table(p).num_rows for p in files(tmp_path)) == 3 * 2
+    sink.submit(record(9))  # after close: counted, not lost silently
+    assert sink.dropped == 3
+
+
+def test_the_writer_flushes_on_its_own_and_close_flushes_the_rest(tmp_path: Path) -> None:
+    sink = ParquetSink(tmp_path, flush_interval_s=0.05)
+    sink.submit(record(0))
+    deadline = time.monotonic() + 5
+    while not files(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(files(tmp_path)) == 1
+    for i in range(1, 200):
+        sink.submit(record(i))
+    sink.close()
+    assert sink.written == 200
+    ids = {r for p in files(tmp_path) for r in pq.read_table(p).column("request_id").to_pylist()}
+    assert len(ids) == 200
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_a_failed_write_leaves_no_partial_file(tmp_path: Path) -> None:
+    bad = record(0)
+    broken = PredictionRecord(**{**{s: getattr(bad, s) for s in bad.__slots__},
+                                 "outputs": {"predict": object()}})  # fmt: skip
+    sink = ParquetSink(tmp_path, flush_interval_s=60)
+    sink.submit(broken)
+    sink.submit(record(1, model="fine"))
+    sink.close()
+    assert sink.dropped == 1
+    assert [p.parent.parent.name for p in files(tmp_path)] == ["deployment=fine"]
+
+
+def test_privacy_drops_and_hashes_input_columns(tmp_path: Path) -> None:
+    sink = ParquetSink(tmp_path, flush_interval_s=60, drop_columns=["a"], hash_columns=["c"])
+    sink.submit(record(0, n=1))
+    sink.close()
+    table = pq.read_table(files(tmp_path)[0])
+    assert "in_a" not in table.column_names
+    assert table.column("in_b").to_pylist() == [1.0]
+    assert table.column("in_c").to_pylist() == [hashlib.sha256(b"2.0").hexdigest()]
+
+
+def test_column_inputs_and_mixed_outputs_share_one_file(tmp_path: Path) -> None:
+    columns = Rows(2, None, [np.array([1.0, 2.0]), np.array(["paris", "rome"], dtype=object)])
+    mixed = PredictionRecord(
+        request_id="m", time=time.time(), model="lin", version="2", route="invocations",
+        inputs=columns, outputs={"predict": np.array([0, 1])}, latency_s=0.001,
+        input_names=("age", "city"),
+    )  # fmt: skip
+    sink = ParquetSink(tmp_path, flush_interval_s=60)
+    sink.submit(record(0))
+    sink.submit(mixed)
+    sink.close()
+    (only,) = files(tmp_path)
+    table = pq.read_table(only)
+    assert table.column("in_city").to_pylist() == [None, None, "paris", "rome"]
+    assert table.column("out_predict_proba").to_pylist()[2:] == [None, None]
