@@ -61,3 +61,30 @@ def test_monitor_log_of_an_unknown_name_is_one_line(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert out.stderr.startswith("error: No predictions logged for 'ghost' in the last 1h;")
     assert out.stderr.count("\n") == 1
+
+
+def test_deployment_requests_are_logged_under_the_deployment(
+    served_home: ServedHome, tmp_path: Path
+) -> None:
+    from modelyard import rollout
+
+    registry = served_home.registry()
+    rollout.deploy(registry, "logged-svc", model_ref="lin/1")
+    registry.close()
+    env = server_env(served_home.home, MODELYARD_MONITORING__LOG_ROOT=str(tmp_path / "log"))
+    body = {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}]}
+    with Server(served_home.home, "--deployment", "logged-svc", "--log-predictions", env=env) as s:
+        ids = [
+            httpx.post(f"{s.url}/v2/models/logged-svc/infer", json=body).headers["x-request-id"]
+            for _ in range(5)
+        ]
+    out = subprocess.run(
+        [YARD, "monitor", "log", "logged-svc", "--json"], env=env, capture_output=True,
+        text=True, check=True,
+    )  # fmt: skip
+    rows = json.loads(out.stdout)
+    assert sorted(r["request_id"] for r in rows) == sorted(ids)
+    assert {(r["deployment"], r["model"], r["route"]) for r in rows} == {
+        ("logged-svc", "lin", "stable")
+    }
+    assert all(r["out_predict"] == pytest.approx(321.0) for r in rows)

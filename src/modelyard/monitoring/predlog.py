@@ -37,6 +37,8 @@ class PredictionRecord(Protocol):
     @property
     def model(self) -> str: ...
     @property
+    def deployment(self) -> str | None: ...
+    @property
     def version(self) -> str: ...
     @property
     def route(self) -> str: ...
@@ -121,7 +123,7 @@ class ParquetSink:
         groups: dict[tuple[str, str], list[PredictionRecord]] = {}
         for record in taken:
             hour = datetime.fromtimestamp(record.time, UTC).strftime("%Y-%m-%dT%H")
-            groups.setdefault((record.model, hour), []).append(record)
+            groups.setdefault((record.deployment or record.model, hour), []).append(record)
         for (deployment, hour), records in groups.items():
             try:
                 table = records_table(records, drop=self.drop_columns, hashed=self.hash_columns)
@@ -210,7 +212,7 @@ def _group_table(
         "request_id": pa.array(each([r.request_id for r in records]), pa.string()),
         "row": pa.array(rows),
         "time": pa.array(times_us, pa.timestamp("us", tz="UTC")),
-        "deployment": pa.array(each([r.model for r in records]), pa.string()),
+        "deployment": pa.array(each([r.deployment or r.model for r in records]), pa.string()),
         "route": pa.array(each([r.route for r in records]), pa.string()),
         "model": pa.array(each([r.model for r in records]), pa.string()),
         "version": pa.array(each([r.version for r in records]), pa.string()),

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from modelyard.serving.batching import BatchResult
     from modelyard.serving.codecs import InferenceRequest
     from modelyard.serving.models import ModelHub, ServedModel
+    from modelyard.serving.validation import Rows
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ class DeploymentRouter:
         wanted: tuple[str, ...],
         key: str | None,
         timeout_s: float,
-    ) -> tuple[str, ServedModel, BatchResult]:
+    ) -> tuple[str, ServedModel, BatchResult, Rows]:
         """Answer on the route the deployment picks; retry a failed candidate on stable."""
         d = slot.deployment
         route, served = slot.route(key=key)
@@ -162,7 +163,7 @@ class DeploymentRouter:
             )
             self._shadows.add(task)
             task.add_done_callback(self._shadows.discard)
-        return route, served, result
+        return route, served, result, rows
 
     async def _shadow(
         self, slot: DeploymentSlot, request: InferenceRequest, arrays: Any, timeout_s: float

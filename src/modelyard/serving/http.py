@@ -283,7 +283,7 @@ class ModelServer:
         )
         slot = router.slots[name]  # after the last await: the deployment's current state
         wanted = _outputs(slot.stable, request.outputs)
-        route, served, result = await router.predict(
+        route, served, result, rows = await router.predict(
             slot, request, arrays, wanted=wanted, key=slot.sticky_key(call.headers, request),
             timeout_s=self._timeout_s,
         )  # fmt: skip
@@ -303,6 +303,7 @@ class ModelServer:
         )  # fmt: skip
         m = self.metrics
         m.child(m.route_requests, name, route, served.version).inc()
+        self._record(call, served, route, rows, outputs, deployment=name)
 
     async def _invocations(self, call: _Call, name: str) -> None:
         self._authorize(call.headers, "predict", name)
@@ -347,7 +348,14 @@ class ModelServer:
             m.child(m.latency, model, route).observe(time.perf_counter() - started)
 
     def _record(
-        self, call: _Call, served: ServedModel, route: str, rows: Rows, outputs: dict[str, Any]
+        self,
+        call: _Call,
+        served: ServedModel,
+        route: str,
+        rows: Rows,
+        outputs: dict[str, Any],
+        *,
+        deployment: str | None = None,
     ) -> None:
         if isinstance(self.sink, NullSink):
             return
@@ -356,7 +364,7 @@ class ModelServer:
                 request_id=call.request_id, time=time.time(), model=served.name,
                 version=served.version, route=route, inputs=rows, outputs=outputs,
                 latency_s=time.perf_counter() - call.started,
-                input_names=served.input_names,
+                input_names=served.input_names, deployment=deployment,
             )
         )  # fmt: skip
 

@@ -19,6 +19,8 @@ class PredictionRecord:
     latency_s: float
     #: The signature's input names, in the order of ``inputs``' columns.
     input_names: tuple[str, ...] = ()
+    #: The deployment that answered (``None``: the model was served by name).
+    deployment: str | None = None
 
 
 class PredictionSink(Protocol):
