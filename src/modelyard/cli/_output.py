@@ -55,3 +55,8 @@ def parse_pairs(option: str, values: Sequence[str] | None) -> dict[str, str]:
             raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint=option)
         out[key] = value
     return out
+
+
+def slots_dict(item: object) -> dict[str, Any]:
+    """A slotted dataclass's fields as a dict, for ``--json`` output."""
+    return {name: getattr(item, name) for name in item.__slots__}  # type: ignore[attr-defined]

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from modelyard.cli._output import console, kv, parse_pairs, print_json, table, when
+from modelyard.cli._output import console, kv, parse_pairs, print_json, slots_dict, table, when
 from modelyard.cli._registry import open_registry
 from modelyard.core.types import AliasEvent, ModelVersion
 
@@ -202,7 +202,7 @@ def verify(ref: str, json: bool = JSON) -> None:
     version = registry.get_version(ref)
     checks = registry.verify(version.ref)
     if json:
-        print_json([vars_(c) for c in checks])
+        print_json([slots_dict(c) for c in checks])
     else:
         table(
             f"verify {version.ref}",
@@ -211,7 +211,3 @@ def verify(ref: str, json: bool = JSON) -> None:
         )
     if not all(c.ok for c in checks):
         raise typer.Exit(1)
-
-
-def vars_(check: Any) -> dict[str, Any]:
-    return {s: getattr(check, s) for s in check.__slots__}

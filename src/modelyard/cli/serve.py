@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from modelyard.cli._output import console, print_json, table, when
+from modelyard.cli._output import console, print_json, slots_dict, table, when
 
 tokens_app = typer.Typer(help="API tokens for the server.", no_args_is_help=True)
 
@@ -83,7 +83,7 @@ def list_tokens(json: bool = typer.Option(False, "--json")) -> None:
 
     items = fetch(open_registry().db)
     if json:
-        print_json([vars_(t) for t in items])
+        print_json([slots_dict(t) for t in items])
         return
     table(
         "tokens",
@@ -101,7 +101,3 @@ def revoke(token_id: str) -> None:
 
     info = revoke_token(open_registry().db, token_id)
     console().print(f"revoked token {info.id}")
-
-
-def vars_(item: object) -> dict[str, object]:
-    return {s: getattr(item, s) for s in item.__slots__}  # type: ignore[attr-defined]

@@ -319,14 +319,9 @@ class Registry:
         if prefix:
             query = query.where(models.c.name.startswith(prefix, autoescape=True))
         with self.db.read() as conn:
-            total = conn.execute(
-                sa.select(sa.func.count()).select_from(query.subquery())
-            ).scalar_one()
-            rows = conn.execute(
-                query.order_by(models.c.updated_at.desc(), models.c.id.desc())
-                .limit(page_size)
-                .offset((page - 1) * page_size)
-            ).all()
+            total, rows = _page_rows(
+                conn, query, (models.c.updated_at.desc(), models.c.id.desc()), page, page_size
+            )
             items = tuple(_rows.registered_model(conn, row) for row in rows)
         return Page(items=items, page=page, page_size=page_size, total=total)
 
@@ -374,14 +369,8 @@ class Registry:
                 ),
             )
         with self.db.read() as conn:
-            total = conn.execute(
-                sa.select(sa.func.count()).select_from(query.subquery())
-            ).scalar_one()
-            rows = conn.execute(
-                query.order_by(model_versions.c.created_at.desc(), model_versions.c.id.desc())
-                .limit(page_size)
-                .offset((page - 1) * page_size)
-            ).all()
+            order = (model_versions.c.created_at.desc(), model_versions.c.id.desc())
+            total, rows = _page_rows(conn, query, order, page, page_size)
             items = tuple(_rows.versions_from_rows(conn, rows))
         return Page(items=items, page=page, page_size=page_size, total=total)
 
@@ -569,13 +558,8 @@ class Registry:
     def list_runs(self, *, page: int = 1, page_size: int = 50) -> Page:
         _check_page(page, page_size)
         with self.db.read() as conn:
-            total = conn.execute(sa.select(sa.func.count()).select_from(runs)).scalar_one()
-            rows = conn.execute(
-                sa.select(runs)
-                .order_by(runs.c.start_time.desc(), runs.c.id)
-                .limit(page_size)
-                .offset((page - 1) * page_size)
-            )
+            order = (runs.c.start_time.desc(), runs.c.id)
+            total, rows = _page_rows(conn, sa.select(runs), order, page, page_size)
             items = tuple(_rows.run_record(row) for row in rows)
         return Page(items=items, page=page, page_size=page_size, total=total)
 
@@ -648,6 +632,17 @@ def _builtins(value: Any) -> Any:
 def _split_tag(text: str) -> tuple[str, str | None]:
     key, sep, value = text.partition("=")
     return key, (value if sep else None)
+
+
+def _page_rows(
+    conn: Connection, query: sa.Select[Any], order: tuple[Any, ...], page: int, page_size: int
+) -> tuple[int, list[Any]]:
+    """The total count of ``query``'s rows and the rows of one page in ``order``."""
+    total = conn.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar_one()
+    rows = conn.execute(
+        query.order_by(*order).limit(page_size).offset((page - 1) * page_size)
+    ).all()
+    return int(total), list(rows)
 
 
 def _check_page(page: int, page_size: int) -> None:
