@@ -1,0 +1,108 @@
+"""What monitoring computes: drift per column and per dataset, performance per window, and the
+series a report draws. Plain msgspec structs, so they go to JSON (``--json``, the report, alerts)
+unchanged."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+__all__ = [
+    "ColumnDrift",
+    "DriftMethod",
+    "DriftResult",
+    "Histogram",
+    "Performance",
+    "ReportData",
+    "WindowPoint",
+]
+
+#: ``psi``, ``js`` (Jensen-Shannon distance, log base 2), ``wasserstein`` (divided by the
+#: reference standard deviation), ``ks`` (two-sample Kolmogorov-Smirnov p-value) and ``chi2``
+#: (chi-square p-value on the two-sample contingency table).
+DriftMethod = Literal["psi", "js", "wasserstein", "ks", "chi2"]
+
+
+class Histogram(msgspec.Struct, frozen=True, kw_only=True):
+    """Reference and current shares over the same bins (numeric: ``[a, b)`` intervals on the
+    reference's edges) or categories (the reference's top values, then ``other``)."""
+
+    labels: tuple[str, ...]
+    reference: tuple[float, ...]
+    current: tuple[float, ...]
+
+
+class ColumnDrift(msgspec.Struct, frozen=True, kw_only=True):
+    """One column's drift: ``score`` by ``method`` against ``threshold``.
+
+    For ``ks`` and ``chi2`` the score is the p-value and the column drifts when it is *below*
+    the threshold; for the distances it drifts when the score is *at or above* it.
+    ``statistic`` is the test statistic behind a p-value (``None`` for the distances).
+    """
+
+    name: str
+    kind: str  # numeric, categorical, bool, datetime
+    method: DriftMethod
+    score: float
+    threshold: float
+    drifted: bool
+    statistic: float | None = None
+    reference_rows: int = 0
+    current_rows: int = 0
+    histogram: Histogram | None = None
+
+
+class DriftResult(msgspec.Struct, frozen=True, kw_only=True):
+    """Drift of a dataset: ``share`` of drifted ``columns``; the dataset drifts when the share is
+    at or above ``threshold``. ``outputs`` holds the drift of the model's outputs."""
+
+    reference: str  # what was compared, for people: "churn/3 (stored profile)", "ref.parquet"
+    current: str
+    reference_rows: int
+    current_rows: int
+    columns: tuple[ColumnDrift, ...]
+    drifted: int
+    share: float
+    threshold: float
+    dataset_drift: bool
+    outputs: tuple[ColumnDrift, ...] = ()
+
+
+class Performance(msgspec.Struct, frozen=True, kw_only=True):
+    """Model quality where labels joined predictions: ``metrics`` by name (accuracy, f1, roc_auc,
+    ... or mae, rmse, r2), each computed on ``counts[name]`` rows; ``unmatched_labels`` counts
+    labels whose request id matched no prediction in the window."""
+
+    task: Literal["classification", "regression"]
+    metrics: dict[str, float]
+    counts: dict[str, int]
+    labelled: int
+    predictions: int
+    unmatched_labels: int
+
+
+class WindowPoint(msgspec.Struct, frozen=True, kw_only=True):
+    """One window of a series (hourly or daily): volume, latency, errors, drift, performance."""
+
+    start: str  # ISO 8601, UTC
+    end: str
+    rows: int
+    requests: int
+    p50_latency_ms: float | None = None
+    p99_latency_ms: float | None = None
+    error_rate: float | None = None
+    drift_share: float | None = None
+    scores: dict[str, float] = msgspec.field(default_factory=dict)
+    performance: dict[str, float] = msgspec.field(default_factory=dict)
+
+
+class ReportData(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything ``yard monitor report`` draws."""
+
+    name: str
+    generated_at: str  # ISO 8601, UTC
+    window: str  # "24h"
+    drift: DriftResult
+    series: tuple[WindowPoint, ...] = ()
+    performance: Performance | None = None
