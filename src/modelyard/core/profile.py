@@ -41,6 +41,7 @@ __all__ = [
     "compute_profile",
     "count_in_bins",
     "numeric_values",
+    "quantile_edges",
     "profile_from_json",
     "profile_to_json",
 ]
@@ -256,7 +257,7 @@ def _profile_numeric(
     with np.errstate(over="ignore", invalid="ignore"):
         mean = np.mean(ordered)
         std = np.std(ordered, ddof=1) if ordered.size >= 2 else None
-    edges = _quantile_edges(ordered, bins)
+    edges = quantile_edges(ordered, bins)
     starts = np.searchsorted(ordered, edges[1:-1], side="left")  # inner edges open bins
     counts = np.diff(np.append(starts, ordered.size), prepend=0)
     return msgspec.structs.replace(
@@ -270,7 +271,7 @@ def _profile_numeric(
     )
 
 
-def _quantile_edges(ordered: npt.NDArray[np.float64], bins: int) -> npt.NDArray[np.float64]:
+def quantile_edges(ordered: npt.NDArray[np.float64], bins: int) -> npt.NDArray[np.float64]:
     """Lower quantiles of sorted finite values (each edge is a value), deduplicated."""
     position = np.floor(np.linspace(0.0, 1.0, bins + 1) * (ordered.size - 1)).astype(np.intp)
     return np.unique(ordered[position])
