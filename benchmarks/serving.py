@@ -58,6 +58,7 @@ TARGETS = [
     ("errors", "<=", 0.0, "yard: zero non-2xx and socket errors"),
     ("of_bare_asgi", ">=", 0.35, "yard >= 35% of the bare ASGI limit"),
     ("c1_p50_ms", "<=", 0.5, "yard p50 at c=1 <= 0.5 ms"),
+    ("log_on_vs_off", ">=", 0.90, "yard with the prediction log >= 90% of yard without"),
     ("ready_s", "<=", 1.5, "yard time-to-ready <= 1.5 s"),
     ("of_identity", ">=", 0.80, "yard >= 80% of the identity model"),
 ]
@@ -242,17 +243,22 @@ def error_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-def prepare_yard(runtime: str, model_name: str) -> Callable[[Context, int], Launch]:
+def prepare_yard(
+    runtime: str, model_name: str, *, log: bool = False
+) -> Callable[[Context, int], Launch]:
     def prepare(ctx: Context, port: int) -> Launch:
         home = yard_home(ctx)
         env = {
             "MODELYARD_HOME": str(home),
             "MODELYARD_DATABASE_URL": f"sqlite:///{home}/m.db",
             "MODELYARD_ARTIFACT_ROOT": str(home / "artifacts"),
+            "MODELYARD_MONITORING__LOG_ROOT": str(home / f"log-{port}"),
         }
         ref = f"{model_name}@production"
         cmd = [str(BIN / "yard"), "serve", ref, "--host", "127.0.0.1", "--port", str(port)]
         cmd += ["--runtime", runtime]
+        if log:
+            cmd.append("--log-predictions")
         if ctx.args.yard_body == "tensor":
             body = oip_tensor(ctx.row, "input")
         else:
@@ -267,7 +273,7 @@ def prepare_yard(runtime: str, model_name: str) -> Callable[[Context, int], Laun
             body,
             env=env,
             versions=versions,
-            settings={"runtime": runtime, "body": ctx.args.yard_body},
+            settings={"runtime": runtime, "body": ctx.args.yard_body, "log_predictions": log},
         )
 
     return prepare
@@ -412,6 +418,12 @@ def prepare_asgi(ctx: Context, port: int) -> Launch:
 SERVERS = [
     Server("yard-native", "yard", "yard serve --runtime native", prepare_yard("native", "hgb")),
     Server("yard-onnx", "yard", "yard serve --runtime onnx", prepare_yard("onnx", "hgb")),
+    Server(
+        "yard-onnx-logged",
+        "yard",
+        "yard serve --runtime onnx --log-predictions (Parquet prediction log on)",
+        prepare_yard("onnx", "hgb", log=True),
+    ),
     Server(
         "yard-identity",
         "yard",
@@ -657,6 +669,12 @@ def ratios(results: dict[str, Any], conns_list: list[int]) -> dict[str, Any]:
         out["of_identity"] = run["rps"] / identity[1]
     out["p99_ms"] = run["p99_ms"]
     out["errors"] = sum(r["non_2xx"] + r["socket_errors"] for r in results[name]["runs"])
+    logged, plain = (
+        run_at(results.get("yard-onnx-logged"), top),
+        run_at(results.get("yard-onnx"), top),
+    )
+    if logged and plain:
+        out["log_on_vs_off"] = logged["rps"] / plain["rps"]
     if c1 := run_at(results[name], 1):
         out["c1_p50_ms"] = c1["p50_ms"]
     out["ready_s"] = results[name]["ready_s"]

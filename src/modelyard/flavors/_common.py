@@ -4,7 +4,6 @@ predictor over any object with scikit-learn's ``predict``/``predict_proba``/``cl
 from __future__ import annotations
 
 import importlib
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +55,12 @@ def artifact_file(artifact: Artifact, flavor: str, names: tuple[str, ...]) -> tu
 
 
 def is_frame(X: object) -> bool:
-    """Whether ``X`` is a pandas DataFrame (without importing pandas)."""
-    pandas = sys.modules.get("pandas")
-    return pandas is not None and isinstance(X, pandas.DataFrame)
+    """Whether ``X`` is a pandas DataFrame, without importing pandas or touching its module:
+    another thread may be importing it right now (a half-imported module has no DataFrame)."""
+    return any(
+        cls.__name__ == "DataFrame" and cls.__module__.partition(".")[0] == "pandas"
+        for cls in type(X).__mro__
+    )
 
 
 def qualified_name(obj: object) -> str:
