@@ -9,7 +9,7 @@ import traceback
 
 import typer
 
-from modelyard.cli import db, models, monitor, rollout, runs, serve
+from modelyard.cli import db, labels, models, monitor, rollout, runs, serve
 from modelyard.errors import ModelyardError
 
 app = typer.Typer(
@@ -27,6 +27,7 @@ app.command("serve")(serve.serve)
 app.add_typer(rollout.app, name="rollout")
 app.command("deploy")(rollout.deploy)
 app.add_typer(monitor.app, name="monitor")
+app.add_typer(labels.app, name="labels")
 
 
 @app.callback()

@@ -71,8 +71,9 @@ class DriftResult(msgspec.Struct, frozen=True, kw_only=True):
 
 class Performance(msgspec.Struct, frozen=True, kw_only=True):
     """Model quality where labels joined predictions: ``metrics`` by name (accuracy, f1, roc_auc,
-    ... or mae, rmse, r2), each computed on ``counts[name]`` rows; ``unmatched_labels`` counts
-    labels whose request id matched no prediction in the window."""
+    ... or mae, rmse, r2), each computed on ``counts[name]`` rows; ``labelled`` rows of the
+    window's ``predictions`` have a label; ``unmatched_labels`` counts labels whose request id
+    matches no logged prediction at all (not silently dropped)."""
 
     task: Literal["classification", "regression"]
     metrics: dict[str, float]

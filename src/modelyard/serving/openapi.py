@@ -81,6 +81,36 @@ _MLFLOW_REQUEST = {
 }
 
 
+_LABELS_REQUEST = {
+    "type": "object",
+    "required": ["deployment", "labels"],
+    "properties": {
+        "deployment": {"type": "string", "description": "The deployment or model name."},
+        "labels": {
+            "type": "array",
+            "minItems": 1,
+            "description": "At most one label per (request_id, row); a later POST replaces it.",
+            "items": {
+                "type": "object",
+                "required": ["request_id", "label"],
+                "properties": {
+                    "request_id": {"type": "string", "description": "X-Request-Id of the answer."},
+                    "label": {"oneOf": [
+                        {"type": "string"}, {"type": "number"}, {"type": "boolean"},
+                    ]},
+                    "time": {
+                        "oneOf": [{"type": "string", "format": "date-time"}, {"type": "number"}],
+                        "description": "When the outcome was observed: ISO 8601 or epoch seconds.",
+                    },
+                    "row": {"type": "integer", "minimum": 0, "default": 0,
+                            "description": "The row of a multi-row request."},
+                },
+            },
+        },
+    },
+}  # fmt: skip
+
+
 def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
@@ -121,6 +151,16 @@ def openapi_document(models: list[str] | None = None) -> dict[str, Any]:
                                         "text/csv": {"schema": {"type": "string"}}}},
             "responses": {"200": _json({"type": "object", "properties": {
                 "predictions": {"type": "array"}}}), "415": _ERROR, **errors},
+        }},
+        "/v1/labels": {"post": {
+            "summary": "Ground-truth labels for logged predictions (needs --log-predictions)",
+            "requestBody": {"required": True,
+                            "content": {"application/json": {"schema": _LABELS_REQUEST}}},
+            "responses": {"202": _json({"type": "object", "required": ["accepted"],
+                                        "properties": {"accepted": {"type": "integer"}}},
+                                       "Accepted"),
+                          "400": _ERROR, "401": _ERROR, "403": _ERROR, "404": _ERROR,
+                          "409": _ERROR, "503": _ERROR},
         }},
     }  # fmt: skip
     for with_version in (False, True):

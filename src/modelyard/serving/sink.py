@@ -21,6 +21,8 @@ class PredictionRecord:
     input_names: tuple[str, ...] = ()
     #: The deployment that answered (``None``: the model was served by name).
     deployment: str | None = None
+    #: The HTTP status; a failed request is logged with it, ``inputs`` ``None`` and no outputs.
+    status: int = 200
 
 
 class PredictionSink(Protocol):
