@@ -50,11 +50,14 @@ class PredictionRecord(Protocol):
     def latency_s(self) -> float: ...
     @property
     def input_names(self) -> tuple[str, ...]: ...
+    @property
+    def status(self) -> int: ...
 
 
 #: Columns every log row has, before the inputs (``in_*``) and outputs (``out_*``).
 BASE_COLUMNS = (
     "request_id", "row", "time", "deployment", "route", "model", "version", "latency_ms",
+    "status",
 )  # fmt: skip
 
 
@@ -188,6 +191,8 @@ def _input_names(names: tuple[str, ...], width: int) -> tuple[str, ...]:
 
 
 def _width(rows: Any) -> int:
+    if rows is None:  # a failed request: no data
+        return 0
     if rows.matrix is not None:
         return int(rows.matrix.shape[1])
     return len(rows.columns)
@@ -196,6 +201,8 @@ def _width(rows: Any) -> int:
 def _input_columns(records: list[PredictionRecord], width: int) -> list[np.ndarray]:
     """Each input column over all records: one concatenation per column, or one for all of
     them when every record holds a matrix (a flush can hold tens of thousands of records)."""
+    if width == 0:
+        return []
     matrices = [r.inputs.matrix for r in records]
     if all(m is not None for m in matrices):
         stacked = np.concatenate(matrices)
@@ -216,7 +223,7 @@ def _group_table(
 ) -> pa.Table:
     import pyarrow as pa
 
-    counts = np.array([r.inputs.n for r in records], dtype=np.int64)
+    counts = np.array([1 if r.inputs is None else r.inputs.n for r in records], dtype=np.int64)
     single = bool((counts == 1).all())  # the usual case: one row per request
     if single:
         rows = np.zeros(len(records), dtype=np.int64)
@@ -238,6 +245,7 @@ def _group_table(
         "model": pa.array(each([r.model for r in records]), pa.string()),
         "version": pa.array(each([r.version for r in records]), pa.string()),
         "latency_ms": pa.array(each([r.latency_s * 1000 for r in records], np.float64)),
+        "status": pa.array(each([r.status for r in records], np.int16)),
     }
     for name, column in zip(names, _input_columns(records, len(names)), strict=True):
         if name in drop:

@@ -93,15 +93,21 @@ def read_rows(
     if end is not None:
         where.append("time < ?")
         params.append(end)
-    sql = "SELECT * FROM read_parquet(?, union_by_name = true, hive_partitioning = false)"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    if last is not None:
-        sql = f"SELECT * FROM ({sql} ORDER BY time DESC, request_id, row LIMIT {int(last)})"
-    sql += " ORDER BY time, request_id, row"
+    source = "read_parquet(?, union_by_name = true, hive_partitioning = false)"
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
-        frame: pd.DataFrame = con.execute(sql, [[str(f) for f in files], *params]).df()
+        paths = [str(f) for f in files]
+        described = con.execute(f"DESCRIBE SELECT * FROM {source}", [paths]).fetchall()
+        names = {str(r[0]) for r in described}
+        if "status" in names:  # failed requests are logged too, without data: leave them out
+            where.append("coalesce(status, 200) < 400")
+        sql = f"SELECT * FROM {source}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        if last is not None:
+            sql = f"SELECT * FROM ({sql} ORDER BY time DESC, request_id, row LIMIT {int(last)})"
+        sql += " ORDER BY time, request_id, row"
+        frame: pd.DataFrame = con.execute(sql, [paths, *params]).df()
     return frame
 
 

@@ -8,6 +8,7 @@ table (``STATUS``); nothing else in modelyard knows about HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import io
 import itertools
@@ -16,16 +17,22 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from modelyard.errors import InvalidInputError, ModelyardError, NotFoundError
+import msgspec
+
+from modelyard.errors import ConflictError, InvalidInputError, ModelyardError, NotFoundError
+from modelyard.monitoring.predlog import ParquetSink
 from modelyard.serving import codecs
 from modelyard.serving.openapi import DOCS_HTML, openapi_document
 from modelyard.serving.sink import NullSink, PredictionRecord, PredictionSink
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from modelyard.serving.metrics import ServingMetrics
     from modelyard.serving.models import ModelHub, ServedModel
+    from modelyard.serving.monitor import MonitorLoop
     from modelyard.serving.tokens import TokenChecker
     from modelyard.serving.validation import Rows
     from modelyard.settings import ServingSettings
@@ -73,6 +80,25 @@ class UnsupportedMediaError(InvalidInputError):
     kind = "unsupported_media"
 
 
+class _Label(msgspec.Struct):
+    request_id: str
+    label: str | int | float | bool
+    time: str | int | float | None = None  # ISO 8601 or epoch seconds; default: now
+    row: Annotated[int, msgspec.Meta(ge=0)] = 0
+
+
+class _LabelsRequest(msgspec.Struct):
+    deployment: str
+    labels: Annotated[list[_Label], msgspec.Meta(min_length=1)]
+
+
+_labels_decoder = msgspec.json.Decoder(_LabelsRequest)
+
+
+#: Routes whose failed requests go to the prediction log (with their status, without data).
+_LOGGED_ROUTES = frozenset({"v2_infer", "invocations"})
+
+
 class HttpError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -90,8 +116,10 @@ class ModelServer:
         *,
         sink: PredictionSink | None = None,
         tokens: TokenChecker | None = None,
+        monitor: MonitorLoop | None = None,
     ) -> None:
         self.hub = hub
+        self.monitor = monitor
         self.settings = settings
         self.metrics = metrics
         self.sink = sink or NullSink()
@@ -130,6 +158,8 @@ class ModelServer:
                 # from walking it again on every full collection (50 ms tails under load).
                 gc.collect()
                 gc.freeze()
+                if self.monitor is not None:
+                    self.monitor.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self._stop()
@@ -137,6 +167,8 @@ class ModelServer:
                 return
 
     async def _stop(self) -> None:
+        if self.monitor is not None:
+            await self.monitor.stop()
         await self.hub.close()
         self.sink.close()
 
@@ -174,17 +206,25 @@ class ModelServer:
                 model_label = name
                 await self._invocations(_Call(receive, send, headers, request_id, started), name)
                 return
+            elif path in ("/v1/labels", "/v1/labels/"):
+                _expect(method, "POST")
+                route = "labels"
+                await self._labels(_Call(receive, send, headers, request_id, started))
             else:
                 route = await self._plain(method, path, send, request_id, headers)
         except ModelyardError as exc:
-            await self._error(send, STATUS.get(exc.kind, 500), str(exc), request_id, exc)
-            self._count(model_label, "", route, STATUS.get(exc.kind, 500), started)
+            status = STATUS.get(exc.kind, 500)
+            await self._error(send, status, str(exc), request_id, exc)
+            self._count(model_label, "", route, status, started)
+            self._record_error(model_label, route, request_id, status, started)
         except HttpError as exc:
             await _respond(send, exc.status, codecs.encode_json({"error": str(exc)}), request_id)
+            self._record_error(model_label, route, request_id, exc.status, started)
         except Exception as exc:
             logger.exception("unexpected failure on %s %s", method, path)
             await self._error(send, 500, f"Internal error: {type(exc).__name__}.", request_id, exc)
             self._count(model_label, "", route, 500, started)
+            self._record_error(model_label, route, request_id, 500, started)
 
     async def _plain(
         self, method: str, path: str, send: Send, request_id: str, headers: dict[str, str]
@@ -240,6 +280,36 @@ class ModelServer:
     def _authorize(self, headers: dict[str, str], scope: str, model: str | None) -> None:
         if self.tokens is not None:
             self.tokens.check(headers.get("authorization"), scope=scope, model=model)  # type: ignore[arg-type]
+
+    # -- labels ------------------------------------------------------------------------------
+
+    async def _labels(self, call: _Call) -> None:
+        """``POST /v1/labels``: ground truth for logged predictions, written off the loop."""
+        from modelyard.monitoring.labels import IngestResult, ingest_labels
+
+        sink = self.sink
+        if not isinstance(sink, ParquetSink):
+            raise ConflictError(
+                "This server does not log predictions, so labels have nothing to join; start "
+                "it with 'yard serve --log-predictions'."
+            )
+        request = _decode_labels(await _read_body(call.receive))
+        name = request.deployment
+        self._authorize(call.headers, "predict", name)  # labels are written by predict tokens
+        router = self.hub.router
+        # a name served here may have no log file yet (the sink flushes every second)
+        served = name in self.hub.slots or (router is not None and name in router.slots)
+
+        def write() -> IngestResult:
+            frame = _labels_frame(request.labels)
+            return ingest_labels(
+                sink.root, name, frame, require_log=not served, count_matched=False
+            )
+
+        result = await asyncio.to_thread(write)
+        body = codecs.encode_json({"accepted": result.rows})
+        await _respond(call.send, 202, body, call.request_id)
+        self._count(name, "", "labels", 202, call.started)
 
     # -- inference ---------------------------------------------------------------------------
 
@@ -368,6 +438,22 @@ class ModelServer:
             )
         )  # fmt: skip
 
+    def _record_error(
+        self, name: str, route: str, request_id: str, status: int, started: float
+    ) -> None:
+        """Log a failed inference request (status, no data) so the log's error rate is true."""
+        if isinstance(self.sink, NullSink) or not name or route not in _LOGGED_ROUTES:
+            return
+        router = self.hub.router
+        deployment = name if router is not None and name in router.names else None
+        self.sink.submit(
+            PredictionRecord(
+                request_id=request_id, time=time.time(), model=name, version="", route="error",
+                inputs=None, outputs={}, latency_s=time.perf_counter() - started,
+                deployment=deployment, status=status,
+            )
+        )  # fmt: skip
+
     async def _error(
         self, send: Send, status: int, message: str, request_id: str, exc: BaseException
     ) -> None:
@@ -377,6 +463,29 @@ class ModelServer:
         await _respond(
             send, status, codecs.encode_json({"error": message}), request_id, extra=extra
         )
+
+
+def _decode_labels(body: bytes) -> _LabelsRequest:
+    try:
+        return _labels_decoder.decode(body)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise InvalidInputError(
+            f"The labels body is not valid: {exc}; send "
+            '{"deployment": NAME, "labels": [{"request_id": ID, "label": VALUE}, ...]}.'
+        ) from None
+
+
+def _labels_frame(labels: list[_Label]) -> pd.DataFrame:
+    import pandas as pd
+
+    frame = pd.DataFrame({
+        "request_id": [item.request_id for item in labels],
+        "row": [item.row for item in labels],
+        "label": [item.label for item in labels],
+    })  # fmt: skip
+    if any(item.time is not None for item in labels):
+        frame["time"] = pd.Series([item.time for item in labels], dtype=object)
+    return frame
 
 
 def _outputs(served: ServedModel, requested: list[codecs.RequestOutput] | None) -> tuple[str, ...]:
