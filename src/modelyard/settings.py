@@ -55,8 +55,71 @@ class ServingSettings(BaseModel):
     gil_switch_s: float = Field(default=0.0005, gt=0)
 
 
+DriftMethodName = Literal["psi", "js", "wasserstein", "ks", "chi2"]
+
+
+class DriftColumnSettings(BaseModel):
+    """One column's drift method and/or threshold (``[monitoring.drift.columns.NAME]``)."""
+
+    method: DriftMethodName | None = None
+    threshold: float | None = Field(default=None, ge=0)
+
+
+class DriftSettings(BaseModel):
+    """Drift rules (``[monitoring.drift]``); the defaults are in ``modelyard.monitoring.drift``."""
+
+    #: The dataset drifts when at least this share of its columns drift.
+    share_threshold: float = Field(default=0.5, gt=0, le=1)
+    #: Default threshold per method, e.g. ``{psi = 0.2}``.
+    thresholds: dict[DriftMethodName, float] = Field(default_factory=dict)
+    #: Per-column overrides.
+    columns: dict[str, DriftColumnSettings] = Field(default_factory=dict)
+    #: The window the server's drift and performance gauges look at.
+    window: str = "1h"
+    #: How often a logging server refreshes those gauges (0: never).
+    interval_s: float = Field(default=60.0, ge=0)
+
+
+class AlertRule(BaseModel):
+    """A rule of ``[[monitoring.alerts.rules]]``: fires when ``metric op threshold`` has held for
+    ``for`` over the last ``window`` of ``deployment``'s traffic.
+
+    ``metric``: ``drift_share``, ``drift:<column>`` (the column's score), ``output_drift:<name>``,
+    ``error_rate``, ``p99_latency_ms``, ``rows``, or ``performance:<metric>`` (accuracy, f1,
+    roc_auc, log_loss, mae, rmse, r2, ...).
+    """
+
+    model_config = {"populate_by_name": True}
+
+    name: str = Field(min_length=1)
+    deployment: str = Field(min_length=1)
+    metric: str = Field(min_length=1)
+    op: Literal[">", ">=", "<", "<="] = ">="
+    threshold: float
+    window: str = "1h"
+    hold: str = Field(default="0s", alias="for")
+    #: Webhook URLs for this rule (the alert settings' ``webhooks`` get every alert too).
+    webhooks: list[str] = Field(default_factory=list)
+    #: A shell command run when the alert fires (the alert's JSON on its standard input).
+    command: str | None = None
+
+
+class AlertSettings(BaseModel):
+    """Alerting (``[monitoring.alerts]``)."""
+
+    rules: list[AlertRule] = Field(default_factory=list)
+    #: Webhook URLs that hear of every alert.
+    webhooks: list[str] = Field(default_factory=list)
+    #: How often the server evaluates the rules (0: never; ``yard monitor check`` still does).
+    interval_s: float = Field(default=60.0, ge=0)
+    #: Attempts per webhook call, with exponential backoff from ``backoff_s``.
+    attempts: int = Field(default=4, ge=1)
+    backoff_s: float = Field(default=0.5, ge=0)
+    timeout_s: float = Field(default=5.0, gt=0)
+
+
 class MonitoringSettings(BaseModel):
-    """The prediction log; each is also ``MODELYARD_MONITORING__<NAME>``."""
+    """The prediction log, drift and alerts; each is also ``MODELYARD_MONITORING__<NAME>``."""
 
     #: Log every prediction the server makes (``yard serve --log-predictions``).
     log: bool = False
@@ -70,6 +133,8 @@ class MonitoringSettings(BaseModel):
     drop_columns: list[str] = Field(default_factory=list)
     #: Input columns logged as the sha256 hex digest of their value's string form.
     hash_columns: list[str] = Field(default_factory=list)
+    drift: DriftSettings = Field(default_factory=DriftSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
 
 class Settings(BaseSettings):

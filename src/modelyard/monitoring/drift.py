@@ -174,7 +174,7 @@ class DriftDetector:
         columns: Mapping[str, ColumnRule] | None = None,
         thresholds: Mapping[str, float] | None = None,
         share_threshold: float = 0.5,
-        bins: int = 10,
+        bins: int = 20,
         top_k: int = 20,
         workers: int = 2,
     ) -> None:
@@ -381,8 +381,7 @@ class DriftDetector:
         ordered: _Floats | None = None
         if values is not None:
             if ref.numeric and ref.ordered is not None:
-                numbers = numeric_values(values)
-                ordered = np.sort(numbers[np.isfinite(numbers)])
+                ordered = _sorted_finite(numeric_values(values))
                 counts = _sorted_counts(ordered, ref.edges or ())
                 rows = ordered.size
             else:
@@ -474,8 +473,7 @@ def _kind(dtype: str) -> str:
 def _from_raw_column(name: str, column: pd.Series, bins: int, top_k: int) -> _Reference:
     kind = _kind(column_dtype(column))
     if kind in ("numeric", "datetime"):
-        numbers = numeric_values(column)
-        ordered = np.sort(numbers[np.isfinite(numbers)])
+        ordered = _sorted_finite(numeric_values(column))
         edges = tuple(quantile_edges(ordered, bins).tolist()) if ordered.size else ()
         std = float(np.std(ordered)) if ordered.size else None
         return _Reference(
@@ -519,6 +517,16 @@ def _from_profile_column(column: Any) -> _Reference:
 def _reference_key(columns: Sequence[_Reference]) -> str:
     shape = [(c.name, c.kind, c.edges, c.levels) for c in columns]
     return hashlib.sha256(msgspec.json.encode(shape)).hexdigest()[:16]
+
+
+def _sorted_finite(numbers: _Floats) -> _Floats:
+    """The finite values, sorted, in one new array (``numbers`` may be the caller's data)."""
+    finite = np.isfinite(numbers)
+    if finite.all():
+        return np.sort(numbers)
+    kept = numbers[finite]
+    kept.sort()
+    return kept
 
 
 # --- counting ----------------------------------------------------------------------------------

@@ -119,7 +119,7 @@ def test_arrays_get_input_names_and_a_seeded_sample() -> None:
     _, other = compute_profile(X, sample_rows=4, seed=2)
 
     assert [c.name for c in profile.columns] == ["input_0", "input_1", "input_2"]
-    assert (profile.rows, profile.sample_rows, profile.seed, profile.bins) == (10, 4, 1, 10)
+    assert (profile.rows, profile.sample_rows, profile.seed, profile.bins) == (10, 4, 1, 20)
     assert list(sample.columns) == ["input_0", "input_1", "input_2"]
     assert sample.index.tolist() == [0, 1, 2, 3]
     assert sample["input_0"].is_monotonic_increasing  # rows keep their original order

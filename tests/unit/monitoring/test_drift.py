@@ -151,7 +151,7 @@ def test_severity_orders_across_methods() -> None:
 def test_histograms_cover_bins_and_categories() -> None:
     result = compare(frame(5_000, 1), frame(5_000, 2))
     a = result.columns[0].histogram
-    assert a is not None and len(a.labels) == 10 and sum(a.reference) == pytest.approx(1)
+    assert a is not None and len(a.labels) == 20 and sum(a.reference) == pytest.approx(1)
     assert a.labels[0].startswith("[") and a.labels[-1].endswith("]")
     colour = result.columns[3].histogram
     assert colour is not None and colour.labels == ("red", "green", "blue", "grey")

@@ -1,0 +1,559 @@
+"""Drift of a deployment's logged traffic: what ``yard monitor drift``, the report, alerts and the
+server's gauges call.
+
+- The reference is the stored profile of a model version (default: the version that answered most
+  rows in the window) or a data file (CSV or Parquet) for exact statistics.
+- The current data is the log's window (``window`` back from now, or the newest ``last`` rows) or a
+  data file. With a stored profile, the whole hours of a window come from cached hour profiles and
+  only the hours at its edges are read; with a reference file, the window's rows are read and
+  compared exactly.
+- Output drift compares the logged outputs with the model's outputs on its stored reference
+  sample (computed once per version and cached next to the hour profiles).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+import pandas as pd
+
+from modelyard.core.profile import Profile, profile_from_json
+from modelyard.errors import InvalidInputError, ModelyardError, PredictionLogEmptyError
+from modelyard.monitoring.drift import ColumnRule, DriftDetector, WindowProfile, merge_profiles
+from modelyard.monitoring.traffic import traffic_points
+from modelyard.monitoring.types import DriftResult, Performance, ReportData
+from modelyard.monitoring.windows import (
+    HOUR,
+    Hour,
+    empty_window,
+    hour_profiles,
+    hours,
+    log_folder,
+    log_frames,
+    read_rows,
+)
+from modelyard.registry.client import Registry
+from modelyard.settings import Settings
+
+__all__ = [
+    "DriftOptions",
+    "build_report",
+    "deployment_drift",
+    "drift_series",
+    "read_data_file",
+    "window_metrics",
+]
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class DriftOptions:
+    """Per-column rules, per-method thresholds and the dataset share threshold (from config)."""
+
+    columns: Mapping[str, ColumnRule] = field(default_factory=dict)
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+    share_threshold: float = 0.5
+    #: Input columns the log does not hold as sent (hashed or dropped for privacy).
+    exclude: frozenset[str] = frozenset()
+    trust_pickle: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DriftOptions:
+        drift = settings.monitoring.drift
+        return cls(
+            columns={
+                name: ColumnRule(method=rule.method, threshold=rule.threshold)
+                for name, rule in drift.columns.items()
+            },
+            thresholds={str(k): v for k, v in drift.thresholds.items()},
+            share_threshold=drift.share_threshold,
+            exclude=frozenset(settings.monitoring.hash_columns)
+            | frozenset(settings.monitoring.drop_columns),
+            trust_pickle=settings.serving.trust_pickle,
+        )
+
+
+def read_data_file(path: str | Path, what: str) -> pd.DataFrame:
+    """A CSV or Parquet file as a DataFrame, with one-line errors for the usual mistakes."""
+    file = Path(path)
+    if not file.is_file():
+        raise InvalidInputError(f"The {what} file {str(file)!r} does not exist; check the path.")
+    suffix = file.suffix.lower()
+    try:
+        if suffix == ".csv":
+            return pd.read_csv(file)
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(file)
+    except (ValueError, OSError) as exc:
+        raise InvalidInputError(f"Cannot read the {what} file {str(file)!r}: {exc}") from exc
+    raise InvalidInputError(
+        f"The {what} file {str(file)!r} is neither CSV nor Parquet; pass a .csv or .parquet file."
+    )
+
+
+def deployment_drift(
+    registry: Registry,
+    root: str | Path,
+    name: str,
+    *,
+    window: timedelta | None = timedelta(hours=1),
+    last: int | None = None,
+    reference: str | None = None,
+    current: str | None = None,
+    options: DriftOptions | None = None,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+) -> DriftResult:
+    """Drift of ``name``'s inputs (and outputs) in a window of its prediction log."""
+    options = options or DriftOptions()
+    now = now or datetime.now(UTC)
+    if current is not None:
+        frame = read_data_file(current, "current")
+        ref = _reference(registry, root, name, reference, None, options)
+        detector = _detector(ref, options, columns=[str(c) for c in frame.columns])
+        return detector.compare(frame, description=Path(current).name, progress=progress)
+    span = _Span.of(root, name, window=window, last=last, now=now)
+    ref = _reference(registry, root, name, reference, span, options)
+    detector = _detector(ref, options, columns=span.input_columns())
+    outputs = _output_detector(registry, root, ref, options, span.output_columns())
+    if last is not None or isinstance(ref.data, pd.DataFrame):
+        rows = span.rows()
+        inputs, logged = _inputs(detector)(rows), log_frames(rows)[1]
+        result = detector.compare(inputs, description=span.description, progress=progress)
+        if outputs is not None:
+            out = outputs.compare(_comparable(outputs, logged), description=span.description)
+            result = msgspec.structs.replace(result, outputs=out.columns)
+        return result
+    merged = _merged(detector, root, name, span, _inputs(detector), progress)
+    result = detector.compare(merged, description=span.description)
+    if outputs is not None:
+
+        def prepare(frame: pd.DataFrame, detector: DriftDetector = outputs) -> pd.DataFrame:
+            return _comparable(detector, log_frames(frame)[1])
+
+        out = outputs.compare(_merged(outputs, root, name, span, prepare, None))
+        result = msgspec.structs.replace(result, outputs=out.columns)
+    return result
+
+
+def drift_series(
+    registry: Registry,
+    root: str | Path,
+    name: str,
+    *,
+    window: timedelta,
+    reference: str | None = None,
+    options: DriftOptions | None = None,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+) -> list[tuple[datetime, DriftResult]]:
+    """Input drift per hour of the window, from the cached hour profiles (stored profile only)."""
+    options = options or DriftOptions()
+    now = now or datetime.now(UTC)
+    span = _Span.of(root, name, window=window, last=None, now=now)
+    ref = _reference(registry, root, name, reference, span, options)
+    if isinstance(ref.data, pd.DataFrame):
+        raise InvalidInputError(
+            "A drift series needs a model version's stored profile as reference; pass a model "
+            "reference (NAME/VERSION) rather than a data file."
+        )
+    detector = _detector(ref, options, columns=span.input_columns())
+    series = []
+    for hour, profile in hour_profiles(
+        detector, root, name, span.hours, prepare=_inputs(detector), progress=progress
+    ):
+        if profile.rows:
+            label = hour.start.strftime("%Y-%m-%d %H:00")
+            series.append((hour.start, detector.compare(profile, description=label)))
+    return series
+
+
+def window_metrics(
+    registry: Registry,
+    root: str | Path,
+    name: str,
+    *,
+    window: timedelta,
+    now: datetime | None = None,
+    options: DriftOptions | None = None,
+) -> dict[str, float]:
+    """What alert rules watch, over the last ``window`` of ``name``'s log: ``rows``,
+    ``requests``, ``error_rate``, ``p50_latency_ms``, ``p99_latency_ms``, ``drift_share``,
+    ``drift:<column>``, ``output_drift:<output>`` and ``performance:<metric>``; a metric without
+    data is left out (an empty window gives ``rows`` 0 only)."""
+    now = now or datetime.now(UTC)
+    try:
+        span = _Span.of(root, name, window=window, last=None, now=now)
+    except PredictionLogEmptyError:
+        return {"rows": 0.0}
+    metrics: dict[str, float] = {}
+    for point in traffic_points(span.files, start=span.start, end=now):
+        metrics.update(rows=float(point.rows), requests=float(point.requests))
+        for key in ("error_rate", "p50_latency_ms", "p99_latency_ms"):
+            value = getattr(point, key)
+            if value is not None:
+                metrics[key] = float(value)
+    if not metrics.get("rows"):
+        return {"rows": 0.0, **{k: v for k, v in metrics.items() if k != "rows"}}
+    try:
+        drift = deployment_drift(registry, root, name, window=window, options=options, now=now)
+    except PredictionLogEmptyError:
+        drift = None
+    if drift is not None:
+        metrics["drift_share"] = drift.share
+        metrics.update({f"drift:{c.name}": c.score for c in drift.columns})
+        metrics.update({f"output_drift:{c.name}": c.score for c in drift.outputs})
+    performance = _performance(registry, root, name, start=span.start, end=now)
+    if performance is not None:
+        metrics.update({f"performance:{k}": v for k, v in performance.metrics.items()})
+    return metrics
+
+
+def build_report(
+    registry: Registry,
+    root: str | Path,
+    name: str,
+    *,
+    window: timedelta,
+    reference: str | None = None,
+    options: DriftOptions | None = None,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+) -> ReportData:
+    """Everything ``yard monitor report`` draws: the window's drift, and hourly points (daily
+    past three days) of volume, latency, errors, drift share and performance."""
+    from modelyard.monitoring.performance import performance_series
+
+    now = now or datetime.now(UTC)
+    drift = deployment_drift(
+        registry, root, name, window=window, reference=reference, options=options, now=now,
+        progress=progress,
+    )  # fmt: skip
+    span = _Span.of(root, name, window=window, last=None, now=now)
+    every = timedelta(days=1) if window > timedelta(days=3) else timedelta(hours=1)
+    points = {
+        p.start: p for p in traffic_points(span.files, start=span.start, end=now, every=every)
+    }
+    if every == HOUR and _stored(reference):
+        for began, result in drift_series(
+            registry, root, name, window=window, reference=reference, options=options, now=now
+        ):
+            key = max(began, span.start).isoformat()
+            if key in points:
+                points[key] = msgspec.structs.replace(
+                    points[key],
+                    drift_share=result.share,
+                    scores={c.name: c.score for c in result.columns},
+                )
+    try:
+        by_window = performance_series(
+            root, name, since=window, every="1d" if every > HOUR else "1h", registry=registry,
+            now=now,
+        )  # fmt: skip
+    except ModelyardError:
+        by_window = []
+    for began, _, performance in by_window:
+        key = max(began, span.start).isoformat()
+        if performance is not None and key in points:
+            points[key] = msgspec.structs.replace(points[key], performance=performance.metrics)
+    return ReportData(
+        name=name,
+        generated_at=now.isoformat(timespec="seconds"),
+        window=_duration(window),
+        drift=drift,
+        series=tuple(points[k] for k in sorted(points)),
+        performance=_performance(registry, root, name, start=span.start, end=now),
+    )
+
+
+def _stored(reference: str | None) -> bool:
+    """Whether ``reference`` is a model version (its stored profile) rather than a data file."""
+    return reference is None or Path(reference).suffix.lower() not in (".csv", ".parquet", ".pq")
+
+
+def _performance(
+    registry: Registry, root: str | Path, name: str, *, start: datetime, end: datetime
+) -> Performance | None:
+    from modelyard.monitoring.performance import compute_performance
+
+    try:
+        performance = compute_performance(root, name, start=start, end=end, registry=registry)
+    except ModelyardError:
+        return None
+    return performance if performance.labelled else None
+
+
+# --- the current window ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Span:
+    root: str | Path
+    name: str
+    start: datetime
+    end: datetime
+    hours: list[Hour]
+    last: int | None
+    description: str
+
+    @classmethod
+    def of(
+        cls,
+        root: str | Path,
+        name: str,
+        *,
+        window: timedelta | None,
+        last: int | None,
+        now: datetime,
+    ) -> _Span:
+        if not log_folder(root, name).is_dir():
+            known = sorted(
+                p.name.removeprefix("deployment=") for p in Path(root).glob("deployment=*")
+            )
+            raise PredictionLogEmptyError(
+                f"No prediction log for {name!r} under {root}; logged: "
+                f"{', '.join(known) or 'none'}. Serve it with 'yard serve --log-predictions'."
+            )
+        if last is not None:
+            if last < 1:
+                raise InvalidInputError(f"--last {last} is not a row count; use --last 1000.")
+            start = datetime(1970, 1, 1, tzinfo=UTC)
+            what = f"in its last {last} rows"
+            description = f"last {last} predictions"
+        else:
+            span = window or timedelta(hours=1)
+            if span <= timedelta(0):
+                raise InvalidInputError(f"The window {span} is empty; use e.g. --window 1h.")
+            start = now - span
+            what = f"in the last {_duration(span)}"
+            description = f"{name}, last {_duration(span)}"
+        found = hours(root, name, start, now + timedelta(seconds=1))
+        if not found:
+            raise empty_window(root, name, what)
+        return cls(root, name, start, now, found, last, description)
+
+    @property
+    def files(self) -> list[Path]:
+        return [f for h in self.hours for f in h.files]
+
+    def rows(self) -> pd.DataFrame:
+        if self.last is not None:
+            frame = read_rows(self.files, last=self.last)
+        else:
+            frame = read_rows(self.files, start=self.start, end=self.end)
+        if frame.empty:
+            raise empty_window(self.root, self.name, f"in {self.description}")
+        return frame
+
+    def input_columns(self) -> list[str]:
+        """The ``in_`` columns of the window's files (their Parquet schemas, no rows read)."""
+        import pyarrow.parquet as pq
+
+        names: dict[str, None] = {}
+        for file in self.files:
+            for column in pq.read_schema(file).names:
+                if column.startswith("in_"):
+                    names[column[3:]] = None
+        return list(names)
+
+    def output_columns(self) -> set[str]:
+        """The ``out_`` columns of the window's files, without the prefix."""
+        import pyarrow.parquet as pq
+
+        return {
+            column[4:]
+            for file in self.files
+            for column in pq.read_schema(file).names
+            if column.startswith("out_")
+        }
+
+    def versions(self) -> list[tuple[str, str, int]]:
+        """(model, version, rows) in the window, most rows first."""
+        import duckdb
+
+        sql = (
+            "SELECT model, version, count(*) AS n FROM read_parquet(?, union_by_name = true, "
+            "hive_partitioning = false) WHERE time >= ? AND version <> '' GROUP BY ALL "
+            "ORDER BY n DESC, version DESC"
+        )
+        with duckdb.connect() as con:
+            found = con.execute(sql, [[str(f) for f in self.files], self.start]).fetchall()
+        return [(str(m), str(v), int(n)) for m, v, n in found]
+
+
+def _merged(  # noqa: PLR0917
+    detector: DriftDetector,
+    root: str | Path,
+    name: str,
+    span: _Span,
+    prepare: Callable[[pd.DataFrame], pd.DataFrame],
+    progress: Progress | None,
+) -> WindowProfile:
+    """Whole hours from the cache, the partial hours at the window's edges from their rows."""
+    whole = [h for h in span.hours if h.start >= span.start and h.end <= span.end]
+    partial = [h for h in span.hours if h not in whole]
+    profiles = [p for _, p in hour_profiles(detector, root, name, whole, prepare=prepare)]
+    for hour in partial:
+        frame = read_rows(hour.files, start=span.start, end=span.end)
+        if not frame.empty:
+            profiles.append(detector.profile(prepare(frame)))
+    if progress is not None:
+        progress(len(span.hours))
+    profiles = [p for p in profiles if p.rows]
+    if not profiles:
+        raise empty_window(root, name, f"in {span.description}")
+    return merge_profiles(profiles)
+
+
+def _inputs(detector: DriftDetector) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """Log rows to the inputs ``detector`` compares (hashed or dropped ones left out)."""
+    names = [c.name for c in detector.reference_]
+
+    def prepare(frame: pd.DataFrame) -> pd.DataFrame:
+        return log_frames(frame)[0][names]
+
+    return prepare
+
+
+# --- the reference -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Ref:
+    data: pd.DataFrame | Profile
+    description: str
+    version: str | None  # "name/version" when the reference is a model version
+
+
+def _reference(  # noqa: PLR0917
+    registry: Registry,
+    root: str | Path,
+    name: str,
+    reference: str | None,
+    span: _Span | None,
+    options: DriftOptions,
+) -> _Ref:
+    if reference is not None and Path(reference).suffix.lower() in (".csv", ".parquet", ".pq"):
+        frame = read_data_file(reference, "reference")
+        version = None
+        if span is not None:
+            model, number, _ = span.versions()[0]
+            version = f"{model}/{number}"
+        return _Ref(frame, Path(reference).name, version)
+    if reference is None:
+        if span is None:
+            raise InvalidInputError(
+                "Comparing a current file needs a reference; pass --reference NAME/VERSION or "
+                "a reference data file."
+            )
+        model, number, _ = span.versions()[0]
+        reference = f"{model}/{number}"
+    found = registry.get_version(reference)
+    try:
+        profile = profile_from_json(registry.read_file(found.ref, "profile"))
+    except ModelyardError as exc:
+        raise InvalidInputError(
+            f"Model {found.ref} has no stored reference profile ({exc}); pass --reference with "
+            "the training data file."
+        ) from exc
+    return _Ref(profile, f"{found.ref} (stored profile)", found.ref)
+
+
+def _detector(ref: _Ref, options: DriftOptions, *, columns: Sequence[str]) -> DriftDetector:
+    """A detector on the reference columns the current data has (hashed or dropped ones out)."""
+    keep = [c for c in columns if c not in options.exclude]
+    if isinstance(ref.data, Profile):
+        known = {c.name for c in ref.data.columns}
+        missing = [c for c in keep if c not in known]
+        if missing:
+            raise InvalidInputError(
+                f"The current data has columns the reference {ref.description} lacks: "
+                f"{', '.join(map(repr, missing))}; compare data of the same model."
+            )
+        subset = tuple(c for c in ref.data.columns if c.name in set(keep))
+        data: pd.DataFrame | Profile = msgspec.structs.replace(ref.data, columns=subset)
+    else:
+        missing = [c for c in keep if c not in set(map(str, ref.data.columns))]
+        if missing:
+            raise InvalidInputError(
+                f"The current data has columns the reference {ref.description} lacks: "
+                f"{', '.join(map(repr, missing))}; pass a reference with the same columns."
+            )
+        data = ref.data[keep]
+    rules = {k: v for k, v in options.columns.items() if k in set(keep)}
+    return DriftDetector(
+        columns=rules, thresholds=options.thresholds, share_threshold=options.share_threshold
+    ).fit(data, description=ref.description)
+
+
+def _output_detector(
+    registry: Registry, root: str | Path, ref: _Ref, options: DriftOptions, logged: set[str]
+) -> DriftDetector | None:
+    """A detector on the model's outputs for its reference sample, for the outputs the log
+    holds (``None`` when there are none or the model cannot be loaded here)."""
+    if ref.version is None or not logged:
+        return None
+    cache = Path(root) / "_profiles" / "outputs" / f"{ref.version.replace('/', '-')}.parquet"
+    if cache.is_file():
+        outputs = pd.read_parquet(cache)
+    else:
+        try:
+            model = registry.load(ref.version, trust_pickle=options.trust_pickle)
+            sample = pd.read_parquet(io.BytesIO(registry.read_file(ref.version, "sample")))
+            outputs = _model_outputs(model, sample)
+        except ModelyardError:
+            return None
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        temporary = cache.with_name(f".{cache.name}.tmp")
+        outputs.to_parquet(temporary)
+        temporary.replace(cache)
+    keep = [
+        c
+        for c in outputs.columns
+        if c in logged or (c.startswith("proba_") and "predict_proba" in logged)
+    ]
+    if not keep:
+        return None
+    return DriftDetector(share_threshold=options.share_threshold).fit(
+        outputs, description=f"{ref.version} outputs on its reference sample"
+    )
+
+
+def _model_outputs(model: Any, sample: pd.DataFrame) -> pd.DataFrame:
+    predictions = np.asarray(model.predict(sample))
+    columns: dict[str, Any] = {}
+    if predictions.ndim == 1:
+        columns["predict"] = predictions
+    if hasattr(model, "predict_proba"):
+        proba = np.asarray(model.predict_proba(sample), dtype=np.float64)
+        for j in range(proba.shape[1]):
+            columns[f"proba_{j}"] = proba[:, j]
+    frame = pd.DataFrame(columns)
+    if "predict" in frame and hasattr(model, "predict_proba"):  # class labels are categories
+        frame["predict"] = frame["predict"].astype(str).astype("string")
+    return frame
+
+
+def _comparable(detector: DriftDetector, logged: pd.DataFrame) -> pd.DataFrame:
+    """The logged outputs the reference outputs have, class labels as text like theirs."""
+    columns = {}
+    for ref in detector.reference_:
+        values = logged[ref.name] if ref.name in logged else pd.Series(np.nan, index=logged.index)
+        columns[ref.name] = values if ref.numeric else values.astype(str).astype("string")
+    return pd.DataFrame(columns, index=logged.index)
+
+
+def _duration(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

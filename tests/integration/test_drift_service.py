@@ -1,0 +1,239 @@
+"""Drift of a deployment's logged traffic against a registered version: windows, cached hour
+profiles, output drift, reference and current files, and the errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from modelyard.errors import InvalidInputError, PredictionLogEmptyError
+from modelyard.monitoring.report import render_report
+from modelyard.monitoring.service import (
+    DriftOptions,
+    build_report,
+    deployment_drift,
+    drift_series,
+    window_metrics,
+)
+from modelyard.registry import Registry
+from tests._logdata import write_log
+from tests.integration._server import YARD, server_env
+
+NOW = datetime(2026, 1, 1, 12, 30, tzinfo=UTC)
+
+
+def data(rows: int, seed: int, *, shift: float = 0.0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    colours = np.array(["red", "green", "blue"])
+    return pd.DataFrame(
+        {
+            "a": rng.normal(size=rows) + shift,
+            "b": rng.lognormal(size=rows),
+            "colour": pd.Series(colours[rng.choice(3, size=rows, p=[0.5, 0.3, 0.2])]),
+        }
+    ).astype({"colour": "string"})
+
+
+@pytest.fixture
+def churn(sqlite_registry: Registry) -> tuple[Registry, LogisticRegression]:
+    X = data(5_000, 1)
+    y = (X["a"] + np.random.default_rng(2).normal(size=len(X)) > 0).astype(int)
+    model = LogisticRegression().fit(X[["a", "b"]], y)
+    sqlite_registry.register(model, name="churn", data=X[["a", "b"]], target=y)
+    return sqlite_registry, model
+
+
+def log_hour(root: Path, start: datetime, frame: pd.DataFrame, model: LogisticRegression) -> None:
+    times = [start + timedelta(seconds=3000 * i / len(frame)) for i in range(len(frame))]
+    X = frame[["a", "b"]]
+    write_log(
+        root, "churn", X, times, model="churn", version="1",
+        predict=model.predict(X), proba=model.predict_proba(X),
+    )  # fmt: skip
+
+
+def test_the_shifted_hour_drifts_and_whole_hours_are_profiled_once(
+    churn: tuple[Registry, LogisticRegression], tmp_path: Path
+) -> None:
+    registry, model = churn
+    root = tmp_path / "log"
+    log_hour(root, datetime(2026, 1, 1, 9, 0, tzinfo=UTC), data(3_000, 3), model)
+    log_hour(root, datetime(2026, 1, 1, 10, 0, tzinfo=UTC), data(3_000, 4), model)
+    log_hour(root, datetime(2026, 1, 1, 11, 0, tzinfo=UTC), data(3_000, 5, shift=1.0), model)
+    log_hour(root, datetime(2026, 1, 1, 12, 0, tzinfo=UTC), data(3_000, 6, shift=1.0), model)
+
+    calm = deployment_drift(registry, root, "churn", window=timedelta(hours=2), now=NOW - 2 * HOURS)
+    assert calm.reference == "churn/1 (stored profile)"
+    assert [c.name for c in calm.columns if c.drifted] == []
+    assert calm.current_rows == 3_000 + 1_800  # all of hour 9, and 10:00-10:30 of hour 10
+
+    drifting = deployment_drift(registry, root, "churn", window=timedelta(hours=3), now=NOW)
+    assert [c.name for c in drifting.columns if c.drifted] == ["a"]
+    assert {c.method for c in drifting.columns} == {"psi"}
+    outputs = {c.name: c for c in drifting.outputs}
+    assert set(outputs) == {"predict", "proba_0", "proba_1"}
+    assert outputs["proba_1"].drifted  # a drives the prediction
+
+    cache = root / "_profiles" / "deployment=churn"
+    cached = sorted(p.name for p in cache.glob("*/*.json"))
+    # the whole hours of both windows, for the inputs and for the outputs
+    assert cached == [f"2026-01-01T{hour}.json" for hour in ("09", "10", "11") for _ in "io"]
+    stamps = {p: p.stat().st_mtime_ns for p in cache.glob("*/*.json")}
+    again = deployment_drift(registry, root, "churn", window=timedelta(hours=3), now=NOW)
+    assert again == drifting
+    assert {p: p.stat().st_mtime_ns for p in cache.glob("*/*.json")} == stamps
+
+    series = drift_series(registry, root, "churn", window=timedelta(hours=4), now=NOW)
+    assert [hour.hour for hour, _ in series] == [9, 10, 11, 12]
+    assert [result.columns[0].drifted for _, result in series] == [False, False, True, True]
+    stamps = {p: p.stat().st_mtime_ns for p in cache.glob("*/*.json")}
+
+    # a late file in a cached hour changes its digest: that hour (only) is profiled again
+    log_hour(root, datetime(2026, 1, 1, 10, 5, tzinfo=UTC), data(500, 7, shift=1.0), model)
+    late = deployment_drift(registry, root, "churn", window=timedelta(hours=3), now=NOW)
+    assert late.current_rows == drifting.current_rows + 500
+    changed = [p.name for p in cache.glob("*/*.json") if p.stat().st_mtime_ns != stamps[p]]
+    assert sorted(changed) == ["2026-01-01T10.json"] * 2, changed
+
+
+HOURS = timedelta(hours=1)
+
+
+def test_last_rows_and_files_compare_exactly(
+    churn: tuple[Registry, LogisticRegression], tmp_path: Path
+) -> None:
+    registry, model = churn
+    root = tmp_path / "log"
+    log_hour(root, datetime(2026, 1, 1, 11, 0, tzinfo=UTC), data(3_000, 3), model)
+    log_hour(root, datetime(2026, 1, 1, 12, 0, tzinfo=UTC), data(800, 4, shift=1.0), model)
+    last = deployment_drift(registry, root, "churn", last=500, now=NOW)
+    assert last.current_rows == 500 and last.current == "last 500 predictions"
+    assert {c.name: c.method for c in last.columns} == {"a": "chi2", "b": "chi2"}
+    assert [c.name for c in last.columns if c.drifted] == ["a"]
+
+    reference = tmp_path / "train.parquet"
+    data(5_000, 1)[["a", "b"]].to_parquet(reference)
+    exact = deployment_drift(
+        registry, root, "churn", window=timedelta(hours=2), reference=str(reference), now=NOW
+    )
+    assert exact.reference == "train.parquet"
+    assert {c.name: c.method for c in exact.columns} == {"a": "wasserstein", "b": "wasserstein"}
+    assert {c.name for c in exact.outputs} == {"predict", "proba_0", "proba_1"}
+
+    current = tmp_path / "today.csv"
+    data(2_000, 9, shift=1.0)[["a", "b"]].to_csv(current, index=False)
+    from_file = deployment_drift(
+        registry, root, "churn", reference=str(reference), current=str(current)
+    )
+    assert from_file.current == "today.csv" and from_file.current_rows == 2_000
+    assert [c.name for c in from_file.columns if c.drifted] == ["a"]
+    by_version = deployment_drift(
+        registry, root, "churn", reference="churn/1", current=str(current)
+    )
+    assert [c.name for c in by_version.columns if c.drifted] == ["a"]
+
+
+def test_privacy_columns_are_left_out(
+    churn: tuple[Registry, LogisticRegression], tmp_path: Path
+) -> None:
+    registry, model = churn
+    root = tmp_path / "log"
+    log_hour(root, datetime(2026, 1, 1, 12, 0, tzinfo=UTC), data(2_000, 3), model)
+    result = deployment_drift(
+        registry, root, "churn", now=NOW, options=DriftOptions(exclude=frozenset({"b"}))
+    )
+    assert [c.name for c in result.columns] == ["a"]
+
+
+def test_bad_inputs_are_one_line_errors(
+    churn: tuple[Registry, LogisticRegression], tmp_path: Path
+) -> None:
+    registry, model = churn
+    root = tmp_path / "log"
+    log_hour(root, datetime(2026, 1, 1, 12, 0, tzinfo=UTC), data(100, 3), model)
+    with pytest.raises(PredictionLogEmptyError, match=r"No prediction log for 'ghost' .*churn"):
+        deployment_drift(registry, root, "ghost", now=NOW)
+    with pytest.raises(PredictionLogEmptyError, match=r"'churn' in the last 1h"):
+        deployment_drift(registry, root, "churn", now=NOW + timedelta(days=1))
+    wrong = tmp_path / "wrong.csv"
+    pd.DataFrame({"a": [1.0], "zz": [2.0]}).to_csv(wrong, index=False)
+    with pytest.raises(InvalidInputError, match=r"columns the reference churn/1 .* lacks: 'zz'"):
+        deployment_drift(registry, root, "churn", reference="churn/1", current=str(wrong))
+    (tmp_path / "x.json").write_text("{}")
+    with pytest.raises(InvalidInputError, match=r"neither CSV nor Parquet"):
+        deployment_drift(registry, root, "churn", current=str(tmp_path / "x.json"))
+    with pytest.raises(InvalidInputError, match=r"does not exist"):
+        deployment_drift(registry, root, "churn", reference=str(tmp_path / "none.csv"), now=NOW)
+    assert not (root / "_profiles" / "deployment=ghost").exists()
+
+
+def test_yard_monitor_drift_prints_json(
+    churn: tuple[Registry, LogisticRegression], tmp_path: Path
+) -> None:
+    registry, _ = churn
+    home = Path(registry.settings.home)
+    root = tmp_path / "log"
+    now = datetime.now(UTC)
+    frame = data(1_500, 3, shift=1.0)
+    write_log(
+        root, "churn", frame[["a", "b"]], [now - timedelta(minutes=5)] * len(frame),
+        model="churn", version="1",
+    )  # fmt: skip
+    env = server_env(
+        home,
+        MODELYARD_DATABASE_URL=registry.settings.resolved_database_url,
+        MODELYARD_ARTIFACT_ROOT=registry.settings.resolved_artifact_root,
+        MODELYARD_MONITORING__LOG_ROOT=str(root),
+    )
+    out = subprocess.run(
+        [YARD, "monitor", "drift", "churn", "--window", "1h", "--json"],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    result = json.loads(out.stdout)
+    assert [c["name"] for c in result["columns"] if c["drifted"]] == ["a"]
+    text = subprocess.run(
+        [YARD, "monitor", "drift", "churn"], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert "drift of inputs" in text and "DRIFT" in text
+    bad = subprocess.run(
+        [YARD, "monitor", "drift", "nobody"], env=env, capture_output=True, text=True, check=False
+    )
+    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1
+    assert "No prediction log for 'nobody'" in bad.stderr
+    out = subprocess.run(
+        [YARD, "monitor", "report", "churn", "--window", "2h", "-o", str(tmp_path / "r.html")],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert out.stdout.startswith(f"Wrote {tmp_path / 'r.html'}") and "1 of 2 columns" in out.stdout
+
+
+def test_window_metrics_and_the_report_cover_the_window(
+    churn: tuple[Registry, LogisticRegression], tmp_path: Path
+) -> None:
+    registry, model = churn
+    root = tmp_path / "log"
+    log_hour(root, datetime(2026, 1, 1, 10, 0, tzinfo=UTC), data(2_000, 3), model)
+    log_hour(root, datetime(2026, 1, 1, 11, 0, tzinfo=UTC), data(2_000, 4, shift=1.0), model)
+    metrics = window_metrics(registry, root, "churn", window=timedelta(hours=3), now=NOW)
+    assert metrics["rows"] == 4_000 and metrics["requests"] == 4_000
+    assert metrics["error_rate"] == 0.0 and metrics["p99_latency_ms"] == pytest.approx(1.5)
+    assert metrics["drift:a"] >= 0.1 > metrics["drift:b"]
+    assert metrics["drift_share"] == 0.5 and "output_drift:proba_1" in metrics
+    later = NOW + timedelta(hours=2)
+    empty = window_metrics(registry, root, "churn", window=timedelta(hours=1), now=later)
+    assert empty == {"rows": 0.0}
+
+    report = build_report(registry, root, "churn", window=timedelta(hours=3), now=NOW)
+    assert report.window == "3h" and report.drift.current_rows == 4_000
+    assert [p.rows for p in report.series] == [2_000, 2_000]
+    assert [p.drift_share for p in report.series] == [0.0, 0.5]
+    assert report.performance is None  # no labels yet
+    html = render_report(report)
+    assert "churn/1 (stored profile)" in html and "<script" not in html
