@@ -1,14 +1,25 @@
-"""``yard monitor``: the prediction log (drift, performance and reports come later)."""
+"""``yard monitor``: the prediction log, drift, alerts and the HTML report."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from modelyard.cli._output import print_json, table
 
-app = typer.Typer(help="Monitoring: the prediction log.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from modelyard.monitoring.alerts import Incident
+    from modelyard.monitoring.types import DriftResult
+    from modelyard.settings import Settings
+
+app = typer.Typer(
+    help="Monitoring: the prediction log, drift, alerts and reports.", no_args_is_help=True
+)
 
 
 @app.command("log")
@@ -33,6 +44,116 @@ def log(
     table(f"predictions of {name} (newest first)", columns, shown)
 
 
+@app.command("drift")
+def drift(
+    name: str = typer.Argument(..., help="The deployment or model name (its prediction log)."),
+    window: str = typer.Option("1h", "--window", help="How far back, e.g. 15m, 1h, 1d."),
+    last: int | None = typer.Option(None, "--last", min=1, help="The newest N rows instead."),
+    reference: str | None = typer.Option(
+        None,
+        "--reference",
+        help="NAME/VERSION (its stored profile) or a CSV/Parquet file; "
+        "default: the version that answered most rows.",
+    ),
+    current: str | None = typer.Option(
+        None, "--current", help="A CSV/Parquet file to compare instead of the log."
+    ),
+    json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """Drift of NAME's inputs and outputs in a window of its prediction log."""
+    from modelyard.cli._registry import open_registry
+    from modelyard.monitoring.service import DriftOptions, deployment_drift
+    from modelyard.rollout.specs import parse_duration
+    from modelyard.settings import Settings
+
+    settings = Settings()
+    span = timedelta(seconds=parse_duration(window))
+    with _progress("Scanning") as advance:
+        result = deployment_drift(
+            open_registry(), settings.resolved_log_root, name, window=span, last=last,
+            reference=reference, current=current,
+            options=DriftOptions.from_settings(settings), progress=advance,
+        )  # fmt: skip
+    if json:
+        print_json(result)
+        return
+    _drift_tables(result)
+
+
+@app.command("report")
+def report(
+    name: str = typer.Argument(..., help="The deployment or model name (its prediction log)."),
+    window: str = typer.Option("24h", "--window", help="How far back, e.g. 6h, 24h, 7d."),
+    output: Path = typer.Option(Path("report.html"), "--output", "-o", help="The HTML file."),
+    reference: str | None = typer.Option(
+        None, "--reference", help="NAME/VERSION or a CSV/Parquet file (as for 'drift')."
+    ),
+) -> None:
+    """Write one self-contained HTML report: drift, histograms, traffic and performance."""
+    from modelyard.cli._registry import open_registry
+    from modelyard.monitoring.report import write_report
+    from modelyard.monitoring.service import DriftOptions, build_report
+    from modelyard.rollout.specs import parse_duration
+    from modelyard.settings import Settings
+
+    settings = Settings()
+    span = timedelta(seconds=parse_duration(window))
+    with _progress("Scanning") as advance:
+        data = build_report(
+            open_registry(), settings.resolved_log_root, name, window=span, reference=reference,
+            options=DriftOptions.from_settings(settings), progress=advance,
+        )  # fmt: skip
+    path = write_report(data, output)
+    drift = data.drift
+    print(
+        f"Wrote {path} ({path.stat().st_size // 1024} KB): {drift.drifted} of "
+        f"{len(drift.columns)} columns drifted, {len(data.series)} points over {data.window}."
+    )
+
+
+def _drift_tables(result: DriftResult) -> None:
+    from modelyard.cli._output import console
+    from modelyard.monitoring.drift import severity
+
+    verdict = "DATASET DRIFT" if result.dataset_drift else "no dataset drift"
+    console().print(
+        f"[bold]{verdict}[/bold]: {result.drifted} of {len(result.columns)} columns drifted "
+        f"({result.share:.0%}; threshold {result.threshold:.0%}). Reference "
+        f"{result.reference} ({result.reference_rows} rows), current {result.current} "
+        f"({result.current_rows} rows)."
+    )
+    for title, columns in (("inputs", result.columns), ("outputs", result.outputs)):
+        if columns:
+            ordered = sorted(columns, key=lambda c: (c.drifted, severity(c)), reverse=True)
+            rows = [
+                [c.name, c.kind, c.method, f"{c.score:.4g}", f"{c.threshold:g}",
+                 "DRIFT" if c.drifted else "ok", c.current_rows]
+                for c in ordered
+            ]  # fmt: skip
+            table(
+                f"drift of {title}",
+                ["column", "kind", "method", "score", "threshold", "drift", "rows"],
+                rows,
+            )
+
+
+@contextmanager
+def _progress(what: str) -> Iterator[Callable[[int], None]]:
+    """A Rich progress line on standard error while data is scanned (quiet when piped)."""
+    import sys
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty(),
+    )  # fmt: skip
+    task = progress.add_task(what, total=None)
+    with progress:
+        yield lambda n: progress.advance(task, n)
+
+
 def _cell(value: object) -> object:
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
@@ -41,3 +162,106 @@ def _cell(value: object) -> object:
     if isinstance(value, list):
         return "[" + ", ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in value) + "]"
     return value
+
+
+@app.command("check")
+def check(
+    fail_on_firing: bool = typer.Option(
+        False, "--fail-on-firing", help="Exit 1 when any alert is firing (for CI jobs)."
+    ),
+    json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """Evaluate every alert rule ([[monitoring.alerts.rules]]) once now, notify the alerts that
+    fire or resolve, and show each rule's state. Exits 1 when a rule cannot be evaluated, or
+    with --fail-on-firing when an alert is firing; 0 otherwise."""
+    from modelyard.cli._output import console
+    from modelyard.monitoring.alerts import check_alerts, validate_rules
+
+    settings = _alert_settings()
+    config = settings.monitoring.alerts
+    validate_rules(config.rules, webhooks=config.webhooks)  # before the database is opened
+    from modelyard.registry import Registry
+
+    if not config.rules and not json:
+        console().print("No alert rules; add [[monitoring.alerts.rules]] to modelyard.toml.")
+    outcomes = check_alerts(Registry(settings), settings)
+    if json:
+        print_json(outcomes)
+    elif outcomes:
+        rows = [[o.rule, o.deployment, o.metric, _cell(o.value), f"{o.op} {o.threshold:g}",
+                 _alert_state(o.state, o.since, o.event)] for o in outcomes]  # fmt: skip
+        table("alerts", ["rule", "deployment", "metric", "value", "condition", "state"], rows)
+    for o in outcomes:
+        if o.state == "error":
+            typer.echo(f"error: rule {o.rule!r} was not evaluated: {o.detail}", err=True)
+        elif o.notify_error:
+            typer.echo(f"warning: rule {o.rule!r}: notification failed: {o.notify_error}", err=True)
+    firing = fail_on_firing and any(o.state == "firing" for o in outcomes)
+    if firing or any(o.state == "error" for o in outcomes):
+        raise typer.Exit(1)
+
+
+@app.command("alerts")
+def alerts(
+    rule: str | None = typer.Option(None, "--rule", help="Only this rule's incidents."),
+    limit: int = typer.Option(50, "--limit", min=1, help="Incidents shown, newest first."),
+    json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """Alert incidents, newest first: when each started, fired and resolved, and whether its
+    webhooks and command succeeded."""
+    from modelyard.cli._registry import open_registry
+    from modelyard.monitoring.alerts import alert_history
+
+    incidents = alert_history(open_registry().db, rule=rule, limit=limit)
+    if json:
+        print_json(incidents)
+        return
+    columns = ["id", "rule", "deployment", "metric", "value", "condition", "started", "fired",
+               "resolved", "notified", "command"]  # fmt: skip
+    table("alert incidents (newest first)", columns, [_incident_row(i) for i in incidents])
+
+
+def _alert_settings() -> Settings:
+    """The settings, with a bad config value as one line (a ConfigError) instead of pydantic's
+    report."""
+    import os
+
+    import pydantic
+
+    from modelyard.errors import ConfigError
+    from modelyard.settings import Settings
+
+    try:
+        return Settings()
+    except pydantic.ValidationError as exc:
+        error = exc.errors()[0]
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
+        value = error["input"]
+        scalar = error["loc"][:1] == ("monitoring",) and not isinstance(value, dict | list)
+        shown = f" = {value!r}" if scalar else ""
+        source = os.environ.get("MODELYARD_CONFIG", "modelyard.toml")
+        raise ConfigError(
+            f"Invalid setting {where.lstrip('.')}{shown} ({error['msg']}); fix it in {source} or "
+            "the MODELYARD_ environment variables."
+        ) from exc
+
+
+def _incident_row(i: Incident) -> list[object]:
+    from modelyard.cli._output import when
+
+    command = i.command_error or (f"exit {i.command_exit}" if i.command_exit is not None else None)
+    return [
+        i.id, i.rule, i.deployment, i.metric, _cell(i.value), f"{i.op} {i.threshold:g}",
+        when(i.started_at), when(i.fired_at), when(i.resolved_at) if i.resolved_at else "FIRING",
+        "yes" if i.notified else (i.notify_error or "no webhooks"), command,
+    ]  # fmt: skip
+
+
+def _alert_state(state: str, since: datetime | None, event: str | None) -> str:
+    from modelyard.cli._output import when
+
+    if state == "pending":
+        return f"pending since {when(since)}"
+    if state == "firing":
+        return "FIRING (new)" if event == "fired" else f"FIRING since {when(since)}"
+    return {"no_data": "no data"}.get(state, state)

@@ -72,6 +72,32 @@ class ServingMetrics:
             "modelyard_prediction_log_dropped", "Predictions the log dropped (queue full).",
             registry=r,
         )  # fmt: skip
+        # Monitoring: one worker per machine computes these (a lease) and the newest value wins.
+        self.window_rows = Gauge(
+            "modelyard_window_rows", "Logged rows in the monitoring window.", ["deployment"],
+            registry=r, multiprocess_mode="mostrecent",
+        )  # fmt: skip
+        self.drift_share = Gauge(
+            "modelyard_drift_share", "Share of input columns drifted in the monitoring window.",
+            ["deployment"], registry=r, multiprocess_mode="mostrecent",
+        )  # fmt: skip
+        self.drift_score = Gauge(
+            "modelyard_drift_score",
+            "A column's drift score (a p-value for ks and chi2, else a distance or PSI).",
+            ["deployment", "column"], registry=r, multiprocess_mode="mostrecent",
+        )  # fmt: skip
+        self.output_drift_score = Gauge(
+            "modelyard_output_drift_score", "An output's drift score, as for the inputs.",
+            ["deployment", "output"], registry=r, multiprocess_mode="mostrecent",
+        )  # fmt: skip
+        self.performance = Gauge(
+            "modelyard_performance", "Model quality where labels joined predictions.",
+            ["deployment", "metric"], registry=r, multiprocess_mode="mostrecent",
+        )  # fmt: skip
+        self.error_rate = Gauge(
+            "modelyard_window_error_rate", "Share of logged requests answered with a 5xx.",
+            ["deployment"], registry=r, multiprocess_mode="mostrecent",
+        )  # fmt: skip
         if self.multiprocess_dir is None:
             ProcessCollector(registry=r)
         self._children: dict[tuple[Any, ...], Any] = {}
@@ -83,6 +109,23 @@ class ServingMetrics:
             found = metric.labels(*labels)
             self._children[key] = found
         return found
+
+    def set_window(self, deployment: str, values: dict[str, float]) -> None:
+        """Export one deployment's monitoring metrics (``window_metrics``'s keys)."""
+        for key, value in values.items():
+            kind, _, name = key.partition(":")
+            if kind == "rows":
+                self.window_rows.labels(deployment).set(value)
+            elif kind == "drift_share":
+                self.drift_share.labels(deployment).set(value)
+            elif kind == "error_rate":
+                self.error_rate.labels(deployment).set(value)
+            elif kind == "drift":
+                self.drift_score.labels(deployment, name).set(value)
+            elif kind == "output_drift":
+                self.output_drift_score.labels(deployment, name).set(value)
+            elif kind == "performance":
+                self.performance.labels(deployment, name).set(value)
 
     def render(self) -> tuple[bytes, str]:
         if self.multiprocess_dir is None:

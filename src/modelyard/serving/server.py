@@ -59,7 +59,15 @@ def build_app(
     )  # fmt: skip
     tokens = TokenChecker(registry.db) if settings.serving.auth else None
     sink = _prediction_sink(settings, metrics) if settings.monitoring.log else None
-    return ModelServer(hub, settings.serving, metrics, sink=sink, tokens=tokens)
+    monitor = None
+    if settings.monitoring.log:
+        from modelyard.serving.monitor import MonitorLoop
+
+        def names() -> list[str]:
+            return [*hub.slots, *(hub.router.names if hub.router else [])]
+
+        monitor = MonitorLoop(registry, settings, metrics, names)
+    return ModelServer(hub, settings.serving, metrics, sink=sink, tokens=tokens, monitor=monitor)
 
 
 def _prediction_sink(settings: Settings, metrics: ServingMetrics) -> PredictionSink:
@@ -88,6 +96,11 @@ def check_refs(settings: Settings, refs: list[str], deployments: list[str]) -> N
 
     if not refs and not deployments:
         raise InvalidInputError("Nothing to serve; give model references or --deployment NAME.")
+    alerts = settings.monitoring.alerts
+    if settings.monitoring.log and alerts.rules:
+        from modelyard.monitoring.alerts import validate_rules
+
+        validate_rules(alerts.rules, webhooks=alerts.webhooks)  # a bad rule stops the start
     registry = Registry(settings)
     try:
         for ref in refs:

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
 #: The alembic revision this code expects; a test checks it equals the migrations' head.
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 
 metadata = sa.MetaData(
     naming_convention={
@@ -212,4 +212,44 @@ rollout_leases = sa.Table(
     sa.Column("deployment", sa.String(128), primary_key=True),
     sa.Column("holder", sa.String(256), nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False),
+)
+
+# -- alerts (modelyard.monitoring.alerts) ----------------------------------------------------
+
+alert_states = sa.Table(
+    "alert_states",
+    metadata,
+    sa.Column("rule", sa.String(128), primary_key=True),
+    sa.Column("deployment", sa.String(128), nullable=False),
+    #: When the condition started to hold (None: it does not hold).
+    sa.Column("pending_since", UTCDateTime),
+    #: The firing incident (None: not firing).
+    sa.Column("incident_id", sa.Integer),
+    sa.Column("last_value", sa.Float),
+    sa.Column("last_evaluated_at", UTCDateTime),
+    #: Bumped by every evaluation; writes are conditional on it (one evaluator wins a race).
+    sa.Column("revision", sa.Integer, nullable=False),
+)
+
+alert_incidents = sa.Table(
+    "alert_incidents",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("rule", sa.String(128), nullable=False),
+    sa.Column("deployment", sa.String(128), nullable=False),
+    sa.Column("metric", sa.Text, nullable=False),
+    sa.Column("op", sa.String(2), nullable=False),
+    sa.Column("threshold", sa.Float, nullable=False),
+    sa.Column("window", sa.String(32), nullable=False),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("last_value", sa.Float),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("fired_at", UTCDateTime, nullable=False),
+    sa.Column("resolved_at", UTCDateTime),
+    sa.Column("notified", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("resolve_notified", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("notify_error", sa.Text),
+    sa.Column("command_exit", sa.Integer),
+    sa.Column("command_error", sa.Text),
+    sa.Index("ix_alert_incidents_rule", "rule", "id"),
 )

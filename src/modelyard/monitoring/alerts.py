@@ -1,0 +1,791 @@
+"""Alerts: rules on a deployment's monitoring metrics, evaluated like Prometheus alerting rules.
+
+A rule (``[[monitoring.alerts.rules]]``) fires when ``metric op threshold`` has held on every
+evaluation for ``for`` (its ``hold``), over the last ``window`` of the deployment's traffic.
+
+- ``validate_rules`` checks every rule before anything runs (one line per problem, as
+  ``ConfigError``).
+- ``evaluate`` evaluates rules once: each rule's state (``alert_states``) and incidents
+  (``alert_incidents``) live in the metadata database. An incident fires once, stays quiet while
+  the condition holds, resolves when it clears (no data clears it too) and a later breach opens a
+  new incident. Every state write is conditional on the revision read, so when several evaluators
+  (server replicas, ``yard monitor check``) race, exactly one records a transition and notifies.
+- ``WebhookNotifier`` POSTs the alert's JSON to the webhooks (retried with exponential backoff on
+  connection errors, 5xx and 429) and runs the rule's command when it fires; failures are logged
+  and recorded on the incident, never raised.
+- ``check_alerts`` is the whole round the CLI and the server run: validate, read the metrics of
+  the prediction log (``metric_source``), evaluate, notify.
+
+Delivery is at most once: a process that dies between recording a firing and posting it loses
+that notification (the incident stays with ``notified`` false).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import math
+import operator
+import os
+import re
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import msgspec
+import sqlalchemy as sa
+
+from modelyard.errors import ConfigError, ModelyardError, PredictionLogEmptyError
+from modelyard.settings import AlertRule, AlertSettings, Settings
+from modelyard.store.schema import alert_incidents, alert_states
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from modelyard.monitoring.service import DriftOptions
+    from modelyard.registry.client import Registry
+    from modelyard.store.db import Database
+
+__all__ = [
+    "PERFORMANCE_METRICS",
+    "AlertOutcome",
+    "AlertStatus",
+    "Delivery",
+    "Incident",
+    "MetricSource",
+    "Notifier",
+    "ParsedRule",
+    "WebhookNotifier",
+    "alert_history",
+    "alert_payload",
+    "check_alerts",
+    "evaluate",
+    "metric_source",
+    "validate_rules",
+]
+
+logger = logging.getLogger(__name__)
+
+Op = Literal[">", ">=", "<", "<="]
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+}
+_SIMPLE_METRICS = ("drift_share", "error_rate", "p50_latency_ms", "p99_latency_ms", "rows")
+#: The metrics a ``performance:<metric>`` rule may name.
+PERFORMANCE_METRICS = (
+    "accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "mae", "rmse", "r2",
+)  # fmt: skip
+_METRIC_FORMS = (
+    "drift_share, drift:<column>, output_drift:<name>, error_rate, p50_latency_ms, "
+    "p99_latency_ms, rows or performance:<metric>"
+)
+_NAME_MAX = 128  # alert_states.rule and the deployment columns
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNITS_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_STDERR_LINES = 5
+_STDERR_CHARS = 500
+
+#: ``ok``, ``no_data``, ``pending`` (holding, not yet for ``for``), ``firing``, ``resolved``
+#: (cleared by this evaluation), ``error`` (the metric could not be read; state left alone).
+AlertStatus = Literal["ok", "no_data", "pending", "firing", "resolved", "error"]
+
+
+# --- rules -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedRule:
+    """A checked rule: durations in seconds, webhooks as a tuple."""
+
+    name: str
+    deployment: str
+    metric: str
+    op: Op
+    threshold: float
+    window: str  # as written, e.g. "1h"
+    window_s: float
+    hold: str
+    hold_s: float
+    webhooks: tuple[str, ...] = ()
+    command: str | None = None
+
+    @property
+    def span(self) -> timedelta:
+        return timedelta(seconds=self.window_s)
+
+    def holds(self, value: float) -> bool:
+        """Whether ``value`` breaches the rule (``metric op threshold``)."""
+        return _OPS[self.op](value, self.threshold)
+
+
+def validate_rules(rules: Sequence[AlertRule], *, webhooks: Sequence[str] = ()) -> list[ParsedRule]:
+    """Every rule checked (and the settings-wide ``webhooks``); the first problem raises a
+    ``ConfigError`` naming the rule, the field, the bad value and the fix."""
+    parsed: list[ParsedRule] = []
+    seen: dict[str, int] = {}
+    for index, rule in enumerate(rules):
+        where = f"Alert rule {rule.name!r} (monitoring.alerts.rules[{index}])"
+        if rule.name in seen:
+            raise ConfigError(
+                f"{where}: the name is already used by rules[{seen[rule.name]}]; give each rule "
+                "its own name."
+            )
+        seen[rule.name] = index
+        parsed.append(_parse_rule(rule, where, index))
+    for index, url in enumerate(webhooks):
+        if not _is_http_url(url):
+            raise ConfigError(
+                f"Alert webhook monitoring.alerts.webhooks[{index}] {_redact(url)!r} is not an "
+                "http(s) URL; use e.g. https://hooks.example.com/alerts."
+            )
+    return parsed
+
+
+def _parse_rule(rule: AlertRule, where: str, index: int) -> ParsedRule:
+    def bad(problem: str) -> ConfigError:
+        return ConfigError(f"{where}: {problem}")
+
+    if not rule.name.strip():
+        raise ConfigError(
+            f"Alert rule monitoring.alerts.rules[{index}]: the name is blank; give the rule a "
+            'name, e.g. name = "churn-drift".'
+        )
+    if len(rule.name) > _NAME_MAX:
+        raise bad(f"the name is longer than {_NAME_MAX} characters; use a shorter name.")
+    if not rule.deployment.strip() or len(rule.deployment) > _NAME_MAX:
+        raise bad(
+            f"deployment {rule.deployment[:40]!r} is not a deployment name; use the name the "
+            "deployment is served under."
+        )
+    problem = _metric_problem(rule.metric)
+    if problem:
+        raise bad(problem)
+    if rule.op not in _OPS:
+        raise bad(f"op {rule.op!r} is not a comparator; use >, >=, < or <=.")
+    if not math.isfinite(rule.threshold):
+        raise bad(f"threshold {rule.threshold!r} is not a finite number; use e.g. threshold = 0.3.")
+    window_s = _seconds(rule.window)
+    if window_s is None:
+        raise bad(
+            f'window {rule.window!r} is not a duration; use e.g. window = "15m", "1h" or "1d".'
+        )
+    if window_s <= 0:
+        raise bad(f'window {rule.window!r} is empty; use a positive duration such as "1h".')
+    hold_s = _seconds(rule.hold)
+    if hold_s is None:
+        raise bad(
+            f'for = {rule.hold!r} is not a duration; use e.g. for = "5m" (or "0s" to fire on the '
+            "first breach)."
+        )
+    for number, url in enumerate(rule.webhooks):
+        if not _is_http_url(url):
+            raise bad(
+                f"webhooks[{number}] {_redact(url)!r} is not an http(s) URL; use e.g. "
+                "https://hooks.example.com/alerts."
+            )
+    if rule.command is not None and not rule.command.strip():
+        raise bad("command is blank; remove it or give a shell command to run when it fires.")
+    return ParsedRule(
+        name=rule.name, deployment=rule.deployment, metric=rule.metric, op=rule.op,
+        threshold=float(rule.threshold), window=rule.window, window_s=window_s, hold=rule.hold,
+        hold_s=hold_s, webhooks=tuple(dict.fromkeys(rule.webhooks)), command=rule.command,
+    )  # fmt: skip
+
+
+def _metric_problem(metric: str) -> str | None:
+    if metric in _SIMPLE_METRICS:
+        return None
+    kind, sep, name = metric.partition(":")
+    if not sep or kind not in ("drift", "output_drift", "performance"):
+        return f"metric {metric!r} is unknown; use {_METRIC_FORMS}."
+    if kind == "drift" and not name.strip():
+        return f"metric {metric!r} names no column; use e.g. drift:age (a column's drift score)."
+    if kind == "output_drift" and not name.strip():
+        return f"metric {metric!r} names no output; use e.g. output_drift:predict."
+    if kind == "performance" and name not in PERFORMANCE_METRICS:
+        return (
+            f"metric {metric!r}: {name!r} is not a performance metric; use one of "
+            f"{', '.join(PERFORMANCE_METRICS)}."
+        )
+    return None
+
+
+def _seconds(text: str) -> float | None:
+    """Seconds from ``90``, ``90s``, ``5m``, ``1h30m``, ``1.5h``, ``250ms``, ``2d``; ``None``
+    when it does not parse or is negative."""
+    raw = str(text).strip().lower()
+    try:
+        seconds = float(raw)
+    except ValueError:
+        parts = _DURATION_PART.findall(raw)
+        if not parts or "".join(n + u for n, u in parts) != raw:
+            return None
+        seconds = sum(float(n) * _UNITS_S[u] for n, u in parts)
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        _ = parts.port  # raises ValueError when the port is not a port
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _redact(url: str) -> str:
+    """A URL without its path, query or user (webhook URLs often carry a secret token)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        host = None
+    if host:
+        try:
+            port = f":{parts.port}" if parts.port else ""
+        except ValueError:
+            port = ""
+        return f"{parts.scheme}://{host}{port}/…"
+    scheme, sep, _ = url.partition("://")
+    return f"{scheme}://…" if sep else f"{url[:12]}…"
+
+
+# --- results -----------------------------------------------------------------------------------
+
+
+class AlertOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """One rule's evaluation: its ``state`` now and what this evaluation did (``event``)."""
+
+    rule: str
+    deployment: str
+    metric: str
+    op: str
+    threshold: float
+    window: str
+    value: float | None
+    state: AlertStatus
+    #: pending: since when the condition holds; firing/resolved: when the incident started.
+    since: datetime | None = None
+    incident: int | None = None
+    #: ``fired`` or ``resolved`` when this evaluation made (and notified) the change.
+    event: Literal["fired", "resolved"] | None = None
+    notify_error: str | None = None
+    #: Why there is no value, the error, or that another evaluator recorded the change.
+    detail: str | None = None
+
+
+class Incident(msgspec.Struct, frozen=True, kw_only=True):
+    """One firing of a rule, from ``started_at`` (the condition first held) to ``resolved_at``."""
+
+    id: int
+    rule: str
+    deployment: str
+    metric: str
+    op: str
+    threshold: float
+    window: str
+    value: float  # when it fired
+    last_value: float | None
+    started_at: datetime
+    fired_at: datetime
+    resolved_at: datetime | None
+    notified: bool  # every webhook took the firing notification
+    resolve_notified: bool
+    notify_error: str | None
+    command_exit: int | None
+    command_error: str | None
+
+
+def alert_payload(
+    status: Literal["firing", "resolved"],
+    rule: ParsedRule,
+    incident: Incident,
+    value: float | None,
+) -> dict[str, Any]:
+    """The JSON a webhook (and the rule's command, on standard input) receives."""
+    return {
+        "status": status,
+        "rule": rule.name,
+        "deployment": rule.deployment,
+        "metric": rule.metric,
+        "op": rule.op,
+        "threshold": rule.threshold,
+        "value": value if value is not None and math.isfinite(value) else None,
+        "window": rule.window,
+        "started_at": incident.started_at.isoformat(),
+        "fired_at": incident.fired_at.isoformat(),
+        "resolved_at": incident.resolved_at.isoformat() if incident.resolved_at else None,
+        "incident": incident.id,
+    }
+
+
+def alert_history(db: Database, *, rule: str | None = None, limit: int = 50) -> list[Incident]:
+    """Incidents, newest first (of one rule when ``rule`` is given)."""
+    query = sa.select(alert_incidents).order_by(alert_incidents.c.id.desc()).limit(limit)
+    if rule is not None:
+        query = query.where(alert_incidents.c.rule == rule)
+    with db.read() as conn:
+        return [_incident(row) for row in conn.execute(query)]
+
+
+def _incident(row: sa.Row[Any]) -> Incident:
+    return Incident(**{c.name: getattr(row, c.name) for c in alert_incidents.columns})
+
+
+# --- notification ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What a notification achieved: webhooks that took it, the failures (``None``: none), and
+    the rule command's exit code and first lines of standard error."""
+
+    delivered: int = 0
+    error: str | None = None
+    command_exit: int | None = None
+    command_error: str | None = None
+
+
+class Notifier(Protocol):
+    """Tells the world an alert fired or resolved; must not raise."""
+
+    def notify(self, rule: ParsedRule, payload: dict[str, Any]) -> Delivery: ...
+
+
+class WebhookNotifier:
+    """POSTs the alert's JSON to the rule's webhooks and ``webhooks`` (every alert), and runs the
+    rule's command when it fires."""
+
+    def __init__(
+        self,
+        webhooks: Sequence[str] = (),
+        *,
+        attempts: int = 4,
+        backoff_s: float = 0.5,
+        timeout_s: float = 5.0,
+        command_timeout_s: float = 120.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.webhooks = tuple(webhooks)
+        self.attempts = attempts
+        self.backoff_s = backoff_s
+        self.timeout_s = timeout_s
+        self.command_timeout_s = command_timeout_s
+        self.sleep = sleep
+
+    @classmethod
+    def from_settings(cls, settings: AlertSettings) -> WebhookNotifier:
+        return cls(
+            settings.webhooks,
+            attempts=settings.attempts,
+            backoff_s=settings.backoff_s,
+            timeout_s=settings.timeout_s,
+        )
+
+    def notify(self, rule: ParsedRule, payload: dict[str, Any]) -> Delivery:
+        body = json.dumps(payload).encode()
+        errors = []
+        urls = list(dict.fromkeys((*rule.webhooks, *self.webhooks)))
+        for url in urls:
+            error = self.post(url, body)
+            if error is not None:
+                errors.append(error)
+        exit_code, command_error = None, None
+        if rule.command and payload.get("status") == "firing":
+            exit_code, command_error = _run_command(rule, body, timeout_s=self.command_timeout_s)
+        return Delivery(
+            delivered=len(urls) - len(errors),
+            error="; ".join(errors) or None,
+            command_exit=exit_code,
+            command_error=command_error,
+        )
+
+    def post(self, url: str, body: bytes) -> str | None:
+        """POST ``body``, retrying connection errors, 5xx and 429 with exponential backoff;
+        ``None`` when accepted, else the last failure (the URL's secret parts left out)."""
+        shown = _redact(url)
+        attempt, error = 0, ""
+        for attempt in range(1, self.attempts + 1):
+            error, retry = _post_once(url, body, self.timeout_s)
+            if not error:
+                return None
+            logger.warning(
+                "alert webhook %s failed (attempt %d of %d): %s",
+                shown, attempt, self.attempts, error,
+            )  # fmt: skip
+            if not retry or attempt == self.attempts:
+                break
+            self.sleep(self.backoff_s * 2 ** (attempt - 1))
+        return f"{shown}: {error} after {attempt} attempt{'s' if attempt > 1 else ''}"
+
+
+def _post_once(url: str, body: bytes, timeout_s: float) -> tuple[str, bool]:
+    """One POST: ``("", False)`` when accepted, else the failure and whether to retry."""
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "modelyard-alerts"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            response.read()
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return f"HTTP {exc.code}", exc.code >= 500 or exc.code == 429
+    except urllib.error.URLError as exc:
+        return f"connection failed ({exc.reason})", True
+    except (OSError, http.client.HTTPException) as exc:
+        return f"connection failed ({type(exc).__name__}: {exc})", True
+    return "", False
+
+
+def _run_command(
+    rule: ParsedRule, body: bytes, *, timeout_s: float
+) -> tuple[int | None, str | None]:
+    """Run the rule's command in a shell with ``body`` on standard input; returns its exit code
+    (``None`` when it did not finish) and, on failure, the first lines of its standard error."""
+    assert rule.command is not None
+    try:
+        proc = subprocess.Popen(
+            rule.command,
+            shell=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # a timeout kills the whole group, not only the shell
+        )
+    except OSError as exc:
+        logger.warning("alert command of rule %s could not start: %s", rule.name, exc)
+        return None, f"could not start: {exc}"
+    with proc:
+        try:
+            _, stderr = proc.communicate(body, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            logger.warning("alert command of rule %s timed out after %g s", rule.name, timeout_s)
+            return None, f"timed out after {timeout_s:g} s"
+    if proc.returncode == 0:
+        logger.info("alert command of rule %s succeeded", rule.name)
+        return 0, None
+    lines = stderr.decode(errors="replace").strip().splitlines()[:_STDERR_LINES]
+    first = "\n".join(lines)[:_STDERR_CHARS] or None
+    logger.warning("alert command of rule %s exited %d: %s", rule.name, proc.returncode, first)
+    return proc.returncode, first
+
+
+# --- evaluation --------------------------------------------------------------------------------
+
+#: A rule's current value at ``now`` over its window; ``None`` when there is no data.
+MetricSource = Callable[[ParsedRule, datetime], float | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _State:
+    pending_since: datetime | None
+    incident: Incident | None
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    state: AlertStatus
+    pending_since: datetime | None
+    fire: bool = False
+    resolve: bool = False
+
+
+def evaluate(
+    db: Database,
+    rules: Sequence[ParsedRule],
+    source: MetricSource,
+    *,
+    now: datetime | None = None,
+    notifier: Notifier | None = None,
+) -> list[AlertOutcome]:
+    """Evaluate each rule once at ``now``: record its state, fire or resolve its incident and
+    notify. A metric that cannot be read gives an ``error`` outcome and leaves the state alone."""
+    now = now or datetime.now(UTC)
+    notifier = notifier or WebhookNotifier()
+    return [_evaluate_rule(db, rule, source, now, notifier) for rule in rules]
+
+
+def _evaluate_rule(
+    db: Database, rule: ParsedRule, source: MetricSource, now: datetime, notifier: Notifier
+) -> AlertOutcome:
+    # The state is read first: whoever writes between this read and our write wins the round.
+    state = _read_state(db, rule.name)
+    try:
+        value = source(rule, now)
+    except ModelyardError as exc:
+        logger.warning("alert rule %s: cannot read %s: %s", rule.name, rule.metric, exc)
+        return _outcome(rule, None, "error", detail=str(exc))
+    if value is not None and math.isnan(value):
+        value = None
+    firing = state is not None and state.incident is not None
+    plan = _plan(rule, firing, state.pending_since if state else None, value, now)
+    won, incident = _write(db, rule, state, plan, value=value, now=now)
+    if not won:  # another evaluator wrote first: report what it recorded
+        return _lost(db, rule, value)
+    detail = f"no data in the last {rule.window}" if value is None else None
+    if incident is None:
+        since = plan.pending_since if plan.state == "pending" else None
+        return _outcome(rule, value, plan.state, since=since, detail=detail)
+    if not (plan.fire or plan.resolve):
+        return _outcome(
+            rule, value, plan.state, since=incident.started_at, incident=incident.id,
+            detail=detail,
+        )  # fmt: skip
+    status: Literal["firing", "resolved"] = "firing" if plan.fire else "resolved"
+    delivery = notifier.notify(rule, alert_payload(status, rule, incident, value))
+    _record(db, incident.id, status, delivery)
+    return _outcome(
+        rule, value, plan.state, since=incident.started_at, incident=incident.id,
+        event="fired" if plan.fire else "resolved", notify_error=delivery.error, detail=detail,
+    )  # fmt: skip
+
+
+def _plan(
+    rule: ParsedRule,
+    firing: bool,
+    pending_since: datetime | None,
+    value: float | None,
+    now: datetime,
+) -> _Plan:
+    """The next state (the alert's state machine, without the database)."""
+    if value is None or not rule.holds(value):
+        if firing:
+            return _Plan("resolved", None, resolve=True)
+        return _Plan("no_data" if value is None else "ok", None)
+    if firing:
+        return _Plan("firing", pending_since)
+    since = pending_since or now
+    if (now - since).total_seconds() >= rule.hold_s:
+        return _Plan("firing", since, fire=True)
+    return _Plan("pending", since)
+
+
+def _read_state(db: Database, rule: str) -> _State | None:
+    with db.read() as conn:
+        return _state(conn, rule)
+
+
+def _state(conn: Connection, rule: str) -> _State | None:
+    row = conn.execute(sa.select(alert_states).where(alert_states.c.rule == rule)).first()
+    if row is None:
+        return None
+    incident = None
+    if row.incident_id is not None:
+        found = conn.execute(
+            sa.select(alert_incidents).where(alert_incidents.c.id == row.incident_id)
+        ).first()
+        incident = _incident(found) if found is not None else None
+    return _State(row.pending_since, incident, row.revision)
+
+
+def _write(
+    db: Database,
+    rule: ParsedRule,
+    state: _State | None,
+    plan: _Plan,
+    *,
+    value: float | None,
+    now: datetime,
+) -> tuple[bool, Incident | None]:
+    """Record the plan if nobody changed the state since it was read: whether it was recorded
+    (``False``: another evaluator wrote first) and the incident it opened, kept or closed."""
+    values = {
+        "deployment": rule.deployment,
+        "pending_since": plan.pending_since,
+        "last_value": value,
+        "last_evaluated_at": now,
+    }
+    incident = state.incident if state else None
+    with db.write() as conn:
+        # RETURNING, not rowcount: psycopg reports -1 for INSERT ... ON CONFLICT DO NOTHING
+        if state is None:
+            written = _insert_new(db.dialect).values(rule=rule.name, revision=1, **values)
+        else:
+            written = (
+                sa.update(alert_states)
+                .where(alert_states.c.rule == rule.name, alert_states.c.revision == state.revision)
+                .values(revision=state.revision + 1, **values)
+            )
+        if conn.execute(written.returning(alert_states.c.rule)).first() is None:
+            return False, None
+        if plan.fire:
+            assert plan.pending_since is not None and value is not None
+            incident = _open_incident(conn, rule, plan.pending_since, value, now)
+            conn.execute(
+                sa.update(alert_states)
+                .where(alert_states.c.rule == rule.name)
+                .values(incident_id=incident.id)
+            )
+        elif incident is not None:
+            changes: dict[str, Any] = {"last_value": value} if value is not None else {}
+            if plan.resolve:
+                changes["resolved_at"] = now
+                conn.execute(
+                    sa.update(alert_states)
+                    .where(alert_states.c.rule == rule.name)
+                    .values(incident_id=None)
+                )
+            if changes:
+                conn.execute(
+                    sa.update(alert_incidents)
+                    .where(alert_incidents.c.id == incident.id)
+                    .values(**changes)
+                )
+                incident = msgspec.structs.replace(incident, **changes)
+    return True, incident
+
+
+def _insert_new(dialect: str) -> Any:
+    """``INSERT ... ON CONFLICT DO NOTHING`` into ``alert_states`` (one row per rule, first
+    writer wins)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(alert_states).on_conflict_do_nothing(index_elements=["rule"])
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(alert_states).on_conflict_do_nothing(index_elements=["rule"])
+
+
+def _open_incident(
+    conn: Connection, rule: ParsedRule, started_at: datetime, value: float, now: datetime
+) -> Incident:
+    values: dict[str, Any] = {
+        "rule": rule.name, "deployment": rule.deployment, "metric": rule.metric, "op": rule.op,
+        "threshold": rule.threshold, "window": rule.window, "value": value, "last_value": value,
+        "started_at": started_at, "fired_at": now, "resolved_at": None, "notified": False,
+        "resolve_notified": False, "notify_error": None, "command_exit": None,
+        "command_error": None,
+    }  # fmt: skip
+    found = conn.execute(
+        sa.insert(alert_incidents).values(**values).returning(alert_incidents.c.id)
+    )
+    return Incident(id=int(found.scalar_one()), **values)
+
+
+def _record(
+    db: Database, incident: int, status: Literal["firing", "resolved"], delivery: Delivery
+) -> None:
+    ok = delivery.error is None and delivery.delivered > 0
+    values: dict[str, Any] = {"notified" if status == "firing" else "resolve_notified": ok}
+    if delivery.error is not None:
+        values["notify_error"] = f"{status}: {delivery.error}"
+    if status == "firing":
+        values.update(command_exit=delivery.command_exit, command_error=delivery.command_error)
+    with db.write() as conn:
+        conn.execute(
+            sa.update(alert_incidents).where(alert_incidents.c.id == incident).values(**values)
+        )
+
+
+def _lost(db: Database, rule: ParsedRule, value: float | None) -> AlertOutcome:
+    state = _read_state(db, rule.name)
+    detail = "another evaluator recorded this evaluation first"
+    if state is not None and state.incident is not None:
+        return _outcome(
+            rule, value, "firing", since=state.incident.started_at,
+            incident=state.incident.id, detail=detail,
+        )  # fmt: skip
+    if state is not None and state.pending_since is not None:
+        return _outcome(rule, value, "pending", since=state.pending_since, detail=detail)
+    return _outcome(rule, value, "ok" if value is not None else "no_data", detail=detail)
+
+
+def _outcome(
+    rule: ParsedRule, value: float | None, state: AlertStatus, **more: Any
+) -> AlertOutcome:
+    return AlertOutcome(
+        rule=rule.name, deployment=rule.deployment, metric=rule.metric, op=rule.op,
+        threshold=rule.threshold, window=rule.window, value=value, state=state, **more,
+    )  # fmt: skip
+
+
+# --- the prediction log as the metric source ---------------------------------------------------
+
+
+class _WindowMetrics:
+    """``window_metrics`` of the prediction log, one call per (deployment, window) and round."""
+
+    def __init__(self, registry: Registry, root: str, options: DriftOptions | None) -> None:
+        self.registry = registry
+        self.root = root
+        self.options = options
+        self._now: datetime | None = None
+        self._cache: dict[tuple[str, float], Mapping[str, float] | ModelyardError] = {}
+
+    def __call__(self, rule: ParsedRule, now: datetime) -> float | None:
+        if now != self._now:
+            self._cache.clear()
+            self._now = now
+        key = (rule.deployment, rule.window_s)
+        if key not in self._cache:
+            self._cache[key] = self._read(rule, now)
+        found = self._cache[key]
+        if isinstance(found, ModelyardError):
+            raise found
+        return found.get(rule.metric)
+
+    def _read(self, rule: ParsedRule, now: datetime) -> Mapping[str, float] | ModelyardError:
+        from modelyard.monitoring.service import window_metrics
+
+        try:
+            return window_metrics(
+                self.registry, self.root, rule.deployment, window=rule.span, now=now,
+                options=self.options,
+            )  # fmt: skip
+        except PredictionLogEmptyError:
+            return {}
+        except ModelyardError as exc:
+            return exc
+
+
+def metric_source(
+    registry: Registry, root: str, *, options: DriftOptions | None = None
+) -> MetricSource:
+    """Rule values from the prediction log under ``root`` (``window_metrics``, drift judged with
+    ``options``); a metric the window lacks, or a deployment without a log, is no data. Make one
+    per round: it keeps one ``window_metrics`` call per (deployment, window) and ``now``."""
+    return _WindowMetrics(registry, root, options)
+
+
+def check_alerts(
+    registry: Registry,
+    settings: Settings,
+    *,
+    now: datetime | None = None,
+    notifier: Notifier | None = None,
+) -> list[AlertOutcome]:
+    """One round of every configured rule against the prediction log (``yard monitor check``
+    and the server's periodic task); an invalid rule raises ``ConfigError`` before anything is
+    read or written."""
+    from modelyard.monitoring.service import DriftOptions
+
+    alerts = settings.monitoring.alerts
+    rules = validate_rules(alerts.rules, webhooks=alerts.webhooks)
+    if not rules:
+        return []
+    options = DriftOptions.from_settings(settings)
+    return evaluate(
+        registry.db,
+        rules,
+        metric_source(registry, settings.resolved_log_root, options=options),
+        now=now,
+        notifier=notifier or WebhookNotifier.from_settings(alerts),
+    )

@@ -1,0 +1,379 @@
+"""Alerts across processes: evaluators racing on one metadata database (SQLite and PostgreSQL)
+record and notify each change exactly once, and ``yard monitor check`` runs the rules of a config
+file against a real prediction log, posting to a real webhook receiver."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from modelyard.monitoring.alerts import (
+    AlertOutcome,
+    ParsedRule,
+    alert_history,
+    check_alerts,
+    evaluate,
+    metric_source,
+    validate_rules,
+)
+from modelyard.registry import Registry
+from modelyard.settings import AlertRule, Settings
+from modelyard.store.db import Database
+from tests._logdata import write_log
+from tests.conftest import database_url
+from tests.integration._server import YARD, server_env
+from tests.unit.monitoring.test_alerts import T0, Receiver, Recorder
+
+LOST = "another evaluator recorded this evaluation first"
+
+
+def race_rule(**values: Any) -> ParsedRule:
+    fields: dict[str, Any] = {
+        "name": "race", "deployment": "churn", "metric": "error_rate", "op": ">",
+        "threshold": 0.1, "window": "5m",
+    }  # fmt: skip
+    return validate_rules([AlertRule.model_validate({**fields, **values})])[0]
+
+
+def test_the_evaluator_that_writes_first_wins_and_the_other_sends_nothing(
+    backend: str, tmp_path: Path
+) -> None:
+    url = database_url(backend, tmp_path)
+    one, two = Database(url), Database(url)
+    rule, mine, theirs = race_rule(), Recorder(), Recorder()
+    value = 0.5
+    inner: list[AlertOutcome] = []
+
+    def racing(rule: ParsedRule, now: datetime) -> float:
+        # between `one` reading the state and writing it, `two` evaluates the same round
+        inner.extend(evaluate(two, [rule], lambda r, n: value, now=now, notifier=theirs))
+        return value
+
+    try:
+        lost = evaluate(one, [rule], racing, now=T0, notifier=mine)[0]  # the first row: INSERT
+        assert (inner[0].state, inner[0].event) == ("firing", "fired")
+        assert (lost.state, lost.event, lost.incident, lost.detail) == (
+            "firing", None, inner[0].incident, LOST,
+        )  # fmt: skip
+        value = 0.0
+        lost = evaluate(one, [rule], racing, now=T0 + timedelta(minutes=1), notifier=mine)[0]
+        assert (inner[1].state, inner[1].event) == ("resolved", "resolved")  # an UPDATE
+        assert (lost.state, lost.event, lost.detail) == ("ok", None, LOST)
+        assert mine.sent == []
+        assert [p["status"] for p in theirs.sent] == ["firing", "resolved"]
+        assert len(alert_history(one)) == 1
+    finally:
+        one.close()
+        two.close()
+
+
+def test_two_engines_racing_round_after_round_notify_each_change_once(
+    backend: str, tmp_path: Path
+) -> None:
+    url = database_url(backend, tmp_path)
+    rule, notifier, rounds = race_rule(), Recorder(), 10
+    gate = threading.Barrier(2)
+    outcomes: list[AlertOutcome] = []
+    failures: list[BaseException] = []
+
+    def source(rule: ParsedRule, now: datetime) -> float:
+        gate.wait(timeout=30)  # both engines have read the state: they race for the write
+        minute = round((now - T0).total_seconds() / 60)
+        return 0.5 if minute % 2 == 0 else 0.0  # breach, clear, breach, ...
+
+    def engine() -> None:
+        db = Database(url)
+        try:
+            for minute in range(rounds):
+                now = T0 + timedelta(minutes=minute)
+                outcomes.extend(evaluate(db, [rule], source, now=now, notifier=notifier))
+        except BaseException as exc:
+            failures.append(exc)
+            gate.abort()
+        finally:
+            db.close()
+
+    threads = [threading.Thread(target=engine) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert failures == []
+    assert [p["status"] for p in notifier.sent] == ["firing", "resolved"] * (rounds // 2)
+    assert sum(o.detail == LOST for o in outcomes) == rounds  # one loser per round
+    assert sorted(o.event or "-" for o in outcomes) == sorted(
+        ["fired", "resolved"] * (rounds // 2) + ["-"] * rounds
+    )
+    db = Database(url)
+    incidents = alert_history(db)
+    db.close()
+    assert len(incidents) == rounds // 2
+    assert all(i.resolved_at is not None and i.notified for i in incidents)
+
+
+# --- yard monitor check, end to end ------------------------------------------------------------
+
+
+def frame(rows: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"a": rng.normal(size=rows) + shift, "b": rng.normal(size=rows) + shift})
+
+
+def config(path: Path, *, hook: str, out: Path, threshold: float = 0.5) -> None:
+    path.write_text(f"""
+[monitoring.alerts]
+webhooks = ["{hook}/all"]
+attempts = 4
+backoff_s = 0.01
+timeout_s = 5
+
+[[monitoring.alerts.rules]]
+name = "churn-drift"
+deployment = "churn"
+metric = "drift_share"
+op = ">="
+threshold = {threshold}
+window = "1h"
+webhooks = ["{hook}"]
+command = "cat > {out}"
+
+[[monitoring.alerts.rules]]
+name = "churn-latency"
+deployment = "churn"
+metric = "p99_latency_ms"
+op = ">"
+threshold = 250
+window = "1h"
+
+[[monitoring.alerts.rules]]
+name = "churn-volume"
+deployment = "churn"
+metric = "rows"
+threshold = 1
+window = "1h"
+for = "30m"
+
+[[monitoring.alerts.rules]]
+name = "ghost-errors"
+deployment = "ghost"
+metric = "error_rate"
+threshold = 0.05
+window = "15m"
+""")
+
+
+def yard(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [YARD, "monitor", *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+NOW = datetime.now(UTC)
+
+
+@pytest.fixture(scope="module")
+def churn_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home with model ``churn`` registered and 600 drifted predictions in its log, over the
+    40 minutes before ``NOW``; tests take a copy."""
+    home = tmp_path_factory.mktemp("churn") / "home"
+    registry = Registry(
+        database_url=f"sqlite:///{home / 'modelyard.db'}", artifact_root=str(home / "artifacts")
+    )
+    X = frame(2_000, 1)
+    model = LogisticRegression().fit(X, (X["a"] > 0).astype(int))
+    registry.register(model, name="churn", data=X)
+    registry.close()
+    current = frame(600, 2, shift=1.5)
+    times = [NOW - timedelta(minutes=40) + timedelta(seconds=3 * i) for i in range(600)]
+    write_log(home / "predictions", "churn", current, times, model="churn", version="1",
+              predict=model.predict(current))  # fmt: skip
+    return home
+
+
+def test_the_log_source_reads_each_window_once_per_round(churn_home: Path, tmp_path: Path) -> None:
+    home, now = shutil.copytree(churn_home, tmp_path / "home"), NOW
+    registry = Registry(
+        database_url=f"sqlite:///{home / 'modelyard.db'}", artifact_root=str(home / "artifacts")
+    )
+    source = metric_source(registry, str(home / "predictions"))
+    drift, rows, ghost = validate_rules([
+        AlertRule(name="d", deployment="churn", metric="drift_share", threshold=0.5),
+        AlertRule(name="r", deployment="churn", metric="rows", threshold=1),
+        AlertRule(name="g", deployment="ghost", metric="error_rate", threshold=0.1),
+    ])  # fmt: skip
+    assert source(drift, now) == 1.0  # both columns shifted
+    shutil.rmtree(home / "predictions" / "deployment=churn")
+    assert source(rows, now) == 600  # the same window in the same round: not read again
+    assert source(rows, now + timedelta(seconds=1)) == 0  # a new round reads the log again
+    assert source(ghost, now) is None  # nothing logged: no data
+    registry.close()
+
+
+def in_process(*args: str) -> int | str | None:
+    """``yard ARGS`` in this process (its exit code): a CLI start costs seconds here."""
+    from modelyard.cli.main import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(list(args))
+    return exited.value.code
+
+
+def test_yard_monitor_check_fires_once_retries_the_webhook_and_resolves(
+    churn_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    home = shutil.copytree(churn_home, tmp_path / "home")
+
+    toml, out = tmp_path / "modelyard.toml", tmp_path / "alert.json"
+    env = server_env(home, MODELYARD_CONFIG=str(toml))
+    with Receiver() as hook:
+        hook.statuses = [500, 500]  # the rule's webhook fails twice, then takes it
+        config(toml, hook=hook.url, out=out)
+        first = yard(env, "check")
+        assert first.returncode == 0, first.stderr
+        lines = {line.split()[1]: line for line in first.stdout.splitlines() if "churn" in line}
+        assert "FIRING (new)" in lines["churn-drift"]
+        assert lines["churn-latency"].rstrip(" │").endswith("ok")
+        assert "pending since" in lines["churn-volume"]
+        assert "no data" in first.stdout  # ghost-errors: nothing logged
+        assert hook.paths == ["/hook", "/hook", "/hook", "/hook/all"]  # retried, then all
+        fired = [json.loads(body) for body in hook.bodies]
+        assert fired[2] == fired[3]
+        assert fired[2]["status"] == "firing" and fired[2]["rule"] == "churn-drift"
+        assert fired[2]["value"] >= 0.5 and fired[2]["incident"] == 1
+        assert json.loads(out.read_text()) == fired[2]  # the command read it on stdin
+
+        again = yard(env, "check", "--json", "--fail-on-firing")
+        assert again.returncode == 1, again.stderr
+        states = {o["rule"]: o for o in json.loads(again.stdout)}
+        assert (states["churn-drift"]["state"], states["churn-drift"]["event"]) == ("firing", None)
+        assert states["ghost-errors"]["state"] == "no_data"
+        assert len(hook.bodies) == 4  # once per incident
+
+        # the condition clears; this round runs in-process (a CLI start costs seconds here)
+        config(toml, hook=hook.url, out=out, threshold=1.5)
+        monkeypatch.setenv("MODELYARD_CONFIG", str(toml))
+        settings = Settings(home=home)
+        registry = Registry(settings)
+        cleared = {o.rule: o for o in check_alerts(registry, settings)}
+        registry.close()
+        drift = cleared["churn-drift"]
+        assert (drift.state, drift.event, drift.incident) == ("resolved", "resolved", 1)
+        resolved = [json.loads(body) for body in hook.bodies[4:]]
+        assert [p["status"] for p in resolved] == ["resolved", "resolved"]
+        assert resolved[0]["resolved_at"] is not None
+
+    monkeypatch.setenv("MODELYARD_HOME", str(home))
+    assert in_process("monitor", "alerts", "--json") == 0  # like the last round
+    (incident,) = json.loads(capsys.readouterr().out)
+    assert incident["resolved_at"] is not None
+    assert (incident["rule"], incident["notified"], incident["resolve_notified"]) == (
+        "churn-drift", True, True,
+    )  # fmt: skip
+    assert (incident["command_exit"], incident["notify_error"]) == (0, None)
+    assert in_process("monitor", "alerts", "--rule", "churn-drift") == 0
+    (row,) = [line for line in capsys.readouterr().out.splitlines() if "churn-drift" in line]
+    assert row.split("│")[-3:-1] == [" yes      ", " exit 0  "]
+
+
+def test_an_invalid_rule_stops_yard_monitor_check_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    home, toml = tmp_path / "home", tmp_path / "modelyard.toml"
+    toml.write_text("""
+[[monitoring.alerts.rules]]
+name = "fine"
+deployment = "churn"
+metric = "rows"
+threshold = 1
+
+[[monitoring.alerts.rules]]
+name = "typo"
+deployment = "churn"
+metric = "drift-share"
+threshold = 0.5
+""")
+    env = server_env(home, MODELYARD_CONFIG=str(toml))
+    bad = yard(env, "check")
+    assert bad.returncode == 1
+    assert bad.stderr == (
+        "error: Alert rule 'typo' (monitoring.alerts.rules[1]): metric 'drift-share' is unknown; "
+        "use drift_share, drift:<column>, output_drift:<name>, error_rate, p50_latency_ms, "
+        "p99_latency_ms, rows or performance:<metric>.\n"
+    )
+    assert not (home / "modelyard.db").exists()
+
+
+def test_a_rule_pydantic_refuses_is_one_line_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    toml = tmp_path / "modelyard.toml"
+    toml.write_text("""
+[[monitoring.alerts.rules]]
+name = "typo"
+deployment = "churn"
+metric = "rows"
+op = "=>"
+threshold = 1
+""")
+    monkeypatch.setenv("MODELYARD_CONFIG", str(toml))
+    monkeypatch.setenv("MODELYARD_HOME", str(tmp_path / "home"))
+    assert in_process("monitor", "check") == 1
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "error: Invalid setting monitoring.alerts.rules[0].op = '=>' (Input should be '>', '>=', "
+    )
+    assert err.endswith(f"fix it in {toml} or the MODELYARD_ environment variables.\n")
+    assert err.count("\n") == 1
+    assert not (tmp_path / "home").exists()
+
+
+def test_check_reports_rules_it_cannot_evaluate_and_failed_notifications(
+    churn_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    home = shutil.copytree(churn_home, tmp_path / "home")
+    times = [NOW - timedelta(minutes=5)] * 10
+    write_log(home / "predictions", "orphan", frame(10, 3), times, model="gone", version="1")
+    toml = tmp_path / "modelyard.toml"
+    with Receiver() as hook:
+        hook.statuses = [404]
+        toml.write_text(f"""
+[[monitoring.alerts.rules]]
+name = "orphan-drift"
+deployment = "orphan"
+metric = "drift_share"
+threshold = 0.5
+
+[[monitoring.alerts.rules]]
+name = "churn-drift"
+deployment = "churn"
+metric = "drift_share"
+threshold = 0.5
+webhooks = ["{hook.url}/T0/s3cr3t"]
+""")
+        monkeypatch.setenv("MODELYARD_CONFIG", str(toml))
+        monkeypatch.setenv("MODELYARD_HOME", str(home))
+        assert in_process("monitor", "check") == 1
+    out, err = capsys.readouterr()
+    assert "FIRING (new)" in out
+    assert err.splitlines() == [
+        "error: rule 'orphan-drift' was not evaluated: No model named 'gone' is registered; run "
+        "'yard models list' to see the models.",
+        f"warning: rule 'churn-drift': notification failed: http://127.0.0.1:{hook.port}/…: "
+        "HTTP 404 after 1 attempt",
+    ]
