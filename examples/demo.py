@@ -1,11 +1,15 @@
 """The modelyard demo: train, register two versions (one with a checked ONNX twin), promote,
-roll back and print the audit history, through the Python API and the ``yard`` CLI.
+roll back and print the audit history, through the Python API and the ``yard`` CLI; serve with
+hot swaps; roll a canary out and back; then monitor a served model: logged traffic with drift
+injected halfway, labels, performance, the drift table, an alert to a local webhook and the
+HTML report.
 
 Runs on a fresh, throw-away home (``.modelyard-demo/`` here) so it never touches yours.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -13,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 HOME = Path(__file__).resolve().parent.parent / ".modelyard-demo"
@@ -101,6 +106,7 @@ def main() -> None:
 
     serve_demo(X_test)
     rollout_demo(X_train, y_train, X_test)
+    monitoring_demo()
     print(f"\ndemo finished in {time.perf_counter() - started:.1f} s; state kept in {HOME}")
 
 
@@ -255,6 +261,148 @@ def serve_demo(X_test: object) -> None:
         code = server.wait(60)
         log.close()
     print(f"server stopped on SIGTERM with exit code {code}")
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    """A local webhook receiver: prints each alert it gets."""
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        print(f"  webhook received: {body['status']} {body['rule']}: {body['metric']} = "
+              f"{body['value']:.3f} {body['op']} {body['threshold']}", flush=True)  # fmt: skip
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+
+def churn_data(rows: int, seed: int, *, drifted: bool = False) -> tuple[object, object]:
+    """Seeded synthetic customers and whether they churned (the label arrives later)."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    contracts = np.array(["monthly", "one-year", "two-year"])
+    share = [0.75, 0.15, 0.10] if drifted else [0.45, 0.30, 0.25]
+    X = pd.DataFrame(
+        {
+            "tenure_months": rng.integers(1, 72, size=rows),
+            "monthly_charges": rng.normal(80 if drifted else 65, 15, size=rows).round(2),
+            "support_calls": rng.poisson(3.5 if drifted else 1.5, size=rows),
+            "age": rng.normal(45, 12, size=rows).round(1),
+            "contract": pd.Series(contracts[rng.choice(3, size=rows, p=share)], dtype="string"),
+        }
+    )
+    logit = (
+        -1.0 - 0.04 * X["tenure_months"] + 0.03 * (X["monthly_charges"] - 65)
+        + 0.5 * X["support_calls"] + 1.2 * (X["contract"] == "monthly").astype(float)
+    )  # fmt: skip
+    y = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(int)
+    return X, y
+
+
+def monitoring_demo() -> None:
+    import threading
+
+    import httpx
+    import pandas as pd
+    from sklearn.compose import make_column_transformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    import modelyard
+
+    step("monitoring: a churn model trained on 20,000 synthetic customers, served with a log")
+    X, y = churn_data(20_000, 1)
+    numbers = ["tenure_months", "monthly_charges", "support_calls", "age"]
+    model = make_pipeline(
+        make_column_transformer((StandardScaler(), numbers), (OneHotEncoder(), ["contract"])),
+        LogisticRegression(max_iter=1000),
+    ).fit(X, y)
+    modelyard.register(model, name="churn", data=X, target=y)
+    modelyard.set_alias("churn/1", "production", reason="demo")
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    hook = f"http://127.0.0.1:{receiver.server_address[1]}/alerts"
+    config = HOME / "modelyard.toml"
+    config.write_text(
+        "[monitoring.alerts]\n"
+        f'webhooks = ["{hook}"]\n'
+        "[[monitoring.alerts.rules]]\n"
+        'name = "churn-inputs-drift"\ndeployment = "churn"\nmetric = "drift_share"\n'
+        'op = ">="\nthreshold = 0.5\nwindow = "1h"\n'
+    )
+    print(f"alert rule in {config.name}: drift_share >= 0.5 over 1h -> webhook {hook}")
+    os.environ["MODELYARD_CONFIG"] = str(config)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "MODELYARD_MONITORING__DRIFT__INTERVAL_S": "2",
+           "MODELYARD_MONITORING__ALERTS__INTERVAL_S": "0"}  # fmt: skip
+    log = open(HOME / "server-monitoring.log", "w")  # noqa: SIM115 - closed below
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "yard"), "serve", "churn@production", "--port",
+         str(port), "--log-predictions"], env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    labels: list[dict[str, object]] = []
+    try:
+        wait_ready(url, server)
+        with httpx.Client(timeout=10) as client:
+            for i in range(150):
+                batch, truth = churn_data(20, 100 + i, drifted=i >= 75)
+                assert isinstance(batch, pd.DataFrame)
+                split = {"dataframe_split": {"columns": list(batch.columns),
+                                             "data": batch.to_numpy().tolist()}}  # fmt: skip
+                r = client.post(f"{url}/invocations", json=split)
+                r.raise_for_status()
+                labels += [{"request_id": r.headers["x-request-id"], "row": j, "label": int(t)}
+                           for j, t in enumerate(truth)]  # fmt: skip
+            print(f"sent 150 requests of 20 rows to {url}/invocations; from the 76th on, "
+                  "charges, support calls and monthly contracts go up")  # fmt: skip
+            step("labels arrive later: half through POST /v1/labels, half from a CSV file")
+            half = len(labels) // 2
+            r = client.post(f"{url}/v1/labels", json={"deployment": "churn",
+                                                      "labels": labels[:half]})  # fmt: skip
+            print(f"POST /v1/labels -> {r.status_code} {r.text}")
+        late = pd.DataFrame([*labels[half:], {"request_id": "unknown-1", "row": 0, "label": 1}])
+        late.to_csv(HOME / "labels.csv", index=False)
+        time.sleep(1.5)  # the log is flushed every second
+        yard("labels", "ingest", "churn", str(HOME / "labels.csv"))
+        yard("labels", "performance", "churn", "--window", "1h")
+        step("drift of the last hour against churn/1's stored training profile")
+        yard("monitor", "drift", "churn", "--window", "1h")
+        step("the alert rule fires to the local webhook, once per incident")
+        yard("monitor", "check")
+        time.sleep(0.3)
+        yard("monitor", "check")
+        step("one self-contained HTML report, and the gauges on /metrics")
+        yard("monitor", "report", "churn", "--window", "1h", "-o", str(HOME / "report.html"))
+        time.sleep(2.5)  # the server refreshes its gauges every 2 s here
+        gauges = [m for m in httpx.get(f"{url}/metrics").text.splitlines()
+                  if m.startswith(("modelyard_drift_share", "modelyard_window_rows",
+                                   "modelyard_performance"))]  # fmt: skip
+        print("  " + "\n  ".join(gauges))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(60)
+        log.close()
+        receiver.shutdown()
+        os.environ.pop("MODELYARD_CONFIG", None)
+
+
+def wait_ready(url: str, server: subprocess.Popen[bytes]) -> None:
+    import httpx
+
+    while True:
+        try:
+            if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if server.poll() is not None:
+            raise SystemExit(f"the server exited with code {server.returncode}; see {HOME}")
+        time.sleep(0.05)
 
 
 if __name__ == "__main__":

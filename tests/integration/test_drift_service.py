@@ -237,3 +237,16 @@ def test_window_metrics_and_the_report_cover_the_window(
     assert report.performance is None  # no labels yet
     html = render_report(report)
     assert "churn/1 (stored profile)" in html and "<script" not in html
+
+
+def test_only_the_logged_outputs_are_compared(
+    churn: tuple[Registry, LogisticRegression], tmp_path: Path
+) -> None:
+    registry, model = churn
+    root = tmp_path / "log"
+    X = data(2_000, 3)[["a", "b"]]
+    times = [datetime(2026, 1, 1, 12, 0, tzinfo=UTC)] * len(X)
+    write_log(root, "churn", X, times, model="churn", version="1", predict=model.predict(X))
+    result = deployment_drift(registry, root, "churn", now=NOW)
+    assert [(c.name, c.current_rows) for c in result.outputs] == [("predict", 2_000)]
+    assert not result.outputs[0].drifted

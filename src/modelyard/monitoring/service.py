@@ -14,6 +14,8 @@ server's gauges call.
 from __future__ import annotations
 
 import io
+import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -512,7 +514,7 @@ def _output_detector(
         except ModelyardError:
             return None
         cache.parent.mkdir(parents=True, exist_ok=True)
-        temporary = cache.with_name(f".{cache.name}.tmp")
+        temporary = cache.with_name(f".{cache.name}.{os.getpid()}-{threading.get_ident()}.tmp")
         outputs.to_parquet(temporary)
         temporary.replace(cache)
     keep = [
@@ -523,7 +525,7 @@ def _output_detector(
     if not keep:
         return None
     return DriftDetector(share_threshold=options.share_threshold).fit(
-        outputs, description=f"{ref.version} outputs on its reference sample"
+        outputs[keep], description=f"{ref.version} outputs on its reference sample"
     )
 
 
