@@ -377,3 +377,61 @@ webhooks = ["{hook.url}/T0/s3cr3t"]
         f"warning: rule 'churn-drift': notification failed: http://127.0.0.1:{hook.port}/…: "
         "HTTP 404 after 1 attempt",
     ]
+
+
+def test_a_logging_server_evaluates_the_rules_and_fires_once(
+    served_home: Any, tmp_path: Path
+) -> None:
+    import time
+
+    import httpx
+
+    from tests.integration._server import Server
+
+    with Receiver() as receiver:
+        config = tmp_path / "modelyard.toml"
+        config.write_text(
+            "[monitoring.alerts]\n"
+            "interval_s = 0.3\n"
+            "[[monitoring.alerts.rules]]\n"
+            'name = "busy"\ndeployment = "lin"\nmetric = "rows"\nop = ">="\nthreshold = 5\n'
+            f'window = "1h"\nwebhooks = ["{receiver.url}"]\n'
+        )
+        env = server_env(
+            served_home.home,
+            MODELYARD_CONFIG=str(config),
+            MODELYARD_MONITORING__LOG_ROOT=str(tmp_path / "log"),
+            MODELYARD_MONITORING__FLUSH_INTERVAL_S="0.2",
+            MODELYARD_MONITORING__DRIFT__INTERVAL_S="0",
+        )
+        server = Server(served_home.home, "lin/1", "--log-predictions", env=env).wait_ready()
+        try:
+            with httpx.Client(timeout=10) as client:
+                for i in range(8):
+                    body = {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64",
+                                        "data": [float(i), 1.0, 0.0]}]}  # fmt: skip
+                    assert client.post(f"{server.url}/v2/models/lin/infer", json=body).is_success
+            deadline = time.monotonic() + 30
+            while not receiver.bodies and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(1.5)  # several more rounds: the incident must not be notified again
+        finally:
+            assert server.stop() == 0, server.log.read_text()
+    assert len(receiver.bodies) == 1, server.log.read_text()
+    payload = json.loads(receiver.bodies[0])
+    assert (payload["status"], payload["rule"], payload["value"]) == ("firing", "busy", 8.0)
+
+
+def test_a_server_with_an_invalid_rule_does_not_start(served_home: Any, tmp_path: Path) -> None:
+    config = tmp_path / "modelyard.toml"
+    config.write_text(
+        '[[monitoring.alerts.rules]]\nname = "bad"\ndeployment = "lin"\n'
+        'metric = "drift-share"\nthreshold = 0.3\n'
+    )
+    env = server_env(served_home.home, MODELYARD_CONFIG=str(config))
+    out = subprocess.run(
+        [YARD, "serve", "lin/1", "--log-predictions", "--port", "0"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert out.returncode != 0
+    assert "Alert rule 'bad'" in out.stderr and "drift-share" in out.stderr, out.stderr
