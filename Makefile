@@ -33,6 +33,8 @@ test: check
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/registry.py
+	$(BIN)/python benchmarks/serving.py
+	$(BIN)/python benchmarks/drift.py
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .pytest_cache .ruff_cache
