@@ -51,8 +51,8 @@ def performance(
     from datetime import timedelta
 
     from modelyard.cli._registry import open_registry
+    from modelyard.core.durations import parse_duration
     from modelyard.monitoring.performance import compute_performance
-    from modelyard.rollout.specs import parse_duration
     from modelyard.settings import Settings
 
     since = timedelta(seconds=parse_duration(window))

@@ -30,8 +30,8 @@ def log(
     json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
     """The latest logged predictions of NAME ('yard serve --log-predictions')."""
+    from modelyard.core.durations import parse_duration
     from modelyard.monitoring.query import read_log
-    from modelyard.rollout.specs import parse_duration
     from modelyard.settings import Settings
 
     window = timedelta(seconds=parse_duration(since))
@@ -62,8 +62,8 @@ def drift(
 ) -> None:
     """Drift of NAME's inputs and outputs in a window of its prediction log."""
     from modelyard.cli._registry import open_registry
+    from modelyard.core.durations import parse_duration
     from modelyard.monitoring.service import DriftOptions, deployment_drift
-    from modelyard.rollout.specs import parse_duration
     from modelyard.settings import Settings
 
     settings = Settings()
@@ -91,9 +91,9 @@ def report(
 ) -> None:
     """Write one self-contained HTML report: drift, histograms, traffic and performance."""
     from modelyard.cli._registry import open_registry
+    from modelyard.core.durations import parse_duration
     from modelyard.monitoring.report import write_report
     from modelyard.monitoring.service import DriftOptions, build_report
-    from modelyard.rollout.specs import parse_duration
     from modelyard.settings import Settings
 
     settings = Settings()
@@ -113,7 +113,7 @@ def report(
 
 def _drift_tables(result: DriftResult) -> None:
     from modelyard.cli._output import console
-    from modelyard.monitoring.drift import severity
+    from modelyard.monitoring.drift import ranked
 
     verdict = "DATASET DRIFT" if result.dataset_drift else "no dataset drift"
     console().print(
@@ -124,7 +124,7 @@ def _drift_tables(result: DriftResult) -> None:
     )
     for title, columns in (("inputs", result.columns), ("outputs", result.outputs)):
         if columns:
-            ordered = sorted(columns, key=lambda c: (c.drifted, severity(c)), reverse=True)
+            ordered = ranked(columns)
             rows = [
                 [c.name, c.kind, c.method, f"{c.score:.4g}", f"{c.threshold:g}",
                  "DRIFT" if c.drifted else "ok", c.current_rows]

@@ -39,6 +39,7 @@ __all__ = [
     "ColumnKind",
     "ColumnProfile",
     "Profile",
+    "column_kind",
     "compute_profile",
     "count_in_bins",
     "numeric_values",
@@ -191,7 +192,8 @@ def _as_frame(X: pd.DataFrame | npt.NDArray[np.generic]) -> pd.DataFrame:
     )
 
 
-def _kind(dtype: str) -> ColumnKind:
+def column_kind(dtype: str) -> ColumnKind:
+    """The profile kind of a ``column_dtype``: numeric, categorical, bool or datetime."""
     if dtype == "bool":
         return "bool"
     if dtype in ("string", "category"):
@@ -203,7 +205,7 @@ def _kind(dtype: str) -> ColumnKind:
 
 def _profile_column(name: str, column: pd.Series, *, bins: int, top_k: int) -> ColumnProfile:
     dtype = column_dtype(column)
-    kind = _kind(dtype)
+    kind = column_kind(dtype)
     if kind in ("numeric", "datetime"):
         return _profile_numeric(name, dtype, kind, numeric_values(column), bins)
     if kind == "bool":

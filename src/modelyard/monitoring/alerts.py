@@ -22,29 +22,29 @@ that notification (the incident stays with ``notified`` false).
 
 from __future__ import annotations
 
-import http.client
-import json
 import logging
 import math
 import operator
-import os
-import re
-import signal
-import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 import sqlalchemy as sa
 
-from modelyard.errors import ConfigError, ModelyardError, PredictionLogEmptyError
-from modelyard.settings import AlertRule, AlertSettings, Settings
+from modelyard.core.durations import parse_duration
+from modelyard.errors import (
+    ConfigError,
+    InvalidInputError,
+    ModelyardError,
+    PredictionLogEmptyError,
+)
+from modelyard.monitoring.notify import Delivery, Notifier, WebhookNotifier, redact
+from modelyard.settings import AlertRule, Settings
 from modelyard.store.schema import alert_incidents, alert_states
 
 if TYPE_CHECKING:
@@ -91,10 +91,6 @@ _METRIC_FORMS = (
     "p99_latency_ms, rows or performance:<metric>"
 )
 _NAME_MAX = 128  # alert_states.rule and the deployment columns
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNITS_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_STDERR_LINES = 5
-_STDERR_CHARS = 500
 
 #: ``ok``, ``no_data``, ``pending`` (holding, not yet for ``for``), ``firing``, ``resolved``
 #: (cleared by this evaluation), ``error`` (the metric could not be read; state left alone).
@@ -146,7 +142,7 @@ def validate_rules(rules: Sequence[AlertRule], *, webhooks: Sequence[str] = ()) 
     for index, url in enumerate(webhooks):
         if not _is_http_url(url):
             raise ConfigError(
-                f"Alert webhook monitoring.alerts.webhooks[{index}] {_redact(url)!r} is not an "
+                f"Alert webhook monitoring.alerts.webhooks[{index}] {redact(url)!r} is not an "
                 "http(s) URL; use e.g. https://hooks.example.com/alerts."
             )
     return parsed
@@ -191,7 +187,7 @@ def _parse_rule(rule: AlertRule, where: str, index: int) -> ParsedRule:
     for number, url in enumerate(rule.webhooks):
         if not _is_http_url(url):
             raise bad(
-                f"webhooks[{number}] {_redact(url)!r} is not an http(s) URL; use e.g. "
+                f"webhooks[{number}] {redact(url)!r} is not an http(s) URL; use e.g. "
                 "https://hooks.example.com/alerts."
             )
     if rule.command is not None and not rule.command.strip():
@@ -222,17 +218,11 @@ def _metric_problem(metric: str) -> str | None:
 
 
 def _seconds(text: str) -> float | None:
-    """Seconds from ``90``, ``90s``, ``5m``, ``1h30m``, ``1.5h``, ``250ms``, ``2d``; ``None``
-    when it does not parse or is negative."""
-    raw = str(text).strip().lower()
+    """Seconds from a duration (``90s``, ``5m``, ``1h30m``...); ``None`` when it does not parse."""
     try:
-        seconds = float(raw)
-    except ValueError:
-        parts = _DURATION_PART.findall(raw)
-        if not parts or "".join(n + u for n, u in parts) != raw:
-            return None
-        seconds = sum(float(n) * _UNITS_S[u] for n, u in parts)
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+        return parse_duration(text)
+    except InvalidInputError:
+        return None
 
 
 def _is_http_url(url: str) -> bool:
@@ -242,23 +232,6 @@ def _is_http_url(url: str) -> bool:
     except ValueError:
         return False
     return parts.scheme in ("http", "https") and bool(parts.hostname)
-
-
-def _redact(url: str) -> str:
-    """A URL without its path, query or user (webhook URLs often carry a secret token)."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        host = parts.hostname
-    except ValueError:  # e.g. an unclosed IPv6 bracket
-        host = None
-    if host:
-        try:
-            port = f":{parts.port}" if parts.port else ""
-        except ValueError:
-            port = ""
-        return f"{parts.scheme}://{host}{port}/…"
-    scheme, sep, _ = url.partition("://")
-    return f"{scheme}://…" if sep else f"{url[:12]}…"
 
 
 # --- results -----------------------------------------------------------------------------------
@@ -341,149 +314,6 @@ def alert_history(db: Database, *, rule: str | None = None, limit: int = 50) -> 
 
 def _incident(row: sa.Row[Any]) -> Incident:
     return Incident(**{c.name: getattr(row, c.name) for c in alert_incidents.columns})
-
-
-# --- notification ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """What a notification achieved: webhooks that took it, the failures (``None``: none), and
-    the rule command's exit code and first lines of standard error."""
-
-    delivered: int = 0
-    error: str | None = None
-    command_exit: int | None = None
-    command_error: str | None = None
-
-
-class Notifier(Protocol):
-    """Tells the world an alert fired or resolved; must not raise."""
-
-    def notify(self, rule: ParsedRule, payload: dict[str, Any]) -> Delivery: ...
-
-
-class WebhookNotifier:
-    """POSTs the alert's JSON to the rule's webhooks and ``webhooks`` (every alert), and runs the
-    rule's command when it fires."""
-
-    def __init__(
-        self,
-        webhooks: Sequence[str] = (),
-        *,
-        attempts: int = 4,
-        backoff_s: float = 0.5,
-        timeout_s: float = 5.0,
-        command_timeout_s: float = 120.0,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.webhooks = tuple(webhooks)
-        self.attempts = attempts
-        self.backoff_s = backoff_s
-        self.timeout_s = timeout_s
-        self.command_timeout_s = command_timeout_s
-        self.sleep = sleep
-
-    @classmethod
-    def from_settings(cls, settings: AlertSettings) -> WebhookNotifier:
-        return cls(
-            settings.webhooks,
-            attempts=settings.attempts,
-            backoff_s=settings.backoff_s,
-            timeout_s=settings.timeout_s,
-        )
-
-    def notify(self, rule: ParsedRule, payload: dict[str, Any]) -> Delivery:
-        body = json.dumps(payload).encode()
-        errors = []
-        urls = list(dict.fromkeys((*rule.webhooks, *self.webhooks)))
-        for url in urls:
-            error = self.post(url, body)
-            if error is not None:
-                errors.append(error)
-        exit_code, command_error = None, None
-        if rule.command and payload.get("status") == "firing":
-            exit_code, command_error = _run_command(rule, body, timeout_s=self.command_timeout_s)
-        return Delivery(
-            delivered=len(urls) - len(errors),
-            error="; ".join(errors) or None,
-            command_exit=exit_code,
-            command_error=command_error,
-        )
-
-    def post(self, url: str, body: bytes) -> str | None:
-        """POST ``body``, retrying connection errors, 5xx and 429 with exponential backoff;
-        ``None`` when accepted, else the last failure (the URL's secret parts left out)."""
-        shown = _redact(url)
-        attempt, error = 0, ""
-        for attempt in range(1, self.attempts + 1):
-            error, retry = _post_once(url, body, self.timeout_s)
-            if not error:
-                return None
-            logger.warning(
-                "alert webhook %s failed (attempt %d of %d): %s",
-                shown, attempt, self.attempts, error,
-            )  # fmt: skip
-            if not retry or attempt == self.attempts:
-                break
-            self.sleep(self.backoff_s * 2 ** (attempt - 1))
-        return f"{shown}: {error} after {attempt} attempt{'s' if attempt > 1 else ''}"
-
-
-def _post_once(url: str, body: bytes, timeout_s: float) -> tuple[str, bool]:
-    """One POST: ``("", False)`` when accepted, else the failure and whether to retry."""
-    request = urllib.request.Request(
-        url,
-        data=body,
-        method="POST",
-        headers={"Content-Type": "application/json", "User-Agent": "modelyard-alerts"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            response.read()
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        return f"HTTP {exc.code}", exc.code >= 500 or exc.code == 429
-    except urllib.error.URLError as exc:
-        return f"connection failed ({exc.reason})", True
-    except (OSError, http.client.HTTPException) as exc:
-        return f"connection failed ({type(exc).__name__}: {exc})", True
-    return "", False
-
-
-def _run_command(
-    rule: ParsedRule, body: bytes, *, timeout_s: float
-) -> tuple[int | None, str | None]:
-    """Run the rule's command in a shell with ``body`` on standard input; returns its exit code
-    (``None`` when it did not finish) and, on failure, the first lines of its standard error."""
-    assert rule.command is not None
-    try:
-        proc = subprocess.Popen(
-            rule.command,
-            shell=True,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,  # a timeout kills the whole group, not only the shell
-        )
-    except OSError as exc:
-        logger.warning("alert command of rule %s could not start: %s", rule.name, exc)
-        return None, f"could not start: {exc}"
-    with proc:
-        try:
-            _, stderr = proc.communicate(body, timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            logger.warning("alert command of rule %s timed out after %g s", rule.name, timeout_s)
-            return None, f"timed out after {timeout_s:g} s"
-    if proc.returncode == 0:
-        logger.info("alert command of rule %s succeeded", rule.name)
-        return 0, None
-    lines = stderr.decode(errors="replace").strip().splitlines()[:_STDERR_LINES]
-    first = "\n".join(lines)[:_STDERR_CHARS] or None
-    logger.warning("alert command of rule %s exited %d: %s", rule.name, proc.returncode, first)
-    return proc.returncode, first
 
 
 # --- evaluation --------------------------------------------------------------------------------

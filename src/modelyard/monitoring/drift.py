@@ -39,7 +39,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar, get_args
@@ -49,7 +49,13 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from modelyard.core.profile import Profile, count_in_bins, numeric_values, quantile_edges
+from modelyard.core.profile import (
+    Profile,
+    column_kind,
+    count_in_bins,
+    numeric_values,
+    quantile_edges,
+)
 from modelyard.core.signature import column_dtype
 from modelyard.errors import InvalidInputError
 from modelyard.monitoring import stats
@@ -64,6 +70,7 @@ __all__ = [
     "WindowProfile",
     "compare",
     "merge_profiles",
+    "ranked",
     "severity",
 ]
 
@@ -336,7 +343,7 @@ class DriftDetector:
                 f"{' and '.join(parts)}; pass data with the reference's columns."
             )
         for ref in self.reference_:
-            kind = _kind(column_dtype(current[ref.name]))
+            kind = column_kind(column_dtype(current[ref.name]))
             numeric = kind in ("numeric", "datetime")
             if ref.numeric != numeric and not (ref.kind == "bool" and kind == "numeric"):
                 raise InvalidInputError(
@@ -457,21 +464,19 @@ def severity(column: ColumnDrift) -> float:
     return column.score / column.threshold
 
 
+def ranked(columns: Iterable[ColumnDrift]) -> list[ColumnDrift]:
+    """Most drifted first: drifted columns, then by descending ``severity``, then by descending
+    test statistic (p-values that underflowed to the same number), then by name."""
+    return sorted(
+        columns, key=lambda c: (not c.drifted, -severity(c), -(c.statistic or 0.0), c.name)
+    )
+
+
 # --- the reference side ------------------------------------------------------------------------
 
 
-def _kind(dtype: str) -> str:
-    if dtype == "bool":
-        return "bool"
-    if dtype in ("string", "category"):
-        return "categorical"
-    if dtype.startswith("datetime"):
-        return "datetime"
-    return "numeric"
-
-
 def _from_raw_column(name: str, column: pd.Series, bins: int, top_k: int) -> _Reference:
-    kind = _kind(column_dtype(column))
+    kind = column_kind(column_dtype(column))
     if kind in ("numeric", "datetime"):
         ordered = _sorted_finite(numeric_values(column))
         edges = tuple(quantile_edges(ordered, bins).tolist()) if ordered.size else ()

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +29,7 @@ import msgspec
 import numpy as np
 
 from modelyard.errors import InvalidInputError, PredictionLogEmptyError
+from modelyard.monitoring.predlog import write_parquet
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -378,16 +377,6 @@ def _numeric_text(value: str) -> bool:
 
 
 def _write(table: pa.Table, folder: Path) -> Path:
-    import pyarrow.parquet as pq
-
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    name = f"{stamp}-{uuid.uuid4().hex}.parquet"
-    temporary = folder / f".{name}.tmp"
-    try:
-        pq.write_table(table, temporary)
-        os.replace(temporary, folder / name)
-    finally:
-        temporary.unlink(missing_ok=True)
-    logger.debug("wrote %d labels to %s", table.num_rows, folder / name)
-    return folder / name
+    path = write_parquet(table, folder)
+    logger.debug("wrote %d labels to %s", table.num_rows, path)
+    return path

@@ -143,18 +143,24 @@ class ParquetSink:
                 self._lost(len(records))
 
     def _write(self, table: pa.Table, deployment: str, hour: str) -> None:
-        import pyarrow.parquet as pq
+        write_parquet(table, self.root / f"deployment={deployment}" / f"hour={hour}")
 
-        folder = self.root / f"deployment={deployment}" / f"hour={hour}"
-        folder.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-        name = f"{stamp}-{uuid.uuid4().hex}.parquet"
-        temporary = folder / f".{name}.tmp"
-        try:
-            pq.write_table(table, temporary)
-            os.replace(temporary, folder / name)
-        finally:
-            temporary.unlink(missing_ok=True)
+
+def write_parquet(table: pa.Table, folder: Path) -> Path:
+    """Write ``table`` as a new ``<timestamp>-<uuid>.parquet`` in ``folder``: under a hidden
+    temporary name first, then renamed, so readers never see half a file."""
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    path = folder / f"{stamp}-{uuid.uuid4().hex}.parquet"
+    temporary = folder / f".{path.name}.tmp"
+    try:
+        pq.write_table(table, temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
 
 
 def records_table(

@@ -21,6 +21,7 @@ from typing import Literal
 import jinja2
 from markupsafe import Markup, escape
 
+from modelyard.monitoring.drift import P_VALUE_METHODS, ranked
 from modelyard.monitoring.types import (
     ColumnDrift,
     DriftResult,
@@ -33,7 +34,7 @@ from modelyard.monitoring.types import (
 __all__ = ["render_report", "write_report"]
 
 _TEMPLATE = "report.html.j2"
-_P_VALUE_METHODS = frozenset({"ks", "chi2"})
+
 _REFERENCE_COLOUR = "#2563eb"
 _CURRENT_COLOUR = "#ea580c"
 _LINE_COLOURS = ("#2563eb", "#ea580c", "#7c3aed", "#059669")
@@ -93,27 +94,8 @@ def _nice_ceiling(value: float) -> float:
 # -- ordering --------------------------------------------------------------------------------
 
 
-def _severity(column: ColumnDrift) -> float:
-    """How far past its threshold a column is, as a ratio where 1 is the threshold itself.
-
-    Distances (``psi``, ``js``, ``wasserstein``) drift when large: ``score / threshold``.
-    P-values (``ks``, ``chi2``) drift when small: ``threshold / p``, so p = 0.001 against 0.05
-    counts as 50. A p-value of 0 ranks above every finite ratio.
-    """
-    if column.method in _P_VALUE_METHODS:
-        return column.threshold / column.score if column.score > 0 else math.inf
-    return column.score / column.threshold if column.threshold > 0 else column.score
-
-
-def _drift_order(column: ColumnDrift) -> tuple[bool, float, float, str]:
-    """Sort key, most drifted first: drifted columns before the others, then by descending
-    :func:`_severity`, then by descending test statistic (p-values that underflowed to the
-    same number), then by name."""
-    return (not column.drifted, -_severity(column), -(column.statistic or 0.0), column.name)
-
-
 def _ranked(columns: Iterable[ColumnDrift]) -> list[ColumnDrift]:
-    return sorted(columns, key=_drift_order)
+    return ranked(columns)
 
 
 # -- SVG -------------------------------------------------------------------------------------
@@ -394,7 +376,7 @@ def _rows(columns: Sequence[ColumnDrift], figures: Sequence[_Figure]) -> list[_R
             kind=c.kind,
             method=c.method,
             rule="p-value: drifts below the threshold"
-            if c.method in _P_VALUE_METHODS
+            if c.method in P_VALUE_METHODS
             else "distance: drifts at or above the threshold",
             score=f"{c.score:.3g}",
             threshold=f"{c.threshold:.3g}",

@@ -28,7 +28,7 @@ import pandas as pd
 
 from modelyard.core.profile import Profile, profile_from_json
 from modelyard.errors import InvalidInputError, ModelyardError, PredictionLogEmptyError
-from modelyard.monitoring.drift import ColumnRule, DriftDetector, WindowProfile, merge_profiles
+from modelyard.monitoring.drift import ColumnRule, DriftDetector, WindowProfile
 from modelyard.monitoring.traffic import traffic_points
 from modelyard.monitoring.types import DriftResult, Performance, ReportData
 from modelyard.monitoring.windows import (
@@ -40,6 +40,7 @@ from modelyard.monitoring.windows import (
     log_folder,
     log_frames,
     read_rows,
+    window_profile,
 )
 from modelyard.registry.client import Registry
 from modelyard.settings import Settings
@@ -399,20 +400,15 @@ def _merged(  # noqa: PLR0917
     prepare: Callable[[pd.DataFrame], pd.DataFrame],
     progress: Progress | None,
 ) -> WindowProfile:
-    """Whole hours from the cache, the partial hours at the window's edges from their rows."""
-    whole = [h for h in span.hours if h.start >= span.start and h.end <= span.end]
-    partial = [h for h in span.hours if h not in whole]
-    profiles = [p for _, p in hour_profiles(detector, root, name, whole, prepare=prepare)]
-    for hour in partial:
-        frame = read_rows(hour.files, start=span.start, end=span.end)
-        if not frame.empty:
-            profiles.append(detector.profile(prepare(frame)))
+    """The window's profile: cached file profiles, the rows of files at its edges."""
+    merged = window_profile(
+        detector, root, name, span.hours, start=span.start, end=span.end, prepare=prepare
+    )
     if progress is not None:
         progress(len(span.hours))
-    profiles = [p for p in profiles if p.rows]
-    if not profiles:
+    if merged is None:
         raise empty_window(root, name, f"in {span.description}")
-    return merge_profiles(profiles)
+    return merged
 
 
 def _inputs(detector: DriftDetector) -> Callable[[pd.DataFrame], pd.DataFrame]:

@@ -1,14 +1,15 @@
-"""Windows of the prediction log: reading their rows, and profiling each hour once.
+"""Windows of the prediction log: reading their rows, and profiling each file once.
 
-An hour's ``WindowProfile`` is cached under ``<root>/_profiles/deployment=<name>/<reference key>/``
-with a digest of the hour's file names: an hour whose files did not change since it was profiled is
-never read again, so a day's drift costs the one new hour. Days and other spans are merged from
-hours (profiles add up).
+Log files never change once written (write, then rename), so each file's ``WindowProfile`` (with
+the time of its first and last row) is cached under
+``<root>/_profiles/deployment=<name>/<reference key>/<hour>.json``: a window is the merge of the
+profiles of the files inside it (profiles add up), and only files that are new since the last
+look, or that straddle the window's edges, are read. A server refreshing its gauges every minute
+reads one minute of new traffic, not the hour.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -22,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from modelyard.errors import PredictionLogEmptyError
-from modelyard.monitoring.drift import DriftDetector, WindowProfile
+from modelyard.monitoring.drift import DriftDetector, WindowProfile, merge_profiles
 
 HOUR = timedelta(hours=1)
 _HOUR_FORMAT = "%Y-%m-%dT%H"
@@ -39,14 +40,13 @@ class Hour:
     def end(self) -> datetime:
         return self.start + HOUR
 
-    @property
-    def digest(self) -> str:
-        names = "\n".join(sorted(f.name for f in self.files))
-        return hashlib.sha256(names.encode()).hexdigest()[:16]
 
+class FileProfile(msgspec.Struct, frozen=True):
+    """One log file profiled against a reference: its rows' time span and counts."""
 
-class _Cached(msgspec.Struct, frozen=True):
-    digest: str
+    name: str
+    first: datetime
+    last: datetime
     profile: WindowProfile
 
 
@@ -79,9 +79,10 @@ def read_rows(
     start: datetime | None = None,
     end: datetime | None = None,
     last: int | None = None,
+    with_file: bool = False,
 ) -> pd.DataFrame:
     """The log rows in ``files`` with ``start <= time < end`` (or the newest ``last``), oldest
-    first, as a DataFrame."""
+    first, as a DataFrame (with a ``filename`` column when ``with_file``)."""
     import duckdb
 
     if not files:
@@ -93,7 +94,10 @@ def read_rows(
     if end is not None:
         where.append("time < ?")
         params.append(end)
-    source = "read_parquet(?, union_by_name = true, hive_partitioning = false)"
+    source = (
+        "read_parquet(?, union_by_name = true, hive_partitioning = false"
+        f"{', filename = true' if with_file else ''})"
+    )
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
         paths = [str(f) for f in files]
@@ -130,6 +134,36 @@ def log_frames(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return inputs.reset_index(drop=True), pd.DataFrame(outputs).reset_index(drop=True)
 
 
+def file_profiles(
+    detector: DriftDetector,
+    root: str | Path,
+    name: str,
+    hour: Hour,
+    *,
+    prepare: Callable[[pd.DataFrame], pd.DataFrame],
+) -> list[FileProfile]:
+    """The profile of each of ``hour``'s files (in its order): cached ones as they are, new ones
+    read in one pass and added to the cache."""
+    path = _cache_folder(root, name, detector) / f"{hour.start.strftime(_HOUR_FORMAT)}.json"
+    cached = {p.name: p for p in _load(path)}
+    new = [f for f in hour.files if f.name not in cached]
+    if new:
+        frame = read_rows(new, with_file=True)
+        groups = dict(tuple(frame.groupby("filename", sort=False))) if not frame.empty else {}
+        for file in new:
+            rows = groups.get(str(file))
+            if rows is None:  # only failed requests (no data): an empty profile
+                empty = detector.profile(prepare(frame.iloc[:0]))
+                cached[file.name] = FileProfile(file.name, hour.start, hour.start, empty)
+                continue
+            times = rows["time"]
+            cached[file.name] = FileProfile(
+                file.name, _utc(times.min()), _utc(times.max()), detector.profile(prepare(rows))
+            )
+        _store(path, [cached[f.name] for f in hour.files])
+    return [cached[f.name] for f in hour.files]
+
+
 def hour_profiles(
     detector: DriftDetector,
     root: str | Path,
@@ -139,34 +173,66 @@ def hour_profiles(
     prepare: Callable[[pd.DataFrame], pd.DataFrame],
     progress: Callable[[int], None] | None = None,
 ) -> Iterator[tuple[Hour, WindowProfile]]:
-    """Each hour's profile against ``detector``'s reference, from the cache when the hour's
-    files are unchanged; ``prepare`` turns the hour's log rows into the compared columns."""
-    cache = Path(root) / "_profiles" / f"deployment={name}" / detector.key_
+    """Each hour's profile against ``detector``'s reference (the merge of its files')."""
     for hour in selected:
-        path = cache / f"{hour.start.strftime(_HOUR_FORMAT)}.json"
-        profile = _cached(path, hour.digest)
-        if profile is None:
-            frame = prepare(read_rows(hour.files))
-            profile = detector.profile(frame)
-            _store(path, _Cached(hour.digest, profile))
+        profiles = [p.profile for p in file_profiles(detector, root, name, hour, prepare=prepare)]
         if progress is not None:
             progress(1)
-        yield hour, profile
+        yield hour, merge_profiles(profiles)
 
 
-def _cached(path: Path, digest: str) -> WindowProfile | None:
+def window_profile(
+    detector: DriftDetector,
+    root: str | Path,
+    name: str,
+    selected: Sequence[Hour],
+    *,
+    start: datetime,
+    end: datetime,
+    prepare: Callable[[pd.DataFrame], pd.DataFrame],
+) -> WindowProfile | None:
+    """The profile of the rows with ``start <= time < end``: cached file profiles for the files
+    inside, the rows of the (few) files that straddle an edge; ``None`` when there are none."""
+    parts: list[WindowProfile] = []
+    straddling: list[Path] = []
+    for hour in selected:
+        found = file_profiles(detector, root, name, hour, prepare=prepare)
+        for file, profile in zip(hour.files, found, strict=True):
+            if profile.profile.rows == 0 or profile.last < start or profile.first >= end:
+                continue
+            if profile.first >= start and profile.last < end:
+                parts.append(profile.profile)
+            else:
+                straddling.append(file)
+    if straddling:
+        frame = read_rows(straddling, start=start, end=end)
+        if not frame.empty:
+            parts.append(detector.profile(prepare(frame)))
+    parts = [p for p in parts if p.rows]
+    return merge_profiles(parts) if parts else None
+
+
+def _cache_folder(root: str | Path, name: str, detector: DriftDetector) -> Path:
+    return Path(root) / "_profiles" / f"deployment={name}" / detector.key_
+
+
+def _utc(value: Any) -> datetime:
+    moment: datetime = pd.Timestamp(value).to_pydatetime()
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _load(path: Path) -> list[FileProfile]:
     try:
-        cached = msgspec.json.decode(path.read_bytes(), type=_Cached)
+        return msgspec.json.decode(path.read_bytes(), type=list[FileProfile])
     except (OSError, msgspec.DecodeError):
-        return None
-    return cached.profile if cached.digest == digest else None
+        return []
 
 
-def _store(path: Path, cached: _Cached) -> None:
+def _store(path: Path, profiles: list[FileProfile]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        temporary.write_bytes(msgspec.json.encode(cached))
+        temporary.write_bytes(msgspec.json.encode(profiles))
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)

@@ -5,6 +5,7 @@ Control plane only: the server routes requests with ``routing``, records what it
 ``stats.StatsBuffer`` / ``record_route_stats`` and follows ``deployment_revision``.
 """
 
+from modelyard.core.durations import parse_duration
 from modelyard.errors import DeploymentNotFoundError
 from modelyard.rollout.analysis import evaluate, js_distance
 from modelyard.rollout.buckets import LATENCY_EDGES_MS, class_key, latency_bucket, value_bin
@@ -35,7 +36,7 @@ from modelyard.rollout.queries import (
     list_deployments,
 )
 from modelyard.rollout.routing import choose_route, shadows, sticky_share
-from modelyard.rollout.specs import parse_duration, parse_steps
+from modelyard.rollout.specs import parse_steps
 from modelyard.rollout.stats import (
     StatsBuffer,
     prune_route_stats,

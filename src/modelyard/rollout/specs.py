@@ -12,14 +12,13 @@ from typing import Any
 
 import msgspec
 
+from modelyard.core.durations import parse_duration
 from modelyard.core.refs import NAME_PATTERN
 from modelyard.errors import InvalidInputError, InvalidSpecError
 from modelyard.rollout.types import MODES, Mode, Policy
 
 _NAME_RE = re.compile(NAME_PATTERN)
 _HEADER_RE = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNITS_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def check_deployment_name(name: str) -> str:
@@ -73,28 +72,6 @@ def parse_steps(text: str) -> tuple[float, ...]:
             f"Invalid steps {text!r}; give comma-separated weights such as 10,50,100."
         ) from None
     return check_steps(values)
-
-
-def parse_duration(text: str | float) -> float:
-    """Seconds from ``90``, ``90s``, ``5m``, ``1h30m``, ``1.5h``, ``250ms`` or ``2d``."""
-    if isinstance(text, int | float) and not isinstance(text, bool):
-        seconds = float(text)
-    else:
-        raw = str(text).strip().lower()
-        try:
-            seconds = float(raw)
-        except ValueError:
-            parts = _DURATION_PART.findall(raw)
-            if not parts or "".join(n + u for n, u in parts) != raw:
-                raise InvalidInputError(
-                    f"Invalid duration {text!r}; use e.g. 90s, 5m, 1h30m or a number of seconds."
-                ) from None
-            seconds = sum(float(n) * _UNITS_S[u] for n, u in parts)
-    if not math.isfinite(seconds) or seconds < 0:
-        raise InvalidInputError(
-            f"Invalid duration {text!r}: it must be zero or more; use e.g. 90s, 5m or 1h."
-        )
-    return seconds
 
 
 def check_mode(mode: str) -> Mode:

@@ -35,8 +35,8 @@ class MonitorLoop:
         metrics: ServingMetrics,
         names: Callable[[], list[str]],
     ) -> None:
+        from modelyard.core.durations import parse_duration
         from modelyard.rollout.lease import Lease
-        from modelyard.rollout.specs import parse_duration
 
         self.registry = registry
         self.settings = settings
@@ -59,6 +59,8 @@ class MonitorLoop:
         return self.gauge_interval_s > 0 or self.alert_interval_s > 0
 
     def start(self) -> None:
+        # The first round comes one interval after the start, not during warm-up.
+        self._last = dict.fromkeys(self._last, time.monotonic())
         if self.enabled:
             self._task = asyncio.get_running_loop().create_task(self._run())
 

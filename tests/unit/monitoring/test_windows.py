@@ -1,0 +1,79 @@
+"""A window's profile from cached file profiles equals the profile of its rows, at any edges."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from modelyard.monitoring.drift import DriftDetector
+from modelyard.monitoring.windows import (
+    file_profiles,
+    hours,
+    log_frames,
+    read_rows,
+    window_profile,
+)
+from tests._logdata import write_log
+
+T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+
+
+def prepare(frame: pd.DataFrame) -> pd.DataFrame:
+    return log_frames(frame)[0][["a", "colour"]]
+
+
+def write_files(root: Path, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for part in range(6):  # six files over three hours, some sharing an hour
+        rows = 50
+        start = T0 + timedelta(minutes=30 * part)
+        frame = pd.DataFrame(
+            {
+                "a": rng.normal(size=rows),
+                "colour": pd.Series(rng.choice(["red", "blue"], size=rows), dtype="string"),
+            }
+        )
+        times = [start + timedelta(seconds=int(s)) for s in np.sort(rng.integers(0, 1700, rows))]
+        write_log(root, "d", frame, times, model="m", version="1")
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    begin=st.integers(min_value=-30, max_value=200), length=st.integers(min_value=1, max_value=240)
+)
+def test_the_window_profile_equals_the_profile_of_its_rows(
+    tmp_path_factory: object, begin: int, length: int
+) -> None:
+    root = Path(tmp_path_factory.mktemp("log"))  # type: ignore[attr-defined]
+    write_files(root, seed=begin + 1000 * length)
+    reference = pd.DataFrame({"a": np.linspace(-3, 3, 500), "colour": ["red", "blue"] * 250})
+    reference["colour"] = reference["colour"].astype("string")
+    detector = DriftDetector().fit(reference)
+    start = T0 + timedelta(minutes=begin)
+    end = start + timedelta(minutes=length)
+    selected = hours(root, "d", start, end)
+    for _ in range(2):  # the second time from the cache
+        found = window_profile(detector, root, "d", selected, start=start, end=end, prepare=prepare)
+        rows = read_rows([f for h in selected for f in h.files], start=start, end=end)
+        if rows.empty:
+            assert found is None
+        else:
+            assert found == detector.profile(prepare(rows))
+
+
+def test_new_files_are_profiled_and_old_ones_are_not_read_again(tmp_path: Path) -> None:
+    write_files(tmp_path, seed=1)
+    detector = DriftDetector().fit(
+        pd.DataFrame({"a": [0.0, 1.0], "colour": pd.Series(["red", "blue"], dtype="string")})
+    )
+    (hour, *_) = hours(tmp_path, "d", T0, T0 + timedelta(hours=3))
+    first = file_profiles(detector, tmp_path, "d", hour, prepare=prepare)
+    for file in hour.files:  # unreadable now: a second look must come from the cache
+        file.write_bytes(b"not parquet")
+    assert file_profiles(detector, tmp_path, "d", hour, prepare=prepare) == first
+    assert [p.profile.rows for p in first] == [50, 50]
