@@ -419,7 +419,8 @@ def test_a_logging_server_evaluates_the_rules_and_fires_once(
             assert server.stop() == 0, server.log.read_text()
     assert len(receiver.bodies) == 1, server.log.read_text()
     payload = json.loads(receiver.bodies[0])
-    assert (payload["status"], payload["rule"], payload["value"]) == ("firing", "busy", 8.0)
+    assert (payload["status"], payload["rule"]) == ("firing", "busy")
+    assert 5.0 <= payload["value"] <= 8.0  # the rows logged when a round first saw >= 5
 
 
 def test_a_server_with_an_invalid_rule_does_not_start(served_home: Any, tmp_path: Path) -> None:
