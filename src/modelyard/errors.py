@@ -137,8 +137,24 @@ class PipelineError(ModelyardError):
     kind = "pipeline"
 
 
+class PipelineDefinitionError(PipelineError):
+    """A pipeline that cannot start as given: a cycle, a missing dependency, an unknown or
+    malformed parameter, a missing input file, no pipeline in a file. Nothing was run or written
+    (the CLI exits 2)."""
+
+
 class StepFailedError(PipelineError):
-    pass
+    """A step raised (or its worker died); the run is recorded as failed.
+
+    ``run_id`` is the failed run (``yard runs show RUN_ID``), ``steps`` the steps that failed.
+    """
+
+    def __init__(
+        self, message: str, *, run_id: str | None = None, steps: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.steps = steps
 
 
 class GateFailedError(PipelineError):

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
 #: The alembic revision this code expects; a test checks it equals the migrations' head.
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 
 metadata = sa.MetaData(
     naming_convention={
@@ -252,4 +252,63 @@ alert_incidents = sa.Table(
     sa.Column("command_exit", sa.Integer),
     sa.Column("command_error", sa.Text),
     sa.Index("ix_alert_incidents_rule", "rule", "id"),
+)
+
+# -- pipelines (modelyard.pipelines) ---------------------------------------------------------
+# A pipeline run is a row of ``runs`` (name = the pipeline); these hold its steps and the
+# artifacts the steps produced (blobs in the artifact store, addressed by sha256).
+
+run_steps = sa.Table(
+    "run_steps",
+    metadata,
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("name", sa.String(128), primary_key=True),
+    #: The step's place in the run's topological order.
+    sa.Column("position", sa.Integer, nullable=False),
+    #: ``module:qualname`` of the step function.
+    sa.Column("function", sa.String(512), nullable=False),
+    #: pending, running, succeeded, cached, failed, skipped, cancelled
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("upstream", JSONType, nullable=False),
+    sa.Column("params", JSONType, nullable=False),
+    #: Argument name -> id of the pipeline artifact it was given.
+    sa.Column("inputs", JSONType, nullable=False),
+    #: Output name -> id of the pipeline artifact (the producer's, for a cache hit).
+    sa.Column("outputs", JSONType, nullable=False),
+    sa.Column("metrics", JSONType, nullable=False),
+    sa.Column("cache_key", sa.String(64)),
+    #: What the key was computed from (code hash, packages, params, input hashes...).
+    sa.Column("key_parts", JSONType),
+    sa.Column("cached_from", sa.String(32), sa.ForeignKey("runs.id")),
+    #: Why the step ran instead of being a cache hit (or where the hit came from).
+    sa.Column("cache_note", sa.Text),
+    sa.Column("started_at", UTCDateTime),
+    sa.Column("ended_at", UTCDateTime),
+    sa.Column("duration_s", sa.Float),
+    #: Captured stdout, stderr, logging and warnings (head and tail kept when long).
+    sa.Column("log", sa.Text),
+    #: The traceback of a failed step.
+    sa.Column("error", sa.Text),
+    sa.Index("ix_run_steps_cache_key", "cache_key", "status"),
+)
+
+pipeline_artifacts = sa.Table(
+    "pipeline_artifacts",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    #: The blob's address in the artifact store (sha256 of the stored bytes).
+    sa.Column("sha256", sa.String(64), nullable=False, index=True),
+    #: table, series, array, json, bytes, model, object
+    sa.Column("kind", sa.String(16), nullable=False),
+    #: parquet, npy, json, raw, sklearn, xgboost, lightgbm, onnx, pickle
+    sa.Column("format", sa.String(32), nullable=False),
+    sa.Column("python_type", sa.String(256), nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("meta", JSONType, nullable=False),
+    #: Lineage: the run, step and output that produced it.
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("step", sa.String(128), nullable=False),
+    sa.Column("output", sa.String(128), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("run_id", "step", "output"),
 )
