@@ -9,7 +9,19 @@ import traceback
 
 import typer
 
-from modelyard.cli import db, labels, models, monitor, rollout, runs, serve
+from modelyard.cli import (
+    batch,
+    db,
+    gate,
+    init,
+    labels,
+    models,
+    monitor,
+    pipelines,
+    rollout,
+    runs,
+    serve,
+)
 from modelyard.errors import ModelyardError
 
 app = typer.Typer(
@@ -28,6 +40,10 @@ app.add_typer(rollout.app, name="rollout")
 app.command("deploy")(rollout.deploy)
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(labels.app, name="labels")
+app.command("run")(pipelines.run)
+app.command("batch-score")(batch.batch_score)
+app.command("gate")(gate.gate)
+app.command("init")(init.init)
 
 
 @app.callback()
