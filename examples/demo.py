@@ -107,6 +107,7 @@ def main() -> None:
     serve_demo(X_test)
     rollout_demo(X_train, y_train, X_test)
     monitoring_demo()
+    pipelines_demo()
     print(f"\ndemo finished in {time.perf_counter() - started:.1f} s; state kept in {HOME}")
 
 
@@ -389,6 +390,50 @@ def monitoring_demo() -> None:
         log.close()
         receiver.shutdown()
         os.environ.pop("MODELYARD_CONFIG", None)
+
+
+def pipelines_demo() -> None:
+    import pandas as pd
+
+    project = HOME / "cancer-project"
+    step("yard init: a model project with a pipeline, a test and a CI workflow")
+    yard("init", str(project), "--name", "cancer-ci")
+    os.chdir(project)
+    try:
+        step("the scaffolded pipeline, twice: the second run is all cache hits")
+        yard("run", "pipeline.py")
+        yard("run", "pipeline.py")
+        yard("models", "alias", "cancer-ci/1", "production", "--reason", "demo: first release")
+        step("a candidate (fewer boosting rounds) gated against production, as CI would")
+        yard("run", "pipeline.py", "--param", "max_iter=15")
+        code = yard_status(
+            "gate", "--candidate", "cancer-ci/2", "--baseline", "cancer-ci@production",
+            "--data", "data/holdout.csv", "--target", "target",
+            "--metric", "roc_auc:threshold=0.95", "--metric", "roc_auc:min_absolute_change=-0.002",
+            "--markdown", "gate.md",
+        )  # fmt: skip
+        print(f"yard gate exited {code} ({'pass' if code == 0 else 'fail'}); gate.md:\n")
+        print((project / "gate.md").read_text())
+        step("batch scoring a Parquet file with the production model")
+        holdout = pd.read_csv(project / "data" / "holdout.csv").drop(columns=["target"])
+        holdout.insert(0, "patient_id", [f"p{i:04d}" for i in range(len(holdout))])
+        (project / "incoming").mkdir()
+        holdout.to_parquet(project / "incoming" / "batch-1.parquet")
+        yard(
+            "batch-score", "cancer-ci@production", "--input", "incoming/*.parquet",
+            "--output", "scores", "--key", "patient_id",
+        )  # fmt: skip
+        scores = pd.read_parquet(next((project / "scores").glob("*.parquet")))
+        print(scores.head(3).to_string(index=False))
+    finally:
+        os.chdir(HOME.parent)
+
+
+def yard_status(*args: str) -> int:
+    print(f"$ yard {' '.join(args)}", flush=True)
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "yard"), *args], check=False
+    ).returncode
 
 
 def wait_ready(url: str, server: subprocess.Popen[bytes]) -> None:
