@@ -147,9 +147,11 @@ def test_cli_end_to_end(home: Path, tmp_path: Path) -> None:
         f"error: Output folder '{out}' already holds results (part-00000.parquet, "
         "part-00001.parquet, part-00002.parquet); pass --overwrite or choose another folder."
     ]
+    # a Ray of its own this time (started, one worker, stopped), and the summary as a table
     table = yard(home, "hgb/1", "--input", str(data), "--output", str(out), "--overwrite",
-                 "--key", "id")  # fmt: skip
+                 "--key", "id", "--engine", "ray", "--cpus", "1")  # fmt: skip
     assert table.returncode == 0, table.stderr
+    assert "ray (1 worker)" in table.stdout
     assert "rejected" in table.stdout and "1,147" in table.stdout
     assert "'f1' has missing values" in table.stdout  # the most common reasons
 

@@ -144,6 +144,20 @@ class OnnxPredictor:
             return self._unzip(out)
         return np.asarray(out)
 
+    def predict_with_proba(self, X: Any) -> tuple[Array, Array]:
+        """Labels and probabilities from one run of the session (a classifier computes both;
+        asking for them one at a time ran the whole tree ensemble twice)."""
+        if not self._has_proba or self._proba_index is None or self._label_index is None:
+            raise no_proba_error("ONNX")
+        names = [self._output_names[self._label_index], self._output_names[self._proba_index]]
+        try:
+            labels, proba = self._session.run(names, self._feed(X))
+        except _ort_errors() as exc:
+            raise rejected_input("ONNX", exc) from exc
+        return as_array(labels), self._unzip(proba) if isinstance(proba, list) else np.asarray(
+            proba
+        )
+
     def _run(self, X: Any, index: int) -> Any:
         feed = self._feed(X)
         try:

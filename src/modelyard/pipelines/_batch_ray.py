@@ -79,6 +79,11 @@ class ScoringActor:
     def __init__(self, settings: Settings, plan: JobPlan, runtime: Runtime, trust: bool) -> None:
         from modelyard.registry import Registry
 
+        # One CPU per actor: OpenMP (sklearn, XGBoost, LightGBM) reads this when the model's
+        # library loads, below. An OMP_NUM_THREADS=N inherited from the driver's environment
+        # would run N threads per actor and spin on each other's CPUs (measured: 3x the CPU).
+        os.environ["OMP_NUM_THREADS"] = "1"
+
         registry = Registry(settings)
         try:
             loaded = registry.load(plan.ref, runtime=runtime, trust_pickle=trust)

@@ -93,6 +93,10 @@ class ServedModel:
         X = self._model_input(rows)
         predictor = self.loaded.predictor
         out: dict[str, Array] = {}
+        both = getattr(predictor, "predict_with_proba", None)
+        if both is not None and "predict_proba" in wanted and "predict" in wanted:
+            out["predict"], out["predict_proba"] = both(X)
+            return out
         if "predict_proba" in wanted:
             out["predict_proba"] = predictor.predict_proba(X)
         if "predict" in wanted:

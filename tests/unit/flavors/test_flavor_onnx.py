@@ -63,6 +63,9 @@ def test_zipmap_classifier_gives_a_probability_matrix_in_class_order(
     assert proba.shape == (len(X), 3)
     np.testing.assert_allclose(proba, model.predict_proba(X), atol=1e-5)
     np.testing.assert_array_equal(predictor.predict(X), model.predict(X))
+    labels, both = predictor.predict_with_proba(X)  # one session run for the two outputs
+    np.testing.assert_array_equal(labels, predictor.predict(X))
+    np.testing.assert_array_equal(both, proba)
 
 
 def test_onnx_object_is_detected(forest_zipmap):

@@ -14,6 +14,7 @@ import pytest
 from modelyard.errors import (
     AlreadyExistsError,
     InvalidInputError,
+    InvalidSpecError,
     PredictionError,
     SignatureMismatchError,
 )
@@ -107,12 +108,14 @@ def test_outputs_are_the_models_predictions_with_the_keys(home: Home, tmp_path: 
     a, b = rows(300, 1), rows(200, 2, start=300)
     write(a, tmp_path / "in" / "a.parquet", row_group_size=64)
     write(b, tmp_path / "in" / "b.parquet")
+    seen: list[tuple[int, int]] = []
     summary = batch_score(
         home.registry, "hgb/1", str(tmp_path / "in" / "*.parquet"), tmp_path / "out",
-        runtime="native", batch_size=50,
+        runtime="native", batch_size=50, progress=lambda done, total: seen.append((done, total)),
     )  # fmt: skip
 
     assert (summary.rows, summary.scored, summary.rejected) == (500, 500, 0)
+    assert seen[0] == (50, 500) and seen[-1] == (500, 500) and len(seen) == 10
     assert summary.runtime == "native" and summary.ref == "hgb/1"
     assert [Path(p).name for p in summary.outputs] == ["part-00000.parquet", "part-00001.parquet"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
@@ -188,11 +191,14 @@ def test_a_column_of_nulls_is_rejected_row_by_row_quickly(home: Home, tmp_path: 
 
 def test_coercion_rejects_like_the_server_for_a_native_model(home: Home, tmp_path: Path) -> None:
     people = pd.DataFrame(
-        {"person": ["a", "b", "c", "d"], "age": pd.array([30, None, 41, 52], dtype="Int64"),
-         "city": ["rome", "paris", "lima", "oslo"]}
+        {"person": ["a", "b", "c", "d", "e"],
+         "age": pd.array([30, None, 41, 52, 60], dtype="Int64"),
+         "city": ["rome", "paris", "lima", "oslo", "lima"]}
     )  # fmt: skip
     write(people, tmp_path / "people.parquet")
-    summary = batch_score(home.registry, "mixed/1", tmp_path / "people.parquet", tmp_path / "out")
+    summary = batch_score(
+        home.registry, "mixed/1", tmp_path / "people.parquet", tmp_path / "out", batch_size=2
+    )
     rejects = pd.read_parquet(summary.rejects_file)
     # age is a whole-number column without nulls in training: the server's coercion refuses a
     # null; an unseen city ('lima') is accepted, as the server accepts it (with a warning).
@@ -200,7 +206,7 @@ def test_coercion_rejects_like_the_server_for_a_native_model(home: Home, tmp_pat
     assert "'age'" in rejects["reason"][0] and "missing value" in rejects["reason"][0]
     assert "row 0" not in rejects["reason"][0]
     out = read_parts(tmp_path / "out")
-    assert out["person"].tolist() == ["a", "c", "d"]
+    assert out["person"].tolist() == ["a", "c", "d", "e"]
     good = people.drop(index=[1]).astype({"age": "int64"})[["age", "city"]]
     np.testing.assert_array_equal(out["predict"], home.mixed.predict(good))  # type: ignore[attr-defined]
 
@@ -294,3 +300,37 @@ def test_a_tensor_model_takes_the_non_key_columns_in_order(
     np.testing.assert_allclose(out["predict"], model.predict(X[:5]))
     with pytest.raises(SignatureMismatchError, match=r"takes 3 features.*has 4 non-key columns"):
         batch_score(sqlite_registry, "lin/1", tmp_path / "in.parquet", tmp_path / "out2")
+
+
+def test_bad_arguments(home: Home, tmp_path: Path) -> None:
+    write(rows(5, 11), tmp_path / "in.parquet")
+    args = (home.registry, "hgb/1", tmp_path / "in.parquet", tmp_path / "out")
+    with pytest.raises(InvalidSpecError, match="Unknown engine 'spark'"):
+        batch_score(*args, engine="spark")  # type: ignore[arg-type]
+    with pytest.raises(InvalidSpecError, match="needs engine='ray'"):
+        batch_score(*args, address="ray://head:10001")
+    with pytest.raises(InvalidInputError, match="batch_size must be at least 1"):
+        batch_score(*args, batch_size=0)
+    with pytest.raises(InvalidInputError, match="'predict' clashes with an output column"):
+        batch_score(*args, key_columns=["id", "predict"])
+    assert not (tmp_path / "out").exists()
+
+
+def test_unseen_categories_are_scored_and_warned_once(
+    sqlite_registry: Registry, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    train = pd.DataFrame({"city": pd.Categorical(["rome", "paris", "oslo"] * 10)})
+    model = make_pipeline(OneHotEncoder(handle_unknown="ignore"), LogisticRegression())
+    model.fit(train, [1, 0, 0] * 10)
+    sqlite_registry.register(model, name="cities", data=train)
+    write(pd.DataFrame({"city": ["rome", "lima", "lima", "oslo", "lima"]}), tmp_path / "in.parquet")
+    summary = batch_score(
+        sqlite_registry, "cities/1", tmp_path / "in.parquet", tmp_path / "out", batch_size=2
+    )
+    assert (summary.scored, summary.rejected) == (5, 0)  # the server accepts them too
+    unseen = [r for r in caplog.records if "never seen in training: lima" in r.getMessage()]
+    assert len(unseen) == 1  # once per job, not once per batch
