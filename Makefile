@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/registry.py
 	$(BIN)/python benchmarks/serving.py
 	$(BIN)/python benchmarks/drift.py
+	$(BIN)/python benchmarks/batch.py
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .pytest_cache .ruff_cache
