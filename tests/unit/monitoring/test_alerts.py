@@ -452,29 +452,3 @@ def test_a_command_that_hangs_is_killed_after_its_timeout() -> None:
     delivery = notifier.notify(parsed(command="sleep 30; echo never"), payload())
     assert delivery.command_exit is None
     assert delivery.command_error == "timed out after 0.3 s"
-
-
-def test_migration_0004_adds_and_removes_exactly_the_alert_tables(tmp_path: Path) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    import modelyard.store.db as db_module
-    from modelyard.store.schema import HEAD_REVISION
-
-    database = Database(f"sqlite:///{tmp_path / 'm.db'}", upgrade=False)
-    config = Config()
-    config.set_main_option("script_location", str(Path(db_module.__file__).parent / "migrations"))
-
-    def migrate(step: str, revision: str) -> None:
-        with database.engine.begin() as conn:
-            config.attributes["connection"] = conn
-            getattr(command, step)(config, revision)
-
-    migrate("upgrade", "0004")
-    before = set(sa.inspect(database.engine).get_table_names())
-    migrate("downgrade", "0003")
-    assert database.current_revision() == "0003"
-    after = set(sa.inspect(database.engine).get_table_names())
-    assert before - after == {"alert_states", "alert_incidents"}
-    assert database.upgrade() == HEAD_REVISION
-    database.close()
