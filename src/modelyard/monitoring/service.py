@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from modelyard.core.profile import Profile, profile_from_json
+from modelyard.core.tables import read_data_file
 from modelyard.errors import InvalidInputError, ModelyardError, PredictionLogEmptyError
 from modelyard.monitoring.drift import ColumnRule, DriftDetector, WindowProfile
 from modelyard.monitoring.traffic import traffic_points
@@ -82,24 +83,6 @@ class DriftOptions:
             | frozenset(settings.monitoring.drop_columns),
             trust_pickle=settings.serving.trust_pickle,
         )
-
-
-def read_data_file(path: str | Path, what: str) -> pd.DataFrame:
-    """A CSV or Parquet file as a DataFrame, with one-line errors for the usual mistakes."""
-    file = Path(path)
-    if not file.is_file():
-        raise InvalidInputError(f"The {what} file {str(file)!r} does not exist; check the path.")
-    suffix = file.suffix.lower()
-    try:
-        if suffix == ".csv":
-            return pd.read_csv(file)
-        if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(file)
-    except (ValueError, OSError) as exc:
-        raise InvalidInputError(f"Cannot read the {what} file {str(file)!r}: {exc}") from exc
-    raise InvalidInputError(
-        f"The {what} file {str(file)!r} is neither CSV nor Parquet; pass a .csv or .parquet file."
-    )
 
 
 def deployment_drift(
@@ -306,6 +289,9 @@ class _Span:
     hours: list[Hour]
     last: int | None
     description: str
+    #: Every column of the window's files, in first-seen order (read from their Parquet
+    #: footers once, no rows read).
+    columns: tuple[str, ...]
 
     @classmethod
     def of(
@@ -341,7 +327,7 @@ class _Span:
         found = hours(root, name, start, now + timedelta(seconds=1))
         if not found:
             raise empty_window(root, name, what)
-        return cls(root, name, start, now, found, last, description)
+        return cls(root, name, start, now, found, last, description, _columns(found))
 
     @property
     def files(self) -> list[Path]:
@@ -357,26 +343,12 @@ class _Span:
         return frame
 
     def input_columns(self) -> list[str]:
-        """The ``in_`` columns of the window's files (their Parquet schemas, no rows read)."""
-        import pyarrow.parquet as pq
-
-        names: dict[str, None] = {}
-        for file in self.files:
-            for column in pq.read_schema(file).names:
-                if column.startswith("in_"):
-                    names[column[3:]] = None
-        return list(names)
+        """The ``in_`` columns of the window's files, without the prefix."""
+        return [c[3:] for c in self.columns if c.startswith("in_")]
 
     def output_columns(self) -> set[str]:
         """The ``out_`` columns of the window's files, without the prefix."""
-        import pyarrow.parquet as pq
-
-        return {
-            column[4:]
-            for file in self.files
-            for column in pq.read_schema(file).names
-            if column.startswith("out_")
-        }
+        return {c[4:] for c in self.columns if c.startswith("out_")}
 
     def versions(self) -> list[tuple[str, str, int]]:
         """(model, version, rows) in the window, most rows first."""
@@ -390,6 +362,16 @@ class _Span:
         with duckdb.connect() as con:
             found = con.execute(sql, [[str(f) for f in self.files], self.start]).fetchall()
         return [(str(m), str(v), int(n)) for m, v, n in found]
+
+
+def _columns(hours: list[Hour]) -> tuple[str, ...]:
+    import pyarrow.parquet as pq
+
+    names: dict[str, None] = {}
+    for hour in hours:
+        for file in hour.files:
+            names.update(dict.fromkeys(pq.read_schema(file).names))
+    return tuple(names)
 
 
 def _merged(  # noqa: PLR0917

@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
+from modelyard.core.tables import read_data_file
 from modelyard.errors import (
     GateFailedError,
     InvalidInputError,
@@ -404,30 +405,10 @@ def _read(data: pd.DataFrame | str | Path) -> pd.DataFrame:
     if isinstance(data, pd.DataFrame):
         frame, where = data, "The data"
     else:
-        frame, where = _read_file(Path(data)), f"The data file {str(data)!r}"
+        frame, where = read_data_file(data, "data"), f"The data file {str(data)!r}"
     if len(frame) == 0:
         raise InvalidInputError(f"{where} has no rows; give labelled rows to score the models.")
     return frame
-
-
-def _read_file(path: Path) -> pd.DataFrame:
-    """A CSV or Parquet file (not ``monitoring.service.read_data_file``: importing the drift
-    statistics would cost the CLI seconds)."""
-    import pandas as pd
-
-    if not path.is_file():
-        raise InvalidInputError(f"The data file {str(path)!r} does not exist; check the path.")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".csv":
-            return pd.read_csv(path)
-        if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-    except (ValueError, OSError) as exc:
-        raise InvalidInputError(f"Cannot read the data file {str(path)!r}: {exc}") from exc
-    raise InvalidInputError(
-        f"The data file {str(path)!r} is neither CSV nor Parquet; pass a .csv or .parquet file."
-    )
 
 
 def _check_target(frame: pd.DataFrame, target: str) -> None:
