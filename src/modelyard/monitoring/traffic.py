@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from modelyard.monitoring.types import WindowPoint
+from modelyard.monitoring.windows import log_columns
 
 __all__ = ["traffic_points"]
 
@@ -29,9 +30,12 @@ def traffic_points(
         return []
     step = int(every.total_seconds()) if every is not None else None
     bucket = f"time_bucket(INTERVAL {step} SECOND, time)" if step else "NULL::TIMESTAMPTZ"
-    found: list[tuple[Any, ...]] = []
     source = "read_parquet(?, union_by_name = true, hive_partitioning = false)"
-    for status in ("coalesce(status, 200)", "200"):  # files without a status column: all 200
+    paths = [str(f) for f in files]
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        # files written before statuses were logged: every request was answered
+        status = "coalesce(status, 200)" if "status" in log_columns(con, paths) else "200"
         sql = f"""
             WITH requests AS (
                 SELECT {bucket} AS bucket, request_id, max(row) + 1 AS rows,
@@ -43,13 +47,7 @@ def traffic_points(
                    avg(CASE WHEN status >= 500 THEN 1.0 ELSE 0.0 END)
             FROM requests GROUP BY bucket ORDER BY bucket
         """
-        try:
-            with duckdb.connect() as con:
-                con.execute("SET TimeZone = 'UTC'")
-                found = con.execute(sql, [[str(f) for f in files], start, end]).fetchall()
-            break
-        except duckdb.BinderException:
-            continue
+        found = con.execute(sql, [paths, start, end]).fetchall()
     points = []
     for began, rows, requests, p50, p99, errors in found:
         first = start if began is None else _utc(began)

@@ -101,9 +101,7 @@ def read_rows(
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
         paths = [str(f) for f in files]
-        described = con.execute(f"DESCRIBE SELECT * FROM {source}", [paths]).fetchall()
-        names = {str(r[0]) for r in described}
-        if "status" in names:  # failed requests are logged too, without data: leave them out
+        if "status" in log_columns(con, paths):  # failed requests are logged without data
             where.append("coalesce(status, 200) < 400")
         sql = f"SELECT * FROM {source}"
         if where:
@@ -113,6 +111,12 @@ def read_rows(
         sql += " ORDER BY time, request_id, row"
         frame: pd.DataFrame = con.execute(sql, [paths, *params]).df()
     return frame
+
+
+def log_columns(con: Any, paths: Sequence[str]) -> set[str]:
+    """The columns of log files (files written before a column existed lack it)."""
+    source = "read_parquet(?, union_by_name = true, hive_partitioning = false)"
+    return {str(r[0]) for r in con.execute(f"DESCRIBE SELECT * FROM {source}", [paths]).fetchall()}
 
 
 def log_frames(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
