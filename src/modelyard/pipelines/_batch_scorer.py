@@ -58,7 +58,7 @@ class BatchScorer:
         self.plan = plan
         signature = self.served.signature
         self._tensor = signature.kind == "tensor"
-        self._coerces = _server_coerces(self.served)
+        self._coerces = not self.served.matrix_direct  # as the server does
         self._checks: dict[int, _ColumnCheck] = {}
         self._classes = list(signature.classes or loaded.classes or [])
 
@@ -247,17 +247,6 @@ def _bisect_column(check: _ColumnCheck, column: Array, rows: Array, bad: dict[in
     half = len(rows) // 2
     _bisect_column(check, column, rows[:half], bad)
     _bisect_column(check, column, rows[half:], bad)
-
-
-def _server_coerces(served: ServedModel) -> bool:
-    """Whether the server coerces validated rows before the model: everything except the float
-    matrix it feeds a tensor model or an ONNX twin with one tensor input (mirrors
-    ``ServedModel._model_input``)."""
-    layout = getattr(served.loaded.predictor, "layout", None)
-    direct = served.signature.kind == "tensor" or (
-        served.loaded.runtime == "onnx" and layout == "tensor" and served.validator.numeric
-    )
-    return not direct
 
 
 def _frame(rows: Rows, names: list[str]) -> Any:

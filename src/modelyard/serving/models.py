@@ -83,9 +83,10 @@ class ServedModel:
             on_batch=on_batch,
         )
         layout = getattr(loaded.predictor, "layout", None)
-        # The ONNX twin of a numeric model takes the float matrix as it is; native models get
-        # the DataFrame (or array) they were trained on.
-        self._matrix_direct = signature.kind == "tensor" or (
+        #: Whether validated rows go to the model as the float matrix, uncoerced: a tensor model,
+        #: or the ONNX twin of a numeric model; native models get the DataFrame (or array) they
+        #: were trained on.
+        self.matrix_direct = signature.kind == "tensor" or (
             loaded.runtime == "onnx" and layout == "tensor" and self.validator.numeric
         )
 
@@ -104,7 +105,7 @@ class ServedModel:
         return out
 
     def _model_input(self, rows: Rows) -> Any:
-        if self._matrix_direct and rows.matrix is not None:
+        if self.matrix_direct and rows.matrix is not None:
             return rows.matrix
         import pandas as pd
 
