@@ -169,7 +169,12 @@ def module_name_for(path: Path) -> str:
 
 
 def load_module_from_path(path: Path, name: str | None = None) -> Any:
-    """Import the Python file at ``path`` as module ``name`` (registered in ``sys.modules``)."""
+    """Import the Python file at ``path`` as module ``name`` (registered in ``sys.modules``).
+
+    The file is compiled from its source every time. The import system would trust a cached
+    ``.pyc`` whose recorded mtime (whole seconds) and size match, so an edit that keeps the size
+    within the same second (``FACTOR = 3`` to ``FACTOR = 4``) would run, and hash, the old code.
+    """
     name = name or module_name_for(path)
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
@@ -177,7 +182,8 @@ def load_module_from_path(path: Path, name: str | None = None) -> Any:
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        code = compile(path.read_bytes(), str(path), "exec", dont_inherit=True)
+        exec(code, module.__dict__)
     except BaseException:
         sys.modules.pop(name, None)
         raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import textwrap
 from pathlib import Path
@@ -19,6 +20,9 @@ class Project:
     def write(self, name: str, source: str) -> Path:
         path = self.root / name
         path.write_text(textwrap.dedent(source))
+        # Helpers are imported the normal way, which trusts a .pyc whose mtime (whole seconds)
+        # and size match: an edit that keeps the size within one second would not be seen.
+        shutil.rmtree(self.root / "__pycache__", ignore_errors=True)
         return path
 
     def load(self, name: str) -> ModuleType:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import py_compile
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +12,7 @@ import pytest
 from modelyard.errors import PipelineDefinitionError
 from modelyard.pipelines import Pipeline, PipelineDef
 from modelyard.pipelines.loader import load_pipeline, split_target
+from modelyard.pipelines.worker import load_module_from_path
 from tests.unit.pipelines._project import Project
 
 TWO = """
@@ -68,3 +72,18 @@ def test_targets_split_on_the_last_colon_after_a_python_file() -> None:
     assert split_target("a/b.py:train") == (Path("a/b.py"), "train")
     assert split_target("a/b.py")[1] is None
     assert split_target("c:/x.py")[1] is None
+
+
+def test_a_pipeline_file_is_compiled_from_its_source_not_a_stale_pyc(tmp_path: Path) -> None:
+    path = tmp_path / "consts.py"
+    path.write_text("FACTOR = 3\n")
+    stamp = path.stat().st_mtime_ns
+    first = load_module_from_path(path, "_yard_test_consts")
+    assert first.FACTOR == 3
+    py_compile.compile(str(path))  # the .pyc an ordinary import would have left behind
+    path.write_text("FACTOR = 4\n")  # same size, and (below) the same mtime
+    os.utime(path, ns=(stamp, stamp))
+    try:
+        assert load_module_from_path(path, "_yard_test_consts").FACTOR == 4
+    finally:
+        sys.modules.pop("_yard_test_consts", None)
