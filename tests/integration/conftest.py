@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -69,3 +72,18 @@ def served_home(tmp_path_factory: pytest.TempPathFactory) -> ServedHome:
     registry.register(SlowModel(0.03), name="lagged", data=cols, trust_pickle=True)
     registry.close()
     return ServedHome(home=home, X=X, mixed=mixed)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[Any]:
+    """One local Ray (2 CPUs) for every Ray test of the session (starting one takes seconds);
+    the code under test uses it and leaves it running, as it stops only a Ray it started."""
+    ray = pytest.importorskip("ray")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(
+            num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING
+        )
+    yield ray
+    if started:
+        ray.shutdown()

@@ -4,7 +4,6 @@ the local engine writes, and ``yard batch-score`` in a subprocess."""
 from __future__ import annotations
 
 import json
-import logging
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,19 +49,6 @@ def registry(home: Path) -> Iterator[Registry]:
     reg = Registry(Settings(home=home, identity="tester"))
     yield reg
     reg.close()
-
-
-@pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[Any]:
-    """One local Ray (2 CPUs) for every Ray test of the session; batch_score uses it and leaves
-    it running (it stops only a Ray it started)."""
-    ray = pytest.importorskip("ray")
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
-    yield ray
-    if started:
-        ray.shutdown()
 
 
 def inputs(folder: Path) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,19 +17,6 @@ from tests.integration._pipelines import DIAMOND, STEPS, ChurnProject
 from tests.unit.pipelines._project import Project
 
 
-@pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[None]:
-    """One local Ray for the session (starting one takes seconds); one another test module
-    started is used as it is, and left to it."""
-    ray = pytest.importorskip("ray")
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    if started:
-        ray.shutdown()
-
-
 @pytest.fixture
 def churn(tmp_path: Path) -> Iterator[ChurnProject]:
     project = ChurnProject(tmp_path / "project")
@@ -37,7 +25,7 @@ def churn(tmp_path: Path) -> Iterator[ChurnProject]:
 
 
 def test_ray_gives_the_same_artifacts_as_the_local_executor(
-    churn: ChurnProject, sqlite_registry: Registry, ray_cluster: None
+    churn: ChurnProject, sqlite_registry: Registry, ray_cluster: Any
 ) -> None:
     pipeline = churn.load()
     params = {"data": str(churn.data)}
@@ -59,7 +47,7 @@ def test_ray_gives_the_same_artifacts_as_the_local_executor(
 
 
 def test_a_failing_step_on_ray_is_recorded_with_its_traceback(
-    tmp_path: Path, sqlite_registry: Registry, ray_cluster: None
+    tmp_path: Path, sqlite_registry: Registry, ray_cluster: Any
 ) -> None:
     project = Project(tmp_path / "diamond")
     try:
