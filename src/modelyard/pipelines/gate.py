@@ -55,12 +55,17 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
-from modelyard.core.tables import read_data_file
 from modelyard.errors import (
     GateFailedError,
     InvalidInputError,
     InvalidSpecError,
-    SignatureMismatchError,
+)
+from modelyard.pipelines._gate_data import (
+    check_target,
+    features_for,
+    listed,
+    read_labelled,
+    slice_columns,
 )
 from modelyard.pipelines._gate_report import (
     COLUMNS,
@@ -88,7 +93,6 @@ if TYPE_CHECKING:
     from modelyard.registry import Registry
     from modelyard.registry.loaded import LoadedModel
 
-MAX_SLICE_VALUES = 100
 _BOUNDS = ("threshold", "min_absolute_change", "min_relative_change")
 _KEYS = (*_BOUNDS, "greater_is_better", "slice")
 
@@ -233,10 +237,11 @@ def gate(
     task = _common_task(versions)
     if task is not None:
         _check_metrics(thresholds, task, versions)
-    frame = _read(data)
-    _check_target(frame, target)
-    columns = _slice_columns(frame, slices, thresholds)
-    features = [_features(frame, v, target=target, slices=columns) for v in versions]
+    frame = read_labelled(data)
+    check_target(frame, target)
+    named = [t.slice.partition("=")[0] for t in thresholds if t.slice and t.slice != "*"]
+    columns = slice_columns(frame, slices, named)
+    features = [features_for(frame, v, target=target, slices=columns) for v in versions]
     models = [registry.load(v.ref, trust_pickle=trust_pickle) for v in versions]
     task = _common_task(versions, models) or task  # known once loaded, signature or not
     assert task is not None
@@ -399,84 +404,6 @@ def _check_model_supports(metric: str, version: ModelVersion, model: LoadedModel
             )
 
 
-def _read(data: pd.DataFrame | str | Path) -> pd.DataFrame:
-    import pandas as pd
-
-    if isinstance(data, pd.DataFrame):
-        frame, where = data, "The data"
-    else:
-        frame, where = read_data_file(data, "data"), f"The data file {str(data)!r}"
-    if len(frame) == 0:
-        raise InvalidInputError(f"{where} has no rows; give labelled rows to score the models.")
-    return frame
-
-
-def _check_target(frame: pd.DataFrame, target: str) -> None:
-    if target not in frame.columns:
-        raise InvalidInputError(
-            f"The data has no target column {target!r}; its columns are "
-            f"{_listed(frame.columns)}: pass one with --target."
-        )
-    missing = int(frame[target].isna().sum())
-    if missing:
-        raise InvalidInputError(
-            f"The target column {target!r} has {missing} missing value(s); drop those rows."
-        )
-
-
-def _listed(names: Sequence[Any] | pd.Index) -> str:
-    shown = [str(n) for n in list(names)[:20]]
-    more = f" and {len(names) - 20} more" if len(names) > 20 else ""
-    return ", ".join(shown) + more
-
-
-def _slice_columns(
-    frame: pd.DataFrame, slices: Sequence[str], thresholds: Sequence[MetricThreshold]
-) -> list[str]:
-    named = [t.slice.partition("=")[0] for t in thresholds if t.slice and t.slice != "*"]
-    columns = list(dict.fromkeys([*slices, *named]))
-    for column in columns:
-        if column not in frame.columns:
-            raise InvalidInputError(
-                f"The data has no slice column {column!r}; its columns are "
-                f"{_listed(frame.columns)}."
-            )
-        count = frame[column].nunique()
-        if count > MAX_SLICE_VALUES:
-            raise InvalidInputError(
-                f"Slice column {column!r} has {count} distinct values (at most "
-                f"{MAX_SLICE_VALUES}); slice by a column with fewer values."
-            )
-    return columns
-
-
-def _features(
-    frame: pd.DataFrame, version: ModelVersion, *, target: str, slices: Sequence[str]
-) -> pd.DataFrame:
-    """The columns ``version`` takes: its signature's columns; for a tensor signature every
-    column but the target (and, when that is one too many, but the slice columns)."""
-    signature = version.signature
-    rest = [c for c in frame.columns if c != target]
-    if signature is None:
-        return frame[rest]
-    if signature.kind == "columns":
-        missing = [n for n in signature.column_names if n not in frame.columns]
-        if missing:
-            raise SignatureMismatchError(
-                f"The data lacks feature column(s) {_listed(missing)} that {version.ref} takes; "
-                f"its columns are {_listed(frame.columns)}."
-            )
-        return frame[signature.column_names]
-    width = signature.n_features
-    for columns in (rest, [c for c in rest if c not in slices]):
-        if len(columns) == width:
-            return frame[columns]
-    raise SignatureMismatchError(
-        f"{version.ref} takes {width} features but the data has {len(rest)} columns besides "
-        f"the target {target!r}; give exactly its feature columns and the target."
-    )
-
-
 # -- scoring -----------------------------------------------------------------------------------
 
 
@@ -547,7 +474,7 @@ def _scopes(
     for t in thresholds:
         column, sep, text = (t.slice or "").partition("=")
         if sep and not any(_applies(t, s) == "strict" for s in scopes):
-            shown = _listed([s.text for s in scopes if s.column == column])
+            shown = listed([s.text for s in scopes if s.column == column])
             raise InvalidInputError(
                 f"Metric {t.metric!r} names slice {t.slice!r} but column {column!r} has no "
                 f"value {text!r} (its values: {shown}); check the slice."
