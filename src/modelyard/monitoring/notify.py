@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from modelyard.monitoring.alerts import ParsedRule
+    from modelyard.monitoring.alert_rules import ParsedRule
     from modelyard.settings import AlertSettings
 
 __all__ = ["Delivery", "Notifier", "WebhookNotifier", "redact"]
