@@ -37,6 +37,8 @@ class LoadOptions:
     trust_pickle: bool = False
     onnx_intra_op_threads: int = 1
     onnx_inter_op_threads: int = 1
+    #: Run ONNX tree ensembles with modelyard's compiled kernel when it applies (``_onnx_trees``).
+    onnx_tree_kernel: bool = False
 
 
 @runtime_checkable

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     import onnx
     import onnxruntime
 
+    from modelyard.flavors._onnx_trees import TreeKernel
+
 _FILE = "model.onnx"
 _NUMPY_TYPES: dict[str, type[Any]] = {
     "tensor(float)": np.float32,
@@ -90,7 +92,12 @@ class OnnxFlavor:
             raise ModelLoadError(
                 f"onnxruntime cannot load {name} ({first_line(exc)}); {_ONNX_ERRORS_HINT}."
             ) from exc
-        return OnnxPredictor(session, artifact.meta, data)
+        kernel = None
+        if options.onnx_tree_kernel:
+            from modelyard.flavors._onnx_trees import tree_kernel
+
+            kernel = tree_kernel(_parse(data, name), session, name=name)
+        return OnnxPredictor(session, artifact.meta, data, kernel=kernel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +111,15 @@ class OnnxPredictor:
     """Feeds ``X`` to an onnxruntime session in the model's input layout."""
 
     def __init__(
-        self, session: onnxruntime.InferenceSession, meta: dict[str, Any], data: bytes
+        self,
+        session: onnxruntime.InferenceSession,
+        meta: dict[str, Any],
+        data: bytes,
+        *,
+        kernel: TreeKernel | None = None,
     ) -> None:
         self._session = session
+        self._kernel = kernel
         self._inputs = [_input(arg) for arg in session.get_inputs()]
         self._layout = "tensor" if len(self._inputs) == 1 else "columns"
         outputs = session.get_outputs()
@@ -132,6 +145,11 @@ class OnnxPredictor:
     def has_proba(self) -> bool:
         return self._has_proba
 
+    @property
+    def engine(self) -> str:
+        """What runs the model: ``onnxruntime``, or ``tree kernel`` (``_onnx_trees``)."""
+        return "onnxruntime" if self._kernel is None else "tree kernel"
+
     def predict(self, X: Any) -> Array:
         index = 0 if self._label_index is None else self._label_index
         return as_array(self._run(X, index))
@@ -149,6 +167,9 @@ class OnnxPredictor:
         asking for them one at a time ran the whole tree ensemble twice)."""
         if not self._has_proba or self._proba_index is None or self._label_index is None:
             raise no_proba_error("ONNX")
+        if self._kernel is not None:
+            labels, proba = self._kernel.run(self._matrix(X))
+            return labels, proba
         names = [self._output_names[self._label_index], self._output_names[self._proba_index]]
         try:
             labels, proba = self._session.run(names, self._feed(X))
@@ -159,6 +180,11 @@ class OnnxPredictor:
         )
 
     def _run(self, X: Any, index: int) -> Any:
+        if self._kernel is not None:
+            outputs = self._kernel.run(self._matrix(X))
+            if len(outputs) == 1:
+                return outputs[0]
+            return outputs[0] if index == self._label_index else outputs[1]
         feed = self._feed(X)
         try:
             return self._session.run([self._output_names[index]], feed)[0]
@@ -177,6 +203,11 @@ class OnnxPredictor:
                 f"The ONNX model's probabilities have no class {exc} (it gives "
                 f"{sorted(rows[0])}); register it with its classes in the metadata."
             ) from exc
+
+    def _matrix(self, X: Any) -> Array:
+        """``X`` as the kernel's float32 matrix (the tensor layout's one input)."""
+        (values,) = self._feed(X).values()
+        return values
 
     def _feed(self, X: Any) -> dict[str, Array]:
         if self._layout == "tensor":
