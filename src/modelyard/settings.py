@@ -28,6 +28,10 @@ class OnnxSettings(BaseModel):
 
     intra_op_threads: int = Field(default=1, ge=0)
     inter_op_threads: int = Field(default=1, ge=0)
+    #: Where tree ensembles (one TreeEnsemble node) run on modelyard's compiled kernel instead of
+    #: onnxruntime's operator: ``batch`` (batch scoring), ``always`` (the server too) or ``off``.
+    #: Needs numba (``modelyard[trees]``); a model the kernel does not cover stays on onnxruntime.
+    tree_kernel: Literal["batch", "always", "off"] = "batch"
 
 
 class ServingSettings(BaseModel):

@@ -78,7 +78,7 @@ def test_ray_writes_what_local_writes(registry: Registry, ray_cluster: Any, tmp_
         registry, "hgb@production", str(data / "*.parquet"), tmp_path / "ray", engine="ray",
         batch_size=64,
     )  # fmt: skip
-    assert (ray.engine, ray.workers, ray.runtime) == ("ray", 2, "onnx")
+    assert (ray.engine, ray.workers, ray.runtime, ray.kernel) == ("ray", 2, "onnx", "tree kernel")
     assert ray_cluster.is_initialized()  # not ours: left running
     for summary in (local, ray):
         assert (summary.rows, summary.scored, summary.rejected) == (1150, 1147, 3)

@@ -302,3 +302,18 @@ def test_unknown_reference_fails_before_binding(served_home: ServedHome) -> None
     assert proc.stderr.strip() == (
         "error: No model named 'nope' is registered; run 'yard models list' to see the models."
     )
+
+
+def test_the_server_runs_tree_ensembles_on_the_kernel_when_told(served_home: ServedHome) -> None:
+    X = served_home.X.head(64)
+    native = served_home.registry().load("hgb/1")
+    body = {"dataframe_split": {"columns": list(X.columns), "data": X.to_numpy().tolist()}}
+    env = server_env(served_home.home, MODELYARD_ONNX__TREE_KERNEL="always")
+    with Server(served_home.home, "hgb/1", "--runtime", "onnx", env=env) as server:
+        admin = httpx.get(f"{server.url}/admin/models").json()
+        assert (admin[0]["runtime"], admin[0]["kernel"]) == ("onnx", "tree kernel")
+        response = httpx.post(f"{server.url}/models/hgb/invocations", json=body, timeout=30)
+        assert response.status_code == 200, response.text
+        assert response.json()["predictions"] == native.predict(X).tolist()
+    with Server(served_home.home, "hgb/1", "--runtime", "onnx") as server:  # default: batch only
+        assert httpx.get(f"{server.url}/admin/models").json()[0]["kernel"] == "onnxruntime"

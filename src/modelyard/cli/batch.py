@@ -66,7 +66,7 @@ def batch_score(
 
 def _show(summary: BatchSummary) -> None:
     rows: list[list[object]] = [
-        ["model", f"{summary.ref} ({summary.runtime})"],
+        ["model", f"{summary.ref} ({summary.runtime}, run by {summary.kernel})"],
         ["engine", f"{summary.engine} ({summary.workers} worker{'s' * (summary.workers > 1)})"],
         ["input files", len(summary.inputs)],
         ["rows", f"{summary.rows:,}"],

@@ -86,13 +86,17 @@ class ScoringActor:
 
         registry = Registry(settings)
         try:
-            loaded = registry.load(plan.ref, runtime=runtime, trust_pickle=trust)
+            loaded = registry.load(
+                plan.ref, runtime=runtime, trust_pickle=trust,
+                tree_kernel=settings.onnx.tree_kernel != "off",
+            )  # fmt: skip
         finally:
             registry.close()
         self._scorer = BatchScorer(loaded, plan, settings.serving)
 
-    def runtime(self) -> str:
-        return self._scorer.runtime
+    def runtime(self) -> tuple[str, str]:
+        """The model's format and what runs it (``BatchScorer.runtime`` and ``.kernel``)."""
+        return self._scorer.runtime, self._scorer.kernel
 
     def score(self, chunk: Chunk) -> Scored:
         with quiet_repeats():
@@ -117,8 +121,8 @@ def score_with_ray(
     trust_pickle: bool,
     address: str | None,
     num_cpus: int | None,
-) -> tuple[str, int]:
-    """Score ``plan`` on Ray and write its parts in order; returns (runtime, workers)."""
+) -> tuple[str, str, int]:
+    """Score ``plan`` on Ray and write its parts in order; returns (runtime, kernel, workers)."""
     try:
         import ray
     except ImportError:
@@ -134,7 +138,7 @@ def score_with_ray(
         actors = [remote.remote(settings, plan, runtime, trust_pickle) for _ in range(workers)]
         chunks = plan_chunks(plan, workers)
         # every actor loaded: the start-up ends here
-        used = str(_unwrapped(ray, lambda: ray.get([a.runtime.remote() for a in actors]))[0])
+        used, kernel = _unwrapped(ray, lambda: ray.get([a.runtime.remote() for a in actors]))[0]
         results = _in_order(ray, actors, chunks)
         per_file = Counter(chunk.file.index for chunk in chunks)
         for file in plan.files:
@@ -142,7 +146,7 @@ def score_with_ray(
             for _ in range(per_file[file.index]):
                 parts.write(_unwrapped(ray, lambda: next(results)))
             parts.end()
-        return used, workers
+        return str(used), str(kernel), workers
     finally:
         for actor in actors:
             ray.kill(actor)

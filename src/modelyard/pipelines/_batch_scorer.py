@@ -66,6 +66,10 @@ class BatchScorer:
     def runtime(self) -> str:
         return self.served.loaded.runtime
 
+    @property
+    def kernel(self) -> str:
+        return self.served.loaded.kernel
+
     def score_file(
         self, file: InputFile, row_groups: Sequence[int] | None = None, *, first_row: int = 0
     ) -> Iterator[Scored]:

@@ -77,13 +77,15 @@ _MAX_REASONS = 1000  # distinct reasons counted for the summary; the rest count 
 class BatchSummary:
     """What a batch scoring job did.
 
-    ``seconds`` is the whole job; ``startup_s`` of it went to loading the model (and starting Ray
-    and its actors); ``rows_per_s`` is the scoring rate after that. ``reasons``: the most common
-    reject reasons, with their counts.
+    ``runtime`` is the model's format (``onnx`` or ``native``) and ``kernel`` what ran it
+    (``tree kernel``, ``onnxruntime`` or ``native``). ``seconds`` is the whole job; ``startup_s``
+    of it went to loading the model (and starting Ray and its actors); ``rows_per_s`` is the
+    scoring rate after that. ``reasons``: the most common reject reasons, with their counts.
     """
 
     ref: str
     runtime: str
+    kernel: str
     engine: str
     workers: int
     rows: int
@@ -173,13 +175,17 @@ def batch_score(
     parts = _Parts(staging.folder, plan, progress)
     try:
         if engine == "local":
-            loaded = registry.load(plan.ref, runtime=runtime, trust_pickle=trust_pickle)
-            used, workers = loaded.runtime, 1
-            score_locally(BatchScorer(loaded, plan, registry.settings.serving), plan, parts)
+            loaded = registry.load(
+                plan.ref, runtime=runtime, trust_pickle=trust_pickle,
+                tree_kernel=registry.settings.onnx.tree_kernel != "off",
+            )  # fmt: skip
+            scorer = BatchScorer(loaded, plan, registry.settings.serving)
+            used, kernel, workers = scorer.runtime, scorer.kernel, 1
+            score_locally(scorer, plan, parts)
         else:
             from modelyard.pipelines._batch_ray import score_with_ray
 
-            used, workers = score_with_ray(
+            used, kernel, workers = score_with_ray(
                 registry.settings, plan, parts, runtime=runtime, trust_pickle=trust_pickle,
                 address=address, num_cpus=num_cpus,
             )  # fmt: skip
@@ -193,7 +199,8 @@ def batch_score(
     ready = parts.started_at or ended
     rate = parts.rows / (ended - ready) if ended > ready else 0.0
     return BatchSummary(
-        ref=plan.ref, runtime=used, engine=engine, workers=workers, rows=parts.rows,
+        ref=plan.ref, runtime=used, kernel=kernel, engine=engine, workers=workers,
+        rows=parts.rows,
         scored=parts.scored, rejected=parts.rejected, seconds=ended - started,
         startup_s=ready - started, rows_per_s=rate,
         inputs=tuple(f.path for f in plan.files),

@@ -6,6 +6,7 @@ database and an artifact store; create one per process and share it.
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import logging
 from collections.abc import Iterable, Sequence
@@ -383,10 +384,13 @@ class Registry:
         runtime: Runtime = "native",
         trust_pickle: bool = False,
         trusted_types: Sequence[str] = (),
+        tree_kernel: bool = False,
     ) -> LoadedModel:
         """Load a version after re-checking every file's sha256.
 
         ``runtime="onnx"`` loads the ONNX twin (``"auto"``: the twin when there is one).
+        ``tree_kernel`` runs an ONNX tree ensemble on modelyard's compiled kernel when it applies
+        (see ``flavors._onnx_trees``); callers pass ``settings.onnx.tree_kernel``'s choice.
         """
         from modelyard.registry.loaded import loaded_model
 
@@ -405,9 +409,10 @@ class Registry:
             if f.role == role
         }
         flavor = get_flavor(flavor_name)
-        predictor = flavor.load(
-            Artifact(files=files, meta=meta), self._options(trusted_types, trust_pickle)
-        )
+        options = self._options(trusted_types, trust_pickle)
+        if tree_kernel:
+            options = dataclasses.replace(options, onnx_tree_kernel=True)
+        predictor = flavor.load(Artifact(files=files, meta=meta), options)
         return loaded_model(version, predictor, "onnx" if role == "onnx" else "native")
 
     def verify(self, ref: str | ModelRef) -> list[FileCheck]:

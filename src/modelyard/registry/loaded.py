@@ -27,6 +27,11 @@ class LoadedModel:
         return self.version.signature
 
     @property
+    def kernel(self) -> str:
+        """What runs the model: ``tree kernel`` or ``onnxruntime`` (ONNX), else ``native``."""
+        return str(getattr(self.predictor, "engine", self.runtime))
+
+    @property
     def classes(self) -> list[Any] | None:
         return self.predictor.classes
 

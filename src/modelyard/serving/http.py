@@ -267,6 +267,7 @@ class ModelServer:
                 "name": name, "ref": str(slot.ref),
                 "version": current.version if current else None,
                 "runtime": current.loaded.runtime if current else None,
+                "kernel": current.loaded.kernel if current else None,
                 "swaps": slot.swaps, "failed_version": slot.failed_version,
                 "queue_depth": current.batcher.depth if current else 0,
             })  # fmt: skip

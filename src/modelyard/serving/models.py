@@ -260,8 +260,9 @@ class ModelHub:
         runtime = self.settings.runtime
         started = time.perf_counter()
         loaded = await asyncio.to_thread(
-            self.registry.load, ref, runtime=runtime, trust_pickle=self.settings.trust_pickle
-        )
+            self.registry.load, ref, runtime=runtime, trust_pickle=self.settings.trust_pickle,
+            tree_kernel=self.registry.settings.onnx.tree_kernel == "always",
+        )  # fmt: skip
         on_batch = self._on_batch
         name = loaded.version.name
         served = ServedModel(

@@ -141,12 +141,25 @@ def test_onnx_and_native_agree(home: Home, tmp_path: Path) -> None:
         home.registry, "hgb/1", tmp_path / "in.parquet", tmp_path / "native", runtime="native"
     )
     assert (onnx.runtime, native.runtime) == ("onnx", "native")  # auto picks the twin
+    assert (onnx.kernel, native.kernel) == ("tree kernel", "native")  # settings: kernel for batch
+    settings = home.registry.settings.model_copy(deep=True)
+    settings.onnx.tree_kernel = "off"
+    plain = Registry(settings)
+    try:
+        ort = batch_score(plain, "hgb/1", tmp_path / "in.parquet", tmp_path / "ort")
+    finally:
+        plain.close()
+    assert (ort.runtime, ort.kernel) == ("onnx", "onnxruntime")
     a, b = read_parts(tmp_path / "onnx"), read_parts(tmp_path / "native")
-    assert a["id"].tolist() == b["id"].tolist()
-    np.testing.assert_allclose(a[["proba_0", "proba_1"]], b[["proba_0", "proba_1"]], atol=1e-4)
+    c = read_parts(tmp_path / "ort")
+    assert a["id"].tolist() == b["id"].tolist() == c["id"].tolist()
+    probas = ["proba_0", "proba_1"]
+    np.testing.assert_allclose(a[probas], b[probas], atol=1e-4)
+    np.testing.assert_allclose(a[probas], c[probas], atol=1e-6)  # float32 rounding apart
     clear = (b["proba_1"] - 0.5).abs() > 1e-4  # labels compared away from exact ties
     assert clear.sum() > 1900
     assert (a["predict"][clear] == b["predict"][clear]).all()
+    assert (a["predict"][clear] == c["predict"][clear]).all()
 
 
 def test_bad_rows_go_to_the_rejects_file_with_row_and_reason(home: Home, tmp_path: Path) -> None:
