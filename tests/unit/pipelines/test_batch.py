@@ -125,6 +125,14 @@ def test_outputs_are_the_models_predictions_with_the_keys(home: Home, tmp_path: 
     assert summary.rejects_file is None and summary.rows_per_s > 0
     first = pd.read_parquet(tmp_path / "out" / "part-00000.parquet")
     assert list(first.columns) == ["id", "region", "predict", "proba_0", "proba_1"]
+    group = pq.ParquetFile(tmp_path / "out" / "part-00000.parquet").metadata.row_group(0)
+    dictionary = {
+        group.column(i).path_in_schema: group.column(i).has_dictionary_page
+        for i in range(group.num_columns)
+    }  # labels and text are; probabilities and integer ids (all distinct) are not
+    assert dictionary == {
+        "id": False, "region": True, "predict": True, "proba_0": False, "proba_1": False
+    }  # fmt: skip
     out = read_parts(tmp_path / "out")
     both = pd.concat([a, b], ignore_index=True)
     assert out["id"].tolist() == both["id"].tolist()
