@@ -3,7 +3,7 @@ HistGradientBoostingClassifier, max_iter=100, on make_classification(100k, 20), 
 convert="onnx") over 10M rows of seeded Parquet, local against Ray and ONNX against native.
 
     .venv/bin/python benchmarks/batch.py [--rows 10000000] [--files 10] [--repeat 2]
-        [--only local-native,local-onnx,ray-onnx-2,...] [--batch-size 65536] [--quick]
+        [--only tree-alone,local-onnx,local-onnx-ort,ray-onnx-2,...] [--batch-size 65536] [--quick]
         [--src OTHER/src]
 
 Each scenario runs in a fresh subprocess pinned with taskset: to CPU 0 for the per-core numbers,
@@ -18,9 +18,12 @@ machine only slows a run down) and every run's rate is kept in the JSON.
 and after Ray and its actors started); "e2e rows/s" is rows over the job's whole time, start-up
 included. "per CPU-s" is rows per CPU-second of the whole process tree (Ray's daemons and workers
 included, from /proc) between the first and the last progress report: per core used, whatever
-else runs on the machine. "onnx-kernel" is the ONNX model alone: one onnxruntime session (one
-thread) on float32 batches already in memory, both outputs in one run (the limit for the ONNX
-scenarios). --src runs the scenarios against another source tree (to measure a patch).
+else runs on the machine. The ONNX scenarios run the model on modelyard's tree kernel (the
+batch default, flavors/_onnx_trees.py) or, with the "-ort" suffix, on onnxruntime's TreeEnsemble
+operator (MODELYARD_ONNX__TREE_KERNEL=off, one session thread). "tree-alone" and "ort-alone" are
+the model alone on float32 batches already in memory, labels and probabilities from one run (the
+limit for the scenarios that read and write Parquet). --src runs the scenarios against another
+source tree (to measure a patch).
 
 The data is benchmarks/results/batch-data/rows-N-files-F/ (made once, reused); results go to
 benchmarks/results/batch.json (batch-quick.json with --quick). Prints a table, the ratios and the
@@ -57,9 +60,10 @@ ROW_GROUP = 131_072
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    engine: str  # local, ray, kernel
+    engine: str  # local, ray, alone (the model alone, on batches in memory)
     runtime: str  # native, onnx
     cpus: str  # taskset list
+    kernel: str = "tree"  # ONNX: tree (modelyard's tree kernel, the default) or ort (onnxruntime)
 
     @property
     def cores(self) -> int:
@@ -67,8 +71,10 @@ class Scenario:
 
 
 SCENARIOS = [
-    Scenario("onnx-kernel", "kernel", "onnx", "0"),
+    Scenario("tree-alone", "alone", "onnx", "0"),
+    Scenario("ort-alone", "alone", "onnx", "0", kernel="ort"),
     Scenario("local-onnx", "local", "onnx", "0"),
+    Scenario("local-onnx-ort", "local", "onnx", "0", kernel="ort"),
     Scenario("local-native", "local", "native", "0"),
     Scenario("ray-onnx-1", "ray", "onnx", "0"),
     Scenario("local-onnx-2", "local", "onnx", "0,1"),
@@ -151,8 +157,8 @@ def make_data(rows: int, files: int) -> Path:
 
 def child(args: argparse.Namespace) -> None:
     scenario = Scenario(**json.loads(args.child))
-    if scenario.engine == "kernel":
-        print(json.dumps(kernel(Path(args.home))))
+    if scenario.engine == "alone":
+        print(json.dumps(alone(Path(args.home), tree=scenario.kernel == "tree")))
         return
     from modelyard.pipelines.batch import batch_score
     from modelyard.registry import Registry
@@ -209,25 +215,22 @@ def tree_cpu_s() -> float:
     return total
 
 
-def kernel(home: Path, rows: int = 2_000_000, batch: int = 65_536) -> dict[str, Any]:
-    """The ONNX model alone: float32 batches in memory, one session thread, both outputs."""
+def alone(home: Path, *, tree: bool, rows: int = 2_000_000, batch: int = 65_536) -> dict[str, Any]:
+    """The ONNX model alone, as batch scoring loads it (with the tree kernel, or onnxruntime with
+    one session thread): float32 batches in memory, labels and probabilities from one run."""
     import numpy as np
-    import onnxruntime as ort
 
     from modelyard.registry import Registry
 
     registry = Registry(database_url=f"sqlite:///{home}/m.db", artifact_root=f"{home}/artifacts")
-    data = registry.read_file("hgb/1", "onnx")
+    predictor: Any = registry.load("hgb/1", runtime="onnx", tree_kernel=tree).predictor
     registry.close()
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
+    assert predictor.engine == ("tree kernel" if tree else "onnxruntime"), predictor.engine
     X = np.random.default_rng(SEED).standard_normal((rows, N_FEATURES)).astype(np.float32)
-    session.run(None, {name: X[:batch]})
+    predictor.predict_with_proba(X[:batch])
     t0, cpu0 = time.perf_counter(), time.process_time()
     for start in range(0, rows, batch):
-        session.run(None, {name: X[start : start + batch]})
+        predictor.predict_with_proba(X[start : start + batch])
     seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     return {"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds, "startup_s": 0.0,
             "window_rows": rows, "window_cpu_s": cpu}  # fmt: skip
@@ -240,6 +243,7 @@ def run(scenario: Scenario, args: argparse.Namespace, home: Path, data: Path) ->
     env = {
         **os.environ,
         "OMP_NUM_THREADS": str(scenario.cores),
+        "MODELYARD_ONNX__TREE_KERNEL": "batch" if scenario.kernel == "tree" else "off",
         "PYTHONPATH": os.pathsep.join(p for p in (args.src, os.environ.get("PYTHONPATH")) if p),
     }
     cmd = ["taskset", "-c", scenario.cpus, sys.executable, __file__, "--child",
@@ -274,7 +278,10 @@ def ratios(results: dict[str, dict[str, Any]]) -> dict[str, float]:
             out[key] = value
     pairs = {
         "onnx_vs_native": ("local-onnx", "local-native"),
-        "local_onnx_of_kernel": ("local-onnx", "onnx-kernel"),
+        "tree_vs_ort_alone": ("tree-alone", "ort-alone"),
+        "local_tree_vs_local_ort": ("local-onnx", "local-onnx-ort"),
+        "local_onnx_of_alone": ("local-onnx", "tree-alone"),
+        "local_ort_of_alone": ("local-onnx-ort", "ort-alone"),
         "ray1_vs_local": ("ray-onnx-1", "local-onnx"),
         "ray2_vs_local": ("ray-onnx-2", "local-onnx"),
         "local2_vs_local": ("local-onnx-2", "local-onnx"),
