@@ -80,7 +80,8 @@ class BatchSummary:
     ``runtime`` is the model's format (``onnx`` or ``native``) and ``kernel`` what ran it
     (``tree kernel``, ``onnxruntime`` or ``native``). ``seconds`` is the whole job; ``startup_s``
     of it went to loading the model (and starting Ray and its actors); ``rows_per_s`` is the
-    scoring rate after that. ``reasons``: the most common reject reasons, with their counts.
+    scoring rate after that, up to the last result written (Ray's shutdown is left out).
+    ``reasons``: the most common reject reasons, with their counts.
     """
 
     ref: str
@@ -197,7 +198,8 @@ def batch_score(
         raise
     ended = time.perf_counter()
     ready = parts.started_at or ended
-    rate = parts.rows / (ended - ready) if ended > ready else 0.0
+    scored_by = parts.last_write_at or ended  # not Ray's shutdown (a second or more)
+    rate = parts.rows / (scored_by - ready) if scored_by > ready else 0.0
     return BatchSummary(
         ref=plan.ref, runtime=used, kernel=kernel, engine=engine, workers=workers,
         rows=parts.rows,
@@ -365,8 +367,10 @@ class _Parts:
         self._writer: pq.ParquetWriter | None = None
         self._empty: list[str] = []
         self._rejects: pq.ParquetWriter | None = None
-        #: When scoring began (the model loaded), for the scoring rate.
+        #: When scoring began (the model loaded) and when the last result was written: the
+        #: scoring rate's window.
         self.started_at: float | None = None
+        self.last_write_at: float | None = None
 
     def begin(self, file: InputFile) -> None:
         if self.started_at is None:
@@ -379,6 +383,7 @@ class _Parts:
         if scored.rejects is not None and scored.rejects.num_rows:
             self._write_rejects(scored.rejects)
         self.rows += scored.rows
+        self.last_write_at = time.perf_counter()
         if self._progress is not None:
             self._progress(self.rows, self.plan.total_rows)
 
