@@ -18,6 +18,7 @@ from modelyard.errors import (
     AliasNotFoundError,
     ConflictError,
     IntegrityError,
+    InvalidInputError,
     InvalidReferenceError,
     ModelNotFoundError,
     SignatureMismatchError,
@@ -270,6 +271,9 @@ def test_onnx_twin_is_kept_and_loads(registry: Registry, cancer, clf) -> None:
     np.testing.assert_allclose(
         onnx.predict_proba(X[400:]), native.predict_proba(X[400:]), atol=1e-4
     )
+    with pytest.raises(InvalidInputError, match=r"convert='onx' is unknown; use 'onnx'"):
+        registry.register(clf, name="churn", data=X[:400], convert="onx")  # type: ignore[arg-type]
+    assert registry.get_version("churn").version == 1  # nothing written
 
 
 class Shift(BaseEstimator, TransformerMixin):  # type: ignore[misc]

@@ -176,8 +176,10 @@ def register(
     target: str | None = None,
     metrics: dict[str, float] | None = None,
     alias: str | None = None,
+    convert: str | None = None,
 ) -> str:
-    """Register ``model`` as the next version of ``name``; returns ``"name/N"``."""
+    """Register ``model`` as the next version of ``name``; returns ``"name/N"``. ``convert="onnx"``
+    keeps an ONNX twin (checked against the model) for the server and batch scoring."""
     X = table.drop(columns=[target]) if target is not None else table
     y = table[target] if target is not None else None
     context = current_step()
@@ -186,6 +188,7 @@ def register(
         version = registry.register(
             model, name=name, data=X, target=y, metrics=dict(metrics or {}), tags=tags,
             run=context.run_id if context else None,
+            convert=convert,  # type: ignore[arg-type]  # checked by the registry
         )  # fmt: skip
         if alias is not None:
             registry.set_alias(version.ref, alias, reason="registered by a pipeline")

@@ -120,6 +120,8 @@ def prepare_version(
     signature_hint: Signature | None = None,
     sample_rows: int = 10_000,
 ) -> PreparedVersion:
+    if convert not in (None, "onnx"):
+        raise InvalidInputError(f"convert={convert!r} is unknown; use 'onnx' or leave it out.")
     predictor = flavor.load(artifact, options)
     X, y = split_target(data, target)
     files = [StoredFile("model", name_, blob) for name_, blob in artifact.files.items()]
