@@ -199,6 +199,17 @@ def test_bad_rows_go_to_the_rejects_file_with_row_and_reason(home: Home, tmp_pat
     np.testing.assert_allclose(out[["proba_0", "proba_1"]], expected, atol=1e-12)
 
 
+def test_a_bad_first_row_is_rejected_once_after_the_warm_up(home: Home, tmp_path: Path) -> None:
+    frame = rows(300, 6)
+    frame.loc[0, "f1"] = np.nan  # the row the scorer warms up on
+    write(frame, tmp_path / "in.parquet")
+    summary = batch_score(home.registry, "hgb/1", tmp_path / "in.parquet", tmp_path / "out")
+    assert (summary.scored, summary.rejected) == (299, 1)
+    rejects = pd.read_parquet(summary.rejects_file)  # type: ignore[arg-type]
+    assert rejects["input_row"].tolist() == [0]
+    assert read_parts(tmp_path / "out")["id"].tolist() == list(range(1, 300))
+
+
 def test_a_column_of_nulls_is_rejected_row_by_row_quickly(home: Home, tmp_path: Path) -> None:
     frame = rows(20_000, 5)
     frame["f1"] = np.nan
