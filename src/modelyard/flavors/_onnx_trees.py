@@ -287,7 +287,10 @@ class TreeKernel:
     def __init__(self, tables: TreeTables, compiled: Callable[..., None]) -> None:
         self.tables = tables
         self._score = compiled
-        self._classes = np.asarray(tables.classes) if tables.classes is not None else None
+        self._classes: Array | None = None
+        if tables.classes is not None:  # as onnxruntime gives labels: int64, or str objects
+            text = any(isinstance(c, str) for c in tables.classes)
+            self._classes = np.asarray(tables.classes, dtype=object if text else np.int64)
 
     def scores(self, X: Array) -> Array:
         t = self.tables

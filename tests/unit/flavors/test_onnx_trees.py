@@ -103,6 +103,16 @@ def test_multiclass_softmax_matches_onnxruntime() -> None:
     assert (fast.predict(test) == slow.predict(test)).mean() > 0.999
 
 
+def test_text_labels_come_back_as_onnxruntime_gives_them() -> None:
+    X, y, test = _data("classifier")
+    labels = np.where(y == 1, "churn", "stay")
+    fast, slow = _both(HistGradientBoostingClassifier(max_iter=10).fit(X, labels), X)
+    assert fast.engine == "tree kernel" and fast.classes == ["churn", "stay"]
+    got, want = fast.predict(test), slow.predict(test)
+    assert got.dtype == want.dtype == object
+    assert (got == want).mean() > 0.999  # rows within rounding of 0.5 may differ
+
+
 REGRESSORS = {
     "hgb": lambda: HistGradientBoostingRegressor(max_iter=30, random_state=0),
     "forest": lambda: RandomForestRegressor(n_estimators=10, max_leaf_nodes=30, random_state=0),
