@@ -294,7 +294,9 @@ class TreeKernel:
 
     def scores(self, X: Array) -> Array:
         t = self.tables
-        rows = np.ascontiguousarray(X, dtype=np.float32)
+        rows = X if X.dtype == np.float32 and X.flags.f_contiguous else None
+        if rows is None:  # the kernel reads either layout; anything else is made C-contiguous
+            rows = np.ascontiguousarray(X, dtype=np.float32)
         out = np.zeros((rows.shape[0], t.leaves.shape[2]), dtype=np.float32)
         if rows.shape[0]:
             full = t.mask.dtype.type(np.iinfo(t.mask.dtype).max)
@@ -370,6 +372,11 @@ def disagreement(kernel: TreeKernel, session: onnxruntime.InferenceSession) -> s
     rows = probe_rows(kernel.tables)
     expected = session.run(None, {session.get_inputs()[0].name: rows})
     got = kernel.run(rows)
+    # column-major rows too (what batch scoring's validator builds): numba compiles that layout
+    # now rather than in the middle of a job, and it must give the same answers
+    again = kernel.run(np.asfortranarray(rows))
+    if not all(np.array_equal(a, b) for a, b in zip(got, again, strict=True)):
+        return "gives other answers for the same rows in column-major order"
     if kernel.tables.op == "TreeEnsembleRegressor":
         return _far(got[0], np.asarray(expected[0]).reshape(got[0].shape), "values")
     labels, proba = got

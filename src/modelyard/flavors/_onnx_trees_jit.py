@@ -35,8 +35,8 @@ def score_blocks(  # noqa: PLR0917  # numba passes arguments by position
     cols = np.empty((n_features, block), dtype=np.float32)
     for start in range(0, n, block):
         m = min(n, start + block) - start
-        for i in range(m):
-            for f in range(n_features):
+        for f in range(n_features):
+            for i in range(m):
                 cols[f, i] = X[start + i, f]
         reach[:, :m] = full
         for k in range(feature.shape[0]):
