@@ -1,9 +1,10 @@
-"""A compiled kernel for ONNX tree ensembles: 4-8x onnxruntime's TreeEnsemble operator per core.
+"""A compiled kernel for ONNX tree ensembles: about 6x onnxruntime's TreeEnsemble operator per core.
 
 onnxruntime walks each tree of a ``TreeEnsembleClassifier``/``Regressor`` node row by row: a chain
 of dependent loads and hard-to-predict branches (600k rows/s per core for the serving benchmark's
-66-tree HistGradientBoosting model here). This kernel evaluates the same node the QuickScorer way
-(Lucchese et al., SIGIR 2015), turned so that it vectorises over rows:
+66-tree HistGradientBoosting model here; 3.4-3.6M with this kernel, benchmarks/batch.py). This
+kernel evaluates the same node the QuickScorer way (Lucchese et al., SIGIR 2015), turned so that
+it vectorises over rows:
 
 - The leaves of each tree are numbered left to right, the "true" branch first, and every tree
   keeps a bitmask of the leaves still reachable (at most 64 leaves: one machine word).
@@ -16,13 +17,14 @@ tree is applied to the whole block, which numba compiles into SIMD loops. Missin
 the node's ``missing_value_tracks_true``, each comparison mode (``BRANCH_LEQ``, ``BRANCH_LT``...)
 has its own loop.
 
-The kernel covers what scikit-learn, XGBoost and LightGBM exports are made of: a graph whose only
-node is one tree-ensemble node on one float input, at most 64 leaves per tree, the post transforms
-NONE, LOGISTIC and SOFTMAX (classifiers), SUM or AVERAGE (regressors). Anything else, or numba
-missing (the ``trees`` extra), stays with onnxruntime. A kernel is used only after it agreed with
-onnxruntime on probe rows built from the model's own thresholds (each threshold, the floats either
-side of it, and missing values), so a semantic slip falls back rather than mispredicts.
-Probabilities and scores match onnxruntime's to float32 rounding (sums of float32 leaf values).
+The kernel covers what scikit-learn, XGBoost and LightGBM exports are made of: a graph of one
+tree-ensemble node (and Identity outputs) on one float input, at most 64 leaves per tree, the
+post transforms NONE, LOGISTIC and SOFTMAX (classifiers), SUM or AVERAGE (regressors). Anything
+else, or numba missing (the ``trees`` extra), stays with onnxruntime. A kernel is used only after
+it agreed with onnxruntime on probe rows built from the model's own thresholds (each threshold,
+the floats either side of it, and missing values; row- and column-major), so a semantic slip
+falls back rather than mispredicts. Probabilities and scores match onnxruntime's to float32
+rounding (sums of float32 leaf values).
 """
 
 from __future__ import annotations
