@@ -212,15 +212,7 @@ def serve_demo(X_test: object) -> None:
          str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
-        while True:
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if server.poll() is not None:
-                raise SystemExit(f"the server exited: {(HOME / 'server.log').read_text()}")
-            time.sleep(0.05)
+        wait_ready(url, server, Path(log.name))
         print(f"ready {time.perf_counter() - launched:.2f} s after start")
         rows = X_test.head(2)
         body = {
@@ -348,7 +340,7 @@ def monitoring_demo() -> None:
     )  # fmt: skip
     labels: list[dict[str, object]] = []
     try:
-        wait_ready(url, server)
+        wait_ready(url, server, Path(log.name))
         with httpx.Client(timeout=10) as client:
             for i in range(150):
                 batch, truth = churn_data(20, 100 + i, drifted=i >= 75)
@@ -436,7 +428,8 @@ def yard_status(*args: str) -> int:
     ).returncode
 
 
-def wait_ready(url: str, server: subprocess.Popen[bytes]) -> None:
+def wait_ready(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
+    """Until the server at ``url`` is ready; its log when it exits instead."""
     import httpx
 
     while True:
@@ -446,7 +439,7 @@ def wait_ready(url: str, server: subprocess.Popen[bytes]) -> None:
         except httpx.TransportError:
             pass
         if server.poll() is not None:
-            raise SystemExit(f"the server exited with code {server.returncode}; see {HOME}")
+            raise SystemExit(f"the server exited with code {server.returncode}: {log.read_text()}")
         time.sleep(0.05)
 
 
