@@ -36,7 +36,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -46,6 +45,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from _harness import git_commit, machine, write_report
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -330,29 +331,14 @@ def report(results: dict[str, dict[str, Any]], found: dict[str, float]) -> list[
     return checks
 
 
-def machine() -> dict[str, Any]:
-    cpu = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+def package_versions() -> dict[str, str]:
     import importlib.metadata as meta
 
     versions = {}
     for dist in ("pyarrow", "onnxruntime", "ray", "scikit-learn", "numpy", "pandas"):
         with contextlib.suppress(meta.PackageNotFoundError):
             versions[dist] = meta.version(dist)
-    return {"platform": platform.platform(), "cpu": cpu, "cpus": os.cpu_count(),
-            "python": platform.python_version(), "versions": versions}  # fmt: skip
-
-
-def git_commit() -> dict[str, Any]:
-    def git(*a: str) -> str:
-        done = subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True, check=False)
-        return done.stdout.strip()
-
-    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+    return versions
 
 
 def parse_args() -> argparse.Namespace:
@@ -421,7 +407,7 @@ def main() -> None:
         "scenario": "batch scoring: HGB(max_iter=100) on make_classification(100k, 20), "
         f"{args.rows:,} rows in {args.files} Parquet files",
         "started_at": started.isoformat(),
-        "machine": machine(),
+        "machine": machine(versions=package_versions()),
         "load_average_before_after": [load_before, os.getloadavg()],
         "git": git_commit(),
         "config": {
@@ -436,9 +422,7 @@ def main() -> None:
         "ratios": found,
         "targets": checks,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"\nwrote {args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out}")
+    write_report(args.out, out)
 
 
 if __name__ == "__main__":

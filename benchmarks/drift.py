@@ -25,7 +25,6 @@ import contextlib
 import hashlib
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _harness import git_commit, machine, shown, write_report
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -157,7 +157,7 @@ def ensure_data(rows: int) -> tuple[Path, Path]:
         with contextlib.suppress(ValueError):
             if json.loads(meta.read_text()).get("tag") == tag:
                 return reference, current
-    print(f"  writing {rows:,}-row reference and current to {rel(folder)} ...", flush=True)
+    print(f"  writing {rows:,}-row reference and current to {shown(folder)} ...", flush=True)
     folder.mkdir(parents=True, exist_ok=True)
     pq.write_table(make_frame(rows, SEED, shifted=False), reference)
     pq.write_table(make_frame(rows, SEED + 1, shifted=True), current)
@@ -266,7 +266,7 @@ def ensure_evidently() -> Path:
     wanted = "\n".join(EVIDENTLY_SPECS)
     if python.exists() and marker.exists() and marker.read_text() == wanted:
         return python
-    print(f"  installing {' '.join(EVIDENTLY_SPECS)} into {rel(env)} ...", flush=True)
+    print(f"  installing {' '.join(EVIDENTLY_SPECS)} into {shown(env)} ...", flush=True)
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(env)], check=True, timeout=300)
     installer = [str(UV), "pip", "install", "-q", "--python", str(python)]
@@ -436,25 +436,6 @@ def print_report(
         print(f"  {check['verdict']:<4}  {check['target']:<58} {shown}")
 
 
-def rel(path: Path) -> str:
-    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
-
-
-def machine() -> dict[str, Any]:
-    cpu = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-    }
-
-
 def versions(python: Path, dists: list[str]) -> dict[str, str]:
     code = (
         "import json, sys, importlib.metadata as m\n"
@@ -468,14 +449,6 @@ def versions(python: Path, dists: list[str]) -> dict[str, str]:
         [str(python), "-c", code, *dists], capture_output=True, text=True, check=False
     )
     return json.loads(out.stdout) if out.returncode == 0 else {}
-
-
-def git_commit() -> dict[str, Any]:
-    def git(*a: str) -> str:
-        out = subprocess.run(["git", *a], capture_output=True, text=True, check=False, cwd=REPO)
-        return out.stdout.strip()
-
-    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
 
 
 # -- main ------------------------------------------------------------------------------------
@@ -536,9 +509,7 @@ def main() -> None:
     evidently = ENVS / "evidently" / "bin" / "python"
     if not args.skip_evidently and evidently.exists():
         report["versions"]["evidently"] = versions(evidently, ["evidently", *dists[1:]])  # type: ignore[index]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {rel(args.out)}")
+    write_report(args.out, report)
 
 
 if __name__ == "__main__":

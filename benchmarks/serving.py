@@ -19,7 +19,6 @@ import contextlib
 import copy
 import json
 import os
-import platform
 import shutil
 import signal
 import socket
@@ -34,6 +33,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from _harness import git_commit, machine, write_report
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -746,33 +747,15 @@ def print_report(
 # -- machine ---------------------------------------------------------------------------------
 
 
-def machine() -> dict[str, Any]:
-    cpu = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+def machine_with_memory() -> dict[str, Any]:
     mem_kb = 0
     with contextlib.suppress(OSError, ValueError, IndexError):
         mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
     wrk = sh(["wrk", "--version"])
-    return {
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cpus": os.cpu_count(),
-        "memory_gb": round(mem_kb / 1024 / 1024, 1),
-        "python": platform.python_version(),
-        "wrk": (wrk.stdout or wrk.stderr).splitlines()[0] if (wrk.stdout or wrk.stderr) else "",
-    }
-
-
-def git_commit() -> dict[str, Any]:
-    def git(*a: str) -> str:
-        out = sh(["git", *a], cwd=REPO)
-        return out.stdout.strip()
-
-    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+    return machine(
+        memory_gb=round(mem_kb / 1024 / 1024, 1),
+        wrk=(wrk.stdout or wrk.stderr).splitlines()[0] if (wrk.stdout or wrk.stderr) else "",
+    )
 
 
 # -- main ------------------------------------------------------------------------------------
@@ -851,7 +834,7 @@ def main() -> None:
     report = {
         "scenario": "serving: HGB(max_iter=100) on make_classification(100k, 20), 1-row JSON",
         "started_at": started.isoformat(),
-        "machine": machine(),
+        "machine": machine_with_memory(),
         "git": git_commit(),
         "config": {
             "duration_s": args.duration,
@@ -867,9 +850,7 @@ def main() -> None:
         "ratios": found,
         "targets": checks,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out}")
+    write_report(args.out, report)
 
 
 if __name__ == "__main__":
