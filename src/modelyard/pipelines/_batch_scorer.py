@@ -82,7 +82,7 @@ class BatchScorer:
                         use_threads=False,
                     )
                 )  # fmt: skip
-                with _silenced("modelyard.serving.validation"):  # the job warns, not this
+                with validation_warnings(lambda record: False):  # the job warns, not this
                     self.score_batch(first, file, 0)
             except Exception:  # a warm-up changes nothing but timing
                 pass
@@ -304,15 +304,13 @@ def _reason(exc: BaseException) -> str:
 
 
 @contextmanager
-def _silenced(name: str) -> Iterator[None]:
-    """No records from logger ``name`` (this thread's and any other's) while inside."""
-    logger = logging.getLogger(name)
-
-    def drop(record: logging.LogRecord) -> bool:
-        return False
-
-    logger.addFilter(drop)
+def validation_warnings(
+    keep: logging.Filter | Callable[[logging.LogRecord], bool],
+) -> Iterator[None]:
+    """The server validator's log records pass through ``keep`` while inside (any thread's)."""
+    validation_logger = logging.getLogger("modelyard.serving.validation")
+    validation_logger.addFilter(keep)
     try:
         yield
     finally:
-        logger.removeFilter(drop)
+        validation_logger.removeFilter(keep)

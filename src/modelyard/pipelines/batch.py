@@ -32,8 +32,8 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -49,7 +49,7 @@ from modelyard.errors import (
     NotReadyError,
     SignatureMismatchError,
 )
-from modelyard.pipelines._batch_scorer import BatchScorer, Scored
+from modelyard.pipelines._batch_scorer import BatchScorer, Scored, validation_warnings
 
 if TYPE_CHECKING:
     from modelyard.core.types import ModelVersion, Signature
@@ -522,13 +522,6 @@ class _Once(logging.Filter):
         return True
 
 
-@contextmanager
-def quiet_repeats() -> Iterator[None]:
+def quiet_repeats() -> AbstractContextManager[None]:
     """Within a job, the server validator's warnings (unseen categories) appear once each."""
-    once = _Once()
-    validation_logger = logging.getLogger("modelyard.serving.validation")
-    validation_logger.addFilter(once)
-    try:
-        yield
-    finally:
-        validation_logger.removeFilter(once)
+    return validation_warnings(_Once())
