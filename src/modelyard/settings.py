@@ -33,6 +33,10 @@ class OnnxSettings(BaseModel):
     #: Needs numba (``modelyard[trees]``); a model the kernel does not cover stays on onnxruntime.
     tree_kernel: Literal["batch", "always", "off"] = "batch"
 
+    def uses_tree_kernel(self, where: Literal["batch", "server"]) -> bool:
+        """Whether models loaded for ``where`` run tree ensembles on the kernel."""
+        return self.tree_kernel == "always" or (where == "batch" and self.tree_kernel == "batch")
+
 
 class ServingSettings(BaseModel):
     """``yard serve`` options; each is also ``MODELYARD_SERVING__<NAME>``."""

@@ -88,7 +88,7 @@ class ScoringActor:
         try:
             loaded = registry.load(
                 plan.ref, runtime=runtime, trust_pickle=trust,
-                tree_kernel=settings.onnx.tree_kernel != "off",
+                tree_kernel=settings.onnx.uses_tree_kernel("batch"),
             )  # fmt: skip
         finally:
             registry.close()

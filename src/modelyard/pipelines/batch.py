@@ -178,7 +178,7 @@ def batch_score(
         if engine == "local":
             loaded = registry.load(
                 plan.ref, runtime=runtime, trust_pickle=trust_pickle,
-                tree_kernel=registry.settings.onnx.tree_kernel != "off",
+                tree_kernel=registry.settings.onnx.uses_tree_kernel("batch"),
             )  # fmt: skip
             scorer = BatchScorer(loaded, plan, registry.settings.serving)
             used, kernel, workers = scorer.runtime, scorer.kernel, 1

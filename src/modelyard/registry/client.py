@@ -6,7 +6,6 @@ database and an artifact store; create one per process and share it.
 
 from __future__ import annotations
 
-import dataclasses
 import getpass
 import logging
 from collections.abc import Iterable, Sequence
@@ -390,7 +389,7 @@ class Registry:
 
         ``runtime="onnx"`` loads the ONNX twin (``"auto"``: the twin when there is one).
         ``tree_kernel`` runs an ONNX tree ensemble on modelyard's compiled kernel when it applies
-        (see ``flavors._onnx_trees``); callers pass ``settings.onnx.tree_kernel``'s choice.
+        (see ``flavors._onnx_trees``); callers pass ``settings.onnx.uses_tree_kernel(...)``.
         """
         from modelyard.registry.loaded import loaded_model
 
@@ -409,9 +408,7 @@ class Registry:
             if f.role == role
         }
         flavor = get_flavor(flavor_name)
-        options = self._options(trusted_types, trust_pickle)
-        if tree_kernel:
-            options = dataclasses.replace(options, onnx_tree_kernel=True)
+        options = self._options(trusted_types, trust_pickle, tree_kernel=tree_kernel)
         predictor = flavor.load(Artifact(files=files, meta=meta), options)
         return loaded_model(version, predictor, "onnx" if role == "onnx" else "native")
 
@@ -570,12 +567,15 @@ class Registry:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _options(self, trusted_types: Sequence[str], trust_pickle: bool) -> LoadOptions:
+    def _options(
+        self, trusted_types: Sequence[str], trust_pickle: bool, *, tree_kernel: bool = False
+    ) -> LoadOptions:
         return LoadOptions(
             trusted_types=tuple(self.settings.trusted_types) + tuple(trusted_types),
             trust_pickle=trust_pickle,
             onnx_intra_op_threads=self.settings.onnx.intra_op_threads,
             onnx_inter_op_threads=self.settings.onnx.inter_op_threads,
+            onnx_tree_kernel=tree_kernel,
         )
 
     def _flavor(self, name: str, *, model: object, trust_pickle: bool) -> Flavor:

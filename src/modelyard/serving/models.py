@@ -261,7 +261,7 @@ class ModelHub:
         started = time.perf_counter()
         loaded = await asyncio.to_thread(
             self.registry.load, ref, runtime=runtime, trust_pickle=self.settings.trust_pickle,
-            tree_kernel=self.registry.settings.onnx.tree_kernel == "always",
+            tree_kernel=self.registry.settings.onnx.uses_tree_kernel("server"),
         )  # fmt: skip
         on_batch = self._on_batch
         name = loaded.version.name
