@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 import numpy.typing as npt
@@ -394,6 +394,14 @@ def _numeric_values(column: pd.Series, col: _Column) -> npt.ArrayLike:
     return _finish_numeric(column, values, col)
 
 
+def _out_of_range(values: npt.NDArray[Any], info: np.iinfo[Any]) -> npt.NDArray[np.bool_]:
+    """Values an integer type cannot hold. Floats compare against ``max + 1`` (a power of two,
+    exact in float64): ``max`` itself rounds up to it, so ``2.0**63 > int64 max`` is False and
+    the cast would wrap around."""
+    high = values >= float(info.max) + 1.0 if values.dtype.kind == "f" else values > info.max
+    return (values < info.min) | high
+
+
 def _finish_numeric(column: pd.Series, values: _Values, col: _Column) -> npt.ArrayLike:
     target = col.target
     assert target is not None
@@ -406,7 +414,7 @@ def _finish_numeric(column: pd.Series, values: _Values, col: _Column) -> npt.Arr
             bad = (values != 0) & (values != 1) & ~nulls
         else:
             info = np.iinfo(getattr(target, "numpy_dtype", target))
-            bad = (values < info.min) | (values > info.max)
+            bad = _out_of_range(values, info)
             if is_float:
                 bad |= ~nulls & (~np.isfinite(values) | (values != np.trunc(values)))
     if bad.any():
@@ -447,7 +455,7 @@ def _cast_array(array: _Values, target: np.dtype[np.generic], col: _Column) -> _
         _raise_array(flat[i], divmod(i, array.shape[1]), col)
     if target.kind in "iu" and flat.dtype.kind in "iuf" and len(flat):
         info = np.iinfo(target)  # type: ignore[type-var]  # an integer dtype here
-        bad = (flat < info.min) | (flat > info.max)
+        bad = _out_of_range(flat, info)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             _raise_array(flat[i], divmod(i, array.shape[1]), col)

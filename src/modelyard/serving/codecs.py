@@ -8,6 +8,8 @@ signature. Nothing here knows about HTTP statuses: bad input raises ``InvalidInp
 from __future__ import annotations
 
 import math
+import re
+import reprlib
 from typing import Any
 
 import msgspec
@@ -60,45 +62,119 @@ class InferenceRequest(msgspec.Struct):
 
 _v2_decoder = msgspec.json.Decoder(InferenceRequest)
 
+#: How deep request JSON may nest. A tensor needs one level per dimension and the models served
+#: take at most two; deeper JSON is refused with the path to it, before Python recursion (about
+#: 1,000 levels) would fail inside a decoder.
+MAX_JSON_DEPTH = 64
+_INTEGER_DATATYPES = {
+    name: np.iinfo(dtype) for name, dtype in DATATYPES.items() if np.dtype(dtype).kind in "iu"
+}
+_NARROW_FLOATS = {"FP16": float(np.finfo(np.float16).max), "FP32": float(np.finfo(np.float32).max)}
+
 
 def decode_v2(
-    body: bytes, *, header_length: int | None = None
+    body: bytes, *, header_length: str | None = None
 ) -> tuple[InferenceRequest, list[Array | None] | None]:
     """Parse an inference request into its envelope and, for Triton's binary extension, the
     raw tensors (``None`` where an input's values are in the JSON).
 
-    ``header_length`` is Triton's ``Inference-Header-Content-Length``: the JSON part is that
-    long and the raw tensor bytes follow, each input naming its ``binary_data_size``. JSON
+    ``header_length`` is Triton's ``Inference-Header-Content-Length`` as sent: the JSON part is
+    that long and the raw tensor bytes follow, each input naming its ``binary_data_size``. JSON
     values stay Python lists here: ``tensor_array`` turns one into an array when needed, and
     the validator builds a whole matrix of one-value columns in one numpy call.
     """
-    json_part = body if header_length is None else body[:header_length]
+    length = _header_length(header_length, len(body))
+    json_part = body if length is None else body[:length]
     try:
         request = _v2_decoder.decode(json_part)
     except msgspec.ValidationError as exc:
         raise InvalidInputError(f"The inference request is malformed: {exc}.") from None
     except msgspec.DecodeError as exc:
         raise InvalidInputError(f"The inference request is not valid JSON: {exc}.") from None
+    except RecursionError:
+        raise _too_deep("The inference request", json_part) from None
     if not request.inputs:
         raise InvalidInputError("The inference request has no inputs; send at least one tensor.")
-    if header_length is None:
+    sizes = [_binary_size(item) for item in request.inputs]
+    if length is None:
+        binary = [i.name for i, size in zip(request.inputs, sizes, strict=True) if size is not None]
+        if binary:
+            named = binary[0]
+            raise InvalidInputError(
+                f"Input '{named}' has a binary_data_size but the request has no "
+                "Inference-Header-Content-Length header; send the header with binary tensors."
+            )
         return request, None
-    binary = memoryview(body)[header_length:]
+    rest = memoryview(body)[length:]
     offset = 0
     arrays: list[Array | None] = []
-    for item in request.inputs:
-        size = (item.parameters or {}).get("binary_data_size")
+    for item, size in zip(request.inputs, sizes, strict=True):
         if size is None:
             arrays.append(None)
             continue
-        chunk = binary[offset : offset + int(size)]
-        offset += int(size)
-        arrays.append(_binary_tensor(item, chunk))
+        if offset + size > len(rest):
+            raise InvalidInputError(
+                f"Input '{item.name}' has binary_data_size {size} but only "
+                f"{len(rest) - offset} bytes of binary data are left in the body."
+            )
+        arrays.append(_binary_tensor(item, rest[offset : offset + size]))
+        offset += size
+    if offset != len(rest):
+        raise InvalidInputError(
+            f"The body has {len(rest) - offset} bytes after the binary tensors; "
+            "Inference-Header-Content-Length and each binary_data_size must add up to the body."
+        )
     return request, arrays
 
 
+def _header_length(value: str | None, body_size: int) -> int | None:
+    if value is None or value == "":
+        return None
+    text = value.strip()
+    if not text.isdigit() or not text.isascii():
+        raise InvalidInputError(
+            f"Inference-Header-Content-Length is {value[:40]!r}; send the JSON part's length in "
+            "bytes as a whole number."
+        )
+    length = int(text)
+    if length > body_size:
+        raise InvalidInputError(
+            f"Inference-Header-Content-Length is {length} but the body has {body_size} bytes; "
+            "send the JSON part's length in bytes."
+        )
+    return length
+
+
+def _binary_size(item: RequestInput) -> int | None:
+    size = (item.parameters or {}).get("binary_data_size")
+    if size is None:
+        return None
+    if type(size) is not int or size < 0:
+        raise InvalidInputError(
+            f"Input '{item.name}' has binary_data_size {shown(size)}; it must be a whole "
+            "number of bytes (>= 0)."
+        )
+    return size
+
+
+_repr = reprlib.Repr()  # a constant: the limits below, set once (3.11 takes no arguments)
+_repr.maxlevel, _repr.maxlist, _repr.maxdict, _repr.maxstring = 3, 4, 4, 40
+
+
+def shown(value: Any) -> str:
+    """A short repr for error messages, safe for deep or huge values."""
+    text = _repr.repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def tensor_array(item: RequestInput) -> Array:
-    """The numpy array of an input whose values came as JSON."""
+    """The numpy array of an input whose values came as JSON.
+
+    Numbers are checked against the datatype the input declares (whole numbers within range for
+    the integer types, within range for FP16 and FP32) but kept wide: float64 for the FP types
+    (``null`` becomes NaN) and int64 or uint64 for the integer types, float64 where one is
+    ``null``. BOOL takes ``true``/``false`` only; BYTES takes strings (or ``null``).
+    """
     return _json_tensor(item)
 
 
@@ -114,7 +190,7 @@ def _dtype(item: RequestInput) -> Any:
     dtype = DATATYPES.get(item.datatype)
     if dtype is None:
         raise InvalidInputError(
-            f"Input '{item.name}' has datatype {item.datatype!r}; use one of "
+            f"Input '{item.name}' has datatype {shown(item.datatype)}; use one of "
             f"{', '.join(DATATYPES)}."
         )
     return dtype
@@ -128,40 +204,125 @@ def _json_tensor(item: RequestInput) -> Array:
         raise InvalidInputError(f"Input '{item.name}' has no data.")
     if not isinstance(data, list):
         data = [data]
-    try:
-        if dtype is np.object_:
-            array = np.array(_flatten(data), dtype=object)
-        else:
-            array = np.asarray(data, dtype=dtype if dtype is not np.bool_ else None)
-            if dtype is np.bool_:
-                if array.dtype.kind != "b":
-                    raise ValueError("not true/false")
-            elif array.dtype.kind == "O":
-                raise ValueError("mixed or missing values")
-    except (ValueError, TypeError, OverflowError):
-        raise InvalidInputError(
-            f"Input '{item.name}' data does not match datatype {item.datatype} "
-            f"(e.g. {_sample(data)!r}); send {item.datatype} values."
-        ) from None
+    if dtype is np.object_:
+        array = _text_array(item, data)
+    else:
+        try:
+            array = _number_array(item, data)
+        except (ValueError, TypeError, OverflowError):
+            raise _mismatch(item, data) from None
     if array.size != expected:
         raise InvalidInputError(
             f"Input '{item.name}' has {array.size} values but shape {item.shape} needs {expected}."
         )
-    return array.reshape(item.shape)
+    return _reshaped(item, array)
+
+
+def _number_array(item: RequestInput, data: list[Any]) -> Array:
+    datatype = item.datatype
+    if datatype == "BOOL":
+        array = np.asarray(data)
+        if array.dtype.kind != "b":
+            raise ValueError("not true/false")
+        return array.ravel()
+    bounds = _INTEGER_DATATYPES.get(datatype)
+    if bounds is None:
+        array = np.asarray(data, dtype=np.float64).ravel()
+        check_number_range(item.name, datatype, array)
+        return array
+    array = np.asarray(data).ravel()
+    if array.dtype.kind not in "iub":
+        array = np.asarray(data, dtype=np.float64).ravel()
+    check_number_range(item.name, datatype, array)
+    return array
+
+
+def check_number_range(name: str, datatype: str, values: Array) -> None:
+    """Refuse numbers that the declared integer or narrow float datatype cannot hold."""
+    bounds = _INTEGER_DATATYPES.get(datatype)
+    if bounds is not None:
+        if values.dtype.kind == "f":
+            finite = values[np.isfinite(values)]
+            fractional = finite != np.round(finite)
+            if fractional.any():
+                raise InvalidInputError(
+                    f"Input '{name}' is {datatype} but has fractions (e.g. "
+                    f"{finite[fractional][0]}); send whole numbers or declare FP64."
+                )
+            if np.isinf(values).any():
+                raise InvalidInputError(f"Input '{name}' is {datatype} but has infinite values.")
+            values = finite
+        if values.size and values.dtype.kind != "b":
+            low, high = values.min(), values.max()
+            # floats compare with max + 1 (exact): max itself rounds up to it in float64
+            too_high = (
+                high >= float(bounds.max) + 1.0 if high.dtype.kind == "f" else high > bounds.max
+            )
+            if low < bounds.min or too_high:
+                bad = low if low < bounds.min else high
+                raise InvalidInputError(
+                    f"Input '{name}' has {bad} where {datatype} holds {bounds.min} to "
+                    f"{bounds.max}; send values in range or declare a wider datatype."
+                )
+        return
+    limit = _NARROW_FLOATS.get(datatype)
+    if limit is not None and values.size:
+        finite = values[np.isfinite(values)]
+        if finite.size and float(np.abs(finite).max()) > limit:
+            raise InvalidInputError(
+                f"Input '{name}' has values beyond {datatype}'s range (+-{limit:.4g}); declare "
+                "FP64 for larger numbers."
+            )
+
+
+def _text_array(item: RequestInput, data: list[Any]) -> Array:
+    values = _flatten(item, data)
+    bad = next((v for v in values if isinstance(v, dict)), None)
+    if bad is not None:
+        raise InvalidInputError(
+            f"Input '{item.name}' is BYTES but holds an object (e.g. {shown(bad)}); send one "
+            "string per element."
+        )
+    return np.array(values, dtype=object)
+
+
+def _reshaped(item: RequestInput, array: Array) -> Array:
+    try:
+        return array.reshape(item.shape)
+    except ValueError:
+        raise InvalidInputError(
+            f"Input '{item.name}' has shape {shown(item.shape)}, which numpy cannot hold; "
+            "send a 1-D or 2-D tensor."
+        ) from None
+
+
+def _mismatch(item: RequestInput, data: list[Any]) -> InvalidInputError:
+    depth, sample = _depth_and_sample(data)
+    if depth > max(len(item.shape), 1):
+        return InvalidInputError(
+            f"Input '{item.name}' data nests {depth} lists deep but its shape "
+            f"{shown(item.shape)} has {len(item.shape)} dimensions; send the values flat "
+            "(row-major) or nested once per dimension."
+        )
+    return InvalidInputError(
+        f"Input '{item.name}' data does not match datatype {item.datatype} "
+        f"(e.g. {shown(sample)}); send {item.datatype} values."
+    )
+
+
+def _depth_and_sample(data: Any) -> tuple[int, Any]:
+    depth = 0
+    while isinstance(data, list) and data and depth <= MAX_JSON_DEPTH:
+        data = data[0]
+        depth += 1
+    return depth, data
 
 
 def _binary_tensor(item: RequestInput, chunk: memoryview) -> Array:
     dtype = _dtype(item)
     expected = _count(item)
     if dtype is np.object_:
-        values = []
-        pos = 0
-        raw = bytes(chunk)
-        while pos + 4 <= len(raw):
-            length = int.from_bytes(raw[pos : pos + 4], "little")
-            values.append(raw[pos + 4 : pos + 4 + length].decode("utf-8", "replace"))
-            pos += 4 + length
-        array = np.array(values, dtype=object)
+        array = np.array(_binary_strings(item, bytes(chunk)), dtype=object)
     else:
         width = np.dtype(dtype).itemsize
         if len(chunk) != expected * width:
@@ -174,27 +335,92 @@ def _binary_tensor(item: RequestInput, chunk: memoryview) -> Array:
         raise InvalidInputError(
             f"Input '{item.name}' has {array.size} values but shape {item.shape} needs {expected}."
         )
-    return array.reshape(item.shape)
+    return _reshaped(item, array)
 
 
-def _flatten(data: list[Any]) -> list[Any]:
-    out: list[Any] = []
-    _flatten_into(data, out)
+def _binary_strings(item: RequestInput, raw: bytes) -> list[str]:
+    """BYTES elements in Triton's binary form: a 4-byte little-endian length, then the bytes."""
+    values: list[str] = []
+    pos = 0
+    while pos < len(raw):
+        if pos + 4 > len(raw):
+            raise InvalidInputError(
+                f"Input '{item.name}' binary BYTES element {len(values) + 1} has a cut length "
+                f"prefix ({len(raw) - pos} of 4 bytes)."
+            )
+        length = int.from_bytes(raw[pos : pos + 4], "little")
+        end = pos + 4 + length
+        if end > len(raw):
+            raise InvalidInputError(
+                f"Input '{item.name}' binary BYTES element {len(values) + 1} says {length} "
+                f"bytes but {len(raw) - pos - 4} are left."
+            )
+        values.append(raw[pos + 4 : end].decode("utf-8", "replace"))
+        pos = end
+    return values
+
+
+def _flatten(item: RequestInput, data: list[Any]) -> list[Any]:
+    """Row-major values of nested lists, one level at a time (no recursion), at most one
+    level per dimension of the shape."""
+    out = data
+    for _ in range(max(len(item.shape), 1)):
+        lists = sum(1 for v in out if isinstance(v, list))
+        if lists == 0:
+            return out
+        if lists != len(out):
+            raise InvalidInputError(
+                f"Input '{item.name}' data mixes lists and values at one level; send the "
+                "values flat (row-major) or nested once per dimension."
+            )
+        out = [v for sub in out for v in sub]
+    if any(isinstance(v, list) for v in out):
+        raise InvalidInputError(
+            f"Input '{item.name}' data nests deeper than its shape {shown(item.shape)}; send "
+            "the values flat (row-major) or nested once per dimension."
+        )
     return out
 
 
-def _flatten_into(data: list[Any], out: list[Any]) -> None:
-    for value in data:
-        if isinstance(value, list):
-            _flatten_into(value, out)
-        else:
-            out.append(value)
+def _too_deep(what: str, body: bytes) -> InvalidInputError:
+    path = deep_json_path(body, MAX_JSON_DEPTH)
+    where = f" at {path}" if path else ""
+    return InvalidInputError(
+        f"{what} nests JSON more than {MAX_JSON_DEPTH} levels deep{where}; send tensor data "
+        "flat or nested once per dimension."
+    )
 
 
-def _sample(data: Any) -> Any:
-    while isinstance(data, list) and data:
-        data = data[0]
-    return data
+_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"\s*:?|[\[\]{},]')
+
+
+def deep_json_path(body: bytes, limit: int) -> str | None:
+    """The path (``$.inputs[0].data``) of the first value nested more than ``limit`` deep:
+    the last object key above the deep part. For error messages: a scan in Python."""
+    stack: list[list[Any]] = []  # [kind, key or index]
+    for match in _TOKENS.finditer(body):
+        token = match.group()
+        first = token[:1]
+        if first == b'"':
+            if token.endswith(b":") and stack and stack[-1][0] == "{":
+                stack[-1][1] = token.rstrip(b": \t\r\n")[1:-1].decode("utf-8", "replace")
+        elif first in b"[{":
+            stack.append([first.decode(), 0 if first == b"[" else None])
+            if len(stack) > limit:
+                return _path(stack)
+        elif first in b"]}":
+            if stack:
+                stack.pop()
+        elif stack and stack[-1][0] == "[":
+            stack[-1][1] += 1
+    return None
+
+
+def _path(stack: list[list[Any]]) -> str:
+    parts = []
+    for kind, key in stack[:-1]:  # the last container is the one too deep
+        parts.append(f"[{key}]" if kind == "[" else f".{key}")
+    return "$" + "".join(parts[:4]) + ("..." if len(parts) > 4 else "")
 
 
 def datatype_of(array: Array) -> str:
@@ -207,6 +433,16 @@ def datatype_of(array: Array) -> str:
         "u": f"UINT{array.dtype.itemsize * 8}",
         "f": f"FP{array.dtype.itemsize * 8}",
     }.get(kind, "BYTES")
+
+
+def datatype_for(dtype_name: str) -> str:
+    """The Open Inference Protocol datatype of a signature dtype (``float64``, ``string``...):
+    numbers and bools by their numpy type, anything else (text, category, datetime) BYTES."""
+    try:
+        dtype = np.dtype(dtype_name)
+    except TypeError:
+        return "BYTES"
+    return datatype_of(np.empty(0, dtype=dtype)) if dtype.kind in "biuf" else "BYTES"
 
 
 def _json_values(array: Array) -> Any:
@@ -261,10 +497,16 @@ _MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 
 
 def decode_mlflow_json(body: bytes) -> tuple[str, Any, dict[str, Any] | None]:
-    """``(format, payload, params)`` of an MLflow JSON request; exactly one format key."""
+    """``(format, payload, params)`` of an MLflow JSON request; exactly one format key.
+
+    ``params`` follows MLflow's ParamSpec: an object whose values are scalars or lists of
+    scalars.
+    """
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if deep_json_path(body, MAX_JSON_DEPTH) is not None:
+            raise _too_deep("The request body", body) from None
         raise InvalidInputError(f"The request body is not valid JSON: {exc}.") from None
     if not isinstance(parsed, dict):
         raise InvalidInputError(
@@ -275,12 +517,29 @@ def decode_mlflow_json(body: bytes) -> tuple[str, Any, dict[str, Any] | None]:
     unknown = [key for key in parsed if key not in (*_MLFLOW_KEYS, "params")]
     if len(present) != 1 or unknown:
         detail = f"found {', '.join(present) or 'none'}" + (
-            f" and unknown {', '.join(unknown)}" if unknown else ""
+            f" and unknown {', '.join(map(shown, unknown))}" if unknown else ""
         )
         raise InvalidInputError(
             f"The request must have exactly one of {', '.join(_MLFLOW_KEYS)} ({detail})."
         )
     params = parsed.get("params")
-    if params is not None and not isinstance(params, dict):
-        raise InvalidInputError("'params' must be a JSON object.")
+    if params is not None:
+        _check_params(params)
     return present[0], parsed[present[0]], params
+
+
+_SCALARS = (str, int, float, bool)
+
+
+def _check_params(params: Any) -> None:
+    if not isinstance(params, dict):
+        raise InvalidInputError("'params' must be a JSON object of parameter names and values.")
+    for key, value in params.items():
+        if value is None or isinstance(value, _SCALARS):
+            continue
+        if isinstance(value, list) and all(v is None or isinstance(v, _SCALARS) for v in value):
+            continue
+        raise InvalidInputError(
+            f"'params.{shown(key)[1:-1]}' is {shown(value)}; a parameter takes a scalar or a "
+            "list of scalars (MLflow's ParamSpec)."
+        )

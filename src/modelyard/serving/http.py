@@ -325,9 +325,8 @@ class ModelServer:
         # Take the model after the last await before submitting: a hot swap closes the old
         # model only after every request that took it has joined its queue.
         served = self.hub.get(name, version)
-        header_length = call.headers.get("inference-header-content-length")
         request, arrays = codecs.decode_v2(
-            body, header_length=int(header_length) if header_length else None
+            body, header_length=call.headers.get("inference-header-content-length")
         )
         wanted = _outputs(served, request.outputs)
         rows = served.validator.from_request(request.inputs, arrays)
@@ -348,9 +347,8 @@ class ModelServer:
         router = self.hub.router
         assert router is not None
         body = await _read_body(call.receive)
-        header_length = call.headers.get("inference-header-content-length")
         request, arrays = codecs.decode_v2(
-            body, header_length=int(header_length) if header_length else None
+            body, header_length=call.headers.get("inference-header-content-length")
         )
         slot = router.slots[name]  # after the last await: the deployment's current state
         wanted = _outputs(slot.stable, request.outputs)
@@ -511,11 +509,11 @@ def _mlflow_rows(served: ServedModel, content_type: str, body: bytes) -> Rows:
                 raise InvalidInputError("dataframe_split needs 'columns' and 'data'.")
             columns = payload.get("columns") or validator.names
             return validator.from_split(columns, payload["data"])
-        if fmt == "dataframe_records":
-            if not isinstance(payload, list) or not all(isinstance(r, dict) for r in payload):
-                raise InvalidInputError("dataframe_records must be a list of objects.")
-            return validator.from_rows(payload)
-        return validator.from_rows(payload)
+        if fmt == "dataframe_records" and (
+            not isinstance(payload, list) or not all(isinstance(r, dict) for r in payload)
+        ):
+            raise InvalidInputError("dataframe_records must be a list of objects.")
+        return validator.from_rows(payload, field=fmt)
     if content_type == "text/csv":
         import pandas as pd
 

@@ -28,10 +28,11 @@ from modelyard.errors import (
     VersionNotFoundError,
 )
 from modelyard.serving.batching import AdaptiveBatcher, BatchResult
-from modelyard.serving.codecs import datatype_of
+from modelyard.serving.codecs import datatype_for, datatype_of
 from modelyard.serving.validation import RequestValidator, Rows
 
 if TYPE_CHECKING:
+    from modelyard.core.types import Signature
     from modelyard.registry import Registry
     from modelyard.registry.loaded import LoadedModel
     from modelyard.serving.deployments import DeploymentRouter
@@ -41,10 +42,6 @@ logger = logging.getLogger(__name__)
 
 Array = npt.NDArray[Any]
 WARM_UP_TIMEOUT_S = 60.0
-_OIP_TYPES = {
-    "float64": "FP64", "float32": "FP32", "int64": "INT64", "int32": "INT32", "int16": "INT16",
-    "int8": "INT8", "uint8": "UINT8", "bool": "BOOL", "string": "BYTES", "category": "BYTES",
-}  # fmt: skip
 
 
 class ServedModel:
@@ -67,8 +64,12 @@ class ServedModel:
         self.name = loaded.version.name
         self.version = str(loaded.version.version)
         self.signature = signature
-        self.validator = RequestValidator(signature)
+        self.validator = RequestValidator(signature, model=self.name)
         self.outputs = ("predict", "predict_proba") if loaded.predictor.has_proba else ("predict",)
+        #: The numpy type each numeric output is answered in: the signature's, which the model
+        #: metadata states, whatever the runtime computes in (the ONNX twin and the tree kernel
+        #: give float32 probabilities, a native XGBoost model float32 too).
+        self._output_types = _output_types(signature)
         #: Prometheus label children by route, cached by the HTTP edge.
         self.metric_children: dict[str, Any] = {}
         self._names = signature.column_names
@@ -97,11 +98,15 @@ class ServedModel:
         both = getattr(predictor, "predict_with_proba", None)
         if both is not None and "predict_proba" in wanted and "predict" in wanted:
             out["predict"], out["predict_proba"] = both(X)
-            return out
-        if "predict_proba" in wanted:
-            out["predict_proba"] = predictor.predict_proba(X)
-        if "predict" in wanted:
-            out["predict"] = predictor.predict(X)
+        else:
+            if "predict_proba" in wanted:
+                out["predict_proba"] = predictor.predict_proba(X)
+            if "predict" in wanted:
+                out["predict"] = predictor.predict(X)
+        for name, values in out.items():
+            target = self._output_types.get(name)
+            if target is not None and values.dtype != target:
+                out[name] = _as_declared(values, target)
         return out
 
     def _model_input(self, rows: Rows) -> Any:
@@ -125,13 +130,11 @@ class ServedModel:
         """Open Inference Protocol model metadata, from the signature."""
         sig = self.signature
         inputs = [
-            {"name": spec.name, "datatype": _OIP_TYPES.get(spec.dtype, "BYTES"),
-             "shape": list(spec.shape)}
+            {"name": spec.name, "datatype": datatype_for(spec.dtype), "shape": list(spec.shape)}
             for spec in sig.inputs
-        ]  # fmt: skip
+        ]
         outputs = [
-            {"name": spec.name, "datatype": _OIP_TYPES.get(spec.dtype, "BYTES"),
-             "shape": list(spec.shape)}
+            {"name": spec.name, "datatype": datatype_for(spec.dtype), "shape": list(spec.shape)}
             for spec in sig.outputs if spec.name in self.outputs
         ]  # fmt: skip
         return {
@@ -160,6 +163,24 @@ class ServedModel:
     async def close(self) -> None:
         await self.batcher.close()
         self._executor.shutdown(wait=False)
+
+
+def _output_types(signature: Signature) -> dict[str, np.dtype[Any]]:
+    types: dict[str, np.dtype[Any]] = {}
+    for spec in signature.outputs:
+        if datatype_for(spec.dtype) != "BYTES":
+            types[spec.name] = np.dtype(spec.dtype)
+    return types
+
+
+def _as_declared(values: Array, target: np.dtype[Any]) -> Array:
+    """``values`` in the output's declared type where that keeps them (float32 -> float64,
+    int64 -> int32 labels); a model that gives another kind (floats for declared ints) keeps
+    its values and the answer's datatype says what they are."""
+    array = np.asarray(values)
+    if np.can_cast(array.dtype, target, casting="same_kind"):
+        return array.astype(target)
+    return array
 
 
 class ModelSlot:

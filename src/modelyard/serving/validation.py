@@ -18,15 +18,22 @@ import numpy.typing as npt
 
 from modelyard.core.types import Signature, TensorSpec, describe_mismatch
 from modelyard.errors import InvalidInputError, SignatureMismatchError
-from modelyard.serving.codecs import RequestInput, tensor_array
+from modelyard.serving.codecs import (
+    RequestInput,
+    check_number_range,
+    datatype_for,
+    shown,
+    tensor_array,
+)
 
 logger = logging.getLogger(__name__)
 
 Array = npt.NDArray[Any]
 _NUMERIC = "fiub"
+#: Datatypes the one-call path takes (BOOL needs its true/false check, BYTES is refused).
 _NUMERIC_DATATYPES = {
-    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16",
-    "FP32", "FP64",
+    "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32",
+    "FP64",
 }  # fmt: skip
 
 
@@ -53,14 +60,17 @@ def _family(spec: TensorSpec) -> str:
 
 
 class RequestValidator:
-    """Compiled checks for one signature."""
+    """Compiled checks for one signature; ``model`` names the model in messages."""
 
-    def __init__(self, signature: Signature) -> None:
+    def __init__(self, signature: Signature, *, model: str | None = None) -> None:
         self.signature = signature
+        self._model = f"model '{model}'" if model else "the model"
         self.tensor = signature.kind == "tensor"
         self.names = [spec.name for spec in signature.inputs]
         self.index = {name: i for i, name in enumerate(self.names)}
         self.families = [_family(spec) for spec in signature.inputs]
+        #: The Open Inference Protocol datatype of each input, as the model metadata states it.
+        self.datatypes = [datatype_for(spec.dtype) for spec in signature.inputs]
         self.nullable = [spec.nullable for spec in signature.inputs]
         self.categories = [
             set(spec.categories) if spec.categories is not None else None
@@ -87,6 +97,8 @@ class RequestValidator:
                 return fast
         pairs: list[tuple[str, Array]] = []
         for i, item in enumerate(inputs):
+            if item.datatype == "BYTES":
+                self._check_text_allowed(item.name)
             binary = arrays[i] if arrays is not None else None
             pairs.append((item.name, binary if binary is not None else tensor_array(item)))
         return self.from_tensors(pairs)
@@ -100,6 +112,18 @@ class RequestValidator:
             if array.ndim == 2 and (name not in self.index or self.width == 1):
                 return self._matrix_input(name, array)
         return self._column_tensors(pairs)
+
+    def _check_text_allowed(self, name: str) -> None:
+        """A BYTES tensor for a numeric input is refused, not parsed: ``"1.5"`` is text."""
+        position = 0 if self.tensor else self.index.get(name)
+        if position is None:
+            return  # a column the model lacks, or a whole table: checked column by column
+        if self.families[position] in ("float", "int", "bool"):
+            expected = self.datatypes[position]
+            raise SignatureMismatchError(
+                f"Input '{name}' is BYTES but {self._model} expects {expected}; send the values "
+                f"as {expected} numbers, not text."
+            )
 
     def _numeric_columns(self, inputs: Sequence[RequestInput]) -> Rows | None:
         """One numpy call for the common request: one flat JSON list per numeric column.
@@ -126,8 +150,11 @@ class RequestValidator:
             return None
         try:
             matrix = np.array(ordered, dtype=np.float64).T.copy()
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return None
+        for item in inputs:
+            if item.datatype != "FP64":
+                check_number_range(item.name, item.datatype, matrix[:, self.index[item.name]])
         if self._int_columns:
             block = matrix[:, self._int_columns]
             finite = np.isfinite(block)
@@ -217,7 +244,7 @@ class RequestValidator:
         kind = column.dtype.kind
         if family in ("float", "int", "bool"):
             if kind not in _NUMERIC:
-                column = _to_number(name, column, family)
+                column = self._to_number(i, column)
             if family == "int" and column.dtype.kind == "f":
                 finite = column[np.isfinite(column)]
                 if (finite != np.round(finite)).any():
@@ -248,6 +275,25 @@ class RequestValidator:
             return column
         return column
 
+    def _to_number(self, i: int, column: Array) -> Array:
+        """An object column of numbers (and None) as float64; text is refused, not parsed."""
+        expected = self.datatypes[i]
+        kind = column.dtype.kind
+        text = next((v for v in column.ravel() if isinstance(v, (str, bytes))), None)
+        if kind in "USMm" or text is not None:
+            sample = text if text is not None else column.ravel()[0]
+            raise SignatureMismatchError(
+                f"Input '{self.names[i]}' holds {_kind_name(kind, text)} (e.g. {shown(sample)}) "
+                f"but {self._model} expects {expected}; send the values as numbers."
+            )
+        try:
+            return column.astype(np.float64)
+        except (TypeError, ValueError, OverflowError):
+            raise SignatureMismatchError(
+                f"Input '{self.names[i]}' takes {expected} numbers, got {column.dtype} values "
+                f"(e.g. {shown(column.ravel()[0])})."
+            ) from None
+
     def _check_matrix(self, matrix: Array) -> None:
         if not self._any_nan_check or not np.isnan(matrix).any():
             return
@@ -277,14 +323,21 @@ class RequestValidator:
         ]
         return self._column_tensors(tensors)
 
-    def from_split(self, columns: Sequence[Any], data: Any) -> Rows:
+    def from_split(self, columns: Any, data: Any) -> Rows:
         """MLflow's ``dataframe_split``: the fast path for an all-numeric table."""
+        if not isinstance(columns, list) or not all(
+            isinstance(c, (str, int)) and not isinstance(c, bool) for c in columns
+        ):
+            raise InvalidInputError(
+                f"'dataframe_split.columns' is {shown(columns)}; send a list of column names."
+            )
+        if not isinstance(data, list):
+            raise InvalidInputError(
+                f"'dataframe_split.data' is {shown(data)}; send a list of rows (lists of values)."
+            )
         names = [str(c) for c in columns]
         if self.numeric and not self.tensor and sorted(names) == sorted(self.names):
-            try:
-                array = np.asarray(data, dtype=np.float64)
-            except (TypeError, ValueError):
-                array = None
+            array = _numbers(data)
             if array is not None and array.ndim == 2 and array.shape[1] == len(names):
                 order = [names.index(n) for n in self.names]
                 return self._matrix_input("dataframe_split", array[:, order])
@@ -293,36 +346,69 @@ class RequestValidator:
         try:
             frame = pd.DataFrame(data, columns=names)
         except (TypeError, ValueError) as exc:
-            raise InvalidInputError(f"dataframe_split does not form a table: {exc}.") from None
+            raise InvalidInputError(
+                f"'dataframe_split' does not form a table: {_nested(data) or exc}."
+            ) from None
         return self.from_frame(frame)
 
-    def from_rows(self, rows: Any) -> Rows:
-        """``instances``/``inputs`` as a list of rows (positional) or of records."""
+    def from_rows(self, rows: Any, *, field: str = "instances") -> Rows:
+        """``instances``/``inputs`` as a list of rows (positional) or of records, or (for
+        ``inputs``) an object of columns; ``field`` names the payload in messages."""
         import pandas as pd
 
-        if isinstance(rows, dict):
+        records = isinstance(rows, list) and bool(rows) and isinstance(rows[0], dict)
+        if isinstance(rows, dict) or records:
+            if isinstance(rows, list) and not all(isinstance(r, dict) for r in rows):
+                raise InvalidInputError(
+                    f"'{field}' mixes records (objects) and other rows; send one kind."
+                )
             try:
-                return self.from_frame(pd.DataFrame(rows))
-            except ValueError as exc:
-                raise InvalidInputError(f"The columns do not form a table: {exc}.") from None
+                frame = pd.DataFrame(rows)
+            except (TypeError, ValueError) as exc:
+                raise InvalidInputError(
+                    f"'{field}' does not form a table of columns: {exc}."
+                ) from None
+            return self.from_frame(frame)
         if not isinstance(rows, list) or not rows:
-            raise InvalidInputError("Expected a non-empty list of rows or records.")
-        if isinstance(rows[0], dict):
-            return self.from_frame(pd.DataFrame(rows))
-        try:
-            array = np.asarray(rows, dtype=np.float64 if self.numeric else object)
-        except (TypeError, ValueError):
             raise InvalidInputError(
-                "The rows are not a rectangular table of values; send one list per row."
-            ) from None
-        return self._matrix_input("instances", array)
+                f"'{field}' is {shown(rows)}; send a non-empty list of rows or records."
+            )
+        array = _numbers(rows) if self.numeric else None
+        if array is None:
+            try:
+                array = np.asarray(rows, dtype=object)
+            except (TypeError, ValueError):
+                raise InvalidInputError(
+                    f"'{field}' is not a rectangular table of values "
+                    f"({_nested(rows) or 'rows differ in length'}); send one list per row."
+                ) from None
+        if array.ndim > 2:
+            raise InvalidInputError(
+                f"'{field}' is not a table of values ({_nested(rows)}); send one list of "
+                "values per row."
+            )
+        return self._matrix_input(field, array)
 
 
-def _to_number(name: str, column: Array, family: str) -> Array:
+def _kind_name(kind: str, text: object) -> str:
+    if text is not None or kind in "US":
+        return "text"
+    return "dates" if kind == "M" else "time spans"
+
+
+def _numbers(rows: Any) -> Array | None:
+    """Rows as one numeric array in one numpy call, or ``None`` (text, nulls, ragged rows):
+    the caller then takes the general path, which names the problem."""
     try:
-        return column.astype(np.float64)
-    except (TypeError, ValueError):
-        raise SignatureMismatchError(
-            f"Input '{name}' takes {family} values, got {column.dtype} "
-            f"(e.g. {column.ravel()[0]!r})."
-        ) from None
+        array = np.asarray(rows)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return array if array.dtype.kind in _NUMERIC else None
+
+
+def _nested(rows: Any) -> str:
+    depth = 0
+    while isinstance(rows, list) and rows and depth <= 64:
+        rows = rows[0]
+        depth += 1
+    return f"it nests {depth} lists deep" if depth > 2 else ""
