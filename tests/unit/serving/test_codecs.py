@@ -1,0 +1,216 @@
+"""The request decoders and the validator, called directly: malformed bodies raise
+``InvalidInputError`` (400 at the edge) naming the field, never anything else."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from modelyard.core.types import Signature, TensorSpec
+from modelyard.errors import InvalidInputError, ValidationError
+from modelyard.serving.codecs import decode_mlflow_json, decode_v2, deep_json_path, tensor_array
+from modelyard.serving.validation import RequestValidator
+
+DEEP_LIST = "[" * 1000 + "1" + "]" * 1000
+DEEP_OBJECT = '{"a":' * 1000 + "1" + "}" * 1000
+
+
+def numeric_validator() -> RequestValidator:
+    columns = (TensorSpec(name="a", dtype="float64"), TensorSpec(name="b", dtype="int64"))
+    return RequestValidator(Signature(kind="columns", inputs=columns), model="m")
+
+
+def column(name: str, data: object, datatype: str = "FP64", **extra: object) -> dict[str, object]:
+    size = len(data) if isinstance(data, list) else 1
+    return {"name": name, "shape": [size], "datatype": datatype, "data": data, **extra}
+
+
+def v2_body(*inputs: dict[str, object], **extra: object) -> bytes:
+    return json.dumps({"inputs": list(inputs), **extra}).encode()
+
+
+@pytest.mark.parametrize(
+    ("raw", "path"),
+    [
+        ('{"inputs":[{"name":"a","shape":[1],"datatype":"FP64","data":@}]}'.replace("@", DEEP_LIST),
+         "$.inputs[0].data[0]..."),
+        ('{"inputs":[],"parameters":{"x":@}}'.replace("@", DEEP_LIST), "$.parameters.x[0][0]..."),
+        ('{"inputs":[{"name":"a","shape":[1],"datatype":"FP64","data":[1],"parameters":@}]}'
+         .replace("@", DEEP_OBJECT), "$.inputs[0].parameters.a..."),
+        ('{"inputs":[],"outputs":[{"name":"p","parameters":@}]}'.replace("@", DEEP_OBJECT),
+         "$.outputs[0].parameters.a..."),
+    ],
+)  # fmt: skip
+def test_deep_json_names_its_path(raw: str, path: str) -> None:
+    with pytest.raises(InvalidInputError, match="nests JSON more than 64 levels") as caught:
+        decode_v2(raw.encode())
+    assert f"at {path};" in str(caught.value)
+
+
+def test_deep_json_path_skips_brackets_inside_strings() -> None:
+    assert deep_json_path(b'{"a": "[[[[{{{{\\"", "b": [[1]]}', 3) is None
+    assert deep_json_path(b'{"a": "[[[[", "b": [[[1]]]}', 3) == "$.b[0][0]"
+
+
+def binary_request(size: object, payload: bytes) -> tuple[bytes, str]:
+    """A body with one FP64 input of shape [2] in binary, and its header length."""
+    item = {"name": "a", "shape": [2], "datatype": "FP64", "parameters": {"binary_data_size": size}}
+    head = json.dumps({"inputs": [item]}).encode()
+    return head + payload, str(len(head))
+
+
+def decode_binary(size: object, payload: bytes) -> None:
+    body, header = binary_request(size, payload)
+    decode_v2(body, header_length=header)
+
+
+@pytest.mark.parametrize("size", ["16", [16], -8, True, 1.5, {"n": 16}])
+def test_binary_data_size_must_be_a_whole_number(size: object) -> None:
+    with pytest.raises(InvalidInputError, match=r"Input 'a' has binary_data_size .*whole number"):
+        decode_binary(size, np.zeros(2).tobytes())
+
+
+def test_binary_tensors_must_add_up_to_the_body() -> None:
+    ok_body, header = binary_request(16, np.array([1.5, 2.5]).tobytes())
+    _, arrays = decode_v2(ok_body, header_length=header)
+    assert arrays is not None and arrays[0] is not None
+    assert arrays[0].tolist() == [1.5, 2.5]
+    with pytest.raises(InvalidInputError, match="binary_data_size 16 but only 10 bytes"):
+        decode_binary(16, b"\0" * 10)
+    with pytest.raises(InvalidInputError, match="4 bytes after the binary tensors"):
+        decode_binary(16, b"\0" * 20)
+    with pytest.raises(InvalidInputError, match="has 8 binary bytes but shape"):
+        decode_binary(8, b"\0" * 8)
+    with pytest.raises(InvalidInputError, match="no Inference-Header-Content-Length header"):
+        decode_v2(binary_request(16, b"")[0])
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [("abc", "is 'abc'; send"), ("-5", "is '-5'; send"), ("99999", "is 99999 but the body")],
+)
+def test_header_length_must_be_a_length_within_the_body(header: str, message: str) -> None:
+    body, _ = binary_request(16, b"\0" * 16)
+    with pytest.raises(InvalidInputError, match=f"Inference-Header-Content-Length {message}"):
+        decode_v2(body, header_length=header)
+
+
+def test_binary_bytes_elements_may_not_run_past_their_tensor() -> None:
+    item = {"name": "s", "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": 9}}
+    head = json.dumps({"inputs": [item]}).encode()
+    body = head + (3).to_bytes(4, "little") + b"abc" + b"\x05\x00"
+    with pytest.raises(InvalidInputError, match="element 2 has a cut length prefix"):
+        decode_v2(body, header_length=str(len(head)))
+    body = head + (30).to_bytes(4, "little") + b"abcde"
+    item["parameters"] = {"binary_data_size": 9}
+    with pytest.raises(InvalidInputError, match="element 1 says 30 bytes but 5 are left"):
+        decode_v2(body, header_length=str(len(head)))
+
+
+@pytest.mark.parametrize(
+    ("datatype", "data", "message"),
+    [
+        ("INT64", [2**64, 1], "Input 'a' has 1.8446744073709552e\\+19 where INT64 holds"),
+        ("INT64", [2**63, 1], "where INT64 holds"),
+        ("INT64", [float(2**63), 1], "where INT64 holds"),
+        ("UINT8", [300, 1], "Input 'a' has 300 where UINT8 holds 0 to 255"),
+        ("UINT64", [-1, 1], "where UINT64 holds 0 to"),
+        ("INT32", [1.5, 1], "Input 'a' is INT32 but has fractions \\(e.g. 1.5\\)"),
+        ("FP16", [1e10, 1], "beyond FP16's range"),
+        ("FP32", [1e300, 1], "beyond FP32's range"),
+        ("FP64", [10**400, 1], "data does not match datatype FP64"),
+        ("BOOL", [1, 0], "data does not match datatype BOOL"),
+    ],
+)
+def test_json_numbers_must_fit_the_declared_datatype(
+    datatype: str, data: list[object], message: str
+) -> None:
+    request, _ = decode_v2(v2_body(column("a", data, datatype)))
+    with pytest.raises(InvalidInputError, match=message):
+        tensor_array(request.inputs[0])
+
+
+def test_json_numbers_that_fit_are_kept_exact() -> None:
+    request, _ = decode_v2(v2_body(column("a", [2**63 - 1, -(2**63)], "INT64")))
+    assert tensor_array(request.inputs[0]).tolist() == [2**63 - 1, -(2**63)]
+    request, _ = decode_v2(v2_body(column("a", [1.0, None], "INT64")))
+    assert np.isnan(tensor_array(request.inputs[0])[1])
+
+
+def test_shapes_and_nesting_numpy_cannot_hold_are_refused() -> None:
+    item = {"name": "a", "shape": [1] * 70, "datatype": "FP64", "data": [1.0]}
+    request, _ = decode_v2(v2_body(item))
+    with pytest.raises(InvalidInputError, match=r"Input 'a' has shape .* which numpy cannot hold"):
+        tensor_array(request.inputs[0])
+    deep = json.loads("[" * 200 + "1" + "]" * 200)
+    request, _ = decode_v2(v2_body({"name": "a", "shape": [1], "datatype": "FP64", "data": deep}))
+    with pytest.raises(InvalidInputError, match="Input 'a' data nests 65 lists deep"):
+        tensor_array(request.inputs[0])
+    request, _ = decode_v2(v2_body({"name": "s", "shape": [1], "datatype": "BYTES", "data": deep}))
+    with pytest.raises(InvalidInputError, match="Input 's' data nests deeper than its shape"):
+        tensor_array(request.inputs[0])
+    request, _ = decode_v2(v2_body(column("s", [["x"], "y"], "BYTES")))
+    with pytest.raises(InvalidInputError, match="mixes lists and values"):
+        tensor_array(request.inputs[0])
+
+
+def test_mlflow_params_and_deep_bodies() -> None:
+    fmt, payload, params = decode_mlflow_json(b'{"instances": [[1, 2]], "params": {"k": [1, "a"]}}')
+    assert (fmt, payload, params) == ("instances", [[1, 2]], {"k": [1, "a"]})
+    with pytest.raises(InvalidInputError, match=r"'params.k' is .*scalar or a list of scalars"):
+        decode_mlflow_json(f'{{"instances": [[1]], "params": {{"k": {DEEP_OBJECT}}}}}'.encode())
+    deeper = "[" * 1100 + "]" * 1100
+    with pytest.raises(InvalidInputError, match=r"more than 64 levels deep at \$.instances"):
+        decode_mlflow_json(f'{{"instances": {deeper}}}'.encode())
+
+
+def test_validator_refuses_text_for_numeric_inputs() -> None:
+    validator = numeric_validator()
+    request, _ = decode_v2(v2_body(column("a", ["1.5"], "BYTES"), column("b", [1], "INT64")))
+    with pytest.raises(ValidationError, match="Input 'a' is BYTES but model 'm' expects FP64"):
+        validator.from_request(request.inputs)
+    request, _ = decode_v2(v2_body(column("a", [1.5]), column("b", ["1"], "BYTES")))
+    with pytest.raises(ValidationError, match="Input 'b' is BYTES but model 'm' expects INT64"):
+        validator.from_request(request.inputs)
+    with pytest.raises(ValidationError, match=r"Input 'a' holds text .* expects FP64"):
+        validator.from_split(["a", "b"], [["1.5", 1]])
+    with pytest.raises(ValidationError, match=r"Input 'b' holds text .* expects INT64"):
+        validator.from_rows([{"a": 1.5, "b": "2"}], field="dataframe_records")
+
+
+def test_validator_takes_other_numeric_datatypes() -> None:
+    validator = numeric_validator()
+    expected = validator.from_request(
+        decode_v2(v2_body(column("a", [0.5]), column("b", [2])))[0].inputs
+    )
+    for a_type, b_type in (("FP32", "INT64"), ("INT64", "FP64"), ("FP16", "INT32")):
+        body = v2_body(column("a", [0.5] if a_type != "INT64" else [1], a_type),
+                       column("b", [2], b_type))  # fmt: skip
+        rows = validator.from_request(decode_v2(body)[0].inputs)
+        assert rows.matrix is not None and expected.matrix is not None
+        assert rows.matrix[0, 1] == expected.matrix[0, 1] == 2.0
+
+
+@pytest.mark.parametrize(
+    ("columns", "data", "message"),
+    [
+        (5, [[1, 2]], "'dataframe_split.columns' is 5; send a list"),
+        ("ab", [[1, 2]], "'dataframe_split.columns' is 'ab'"),
+        (["a", "b"], 5, "'dataframe_split.data' is 5"),
+        (["a", "b"], [[[1, 2]]], "nests 3 lists deep"),
+    ],
+)
+def test_dataframe_split_of_the_wrong_shape(columns: object, data: object, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        numeric_validator().from_split(columns, data)
+
+
+def test_rows_of_mixed_kinds_are_refused() -> None:
+    validator = numeric_validator()
+    with pytest.raises(InvalidInputError, match="'instances' mixes records"):
+        validator.from_rows([{"a": 1, "b": 2}, [1, 2]])
+    deep = json.loads("[" * 900 + "]" * 900)
+    with pytest.raises(InvalidInputError, match="'inputs' is not a table of values"):
+        validator.from_rows(deep, field="inputs")
