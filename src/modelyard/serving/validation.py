@@ -98,7 +98,7 @@ class RequestValidator:
         pairs: list[tuple[str, Array]] = []
         for i, item in enumerate(inputs):
             if item.datatype == "BYTES":
-                self._check_text_allowed(item.name)
+                self._check_text_allowed(item.name, alone=len(inputs) == 1)
             binary = arrays[i] if arrays is not None else None
             pairs.append((item.name, binary if binary is not None else tensor_array(item)))
         return self.from_tensors(pairs)
@@ -113,11 +113,13 @@ class RequestValidator:
                 return self._matrix_input(name, array)
         return self._column_tensors(pairs)
 
-    def _check_text_allowed(self, name: str) -> None:
-        """A BYTES tensor for a numeric input is refused, not parsed: ``"1.5"`` is text."""
-        position = 0 if self.tensor else self.index.get(name)
+    def _check_text_allowed(self, name: str, *, alone: bool) -> None:
+        """A BYTES tensor for a numeric input is refused, not parsed: ``"1.5"`` is text. An
+        unknown name alone is the whole table (one 2-D tensor)."""
+        whole_table = self.tensor or (alone and self.numeric)
+        position = self.index.get(name, 0 if whole_table else None)
         if position is None:
-            return  # a column the model lacks, or a whole table: checked column by column
+            return  # a column the model lacks (named by the mismatch), or a table with text
         if self.families[position] in ("float", "int", "bool"):
             expected = self.datatypes[position]
             raise SignatureMismatchError(
@@ -276,22 +278,21 @@ class RequestValidator:
         return column
 
     def _to_number(self, i: int, column: Array) -> Array:
-        """An object column of numbers (and None) as float64; text is refused, not parsed."""
-        expected = self.datatypes[i]
-        kind = column.dtype.kind
-        text = next((v for v in column.ravel() if isinstance(v, (str, bytes))), None)
-        if kind in "USMm" or text is not None:
-            sample = text if text is not None else column.ravel()[0]
+        """An object or text column of a table as float64. Tables (MLflow, CSV, Parquet in
+        batch scoring) carry no datatype, so numbers written as text are parsed; a tensor that
+        declares BYTES for a numeric input was refused before (``_check_text_allowed``)."""
+        if column.dtype.kind in "Mm":
             raise SignatureMismatchError(
-                f"Input '{self.names[i]}' holds {_kind_name(kind, text)} (e.g. {shown(sample)}) "
-                f"but {self._model} expects {expected}; send the values as numbers."
+                f"Input '{self.names[i]}' takes {self.families[i]} values, got {column.dtype} "
+                f"(e.g. {shown(column.ravel()[0])}); send numbers."
             )
         try:
             return column.astype(np.float64)
         except (TypeError, ValueError, OverflowError):
+            bad = next((v for v in column.ravel() if not _is_number(v)), column.ravel()[0])
             raise SignatureMismatchError(
-                f"Input '{self.names[i]}' takes {expected} numbers, got {column.dtype} values "
-                f"(e.g. {shown(column.ravel()[0])})."
+                f"Input '{self.names[i]}' takes {self.families[i]} values, got {column.dtype} "
+                f"(e.g. {shown(bad)})."
             ) from None
 
     def _check_matrix(self, matrix: Array) -> None:
@@ -390,10 +391,12 @@ class RequestValidator:
         return self._matrix_input(field, array)
 
 
-def _kind_name(kind: str, text: object) -> str:
-    if text is not None or kind in "US":
-        return "text"
-    return "dates" if kind == "M" else "time spans"
+def _is_number(value: object) -> bool:
+    try:
+        float(value)  # type: ignore[arg-type]  # anything: this is the question
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return True
 
 
 def _numbers(rows: Any) -> Array | None:
