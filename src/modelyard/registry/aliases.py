@@ -97,6 +97,12 @@ def move_alias(
     )
 
 
+def lock_model(conn: Connection, name: str) -> None:
+    """Lock ``name``'s row in the caller's write transaction, as an alias move does; a caller
+    that also locks other rows takes this lock first, so that two writers cannot deadlock."""
+    model_row(conn, name, lock=True)
+
+
 def set_alias_in(
     conn: Connection, name: str, version: int, alias: str, *, actor: str, reason: str | None
 ) -> AliasEvent:

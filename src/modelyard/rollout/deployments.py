@@ -21,9 +21,9 @@ from modelyard.errors import (
     ConcurrentUpdateError,
     ConflictError,
     InvalidSpecError,
-    ModelyardError,
     SignatureMismatchError,
 )
+from modelyard.registry import aliases
 from modelyard.rollout import specs
 from modelyard.rollout._rows import (
     NO_CANDIDATE,
@@ -170,7 +170,9 @@ def promote(
 ) -> Deployment:
     """Make the candidate the stable route; the remembered stable alias moves to it (audited).
 
-    ``expected_revision``: refuse (``ConcurrentUpdateError``) if the deployment changed since.
+    The deployment change, its event, the alias move and the alias's audit row are one
+    transaction: all happen or none. ``expected_revision``: refuse
+    (``ConcurrentUpdateError``) if the deployment changed since.
     """
     who = actor or registry.identity
     with registry.db.read() as conn:
@@ -185,6 +187,8 @@ def promote(
     target = _usable_version(registry, current.candidate_ref)
     alias = current.stable_alias if target.name == current.stable_model else None
     with registry.db.write() as conn:
+        if alias is not None:  # the model's row first, as every alias move locks it
+            aliases.lock_model(conn, target.name)
         row = deployment_row(conn, name, lock=True)
         _expect(row, current.revision)
         values = {
@@ -201,8 +205,12 @@ def promote(
             conn, row, values, action="promote", detail=detail, actor=who, reason=reason,
             now=now or datetime.now(UTC),
         )  # fmt: skip
-    if alias is not None:
-        _move_alias(registry, name, target.ref, alias, actor=who, reason=reason)
+        if alias is not None:
+            note = f"deployment {name} promoted {target.ref} ({who})"
+            aliases.set_alias_in(
+                conn, target.name, target.version, alias, actor=registry.identity,
+                reason=note + (f": {reason}" if reason else ""),
+            )  # fmt: skip
     return result
 
 
@@ -402,16 +410,3 @@ def _busy(row: Row[Any]) -> ConflictError:
         f"{row.candidate_version} ({row.mode}, {row.state}); promote it with 'yard rollout "
         f"promote {row.name}' or abort it with 'yard rollout abort {row.name} --reason ...' first."
     )
-
-
-def _move_alias(
-    registry: Registry, name: str, ref: str, alias: str, *, actor: str, reason: str | None
-) -> None:
-    note = f"deployment {name} promoted {ref} ({actor})" + (f": {reason}" if reason else "")
-    try:
-        registry.set_alias(ref, alias, reason=note)
-    except ModelyardError as exc:
-        raise ConflictError(
-            f"Deployment {name!r} now serves {ref}, but alias {alias!r} could not move ({exc}); "
-            f"move it with 'yard models alias {ref} {alias}'."
-        ) from exc
