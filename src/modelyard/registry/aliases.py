@@ -5,6 +5,8 @@ under a lock on the model's row, so concurrent moves are serialized and each is 
 the move inside a caller's write transaction, so that the rollout layer moves an alias, changes
 a deployment and records both in one commit.
 
+Deployments that follow an alias move with it in the same transaction (``_followers``).
+
 Rollbacks form a stack: each records the move it undid (``undoes``), and the next rollback skips
 the moves already undone, so after 1->2->3 rollbacks give 3->2, then 2->1, then an error.
 """
@@ -19,6 +21,7 @@ from sqlalchemy.engine import Connection, Row
 
 from modelyard.core.types import AliasEvent
 from modelyard.errors import AliasNotFoundError, ConflictError
+from modelyard.registry._followers import follow_alias
 from modelyard.registry._rows import alias_event, model_row, version_row
 from modelyard.store.schema import alias_events, aliases
 
@@ -84,6 +87,7 @@ def move_alias(
         )
         .returning(alias_events.c.id)
     ).scalar_one()
+    follow_alias(conn, model.name, alias, to_version, actor=actor, reason=reason, now=now)
     return AliasEvent(
         id=event_id,
         name=model.name,
