@@ -45,6 +45,9 @@ def deploy(
     retry: bool = typer.Option(
         True, "--retry-on-stable/--no-retry-on-stable", help="Answer candidate failures on stable."
     ),
+    force: bool = typer.Option(
+        False, "--force", help="Start a candidate whose inputs differ from the stable route's."
+    ),
     reason: str | None = REASON,
     json: bool = JSON,
 ) -> None:
@@ -59,7 +62,7 @@ def deploy(
     registry = open_registry()
     if mode == "model":
         extra = (weight, steps, bake, sticky_header, sticky_field, sample) != (None,) * 6
-        if extra or auto or policy or not retry:
+        if extra or auto or policy or not retry or force:
             raise typer.BadParameter("candidate options need --canary, --ab or --shadow")
         result = rollout.deploy(registry, name, model_ref=ref, reason=reason)
     else:
@@ -68,7 +71,7 @@ def deploy(
             sticky_field=sticky_field, sample=1.0 if sample is None else sample,
             steps=rollout.parse_steps(steps) if steps is not None else None, bake_s=bake,
             policy=parse_pairs("--policy", policy) or None, auto=auto, retry_on_stable=retry,
-            reason=reason,
+            force=force, reason=reason,
         )  # fmt: skip
     _print_deployment(result, json)
 

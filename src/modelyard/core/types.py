@@ -119,7 +119,8 @@ class RegisteredModel(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class AliasEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """One audited alias move; ``to_version`` is ``None`` when the alias was removed."""
+    """One audited alias move; ``to_version`` is ``None`` when the alias was removed.
+    ``undoes`` is the id of the move a rollback undid (``None`` for other moves)."""
 
     id: int
     name: str
@@ -129,6 +130,7 @@ class AliasEvent(msgspec.Struct, frozen=True, kw_only=True):
     actor: str
     reason: str | None
     at: datetime
+    undoes: int | None = None
 
 
 class Run(msgspec.Struct, frozen=True, kw_only=True):

@@ -175,6 +175,7 @@ def alias_event(row: Row[Any], name: str) -> AliasEvent:
         actor=row.actor,
         reason=row.reason,
         at=row.at,
+        undoes=row.undoes,
     )
 
 

@@ -36,7 +36,8 @@ from modelyard.flavors import (
     flavor_for_object,
     get_flavor,
 )
-from modelyard.registry import _aliases, _rows
+from modelyard.registry import _rows
+from modelyard.registry import aliases as _aliases
 from modelyard.registry.runs import ActiveRun, clean_metrics, clean_strings, start_run
 from modelyard.settings import Settings
 from modelyard.store.artifacts import ArtifactStore

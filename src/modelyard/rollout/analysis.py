@@ -4,6 +4,8 @@
 route is exempt when it is meant to get no traffic, a canary or A/B at 100%), then ``breach`` if
 any rule is broken, else ``pass``:
 
+- the candidate recorded no outputs for its requests (it answered none of them: every one
+  failed or was rejected), whatever the policy;
 - candidate error rate above ``max_error_rate``;
 - candidate error rate above ``max_error_ratio`` x max(stable error rate, ``error_rate_floor``);
 - candidate p99 above ``max_p99_ratio`` x max(stable p99, ``p99_floor_ms``), or above
@@ -15,6 +17,8 @@ The distance is ``sqrt(JSD)`` with ``JSD = (KL(P||M) + KL(Q||M)) / 2``, ``M = (P
 logarithms in base 2, so it lies in [0, 1]: 0 for identical distributions, 1 for disjoint ones. It
 needs no smoothing for bins one side never saw (unlike PSI), which matters for class labels.
 Relative checks are skipped, and a note says so, when the stable route has no traffic to compare.
+A stable route with requests but no outputs leaves nothing to compare with: the verdict waits.
+A route without outputs is never a pass.
 """
 
 from __future__ import annotations
@@ -65,13 +69,19 @@ def evaluate(summary: Summary, policy: Policy) -> Verdict:
     breaches = _absolute_breaches(candidate, policy)
     notes: list[str] = []
     distance = None
+    if compare and not breaches and _silent(stable):
+        return Verdict(
+            status="wait",
+            reasons=(
+                f"stable recorded no outputs for its {stable.requests} requests, so the "
+                "candidate cannot be compared",
+            ),
+        )
     if compare:
         breaches += _relative_breaches(candidate, stable, policy, notes)
         distance = js_distance(stable.output_counts, candidate.output_counts)
         limit = policy.max_output_distance
-        if limit is not None and distance is None:
-            notes.append("output distance skipped: a route recorded no outputs")
-        elif limit is not None and distance is not None and distance > limit:
+        if limit is not None and distance is not None and distance > limit:
             breaches.append(
                 f"output distance {distance:.3f} is above {limit:.3f} (Jensen-Shannon, base 2)"
             )
@@ -95,8 +105,18 @@ def _missing_requests(summary: Summary, policy: Policy, *, compare: bool) -> lis
     ]
 
 
+def _silent(route: RouteStats) -> bool:
+    """Whether ``route`` had requests but recorded no output for any of them."""
+    return route.requests > 0 and not any(v > 0 for v in route.output_counts.values())
+
+
 def _absolute_breaches(candidate: RouteStats, policy: Policy) -> list[str]:
     out = []
+    if _silent(candidate):
+        out.append(
+            f"candidate recorded no outputs for its {candidate.requests} requests: it answered "
+            "none of them"
+        )
     rate = error_rate(candidate.requests, candidate.errors) or 0.0
     if rate > policy.max_error_rate:
         out.append(f"candidate error rate {rate:.2%} is above {policy.max_error_rate:.2%}")

@@ -17,7 +17,13 @@ from sqlalchemy.engine import Connection, Row
 
 from modelyard.core.refs import parse_ref
 from modelyard.core.types import ModelVersion
-from modelyard.errors import ConcurrentUpdateError, ConflictError, InvalidSpecError, ModelyardError
+from modelyard.errors import (
+    ConcurrentUpdateError,
+    ConflictError,
+    InvalidSpecError,
+    SignatureMismatchError,
+)
+from modelyard.registry import aliases
 from modelyard.rollout import specs
 from modelyard.rollout._rows import (
     NO_CANDIDATE,
@@ -26,6 +32,8 @@ from modelyard.rollout._rows import (
     deployment_row,
     record_event,
 )
+from modelyard.rollout.compatibility import input_differences
+from modelyard.rollout.queries import get_deployment
 from modelyard.rollout.types import ACTIVE_STATES, Deployment, Policy
 from modelyard.store.schema import deployments
 
@@ -95,6 +103,7 @@ def start_candidate(
     policy: Policy | Mapping[str, Any] | None = None,
     auto: bool = False,
     retry_on_stable: bool = True,
+    force: bool = False,
     actor: str | None = None,
     reason: str | None = None,
 ) -> Deployment:
@@ -103,17 +112,22 @@ def start_candidate(
     ``weight`` is the candidate's percentage (canary, ab); with ``steps`` it defaults to the
     first step. ``sample`` is the share of requests shadowed. ``bake_s`` is how long each step
     must pass before the controller advances it (``auto``); at the last step it promotes.
+    A candidate that may reject inputs the stable route takes (other columns, dtypes or input
+    kind; see ``compatibility``) is refused with ``SignatureMismatchError`` unless ``force``.
     """
     checked = specs.candidate_values(
         mode=mode, weight=weight, sticky_header=sticky_header, sticky_field=sticky_field,
         sample=sample, steps=steps, bake_s=bake_s, policy=policy,
     )  # fmt: skip
     version = _usable_version(registry, ref)
+    stable = get_deployment(registry.db, name)
+    differences = _input_differences(registry, stable, version, force=force)
     now = datetime.now(UTC)
     with registry.db.write() as conn:
         row = deployment_row(conn, name, lock=True)
         if row.state in ACTIVE_STATES:
             raise _busy(row)
+        _expect(row, stable.revision)
         if (row.stable_model, row.stable_version) == (version.name, version.version):
             raise ConflictError(
                 f"Version {version.ref} is already the stable route of deployment {name!r}; "
@@ -137,6 +151,8 @@ def start_candidate(
             detail["sample"] = checked["shadow_sample"]
         if checked["mode"] == "ab":
             detail["sticky"] = checked["sticky_header"] or checked["sticky_field"]
+        if differences:
+            detail["forced"] = differences
         return apply_change(
             conn, row, values, action="start", detail=detail, actor=actor or registry.identity,
             reason=reason, now=now,
@@ -154,7 +170,9 @@ def promote(
 ) -> Deployment:
     """Make the candidate the stable route; the remembered stable alias moves to it (audited).
 
-    ``expected_revision``: refuse (``ConcurrentUpdateError``) if the deployment changed since.
+    The deployment change, its event, the alias move and the alias's audit row are one
+    transaction: all happen or none. ``expected_revision``: refuse
+    (``ConcurrentUpdateError``) if the deployment changed since.
     """
     who = actor or registry.identity
     with registry.db.read() as conn:
@@ -169,6 +187,8 @@ def promote(
     target = _usable_version(registry, current.candidate_ref)
     alias = current.stable_alias if target.name == current.stable_model else None
     with registry.db.write() as conn:
+        if alias is not None:  # the model's row first, as every alias move locks it
+            aliases.lock_model(conn, target.name)
         row = deployment_row(conn, name, lock=True)
         _expect(row, current.revision)
         values = {
@@ -185,8 +205,12 @@ def promote(
             conn, row, values, action="promote", detail=detail, actor=who, reason=reason,
             now=now or datetime.now(UTC),
         )  # fmt: skip
-    if alias is not None:
-        _move_alias(registry, name, target.ref, alias, actor=who, reason=reason)
+        if alias is not None:
+            note = f"deployment {name} promoted {target.ref} ({who})"
+            aliases.set_alias_in(
+                conn, target.name, target.version, alias, actor=registry.identity,
+                reason=note + (f": {reason}" if reason else ""),
+            )  # fmt: skip
     return result
 
 
@@ -295,6 +319,21 @@ def _usable_version(registry: Registry, ref: str) -> ModelVersion:
     return version
 
 
+def _input_differences(
+    registry: Registry, deployment: Deployment, candidate: ModelVersion, *, force: bool
+) -> list[str]:
+    """How ``candidate``'s inputs differ from the stable route's; refused unless ``force``."""
+    stable = registry.get_version(deployment.stable_ref)
+    differences = input_differences(stable.signature, candidate.signature)
+    if differences and not force:
+        raise SignatureMismatchError(
+            f"Candidate {candidate.ref} may reject inputs that stable {stable.ref} of deployment "
+            f"{deployment.name!r} accepts: it {'; it '.join(differences)}; register a candidate "
+            "with the stable's inputs, or pass --force (force=True) to start it anyway."
+        )
+    return differences
+
+
 def _create(
     conn: Connection,
     name: str,
@@ -371,16 +410,3 @@ def _busy(row: Row[Any]) -> ConflictError:
         f"{row.candidate_version} ({row.mode}, {row.state}); promote it with 'yard rollout "
         f"promote {row.name}' or abort it with 'yard rollout abort {row.name} --reason ...' first."
     )
-
-
-def _move_alias(
-    registry: Registry, name: str, ref: str, alias: str, *, actor: str, reason: str | None
-) -> None:
-    note = f"deployment {name} promoted {ref} ({actor})" + (f": {reason}" if reason else "")
-    try:
-        registry.set_alias(ref, alias, reason=note)
-    except ModelyardError as exc:
-        raise ConflictError(
-            f"Deployment {name!r} now serves {ref}, but alias {alias!r} could not move ({exc}); "
-            f"move it with 'yard models alias {ref} {alias}'."
-        ) from exc

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
 #: The alembic revision this code expects; a test checks it equals the migrations' head.
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 
 metadata = sa.MetaData(
     naming_convention={
@@ -130,6 +130,8 @@ alias_events = sa.Table(
     sa.Column("actor", sa.String(256), nullable=False),
     sa.Column("reason", sa.Text),
     sa.Column("at", UTCDateTime, nullable=False),
+    # the id of the move a rollback undid (None for other moves); rollbacks walk back a stack
+    sa.Column("undoes", sa.Integer),
     sa.Index("ix_alias_events_model_alias", "model_id", "alias", "id"),
 )
 

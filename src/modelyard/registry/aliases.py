@@ -1,5 +1,15 @@
 """Alias moves and their audit log. Every move happens in one transaction with its audit row,
-under a lock on the model's row, so concurrent moves are serialized and each is recorded once."""
+under a lock on the model's row, so concurrent moves are serialized and each is recorded once.
+
+``Registry.set_alias`` and ``Registry.rollback`` open that transaction; ``set_alias_in`` makes
+the move inside a caller's write transaction, so that the rollout layer moves an alias, changes
+a deployment and records both in one commit.
+
+Deployments that follow an alias move with it in the same transaction (``_followers``).
+
+Rollbacks form a stack: each records the move it undid (``undoes``), and the next rollback skips
+the moves already undone, so after 1->2->3 rollbacks give 3->2, then 2->1, then an error.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +21,8 @@ from sqlalchemy.engine import Connection, Row
 
 from modelyard.core.types import AliasEvent
 from modelyard.errors import AliasNotFoundError, ConflictError
-from modelyard.registry._rows import alias_event, last_alias_event, version_row
+from modelyard.registry._followers import follow_alias
+from modelyard.registry._rows import alias_event, model_row, version_row
 from modelyard.store.schema import alias_events, aliases
 
 
@@ -30,8 +41,10 @@ def move_alias(
     *,
     actor: str,
     reason: str | None,
+    undoes: int | None = None,
 ) -> AliasEvent:
-    """Point ``alias`` at ``to_version`` (``None`` removes it) and record the move."""
+    """Point ``alias`` at ``to_version`` (``None`` removes it) and record the move
+    (``undoes``: the id of the move a rollback undoes)."""
     if to_version is not None:
         target = version_row(conn, model, to_version)
         if target.archived:
@@ -70,9 +83,11 @@ def move_alias(
             actor=actor,
             reason=reason,
             at=now,
+            undoes=undoes,
         )
         .returning(alias_events.c.id)
     ).scalar_one()
+    follow_alias(conn, model.name, alias, to_version, actor=actor, reason=reason, now=now)
     return AliasEvent(
         id=event_id,
         name=model.name,
@@ -82,26 +97,65 @@ def move_alias(
         actor=actor,
         reason=reason,
         at=now,
+        undoes=undoes,
     )
+
+
+def lock_model(conn: Connection, name: str) -> None:
+    """Lock ``name``'s row in the caller's write transaction, as an alias move does; a caller
+    that also locks other rows takes this lock first, so that two writers cannot deadlock."""
+    model_row(conn, name, lock=True)
+
+
+def set_alias_in(
+    conn: Connection, name: str, version: int, alias: str, *, actor: str, reason: str | None
+) -> AliasEvent:
+    """Point ``name``'s ``alias`` at ``version`` inside the caller's write transaction ``conn``
+    (the model's row is locked until it ends)."""
+    return move_alias(conn, model_row(conn, name, lock=True), alias, version, actor=actor,
+                      reason=reason)  # fmt: skip
 
 
 def rollback_alias(
     conn: Connection, model: Row[Any], alias: str, *, actor: str, reason: str | None
 ) -> AliasEvent:
-    """Move ``alias`` back to where it pointed before its last move."""
-    last = last_alias_event(conn, model, alias)
-    if last is None:
+    """Undo the latest move of ``alias`` that no rollback has undone yet."""
+    current = current_target(conn, model, alias)
+    if current is None:
         raise AliasNotFoundError(
             f"Model {model.name!r} has no alias {alias!r}, so there is nothing to roll back; "
             f"run 'yard models history {model.name}'."
         )
-    if last.from_version is None:
-        raise ConflictError(
-            f"Alias {alias!r} of {model.name!r} has no earlier version to roll back to (it was "
-            f"first set to version {last.to_version}); move it with 'yard models alias'."
-        )
-    note = f"rollback from version {last.to_version}" + (f": {reason}" if reason else "")
-    return move_alias(conn, model, alias, last.from_version, actor=actor, reason=note)
+    rows = conn.execute(
+        sa.select(alias_events)
+        .where(alias_events.c.model_id == model.id, alias_events.c.alias == alias)
+        .order_by(alias_events.c.id.desc())
+    ).all()
+    undone: set[int] = set()
+    for row in rows:
+        if row.undoes is not None:
+            undone.add(row.undoes)
+        elif row.id not in undone:
+            if row.from_version is None:
+                raise _nothing_earlier(model.name, alias, current, moved=row is not rows[0])
+            note = f"rollback from version {row.to_version}" + (f": {reason}" if reason else "")
+            return move_alias(
+                conn, model, alias, row.from_version, actor=actor, reason=note, undoes=row.id
+            )
+    raise _nothing_earlier(model.name, alias, current, moved=True)  # the first move sets it
+
+
+def _nothing_earlier(name: str, alias: str, version: int, *, moved: bool) -> ConflictError:
+    where = (
+        f"nothing earlier than version {version}, where it was first set, and every move since "
+        "has been rolled back"
+        if moved
+        else f"it was set to version {version} and has not moved since"
+    )
+    return ConflictError(
+        f"Alias {alias!r} of {name!r} has no earlier version to roll back to: {where}; move it "
+        f"with 'yard models alias {name}/VERSION {alias}' (modelyard.set_alias)."
+    )
 
 
 def history(
