@@ -78,9 +78,8 @@ def create(
     limit = f" for model {info.model}" if info.model else ""
     expiry = f", expires {when(info.expires_at)}" if info.expires_at else ""
     console().print(
-        f"{info.scope} token {info.id}{limit}{expiry}; it is not shown again",
-        style="dim", markup=False,
-    )  # fmt: skip
+        f"{info.scope} token {info.id}{limit}{expiry}; it is not shown again", style="dim"
+    )
     if model is not None and not _is_served_name(registry, model):
         # a token may be made before its model is registered, so this is a warning, not a refusal
         typer.echo(
