@@ -63,7 +63,7 @@ class ServingSettings(BaseModel):
     gil_switch_s: float = Field(default=0.0005, gt=0)
 
 
-DriftMethodName = Literal["psi", "js", "wasserstein", "ks", "chi2"]
+DriftMethodName = Literal["psi", "js", "wasserstein", "ks", "chi2", "chi2_contingency"]
 
 
 class DriftColumnSettings(BaseModel):

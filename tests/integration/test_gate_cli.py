@@ -1,5 +1,5 @@
 """``yard gate`` as CI runs it: real subprocesses against a registry in a temporary
-MODELYARD_HOME (exit 0 pass, 1 fail, 2 usage error), and the Python API on SQLite and
+MODELYARD_HOME (exit 0 pass, 1 fail, 2 cannot run), and the Python API on SQLite and
 PostgreSQL."""
 
 from __future__ import annotations
@@ -166,12 +166,14 @@ def test_usage_errors_exit_2_with_one_line_and_no_report(home: Home, runs: dict[
     assert not (home.path / "no-target.md").exists()
 
 
-def test_a_missing_model_takes_the_usual_error_path(home: Home, runs: dict[str, Run]) -> None:
-    """exit 1 and one line on stderr, as every ModelyardError that is not a usage error."""
+def test_a_missing_model_exits_2_not_1(home: Home, runs: dict[str, Run]) -> None:
+    """exit 2 and one line on stderr: the gate could not run, which CI must not read as a failed
+    gate (exit 1); tests/integration/test_gate_exit_codes.py covers every such error."""
     run = runs["no model"]
-    assert run.code == 1 and run.stdout == ""
-    assert run.stderr.startswith("error: ") and run.stderr.count("\n") == 1
-    assert "churn" in run.stderr and "9" in run.stderr
+    assert run.code == 2 and run.stdout == ""
+    assert run.stderr == (
+        "error: Model 'churn' has no version 9 (latest is 2); run 'yard models list churn'.\n"
+    )
     assert not (home.path / "no-model.md").exists()
 
 

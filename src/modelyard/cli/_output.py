@@ -15,8 +15,14 @@ _json = msgspec.json.Encoder(order="deterministic")
 
 
 def console() -> Console:
+    """stdout for people. Markup is off: names, paths and messages are printed as given (Rich
+    would take ``[[monitoring.alerts.rules]]`` or a path with ``[red]`` for tags and drop them);
+    style with ``style=`` or ``rich.text.Text``."""
     # Rich assumes 80 columns when output is not a terminal; logs and pipes read better wider.
-    return Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 160)
+    return Console(
+        highlight=False, markup=False, soft_wrap=False,
+        width=None if sys.stdout.isatty() else 160,
+    )  # fmt: skip
 
 
 def print_json(value: Any) -> None:

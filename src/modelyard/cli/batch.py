@@ -82,7 +82,9 @@ def _show(summary: BatchSummary) -> None:
         reasons = [[f"{n:,}", reason] for reason, n in summary.reasons]
         table("most common reject reasons", ["rows", "reason"], reasons)
     if summary.rejected:
-        console().print(f"[dim]{summary.rejected:,} rejected rows are in {summary.rejects_file}[/]")
+        console().print(
+            f"{summary.rejected:,} rejected rows are in {summary.rejects_file}", style="dim"
+        )
 
 
 @contextmanager

@@ -1,10 +1,10 @@
 """``yard gate``: check a candidate model against thresholds and a baseline on labelled data.
 
-Exit codes: 0 the gate passed, 1 it failed, 2 a usage error (a bad option, or data the gate
-cannot use: a missing file, target, slice or feature column). Other errors (a model or version
-that does not exist, an artifact that fails its checksum, an unreachable database) take the
-CLI's usual path: one line on stderr and exit 1, like a failed gate; the verdict line on stdout
-(or ``passed`` in ``--json``) tells a failed gate apart.
+Exit codes: 0 the gate passed, 1 it failed, 2 it could not reach a verdict: a usage error (a bad
+option, or data the gate cannot use: a missing file, target, slice or feature column), a model,
+version or alias that does not exist, a broken configuration, an unreachable database, an
+artifact that fails its checksum. So a CI job reads 1 as "the candidate is worse" and nothing
+else. Every error is one line on stderr; an unexpected one (a bug) also prints its traceback.
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ def gate(
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Load pickled models."),
 ) -> None:
     """Score --candidate (and --baseline) on --data and check every --metric; exit 0 when the
-    gate passes, 1 when it fails, 2 on a usage error."""
+    gate passes, 1 when it fails, 2 when it cannot run (usage, a missing model, configuration)."""
     from modelyard.cli._registry import open_registry
-    from modelyard.errors import ValidationError
+    from modelyard.errors import ModelyardError
     from modelyard.pipelines import gate as gates
 
     try:
@@ -60,8 +60,14 @@ def gate(
         )  # fmt: skip
         if markdown is not None:
             gates.write_markdown(result, markdown)
-    except ValidationError as exc:
+    except ModelyardError as exc:
         typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except Exception as exc:  # the process edge: a bug must not read as a failed gate (exit 1)
+        import traceback
+
+        traceback.print_exc()
+        typer.echo(f"error: the gate could not run: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(2) from None
     if json:
         print_json(result)
@@ -71,15 +77,20 @@ def gate(
 
 
 def _print(result: GateResult) -> None:
+    from rich.text import Text
+
     from modelyard.cli._output import console
     from modelyard.pipelines.gate import COLUMNS, result_cells
 
-    verdict = "[green]PASSED[/green]" if result.passed else "[red]FAILED[/red]"
+    verdict = ("PASSED", "bold green") if result.passed else ("FAILED", "bold red")
     against = f" against {result.baseline_version}" if result.baseline_version else ""
     console().print(
-        f"[bold]Gate {verdict}[/bold]: {result.candidate_version}{against} on {result.data} "
-        f"({result.rows} rows, target {result.target}, {result.task})."
-    )
+        Text.assemble(
+            ("Gate ", "bold"), verdict,
+            f": {result.candidate_version}{against} on {result.data} "
+            f"({result.rows} rows, target {result.target}, {result.task}).",
+        )
+    )  # fmt: skip
     overall = [result_cells(r) for r in result.results if r.slice_column is None]
     table("all rows", COLUMNS, overall)
     for column in result.slices:
@@ -90,4 +101,4 @@ def _print(result: GateResult) -> None:
         ]
         table(f"by {column}", [column, "rows", *COLUMNS], rows)
     for failure in result.failures:
-        console().print(f"failed: {failure}", markup=False)
+        console().print(f"failed: {failure}")

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 import typer
 
 from modelyard.cli._output import print_json, table
+from modelyard.cli._registry import load_settings
 
 if TYPE_CHECKING:
     from modelyard.monitoring.alerts import Incident
     from modelyard.monitoring.types import DriftResult
-    from modelyard.settings import Settings
 
 app = typer.Typer(
     help="Monitoring: the prediction log, drift, alerts and reports.", no_args_is_help=True
@@ -32,16 +32,48 @@ def log(
     """The latest logged predictions of NAME ('yard serve --log-predictions')."""
     from modelyard.core.durations import parse_duration
     from modelyard.monitoring.query import read_log
-    from modelyard.settings import Settings
 
     window = timedelta(seconds=parse_duration(since))
-    rows = read_log(Settings().resolved_log_root, name, since=window, limit=limit).to_pylist()
+    rows = read_log(load_settings().resolved_log_root, name, since=window, limit=limit).to_pylist()
     if json:
         print_json(rows)
         return
+    from modelyard.cli._output import console
+    from modelyard.core.listing import listed
+
     columns = [c for c in rows[0] if c not in ("deployment", "model")]
-    shown = [[_cell(row[c]) for c in columns] for row in rows]
-    table(f"predictions of {name} (newest first)", columns, shown)
+    cells = {c: [str(_cell(row[c])) for row in rows] for c in columns}
+    kept, left_out = _fitting(columns, cells, console().width)
+    title = f"predictions of {name} (newest first)"
+    table(title, kept, [[cells[c][i] for c in kept] for i in range(len(rows))])
+    if left_out:
+        inputs = sum(c.startswith("in_") for c in columns)
+        print(  # one line, not wrapped at the table's width
+            f"{len(left_out)} of {inputs} input columns not shown: {listed(left_out, limit=8)}; "
+            "use --json for every column."
+        )
+
+
+def _fitting(
+    columns: list[str], cells: dict[str, list[str]], width: int
+) -> tuple[list[str], list[str]]:
+    """The columns of a log table that fit ``width`` characters whole (each header on one line):
+    the log's own columns and the outputs always, then the inputs in order while they fit; and
+    the inputs left out."""
+
+    def needs(column: str) -> int:  # the widest cell, one space each side, one border
+        return max(len(column), *(len(v) for v in cells[column])) + 3
+
+    inputs = [c for c in columns if c.startswith("in_")]
+    used = 1 + sum(needs(c) for c in columns if c not in inputs)
+    chosen = set()
+    for column in inputs:
+        used += needs(column)
+        if used > width:
+            break
+        chosen.add(column)
+    kept = [c for c in columns if c not in inputs or c in chosen]
+    return kept, [c for c in inputs if c not in chosen]
 
 
 @app.command("drift")
@@ -64,9 +96,8 @@ def drift(
     from modelyard.cli._registry import open_registry
     from modelyard.core.durations import parse_duration
     from modelyard.monitoring.service import DriftOptions, deployment_drift
-    from modelyard.settings import Settings
 
-    settings = Settings()
+    settings = load_settings()
     span = timedelta(seconds=parse_duration(window))
     with _progress("Scanning") as advance:
         result = deployment_drift(
@@ -94,9 +125,8 @@ def report(
     from modelyard.core.durations import parse_duration
     from modelyard.monitoring.report import write_report
     from modelyard.monitoring.service import DriftOptions, build_report
-    from modelyard.settings import Settings
 
-    settings = Settings()
+    settings = load_settings()
     span = timedelta(seconds=parse_duration(window))
     with _progress("Scanning") as advance:
         data = build_report(
@@ -112,15 +142,20 @@ def report(
 
 
 def _drift_tables(result: DriftResult) -> None:
+    from rich.text import Text
+
     from modelyard.cli._output import console
     from modelyard.monitoring.drift import ranked
 
     verdict = "DATASET DRIFT" if result.dataset_drift else "no dataset drift"
     console().print(
-        f"[bold]{verdict}[/bold]: {result.drifted} of {len(result.columns)} columns drifted "
-        f"({result.share:.0%}; threshold {result.threshold:.0%}). Reference "
-        f"{result.reference} ({result.reference_rows} rows), current {result.current} "
-        f"({result.current_rows} rows)."
+        Text.assemble(
+            (verdict, "bold"),
+            f": {result.drifted} of {len(result.columns)} columns drifted "
+            f"({result.share:.0%}; threshold {result.threshold:.0%}). Reference "
+            f"{result.reference} ({result.reference_rows} rows), current {result.current} "
+            f"({result.current_rows} rows).",
+        )
     )
     for title, columns in (("inputs", result.columns), ("outputs", result.outputs)):
         if columns:
@@ -177,7 +212,7 @@ def check(
     from modelyard.cli._output import console
     from modelyard.monitoring.alerts import check_alerts, validate_rules
 
-    settings = _alert_settings()
+    settings = load_settings()
     config = settings.monitoring.alerts
     validate_rules(config.rules, webhooks=config.webhooks)  # before the database is opened
     from modelyard.registry import Registry
@@ -219,31 +254,6 @@ def alerts(
     columns = ["id", "rule", "deployment", "metric", "value", "condition", "started", "fired",
                "resolved", "notified", "command"]  # fmt: skip
     table("alert incidents (newest first)", columns, [_incident_row(i) for i in incidents])
-
-
-def _alert_settings() -> Settings:
-    """The settings, with a bad config value as one line (a ConfigError) instead of pydantic's
-    report."""
-    import os
-
-    import pydantic
-
-    from modelyard.errors import ConfigError
-    from modelyard.settings import Settings
-
-    try:
-        return Settings()
-    except pydantic.ValidationError as exc:
-        error = exc.errors()[0]
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
-        value = error["input"]
-        scalar = error["loc"][:1] == ("monitoring",) and not isinstance(value, dict | list)
-        shown = f" = {value!r}" if scalar else ""
-        source = os.environ.get("MODELYARD_CONFIG", "modelyard.toml")
-        raise ConfigError(
-            f"Invalid setting {where.lstrip('.')}{shown} ({error['msg']}); fix it in {source} or "
-            "the MODELYARD_ environment variables."
-        ) from exc
 
 
 def _incident_row(i: Incident) -> list[object]:

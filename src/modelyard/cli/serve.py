@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from modelyard.cli._output import console, print_json, slots_dict, table, when
+
+if TYPE_CHECKING:
+    from modelyard.registry import Registry
 
 tokens_app = typer.Typer(help="API tokens for the server.", no_args_is_help=True)
 
@@ -72,7 +77,31 @@ def create(
     print(token)
     limit = f" for model {info.model}" if info.model else ""
     expiry = f", expires {when(info.expires_at)}" if info.expires_at else ""
-    console().print(f"[dim]{info.scope} token {info.id}{limit}{expiry}; it is not shown again[/]")
+    console().print(
+        f"{info.scope} token {info.id}{limit}{expiry}; it is not shown again", style="dim"
+    )
+    if model is not None and not _is_served_name(registry, model):
+        # a token may be made before its model is registered, so this is a warning, not a refusal
+        typer.echo(
+            f"warning: No model or deployment {model!r} is registered yet; the token works once "
+            "one is (check the name with 'yard models list' or 'yard rollout list').",
+            err=True,
+        )
+
+
+def _is_served_name(registry: Registry, name: str) -> bool:
+    """Whether a server could answer for ``name``: a registered model or a deployment."""
+    from modelyard.errors import DeploymentNotFoundError, ModelNotFoundError
+    from modelyard.rollout import get_deployment
+
+    try:
+        registry.get_model(name)
+    except ModelNotFoundError:
+        try:
+            get_deployment(registry.db, name)
+        except DeploymentNotFoundError:
+            return False
+    return True
 
 
 @tokens_app.command("list")

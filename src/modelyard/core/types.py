@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from modelyard.core.listing import listed
+
 InputKind = Literal["columns", "tensor"]
 Scalar = str | int | float | bool
 
@@ -159,10 +161,11 @@ class Page(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def describe_mismatch(missing: Sequence[str], extra: Sequence[str]) -> str:
-    """``missing a, b; unexpected c`` (at most ten names of each) for column mismatch errors."""
+    """``missing a, b; unexpected c`` (at most ten names of each, then how many more) for column
+    mismatch errors."""
     parts = []
     if missing:
-        parts.append(f"missing {', '.join(missing[:10])}")
+        parts.append(f"missing {listed(missing, limit=10)}")
     if extra:
-        parts.append(f"unexpected {', '.join(extra[:10])}")
+        parts.append(f"unexpected {listed(extra, limit=10)}")
     return "; ".join(parts)

@@ -5,8 +5,10 @@ A ``DriftDetector`` is fitted once on a reference, either the raw data (a DataFr
 ``Profile`` stored with a model version at registration, and then compares any number of current
 datasets or window profiles with it.
 
-Default method per column (the same choices as Evidently's, so results compare), by the number of
-rows of the *current* data (``SMALL_ROWS`` = 1,000):
+Default method per column, by the number of rows of the *current* data (``SMALL_ROWS`` =
+1,000). These are Evidently's choices except that Evidently counts the *reference's* rows, tests
+columns with at most two values by a two-proportion z-test (whose p-value is
+``chi2_contingency``'s) and treats numeric columns with at most five values as categorical:
 
 ================  ===========================  ==========  =============================
 column kind       reference                    rows        method (drifts when)
@@ -19,6 +21,9 @@ categorical/bool  either                       <= 1,000    ``chi2`` (p-value < 0
 categorical/bool  either                       > 1,000     ``js`` (>= 0.1)
 ================  ===========================  ==========  =============================
 
+``chi2`` is Evidently's chi-square test: goodness of fit of the current counts to the reference's
+proportions (``scipy.stats.chisquare``). ``chi2_contingency`` (only by name) is the two-sample
+test of homogeneity, which treats the reference as a sample too and so drifts later.
 ``wasserstein`` is the Wasserstein-1 distance divided by the reference's (population) standard
 deviation: exact on raw data; against a stored profile it can only be estimated from the quantile
 bins (mass spread evenly inside each bin), which overstates a shift (0.72 for a true 0.5 on
@@ -76,9 +81,9 @@ __all__ = [
 
 SMALL_ROWS = 1000
 DEFAULT_THRESHOLDS: Mapping[DriftMethod, float] = {
-    "psi": 0.1, "js": 0.1, "wasserstein": 0.1, "ks": 0.05, "chi2": 0.05,
+    "psi": 0.1, "js": 0.1, "wasserstein": 0.1, "ks": 0.05, "chi2": 0.05, "chi2_contingency": 0.05,
 }  # fmt: skip
-P_VALUE_METHODS: frozenset[str] = frozenset({"ks", "chi2"})
+P_VALUE_METHODS: frozenset[str] = frozenset({"ks", "chi2", "chi2_contingency"})
 METHODS: tuple[str, ...] = get_args(DriftMethod)
 OTHER = "(other)"
 _Floats = npt.NDArray[np.float64]
@@ -425,6 +430,9 @@ class DriftDetector:
             statistic, p_value = stats.ks_sorted(ref.ordered, ordered)
             return p_value, statistic
         if method == "chi2":
+            statistic, p_value = stats.chi2_goodness_of_fit(ref.counts, counts)
+            return p_value, statistic
+        if method == "chi2_contingency":
             statistic, p_value = stats.chi2_two_sample(ref.counts, counts)
             return p_value, statistic
         if method == "psi":
@@ -615,7 +623,8 @@ def _check_threshold(what: str, method: str | None, value: float) -> None:
         )
     if not math.isfinite(value) or value < 0 or (method in P_VALUE_METHODS and value > 1):
         raise InvalidInputError(
-            f"{what} is {value}; use a number >= 0 (a p-value in [0, 1] for ks and chi2)."
+            f"{what} is {value}; use a number >= 0 (a p-value in [0, 1] for "
+            f"{', '.join(sorted(P_VALUE_METHODS))})."
         )
 
 

@@ -5,9 +5,10 @@ Two kinds of input:
 - *samples* (``ks_sorted``, ``wasserstein_sorted``, ``wasserstein_normalized``): 1-D float64
   arrays of finite values, **already sorted ascending** by the caller. Nothing here sorts them
   again; a cheap O(n) check rejects unsorted or non-finite input rather than return a wrong number.
-- *counts* (``psi``, ``js_distance``, ``chi2_two_sample``, ``binned_wasserstein``): 1-D arrays of
-  finite, non-negative counts (ints or floats) of the reference and the current data on the same
-  bins or categories, e.g. a profile's ``bin_counts`` and ``count_in_bins`` of live data.
+- *counts* (``psi``, ``js_distance``, ``chi2_goodness_of_fit``, ``chi2_two_sample``,
+  ``binned_wasserstein``): 1-D arrays of finite, non-negative counts (ints or floats) of the
+  reference and the current data on the same bins or categories, e.g. a profile's
+  ``bin_counts`` and ``count_in_bins`` of live data.
 
 Each function equals its textbook definition, and scipy's value where scipy has one (to 1e-9).
 Bad input (wrong shape, mismatched lengths, an empty side, negative or non-finite values) raises
@@ -26,6 +27,7 @@ from scipy import stats as scipy_stats
 
 __all__ = [
     "binned_wasserstein",
+    "chi2_goodness_of_fit",
     "chi2_two_sample",
     "js_distance",
     "ks_sorted",
@@ -196,6 +198,36 @@ def js_distance(reference_counts: npt.ArrayLike, current_counts: npt.ArrayLike) 
     divergence = float(np.sum(special.rel_entr(p, m)) + np.sum(special.rel_entr(q, m)))
     divergence /= math.log(2.0)
     return math.sqrt(max(divergence / 2.0, 0.0))
+
+
+def chi2_goodness_of_fit(
+    reference_counts: npt.ArrayLike, current_counts: npt.ArrayLike
+) -> tuple[float, float]:
+    """Pearson chi-square goodness-of-fit test of the current counts against the reference's
+    proportions, as Evidently's ``chisquare`` stattest computes it.
+
+    Categories empty in both samples are dropped. The expected counts are the reference counts
+    scaled to the current total, ``reference * sum(current) / sum(reference)``; the statistic is
+    ``sum((current - expected)**2 / expected)`` and the p-value ``chi2.sf(statistic, k - 1)``.
+    Equals ``scipy.stats.chisquare(current, f_exp=expected)``. Unlike the two-sample test
+    (``chi2_two_sample``) the reference's shares are taken as exact, so a small current sample
+    drifts sooner. A category the reference never had but the current data has gives
+    ``(inf, 0.0)`` (scipy's value, without its division warning); fewer than 2 non-empty
+    categories give ``(0.0, 1.0)``.
+
+    Raises ``ValueError`` for bad counts or an empty side (counts summing to 0).
+    """
+    ref, cur = _count_pair(reference_counts, current_counts)
+    present = (ref + cur) > 0
+    ref, cur = ref[present], cur[present]
+    categories = int(present.sum())
+    if categories < 2:
+        return 0.0, 1.0
+    if np.any((ref == 0) & (cur > 0)):
+        return math.inf, 0.0
+    expected = ref * (np.sum(cur) / np.sum(ref))
+    statistic = float(np.sum((cur - expected) ** 2 / expected))
+    return statistic, float(scipy_stats.chi2.sf(statistic, categories - 1))
 
 
 def chi2_two_sample(

@@ -19,9 +19,11 @@ __all__ = [
 ]
 
 #: ``psi``, ``js`` (Jensen-Shannon distance, log base 2), ``wasserstein`` (divided by the
-#: reference standard deviation), ``ks`` (two-sample Kolmogorov-Smirnov p-value) and ``chi2``
-#: (chi-square p-value on the two-sample contingency table).
-DriftMethod = Literal["psi", "js", "wasserstein", "ks", "chi2"]
+#: reference standard deviation), ``ks`` (two-sample Kolmogorov-Smirnov p-value), ``chi2``
+#: (chi-square goodness-of-fit p-value of the current counts against the reference's
+#: proportions, Evidently's ``chisquare``) and ``chi2_contingency`` (chi-square p-value of the
+#: two-sample contingency table, which also allows for the reference's own sampling noise).
+DriftMethod = Literal["psi", "js", "wasserstein", "ks", "chi2", "chi2_contingency"]
 
 
 class Histogram(msgspec.Struct, frozen=True, kw_only=True):
@@ -36,8 +38,9 @@ class Histogram(msgspec.Struct, frozen=True, kw_only=True):
 class ColumnDrift(msgspec.Struct, frozen=True, kw_only=True):
     """One column's drift: ``score`` by ``method`` against ``threshold``.
 
-    For ``ks`` and ``chi2`` the score is the p-value and the column drifts when it is *below*
-    the threshold; for the distances it drifts when the score is *at or above* it.
+    For ``ks``, ``chi2`` and ``chi2_contingency`` the score is the p-value and the column drifts
+    when it is *below* the threshold; for the distances it drifts when the score is *at or
+    above* it.
     ``statistic`` is the test statistic behind a p-value (``None`` for the distances).
     """
 

@@ -42,6 +42,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from modelyard.core.listing import listed
 from modelyard.errors import (
     AlreadyExistsError,
     InvalidInputError,
@@ -334,7 +335,7 @@ def _check_columns(
     missing = [c for c in features if c not in names]
     if missing:
         raise SignatureMismatchError(
-            f"Input file {file.path!r} lacks the column(s) {', '.join(missing[:10])} that model "
+            f"Input file {file.path!r} lacks the column(s) {listed(missing, limit=10)} that model "
             f"{version.ref} takes; nothing was scored."
         )
     if signature.kind == "tensor" and len(features) != signature.n_features:
@@ -346,7 +347,8 @@ def _check_columns(
     absent = [k for k in keys if k not in names]
     if absent:
         raise InvalidInputError(
-            f"Input file {file.path!r} has no key column(s) {', '.join(absent[:10])}; check --key."
+            f"Input file {file.path!r} has no key column(s) {listed(absent, limit=10)}; "
+            "check --key."
         )
 
 

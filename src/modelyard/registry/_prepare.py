@@ -21,6 +21,7 @@ import pandas as pd
 from modelyard.core.coercion import coerce_input
 from modelyard.core.fingerprint import fingerprint_dataset
 from modelyard.core.lineage import LineageCollector
+from modelyard.core.listing import listed
 from modelyard.core.profile import compute_profile, profile_to_json
 from modelyard.core.signature import infer_signature, output_specs
 from modelyard.core.types import Lineage, Signature, describe_mismatch
@@ -95,10 +96,9 @@ def split_target(data: Any, target: Any) -> tuple[Any, Any]:
                 "target values instead."
             )
         if target not in data.columns:
-            shown = ", ".join(map(str, list(data.columns)[:20]))
             raise SignatureMismatchError(
-                f"The data has no target column {target!r} (columns: {shown}); pass --target "
-                "with one of them."
+                f"The data has no target column {target!r} (columns: {listed(data.columns)}); "
+                "pass --target with one of them."
             )
         return data.drop(columns=[target]), data[target]
     return data, target
@@ -188,7 +188,7 @@ def _with_outputs(name: str, signature: Signature, predictor: Predictor, X: Any)
     except Exception as exc:
         raise SignatureMismatchError(
             f"Model {name!r} cannot predict on the data given ({_first_line(exc)}); pass the "
-            f"data it was trained on (columns: {', '.join(signature.column_names[:20])})."
+            f"data it was trained on (columns: {listed(signature.column_names)})."
         ) from exc
     classes = predictor.classes
     return Signature(

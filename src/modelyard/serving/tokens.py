@@ -28,6 +28,9 @@ Scope = Literal["predict", "admin"]
 _TOKEN_RE = re.compile(r"myd_([0-9a-f]{12})_([A-Za-z0-9_-]{20,})")
 _DURATION_RE = re.compile(r"(\d+)\s*([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION_HINT = "use e.g. 30d, 12h, 90m or 2w"
+#: The longest lifetime ``--expires`` takes (longer ones overflow dates; omit it instead).
+MAX_LIFETIME = timedelta(days=36500)
 CACHE_S = 5.0
 
 
@@ -44,11 +47,22 @@ class TokenInfo:
 
 
 def parse_duration(text: str) -> timedelta:
-    """``30d``, ``12h``, ``90m``, ``2w``."""
+    """A token's lifetime: ``30d``, ``12h``, ``90m``, ``2w``; more than zero and at most
+    ``MAX_LIFETIME``."""
     match = _DURATION_RE.fullmatch(text.strip())
     if match is None:
-        raise InvalidInputError(f"Invalid duration {text!r}; use e.g. 30d, 12h, 90m or 2w.")
-    return timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+        raise InvalidInputError(f"Invalid token lifetime {text!r}; {_DURATION_HINT}.")
+    seconds = int(match[1]) * _UNITS[match[2]]
+    if seconds <= 0:
+        raise InvalidInputError(
+            f"Token lifetime {text!r} must be more than zero; {_DURATION_HINT}."
+        )
+    if seconds > MAX_LIFETIME.total_seconds():
+        raise InvalidInputError(
+            f"Token lifetime {text!r} is too long; use at most {MAX_LIFETIME.days}d, or no "
+            "--expires for a token that does not expire."
+        )
+    return timedelta(seconds=seconds)
 
 
 def _hash(secret: str) -> str:
@@ -72,7 +86,7 @@ def create_token(
     token_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     now = datetime.now(UTC)
-    expires_at = now + parse_duration(expires) if expires else None
+    expires_at = now + parse_duration(expires) if expires is not None else None
     with db.write() as conn:
         conn.execute(
             sa.insert(tokens).values(
