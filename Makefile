@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint format typecheck layers unit bench clean
+.PHONY: demo test check lint format typecheck layers unit system bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,10 +29,15 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks examples
 	$(BIN)/ruff check --fix src tests benchmarks examples
 
-unit: $(STAMP)
+# What the tests need outside .venv (Debian's Chromium for the report browser test); quick when
+# it is there, and where it cannot be installed the browser tests skip saying why.
+system:
+	.ci/setup-system
+
+unit: $(STAMP) system
 	$(BIN)/pytest -q
 
-test: check
+test: check system
 	$(BIN)/pytest -q
 
 bench: $(STAMP)

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from modelyard.registry import Registry
-from tests.integration._models import PickyModel, SlowModel
+from tests.integration._models import PickyModel, SleepyModel, SlowModel
 
 
 @dataclass
@@ -70,6 +70,8 @@ def served_home(tmp_path_factory: pytest.TempPathFactory) -> ServedHome:
     registry.register(PickyModel(), name="picky", data=cols, trust_pickle=True)
     registry.register(SlowModel(0.0), name="echo", data=cols, trust_pickle=True)
     registry.register(SlowModel(0.03), name="lagged", data=cols, trust_pickle=True)
+    zeros = pd.DataFrame({"x": [1.0, 2.0], "y": [0.0, 0.0]})
+    registry.register(SleepyModel(), name="sleepy", data=zeros, trust_pickle=True)
     registry.close()
     return ServedHome(home=home, X=X, mixed=mixed)
 

@@ -5,7 +5,8 @@ The templates live in ``templates/project`` (``.tmpl`` files, so that linters an
 not take them for this package's own code); ``__NAME__`` becomes the model's name. The sample data
 is scikit-learn's bundled breast-cancer set, split into ``train.csv`` and ``holdout.csv`` (for the
 gate), with ``reference.csv`` (a copy of the training data: the constraints the pipeline validates
-its input against).
+its input against) and ``new.parquet`` (the holdout's rows without the label: what the README
+batch-scores, since batch scoring reads Parquet).
 """
 
 from __future__ import annotations
@@ -85,4 +86,6 @@ def _sample_data(folder: Path) -> list[Path]:
     train.to_csv(folder / "train.csv", index=False)
     holdout.to_csv(folder / "holdout.csv", index=False)
     train.to_csv(folder / "reference.csv", index=False)
-    return [folder / "train.csv", folder / "holdout.csv", folder / "reference.csv"]
+    holdout.drop(columns=["target"]).to_parquet(folder / "new.parquet", index=False)
+    names = ["train.csv", "holdout.csv", "reference.csv", "new.parquet"]
+    return [folder / name for name in names]
