@@ -61,6 +61,13 @@ class ServingSettings(BaseModel):
     rollout_interval_s: float = Field(default=2.0, gt=0)
     #: Python's GIL switch interval in the server (the event loop and model threads share it).
     gil_switch_s: float = Field(default=0.0005, gt=0)
+    #: The largest request body accepted (413 above it, before the body is read); Triton's
+    #: ``--http-max-input-size`` has the same default, 64 MiB.
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    #: Under ``auth``, serve ``/metrics`` without a token (for a scraper that cannot send one).
+    open_metrics: bool = False
+    #: Under ``auth``, serve ``/openapi.json`` and ``/docs`` without a token.
+    open_docs: bool = False
 
 
 DriftMethodName = Literal["psi", "js", "wasserstein", "ks", "chi2", "chi2_contingency"]

@@ -32,6 +32,12 @@ def serve(
     log_predictions: bool = typer.Option(
         False, "--log-predictions", help="Log predictions to Parquet ('yard monitor log')."
     ),
+    open_metrics: bool = typer.Option(
+        False, "--open-metrics", help="With --auth, serve /metrics without a token."
+    ),
+    open_docs: bool = typer.Option(
+        False, "--open-docs", help="With --auth, serve /openapi.json and /docs without a token."
+    ),
 ) -> None:
     """Serve models over the Open Inference Protocol v2 and MLflow's /invocations."""
     from modelyard.serving.server import serve as run
@@ -47,7 +53,8 @@ def serve(
                 "host": host, "port": port, "workers": workers, "max_batch_size": max_batch_size,
                 "max_batch_delay_ms": max_batch_delay_ms, "max_queue": max_queue,
                 "timeout_ms": timeout_ms, "runtime": runtime, "auth": auth or None,
-                "trust_pickle": trust_pickle or None,
+                "trust_pickle": trust_pickle or None, "open_metrics": open_metrics or None,
+                "open_docs": open_docs or None,
             }.items()
             if v is not None
         }

@@ -1,9 +1,12 @@
 """Deployments in the server: a stable and an optional candidate model behind one name.
 
 Each request is routed the way every replica routes it (``rollout.choose_route``: a weighted
-draw for canary, a keyed hash for A/B). A candidate that fails a request has it answered by
-stable when the deployment says so, and the failure still counts against the candidate. In
-shadow mode stable answers and a sampled copy goes to the candidate after the answer is sent.
+draw for canary, a keyed hash for A/B), whichever front door it came through: the router sees
+a protocol-neutral ``rows_for(model)`` that validates the request for one model. A candidate
+that fails a request has it answered by stable when the deployment says so, and the failure
+still counts against the candidate; so does a request the candidate refuses as invalid while
+stable accepts it (a candidate with other inputs). In shadow mode stable answers and a sampled
+copy goes to the candidate after the answer is sent.
 What each route saw is counted in a ``StatsBuffer`` and written to the metadata store every
 second, where the controller of any replica judges it. A changed deployment (new revision)
 is loaded beside the running one and swapped in, as models are.
@@ -18,12 +21,13 @@ import random
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from modelyard.errors import ModelyardError
+from modelyard.errors import ModelyardError, PredictionError
 from modelyard.rollout import (
     Deployment,
     Lease,
@@ -41,9 +45,10 @@ from modelyard.rollout import (
 if TYPE_CHECKING:
     from modelyard.registry import Registry
     from modelyard.serving.batching import BatchResult
-    from modelyard.serving.codecs import InferenceRequest
     from modelyard.serving.models import ModelHub, ServedModel
     from modelyard.serving.validation import Rows
+
+    RowsFor = Callable[[ServedModel], Rows]
 
 logger = logging.getLogger(__name__)
 
@@ -72,19 +77,16 @@ class DeploymentSlot:
         name = choose_route(d, key=key, draw=random.random())
         return name, (self.candidate if name == "candidate" else self.stable)
 
-    def sticky_key(self, headers: dict[str, str], request: InferenceRequest) -> str | None:
+    def sticky_key(self, headers: dict[str, str], field: Callable[[str], str | None]) -> str | None:
+        """The A/B key: the sticky header, or ``field(name)``, the request's first value of the
+        sticky input field (each front door reads its own body)."""
         d = self.deployment
         if d.mode != "ab":
             return None
         if d.sticky_header:
             return headers.get(d.sticky_header.lower())
         if d.sticky_field:
-            for item in request.inputs:
-                if item.name == d.sticky_field:
-                    data = item.data
-                    while isinstance(data, list) and data:
-                        data = data[0]
-                    return None if data is None or isinstance(data, list) else str(data)
+            return field(d.sticky_field)
         return None
 
 
@@ -133,51 +135,67 @@ class DeploymentRouter:
     async def predict(
         self,
         slot: DeploymentSlot,
-        request: InferenceRequest,
-        arrays: Any,
+        rows_for: RowsFor,
         *,
         wanted: tuple[str, ...],
         key: str | None,
         timeout_s: float,
     ) -> tuple[str, ServedModel, BatchResult, Rows]:
-        """Answer on the route the deployment picks; retry a failed candidate on stable."""
+        """Answer on the route the deployment picks; retry a failed candidate on stable.
+
+        ``rows_for(model)`` validates the request for one model (``InvalidInputError`` when it
+        does not fit). A request stable refuses is the client's error on every route.
+        """
         d = slot.deployment
         route, served = slot.route(key=key)
         started = time.perf_counter()
         try:
-            rows = served.validator.from_request(request.inputs, arrays)
+            rows = rows_for(served)
             result = await served.predict(rows, _with_predict(wanted), timeout_s=timeout_s)
         except ModelyardError as exc:
-            self._observe(d, route, started, None, error=exc.kind in RETRYABLE)
-            if route != "candidate" or not d.retry_on_stable or exc.kind not in RETRYABLE:
+            if route != "candidate":
+                self._observe(d, route, started, None, error=exc.kind in RETRYABLE)
                 raise
-            logger.warning("candidate of %s failed (%s); answered by stable", d.name, exc)
+            failed = exc.kind in RETRYABLE
+            if not failed:
+                try:  # the candidate refused the input: its fault only if stable takes it
+                    rows_for(slot.stable)
+                except ModelyardError:
+                    self._observe(d, route, started, None)
+                    raise
+                failed = True
+            self._observe(d, route, started, None, error=True)
+            if not d.retry_on_stable:
+                if exc.kind in RETRYABLE:
+                    raise
+                raise PredictionError(
+                    f"The candidate of deployment {d.name!r} refused a request its stable "
+                    f"route accepts: {exc}"
+                ) from None
+            logger.warning("candidate of %r failed (%r); answered by stable", d.name, str(exc))
             route, served = "stable", slot.stable
             started = time.perf_counter()
-            rows = served.validator.from_request(request.inputs, arrays)
+            rows = rows_for(served)
             result = await served.predict(rows, _with_predict(wanted), timeout_s=timeout_s)
         self._observe(d, route, started, result)
         if slot.candidate is not None and shadows(d, draw=random.random()):
-            task = asyncio.get_running_loop().create_task(
-                self._shadow(slot, request, arrays, timeout_s)
-            )
+            task = asyncio.get_running_loop().create_task(self._shadow(slot, rows_for, timeout_s))
             self._shadows.add(task)
             task.add_done_callback(self._shadows.discard)
         return route, served, result, rows
 
-    async def _shadow(
-        self, slot: DeploymentSlot, request: InferenceRequest, arrays: Any, timeout_s: float
-    ) -> None:
+    async def _shadow(self, slot: DeploymentSlot, rows_for: RowsFor, timeout_s: float) -> None:
         candidate = slot.candidate
         if candidate is None:
             return
         started = time.perf_counter()
         try:
-            rows = candidate.validator.from_request(request.inputs, arrays)
+            rows = rows_for(candidate)
             result = await candidate.predict(rows, ("predict",), timeout_s=timeout_s)
         except ModelyardError as exc:
+            # stable took this request, so whatever the candidate says against it is its failure
             self._observe(slot.deployment, "candidate", started, None, error=True)
-            logger.debug("shadow candidate of %s failed: %s", slot.deployment.name, exc)
+            logger.debug("shadow candidate of %r failed: %r", slot.deployment.name, str(exc))
             return
         self._observe(slot.deployment, "candidate", started, result)
 

@@ -140,8 +140,8 @@ def openapi_document(models: list[str] | None = None) -> dict[str, Any]:
             "type": "object", "properties": {"name": {"type": "string"},
             "version": {"type": "string"}, "extensions": {"type": "array"}}})}}},
         "/v2/health/live": {"get": {"summary": "Server live", "responses": {"200": _json({})}}},
-        "/v2/health/ready": {"get": {"summary": "Server ready (400 while loading)",
-                                     "responses": {"200": _json({}), "400": _json({})}}},
+        "/v2/health/ready": {"get": {"summary": "Server ready (503 while loading)",
+                                     "responses": {"200": _json({}), "503": _json({})}}},
         "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
             "200": {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}
         }}},

@@ -144,7 +144,9 @@ def serve(settings: Settings, refs: list[str], deployments: list[str] | None = N
         return
     metrics_dir = tempfile.mkdtemp(prefix="modelyard-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    os.environ[SPEC_ENV] = json.dumps({"settings": settings.model_dump(mode="json"), "refs": refs})
+    os.environ[SPEC_ENV] = json.dumps(
+        {"settings": settings.model_dump(mode="json"), "refs": refs, "deployments": deployments}
+    )
     try:
         uvicorn.run(
             "modelyard.serving.server:app_from_env", factory=True, workers=opts.workers, **common

@@ -2,16 +2,20 @@
 
 A token is ``myd_<id>_<secret>``; it is printed once and only the sha256 of the secret is stored.
 The server checks a presented token by id, compares the secret's hash in constant time and
-caches what it read for a few seconds, so a revoked token stops working within that time.
+caches what it read for a few seconds, so a revoked token stops working within that time. The
+cache holds only ids that exist (at most ``CACHE_SIZE``, the oldest dropped first): made-up ids
+cannot grow it, and each costs one database read, in a thread, never on the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
@@ -32,6 +36,7 @@ _DURATION_HINT = "use e.g. 30d, 12h, 90m or 2w"
 #: The longest lifetime ``--expires`` takes (longer ones overflow dates; omit it instead).
 MAX_LIFETIME = timedelta(days=36500)
 CACHE_S = 5.0
+CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,13 +132,31 @@ def _info(row: sa.Row[tuple[object, ...]]) -> TokenInfo:
 
 class TokenChecker:
     """Checks ``Authorization: Bearer`` tokens for a server; reads the store at most every
-    ``CACHE_S`` seconds per token."""
+    ``CACHE_S`` seconds per known token.
 
-    def __init__(self, db: Database) -> None:
+    ``authenticate`` says who is asking (before any body is read); ``permit`` says whether that
+    token may use a scope and model; ``check`` does both.
+    """
+
+    def __init__(self, db: Database, *, cache_size: int = CACHE_SIZE) -> None:
         self._db = db
-        self._cache: dict[str, tuple[float, str, TokenInfo | None]] = {}
+        self._cache_size = cache_size
+        self._cache: OrderedDict[str, tuple[float, str, TokenInfo]] = OrderedDict()
 
-    def check(self, authorization: str | None, *, scope: Scope, model: str | None) -> TokenInfo:
+    @property
+    def cached(self) -> int:
+        """How many token ids the cache holds."""
+        return len(self._cache)
+
+    async def check(
+        self, authorization: str | None, *, scope: Scope, model: str | None
+    ) -> TokenInfo:
+        info = await self.authenticate(authorization)
+        permit(info, scope=scope, model=model)
+        return info
+
+    async def authenticate(self, authorization: str | None) -> TokenInfo:
+        """The stored token the header presents, or ``UnauthorizedError``."""
         if not authorization:
             raise UnauthorizedError(
                 "This endpoint needs a token: send 'Authorization: Bearer ...'."
@@ -142,7 +165,12 @@ class TokenChecker:
         match = _TOKEN_RE.fullmatch(value.strip()) if kind.lower() == "bearer" else None
         if match is None:
             raise UnauthorizedError("The token is malformed; send 'Authorization: Bearer myd_...'.")
-        stored_hash, info = self._lookup(match[1])
+        token_id = match[1]
+        entry: tuple[str, TokenInfo | None] | None = self._cached(token_id)
+        if entry is None:
+            entry = await asyncio.to_thread(self._read, token_id)
+            self._remember(token_id, entry[0], entry[1])
+        stored_hash, info = entry
         presented = _hash(match[2])
         if info is None or not hmac.compare_digest(presented, stored_hash):
             raise UnauthorizedError("The token is not valid.")
@@ -150,20 +178,36 @@ class TokenChecker:
             raise UnauthorizedError("The token was revoked.")
         if info.expires_at is not None and info.expires_at <= datetime.now(UTC):
             raise UnauthorizedError("The token has expired; create a new one.")
-        if scope == "admin" and info.scope != "admin":
-            raise ForbiddenError("This endpoint needs an admin token.")
-        if scope == "predict" and info.model is not None and info.model != model:
-            raise ForbiddenError(f"The token is limited to model {info.model!r}.")
         return info
 
-    def _lookup(self, token_id: str) -> tuple[str, TokenInfo | None]:
-        now = time.monotonic()
+    def _cached(self, token_id: str) -> tuple[str, TokenInfo] | None:
         cached = self._cache.get(token_id)
-        if cached is not None and now - cached[0] < CACHE_S:
-            return cached[1], cached[2]
+        if cached is None or time.monotonic() - cached[0] >= CACHE_S:
+            return None
+        return cached[1], cached[2]
+
+    def _read(self, token_id: str) -> tuple[str, TokenInfo | None]:
+        """The stored hash and token (a thread runs this); an unknown id still costs one hash
+        comparison, against a value nobody holds."""
         with self._db.read() as conn:
             row = conn.execute(sa.select(tokens).where(tokens.c.id == token_id)).first()
-        # an unknown id still costs one hash comparison, against a value nobody holds
-        entry = (now, str(row.secret_sha256), _info(row)) if row else (now, "0" * 64, None)
-        self._cache[token_id] = entry
-        return entry[1], entry[2]
+        return (str(row.secret_sha256), _info(row)) if row else ("0" * 64, None)
+
+    def _remember(self, token_id: str, stored: str, info: TokenInfo | None) -> None:
+        """Cache a token that exists (on the event loop); unknown ids are never kept."""
+        if info is None:
+            self._cache.pop(token_id, None)
+            return
+        self._cache[token_id] = (time.monotonic(), stored, info)
+        self._cache.move_to_end(token_id)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+
+def permit(info: TokenInfo, *, scope: Scope, model: str | None) -> None:
+    """Raise ``ForbiddenError`` unless ``info`` may use ``scope`` (for ``model``: ``None`` means
+    every model, which a token limited to one model may not)."""
+    if scope == "admin" and info.scope != "admin":
+        raise ForbiddenError("This endpoint needs an admin token.")
+    if scope == "predict" and info.model is not None and info.model != model:
+        raise ForbiddenError(f"The token is limited to model {info.model!r}.")

@@ -1,0 +1,61 @@
+"""The server's token cache on a real SQLite store: bounded, and never holding made-up ids."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from pathlib import Path
+
+import pytest
+
+from modelyard.errors import ForbiddenError, UnauthorizedError
+from modelyard.serving.tokens import TokenChecker, create_token
+from modelyard.store.db import Database
+
+
+@pytest.fixture
+def db(tmp_path: Path):
+    database = Database(f"sqlite:///{tmp_path / 'meta.db'}")
+    yield database
+    database.close()
+
+
+def test_unknown_ids_are_not_cached_and_the_cache_is_bounded(db: Database) -> None:
+    made = [create_token(db, scope="predict", model=None, expires=None, created_by="t")[0]
+            for _ in range(6)]  # fmt: skip
+    checker = TokenChecker(db, cache_size=4)
+
+    async def main() -> None:
+        for _ in range(2000):
+            made_up = f"Bearer myd_{secrets.token_hex(6)}_{secrets.token_urlsafe(32)}"
+            with pytest.raises(UnauthorizedError, match="not valid"):
+                await checker.check(made_up, scope="predict", model="m")
+        assert checker.cached == 0
+        for token in made:
+            info = await checker.check(f"Bearer {token}", scope="predict", model="m")
+            assert info.id == token.split("_")[1]
+        assert checker.cached == 4  # the oldest were dropped
+        # a known id with a wrong secret is refused, cached or not
+        forged = made[-1][:-4] + ("AAAA" if not made[-1].endswith("AAAA") else "BBBB")
+        with pytest.raises(UnauthorizedError, match="not valid"):
+            await checker.check(f"Bearer {forged}", scope="predict", model="m")
+
+    asyncio.run(main())
+
+
+def test_authenticate_then_permit_for_one_model(db: Database) -> None:
+    token = create_token(db, scope="predict", model="lin", expires=None, created_by="t")[0]
+    checker = TokenChecker(db)
+
+    async def main() -> None:
+        with pytest.raises(UnauthorizedError, match="needs a token"):
+            await checker.authenticate(None)
+        info = await checker.authenticate(f"Bearer {token}")
+        assert info.model == "lin"
+        await checker.check(f"Bearer {token}", scope="predict", model="lin")
+        with pytest.raises(ForbiddenError, match="limited to model 'lin'"):
+            await checker.check(f"Bearer {token}", scope="predict", model=None)
+        with pytest.raises(ForbiddenError, match="admin"):
+            await checker.check(f"Bearer {token}", scope="admin", model=None)
+
+    asyncio.run(main())
