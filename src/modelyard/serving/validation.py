@@ -265,6 +265,13 @@ class RequestValidator:
                 raise SignatureMismatchError(
                     f"Input '{name}' takes text (BYTES), got numbers of type {column.dtype}."
                 )
+            if kind == "O":
+                nested = next((v for v in column.ravel() if isinstance(v, (list, dict))), None)
+                if nested is not None:
+                    raise SignatureMismatchError(
+                        f"Input '{name}' takes text (BYTES), got a {type(nested).__name__} "
+                        f"(e.g. {shown(nested)}); send one string per row."
+                    )
             known = self.categories[i]
             if known is not None:
                 unseen = {v for v in column.tolist() if v is not None and v not in known}

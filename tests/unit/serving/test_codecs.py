@@ -226,3 +226,14 @@ def test_rows_of_mixed_kinds_are_refused() -> None:
     deep = json.loads("[" * 900 + "]" * 900)
     with pytest.raises(InvalidInputError, match="'inputs' is not a table of values"):
         validator.from_rows(deep, field="inputs")
+
+
+def test_text_columns_take_no_lists_or_objects() -> None:
+    columns = (TensorSpec(name="age", dtype="float64"), TensorSpec(name="city", dtype="string"))
+    validator = RequestValidator(Signature(kind="columns", inputs=columns), model="m")
+    assert validator.from_rows([{"age": 30.0, "city": "rome"}]).columns is not None
+    for city in ([1], {"a": 1}):
+        with pytest.raises(ValidationError, match=r"Input 'city' takes text .*got a"):
+            validator.from_rows([{"age": 30.0, "city": "rome"}, {"age": 1.0, "city": city}])
+    with pytest.raises(ValidationError, match=r"Input 'city' takes text .*got a list"):
+        validator.from_split(["age", "city"], [[30.0, ["rome"]]])
