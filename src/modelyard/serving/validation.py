@@ -145,8 +145,8 @@ class RequestValidator:
             shape = item.shape
             if n < 0:
                 n = len(values)
-            if len(values) != n or shape not in ([n], [n, 1]):
-                return None
+            if len(values) != n or shape not in ([n], [n, 1]) or (n and type(values[0]) is str):
+                return None  # the general path names what is wrong
             ordered[position] = values
         if n <= 0 or (n and isinstance(ordered[0][0], list)):
             return None

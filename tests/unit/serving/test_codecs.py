@@ -122,6 +122,8 @@ def test_binary_bytes_elements_may_not_run_past_their_tensor() -> None:
         ("FP32", [1e300, 1], "beyond FP32's range"),
         ("FP64", [10**400, 1], "data does not match datatype FP64"),
         ("BOOL", [1, 0], "data does not match datatype BOOL"),
+        ("FP64", ["1.5", "2"], r"data does not match datatype FP64 \(e.g. '1.5'\)"),
+        ("INT64", ["1", "2"], "data does not match datatype INT64"),
     ],
 )
 def test_json_numbers_must_fit_the_declared_datatype(
