@@ -407,13 +407,13 @@ def _is_number(value: object) -> bool:
 
 
 def _numbers(rows: Any) -> Array | None:
-    """Rows as one numeric array in one numpy call, or ``None`` (text, nulls, ragged rows):
-    the caller then takes the general path, which names the problem."""
+    """Rows as one float64 array in one numpy call (numbers written as text parse, as a
+    table's do), or ``None`` (ragged rows, objects): the caller then takes the general path,
+    which names the problem."""
     try:
-        array = np.asarray(rows)
+        return np.asarray(rows, dtype=np.float64)
     except (TypeError, ValueError, OverflowError):
         return None
-    return array if array.dtype.kind in _NUMERIC else None
 
 
 def _nested(rows: Any) -> str:
