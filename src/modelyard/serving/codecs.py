@@ -307,10 +307,22 @@ def _mismatch(item: RequestInput, data: list[Any]) -> InvalidInputError:
             f"{shown(item.shape)} has {len(item.shape)} dimensions; send the values flat "
             "(row-major) or nested once per dimension."
         )
+    values = _flatten(item, data)  # raises for mixed nesting, naming it
+    boolean = item.datatype == "BOOL"
+    bad = next((v for v in values if (type(v) is not bool if boolean else _not_a_number(v))), None)
+    if bad is None and depth > 1:
+        return InvalidInputError(
+            f"Input '{item.name}' data is ragged (its nested lists differ in length); send "
+            f"shape {shown(item.shape)} in full."
+        )
     return InvalidInputError(
         f"Input '{item.name}' data does not match datatype {item.datatype} "
-        f"(e.g. {shown(sample)}); send {item.datatype} values."
+        f"(e.g. {shown(sample if bad is None else bad)}); send {item.datatype} values."
     )
+
+
+def _not_a_number(value: Any) -> bool:
+    return value is not None and not (isinstance(value, (int, float)) and abs(value) < 2.0**64)
 
 
 def _depth_and_sample(data: Any) -> tuple[int, Any]:

@@ -239,3 +239,21 @@ def test_text_columns_take_no_lists_or_objects() -> None:
             validator.from_rows([{"age": 30.0, "city": "rome"}, {"age": 1.0, "city": city}])
     with pytest.raises(ValidationError, match=r"Input 'city' takes text .*got a list"):
         validator.from_split(["age", "city"], [[30.0, ["rome"]]])
+
+
+@pytest.mark.parametrize(
+    ("data", "shape", "message"),
+    [
+        ([1, "a"], [2], r"does not match datatype FP64 \(e.g. 'a'\)"),
+        ([1.0, {"k": 1}], [2], r"does not match datatype FP64 \(e.g. \{'k': 1\}\)"),
+        ([[1, 2], [1]], [2, 2], r"is ragged .*send shape \[2, 2\] in full"),
+        ([1, [2]], [2], "mixes lists and values"),
+    ],
+)
+def test_mismatch_names_the_first_wrong_value(
+    data: list[object], shape: list[int], message: str
+) -> None:
+    item = {"name": "a", "shape": shape, "datatype": "FP64", "data": data}
+    request, _ = decode_v2(v2_body(item))
+    with pytest.raises(InvalidInputError, match=message):
+        tensor_array(request.inputs[0])
