@@ -257,3 +257,13 @@ def test_mismatch_names_the_first_wrong_value(
     request, _ = decode_v2(v2_body(item))
     with pytest.raises(InvalidInputError, match=message):
         tensor_array(request.inputs[0])
+
+
+def test_metadata_datatypes_cover_every_numpy_type() -> None:
+    from modelyard.serving.codecs import datatype_for
+
+    pairs = {"float64": "FP64", "float32": "FP32", "float16": "FP16", "int64": "INT64",
+             "int8": "INT8", "uint16": "UINT16", "uint64": "UINT64", "bool": "BOOL",
+             "string": "BYTES", "category": "BYTES", "datetime64[ns]": "BYTES",
+             "datetime64[ns, UTC]": "BYTES"}  # fmt: skip
+    assert {dtype: datatype_for(dtype) for dtype in pairs} == pairs
