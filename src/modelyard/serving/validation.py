@@ -349,6 +349,15 @@ class RequestValidator:
             if array is not None and array.ndim == 2 and array.shape[1] == len(names):
                 order = [names.index(n) for n in self.names]
                 return self._matrix_input("dataframe_split", array[:, order])
+        width = len(names)
+        short = next(
+            (i for i, r in enumerate(data) if not isinstance(r, list) or len(r) != width), None
+        )
+        if short is not None:
+            raise InvalidInputError(
+                f"'dataframe_split.data' row {short} is {shown(data[short])} but there are "
+                f"{width} columns; send one list of {width} values per row."
+            )
         import pandas as pd
 
         try:

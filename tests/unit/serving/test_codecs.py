@@ -7,6 +7,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from modelyard.core.types import Signature, TensorSpec
 from modelyard.errors import InvalidInputError, ValidationError
@@ -213,7 +215,8 @@ def test_validator_takes_other_numeric_datatypes() -> None:
         (5, [[1, 2]], "'dataframe_split.columns' is 5; send a list"),
         ("ab", [[1, 2]], "'dataframe_split.columns' is 'ab'"),
         (["a", "b"], 5, "'dataframe_split.data' is 5"),
-        (["a", "b"], [[[1, 2]]], "nests 3 lists deep"),
+        (["a", "b"], [[[1, 2]]], r"row 0 is \[\[1, 2\]\] but there are 2 columns"),
+        (["a", "b"], [[1, 2], [3]], r"row 1 is \[3\] but there are 2 columns"),
     ],
 )
 def test_dataframe_split_of_the_wrong_shape(columns: object, data: object, message: str) -> None:
@@ -267,3 +270,60 @@ def test_metadata_datatypes_cover_every_numpy_type() -> None:
              "string": "BYTES", "category": "BYTES", "datetime64[ns]": "BYTES",
              "datetime64[ns, UTC]": "BYTES"}  # fmt: skip
     assert {dtype: datatype_for(dtype) for dtype in pairs} == pairs
+
+
+_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=4),
+)  # fmt: skip
+_values = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=2), inner),
+    max_leaves=12,
+)
+_tensors = st.fixed_dictionaries(
+    {"name": st.sampled_from(["a", "b", "x", "zz"]),
+     "shape": st.lists(st.integers(min_value=-2, max_value=5), max_size=3),
+     "datatype": st.sampled_from(["FP64", "FP32", "FP16", "INT64", "UINT8", "BOOL", "BYTES", "X"]),
+     "data": _values},
+    optional={"parameters": st.dictionaries(st.sampled_from(["binary_data_size", "p"]), _values)},
+)  # fmt: skip
+_mixed_signature = Signature(kind="columns", inputs=(
+    TensorSpec(name="a", dtype="float64"), TensorSpec(name="b", dtype="string"),
+))  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_tensors, min_size=1, max_size=3), st.binary(max_size=24) | st.none())
+def test_any_v2_body_decodes_or_raises_a_validation_error(
+    inputs: list[dict[str, object]], binary: bytes | None
+) -> None:
+    head = json.dumps({"inputs": inputs}).encode()
+    body, header = (head, None) if binary is None else (head + binary, str(len(head)))
+    for validator in (numeric_validator(), RequestValidator(_mixed_signature)):
+        try:
+            request, arrays = decode_v2(body, header_length=header)
+            validator.from_request(request.inputs, arrays)
+        except ValidationError:
+            pass
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(["dataframe_split", "dataframe_records", "instances", "inputs"]), _values,
+       _values)  # fmt: skip
+def test_any_mlflow_body_decodes_or_raises_a_validation_error(
+    key: str, payload: object, columns: object
+) -> None:
+    if key == "dataframe_split" and isinstance(payload, list):
+        payload = {"columns": columns, "data": payload}
+    for validator in (numeric_validator(), RequestValidator(_mixed_signature)):
+        try:
+            fmt, value, _ = decode_mlflow_json(json.dumps({key: payload}).encode())
+            if fmt == "dataframe_split":
+                if not isinstance(value, dict) or "data" not in value:
+                    continue
+                validator.from_split(value.get("columns") or validator.names, value["data"])
+            else:
+                validator.from_rows(value, field=fmt)
+        except ValidationError:
+            pass
