@@ -49,6 +49,8 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Home:
     registry.register(words, name="words", data=X, convert="onnx")
     narrow = LogisticRegression().fit(X, y.astype(np.int32))
     registry.register(narrow, name="narrow", data=X, convert="onnx")
+    flags = LogisticRegression().fit(X, y.astype(bool))  # the ONNX twin gives int64 labels
+    registry.register(flags, name="flags", data=X, convert="onnx")
     registry.register(LinearRegression().fit(X, X_raw @ [1.0, 2.0, 3.0, 4.0]), name="reg",
                       data=X, convert="onnx")  # fmt: skip
     rng = np.random.default_rng(0)
@@ -67,7 +69,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Home:
     return Home(path, X)
 
 
-SERVED = ("trees/1", "words/1", "narrow/1", "reg/1")
+SERVED = ("trees/1", "words/1", "narrow/1", "flags/1", "reg/1")
 
 
 @pytest.fixture(scope="module")
@@ -264,6 +266,7 @@ def test_answers_match_the_metadata_datatypes(runtime_server: Server, home: Home
     assert declared_of(runtime_server, "trees") == {"predict": "INT64", "predict_proba": "FP64"}
     assert declared_of(runtime_server, "narrow")["predict"] == "INT32"
     assert declared_of(runtime_server, "words")["predict"] == "BYTES"
+    assert declared_of(runtime_server, "flags")["predict"] == "BOOL"
     assert declared_of(runtime_server, "reg") == {"predict": "FP64"}
 
 

@@ -62,9 +62,9 @@ class InferenceRequest(msgspec.Struct):
 
 _v2_decoder = msgspec.json.Decoder(InferenceRequest)
 
-#: How deep request JSON may nest. A tensor needs one level per dimension and the models served
-#: take at most two; deeper JSON is refused with the path to it, before Python recursion (about
-#: 1,000 levels) would fail inside a decoder.
+#: The depth past which error messages point into request JSON. JSON too deep for the decoders
+#: (Python's recursion limit, about 1,000 levels) is refused with the path to the first value
+#: nested deeper than this; tensor data nested deeper than its shape is refused when decoded.
 MAX_JSON_DEPTH = 64
 _INTEGER_DATATYPES = {
     name: np.iinfo(dtype) for name, dtype in DATATYPES.items() if np.dtype(dtype).kind in "iu"
@@ -99,9 +99,8 @@ def decode_v2(
     if length is None:
         binary = [i.name for i, size in zip(request.inputs, sizes, strict=True) if size is not None]
         if binary:
-            named = binary[0]
             raise InvalidInputError(
-                f"Input '{named}' has a binary_data_size but the request has no "
+                f"Input '{binary[0]}' has a binary_data_size but the request has no "
                 "Inference-Header-Content-Length header; send the header with binary tensors."
             )
         return request, None
@@ -131,10 +130,10 @@ def _header_length(value: str | None, body_size: int) -> int | None:
     if value is None or value == "":
         return None
     text = value.strip()
-    if not text.isdigit() or not text.isascii():
+    if not text.isdigit() or not text.isascii() or len(text) > 18:
         raise InvalidInputError(
             f"Inference-Header-Content-Length is {value[:40]!r}; send the JSON part's length in "
-            "bytes as a whole number."
+            "bytes (a whole number no larger than the body)."
         )
     length = int(text)
     if length > body_size:
@@ -225,14 +224,18 @@ def _number_array(item: RequestInput, data: list[Any]) -> Array:
         if array.dtype.kind != "b":
             raise ValueError("not true/false")
         return array.ravel()
-    bounds = _INTEGER_DATATYPES.get(datatype)
-    if bounds is None:
+    if isinstance(_depth_and_sample(data)[1], str):
+        # numbers written as JSON strings: refused, not parsed (numpy would parse "1.5"); the
+        # first value tells, as one look is all the one-call path can afford
+        raise ValueError("text")
+    if datatype not in _INTEGER_DATATYPES:
         array = np.asarray(data, dtype=np.float64).ravel()
-        check_number_range(item.name, datatype, array)
-        return array
-    array = np.asarray(data).ravel()
-    if array.dtype.kind not in "iub":
-        array = np.asarray(data, dtype=np.float64).ravel()
+    else:
+        array = np.asarray(data).ravel()  # int64/uint64 as given: exact past 2**53
+        if array.dtype.kind not in "iub":
+            if array.dtype.kind in "US":
+                raise ValueError("text")
+            array = np.asarray(data, dtype=np.float64).ravel()  # null -> NaN
     check_number_range(item.name, datatype, array)
     return array
 
@@ -304,10 +307,22 @@ def _mismatch(item: RequestInput, data: list[Any]) -> InvalidInputError:
             f"{shown(item.shape)} has {len(item.shape)} dimensions; send the values flat "
             "(row-major) or nested once per dimension."
         )
+    values = _flatten(item, data)  # raises for mixed nesting, naming it
+    boolean = item.datatype == "BOOL"
+    bad = next((v for v in values if (type(v) is not bool if boolean else _not_a_number(v))), None)
+    if bad is None and depth > 1:
+        return InvalidInputError(
+            f"Input '{item.name}' data is ragged (its nested lists differ in length); send "
+            f"shape {shown(item.shape)} in full."
+        )
     return InvalidInputError(
         f"Input '{item.name}' data does not match datatype {item.datatype} "
-        f"(e.g. {shown(sample)}); send {item.datatype} values."
+        f"(e.g. {shown(sample if bad is None else bad)}); send {item.datatype} values."
     )
+
+
+def _not_a_number(value: Any) -> bool:
+    return value is not None and not (isinstance(value, (int, float)) and abs(value) < 2.0**64)
 
 
 def _depth_and_sample(data: Any) -> tuple[int, Any]:

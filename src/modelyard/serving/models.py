@@ -174,13 +174,18 @@ def _output_types(signature: Signature) -> dict[str, np.dtype[Any]]:
 
 
 def _as_declared(values: Array, target: np.dtype[Any]) -> Array:
-    """``values`` in the output's declared type where that keeps them (float32 -> float64,
-    int64 -> int32 labels); a model that gives another kind (floats for declared ints) keeps
-    its values and the answer's datatype says what they are."""
+    """``values`` in the output's declared type where that keeps them: float32 -> float64,
+    int64 labels -> the int32, uint8 or bool classes they stand for (the ONNX twin gives int64
+    labels). Values the declared type would change (fractions for declared ints) are kept as
+    they are, and the answer's datatype says what they are."""
     array = np.asarray(values)
-    if np.can_cast(array.dtype, target, casting="same_kind"):
-        return array.astype(target)
-    return array
+    if array.dtype.kind not in "biuf":
+        return array
+    with np.errstate(invalid="ignore", over="ignore"):  # checked below: NaN or out of range
+        cast = array.astype(target)
+    if target.kind == "f" and array.dtype.kind == "f":
+        return cast
+    return cast if np.array_equal(cast.astype(array.dtype), array) else array
 
 
 class ModelSlot:

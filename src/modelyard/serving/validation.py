@@ -145,8 +145,8 @@ class RequestValidator:
             shape = item.shape
             if n < 0:
                 n = len(values)
-            if len(values) != n or shape not in ([n], [n, 1]):
-                return None
+            if len(values) != n or shape not in ([n], [n, 1]) or (n and type(values[0]) is str):
+                return None  # the general path names what is wrong
             ordered[position] = values
         if n <= 0 or (n and isinstance(ordered[0][0], list)):
             return None
@@ -265,6 +265,13 @@ class RequestValidator:
                 raise SignatureMismatchError(
                     f"Input '{name}' takes text (BYTES), got numbers of type {column.dtype}."
                 )
+            if kind == "O":
+                nested = next((v for v in column.ravel() if isinstance(v, (list, dict))), None)
+                if nested is not None:
+                    raise SignatureMismatchError(
+                        f"Input '{name}' takes text (BYTES), got a {type(nested).__name__} "
+                        f"(e.g. {shown(nested)}); send one string per row."
+                    )
             known = self.categories[i]
             if known is not None:
                 unseen = {v for v in column.tolist() if v is not None and v not in known}
@@ -342,6 +349,15 @@ class RequestValidator:
             if array is not None and array.ndim == 2 and array.shape[1] == len(names):
                 order = [names.index(n) for n in self.names]
                 return self._matrix_input("dataframe_split", array[:, order])
+        width = len(names)
+        short = next(
+            (i for i, r in enumerate(data) if not isinstance(r, list) or len(r) != width), None
+        )
+        if short is not None:
+            raise InvalidInputError(
+                f"'dataframe_split.data' row {short} is {shown(data[short])} but there are "
+                f"{width} columns; send one list of {width} values per row."
+            )
         import pandas as pd
 
         try:
@@ -400,13 +416,13 @@ def _is_number(value: object) -> bool:
 
 
 def _numbers(rows: Any) -> Array | None:
-    """Rows as one numeric array in one numpy call, or ``None`` (text, nulls, ragged rows):
-    the caller then takes the general path, which names the problem."""
+    """Rows as one float64 array in one numpy call (numbers written as text parse, as a
+    table's do), or ``None`` (ragged rows, objects): the caller then takes the general path,
+    which names the problem."""
     try:
-        array = np.asarray(rows)
+        return np.asarray(rows, dtype=np.float64)
     except (TypeError, ValueError, OverflowError):
         return None
-    return array if array.dtype.kind in _NUMERIC else None
 
 
 def _nested(rows: Any) -> str:

@@ -7,6 +7,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from modelyard.core.types import Signature, TensorSpec
 from modelyard.errors import InvalidInputError, ValidationError
@@ -122,6 +124,8 @@ def test_binary_bytes_elements_may_not_run_past_their_tensor() -> None:
         ("FP32", [1e300, 1], "beyond FP32's range"),
         ("FP64", [10**400, 1], "data does not match datatype FP64"),
         ("BOOL", [1, 0], "data does not match datatype BOOL"),
+        ("FP64", ["1.5", "2"], r"data does not match datatype FP64 \(e.g. '1.5'\)"),
+        ("INT64", ["1", "2"], "data does not match datatype INT64"),
     ],
 )
 def test_json_numbers_must_fit_the_declared_datatype(
@@ -211,7 +215,8 @@ def test_validator_takes_other_numeric_datatypes() -> None:
         (5, [[1, 2]], "'dataframe_split.columns' is 5; send a list"),
         ("ab", [[1, 2]], "'dataframe_split.columns' is 'ab'"),
         (["a", "b"], 5, "'dataframe_split.data' is 5"),
-        (["a", "b"], [[[1, 2]]], "nests 3 lists deep"),
+        (["a", "b"], [[[1, 2]]], r"row 0 is \[\[1, 2\]\] but there are 2 columns"),
+        (["a", "b"], [[1, 2], [3]], r"row 1 is \[3\] but there are 2 columns"),
     ],
 )
 def test_dataframe_split_of_the_wrong_shape(columns: object, data: object, message: str) -> None:
@@ -226,3 +231,99 @@ def test_rows_of_mixed_kinds_are_refused() -> None:
     deep = json.loads("[" * 900 + "]" * 900)
     with pytest.raises(InvalidInputError, match="'inputs' is not a table of values"):
         validator.from_rows(deep, field="inputs")
+
+
+def test_text_columns_take_no_lists_or_objects() -> None:
+    columns = (TensorSpec(name="age", dtype="float64"), TensorSpec(name="city", dtype="string"))
+    validator = RequestValidator(Signature(kind="columns", inputs=columns), model="m")
+    assert validator.from_rows([{"age": 30.0, "city": "rome"}]).columns is not None
+    for city in ([1], {"a": 1}):
+        with pytest.raises(ValidationError, match=r"Input 'city' takes text .*got a"):
+            validator.from_rows([{"age": 30.0, "city": "rome"}, {"age": 1.0, "city": city}])
+    with pytest.raises(ValidationError, match=r"Input 'city' takes text .*got a list"):
+        validator.from_split(["age", "city"], [[30.0, ["rome"]]])
+
+
+@pytest.mark.parametrize(
+    ("data", "shape", "message"),
+    [
+        ([1, "a"], [2], r"does not match datatype FP64 \(e.g. 'a'\)"),
+        ([1.0, {"k": 1}], [2], r"does not match datatype FP64 \(e.g. \{'k': 1\}\)"),
+        ([[1, 2], [1]], [2, 2], r"is ragged .*send shape \[2, 2\] in full"),
+        ([1, [2]], [2], "mixes lists and values"),
+    ],
+)
+def test_mismatch_names_the_first_wrong_value(
+    data: list[object], shape: list[int], message: str
+) -> None:
+    item = {"name": "a", "shape": shape, "datatype": "FP64", "data": data}
+    request, _ = decode_v2(v2_body(item))
+    with pytest.raises(InvalidInputError, match=message):
+        tensor_array(request.inputs[0])
+
+
+def test_metadata_datatypes_cover_every_numpy_type() -> None:
+    from modelyard.serving.codecs import datatype_for
+
+    pairs = {"float64": "FP64", "float32": "FP32", "float16": "FP16", "int64": "INT64",
+             "int8": "INT8", "uint16": "UINT16", "uint64": "UINT64", "bool": "BOOL",
+             "string": "BYTES", "category": "BYTES", "datetime64[ns]": "BYTES",
+             "datetime64[ns, UTC]": "BYTES"}  # fmt: skip
+    assert {dtype: datatype_for(dtype) for dtype in pairs} == pairs
+
+
+_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=4),
+)  # fmt: skip
+_values = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=2), inner),
+    max_leaves=12,
+)
+_tensors = st.fixed_dictionaries(
+    {"name": st.sampled_from(["a", "b", "x", "zz"]),
+     "shape": st.lists(st.integers(min_value=-2, max_value=5), max_size=3),
+     "datatype": st.sampled_from(["FP64", "FP32", "FP16", "INT64", "UINT8", "BOOL", "BYTES", "X"]),
+     "data": _values},
+    optional={"parameters": st.dictionaries(st.sampled_from(["binary_data_size", "p"]), _values)},
+)  # fmt: skip
+_mixed_signature = Signature(kind="columns", inputs=(
+    TensorSpec(name="a", dtype="float64"), TensorSpec(name="b", dtype="string"),
+))  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_tensors, min_size=1, max_size=3), st.binary(max_size=24) | st.none())
+def test_any_v2_body_decodes_or_raises_a_validation_error(
+    inputs: list[dict[str, object]], binary: bytes | None
+) -> None:
+    head = json.dumps({"inputs": inputs}).encode()
+    body, header = (head, None) if binary is None else (head + binary, str(len(head)))
+    for validator in (numeric_validator(), RequestValidator(_mixed_signature)):
+        try:
+            request, arrays = decode_v2(body, header_length=header)
+            validator.from_request(request.inputs, arrays)
+        except ValidationError:
+            pass
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(["dataframe_split", "dataframe_records", "instances", "inputs"]), _values,
+       _values)  # fmt: skip
+def test_any_mlflow_body_decodes_or_raises_a_validation_error(
+    key: str, payload: object, columns: object
+) -> None:
+    if key == "dataframe_split" and isinstance(payload, list):
+        payload = {"columns": columns, "data": payload}
+    for validator in (numeric_validator(), RequestValidator(_mixed_signature)):
+        try:
+            fmt, value, _ = decode_mlflow_json(json.dumps({key: payload}).encode())
+            if fmt == "dataframe_split":
+                if not isinstance(value, dict) or "data" not in value:
+                    continue
+                validator.from_split(value.get("columns") or validator.names, value["data"])
+            else:
+                validator.from_rows(value, field=fmt)
+        except ValidationError:
+            pass
