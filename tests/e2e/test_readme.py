@@ -28,16 +28,35 @@ def run(args: list[str], *, cwd: Path, env: dict[str, str]) -> subprocess.Comple
     )
 
 
+def tour() -> str:
+    return next(b for b in blocks("python") if "modelyard.rollback(" in b)
+
+
+def pipeline_snippet() -> str:
+    return next(b for b in blocks("python") if "@pipeline" in b)
+
+
+OTHERS = [b for b in blocks("python") if "modelyard.rollback(" not in b and "@pipeline" not in b]
+
+
 def test_the_readme_has_the_snippets_this_test_runs() -> None:
-    python = blocks("python")
-    assert len(python) == 2, [b[:60] for b in python]
-    assert "modelyard.rollback(" in python[0] and "@pipeline" in python[1]
+    assert tour() and pipeline_snippet()
+
+
+def test_every_other_python_snippet_runs_as_written(tmp_path: Path) -> None:
+    """Any python block besides the tour and the pipeline (none today), each in its own home."""
+    for number, snippet in enumerate(OTHERS):
+        script = tmp_path / f"snippet{number}.py"
+        script.write_text(snippet)
+        home = tmp_path / f"home{number}"
+        done = run([sys.executable, str(script)], cwd=tmp_path, env=server_env(home))
+        assert done.returncode == 0, snippet + done.stdout + done.stderr
 
 
 @pytest.mark.slow
 def test_the_python_tour_runs_as_written(tmp_path: Path) -> None:
     script = tmp_path / "tour.py"
-    script.write_text(blocks("python")[0])
+    script.write_text(tour())
     done = run([sys.executable, str(script)], cwd=tmp_path, env=server_env(tmp_path / "home"))
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.startswith("cancer/1 ")  # the print() of the tour
@@ -57,7 +76,7 @@ def test_the_pipeline_snippet_runs_in_a_yard_init_project(tmp_path: Path) -> Non
     made = run([YARD, "init", "proj"], cwd=tmp_path, env=env)
     assert made.returncode == 0, made.stderr
     project = tmp_path / "proj"
-    (project / "pipeline.py").write_text(blocks("python")[1])
+    (project / "pipeline.py").write_text(pipeline_snippet())
     as_written = run([sys.executable, "pipeline.py"], cwd=project, env=env)
     assert as_written.returncode == 0, as_written.stderr
     trained = run([YARD, "run", "pipeline.py"], cwd=project, env=env)
