@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def yard(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [YARD, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False
+        [YARD, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900, check=False
     )
 
 
@@ -108,7 +108,7 @@ def test_the_generated_readme_runs_as_written(tmp_path: Path) -> None:
             continue
         done = subprocess.run(
             ["bash", "-c", command], cwd=project, env=env, capture_output=True, text=True,
-            timeout=300, check=False,
+            timeout=900, check=False,
         )  # fmt: skip
         assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
     assert "roc_auc" in (project / "gate.md").read_text()
@@ -125,7 +125,7 @@ def test_the_generated_readme_runs_as_written(tmp_path: Path) -> None:
     gate = next(s for s in workflow["jobs"]["model"]["steps"] if "yard gate" in s.get("run", ""))
     done = subprocess.run(
         ["bash", "-ec", gate["run"]], cwd=project, env=env, capture_output=True, text=True,
-        timeout=300, check=False,
+        timeout=900, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "churn@production" in (project / "gate.md").read_text()

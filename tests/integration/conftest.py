@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,15 @@ def served_home(tmp_path_factory: pytest.TempPathFactory) -> ServedHome:
     registry.register(SleepyModel(), name="sleepy", data=zeros, trust_pickle=True)
     registry.close()
     return ServedHome(home=home, X=X, mixed=mixed)
+
+
+@pytest.fixture
+def own_home(served_home: ServedHome, tmp_path: Path) -> ServedHome:
+    """A copy of the session's registry home for a test that moves aliases, deploys or damages
+    files: nothing it does reaches the other tests, whether it passes or fails."""
+    home = tmp_path / "home"
+    shutil.copytree(served_home.home, home, ignore=shutil.ignore_patterns("*.log"))
+    return ServedHome(home=home, X=served_home.X, mixed=served_home.mixed)
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import signal
 import subprocess
 import sys
@@ -89,15 +88,6 @@ def _metric(text: str, name: str) -> float:
         if line.startswith(name):
             return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"{name} not in metrics")
-
-
-@pytest.fixture
-def own_home(served_home: ServedHome, tmp_path: Path) -> ServedHome:
-    """A copy of the session's registry home for a test that moves aliases and damages files:
-    nothing it does reaches the other tests, whether it passes or fails."""
-    home = tmp_path / "home"
-    shutil.copytree(served_home.home, home, ignore=shutil.ignore_patterns("*.log"))
-    return ServedHome(home=home, X=served_home.X, mixed=served_home.mixed)
 
 
 def test_hot_swap_under_load_fails_no_request(own_home: ServedHome) -> None:
