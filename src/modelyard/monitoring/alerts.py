@@ -16,17 +16,28 @@ evaluation for ``for`` (its ``hold``), over the last ``window`` of the deploymen
 - ``check_alerts`` is the whole round the CLI and the server run: validate, read the metrics of
   the prediction log (``metric_source``), evaluate, notify.
 
-Delivery is at most once: a process that dies between recording a firing and posting it loses
-that notification (the incident stays with ``notified`` false).
+Delivery is at least once. The transaction that fires or resolves an incident also writes the
+notification to an outbox (``alert_deliveries``), claimed by the evaluator (``host:pid``) for as
+long as its webhook retries can take; it is marked delivered when every webhook answered 2xx. A
+pending one (a failed delivery, or one whose evaluator died before recording it) is delivered
+again at the start of every round once its claim has run out or its evaluator's process is gone
+(seen from the same host), for up to ``MAX_DELIVERY_ROUNDS`` rounds. Every
+attempt carries the same idempotency key (the ``Idempotency-Key`` header and the payload's
+``idempotency_key``), so a receiver can drop a copy; the rule's command, given the same payload,
+may run again too.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
+import socket
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
@@ -39,7 +50,7 @@ from modelyard.errors import (
 from modelyard.monitoring.alert_rules import PERFORMANCE_METRICS, ParsedRule, validate_rules
 from modelyard.monitoring.notify import Delivery, Notifier, WebhookNotifier
 from modelyard.settings import Settings
-from modelyard.store.schema import alert_incidents, alert_states
+from modelyard.store.schema import alert_deliveries, alert_incidents, alert_states
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -63,10 +74,15 @@ __all__ = [
     "check_alerts",
     "evaluate",
     "metric_source",
+    "redeliver",
     "validate_rules",
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Rounds a pending notification is delivered again before it is given up (each round retries
+#: every webhook with backoff); the incident keeps the last error.
+MAX_DELIVERY_ROUNDS = 10
 
 #: ``ok``, ``no_data``, ``pending`` (holding, not yet for ``for``), ``firing``, ``resolved``
 #: (cleared by this evaluation), ``error`` (the metric could not be read; state left alone).
@@ -183,16 +199,29 @@ def evaluate(
     *,
     now: datetime | None = None,
     notifier: Notifier | None = None,
+    claim_s: float = 60.0,
 ) -> list[AlertOutcome]:
-    """Evaluate each rule once at ``now``: record its state, fire or resolve its incident and
-    notify. A metric that cannot be read gives an ``error`` outcome and leaves the state alone."""
+    """Evaluate each rule once at ``now``: deliver the pending notifications of earlier rounds,
+    then record each rule's state, fire or resolve its incident and notify. A metric that cannot
+    be read gives an ``error`` outcome and leaves the state alone. ``claim_s``: how long a
+    delivery may take before another round may deliver it again."""
     now = now or datetime.now(UTC)
     notifier = notifier or WebhookNotifier()
-    return [_evaluate_rule(db, rule, source, now, notifier) for rule in rules]
+    claim = timedelta(seconds=claim_s)
+    redeliver(db, rules, notifier, now=now, claim=claim)
+    return [
+        _evaluate_rule(db, rule, source, now=now, notifier=notifier, claim=claim) for rule in rules
+    ]
 
 
 def _evaluate_rule(
-    db: Database, rule: ParsedRule, source: MetricSource, now: datetime, notifier: Notifier
+    db: Database,
+    rule: ParsedRule,
+    source: MetricSource,
+    *,
+    now: datetime,
+    notifier: Notifier,
+    claim: timedelta,
 ) -> AlertOutcome:
     # The state is read first: whoever writes between this read and our write wins the round.
     state = _read_state(db, rule.name)
@@ -205,7 +234,7 @@ def _evaluate_rule(
         value = None
     firing = state is not None and state.incident is not None
     plan = _plan(rule, firing, state.pending_since if state else None, value, now)
-    won, incident = _write(db, rule, state, plan, value=value, now=now)
+    won, incident, outbox = _write(db, rule, state, plan, value=value, now=now, claim=claim)
     if not won:  # another evaluator wrote first: report what it recorded
         return _lost(db, rule, value)
     detail = f"no data in the last {rule.window}" if value is None else None
@@ -217,9 +246,10 @@ def _evaluate_rule(
             rule, value, plan.state, since=incident.started_at, incident=incident.id,
             detail=detail,
         )  # fmt: skip
-    status: Literal["firing", "resolved"] = "firing" if plan.fire else "resolved"
-    delivery = notifier.notify(rule, alert_payload(status, rule, incident, value))
-    _record(db, incident.id, status, delivery)
+    assert outbox is not None
+    delivery_id, status, payload = outbox
+    delivery = notifier.notify(rule, payload)
+    _record(db, delivery_id, incident.id, status, delivery, now=now)
     return _outcome(
         rule, value, plan.state, since=incident.started_at, incident=incident.id,
         event="fired" if plan.fire else "resolved", notify_error=delivery.error, detail=detail,
@@ -272,9 +302,11 @@ def _write(
     *,
     value: float | None,
     now: datetime,
-) -> tuple[bool, Incident | None]:
+    claim: timedelta,
+) -> tuple[bool, Incident | None, _Outbox | None]:
     """Record the plan if nobody changed the state since it was read: whether it was recorded
-    (``False``: another evaluator wrote first) and the incident it opened, kept or closed."""
+    (``False``: another evaluator wrote first), the incident it opened, kept or closed, and the
+    notification written to the outbox in the same transaction when it fired or resolved."""
     values = {
         "deployment": rule.deployment,
         "pending_since": plan.pending_since,
@@ -293,7 +325,7 @@ def _write(
                 .values(revision=state.revision + 1, **values)
             )
         if conn.execute(written.returning(alert_states.c.rule)).first() is None:
-            return False, None
+            return False, None, None
         if plan.fire:
             assert plan.pending_since is not None and value is not None
             incident = _open_incident(conn, rule, plan.pending_since, value, now)
@@ -318,7 +350,119 @@ def _write(
                     .values(**changes)
                 )
                 incident = msgspec.structs.replace(incident, **changes)
-    return True, incident
+        outbox = None
+        if incident is not None and (plan.fire or plan.resolve):
+            status: Literal["firing", "resolved"] = "firing" if plan.fire else "resolved"
+            payload = alert_payload(status, rule, incident, value)
+            outbox = _enqueue(conn, rule, incident.id, status, payload, now=now, claim=claim)
+    return True, incident, outbox
+
+
+#: A notification in the outbox: its row id, ``firing`` or ``resolved``, and the payload.
+_Outbox = tuple[int, Literal["firing", "resolved"], dict[str, Any]]
+
+
+def _enqueue(
+    conn: Connection,
+    rule: ParsedRule,
+    incident: int,
+    status: Literal["firing", "resolved"],
+    payload: dict[str, Any],
+    *,
+    now: datetime,
+    claim: timedelta,
+) -> _Outbox:
+    """Write a notification to the outbox, claimed by this evaluator for ``claim``."""
+    key = f"modelyard-{uuid.uuid4().hex}"
+    payload = {**payload, "idempotency_key": key}
+    found = conn.execute(
+        sa.insert(alert_deliveries)
+        .values(
+            incident_id=incident, status=status, key=key, rule=rule.name,
+            payload=json.dumps(payload), created_at=now, claimed_by=_claimer(),
+            claimed_until=now + claim, attempts=0,
+        )
+        .returning(alert_deliveries.c.id)
+    )  # fmt: skip
+    return int(found.scalar_one()), status, payload
+
+
+def redeliver(
+    db: Database,
+    rules: Sequence[ParsedRule],
+    notifier: Notifier,
+    *,
+    now: datetime,
+    claim: timedelta,
+) -> int:
+    """Deliver again every pending notification whose claim has run out (its delivery failed,
+    or its evaluator died before recording it), with its original payload and idempotency key;
+    returns how many were delivered now. One whose rule is gone is given up."""
+    by_name = {r.name: r for r in rules}
+    c = alert_deliveries.c
+    pending = (
+        sa.select(alert_deliveries)
+        .where(c.delivered_at.is_(None), c.attempts < MAX_DELIVERY_ROUNDS)
+        .order_by(c.id)
+    )
+    with db.read() as conn:
+        rows = [row for row in conn.execute(pending) if _released(row, now)]
+    delivered = 0
+    for row in rows:
+        rule = by_name.get(row.rule)
+        if rule is None:
+            with db.write() as conn:
+                conn.execute(
+                    sa.update(alert_deliveries).where(c.id == row.id).values(
+                        attempts=MAX_DELIVERY_ROUNDS,
+                        last_error=f"rule {row.rule!r} is no longer configured",
+                    )
+                )  # fmt: skip
+            continue
+        if not _claim(db, row, until=now + claim):
+            continue  # another evaluator took it
+        logger.info("alert rule %s: delivering %s notification %s again", rule.name, row.status,
+                    row.key)  # fmt: skip
+        delivery = notifier.notify(rule, json.loads(row.payload))
+        delivered += _record(db, row.id, row.incident_id, row.status, delivery, now=now)
+    return delivered
+
+
+def _claimer() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"[:128]
+
+
+def _released(row: sa.Row[Any], now: datetime) -> bool:
+    """Whether nobody is delivering a pending notification: never claimed or released, its
+    claim ran out, or the claiming process no longer runs (when it ran on this host)."""
+    if row.claimed_until is None or row.claimed_until < now:
+        return True
+    host, _, pid = str(row.claimed_by or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # e.g. another user's process: it runs
+        return False
+    return False
+
+
+def _claim(db: Database, row: sa.Row[Any], *, until: datetime) -> bool:
+    """Take a pending notification from the claim it had when read (a conditional write: one
+    taker wins)."""
+    c = alert_deliveries.c
+    with db.write() as conn:
+        taken = conn.execute(
+            sa.update(alert_deliveries)
+            .where(c.id == row.id, c.delivered_at.is_(None))
+            .where(c.claimed_by.is_not_distinct_from(row.claimed_by))
+            .where(c.claimed_until.is_not_distinct_from(row.claimed_until))
+            .values(claimed_by=_claimer(), claimed_until=until)
+            .returning(c.id)
+        ).first()
+    return taken is not None
 
 
 def _insert_new(dialect: str) -> Any:
@@ -350,18 +494,38 @@ def _open_incident(
 
 
 def _record(
-    db: Database, incident: int, status: Literal["firing", "resolved"], delivery: Delivery
-) -> None:
+    db: Database,
+    delivery_id: int,
+    incident: int,
+    status: str,
+    delivery: Delivery,
+    *,
+    now: datetime,
+) -> bool:
+    """Record a delivery on the incident and its outbox row, in one transaction: delivered when
+    no webhook failed (there may be none), else released for a later round. Returns whether
+    it was delivered."""
     ok = delivery.error is None and delivery.delivered > 0
     values: dict[str, Any] = {"notified" if status == "firing" else "resolve_notified": ok}
     if delivery.error is not None:
         values["notify_error"] = f"{status}: {delivery.error}"
     if status == "firing":
         values.update(command_exit=delivery.command_exit, command_error=delivery.command_error)
+    done = delivery.error is None
+    outbox: dict[str, Any] = {
+        "claimed_by": None, "claimed_until": None, "last_error": delivery.error,
+    }  # fmt: skip
+    outbox["attempts"] = alert_deliveries.c.attempts + 1
+    if done:
+        outbox["delivered_at"] = now
     with db.write() as conn:
         conn.execute(
             sa.update(alert_incidents).where(alert_incidents.c.id == incident).values(**values)
         )
+        conn.execute(
+            sa.update(alert_deliveries).where(alert_deliveries.c.id == delivery_id).values(**outbox)
+        )
+    return done
 
 
 def _lost(db: Database, rule: ParsedRule, value: float | None) -> AlertOutcome:
@@ -451,10 +615,12 @@ def check_alerts(
     if not rules:
         return []
     options = DriftOptions.from_settings(settings)
+    webhooks = WebhookNotifier.from_settings(alerts)
     return evaluate(
         registry.db,
         rules,
         metric_source(registry, settings.resolved_log_root, options=options),
         now=now,
-        notifier=notifier or WebhookNotifier.from_settings(alerts),
+        notifier=notifier or webhooks,
+        claim_s=webhooks.budget_s * max(len({*r.webhooks, *alerts.webhooks}) for r in rules) + 1.0,
     )
