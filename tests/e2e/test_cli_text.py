@@ -40,6 +40,13 @@ def test_monitor_check_without_rules_names_the_table_to_add(tmp_path: Path) -> N
     assert proc.stdout == "No alert rules; add [[monitoring.alerts.rules]] to modelyard.toml.\n"
 
 
+def test_help_text_names_the_rules_table(tmp_path: Path) -> None:
+    proc = yard(tmp_path / "home", "monitor", "check", "--help", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "alert rule (the monitoring.alerts.rules tables of" in " ".join(proc.stdout.split())
+    assert "([])" not in proc.stdout
+
+
 def test_monitor_log_with_30_inputs_keeps_headers_whole_and_says_what_it_left_out(
     tmp_path: Path,
 ) -> None:

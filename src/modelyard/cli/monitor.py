@@ -206,9 +206,9 @@ def check(
     ),
     json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
-    """Evaluate every alert rule ([[monitoring.alerts.rules]]) once now, notify the alerts that
-    fire or resolve, and show each rule's state. Exits 1 when a rule cannot be evaluated, or
-    with --fail-on-firing when an alert is firing; 0 otherwise."""
+    """Evaluate every alert rule (the monitoring.alerts.rules tables of modelyard.toml) once now,
+    notify the alerts that fire or resolve, and show each rule's state. Exits 1 when a rule
+    cannot be evaluated, or with --fail-on-firing when an alert is firing; 0 otherwise."""
     from modelyard.cli._output import console
     from modelyard.monitoring.alerts import check_alerts, validate_rules
 

@@ -16,8 +16,15 @@ evaluation for ``for`` (its ``hold``), over the last ``window`` of the deploymen
 - ``check_alerts`` is the whole round the CLI and the server run: validate, read the metrics of
   the prediction log (``metric_source``), evaluate, notify.
 
-Delivery is at most once: a process that dies between recording a firing and posting it loses
-that notification (the incident stays with ``notified`` false).
+Delivery is at least once. The transaction that fires or resolves an incident also writes the
+notification to an outbox (``alert_deliveries``), claimed by the evaluator (``host:pid``) for as
+long as its webhook retries can take; it is marked delivered when every webhook answered 2xx. A
+pending one (a failed delivery, or one whose evaluator died before recording it) is delivered
+again at the start of every round once its claim has run out or its evaluator's process is gone
+(seen from the same host), for up to ``MAX_DELIVERY_ROUNDS`` rounds. Every
+attempt carries the same idempotency key (the ``Idempotency-Key`` header and the payload's
+``idempotency_key``), so a receiver can drop a copy; the rule's command, given the same payload,
+may run again too.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
@@ -35,6 +42,13 @@ import sqlalchemy as sa
 from modelyard.errors import (
     ModelyardError,
     PredictionLogEmptyError,
+)
+from modelyard.monitoring._outbox import (
+    MAX_DELIVERY_ROUNDS,
+    Outbox,
+    enqueue,
+    record_delivery,
+    redeliver,
 )
 from modelyard.monitoring.alert_rules import PERFORMANCE_METRICS, ParsedRule, validate_rules
 from modelyard.monitoring.notify import Delivery, Notifier, WebhookNotifier
@@ -49,6 +63,7 @@ if TYPE_CHECKING:
     from modelyard.store.db import Database
 
 __all__ = [
+    "MAX_DELIVERY_ROUNDS",
     "PERFORMANCE_METRICS",
     "AlertOutcome",
     "AlertStatus",
@@ -63,6 +78,7 @@ __all__ = [
     "check_alerts",
     "evaluate",
     "metric_source",
+    "redeliver",
     "validate_rules",
 ]
 
@@ -183,16 +199,29 @@ def evaluate(
     *,
     now: datetime | None = None,
     notifier: Notifier | None = None,
+    claim_s: float = 60.0,
 ) -> list[AlertOutcome]:
-    """Evaluate each rule once at ``now``: record its state, fire or resolve its incident and
-    notify. A metric that cannot be read gives an ``error`` outcome and leaves the state alone."""
+    """Evaluate each rule once at ``now``: deliver the pending notifications of earlier rounds,
+    then record each rule's state, fire or resolve its incident and notify. A metric that cannot
+    be read gives an ``error`` outcome and leaves the state alone. ``claim_s``: how long a
+    delivery may take before another round may deliver it again."""
     now = now or datetime.now(UTC)
     notifier = notifier or WebhookNotifier()
-    return [_evaluate_rule(db, rule, source, now, notifier) for rule in rules]
+    claim = timedelta(seconds=claim_s)
+    redeliver(db, rules, notifier, now=now, claim=claim)
+    return [
+        _evaluate_rule(db, rule, source, now=now, notifier=notifier, claim=claim) for rule in rules
+    ]
 
 
 def _evaluate_rule(
-    db: Database, rule: ParsedRule, source: MetricSource, now: datetime, notifier: Notifier
+    db: Database,
+    rule: ParsedRule,
+    source: MetricSource,
+    *,
+    now: datetime,
+    notifier: Notifier,
+    claim: timedelta,
 ) -> AlertOutcome:
     # The state is read first: whoever writes between this read and our write wins the round.
     state = _read_state(db, rule.name)
@@ -205,7 +234,7 @@ def _evaluate_rule(
         value = None
     firing = state is not None and state.incident is not None
     plan = _plan(rule, firing, state.pending_since if state else None, value, now)
-    won, incident = _write(db, rule, state, plan, value=value, now=now)
+    won, incident, outbox = _write(db, rule, state, plan, value=value, now=now, claim=claim)
     if not won:  # another evaluator wrote first: report what it recorded
         return _lost(db, rule, value)
     detail = f"no data in the last {rule.window}" if value is None else None
@@ -217,9 +246,10 @@ def _evaluate_rule(
             rule, value, plan.state, since=incident.started_at, incident=incident.id,
             detail=detail,
         )  # fmt: skip
-    status: Literal["firing", "resolved"] = "firing" if plan.fire else "resolved"
-    delivery = notifier.notify(rule, alert_payload(status, rule, incident, value))
-    _record(db, incident.id, status, delivery)
+    assert outbox is not None
+    delivery_id, status, payload = outbox
+    delivery = notifier.notify(rule, payload)
+    record_delivery(db, delivery_id, incident.id, status, delivery, now=now)
     return _outcome(
         rule, value, plan.state, since=incident.started_at, incident=incident.id,
         event="fired" if plan.fire else "resolved", notify_error=delivery.error, detail=detail,
@@ -272,9 +302,11 @@ def _write(
     *,
     value: float | None,
     now: datetime,
-) -> tuple[bool, Incident | None]:
+    claim: timedelta,
+) -> tuple[bool, Incident | None, Outbox | None]:
     """Record the plan if nobody changed the state since it was read: whether it was recorded
-    (``False``: another evaluator wrote first) and the incident it opened, kept or closed."""
+    (``False``: another evaluator wrote first), the incident it opened, kept or closed, and the
+    notification written to the outbox in the same transaction when it fired or resolved."""
     values = {
         "deployment": rule.deployment,
         "pending_since": plan.pending_since,
@@ -293,7 +325,7 @@ def _write(
                 .values(revision=state.revision + 1, **values)
             )
         if conn.execute(written.returning(alert_states.c.rule)).first() is None:
-            return False, None
+            return False, None, None
         if plan.fire:
             assert plan.pending_since is not None and value is not None
             incident = _open_incident(conn, rule, plan.pending_since, value, now)
@@ -318,7 +350,12 @@ def _write(
                     .values(**changes)
                 )
                 incident = msgspec.structs.replace(incident, **changes)
-    return True, incident
+        outbox = None
+        if incident is not None and (plan.fire or plan.resolve):
+            status: Literal["firing", "resolved"] = "firing" if plan.fire else "resolved"
+            payload = alert_payload(status, rule, incident, value)
+            outbox = enqueue(conn, rule, incident.id, status, payload, now=now, claim=claim)
+    return True, incident, outbox
 
 
 def _insert_new(dialect: str) -> Any:
@@ -347,21 +384,6 @@ def _open_incident(
         sa.insert(alert_incidents).values(**values).returning(alert_incidents.c.id)
     )
     return Incident(id=int(found.scalar_one()), **values)
-
-
-def _record(
-    db: Database, incident: int, status: Literal["firing", "resolved"], delivery: Delivery
-) -> None:
-    ok = delivery.error is None and delivery.delivered > 0
-    values: dict[str, Any] = {"notified" if status == "firing" else "resolve_notified": ok}
-    if delivery.error is not None:
-        values["notify_error"] = f"{status}: {delivery.error}"
-    if status == "firing":
-        values.update(command_exit=delivery.command_exit, command_error=delivery.command_error)
-    with db.write() as conn:
-        conn.execute(
-            sa.update(alert_incidents).where(alert_incidents.c.id == incident).values(**values)
-        )
 
 
 def _lost(db: Database, rule: ParsedRule, value: float | None) -> AlertOutcome:
@@ -451,10 +473,12 @@ def check_alerts(
     if not rules:
         return []
     options = DriftOptions.from_settings(settings)
+    webhooks = WebhookNotifier.from_settings(alerts)
     return evaluate(
         registry.db,
         rules,
         metric_source(registry, settings.resolved_log_root, options=options),
         now=now,
-        notifier=notifier or WebhookNotifier.from_settings(alerts),
+        notifier=notifier or webhooks,
+        claim_s=webhooks.budget_s * max(len({*r.webhooks, *alerts.webhooks}) for r in rules) + 1.0,
     )

@@ -1,6 +1,8 @@
 """Alert notifications: the alert's JSON POSTed to webhooks (retried with exponential backoff on
 connection errors, 5xx and 429; other 4xx are not retried) and the rule's command run when it
 fires. Failures are logged and returned, never raised: an evaluator records them on the incident.
+A payload's ``idempotency_key`` is also sent as the ``Idempotency-Key`` header: a notification
+delivered again (at least once) carries the same key, so a receiver can drop the copy.
 """
 
 from __future__ import annotations
@@ -82,10 +84,11 @@ class WebhookNotifier:
 
     def notify(self, rule: ParsedRule, payload: dict[str, Any]) -> Delivery:
         body = json.dumps(payload).encode()
+        key = payload.get("idempotency_key")
         errors = []
         urls = list(dict.fromkeys((*rule.webhooks, *self.webhooks)))
         for url in urls:
-            error = self.post(url, body)
+            error = self.post(url, body, key=str(key) if key is not None else None)
             if error is not None:
                 errors.append(error)
         exit_code, command_error = None, None
@@ -98,13 +101,21 @@ class WebhookNotifier:
             command_error=command_error,
         )
 
-    def post(self, url: str, body: bytes) -> str | None:
-        """POST ``body``, retrying connection errors, 5xx and 429 with exponential backoff;
-        ``None`` when accepted, else the last failure (the URL's secret parts left out)."""
+    @property
+    def budget_s(self) -> float:
+        """The longest one webhook's delivery takes: every attempt timing out, and the backoff
+        between them."""
+        backoff = sum(self.backoff_s * 2.0**i for i in range(self.attempts - 1))
+        return float(self.attempts * self.timeout_s + backoff)
+
+    def post(self, url: str, body: bytes, *, key: str | None = None) -> str | None:
+        """POST ``body`` (with ``Idempotency-Key: key`` when given), retrying connection errors,
+        5xx and 429 with exponential backoff; ``None`` when accepted, else the last failure (the
+        URL's secret parts left out)."""
         shown = redact(url)
         attempt, error = 0, ""
         for attempt in range(1, self.attempts + 1):
-            error, retry = _post_once(url, body, self.timeout_s)
+            error, retry = _post_once(url, body, self.timeout_s, key)
             if not error:
                 return None
             logger.warning(
@@ -117,14 +128,12 @@ class WebhookNotifier:
         return f"{shown}: {error} after {attempt} attempt{'s' if attempt > 1 else ''}"
 
 
-def _post_once(url: str, body: bytes, timeout_s: float) -> tuple[str, bool]:
+def _post_once(url: str, body: bytes, timeout_s: float, key: str | None) -> tuple[str, bool]:
     """One POST: ``("", False)`` when accepted, else the failure and whether to retry."""
-    request = urllib.request.Request(
-        url,
-        data=body,
-        method="POST",
-        headers={"Content-Type": "application/json", "User-Agent": "modelyard-alerts"},
-    )
+    headers = {"Content-Type": "application/json", "User-Agent": "modelyard-alerts"}
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             response.read()

@@ -256,6 +256,30 @@ alert_incidents = sa.Table(
     sa.Index("ix_alert_incidents_rule", "rule", "id"),
 )
 
+#: The outbox of alert notifications: a row is written in the transaction that fires or resolves
+#: an incident and marked delivered when every webhook answered 2xx, so a process that dies in
+#: between leaves it pending and the next round delivers it again (at least once). ``key`` is
+#: the idempotency key the webhooks receive, the same on every attempt.
+alert_deliveries = sa.Table(
+    "alert_deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("incident_id", sa.Integer, sa.ForeignKey("alert_incidents.id"), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # firing, resolved
+    sa.Column("key", sa.String(64), nullable=False, unique=True),
+    sa.Column("rule", sa.String(128), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),  # the JSON the webhooks receive
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    #: The evaluator delivering it (``host:pid``) and until when; others leave it alone until
+    #: then, or until that process is gone (on the same host).
+    sa.Column("claimed_by", sa.String(128)),
+    sa.Column("claimed_until", UTCDateTime),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("delivered_at", UTCDateTime),
+    sa.Column("last_error", sa.Text),
+    sa.Index("ix_alert_deliveries_pending", "delivered_at", "id"),
+)
+
 # -- pipelines (modelyard.pipelines) ---------------------------------------------------------
 # A pipeline run is a row of ``runs`` (name = the pipeline); these hold its steps and the
 # artifacts the steps produced (blobs in the artifact store, addressed by sha256).

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import socket
 import sys
 import threading
@@ -254,7 +255,9 @@ def test_fires_once_stays_quiet_resolves_and_opens_a_new_incident(db: Database) 
         "op": ">=", "threshold": 0.5, "value": 0.6, "window": "1h",
         "started_at": "2026-03-01T12:00:00+00:00", "fired_at": "2026-03-01T12:05:00+00:00",
         "resolved_at": None, "incident": fired.incident,
+        "idempotency_key": payload["idempotency_key"],  # one per notification, on every attempt
     }  # fmt: skip
+    assert re.fullmatch(r"modelyard-[0-9a-f]{32}", payload["idempotency_key"])
 
     source.value = 0.7
     still = at(6)
