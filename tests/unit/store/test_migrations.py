@@ -18,7 +18,7 @@ ADDED = {
     "0003": {"deployments", "deployment_events", "route_stats", "rollout_leases"},
     "0004": {"alert_states", "alert_incidents"},
     "0005": {"run_steps", "pipeline_artifacts"},
-    "0006": {"alert_deliveries"},
+    "0007": {"alert_deliveries"},
 }
 
 
