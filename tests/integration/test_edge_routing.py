@@ -182,3 +182,23 @@ def test_a_candidate_refusing_valid_input_is_answered_by_stable_and_counted(
         # a request stable refuses too (no y) is the client's error
         bad = client.post(path_of(protocol, name), json=body_of(protocol, {"x": 1.0}))
         assert bad.status_code == 400 and "y" in bad.json()["error"], bad.text
+
+
+def test_every_worker_serves_the_deployment(served_home, registry) -> None:
+    rollout.deploy(registry, "two-workers", model_ref="echo/1")
+    args = ("--deployment", "two-workers", "--trust-pickle", "--workers", "2")
+    with (
+        running(Server(served_home.home, *args)) as server,
+        httpx.Client(base_url=server.url, timeout=30) as client,
+    ):
+        workers: set[str] = set()
+        for i in range(500):
+            # a new connection each time: the kernel spreads them over the workers
+            r = httpx.post(f"{server.url}/invocations", json={"instances": [[float(i), 0.0]]})
+            assert r.status_code == 200 and r.json() == {"predictions": [float(i)]}, r.text
+            assert r.headers["x-route"] == "stable"
+            workers.add(r.headers["x-request-id"][:16])
+            if len(workers) == 2:
+                break
+        assert len(workers) == 2
+        assert client.get("/v2/models/two-workers").json()["name"] == "two-workers"

@@ -458,9 +458,9 @@ class ModelServer:
         served = self.hub.get(name, version)
         if large:
             await asyncio.to_thread(door.rows, served)  # kept by the door for this model
-        # Take the model after the last await before submitting: a hot swap closes the old
-        # model only after every request that took it has joined its queue.
-        served = self.hub.get(name, version)
+            # Take the model after the last await before submitting: a hot swap closes the
+            # old model only after every request that took it has joined its queue.
+            served = self.hub.get(name, version)
         wanted = door.outputs(served)
         rows = door.rows(served)
         result = await served.predict(rows, wanted, timeout_s=self._timeout_s)
@@ -602,8 +602,9 @@ class _Door(Protocol):
         ...
 
 
-class _Rows:
-    """Validated rows of the last model asked, so that each model validates a request once."""
+class _Validated:
+    """Keeps the rows validated for the last model asked, so that a model validates a request
+    once (the router may ask for stable's rows again after the candidate's)."""
 
     __slots__ = ("_for", "_rows")
 
@@ -611,27 +612,27 @@ class _Rows:
         self._for: ServedModel | None = None
         self._rows: Rows | None = None
 
-    def get(self, served: ServedModel, make: Callable[[ServedModel], Rows]) -> Rows:
+    def rows(self, served: ServedModel) -> Rows:
         if self._for is served and self._rows is not None:
             return self._rows
-        rows = make(served)
+        rows = self._validate(served)
         self._for, self._rows = served, rows
         return rows
 
+    def _validate(self, served: ServedModel) -> Rows:
+        raise NotImplementedError
 
-class _V2Door:
+
+class _V2Door(_Validated):
     """An Open Inference Protocol v2 request (JSON, or Triton's binary tensors)."""
 
-    __slots__ = ("_rows", "arrays", "request")
+    __slots__ = ("arrays", "request")
     route = "v2_infer"
 
     def __init__(self, request: codecs.InferenceRequest, arrays: Any) -> None:
+        super().__init__()
         self.request = request
         self.arrays = arrays
-        self._rows = _Rows()
-
-    def rows(self, served: ServedModel) -> Rows:
-        return self._rows.get(served, self._validate)
 
     def _validate(self, served: ServedModel) -> Rows:
         return served.validator.from_request(self.request.inputs, self.arrays)
@@ -655,19 +656,16 @@ class _V2Door:
         )  # fmt: skip
 
 
-class _MlflowDoor:
+class _MlflowDoor(_Validated):
     """An MLflow ``/invocations`` request (JSON formats or CSV), decoded for each model."""
 
-    __slots__ = ("_rows", "body", "content_type")
+    __slots__ = ("body", "content_type")
     route = "invocations"
 
     def __init__(self, content_type: str, body: bytes) -> None:
+        super().__init__()
         self.content_type = content_type
         self.body = body
-        self._rows = _Rows()
-
-    def rows(self, served: ServedModel) -> Rows:
-        return self._rows.get(served, self._validate)
 
     def _validate(self, served: ServedModel) -> Rows:
         return _mlflow_rows(served, self.content_type, self.body)
