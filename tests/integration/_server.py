@@ -44,7 +44,9 @@ class Server:
             stderr=subprocess.STDOUT,
         )
 
-    def wait_ready(self, timeout_s: float = 60) -> Server:
+    def wait_ready(self, timeout_s: float = 120) -> Server:
+        """Wait until the server answers ready; a server that never does is stopped (not left
+        running to load the machine) and its log is shown."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -55,6 +57,7 @@ class Server:
             except httpx.TransportError:
                 pass
             time.sleep(0.05)
+        self.stop()
         raise RuntimeError(f"server not ready in {timeout_s} s: {self.log.read_text()}")
 
     def stop(self, timeout_s: float = 30) -> int:

@@ -5,7 +5,6 @@ mode, through real ``yard serve`` processes."""
 from __future__ import annotations
 
 import contextlib
-import inspect
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -40,11 +39,9 @@ def registry(served_home: ServedHome) -> Iterator[Any]:
 
 
 def start_candidate_anyway(registry: Any, name: str, **options: Any) -> None:
-    """Start a candidate even where the control plane refuses an incompatible one unless
-    forced (issue 11, A2): these tests are about what the data plane does with it."""
-    if "force" in inspect.signature(rollout.start_candidate).parameters:
-        options["force"] = True
-    rollout.start_candidate(registry, name, **options)
+    """Start a candidate the control plane refuses as incompatible unless forced (issue 11,
+    A2): these tests are about what the data plane does with it."""
+    rollout.start_candidate(registry, name, force=True, **options)
 
 
 def ask(client: httpx.Client, protocol: str, deployment: str, x: float, **kw: Any) -> Any:
