@@ -1,0 +1,92 @@
+"""ASGI plumbing of the HTTP edge: the request being answered, its headers, and answers."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from modelyard.serving import codecs
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+JSON = b"application/json"
+
+
+@dataclass(slots=True)
+class Call:
+    """One HTTP request being answered."""
+
+    receive: Receive
+    send: Send
+    headers: dict[str, str]
+    request_id: str
+    started: float
+
+
+class HttpError(Exception):
+    """An answer decided by the HTTP layer itself (405, 413); ``close`` ends the connection
+    (the rest of a refused body is not read)."""
+
+    def __init__(self, status: int, message: str, *, close: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.close = close
+
+
+def error_body(exc: Exception) -> bytes:
+    return codecs.encode_json({"error": str(exc)})
+
+
+def too_large(limit: int) -> HttpError:
+    return HttpError(
+        413,
+        f"The request body is larger than this server's limit of {limit} bytes "
+        "(serving.max_body_bytes); send fewer rows per request.",
+        close=True,
+    )
+
+
+def expect(method: str, *allowed: str) -> None:
+    if method not in allowed:
+        raise HttpError(405, f"Method {method} is not allowed here; use {' or '.join(allowed)}.")
+
+
+def read_headers(scope: Scope, extra: set[bytes] | None = None) -> dict[str, str]:
+    out = {}
+    for key, value in scope["headers"]:
+        if key in WANTED_HEADERS or (extra and key in extra):
+            out[key.decode()] = value.decode("latin-1")
+    return out
+
+
+WANTED_HEADERS = {
+    b"x-request-id", b"authorization", b"content-type", b"content-length",
+    b"inference-header-content-length",
+}  # fmt: skip
+
+
+async def respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    request_id: str,
+    *,
+    content_type: bytes = JSON,
+    model_version: str | None = None,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    headers = [
+        (b"content-type", content_type),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", request_id.encode()),
+    ]
+    if model_version is not None:
+        headers.append((b"x-model-version", model_version.encode()))
+    if extra:
+        headers.extend(extra)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

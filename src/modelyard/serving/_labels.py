@@ -1,0 +1,60 @@
+"""The body of ``POST /v1/labels``: ground truth for logged predictions, decoded and checked."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Annotated
+
+import msgspec
+
+from modelyard.core.refs import NAME_PATTERN
+from modelyard.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+class Label(msgspec.Struct):
+    request_id: str
+    label: str | int | float | bool
+    time: str | int | float | None = None  # ISO 8601 or epoch seconds; default: now
+    row: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] = 0
+
+
+class LabelsRequest(msgspec.Struct):
+    deployment: str
+    labels: Annotated[list[Label], msgspec.Meta(min_length=1)]
+
+
+_labels_decoder = msgspec.json.Decoder(LabelsRequest)
+_NAME_RE = re.compile(NAME_PATTERN)
+
+
+def decode_labels(body: bytes) -> LabelsRequest:
+    try:
+        request = _labels_decoder.decode(body)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise InvalidInputError(
+            f"The labels body is not valid: {exc}; send "
+            '{"deployment": NAME, "labels": [{"request_id": ID, "label": VALUE}, ...]}.'
+        ) from None
+    if _NAME_RE.fullmatch(request.deployment) is None:
+        raise InvalidInputError(
+            f"The labels body's deployment {request.deployment[:40]!r} is not a valid name: "
+            "use letters, digits, '.', '_' or '-' (starting with a letter or digit, at most "
+            "128 characters)."
+        )
+    return request
+
+
+def labels_frame(labels: list[Label]) -> pd.DataFrame:
+    import pandas as pd
+
+    frame = pd.DataFrame({
+        "request_id": [item.request_id for item in labels],
+        "row": [item.row for item in labels],
+        "label": [item.label for item in labels],
+    })  # fmt: skip
+    if any(item.time is not None for item in labels):
+        frame["time"] = pd.Series([item.time for item in labels], dtype=object)
+    return frame

@@ -1,0 +1,187 @@
+"""Front doors: a request decoded by one protocol, ready to be validated for any model.
+
+Each protocol's body becomes a ``Door`` (``V2Door`` for the Open Inference Protocol, ``MlflowDoor``
+for MLflow's ``/invocations``); the HTTP edge hands every door to one prediction path, so that a
+deployment's route choice, statistics, retries on stable and the prediction log are the same for
+all protocols. A door validates its request for a model once and keeps the rows (the router may
+ask for stable's rows again after the candidate's).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from typing import TYPE_CHECKING, Any, Protocol
+
+from modelyard.errors import InvalidInputError, ModelyardError, NotFoundError
+from modelyard.serving import codecs
+
+if TYPE_CHECKING:
+    from modelyard.serving.models import ServedModel
+    from modelyard.serving.validation import Rows
+
+
+class UnsupportedMediaError(InvalidInputError):
+    kind = "unsupported_media"
+
+
+class Door(Protocol):
+    """A request decoded by one front door, ready for any model (protocol-neutral)."""
+
+    #: The route label of the metrics and of a model's prediction log (``v2_infer``...).
+    route: str
+
+    def rows(self, served: ServedModel) -> Rows:
+        """The request validated for ``served`` (``InvalidInputError`` when it does not fit)."""
+        ...
+
+    def outputs(self, served: ServedModel) -> tuple[str, ...]:
+        """The outputs the client asked for."""
+        ...
+
+    def field(self, name: str, served: ServedModel) -> str | None:
+        """The first value of input ``name`` as text (an A/B sticky key), or ``None``."""
+        ...
+
+    def encode(self, name: str, served: ServedModel, outputs: dict[str, Any]) -> bytes:
+        """The answer's body."""
+        ...
+
+
+class _Validated:
+    """Keeps the rows validated for the last model asked, so that a model validates a request
+    once (the router may ask for stable's rows again after the candidate's)."""
+
+    __slots__ = ("_for", "_rows")
+
+    def __init__(self) -> None:
+        self._for: ServedModel | None = None
+        self._rows: Rows | None = None
+
+    def rows(self, served: ServedModel) -> Rows:
+        if self._for is served and self._rows is not None:
+            return self._rows
+        rows = self._validate(served)
+        self._for, self._rows = served, rows
+        return rows
+
+    def _validate(self, served: ServedModel) -> Rows:
+        raise NotImplementedError
+
+
+class V2Door(_Validated):
+    """An Open Inference Protocol v2 request (JSON, or Triton's binary tensors)."""
+
+    __slots__ = ("arrays", "request")
+    route = "v2_infer"
+
+    def __init__(self, request: codecs.InferenceRequest, arrays: Any) -> None:
+        super().__init__()
+        self.request = request
+        self.arrays = arrays
+
+    def _validate(self, served: ServedModel) -> Rows:
+        return served.validator.from_request(self.request.inputs, self.arrays)
+
+    def outputs(self, served: ServedModel) -> tuple[str, ...]:
+        return _outputs(served, self.request.outputs)
+
+    def field(self, name: str, served: ServedModel) -> str | None:
+        for item in self.request.inputs:
+            if item.name == name:
+                data = item.data
+                while isinstance(data, list) and data:
+                    data = data[0]
+                return None if data is None or isinstance(data, list) else str(data)
+        return None
+
+    def encode(self, name: str, served: ServedModel, outputs: dict[str, Any]) -> bytes:
+        return codecs.encode_v2(
+            model_name=name, model_version=served.version, request_id=self.request.id,
+            outputs=outputs,
+        )  # fmt: skip
+
+
+class MlflowDoor(_Validated):
+    """An MLflow ``/invocations`` request (JSON formats or CSV), decoded for each model."""
+
+    __slots__ = ("body", "content_type")
+    route = "invocations"
+
+    def __init__(self, content_type: str, body: bytes) -> None:
+        super().__init__()
+        self.content_type = content_type
+        self.body = body
+
+    def _validate(self, served: ServedModel) -> Rows:
+        return _mlflow_rows(served, self.content_type, self.body)
+
+    def outputs(self, served: ServedModel) -> tuple[str, ...]:
+        return ("predict",)
+
+    def field(self, name: str, served: ServedModel) -> str | None:
+        if name not in served.input_names:
+            return None
+        try:
+            rows = self.rows(served)
+        except ModelyardError:
+            return None
+        if rows.n == 0:
+            return None
+        i = served.input_names.index(name)
+        value = rows.matrix[0, i] if rows.matrix is not None else rows.columns[i][0]  # type: ignore[index]
+        return _key_text(value)
+
+    def encode(self, name: str, served: ServedModel, outputs: dict[str, Any]) -> bytes:
+        return codecs.encode_predictions(outputs["predict"])
+
+
+def _key_text(value: Any) -> str | None:
+    """A validated value as an A/B key, written as the JSON value would be (``7``, not
+    ``7.0``, for a whole number held as a float)."""
+    item = value.item() if hasattr(value, "item") else value
+    if item is None or (isinstance(item, float) and math.isnan(item)):
+        return None
+    if isinstance(item, float) and item.is_integer():
+        return str(int(item))
+    return str(item)
+
+
+def _outputs(served: ServedModel, requested: list[codecs.RequestOutput] | None) -> tuple[str, ...]:
+    if not requested:
+        return ("predict",)
+    names = tuple(dict.fromkeys(o.name for o in requested))
+    unknown = [n for n in names if n not in served.outputs]
+    if unknown:
+        raise NotFoundError(
+            f"Model {served.name!r} has no output {unknown[0]!r}; it gives "
+            f"{', '.join(served.outputs)}."
+        )
+    return names
+
+
+def _mlflow_rows(served: ServedModel, content_type: str, body: bytes) -> Rows:
+    validator = served.validator
+    if content_type == "application/json":
+        fmt, payload, _params = codecs.decode_mlflow_json(body)
+        if fmt == "dataframe_split":
+            if not isinstance(payload, dict) or "data" not in payload:
+                raise InvalidInputError("dataframe_split needs 'columns' and 'data'.")
+            columns = payload.get("columns") or validator.names
+            return validator.from_split(columns, payload["data"])
+        if fmt == "dataframe_records" and (
+            not isinstance(payload, list) or not all(isinstance(r, dict) for r in payload)
+        ):
+            raise InvalidInputError("dataframe_records must be a list of objects.")
+        return validator.from_rows(payload, field=fmt)
+    if content_type == "text/csv":
+        import pandas as pd
+
+        try:
+            frame = pd.read_csv(io.BytesIO(body))
+        except (ValueError, pd.errors.ParserError) as exc:
+            raise InvalidInputError(f"The CSV body cannot be read: {exc}.") from None
+        return validator.from_frame(frame)
+    raise UnsupportedMediaError(
+        f"Content type {content_type!r} is not supported; send application/json or text/csv."
+    )
