@@ -28,6 +28,21 @@ class TensorSpec(msgspec.Struct, frozen=True, kw_only=True):
     nullable: bool = False
     categories: tuple[Scalar, ...] | None = None
 
+    @property
+    def family(self) -> str:
+        """The kind of value the server validates this spec's data as: ``float``, ``int``,
+        ``bool``, ``datetime`` or ``string`` (text and categories)."""
+        dtype = self.dtype
+        if dtype.startswith("float"):
+            return "float"
+        if dtype.startswith(("int", "uint")):
+            return "int"
+        if dtype == "bool":
+            return "bool"
+        if dtype.startswith("datetime"):
+            return "datetime"
+        return "string"
+
 
 class Signature(msgspec.Struct, frozen=True, kw_only=True):
     """What a model takes and gives.

@@ -22,20 +22,6 @@ _ACCEPTS = {
 }
 
 
-def family(spec: TensorSpec) -> str:
-    """The dtype family the server validates ``spec``'s values by."""
-    dtype = spec.dtype
-    if dtype.startswith("float"):
-        return "float"
-    if dtype.startswith(("int", "uint")):
-        return "int"
-    if dtype == "bool":
-        return "bool"
-    if dtype.startswith("datetime"):
-        return "datetime"
-    return "string"
-
-
 def input_differences(stable: Signature | None, candidate: Signature | None) -> list[str]:
     """Why ``candidate`` may reject inputs ``stable`` accepts; empty when it takes them all
     (or when either has no signature to compare)."""
@@ -67,9 +53,9 @@ def input_differences(stable: Signature | None, candidate: Signature | None) -> 
 
 def _dtype_differences(stable: TensorSpec, candidate: TensorSpec) -> list[str]:
     name = stable.name
-    if family(stable) not in _ACCEPTS[family(candidate)]:
+    if stable.family not in _ACCEPTS[candidate.family]:
         return [f"takes {name} as {candidate.dtype}, not {stable.dtype}"]
-    if stable.nullable and not candidate.nullable and family(candidate) == "float":
+    if stable.nullable and not candidate.nullable and candidate.family == "float":
         return [f"refuses missing values in {name}, which stable takes"]
     return []
 

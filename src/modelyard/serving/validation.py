@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from modelyard.core.types import Signature, TensorSpec, describe_mismatch
+from modelyard.core.types import Signature, describe_mismatch
 from modelyard.errors import InvalidInputError, SignatureMismatchError
 from modelyard.serving.codecs import (
     RequestInput,
@@ -46,19 +46,6 @@ class Rows:
     columns: list[Array] | None
 
 
-def _family(spec: TensorSpec) -> str:
-    dtype = spec.dtype
-    if dtype.startswith("float"):
-        return "float"
-    if dtype.startswith(("int", "uint")):
-        return "int"
-    if dtype == "bool":
-        return "bool"
-    if dtype.startswith("datetime"):
-        return "datetime"
-    return "string"
-
-
 class RequestValidator:
     """Compiled checks for one signature; ``model`` names the model in messages."""
 
@@ -68,7 +55,7 @@ class RequestValidator:
         self.tensor = signature.kind == "tensor"
         self.names = [spec.name for spec in signature.inputs]
         self.index = {name: i for i, name in enumerate(self.names)}
-        self.families = [_family(spec) for spec in signature.inputs]
+        self.families = [spec.family for spec in signature.inputs]
         #: The Open Inference Protocol datatype of each input, as the model metadata states it.
         self.datatypes = [datatype_for(spec.dtype) for spec in signature.inputs]
         self.nullable = [spec.nullable for spec in signature.inputs]
