@@ -1,8 +1,8 @@
 """The modelyard demo: train, register two versions (one with a checked ONNX twin), promote,
 roll back and print the audit history, through the Python API and the ``yard`` CLI; serve with
-hot swaps; roll a canary out and back; then monitor a served model: logged traffic with drift
-injected halfway, labels, performance, the drift table, an alert to a local webhook and the
-HTML report.
+hot swaps; roll a canary out and back (v2 and MLflow requests alike go through its routes); then
+monitor a served model: logged traffic with drift injected halfway, labels, performance, the
+drift table, an alert to a local webhook and the HTML report.
 
 Runs on a fresh, throw-away home (``.modelyard-demo/`` here) so it never touches yours.
 """
@@ -137,7 +137,9 @@ def rollout_demo(X_train: object, y_train: object, X_test: object) -> None:
         auto=True, policy=policy, reason="demo: a model that always answers 0",
     )  # fmt: skip
     port = free_port()
-    url = f"http://127.0.0.1:{port}/v2/models/cancer-api/infer"
+    base = f"http://127.0.0.1:{port}"
+    # both protocols go through the deployment's routes: v2 infer and MLflow's /invocations
+    doors = (f"{base}/v2/models/cancer-api/infer", f"{base}/invocations")
     env = {**os.environ, "MODELYARD_SERVING__ROLLOUT_INTERVAL_S": "0.5",
            "MODELYARD_SERVING__POLL_INTERVAL_S": "0.5"}  # fmt: skip
     log = open(HOME / "rollout-server.log", "w")  # noqa: SIM115 - closed below
@@ -150,35 +152,41 @@ def rollout_demo(X_train: object, y_train: object, X_test: object) -> None:
                     for c, v in zip(X_test.columns, values, strict=True)]}
         for values in X_test.to_numpy()
     ]  # fmt: skip
+    records = [{"dataframe_records": [row]} for row in X_test.to_dict("records")]
 
-    def drive(until: str, limit_s: float) -> tuple[int, int]:
+    def drive(until: str, limit_s: float) -> str:
         ok = failed = 0
+        routes: dict[str, int] = {}
         started = time.monotonic()
         with httpx.Client(timeout=10) as client:
             while time.monotonic() - started < limit_s:
-                for body in rows[:40]:
+                for i in range(40):
                     try:
-                        r = client.post(url, json=body)
+                        r = client.post(doors[i % 2], json=(rows, records)[i % 2][i])
                     except httpx.TransportError:
                         time.sleep(0.1)
                         continue
                     ok += r.status_code == 200
                     failed += r.status_code != 200
+                    route = r.headers.get("x-route", "none")
+                    routes[route] = routes.get(route, 0) + 1
                 if rollout.get_deployment(registry.db, "cancer-api").state == until:
                     break
-        return ok, failed
+        by_route = ", ".join(f"{k} {v}" for k, v in sorted(routes.items()))
+        return (
+            f"traffic (v2 infer and MLflow /invocations, alternately): {ok} answered, "
+            f"{failed} failed; X-Route: {by_route}"
+        )
 
     try:
-        ok, failed = drive("rolled_back", 60)
-        print(f"traffic: {ok} answered, {failed} failed")
+        print(drive("rolled_back", 60))
         yard("rollout", "status", "cancer-api")
         step(f"canary the good model ({good.ref}) through 25, 50, 100% to promotion")
         rollout.start_candidate(
             registry, "cancer-api", ref=good.ref, mode="canary", steps=[25, 50, 100], bake_s=1,
             auto=True, policy=policy, reason="demo: a better HGB",
         )  # fmt: skip
-        ok, failed = drive("promoted", 90)
-        print(f"traffic: {ok} answered, {failed} failed")
+        print(drive("promoted", 90))
         yard("rollout", "history", "cancer-api")
         production = registry.get_version("cancer@production").version
         print(f"cancer@production is now version {production}")
