@@ -92,7 +92,9 @@ def decode_v2(
     except msgspec.DecodeError as exc:
         raise InvalidInputError(f"The inference request is not valid JSON: {exc}.") from None
     except RecursionError:
-        raise _too_deep("The inference request", json_part) from None
+        raise _too_deep(
+            "The inference request", deep_json_path(json_part, MAX_JSON_DEPTH)
+        ) from None
     if not request.inputs:
         raise InvalidInputError("The inference request has no inputs; send at least one tensor.")
     sizes = [_binary_size(item) for item in request.inputs]
@@ -397,8 +399,7 @@ def _flatten(item: RequestInput, data: list[Any]) -> list[Any]:
     return out
 
 
-def _too_deep(what: str, body: bytes) -> InvalidInputError:
-    path = deep_json_path(body, MAX_JSON_DEPTH)
+def _too_deep(what: str, path: str | None) -> InvalidInputError:
     where = f" at {path}" if path else ""
     return InvalidInputError(
         f"{what} nests JSON more than {MAX_JSON_DEPTH} levels deep{where}; send tensor data "
@@ -520,8 +521,9 @@ def decode_mlflow_json(body: bytes) -> tuple[str, Any, dict[str, Any] | None]:
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        if deep_json_path(body, MAX_JSON_DEPTH) is not None:
-            raise _too_deep("The request body", body) from None
+        path = deep_json_path(body, MAX_JSON_DEPTH)
+        if path is not None:
+            raise _too_deep("The request body", path) from None
         raise InvalidInputError(f"The request body is not valid JSON: {exc}.") from None
     if not isinstance(parsed, dict):
         raise InvalidInputError(
