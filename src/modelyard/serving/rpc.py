@@ -1,6 +1,6 @@
 """The gRPC edge: the Open Inference Protocol's ``inference.GRPCInferenceService``.
 
-It runs in the HTTP server's process and event loop (``grpc.aio``) and answers through the same
+It runs in the HTTP server's process and event loop (``serving.http2``) and answers through the same
 ``ModelServer``: the same models, deployments, batcher, validation, tokens (the
 ``authorization`` metadata), metrics (``protocol="grpc"``) and prediction log. The client's
 deadline bounds a prediction as ``serving.timeout_ms`` does (the shorter wins). Errors are the
@@ -18,12 +18,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
-import grpc
-
 from modelyard.errors import ModelyardError
 from modelyard.serving import protobuf
 from modelyard.serving.doors import GrpcDoor
 from modelyard.serving.http import _OFF_LOOP_BYTES, _SERVER_METADATA, STATUS
+from modelyard.serving.http2 import Context, GrpcServer, StatusCode
 
 if TYPE_CHECKING:
     from modelyard.serving.http import ModelServer
@@ -32,19 +31,17 @@ logger = logging.getLogger(__name__)
 
 #: The gRPC code of each HTTP status a domain error maps to.
 CODES = {
-    400: grpc.StatusCode.INVALID_ARGUMENT,
-    401: grpc.StatusCode.UNAUTHENTICATED,
-    403: grpc.StatusCode.PERMISSION_DENIED,
-    404: grpc.StatusCode.NOT_FOUND,
-    409: grpc.StatusCode.FAILED_PRECONDITION,
-    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    415: grpc.StatusCode.INVALID_ARGUMENT,
-    500: grpc.StatusCode.INTERNAL,
-    503: grpc.StatusCode.UNAVAILABLE,
-    504: grpc.StatusCode.DEADLINE_EXCEEDED,
+    400: StatusCode.INVALID_ARGUMENT,
+    401: StatusCode.UNAUTHENTICATED,
+    403: StatusCode.PERMISSION_DENIED,
+    404: StatusCode.NOT_FOUND,
+    409: StatusCode.FAILED_PRECONDITION,
+    413: StatusCode.RESOURCE_EXHAUSTED,
+    415: StatusCode.INVALID_ARGUMENT,
+    500: StatusCode.INTERNAL,
+    503: StatusCode.UNAVAILABLE,
+    504: StatusCode.DEADLINE_EXCEEDED,
 }
-
-Handler = Callable[[bytes, Any], Awaitable[bytes]]
 
 
 class GrpcEdge:
@@ -52,18 +49,11 @@ class GrpcEdge:
 
     def __init__(self, app: ModelServer, host: str, port: int) -> None:
         self.app = app
-        self.address = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
-        self.server: Any = None
+        self.host = host
+        self.port = port
+        self.server: GrpcServer | None = None
 
     async def start(self) -> None:
-        limit = self.app.settings.max_body_bytes
-        server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", limit),
-                ("grpc.max_send_message_length", -1),
-                ("grpc.so_reuseport", 1),  # each worker process binds the same port
-            ]
-        )
         handlers = {
             "ServerLive": self._server_live,
             "ServerReady": self._server_ready,
@@ -72,17 +62,13 @@ class GrpcEdge:
             "ModelMetadata": self._model_metadata,
             "ModelInfer": self._model_infer,
         }
-        server.add_generic_rpc_handlers((
-            grpc.method_handlers_generic_handler(
-                protobuf.SERVICE,
-                {name: grpc.unary_unary_rpc_method_handler(h) for name, h in handlers.items()},
-            ),
-        ))  # fmt: skip
-        if server.add_insecure_port(self.address) == 0:
-            raise OSError(f"gRPC cannot listen on {self.address}; choose another --grpc-port.")
-        await server.start()
+        server = GrpcServer(
+            {f"/{protobuf.SERVICE}/{name}": h for name, h in handlers.items()},
+            max_message=self.app.settings.max_body_bytes,
+        )
+        await server.start(self.host, self.port)  # each worker process binds the same port
         self.server = server
-        logger.info("gRPC (Open Inference Protocol) on %s", self.address)
+        logger.info("gRPC (Open Inference Protocol) on %s:%d", self.host, self.port)
 
     async def stop(self, grace_s: float) -> None:
         if self.server is not None:
@@ -91,23 +77,23 @@ class GrpcEdge:
 
     # -- health and metadata -----------------------------------------------------------------
 
-    async def _server_live(self, body: bytes, context: Any) -> bytes:
+    async def _server_live(self, body: bytes, context: Context) -> bytes:
         return _reply("ServerLive", live=True)
 
-    async def _server_ready(self, body: bytes, context: Any) -> bytes:
+    async def _server_ready(self, body: bytes, context: Context) -> bytes:
         return _reply("ServerReady", ready=self.app.hub.ready)
 
-    async def _model_ready(self, body: bytes, context: Any) -> bytes:
+    async def _model_ready(self, body: bytes, context: Context) -> bytes:
         async def answer(request: Any) -> bytes:
             self.app.hub.get(request.name, request.version or None)
             return _reply("ModelReady", ready=True)
 
         return await self._model_call("ModelReady", "v2_ready", body, context, answer)
 
-    async def _server_metadata(self, body: bytes, context: Any) -> bytes:
+    async def _server_metadata(self, body: bytes, context: Context) -> bytes:
         return _reply("ServerMetadata", **_SERVER_METADATA)
 
-    async def _model_metadata(self, body: bytes, context: Any) -> bytes:
+    async def _model_metadata(self, body: bytes, context: Context) -> bytes:
         async def answer(request: Any) -> bytes:
             served = self.app.hub.get(request.name, request.version or None)
             meta = served.metadata() | {"name": request.name}
@@ -120,7 +106,7 @@ class GrpcEdge:
         method: str,
         route: str,
         body: bytes,
-        context: Any,
+        context: Context,
         answer: Callable[[Any], Awaitable[bytes]],
     ) -> bytes:
         started = time.perf_counter()
@@ -139,7 +125,7 @@ class GrpcEdge:
 
     # -- inference ---------------------------------------------------------------------------
 
-    async def _model_infer(self, body: bytes, context: Any) -> bytes:
+    async def _model_infer(self, body: bytes, context: Context) -> bytes:
         started = time.perf_counter()
         app = self.app
         headers = _metadata(context)
@@ -208,7 +194,7 @@ def _reply(method: str, **fields: Any) -> bytes:
     return data
 
 
-def _metadata(context: Any) -> dict[str, str]:
+def _metadata(context: Context) -> dict[str, str]:
     """The request's metadata as headers (the last value of a key wins; binary keys dropped)."""
     out: dict[str, str] = {}
     for key, value in context.invocation_metadata() or ():
@@ -217,17 +203,17 @@ def _metadata(context: Any) -> dict[str, str]:
     return out
 
 
-def _timeout(limit_s: float, context: Any) -> float:
+def _timeout(limit_s: float, context: Context) -> float:
     remaining = context.time_remaining()
     return limit_s if remaining is None else max(min(limit_s, remaining), 0.0)
 
 
 async def _abort(
-    context: Any, status: int, message: str, request_id: str | None = None
+    context: Context, status: int, message: str, request_id: str | None = None
 ) -> NoReturn:
     if status >= 500:
         logger.warning("gRPC %d %r", status, message)  # %r: a message may quote client input
     if request_id is not None:
         context.set_trailing_metadata((("x-request-id", request_id),))
-    await context.abort(CODES.get(status, grpc.StatusCode.INTERNAL), message)
+    await context.abort(CODES.get(status, StatusCode.INTERNAL), message)
     raise AssertionError("context.abort raises")  # pragma: no cover

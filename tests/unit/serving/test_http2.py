@@ -1,0 +1,340 @@
+"""The gRPC door's HTTP/2 (serving/http2.py) on a real loopback socket, driven by ``h2`` (a
+raw HTTP/2 client) to send what well-behaved gRPC clients never send: small flow-control
+windows, resets, split header blocks, padding, garbage, oversize and compressed messages."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
+import pytest
+from hpack import Encoder
+
+from modelyard.serving.http2 import AbortError, Context, GrpcServer, StatusCode
+
+LIMIT = 64 * 1024
+
+
+class Running:
+    """A ``GrpcServer`` in a thread of its own, with a few handlers."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.started = threading.Event()
+        self.cancelled = threading.Event()
+        self.release = asyncio.Event()
+        self.deadlines: list[float | None] = []
+        self.server = GrpcServer(
+            {"/t.S/Echo": self.echo, "/t.S/Big": self.big, "/t.S/Hang": self.hang,
+             "/t.S/Fail": self.fail},
+            max_message=LIMIT,
+        )  # fmt: skip
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.call(self.server.start("127.0.0.1", self.port))
+
+    def call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
+
+    async def echo(self, body: bytes, context: Context) -> bytes:
+        self.deadlines.append(context.time_remaining())
+        metadata = dict(context.invocation_metadata())
+        context.set_trailing_metadata([("x-echo", metadata.get("x-tag", "none"))])
+        return body
+
+    async def big(self, body: bytes, context: Context) -> bytes:
+        return bytes(range(256)) * 400  # 102,400 bytes: past a 65,535-byte window
+
+    async def hang(self, body: bytes, context: Context) -> bytes:
+        self.started.set()
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        return b"released"
+
+    async def fail(self, body: bytes, context: Context) -> bytes:
+        await context.abort(StatusCode.NOT_FOUND, "No model 'é%'; check the name.")
+        raise AssertionError  # abort raises
+
+    def stop(self) -> None:
+        self.call(self.server.stop(1.0))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+@pytest.fixture
+def server() -> Iterator[Running]:
+    running = Running()
+    yield running
+    running.stop()
+
+
+class Client:
+    """An h2 client connection; ``call`` sends one unary gRPC call and reads its answer."""
+
+    def __init__(self, port: int, window: int | None = None) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        if window is not None:
+            self.h2.local_settings = h2.settings.Settings(
+                client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window}
+            )
+        self.h2.initiate_connection()
+        self.flush()
+        self.events: list[Any] = []
+        seen: set[type] = set()  # the server's SETTINGS and its connection window's opening
+        while not {h2.events.RemoteSettingsChanged, h2.events.WindowUpdated} <= seen:
+            received = self.h2.receive_data(self.sock.recv(65536))
+            seen |= {type(e) for e in received}
+            self.flush()
+
+    def flush(self) -> None:
+        self.sock.sendall(self.h2.data_to_send())
+
+    def headers(self, path: str, **extra: str) -> list[tuple[str, str]]:
+        return request_headers(path, **extra)
+
+    def call(
+        self, path: str, message: bytes = b"hi", *, ack: bool = True, **headers: str
+    ) -> dict[str, Any]:
+        stream = self.h2.get_next_available_stream_id()
+        self.h2.send_headers(stream, self.headers(path, **headers))
+        self.h2.send_data(stream, grpc_frame(message), end_stream=True)
+        self.flush()
+        return self.answer(stream, ack=ack)
+
+    def answer(self, stream: int, *, ack: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {"headers": [], "data": b"", "reset": None}
+        while True:
+            data = self.sock.recv(1 << 20)
+            if not data:
+                out["closed"] = True
+                return out
+            for event in self.h2.receive_data(data):
+                self.events.append(event)
+                if getattr(event, "stream_id", None) != stream:
+                    continue
+                if isinstance(event, h2.events.ResponseReceived | h2.events.TrailersReceived):
+                    out["headers"] += [(k.decode(), v.decode()) for k, v in event.headers]
+                elif isinstance(event, h2.events.DataReceived):
+                    out["data"] += event.data
+                    if ack:
+                        self.h2.acknowledge_received_data(event.flow_controlled_length, stream)
+                elif isinstance(event, h2.events.StreamReset):
+                    out["reset"] = event.error_code
+                    return out
+                elif isinstance(event, h2.events.StreamEnded):
+                    self.flush()
+                    return out
+            self.flush()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def request_headers(path: str, **extra: str) -> list[tuple[str, str]]:
+    base = {":method": "POST", ":scheme": "http", ":path": path, ":authority": "t",
+            "content-type": "application/grpc", "te": "trailers"}  # fmt: skip
+    return list((base | extra).items())
+
+
+def grpc_frame(message: bytes, compressed: bool = False) -> bytes:
+    return bytes((int(compressed),)) + len(message).to_bytes(4, "big") + message
+
+
+def header(answer: dict[str, Any], name: str) -> str | None:
+    return next((v for k, v in answer["headers"] if k == name), None)
+
+
+def test_a_call_round_trips_with_metadata_deadline_and_trailers(server: Running) -> None:
+    client = Client(server.port)
+    answer = client.call("/t.S/Echo", b"payload", **{"x-tag": "abc", "grpc-timeout": "1500m"})
+    assert header(answer, ":status") == "200" and header(answer, "grpc-status") == "0"
+    assert header(answer, "content-type") == "application/grpc"
+    assert answer["data"] == grpc_frame(b"payload") and header(answer, "x-echo") == "abc"
+    assert 1.0 < server.deadlines[-1] <= 1.5  # type: ignore[operator]
+    again = client.call("/t.S/Echo", b"")  # the same connection, a second stream
+    assert again["data"] == grpc_frame(b"") and server.deadlines[-1] is None
+    client.close()
+
+
+def test_errors_are_trailers_only_with_a_percent_encoded_message(server: Running) -> None:
+    client = Client(server.port)
+    failed = client.call("/t.S/Fail")
+    assert header(failed, "grpc-status") == str(StatusCode.NOT_FOUND.value)
+    assert header(failed, "grpc-message") == "No model '%C3%A9%25'; check the name."
+    assert failed["data"] == b""
+    unknown = client.call("/t.S/Nope")
+    assert header(unknown, "grpc-status") == str(StatusCode.UNIMPLEMENTED.value)
+    compressed = client.call("/t.S/Echo", b"x", **{"grpc-encoding": "gzip"})
+    assert header(compressed, "grpc-status") == str(StatusCode.OK.value)  # not compressed
+    stream = client.h2.get_next_available_stream_id()
+    client.h2.send_headers(stream, client.headers("/t.S/Echo", **{"grpc-encoding": "gzip"}))
+    client.h2.send_data(stream, grpc_frame(b"x", compressed=True), end_stream=True)
+    client.flush()
+    assert header(client.answer(stream), "grpc-status") == str(StatusCode.UNIMPLEMENTED.value)
+    stream = client.h2.get_next_available_stream_id()
+    client.h2.send_headers(stream, client.headers("/t.S/Echo"))
+    client.h2.send_data(stream, b"\x00\x00\x00\x00\x09short", end_stream=True)
+    client.flush()
+    cut = client.answer(stream)
+    assert header(cut, "grpc-status") == str(StatusCode.INVALID_ARGUMENT.value)
+    stream = client.h2.get_next_available_stream_id()
+    client.h2.send_headers(stream, client.headers("/t.S/Echo", **{"content-type": "text/plain"}))
+    client.h2.send_data(stream, b"hello", end_stream=True)
+    client.flush()
+    assert header(client.answer(stream), ":status") == "415"
+    assert client.call("/t.S/Echo", b"still fine")["data"] == grpc_frame(b"still fine")
+    client.close()
+
+
+def test_a_message_over_the_limit_is_refused_and_the_connection_lives_on(
+    server: Running,
+) -> None:
+    client = Client(server.port)
+    stream = client.h2.get_next_available_stream_id()
+    client.h2.send_headers(stream, client.headers("/t.S/Echo"))
+    big = grpc_frame(b"x" * (LIMIT + 10))
+    for start in range(0, len(big), 16384):
+        client.h2.send_data(stream, big[start : start + 16384])
+        client.flush()
+    answer = client.answer(stream)
+    assert header(answer, "grpc-status") == str(StatusCode.RESOURCE_EXHAUSTED.value)
+    assert "serving.max_body_bytes" in (header(answer, "grpc-message") or "")
+    assert client.call("/t.S/Echo", b"next")["data"] == grpc_frame(b"next")
+    client.close()
+
+
+def test_answers_wait_for_the_clients_flow_control_window(server: Running) -> None:
+    client = Client(server.port, window=1000)
+    stream = client.h2.get_next_available_stream_id()
+    client.h2.send_headers(stream, client.headers("/t.S/Big"))
+    client.h2.send_data(stream, grpc_frame(b""), end_stream=True)
+    client.flush()
+    answer = client.answer(stream)  # acknowledges each DATA frame as it comes
+    assert answer["data"] == grpc_frame(bytes(range(256)) * 400)
+    sizes = [len(e.data) for e in client.events if isinstance(e, h2.events.DataReceived)]
+    assert max(sizes) <= 16384 and len(sizes) > 100  # windows of 1,000 bytes at a time
+    client.close()
+
+
+def test_a_reset_stream_cancels_its_call(server: Running) -> None:
+    client = Client(server.port)
+    stream = client.h2.get_next_available_stream_id()
+    client.h2.send_headers(stream, client.headers("/t.S/Hang"))
+    client.h2.send_data(stream, grpc_frame(b""), end_stream=True)
+    client.flush()
+    assert server.started.wait(5)
+    client.h2.reset_stream(stream)
+    client.flush()
+    assert server.cancelled.wait(5)
+    assert client.call("/t.S/Echo", b"after")["data"] == grpc_frame(b"after")
+    client.close()
+
+
+def test_split_padded_and_prioritized_frames(server: Running) -> None:
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    block = Encoder().encode(request_headers("/t.S/Echo"))
+    first, rest = block[:5], block[5:]
+    priority = b"\x00\x00\x00\x00\x10"
+    body = grpc_frame(b"split")
+    sock.sendall(
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + raw_frame(4, 0, 0, b"")
+        + raw_frame(1, 0x20 | 0x08, 1, b"\x02" + priority + first + b"\x00\x00")  # PADDED
+        + raw_frame(9, 0x04, 1, rest)  # CONTINUATION, END_HEADERS
+        + raw_frame(6, 0, 0, b"12345678")  # PING
+        + raw_frame(0, 0x08 | 0x01, 1, b"\x03" + body + b"\x00" * 3)  # padded DATA, END_STREAM
+    )  # fmt: skip
+    received = read_until(sock, b"split")
+    assert raw_frame(6, 1, 0, b"12345678") in received  # the PING's ACK
+    sock.close()
+
+
+def test_protocol_violations_close_the_connection_with_goaway(server: Running) -> None:
+    for garbage in (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+                    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + raw_frame(0, 0, 0, b"data on 0"),
+                    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + raw_frame(1, 0x04, 2, b"\x82"),
+                    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + raw_frame(1, 0x00, 1, b"\x82")
+                    + raw_frame(0, 0, 1, b"x")):  # fmt: skip
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        sock.sendall(garbage)
+        received = read_until(sock, None)
+        assert b"\x00\x00\x08\x07" in received, garbage  # a GOAWAY frame
+        sock.close()
+    huge = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    frames = b"".join(raw_frame(9 if i else 1, 0, 1, b"\x00" * 8000) for i in range(4))
+    huge.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frames)
+    assert b"\x00\x00\x08\x07" in read_until(huge, None)
+    huge.close()
+    client = Client(server.port)  # the server itself is unharmed
+    assert client.call("/t.S/Echo", b"ok")["data"] == grpc_frame(b"ok")
+    client.close()
+
+
+def test_a_graceful_stop_finishes_calls_in_flight(server: Running) -> None:
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    block = Encoder().encode(request_headers("/t.S/Hang"))
+    sock.sendall(
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + raw_frame(4, 0, 0, b"")
+        + raw_frame(1, 0x04, 1, block) + raw_frame(0, 0x01, 1, grpc_frame(b""))
+    )  # fmt: skip
+    assert server.started.wait(5)
+    stopping = asyncio.run_coroutine_threadsafe(server.server.stop(5.0), server.loop)
+    server.loop.call_soon_threadsafe(server.release.set)
+    frames = parse_frames(read_until(sock, None))  # the server closes the connection at the end
+    stopping.result(10)
+    kinds = [kind for kind, _, _, _ in frames]
+    assert 7 in kinds and 3 not in kinds  # a GOAWAY, no stream reset
+    data = b"".join(payload for kind, _, stream, payload in frames if kind == 0 and stream == 1)
+    assert data == grpc_frame(b"released")
+    assert kinds.index(7) < max(i for i, k in enumerate(kinds) if k == 1)  # answered after it
+    sock.close()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=2)
+
+
+def parse_frames(data: bytes) -> list[tuple[int, int, int, bytes]]:
+    frames = []
+    while len(data) >= 9:
+        length = int.from_bytes(data[:3], "big")
+        frames.append((data[3], data[4], int.from_bytes(data[5:9], "big"), data[9 : 9 + length]))
+        data = data[9 + length :]
+    return frames
+
+
+def raw_frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+    return (
+        len(payload).to_bytes(3, "big") + bytes((kind, flags)) + stream.to_bytes(4, "big") + payload
+    )
+
+
+def read_until(sock: socket.socket, needle: bytes | None) -> bytes:
+    """Read until ``needle`` arrives or the server closes the connection."""
+    data = b""
+    while needle is None or needle not in data:
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, TimeoutError):
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_abort_error_carries_its_code() -> None:
+    error = AbortError(StatusCode.INTERNAL, "boom")
+    assert (error.code, error.message) == (StatusCode.INTERNAL, "boom")
