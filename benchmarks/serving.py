@@ -2,12 +2,15 @@
 and ONNX runtimes) and behind MLflow 3, BentoML 1.4 and MLServer 1.7 (each with and without
 adaptive batching where it has it), against a bare uvicorn ASGI callable (the limit) and an
 identity-width model on `yard serve` (the server's own cost). Each server is pinned to one CPU,
-wrk to the other; each sends a 1-row JSON request in the server's native protocol.
+wrk to the other; each sends a 1-row JSON request in the server's native protocol. Group grpc:
+yard and MLServer over the Open Inference Protocol's gRPC, 1-row and 1000-row requests, loaded
+by h2load (and with --grpc-aio a grpc.aio client); see benchmarks/_grpc_load.py.
 
     .venv/bin/python benchmarks/serving.py [--duration 15] [--conns 1,8,32]
-        [--only yard,mlflow,bentoml,mlserver,asgi] [--quick]
+        [--only yard,mlflow,bentoml,mlserver,asgi,grpc] [--quick] [--grpc-aio]
 
-Needs wrk (`apt-get install -y wrk`) and taskset. The peers are installed into their own
+Needs wrk (`apt-get install -y wrk`), taskset, and for gRPC h2load
+(`apt-get install -y nghttp2-client`). The peers are installed into their own
 virtualenvs under benchmarks/.envs/ on first run. Prints a table, the ratios and the targets;
 writes JSON to benchmarks/results/serving.json (serving-quick.json with --quick).
 """
