@@ -380,11 +380,30 @@ def grpc_run(
 def grpc_ratios(
     results: dict[str, Any], *, top: int, yard: str, peers: list[str], rest_rps: float | None
 ) -> dict[str, Any]:
-    """The issue's gRPC goals at ``top`` requests in flight, from h2load's runs of the headline
-    mode: yard gRPC vs yard REST, vs the best MLServer gRPC, p99, 1000-row rows/s, failures."""
-    measured = {r["mode"] for r in results.get(yard, {}).get("grpc_runs", [])}
-    mode = HEADLINE_MODE if HEADLINE_MODE in measured or not measured else sorted(measured)[0]
-    out: dict[str, Any] = {"grpc_mode": mode}
+    """The issue's gRPC goals at ``top`` requests in flight from h2load's runs, per mode (under
+    ``grpc_by_mode``) and for the headline mode at the top level: yard gRPC vs yard REST, vs the
+    best MLServer gRPC in the same mode, p99, 1000-row rows/s; and yard's failures, all runs."""
+    measured = sorted({r["mode"] for r in results.get(yard, {}).get("grpc_runs", [])})
+    by_mode = {m: _mode_ratios(results, m, top=top, yard=yard, peers=peers, rest_rps=rest_rps)
+               for m in measured}  # fmt: skip
+    if not measured:
+        return {}
+    mode = HEADLINE_MODE if HEADLINE_MODE in measured else measured[0]
+    runs = results[yard]["grpc_runs"]
+    errors = sum(r["failed"] + r["short_answers"] + r.get("non_2xx", 0) for r in runs)
+    return {"grpc_mode": mode, **by_mode[mode], "grpc_errors": errors, "grpc_by_mode": by_mode}
+
+
+def _mode_ratios(
+    results: dict[str, Any],
+    mode: str,
+    *,
+    top: int,
+    yard: str,
+    peers: list[str],
+    rest_rps: float | None,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     found = [(n, r) for n in peers if (r := grpc_run(results.get(n), rows=1, conns=top, mode=mode))]
     if found:
         out["grpc_peer"], peer = max(found, key=lambda item: item[1]["rps"])
@@ -400,8 +419,6 @@ def grpc_ratios(
     out["grpc_p99_ms"] = one["p99_ms"]
     if big := grpc_run(results.get(yard), rows=1000, conns=top, mode=mode):
         out["grpc_rows_per_s"] = big["rows_per_s"]
-    runs = results[yard]["grpc_runs"]
-    out["grpc_errors"] = sum(r["failed"] + r["short_answers"] + r.get("non_2xx", 0) for r in runs)
     return out
 
 
@@ -420,12 +437,15 @@ def print_grpc_report(results: dict[str, Any], found: dict[str, Any]) -> None:
                 f"{run['rows_per_s']:>11,.0f} {run['p50_ms']:>7.2f} {run['p90_ms']:>7.2f} "
                 f"{run['p99_ms']:>7.2f} {run['failed']:>6} {run['short_answers']:>5}"
             )
-    if "grpc_yard_rps" in found:
-        print(f"gRPC ratios ({found['grpc_mode']} mode, h2load, 1 row):")
-        if "grpc_vs_rest" in found:
-            print(f"  yard gRPC / yard REST       {found['grpc_vs_rest']:8.2f}x")
-        if "grpc_vs_mlserver" in found:
-            print(f"  yard gRPC / {found['grpc_peer']:<15} {found['grpc_vs_mlserver']:8.1f}x")
+    for mode, ratios in found.get("grpc_by_mode", {}).items():
+        if "grpc_yard_rps" not in ratios:
+            continue
+        shown = " (the targets' mode)" if mode == found["grpc_mode"] else ""
+        print(f"gRPC ratios at c={found['at_conns']}, {mode} mode{shown}, h2load, 1 row:")
+        if "grpc_vs_rest" in ratios:
+            print(f"  yard gRPC / yard REST (wrk)   {ratios['grpc_vs_rest']:8.2f}x")
+        if "grpc_vs_mlserver" in ratios:
+            print(f"  yard gRPC / {ratios['grpc_peer']:<19} {ratios['grpc_vs_mlserver']:6.1f}x")
 
 
 def h2load_version() -> str:

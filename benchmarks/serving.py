@@ -785,6 +785,7 @@ def print_report(
             print(f"peers as a fraction of the bare ASGI limit ({limit:,.0f} req/s) at c={top}:")
             for n in peers:
                 print(f"  {n:<15} {run_at(results[n], top)['rps'] / limit:8.2%}")
+    print_grpc_report(results, found)
     print("\ntargets:")
     for check in checks:
         value = check["value"]
@@ -917,7 +918,6 @@ def main() -> None:
         rest_rps=rest["rps"] if rest else None,
     )
     checks = check_targets(found)
-    print_grpc_report(results, found)
     print_report(results, found, checks)
     report = {
         "scenario": "serving: HGB(max_iter=100) on make_classification(100k, 20), 1-row JSON",
