@@ -438,7 +438,7 @@ def print_grpc_report(results: dict[str, Any], found: dict[str, Any]) -> None:
                 f"{run['p99_ms']:>7.2f} {run['failed']:>6} {run['short_answers']:>5}"
             )
     for mode, ratios in found.get("grpc_by_mode", {}).items():
-        if "grpc_yard_rps" not in ratios:
+        if not {"grpc_vs_rest", "grpc_vs_mlserver"} & ratios.keys():
             continue
         shown = " (the targets' mode)" if mode == found["grpc_mode"] else ""
         print(f"gRPC ratios at c={found['at_conns']}, {mode} mode{shown}, h2load, 1 row:")
