@@ -309,6 +309,12 @@ def measure_grpc(
     from_seed = np.random.default_rng(0)
     out: dict[str, Any] = {
         "grpc_ready_s": wait_grpc_ready(target, alive, started, load.ready_timeout_s),
+        "request": {
+            "path": INFER_PATH,
+            "layout": target.layout,
+            "dtype": load.dtype,
+            "contents": load.contents,
+        },
         "grpc_checks": {},
         "grpc_runs": [],
     }

@@ -10,7 +10,8 @@ by h2load (and with --grpc-aio a grpc.aio client); see benchmarks/_grpc_load.py.
         [--only yard,mlflow,bentoml,mlserver,asgi,grpc] [--quick] [--grpc-aio]
 
 Needs wrk (`apt-get install -y wrk`), taskset, and for gRPC h2load
-(`apt-get install -y nghttp2-client`). The peers are installed into their own
+(`apt-get install -y nghttp2-client`). The gRPC-vs-REST ratio needs yard-onnx in the same run
+(`--only yard-onnx,grpc`). The peers are installed into their own
 virtualenvs under benchmarks/.envs/ on first run. Prints a table, the ratios and the targets;
 writes JSON to benchmarks/results/serving.json (serving-quick.json with --quick).
 """
