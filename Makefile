@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint format typecheck layers unit system bench clean
+.PHONY: demo test check lint format typecheck layers unit system bench proto clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -45,6 +45,12 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/serving.py
 	$(BIN)/python benchmarks/drift.py
 	$(BIN)/python benchmarks/batch.py
+
+# The gRPC messages serving/protobuf.py loads: the descriptor set grpcio-tools compiles from the
+# committed .proto (committed too; tests/unit/serving/test_proto.py fails when it is stale).
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -Isrc/modelyard/serving/_proto \
+		--descriptor_set_out=src/modelyard/serving/_proto/inference.binpb inference.proto
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .pytest_cache .ruff_cache

@@ -43,6 +43,8 @@ class ServingSettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    #: Also serve the Open Inference Protocol over gRPC on this port (off when unset).
+    grpc_port: int | None = Field(default=None, ge=0, le=65535)
     workers: int = Field(default=1, ge=1)
     max_batch_size: int = Field(default=64, ge=1)
     max_batch_delay_ms: float = Field(default=2.0, ge=0)

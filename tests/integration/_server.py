@@ -32,9 +32,17 @@ def server_env(home: Path, **extra: str) -> dict[str, str]:
 class Server:
     """A ``yard serve`` process; ``stop()`` sends SIGTERM and returns the exit code."""
 
-    def __init__(self, home: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, home: Path, *args: str, env: dict[str, str] | None = None, grpc: bool = False
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        #: ``host:port`` of the gRPC front door (``grpc=True``), else ``None``.
+        self.grpc: str | None = None
+        if grpc:
+            grpc_port = free_port()
+            self.grpc = f"127.0.0.1:{grpc_port}"
+            args = (*args, "--grpc-port", str(grpc_port))
         self.log = home / f"server-{self.port}.log"
         self._log_file = self.log.open("w")
         self.proc = subprocess.Popen(

@@ -347,7 +347,8 @@ def test_workers_share_the_port_and_metrics_add_up(served_home: ServedHome) -> N
         assert len(workers) == 2, "both workers should have answered"
         text = httpx.get(f"{server.url}/metrics").text
         total = _metric(
-            text, 'modelyard_requests_total{model="lin",route="v2_infer",status="200",version="1"}'
+            text,
+            'modelyard_requests_total{model="lin",protocol="http",route="v2_infer",status="200",version="1"}',
         )
         assert total == sent  # counted once each, whichever worker answered
 

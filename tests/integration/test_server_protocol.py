@@ -162,7 +162,10 @@ def test_metrics_openapi_and_docs(server: Server) -> None:
                                      {"name": "c", "shape": [1], "datatype": "FP64",
                                       "data": [0]}]})  # fmt: skip
     text = httpx.get(f"{server.url}/metrics").text
-    assert 'modelyard_requests_total{model="lin",route="v2_infer",status="200",version="1"}' in text
+    assert (
+        'modelyard_requests_total{model="lin",protocol="http",route="v2_infer",status="200",version="1"}'
+        in text
+    )
     assert "modelyard_batch_rows_bucket" in text and "modelyard_model_loads_total" in text
     assert "modelyard_queue_wait_seconds_bucket" in text and "process_cpu_seconds_total" in text
     spec = httpx.get(f"{server.url}/openapi.json").json()

@@ -19,6 +19,9 @@ def serve(
     deployment: list[str] = typer.Option([], help="Serve a deployment (yard deploy); repeatable."),
     host: str | None = typer.Option(None, help="Address to bind (default 127.0.0.1)."),
     port: int | None = typer.Option(None, help="Port (default 8080)."),
+    grpc_port: int | None = typer.Option(
+        None, min=0, max=65535, help="Also serve the Open Inference Protocol over gRPC here."
+    ),
     workers: int | None = typer.Option(None, min=1, help="Worker processes sharing the port."),
     max_batch_size: int | None = typer.Option(None, min=1, help="Rows per model call."),
     max_batch_delay_ms: float | None = typer.Option(None, min=0, help="Wait to fill a batch."),
@@ -39,7 +42,8 @@ def serve(
         False, "--open-docs", help="With --auth, serve /openapi.json and /docs without a token."
     ),
 ) -> None:
-    """Serve models over the Open Inference Protocol v2 and MLflow's /invocations."""
+    """Serve models over the Open Inference Protocol v2 (REST, and gRPC with --grpc-port),
+    MLflow's /invocations and TF Serving's REST API."""
     from modelyard.serving.server import serve as run
     from modelyard.settings import Settings
 
@@ -50,8 +54,9 @@ def serve(
         update={
             k: v
             for k, v in {
-                "host": host, "port": port, "workers": workers, "max_batch_size": max_batch_size,
-                "max_batch_delay_ms": max_batch_delay_ms, "max_queue": max_queue,
+                "host": host, "port": port, "grpc_port": grpc_port, "workers": workers,
+                "max_batch_size": max_batch_size, "max_batch_delay_ms": max_batch_delay_ms,
+                "max_queue": max_queue,
                 "timeout_ms": timeout_ms, "runtime": runtime, "auth": auth or None,
                 "trust_pickle": trust_pickle or None, "open_metrics": open_metrics or None,
                 "open_docs": open_docs or None,

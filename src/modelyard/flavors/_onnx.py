@@ -267,7 +267,7 @@ def onnx_meta(model: onnx.ModelProto) -> dict[str, Any]:
 
 def _parse(data: bytes, source: str) -> onnx.ModelProto:
     import onnx
-    from google.protobuf.message import DecodeError  # type: ignore[import-untyped]  # no stubs
+    from google.protobuf.message import DecodeError
 
     try:
         model = onnx.load_model_from_string(data)

@@ -25,6 +25,10 @@ class Call:
     headers: dict[str, str]
     request_id: str
     started: float
+    #: The route label of the metrics (``v2_infer``...), ``other`` until the path is known.
+    route: str = "other"
+    #: The model label of the metrics: a served name once the token passed, else ``""``.
+    model: str = ""
 
 
 class HttpError(Exception):

@@ -92,9 +92,7 @@ def decode_v2(
     except msgspec.DecodeError as exc:
         raise InvalidInputError(f"The inference request is not valid JSON: {exc}.") from None
     except RecursionError:
-        raise _too_deep(
-            "The inference request", deep_json_path(json_part, MAX_JSON_DEPTH)
-        ) from None
+        raise too_deep("The inference request", deep_json_path(json_part, MAX_JSON_DEPTH)) from None
     if not request.inputs:
         raise InvalidInputError("The inference request has no inputs; send at least one tensor.")
     sizes = [_binary_size(item) for item in request.inputs]
@@ -118,7 +116,7 @@ def decode_v2(
                 f"Input '{item.name}' has binary_data_size {size} but only "
                 f"{len(rest) - offset} bytes of binary data are left in the body."
             )
-        arrays.append(_binary_tensor(item, rest[offset : offset + size]))
+        arrays.append(binary_tensor(item, rest[offset : offset + size]))
         offset += size
     if offset != len(rest):
         raise InvalidInputError(
@@ -179,7 +177,8 @@ def tensor_array(item: RequestInput) -> Array:
     return _json_tensor(item)
 
 
-def _count(item: RequestInput) -> int:
+def element_count(item: RequestInput) -> int:
+    """How many values ``item``'s shape holds (its dimensions checked)."""
     if any(not isinstance(d, int) or d < 0 for d in item.shape):
         raise InvalidInputError(
             f"Input '{item.name}' has shape {item.shape}; dimensions must be whole numbers >= 0."
@@ -199,7 +198,7 @@ def _dtype(item: RequestInput) -> Any:
 
 def _json_tensor(item: RequestInput) -> Array:
     dtype = _dtype(item)
-    expected = _count(item)
+    expected = element_count(item)
     data = item.data
     if data is None:
         raise InvalidInputError(f"Input '{item.name}' has no data.")
@@ -216,7 +215,7 @@ def _json_tensor(item: RequestInput) -> Array:
         raise InvalidInputError(
             f"Input '{item.name}' has {array.size} values but shape {item.shape} needs {expected}."
         )
-    return _reshaped(item, array)
+    return reshaped(item, array)
 
 
 def _number_array(item: RequestInput, data: list[Any]) -> Array:
@@ -291,7 +290,8 @@ def _text_array(item: RequestInput, data: list[Any]) -> Array:
     return np.array(values, dtype=object)
 
 
-def _reshaped(item: RequestInput, array: Array) -> Array:
+def reshaped(item: RequestInput, array: Array) -> Array:
+    """``array`` in ``item``'s shape."""
     try:
         return array.reshape(item.shape)
     except ValueError:
@@ -335,9 +335,10 @@ def _depth_and_sample(data: Any) -> tuple[int, Any]:
     return depth, data
 
 
-def _binary_tensor(item: RequestInput, chunk: memoryview) -> Array:
+def binary_tensor(item: RequestInput, chunk: memoryview) -> Array:
+    """The array of ``item`` from its little-endian bytes (BYTES: length-prefixed elements)."""
     dtype = _dtype(item)
-    expected = _count(item)
+    expected = element_count(item)
     if dtype is np.object_:
         array = np.array(_binary_strings(item, bytes(chunk)), dtype=object)
     else:
@@ -352,7 +353,7 @@ def _binary_tensor(item: RequestInput, chunk: memoryview) -> Array:
         raise InvalidInputError(
             f"Input '{item.name}' has {array.size} values but shape {item.shape} needs {expected}."
         )
-    return _reshaped(item, array)
+    return reshaped(item, array)
 
 
 def _binary_strings(item: RequestInput, raw: bytes) -> list[str]:
@@ -399,7 +400,7 @@ def _flatten(item: RequestInput, data: list[Any]) -> list[Any]:
     return out
 
 
-def _too_deep(what: str, path: str | None) -> InvalidInputError:
+def too_deep(what: str, path: str | None) -> InvalidInputError:
     where = f" at {path}" if path else ""
     return InvalidInputError(
         f"{what} nests JSON more than {MAX_JSON_DEPTH} levels deep{where}; send tensor data "
@@ -491,8 +492,9 @@ def encode_v2(
     return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def encode_predictions(predictions: Array) -> bytes:
-    """MLflow's ``{"predictions": [...]}`` answer."""
+def encode_predictions(predictions: Array, *, key: str = "predictions") -> bytes:
+    """MLflow's and TF Serving's ``{"predictions": [...]}`` answer (``key``: TF Serving's
+    columnar answer is ``outputs``)."""
     if predictions.dtype.kind in "OUSM" or (
         predictions.dtype.kind == "f" and not np.isfinite(predictions).all()
     ):
@@ -502,7 +504,7 @@ def encode_predictions(predictions: Array) -> bytes:
         ]
     else:
         values = predictions
-    return orjson.dumps({"predictions": values}, option=orjson.OPT_SERIALIZE_NUMPY)
+    return orjson.dumps({key: values}, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def encode_json(value: Any) -> bytes:
@@ -512,37 +514,49 @@ def encode_json(value: Any) -> bytes:
 _MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 
 
+def parse_json(body: bytes) -> Any:
+    """A JSON request body; too deep, the error names the path to the deep part."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        path = deep_json_path(body, MAX_JSON_DEPTH)
+        if path is not None:
+            raise too_deep("The request body", path) from None
+        raise InvalidInputError(f"The request body is not valid JSON: {exc}.") from None
+
+
 def decode_mlflow_json(body: bytes) -> tuple[str, Any, dict[str, Any] | None]:
     """``(format, payload, params)`` of an MLflow JSON request; exactly one format key.
 
     ``params`` follows MLflow's ParamSpec: an object whose values are scalars or lists of
     scalars.
     """
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        path = deep_json_path(body, MAX_JSON_DEPTH)
-        if path is not None:
-            raise _too_deep("The request body", path) from None
-        raise InvalidInputError(f"The request body is not valid JSON: {exc}.") from None
+    parsed = parse_json(body)
     if not isinstance(parsed, dict):
         raise InvalidInputError(
             "The request body must be a JSON object with one of "
             f"{', '.join(_MLFLOW_KEYS)} (MLflow's format)."
         )
-    present = [key for key in _MLFLOW_KEYS if key in parsed]
-    unknown = [key for key in parsed if key not in (*_MLFLOW_KEYS, "params")]
+    fmt = one_format(parsed, _MLFLOW_KEYS, also=("params",))
+    params = parsed.get("params")
+    if params is not None:
+        _check_params(params)
+    return fmt, parsed[fmt], params
+
+
+def one_format(parsed: dict[str, Any], keys: tuple[str, ...], *, also: tuple[str, ...]) -> str:
+    """The one of ``keys`` that a request object has; any key but those and ``also`` is
+    refused, naming it."""
+    present = [key for key in keys if key in parsed]
+    unknown = [key for key in parsed if key not in keys and key not in also]
     if len(present) != 1 or unknown:
         detail = f"found {', '.join(present) or 'none'}" + (
             f" and unknown {', '.join(map(shown, unknown))}" if unknown else ""
         )
         raise InvalidInputError(
-            f"The request must have exactly one of {', '.join(_MLFLOW_KEYS)} ({detail})."
+            f"The request must have exactly one of {', '.join(keys)} ({detail})."
         )
-    params = parsed.get("params")
-    if params is not None:
-        _check_params(params)
-    return present[0], parsed[present[0]], params
+    return present[0]
 
 
 _SCALARS = (str, int, float, bool)

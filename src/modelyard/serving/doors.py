@@ -102,6 +102,43 @@ class V2Door(_Validated):
         )  # fmt: skip
 
 
+class GrpcDoor(_Validated):
+    """An Open Inference Protocol ``ModelInferRequest`` over gRPC (raw or typed tensors)."""
+
+    __slots__ = ("arrays", "inputs", "raw", "request")
+    route = "v2_infer"
+
+    def __init__(self, request: Any) -> None:
+        super().__init__()
+        from modelyard.serving import protobuf
+
+        self.request = request
+        self.inputs, self.arrays, self.raw = protobuf.decode_inputs(request)
+
+    def _validate(self, served: ServedModel) -> Rows:
+        return served.validator.from_request(self.inputs, self.arrays)
+
+    def outputs(self, served: ServedModel) -> tuple[str, ...]:
+        wanted = [codecs.RequestOutput(name=o.name) for o in self.request.outputs]
+        return _outputs(served, wanted)
+
+    def field(self, name: str, served: ServedModel) -> str | None:
+        for item, array in zip(self.inputs, self.arrays, strict=True):
+            if item.name == name and array is not None and array.size:
+                return _key_text(array.ravel()[0])
+        return None
+
+    def encode(self, name: str, served: ServedModel, outputs: dict[str, Any]) -> bytes:
+        from modelyard.serving import protobuf
+
+        response = protobuf.ModelInferResponse(
+            model_name=name, model_version=served.version, id=self.request.id
+        )
+        protobuf.encode_response(response, outputs, raw=self.raw)
+        data: bytes = response.SerializeToString()
+        return data
+
+
 class MlflowDoor(_Validated):
     """An MLflow ``/invocations`` request (JSON formats or CSV), decoded for each model."""
 

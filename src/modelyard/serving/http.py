@@ -24,6 +24,7 @@ import itertools
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from modelyard.errors import (
@@ -50,12 +51,14 @@ from modelyard.serving._labels import decode_labels, labels_frame
 from modelyard.serving.doors import Door, MlflowDoor, V2Door
 from modelyard.serving.openapi import DOCS_HTML, openapi_document
 from modelyard.serving.sink import NullSink, PredictionRecord, PredictionSink
+from modelyard.serving.tfserving import TfPath, TfServingDoor, metadata_body, status_body
 from modelyard.serving.tokens import permit
 
 if TYPE_CHECKING:
     from modelyard.serving.metrics import ServingMetrics
     from modelyard.serving.models import ModelHub, ServedModel
     from modelyard.serving.monitor import MonitorLoop
+    from modelyard.serving.rpc import GrpcEdge
     from modelyard.serving.tokens import Scope as TokenScope
     from modelyard.serving.tokens import TokenChecker, TokenInfo
     from modelyard.serving.validation import Rows
@@ -87,7 +90,25 @@ _SERVER_METADATA = {"name": "modelyard", "version": "0.1.0", "extensions": []}
 
 
 #: Routes whose failed requests go to the prediction log (with their status, without data).
-_LOGGED_ROUTES = frozenset({"v2_infer", "invocations"})
+_LOGGED_ROUTES = frozenset({"v2_infer", "invocations", "tf_predict"})
+
+
+@dataclass(slots=True)
+class Answer:
+    """A prediction answered by ``ModelServer.predict``, whatever the protocol."""
+
+    payload: bytes
+    served: ServedModel
+    #: The front door's route label (``v2_infer``, ``invocations``...).
+    door_route: str
+    #: The deployment route that answered (``stable``, ``candidate``), or ``None``.
+    route: str | None
+    deployment: str | None
+    rows: Rows
+    outputs: dict[str, Any]
+    queue_s: float
+    #: ``perf_counter`` when encoding started.
+    encoded: float
 
 
 class ModelServer:
@@ -119,8 +140,9 @@ class ModelServer:
         self._served: tuple[str, ...] = (*hub.slots, *(router.names if router else ()))
         self._served_set = frozenset(self._served)
         self._openapi = codecs.encode_json(openapi_document(list(self._served)))
+        self._grpc: GrpcEdge | None = None
 
-    def _next_id(self) -> str:
+    def next_id(self) -> str:
         # unique across processes (random prefix) and cheaper than uuid4 per request
         return f"{self._id_prefix}{next(self._ids):x}"
 
@@ -149,6 +171,14 @@ class ModelServer:
                 # from walking it again on every full collection (50 ms tails under load).
                 gc.collect()
                 gc.freeze()
+                if self.settings.grpc_port is not None:
+                    try:
+                        await self._start_grpc(self.settings.grpc_port)
+                    except Exception as exc:
+                        logger.error("the gRPC port could not be opened: %s", exc)
+                        await self.hub.close()
+                        await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                        return
                 if self.monitor is not None:
                     self.monitor.start()
                 await send({"type": "lifespan.startup.complete"})
@@ -157,7 +187,17 @@ class ModelServer:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    async def _start_grpc(self, port: int) -> None:
+        from modelyard.serving.rpc import GrpcEdge
+
+        edge = GrpcEdge(self, self.settings.host, port)
+        await edge.start()
+        self._grpc = edge
+
     async def _stop(self) -> None:
+        if self._grpc is not None:
+            # new calls are refused; calls in flight finish within the grace period
+            await self._grpc.stop(self.settings.graceful_timeout_s)
         if self.monitor is not None:
             await self.monitor.stop()
         await self.hub.close()
@@ -168,56 +208,65 @@ class ModelServer:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         headers = read_headers(scope, self.hub.router.sticky_headers if self.hub.router else None)
-        request_id = headers.get("x-request-id") or self._next_id()
+        request_id = headers.get("x-request-id") or self.next_id()
         method = scope["method"]
         path = scope["path"]
         call = Call(receive, send, headers, request_id, started)
-        route = "other"
-        # the model label of this request's metrics: a served name, set once the token passed
-        model = ""
         try:
-            parts = path.strip("/").split("/")
-            if parts[0] == "v2" and len(parts) >= 3 and parts[1] == "models":
-                name, version, action = _model_path(parts)
-                route = f"v2_{action}"
-                expect(method, "POST" if action == "infer" else "GET")
-                await self._authorize(headers, "predict", name)
-                model = self._label(name)
-                if action == "infer":
-                    await self._infer(call, name, version)
-                    return
-                await self._metadata(call, name, version, ready=action == "ready")
-            elif path in ("/invocations", "/invocations/") or (
-                len(parts) == 3 and parts[0] == "models" and parts[2] == "invocations"
-            ):
-                route = "invocations"
-                expect(method, "POST")
-                name = parts[1] if parts[0] == "models" else self._only_model()
-                await self._authorize(headers, "predict", name)
-                model = self._label(name)
-                await self._invocations(call, name)
-                return
-            elif path in ("/v1/labels", "/v1/labels/"):
-                route = "labels"
-                expect(method, "POST")
-                await self._labels(call)
-            else:
-                route = await self._plain(method, path, call)
+            await self._route(call, method, path)
         except ModelyardError as exc:
             status = STATUS.get(exc.kind, 500)
             await self._error(send, status, str(exc), request_id, exc)
-            self._count(model, route, status, started)
-            self._record_error(model, route, request_id, status, started)
+            self.count(call.model, call.route, status, started)
+            self.record_error(call.model, call.route, request_id, status, started)
         except HttpError as exc:
             extra = [(b"connection", b"close")] if exc.close else None
             await respond(send, exc.status, error_body(exc), request_id, extra=extra)
-            self._count(model, route, exc.status, started)
-            self._record_error(model, route, request_id, exc.status, started)
+            self.count(call.model, call.route, exc.status, started)
+            self.record_error(call.model, call.route, request_id, exc.status, started)
         except Exception as exc:
             logger.exception("unexpected failure on %r %r", method, path)
             await self._error(send, 500, f"Internal error: {type(exc).__name__}.", request_id, exc)
-            self._count(model, route, 500, started)
-            self._record_error(model, route, request_id, 500, started)
+            self.count(call.model, call.route, 500, started)
+            self.record_error(call.model, call.route, request_id, 500, started)
+
+    async def _route(self, call: Call, method: str, path: str) -> None:
+        """Answer one request; ``call.route`` and ``call.model`` (a served name, set once the
+        token passed) are its metric labels, kept as they are when it fails."""
+        headers = call.headers
+        parts = path.strip("/").split("/")
+        if parts[0] == "v2" and len(parts) >= 3 and parts[1] == "models":
+            name, version, action = _model_path(parts)
+            call.route = f"v2_{action}"
+            expect(method, "POST" if action == "infer" else "GET")
+            await self.authorize(headers, "predict", name)
+            call.model = self.label(name)
+            if action == "infer":
+                await self._infer(call, name, version)
+            else:
+                await self._metadata(call, name, version, ready=action == "ready")
+        elif path in ("/invocations", "/invocations/") or (
+            len(parts) == 3 and parts[0] == "models" and parts[2] == "invocations"
+        ):
+            call.route = "invocations"
+            expect(method, "POST")
+            name = parts[1] if parts[0] == "models" else self._only_model()
+            await self.authorize(headers, "predict", name)
+            call.model = self.label(name)
+            await self._invocations(call, name)
+        elif parts[0] == "v1" and len(parts) >= 3 and parts[1] == "models":
+            tf = TfPath(parts)
+            call.route = f"tf_{tf.action}"
+            expect(method, "POST" if tf.action == "predict" else "GET")
+            await self.authorize(headers, "predict", tf.name)
+            call.model = self.label(tf.name)
+            await self._tf(call, tf)
+        elif path in ("/v1/labels", "/v1/labels/"):
+            call.route = "labels"
+            expect(method, "POST")
+            await self._labels(call)
+        else:
+            call.route = await self._plain(method, path, call)
 
     async def _metadata(self, call: Call, name: str, version: str | None, *, ready: bool) -> None:
         served = self.hub.get(name, version)
@@ -225,7 +274,7 @@ class ModelServer:
         body = {"name": name, "ready": True} if ready else served.metadata() | {"name": name}
         await respond(call.send, 200, codecs.encode_json(body), call.request_id)
 
-    def _label(self, name: str) -> str:
+    def label(self, name: str) -> str:
         """``name`` when this server serves it, else ``""``: made-up names never become
         metric labels or log partitions."""
         return name if name in self._served_set else ""
@@ -250,18 +299,18 @@ class ModelServer:
             )  # fmt: skip
         elif route == "metrics":
             if not self.settings.open_metrics:
-                await self._authorize(headers, "predict", None)
+                await self.authorize(headers, "predict", None)
             body, content_type = self.metrics.render()
             await respond(send, 200, body, request_id, content_type=content_type.encode())
         elif route == "docs":
             if not self.settings.open_docs:
-                await self._authorize(headers, "predict", None)
+                await self.authorize(headers, "predict", None)
             if path.startswith("/openapi"):
                 await respond(send, 200, self._openapi, request_id)
             else:
                 await respond(send, 200, DOCS_HTML, request_id, content_type=b"text/html")
         else:  # admin
-            await self._authorize(headers, "admin", None)
+            await self.authorize(headers, "admin", None)
             await respond(send, 200, codecs.encode_json(self._admin_models()), request_id)
         return "health" if route in ("live", "ready") else route
 
@@ -296,7 +345,7 @@ class ModelServer:
             )
         return self._served[0]
 
-    async def _authorize(
+    async def authorize(
         self, headers: dict[str, str], scope: TokenScope, model: str | None
     ) -> None:
         if self.tokens is not None:
@@ -369,7 +418,7 @@ class ModelServer:
         result = await asyncio.to_thread(write)
         body = codecs.encode_json({"accepted": result.rows})
         await respond(call.send, 202, body, call.request_id)
-        self._count(self._label(name), "labels", 202, call.started)
+        self.count(self.label(name), "labels", 202, call.started)
 
     async def _authenticate(self, headers: dict[str, str]) -> TokenInfo | None:
         if self.tokens is None:
@@ -380,7 +429,7 @@ class ModelServer:
 
     async def _infer(self, call: Call, name: str, version: str | None) -> None:
         """``POST /v2/models/{name}[/versions/{version}]/infer``."""
-        if not self._routed(name, version):
+        if not self.routed(name, version):
             self.hub.get(name, version)  # unknown model or version: answer before the body
         body = await self._body(call)
         header_length = call.headers.get("inference-header-content-length")
@@ -393,14 +442,29 @@ class ModelServer:
 
     async def _invocations(self, call: Call, name: str) -> None:
         """``POST /invocations`` and ``POST /models/{name}/invocations`` (MLflow)."""
-        if not self._routed(name, None):
+        if not self.routed(name, None):
             self.hub.get(name)
         body = await self._body(call)
         content_type = call.headers.get("content-type", "application/json").split(";")[0].strip()
         door = MlflowDoor(content_type, body)
         await self._predict(call, name, None, door, large=len(body) > _OFF_LOOP_BYTES)
 
-    def _routed(self, name: str, version: str | None) -> bool:
+    async def _tf(self, call: Call, tf: TfPath) -> None:
+        """TF Serving's REST API: model status, metadata and ``:predict``."""
+        name, version = tf.name, tf.resolve(self.hub)
+        if tf.action != "predict":
+            served = self.hub.get(name, version)
+            body = status_body(served) if tf.action == "status" else metadata_body(name, served)
+            await respond(call.send, 200, body, call.request_id)
+            return
+        if not self.routed(name, version):
+            self.hub.get(name, version)
+        body = await self._body(call)
+        large = len(body) > _OFF_LOOP_BYTES
+        door = await asyncio.to_thread(TfServingDoor, body) if large else TfServingDoor(body)
+        await self._predict(call, name, version, door, large=large)
+
+    def routed(self, name: str, version: str | None) -> bool:
         """Whether requests for ``name`` go through a deployment's routes."""
         router = self.hub.router
         return router is not None and version is None and name in router.slots
@@ -408,10 +472,33 @@ class ModelServer:
     async def _predict(
         self, call: Call, name: str, version: str | None, door: Door, *, large: bool
     ) -> None:
-        """The one path every front door takes once its body is decoded."""
-        if self._routed(name, version):
-            await self._predict_deployment(call, name, door, large=large)
-            return
+        """The HTTP answer of a decoded prediction request (every HTTP front door)."""
+        answer = await self.predict(
+            name, version, door, headers=call.headers, large=large, timeout_s=self._timeout_s
+        )
+        extra = [(b"x-route", answer.route.encode())] if answer.route is not None else None
+        await respond(
+            call.send, 200, answer.payload, call.request_id,
+            model_version=answer.served.version, extra=extra,
+        )  # fmt: skip
+        self.finish(answer, call.request_id, call.started, protocol="http")
+
+    async def predict(
+        self,
+        name: str,
+        version: str | None,
+        door: Door,
+        *,
+        headers: dict[str, str],
+        large: bool,
+        timeout_s: float,
+    ) -> Answer:
+        """The one path every front door of every protocol takes once its body is decoded:
+        a deployment's routes, or the model asked; ``finish`` records the answer once sent."""
+        if self.routed(name, version):
+            return await self._predict_deployment(
+                name, door, headers=headers, large=large, timeout_s=timeout_s
+            )
         served = self.hub.get(name, version)
         if large:
             await asyncio.to_thread(door.rows, served)  # kept by the door for this model
@@ -420,17 +507,17 @@ class ModelServer:
             served = self.hub.get(name, version)
         wanted = door.outputs(served)
         rows = door.rows(served)
-        result = await served.predict(rows, wanted, timeout_s=self._timeout_s)
+        result = await served.predict(rows, wanted, timeout_s=timeout_s)
         encode_started = time.perf_counter()
         payload = door.encode(name, served, result.outputs)
-        await respond(call.send, 200, payload, call.request_id, model_version=served.version)
-        self._observe(
-            served, door.route, started=call.started, encoded=encode_started,
-            queue_s=result.queue_wait_s,
+        return Answer(
+            payload, served, door.route, None, None, rows, result.outputs, result.queue_wait_s,
+            encode_started,
         )  # fmt: skip
-        self._record(call, served, door.route, rows, result.outputs)
 
-    async def _predict_deployment(self, call: Call, name: str, door: Door, *, large: bool) -> None:
+    async def _predict_deployment(
+        self, name: str, door: Door, *, headers: dict[str, str], large: bool, timeout_s: float
+    ) -> Answer:
         router = self.hub.router
         assert router is not None
         if large:
@@ -440,34 +527,29 @@ class ModelServer:
         slot = router.slots[name]  # after the last await: the deployment's current state
         stable = slot.stable
         wanted = door.outputs(stable)
-        key = slot.sticky_key(call.headers, lambda field: door.field(field, stable))
+        key = slot.sticky_key(headers, lambda field: door.field(field, stable))
         route, served, result, rows = await router.predict(
-            slot, door.rows, wanted=wanted, key=key, timeout_s=self._timeout_s
+            slot, door.rows, wanted=wanted, key=key, timeout_s=timeout_s
         )
         encode_started = time.perf_counter()
         outputs = {k: v for k, v in result.outputs.items() if k in wanted}
         payload = door.encode(name, served, outputs)
-        await respond(
-            call.send, 200, payload, call.request_id, model_version=served.version,
-            extra=[(b"x-route", route.encode())],
+        return Answer(
+            payload, served, door.route, route, name, rows, outputs, result.queue_wait_s,
+            encode_started,
         )  # fmt: skip
-        self._observe(
-            served, door.route, started=call.started, encoded=encode_started,
-            queue_s=result.queue_wait_s,
-        )  # fmt: skip
-        m = self.metrics
-        m.child(m.route_requests, name, route, served.version).inc()
-        self._record(call, served, route, rows, outputs, deployment=name)
 
-    def _observe(
-        self, served: ServedModel, route: str, *, started: float, encoded: float, queue_s: float
-    ) -> None:
-        children = served.metric_children.get(route)
+    def finish(self, answer: Answer, request_id: str, started: float, *, protocol: str) -> None:
+        """Metrics and the prediction log of an answered prediction."""
+        served = answer.served
+        key = (answer.door_route, protocol)
+        children = served.metric_children.get(key)
         if children is None:
             m = self.metrics
-            children = served.metric_children[route] = (
-                m.child(m.requests, served.name, served.version, route, "200"),
-                m.child(m.latency, served.name, route),
+            route = answer.door_route
+            children = served.metric_children[key] = (
+                m.child(m.requests, served.name, served.version, route, "200", protocol),
+                m.child(m.latency, served.name, route, protocol),
                 m.child(m.serialize, served.name),
                 m.child(m.queue_wait, served.name),
             )
@@ -475,38 +557,34 @@ class ModelServer:
         now = time.perf_counter()
         requests.inc()
         latency.observe(now - started)
-        serialize.observe(now - encoded)
-        queue_wait.observe(queue_s)
-
-    def _count(self, model: str, route: str, status: int, started: float) -> None:
-        """Count an answer other than a prediction; ``model`` is a served name or ``""``."""
-        m = self.metrics
-        m.child(m.requests, model, "", route, str(status)).inc()
-        if model:
-            m.child(m.latency, model, route).observe(time.perf_counter() - started)
-
-    def _record(
-        self,
-        call: Call,
-        served: ServedModel,
-        route: str,
-        rows: Rows,
-        outputs: dict[str, Any],
-        *,
-        deployment: str | None = None,
-    ) -> None:
+        serialize.observe(now - answer.encoded)
+        queue_wait.observe(answer.queue_s)
+        if answer.deployment is not None and answer.route is not None:
+            m = self.metrics
+            m.child(m.route_requests, answer.deployment, answer.route, served.version).inc()
         if isinstance(self.sink, NullSink):
             return
         self.sink.submit(
             PredictionRecord(
-                request_id=call.request_id, time=time.time(), model=served.name,
-                version=served.version, route=route, inputs=rows, outputs=outputs,
-                latency_s=time.perf_counter() - call.started,
-                input_names=served.input_names, deployment=deployment,
+                request_id=request_id, time=time.time(), model=served.name,
+                version=served.version, route=answer.route or answer.door_route,
+                inputs=answer.rows, outputs=answer.outputs,
+                latency_s=time.perf_counter() - started, input_names=served.input_names,
+                deployment=answer.deployment,
             )
         )  # fmt: skip
 
-    def _record_error(
+    def count(
+        self, model: str, route: str, status: int, started: float, *, protocol: str = "http"
+    ) -> None:
+        """Count an answer other than a prediction; ``model`` is a served name or ``""``;
+        ``status`` is the HTTP status (or, for gRPC, the HTTP status of the same error)."""
+        m = self.metrics
+        m.child(m.requests, model, "", route, str(status), protocol).inc()
+        if model:
+            m.child(m.latency, model, route, protocol).observe(time.perf_counter() - started)
+
+    def record_error(
         self, name: str, route: str, request_id: str, status: int, started: float
     ) -> None:
         """Log a failed inference request (status, no data) so the log's error rate is true;

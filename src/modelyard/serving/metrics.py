@@ -33,12 +33,13 @@ class ServingMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
-            "modelyard_requests", "Requests by model, version, route and status.",
-            ["model", "version", "route", "status"], registry=r,
+            "modelyard_requests",
+            "Requests by model, version, route, status (HTTP's, for gRPC too) and protocol.",
+            ["model", "version", "route", "status", "protocol"], registry=r,
         )  # fmt: skip
         self.latency = Histogram(
             "modelyard_request_seconds", "Whole request time, receive to last byte sent.",
-            ["model", "route"], buckets=_LATENCY_BUCKETS, registry=r,
+            ["model", "route", "protocol"], buckets=_LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.queue_wait = Histogram(
             "modelyard_queue_wait_seconds", "Time a request waited for its batch to start.",

@@ -71,7 +71,7 @@ class ServedModel:
         #: give float32 probabilities, a native XGBoost model float32 too).
         self._output_types = _output_types(signature)
         #: Prometheus label children by route, cached by the HTTP edge.
-        self.metric_children: dict[str, Any] = {}
+        self.metric_children: dict[tuple[str, str], Any] = {}
         self._names = signature.column_names
         self.input_names = tuple(self._names)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"model-{self.name}")

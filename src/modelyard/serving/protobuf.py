@@ -1,0 +1,197 @@
+"""The Open Inference Protocol's gRPC messages, and tensors in and out of them.
+
+The messages are built from ``_proto/inference.binpb``, the descriptor set that grpcio-tools
+compiles from ``_proto/inference.proto`` (``make proto``; a test checks the two agree), in a
+descriptor pool of modelyard's own. Generated ``_pb2`` modules would register ``inference.*`` in
+protobuf's default pool, where they collide with the same names that tritonclient's or KServe's
+stubs register when a user imports both, and they would tie the protobuf runtime to the
+compiler's version.
+
+A request's tensors come either in ``raw_input_contents`` (little-endian bytes, as Triton's
+binary extension; BYTES elements each behind a 4-byte little-endian length) or in each input's
+typed ``contents``; both decode to the arrays the REST door's validator takes. An answer is raw
+when its request was (as MLServer and Triton answer), else typed.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from typing import Any
+
+import numpy as np
+
+from modelyard.errors import InvalidInputError
+from modelyard.serving import codecs
+
+Array = codecs.Array
+
+
+def _messages() -> dict[str, Any]:
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    raw = files("modelyard.serving").joinpath("_proto/inference.binpb").read_bytes()
+    pool = descriptor_pool.DescriptorPool()
+    for proto in descriptor_pb2.FileDescriptorSet.FromString(raw).file:
+        pool.Add(proto)
+    service = pool.FindServiceByName("inference.GRPCInferenceService")
+    out: dict[str, Any] = {}
+    for method in service.methods:
+        for descriptor in (method.input_type, method.output_type):
+            out[descriptor.name] = message_factory.GetMessageClass(descriptor)
+    return out
+
+
+MESSAGES = _messages()
+ModelInferRequest: Any = MESSAGES["ModelInferRequest"]
+ModelInferResponse: Any = MESSAGES["ModelInferResponse"]
+SERVICE = "inference.GRPCInferenceService"
+#: Each method's request and response message.
+METHODS = {
+    name: (MESSAGES[f"{name}Request"], MESSAGES[f"{name}Response"])
+    for name in (
+        "ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata",
+        "ModelInfer",
+    )
+}  # fmt: skip
+
+#: The typed ``contents`` field that holds each datatype (FP16 has none: it comes raw).
+CONTENTS_FIELD = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
+_FIELD_DTYPE = {
+    "bool_contents": np.bool_,
+    "int_contents": np.int32,
+    "int64_contents": np.int64,
+    "uint_contents": np.uint32,
+    "uint64_contents": np.uint64,
+    "fp32_contents": np.float32,
+    "fp64_contents": np.float64,
+}
+
+
+def parameters(entries: Any) -> dict[str, Any]:
+    """A protobuf ``map<string, InferParameter>`` as a dict of plain values."""
+    out: dict[str, Any] = {}
+    for key, value in entries.items():
+        which = value.WhichOneof("parameter_choice")
+        out[key] = getattr(value, which) if which is not None else None
+    return out
+
+
+def decode_inputs(
+    request: Any,
+) -> tuple[list[codecs.RequestInput], list[Array | None], bool]:
+    """A ``ModelInferRequest``'s inputs, their arrays, and whether they came raw."""
+    if not request.inputs:
+        raise InvalidInputError("The inference request has no inputs; send at least one tensor.")
+    raw = request.raw_input_contents
+    inputs = [
+        codecs.RequestInput(
+            name=item.name, shape=list(item.shape), datatype=item.datatype,
+            parameters=parameters(item.parameters) or None,
+        )
+        for item in request.inputs
+    ]  # fmt: skip
+    if raw:
+        if len(raw) != len(inputs):
+            raise InvalidInputError(
+                f"The request has {len(inputs)} inputs but {len(raw)} raw_input_contents; send "
+                "one raw entry per input, in order."
+            )
+        typed = next((i.name for i in request.inputs if i.HasField("contents")), None)
+        if typed is not None:
+            raise InvalidInputError(
+                f"Input '{typed}' has contents but the request also has raw_input_contents; "
+                "send every input raw or every input in contents."
+            )
+        arrays: list[Array | None] = [
+            codecs.binary_tensor(item, memoryview(chunk))
+            for item, chunk in zip(inputs, raw, strict=True)
+        ]
+        return inputs, arrays, True
+    return (
+        inputs,
+        [_typed(item, proto) for item, proto in zip(inputs, request.inputs, strict=True)],
+        False,
+    )
+
+
+def _typed(item: codecs.RequestInput, proto: Any) -> Array:
+    dtype = codecs.DATATYPES.get(item.datatype)
+    if dtype is None:
+        raise InvalidInputError(
+            f"Input '{item.name}' has datatype {codecs.shown(item.datatype)}; use one of "
+            f"{', '.join(codecs.DATATYPES)}."
+        )
+    field = CONTENTS_FIELD.get(item.datatype)
+    contents = proto.contents
+    if field is None:
+        raise InvalidInputError(
+            f"Input '{item.name}' is {item.datatype}, which has no typed contents; send it in "
+            "raw_input_contents."
+        )
+    other = next(
+        (f.name for f, values in contents.ListFields() if f.name != field and len(values)), None
+    )
+    if other is not None:
+        raise InvalidInputError(
+            f"Input '{item.name}' is {item.datatype} but its values are in {other}; send them "
+            f"in {field}."
+        )
+    values = getattr(contents, field)
+    expected = codecs.element_count(item)
+    if len(values) != expected:
+        raise InvalidInputError(
+            f"Input '{item.name}' has {len(values)} values but shape {item.shape} needs {expected}."
+        )
+    if field == "bytes_contents":
+        array = np.array([v.decode("utf-8", "replace") for v in values], dtype=object)
+    else:
+        array = np.array(values, dtype=_FIELD_DTYPE[field])
+        if field in ("int_contents", "uint_contents") and item.datatype not in ("INT32", "UINT32"):
+            codecs.check_number_range(item.name, item.datatype, array)
+    return codecs.reshaped(item, array)
+
+
+def encode_response(response: Any, outputs: dict[str, Array], *, raw: bool) -> None:
+    """Add ``outputs`` to a ``ModelInferResponse``: raw when the request was raw (or when an
+    output has no typed field, FP16), else in typed contents."""
+    datatypes = {name: codecs.datatype_of(array) for name, array in outputs.items()}
+    raw = raw or any(d not in CONTENTS_FIELD for d in datatypes.values())
+    for name, array in outputs.items():
+        datatype = datatypes[name]
+        tensor = response.outputs.add(name=name, datatype=datatype, shape=array.shape)
+        if raw:
+            response.raw_output_contents.append(_raw_bytes(array, datatype))
+        elif datatype == "BYTES":
+            tensor.contents.bytes_contents.extend(_text_bytes(v) for v in array.ravel().tolist())
+        else:
+            getattr(tensor.contents, CONTENTS_FIELD[datatype]).extend(array.ravel().tolist())
+
+
+def _raw_bytes(array: Array, datatype: str) -> bytes:
+    if datatype != "BYTES":
+        return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+    parts = []
+    for value in array.ravel().tolist():
+        data = _text_bytes(value)
+        parts.append(len(data).to_bytes(4, "little"))
+        parts.append(data)
+    return b"".join(parts)
+
+
+def _text_bytes(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    return b"" if value is None else str(value).encode()

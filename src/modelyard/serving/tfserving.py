@@ -1,0 +1,186 @@
+"""TF Serving's REST API as a front door, for clients written for TensorFlow Serving.
+
+``GET /v1/models/{name}[/versions/{v}|/labels/{label}]`` answers the model's version status,
+``.../metadata`` its signature (as a ``serving_default`` signature def), and
+``POST .../{name}[/versions/{v}|/labels/{label}]:predict`` predicts: ``instances`` (rows: lists
+of values or objects keyed by input name) answers ``{"predictions": [...]}``, ``inputs``
+(columns: an object of input names, or one tensor) answers ``{"outputs": [...]}``. Errors are
+``{"error": "..."}`` with the same statuses as the other doors. A label is the alias a served
+model follows (``yard serve NAME@LABEL``); a version is the registry's version number.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from modelyard.errors import InvalidInputError, NotFoundError, VersionNotFoundError
+from modelyard.serving import codecs
+from modelyard.serving.doors import _Validated
+
+if TYPE_CHECKING:
+    from modelyard.serving.models import ModelHub, ServedModel
+    from modelyard.serving.validation import Rows
+
+_KEYS = ("instances", "inputs")
+_SIGNATURES = ("", "serving_default", "predict")
+#: TensorFlow's dtype names for the Open Inference Protocol's datatypes.
+_TF_DTYPES = {
+    "BOOL": "DT_BOOL", "UINT8": "DT_UINT8", "UINT16": "DT_UINT16", "UINT32": "DT_UINT32",
+    "UINT64": "DT_UINT64", "INT8": "DT_INT8", "INT16": "DT_INT16", "INT32": "DT_INT32",
+    "INT64": "DT_INT64", "FP16": "DT_HALF", "FP32": "DT_FLOAT", "FP64": "DT_DOUBLE",
+    "BYTES": "DT_STRING",
+}  # fmt: skip
+
+
+class TfPath:
+    """``/v1/models/NAME[/versions/V|/labels/L][/metadata|:predict]``, parsed."""
+
+    __slots__ = ("action", "label", "name", "version")
+
+    def __init__(self, parts: list[str]) -> None:
+        # parts: ["v1", "models", NAME, ...]
+        last = parts[-1]
+        self.action = "status"
+        if ":" in last:
+            head, _, verb = last.rpartition(":")
+            if verb != "predict":
+                raise NotFoundError(
+                    f"No TF Serving method {verb!r}; modelyard answers :predict "
+                    "(classify and regress are not served)."
+                )
+            parts = [*parts[:-1], head]
+            self.action = "predict"
+        elif last == "metadata" and len(parts) in (4, 6):
+            parts = parts[:-1]
+            self.action = "metadata"
+        self.name = parts[2]
+        self.version: str | None = None
+        self.label: str | None = None
+        rest = parts[3:]
+        if len(rest) == 2 and rest[0] == "versions":
+            self.version = rest[1]
+        elif len(rest) == 2 and rest[0] == "labels":
+            self.label = rest[1]
+        elif rest or not self.name:
+            raise NotFoundError(
+                f"No route /{'/'.join(parts)}; TF Serving paths are /v1/models/NAME"
+                "[/versions/N|/labels/LABEL][/metadata|:predict]."
+            )
+
+    def resolve(self, hub: ModelHub) -> str | None:
+        """The version this path asks for (``None``: whatever is served), labels resolved."""
+        if self.label is None:
+            return self.version
+        slot = hub.slots.get(self.name)
+        if slot is None:
+            hub.get(self.name)  # not served: names what is
+            raise VersionNotFoundError(
+                f"Deployment {self.name!r} has no labels; drop '/labels/{self.label}'."
+            )
+        if slot.ref.alias != self.label:
+            following = f"label {slot.ref.alias!r}" if slot.ref.alias else f"version {slot.ref}"
+            raise VersionNotFoundError(
+                f"Model {self.name!r} is not served under label {self.label!r} (this server "
+                f"follows {following}); serve it as {self.name}@{self.label}."
+            )
+        return None
+
+
+def status_body(served: ServedModel) -> bytes:
+    """``GetModelStatus``: the one version this server serves, available."""
+    return codecs.encode_json({
+        "model_version_status": [{
+            "version": served.version, "state": "AVAILABLE",
+            "status": {"error_code": "OK", "error_message": ""},
+        }]
+    })  # fmt: skip
+
+
+def metadata_body(name: str, served: ServedModel) -> bytes:
+    """``GetModelMetadata``: the signature as TF Serving's ``serving_default`` signature."""
+    meta = served.metadata()
+
+    def tensors(items: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            item["name"]: {
+                "dtype": _TF_DTYPES.get(item["datatype"], "DT_STRING"),
+                "tensor_shape": {
+                    "dim": [{"size": str(d), "name": ""} for d in item["shape"]],
+                    "unknown_rank": False,
+                },
+                "name": item["name"],
+            }
+            for item in items
+        }
+
+    return codecs.encode_json({
+        "model_spec": {"name": name, "signature_name": "", "version": served.version},
+        "metadata": {"signature_def": {"signature_def": {"serving_default": {
+            "inputs": tensors(meta["inputs"]), "outputs": tensors(meta["outputs"]),
+            "method_name": "tensorflow/serving/predict",
+        }}}},
+    })  # fmt: skip
+
+
+class TfServingDoor(_Validated):
+    """A TF Serving ``:predict`` request: ``instances`` (rows) or ``inputs`` (columns)."""
+
+    __slots__ = ("field_name", "payload")
+    route = "tf_predict"
+
+    def __init__(self, body: bytes) -> None:
+        super().__init__()
+        self.field_name, self.payload = decode(body)
+
+    def _validate(self, served: ServedModel) -> Rows:
+        payload = self.payload
+        validator = served.validator
+        if isinstance(payload, dict) and len(payload) == 1:
+            # one named tensor of rows ({"x": [[...], ...]}): the whole table
+            (only,) = payload.values()
+            if isinstance(only, list) and only and isinstance(only[0], list):
+                return validator.from_rows(only, field=self.field_name)
+        if isinstance(payload, dict) and not payload:
+            raise InvalidInputError(f"'{self.field_name}' is empty; send the input columns.")
+        return validator.from_rows(payload, field=self.field_name)
+
+    def outputs(self, served: ServedModel) -> tuple[str, ...]:
+        return ("predict",)
+
+    def field(self, name: str, served: ServedModel) -> str | None:
+        payload = self.payload
+        value: Any = None
+        if isinstance(payload, dict):
+            value = payload.get(name)
+            value = value[0] if isinstance(value, list) and value else value
+        elif isinstance(payload, list) and payload and isinstance(payload[0], dict):
+            value = payload[0].get(name)
+        return None if value is None or isinstance(value, (list, dict)) else str(value)
+
+    def encode(self, name: str, served: ServedModel, outputs: dict[str, Any]) -> bytes:
+        key = "predictions" if self.field_name == "instances" else "outputs"
+        return codecs.encode_predictions(outputs["predict"], key=key)
+
+
+def decode(body: bytes) -> tuple[str, Any]:
+    """``(field, payload)`` of a ``:predict`` body: exactly one of ``instances`` and
+    ``inputs``, and an optional ``signature_name`` (the default signature)."""
+    parsed = codecs.parse_json(body)
+    if not isinstance(parsed, dict):
+        raise InvalidInputError(
+            "The request body must be a JSON object with 'instances' or 'inputs' (TF Serving's "
+            "predict format)."
+        )
+    field = codecs.one_format(parsed, _KEYS, also=("signature_name",))
+    signature = parsed.get("signature_name", "")
+    if signature not in _SIGNATURES:
+        raise InvalidInputError(
+            f"'signature_name' is {codecs.shown(signature)}; this model has one signature, "
+            "'serving_default' (or leave it out)."
+        )
+    if field == "instances" and not isinstance(parsed[field], list):
+        raise InvalidInputError(
+            f"'instances' is {codecs.shown(parsed[field])}; send a list of rows (or send "
+            "columns as 'inputs')."
+        )
+    return field, parsed[field]

@@ -1,0 +1,256 @@
+"""The Open Inference Protocol over gRPC (issue 12), against a real ``yard serve --grpc-port``
+process, called with the standard clients: tritonclient.grpc, and the stubs tritonclient ships
+for typed ``contents`` (which tritonclient's own helpers never send)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import tritonclient.grpc as triton
+from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc import service_pb2_grpc as pb_grpc
+from tritonclient.utils import InferenceServerException
+
+from tests.integration._server import Server
+from tests.integration.conftest import ServedHome
+
+
+@pytest.fixture(scope="module")
+def server(served_home: ServedHome) -> Iterator[Server]:
+    args = ("hgb@production", "lin/1", "mixed/1", "slow/1", "picky/1", "--trust-pickle")
+    with Server(served_home.home, *args, "--runtime", "native", grpc=True) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def client(server: Server) -> Iterator[triton.InferenceServerClient]:
+    assert server.grpc is not None
+    c = triton.InferenceServerClient(server.grpc)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def stub(server: Server) -> Iterator[pb_grpc.GRPCInferenceServiceStub]:
+    assert server.grpc is not None
+    with grpc.insecure_channel(server.grpc) as channel:
+        yield pb_grpc.GRPCInferenceServiceStub(channel)
+
+
+def tensor(name: str, values: Any, datatype: str) -> triton.InferInput:
+    array = np.asarray(values, dtype=object if datatype == "BYTES" else None)
+    item = triton.InferInput(name, list(array.shape), datatype)
+    item.set_data_from_numpy(array)
+    return item
+
+
+def lin_inputs(a: list[float], b: list[float], c: list[float]) -> list[triton.InferInput]:
+    return [
+        tensor(n, np.asarray(v, dtype=np.float64), "FP64")
+        for n, v in zip("abc", (a, b, c), strict=True)
+    ]
+
+
+def code_of(call: Any) -> tuple[str, str]:
+    """``(status code name, message)`` of a failed tritonclient call."""
+    with pytest.raises(InferenceServerException) as info:
+        call()
+    return str(info.value.status()).removeprefix("StatusCode."), info.value.message()
+
+
+def test_health_and_metadata(client: triton.InferenceServerClient) -> None:
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_model_ready("hgb") and client.is_model_ready("hgb", "1")
+    meta = client.get_server_metadata(as_json=True)
+    assert meta["name"] == "modelyard" and meta["version"]
+    model = client.get_model_metadata("hgb", as_json=True)
+    assert model["name"] == "hgb" and model["versions"] == ["1"]
+    assert [i["name"] for i in model["inputs"]] == [f"f{i}" for i in range(20)]
+    assert {i["datatype"] for i in model["inputs"]} == {"FP64"}
+    assert [o["name"] for o in model["outputs"]] == ["predict", "predict_proba"]
+    mixed = client.get_model_metadata("mixed", as_json=True)
+    assert [(i["name"], i["datatype"]) for i in mixed["inputs"]] == [
+        ("age", "FP64"), ("city", "BYTES"),
+    ]  # fmt: skip
+    assert code_of(lambda: client.is_model_ready("nope"))[0] == "NOT_FOUND"
+    code, message = code_of(lambda: client.get_model_metadata("hgb", "9"))
+    assert code == "NOT_FOUND" and "version 9" in message
+
+
+def test_raw_tensors_as_columns_or_one_matrix(
+    client: triton.InferenceServerClient, served_home: ServedHome
+) -> None:
+    X = served_home.X.iloc[:5]
+    model = served_home.registry().load("hgb/1")
+    proba = model.predict_proba(X)
+    wanted = [triton.InferRequestedOutput("predict"), triton.InferRequestedOutput("predict_proba")]
+    columns = [tensor(c, X[c].to_numpy(), "FP64") for c in X.columns]
+    result = client.infer("hgb", columns, outputs=wanted, request_id="req-7")
+    response = result.get_response()
+    assert (response.model_name, response.model_version, response.id) == ("hgb", "1", "req-7")
+    assert len(response.raw_output_contents) == 2  # a raw request is answered raw
+    np.testing.assert_allclose(result.as_numpy("predict_proba"), proba, rtol=1e-6)
+    np.testing.assert_array_equal(result.as_numpy("predict"), model.predict(X))
+    matrix = tensor("input", X.to_numpy(np.float32), "FP32")
+    only = client.infer("hgb", [matrix], model_version="1")
+    assert only.get_response().outputs[0].name == "predict"  # the default output
+    np.testing.assert_array_equal(only.as_numpy("predict"), model.predict(X))
+
+
+def test_typed_contents_are_answered_typed(
+    stub: pb_grpc.GRPCInferenceServiceStub, served_home: ServedHome
+) -> None:
+    request = pb.ModelInferRequest(model_name="lin", id="typed")
+    for name, values in zip("abc", ([1.0, 0.0], [0.0, 1.0], [0.0, 1.0]), strict=True):
+        item = request.inputs.add(name=name, datatype="FP64", shape=[2])
+        item.contents.fp64_contents.extend(values)
+    response = stub.ModelInfer(request)
+    assert not response.raw_output_contents and response.id == "typed"
+    (output,) = response.outputs
+    assert output.datatype == "FP64" and list(output.shape) == [2]
+    np.testing.assert_allclose(output.contents.fp64_contents, [1.0, 110.0], atol=1e-6)
+    # BYTES in bytes_contents; INT32 in int_contents for a float column
+    mixed = pb.ModelInferRequest(model_name="mixed")
+    age = mixed.inputs.add(name="age", datatype="INT32", shape=[3])
+    age.contents.int_contents.extend([30, 40, 50])
+    city = mixed.inputs.add(name="city", datatype="BYTES", shape=[3])
+    city.contents.bytes_contents.extend([b"rome", b"oslo", b"rome"])
+    answer = stub.ModelInfer(mixed).outputs[0]
+    rows = pd.DataFrame({"age": [30.0, 40.0, 50.0], "city": ["rome", "oslo", "rome"]})
+    expected = served_home.registry().load("mixed/1").predict(rows)
+    assert list(answer.contents.int64_contents) == expected.tolist()
+
+
+def test_bytes_raw_with_length_prefixes(
+    client: triton.InferenceServerClient, server: Server
+) -> None:
+    ages = tensor("age", np.array([30.0, 40.0]), "FP64")
+    cities = tensor("city", np.array([b"rome", b"oslo"], dtype=object), "BYTES")
+    result = client.infer("mixed", [ages, cities]).as_numpy("predict").tolist()
+    rest = httpx.post(f"{server.url}/v2/models/mixed/infer", json={"inputs": [
+        {"name": "age", "shape": [2], "datatype": "FP64", "data": [30.0, 40.0]},
+        {"name": "city", "shape": [2], "datatype": "BYTES", "data": ["rome", "oslo"]},
+    ]}).json()  # fmt: skip
+    assert result == rest["outputs"][0]["data"] == [1, 0]  # the model learned city == rome
+
+
+def test_errors_are_the_rest_statuses_as_grpc_codes(
+    client: triton.InferenceServerClient, stub: pb_grpc.GRPCInferenceServiceStub, server: Server
+) -> None:
+    row = lin_inputs([1.0], [0.0], [0.0])
+    assert code_of(lambda: client.infer("nope", row))[0] == "NOT_FOUND"
+    assert code_of(lambda: client.infer("lin", row, model_version="7"))[0] == "NOT_FOUND"
+    wrong = [*row[:2], tensor("z", np.array([0.0]), "FP64")]
+    code, message = code_of(lambda: client.infer("lin", wrong))
+    assert code == "INVALID_ARGUMENT" and "z" in message and "c" in message
+    text = [*row[:2], tensor("c", np.array([b"x"], dtype=object), "BYTES")]
+    code, message = code_of(lambda: client.infer("lin", text))
+    assert code == "INVALID_ARGUMENT" and "Input 'c' is BYTES" in message
+    unknown_output = [triton.InferRequestedOutput("proba")]
+    code, message = code_of(lambda: client.infer("lin", row, outputs=unknown_output))
+    assert code == "NOT_FOUND" and "'proba'" in message
+    # a failing model: the REST 500 is INTERNAL
+    negative = [tensor("x", np.array([-1.0]), "FP64"), tensor("y", np.array([0.0]), "FP64")]
+    assert code_of(lambda: client.infer("picky", negative))[0] == "INTERNAL"
+
+    def ask(request: Any) -> tuple[str, str]:
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ModelInfer(request)
+        return info.value.code().name, info.value.details()
+
+    cut = pb.ModelInferRequest(model_name="lin")
+    for name in "abc":
+        cut.inputs.add(name=name, datatype="FP64", shape=[2])
+        cut.raw_input_contents.append(np.zeros(2).tobytes()[:-8] if name == "b" else bytes(16))
+    code, message = ask(cut)
+    assert code == "INVALID_ARGUMENT" and "Input 'b' has 8 binary bytes" in message
+    misplaced = pb.ModelInferRequest(model_name="lin")
+    for name in "abc":
+        item = misplaced.inputs.add(name=name, datatype="FP64", shape=[1])
+        if name == "c":
+            item.contents.int64_contents.append(1)
+        else:
+            item.contents.fp64_contents.append(1.0)
+    code, message = ask(misplaced)
+    assert code == "INVALID_ARGUMENT"
+    assert (
+        message
+        == "Input 'c' is FP64 but its values are in int64_contents; send them in fp64_contents."
+    )
+    narrow = pb.ModelInferRequest(model_name="lin")
+    for name in "abc":
+        item = narrow.inputs.add(name=name, datatype="INT8", shape=[1])
+        item.contents.int_contents.append(300 if name == "a" else 0)
+    code, message = ask(narrow)
+    assert (
+        code == "INVALID_ARGUMENT" and "Input 'a' has 300 where INT8 holds -128 to 127" in message
+    )
+    short = pb.ModelInferRequest(model_name="lin")
+    for name in "abc":
+        short.inputs.add(name=name, datatype="FP64", shape=[3]).contents.fp64_contents.extend([1.0])
+    code, message = ask(short)
+    assert code == "INVALID_ARGUMENT" and "Input 'a' has 1 values but shape [3] needs 3" in message
+    assert ask(pb.ModelInferRequest(model_name="lin"))[0] == "INVALID_ARGUMENT"  # no inputs
+    # bytes that are not a ModelInferRequest at all
+    assert server.grpc is not None
+    with grpc.insecure_channel(server.grpc) as channel:
+        garbage = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        with pytest.raises(grpc.RpcError) as info:
+            garbage(b"\xff\xff\xff\xff")
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid inference.ModelInferRequest" in (info.value.details() or "")
+
+
+def test_the_client_deadline_bounds_the_prediction(
+    client: triton.InferenceServerClient, server: Server
+) -> None:
+    slow = [tensor("x", np.array([1.0]), "FP64"), tensor("y", np.array([0.0]), "FP64")]
+    code, _ = code_of(lambda: client.infer("slow", slow, client_timeout=0.1))
+    assert code == "DEADLINE_EXCEEDED"
+    line = 'modelyard_requests_total{model="slow",protocol="grpc",route="v2_infer",status="504"'
+
+    def counted() -> bool:  # the server gave up at the deadline too (its own limit is 10 s)
+        return line in httpx.get(f"{server.url}/metrics").text
+
+    deadline = time.monotonic() + 10
+    while not counted() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert counted()
+    assert client.infer("slow", slow, client_timeout=30).as_numpy("predict").tolist() == [1.0]
+
+
+def test_one_bad_request_never_fails_another(client: triton.InferenceServerClient) -> None:
+    def call(i: int) -> Any:
+        if i % 4 == 0:  # a wrong shape, in the same burst as the good ones
+            bad = lin_inputs([1.0, 2.0], [0.0], [0.0])
+            return code_of(lambda: client.infer("lin", bad))[0]
+        result = client.infer("lin", lin_inputs([float(i)], [1.0], [0.0]))
+        return float(result.as_numpy("predict")[0])
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(call, range(64)))
+    for i, got in enumerate(answers):
+        if i % 4 == 0:
+            assert got == "INVALID_ARGUMENT", i
+        else:
+            assert got == pytest.approx(i + 10.0, abs=1e-6), i
+
+
+def test_grpc_calls_are_counted_with_their_protocol(
+    client: triton.InferenceServerClient, server: Server
+) -> None:
+    client.infer("lin", lin_inputs([1.0], [0.0], [0.0]))
+    text = httpx.get(f"{server.url}/metrics").text
+    assert (
+        'modelyard_requests_total{model="lin",protocol="grpc",route="v2_infer",status="200",'
+        'version="1"}'
+    ) in text
+    assert 'modelyard_request_seconds_count{model="lin",protocol="grpc",route="v2_infer"}' in text
