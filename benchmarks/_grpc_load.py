@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import resource
 import subprocess
 import sys
 import time
@@ -222,9 +223,11 @@ def run_h2load(
     cmd = h2load_cmd(port, body, clients, streams, load.duration_s)
     cmd = ["taskset", "-c", load.client_cpu, *cmd, "--log-file", str(log)]
     log.unlink(missing_ok=True)  # h2load appends to its log
+    before = children_cpu_s()
     done = subprocess.run(
         cmd, capture_output=True, text=True, timeout=load.duration_s + 60, check=False
     )
+    cpu_s = children_cpu_s() - before
     if done.returncode != 0:
         raise RuntimeError(
             f"h2load failed ({done.returncode}): {(done.stderr or done.stdout)[-300:]}"
@@ -253,6 +256,8 @@ def run_h2load(
         "rps": counts["rps"],
         **latency_ms(took_us),
         "latency_samples": len(took_us),
+        # Near 100% means the load generator, not the server, set the pace.
+        "client_cpu_pct": 100 * cpu_s / load.duration_s,
         "failed": failed,
         "non_2xx": counts["done"] - counts.get("status_2xx", counts["done"]),
         "short_answers": short,
@@ -285,6 +290,7 @@ def run_aio(
         "requests": raw["ok"] + raw["failed"],
         "rps": raw["ok"] / raw["duration_s"],
         **latency_ms(raw["latency_us"]),
+        "client_cpu_pct": 100 * raw["cpu_s"] / raw["duration_s"],
         "failed": raw["failed"],
         "failures": raw["failures"],
         "short_answers": raw["short_answers"],
@@ -366,6 +372,7 @@ def fmt_grpc_run(run: dict[str, Any]) -> str:
         f"{run['client']:<6} {run['rows']:>4} row(s) {run['mode']:<7} c={run['conns']:<3} "
         f"{run['rps']:>9,.0f} req/s {run['rows_per_s']:>11,.0f} rows/s  p50 {run['p50_ms']:6.2f}"
         f"  p99 {run['p99_ms']:6.2f} ms  failed {run['failed']}  short {run['short_answers']}"
+        f"  client cpu {run['client_cpu_pct']:.0f}%"
     )
 
 
@@ -434,14 +441,16 @@ def print_grpc_report(results: dict[str, Any], found: dict[str, Any]) -> None:
         return
     print()
     head = f"{'gRPC server':<20} {'client':<6} {'rows':>4} {'mode':<7} {'c':>3} {'req/s':>9} "
-    print(head + f"{'rows/s':>11} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} {'failed':>6} short")
+    head += f"{'rows/s':>11} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} {'failed':>6} short"
+    print(head + " client cpu")
     for name, result in grpc.items():
         for i, run in enumerate(result["grpc_runs"]):
             print(
                 f"{name if i == 0 else '':<20} {run['client']:<6} {run['rows']:>4} "
                 f"{run['mode']:<7} {run['conns']:>3} {run['rps']:>9,.0f} "
                 f"{run['rows_per_s']:>11,.0f} {run['p50_ms']:>7.2f} {run['p90_ms']:>7.2f} "
-                f"{run['p99_ms']:>7.2f} {run['failed']:>6} {run['short_answers']:>5}"
+                f"{run['p99_ms']:>7.2f} {run['failed']:>6} {run['short_answers']:>5} "
+                f"{run['client_cpu_pct']:>9.0f}%"
             )
     for mode, ratios in found.get("grpc_by_mode", {}).items():
         if not {"grpc_vs_rest", "grpc_vs_mlserver"} & ratios.keys():
@@ -452,6 +461,12 @@ def print_grpc_report(results: dict[str, Any], found: dict[str, Any]) -> None:
             print(f"  yard gRPC / yard REST (wrk)   {ratios['grpc_vs_rest']:8.2f}x")
         if "grpc_vs_mlserver" in ratios:
             print(f"  yard gRPC / {ratios['grpc_peer']:<19} {ratios['grpc_vs_mlserver']:6.1f}x")
+
+
+def children_cpu_s() -> float:
+    """CPU seconds (user + system) used by this process's waited-for children so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def h2load_version() -> str:

@@ -67,7 +67,7 @@ async def main() -> None:
     latency_us: list[float] = []
     for ch in channels:  # connect before the clock starts
         await asyncio.wait_for(ch.channel_ready(), timeout=30.0)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     stop_at = started + args.duration
     await asyncio.gather(
         *(
@@ -83,13 +83,19 @@ async def main() -> None:
             for i in range(args.inflight)
         )
     )
-    took = time.perf_counter() - started
+    took, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
     for ch in channels:
         await ch.close()
     print(
         "AIO_JSON "
         + json.dumps(
-            {**counts, "failures": dict(failures), "duration_s": took, "latency_us": latency_us}
+            {
+                **counts,
+                "failures": dict(failures),
+                "duration_s": took,
+                "cpu_s": cpu_s,
+                "latency_us": latency_us,
+            }
         )
     )
 
