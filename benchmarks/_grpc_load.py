@@ -34,8 +34,6 @@ from typing import Any, Literal
 SERVICE = "inference.GRPCInferenceService"
 INFER_PATH = f"/{SERVICE}/ModelInfer"
 AIO_CLIENT = Path(__file__).resolve().parent / "_serving_peers" / "grpc_aio_client.py"
-MODES = ("streams", "conns")
-CLIENTS = ("h2load", "aio")
 HEADLINE_MODE = "streams"
 DTYPES = {"FP64": "<f8", "FP32": "<f4"}
 
@@ -304,15 +302,16 @@ def measure_grpc(
     target: GrpcTarget,
     load: Load,
     *,
+    data: list[list[float]],
     tmp: Path,
     alive: Callable[[], bool],
     started: float,
 ) -> dict[str, Any]:
-    """Wait for gRPC, then for each request size: check one call, warm up, and run every load
-    generator, mode and concurrency. Returns ``grpc_ready_s``, ``grpc_checks`` and ``grpc_runs``."""
+    """Wait for gRPC, then for each request size (the first n rows of ``data``, repeated when
+    short): check one call, warm up, and run every load generator, mode and concurrency. Returns
+    ``grpc_ready_s``, ``request``, ``grpc_checks`` and ``grpc_runs``."""
     import numpy as np
 
-    from_seed = np.random.default_rng(0)
     out: dict[str, Any] = {
         "grpc_ready_s": wait_grpc_ready(target, alive, started, load.ready_timeout_s),
         "request": {
@@ -325,7 +324,7 @@ def measure_grpc(
         "grpc_runs": [],
     }
     for n_rows in load.rows:
-        rows = from_seed.standard_normal((n_rows, len(target.columns)))
+        rows = np.resize(np.asarray(data, dtype="float64"), (n_rows, len(target.columns)))
         message = infer_request(target, rows, dtype=load.dtype, contents=load.contents)
         message_file = tmp / f"grpc-{target.port}-{n_rows}.pb"
         message_file.write_bytes(message)

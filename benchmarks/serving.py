@@ -632,9 +632,12 @@ def measure(server: Server, ctx: Context) -> dict[str, Any]:
             )
             if launch.grpc is not None:
                 alive = lambda: proc.poll() is None  # noqa: E731
+                # 1 row: the REST request's row; 1000 rows: it, then 999 rows of the sample.
+                data = [ctx.row, *ctx.cache["sample"].to_numpy()[:999].tolist()]
                 return result | measure_grpc(
-                    launch.grpc, args.grpc_load, tmp=ctx.tmp, alive=alive, started=started
-                )
+                    launch.grpc, args.grpc_load, data=data, tmp=ctx.tmp, alive=alive,
+                    started=started,
+                )  # fmt: skip
             status, answer = http(base + launch.infer_path, body, timeout=30)
             result["sample_response"] = answer[:300].decode(errors="replace")
             if status != 200:
