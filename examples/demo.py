@@ -1,8 +1,9 @@
 """The modelyard demo: train, register two versions (one with a checked ONNX twin), promote,
-roll back and print the audit history, through the Python API and the ``yard`` CLI; serve with
-hot swaps; roll a canary out and back (v2 and MLflow requests alike go through its routes); then
-monitor a served model: logged traffic with drift injected halfway, labels, performance, the
-drift table, an alert to a local webhook and the HTML report.
+roll back and print the audit history, through the Python API and the ``yard`` CLI; serve over
+the Open Inference Protocol (REST and gRPC), MLflow's and TF Serving's APIs, with hot swaps;
+roll a canary out and back (v2 and MLflow requests alike go through its routes); then monitor
+a served model: logged traffic with drift injected halfway, labels, performance, the drift
+table, an alert to a local webhook and the HTML report.
 
 Runs on a fresh, throw-away home (``.modelyard-demo/`` here) so it never touches yours.
 """
@@ -209,15 +210,15 @@ def serve_demo(X_test: object) -> None:
     import modelyard
 
     assert isinstance(X_test, pd.DataFrame)
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     url = f"http://127.0.0.1:{port}"
-    step(f"serve cancer@production on {url} (it follows the alias)")
+    step(f"serve cancer@production on {url}, gRPC on :{grpc_port} (it follows the alias)")
     env = {**os.environ, "MODELYARD_SERVING__POLL_INTERVAL_S": "0.5"}
     log = open(HOME / "server.log", "w")  # noqa: SIM115 - closed below
     launched = time.perf_counter()
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "yard"), "serve", "cancer@production", "--port",
-         str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
+         str(port), "--grpc-port", str(grpc_port)], env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
         wait_ready(url, server, Path(log.name))
@@ -237,6 +238,10 @@ def serve_demo(X_test: object) -> None:
                                      "data": rows.to_numpy().tolist()}}  # fmt: skip
         r = httpx.post(f"{url}/invocations", json=split)
         print(f"MLflow: POST /invocations -> {r.status_code} {r.text}")
+        r = httpx.post(f"{url}/v1/models/cancer:predict",
+                       json={"instances": rows.to_dict(orient="records")})  # fmt: skip
+        print(f"TF Serving: POST /v1/models/cancer:predict -> {r.status_code} {r.text}")
+        grpc_demo(f"127.0.0.1:{grpc_port}", rows)
         bad = httpx.post(f"{url}/v2/models/cancer/infer", json={"inputs": body["inputs"][1:]})
         print(f"a request without 'mean radius' -> {bad.status_code} {bad.text}")
 
@@ -262,6 +267,28 @@ def serve_demo(X_test: object) -> None:
         code = server.wait(60)
         log.close()
     print(f"server stopped on SIGTERM with exit code {code}")
+
+
+def grpc_demo(target: str, rows: object) -> None:
+    """The same two rows over gRPC with the standard Triton/KServe client, raw tensors."""
+    import numpy as np
+    import pandas as pd
+    import tritonclient.grpc as triton
+
+    assert isinstance(rows, pd.DataFrame)
+    client = triton.InferenceServerClient(target)
+    matrix = triton.InferInput("input", list(rows.shape), "FP64")
+    matrix.set_data_from_numpy(rows.to_numpy(np.float64))
+    wanted = [triton.InferRequestedOutput("predict_proba")]
+    result = client.infer("cancer", [matrix], outputs=wanted, request_id="demo-grpc")
+    proba = np.round(result.as_numpy("predict_proba"), 4).tolist()
+    print(f"Open Inference Protocol over gRPC: ModelInfer -> version "
+          f"{result.get_response().model_version}, predict_proba {proba}")  # fmt: skip
+    try:
+        client.infer("nope", [matrix])
+    except triton.InferenceServerException as exc:
+        print(f"  an unknown model over gRPC -> {exc.status()}: {exc.message()}")
+    client.close()
 
 
 class _Receiver(BaseHTTPRequestHandler):

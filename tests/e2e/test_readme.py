@@ -36,11 +36,46 @@ def pipeline_snippet() -> str:
     return next(b for b in blocks("python") if "@pipeline" in b)
 
 
-OTHERS = [b for b in blocks("python") if "modelyard.rollback(" not in b and "@pipeline" not in b]
+def grpc_snippet() -> str:
+    return next(b for b in blocks("python") if "tritonclient.grpc" in b)
+
+
+OTHERS = [
+    b for b in blocks("python")
+    if "modelyard.rollback(" not in b and "@pipeline" not in b and "tritonclient.grpc" not in b
+]  # fmt: skip
 
 
 def test_the_readme_has_the_snippets_this_test_runs() -> None:
-    assert tour() and pipeline_snippet()
+    assert tour() and pipeline_snippet() and grpc_snippet()
+
+
+def test_the_grpc_snippet_runs_against_a_real_server(tmp_path: Path) -> None:
+    """The gRPC client snippet, as written but for the port, against ``yard serve --grpc-port``
+    serving a 20-feature model named churn."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    from modelyard.registry import Registry
+    from tests.integration._server import Server
+
+    home = tmp_path / "home"
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(200, 20)), columns=[f"f{i}" for i in range(20)])
+    registry = Registry(
+        database_url=f"sqlite:///{home / 'modelyard.db'}", artifact_root=str(home / "artifacts")
+    )
+    registry.register(LogisticRegression().fit(X, X["f0"] > 0), name="churn", data=X)
+    registry.set_alias("churn/1", "production")
+    registry.close()
+    with Server(home, "churn@production", grpc=True) as server:
+        assert server.grpc is not None
+        script = tmp_path / "client.py"
+        script.write_text(grpc_snippet().replace("localhost:8081", server.grpc))
+        done = run([sys.executable, str(script)], cwd=tmp_path, env=server_env(home))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("[") == 3, done.stdout  # a 2 x 2 array of probabilities
 
 
 def test_every_other_python_snippet_runs_as_written(tmp_path: Path) -> None:

@@ -1,23 +1,29 @@
-"""Every front door honours deployments the same way (issue 11, A1-A3): the Open Inference
-Protocol, ``POST /invocations`` and ``POST /models/NAME/invocations``, in canary, A/B and shadow
-mode, through real ``yard serve`` processes."""
+"""Every front door honours deployments the same way (issue 11, A1-A3; issue 12): the Open
+Inference Protocol over REST and gRPC, ``POST /invocations``, ``POST /models/NAME/invocations``
+and TF Serving's ``:predict``, in canary, A/B and shadow mode, through real ``yard serve``
+processes."""
 
 from __future__ import annotations
 
 import contextlib
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
+import grpc
 import httpx
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from modelyard import rollout
 from tests.integration._server import Server, server_env
 from tests.integration.conftest import ServedHome
 
-PROTOCOLS = ("v2", "invocations", "named_invocations")
+PROTOCOLS = ("v2", "invocations", "named_invocations", "tf", "grpc")
 REQUESTS = 40  # per protocol; every other one has a negative x, which the candidate fails
 
 
@@ -44,14 +50,70 @@ def start_candidate_anyway(registry: Any, name: str, **options: Any) -> None:
     rollout.start_candidate(registry, name, force=True, **options)
 
 
-def ask(client: httpx.Client, protocol: str, deployment: str, x: float, **kw: Any) -> Any:
-    return client.post(path_of(protocol, deployment), json=body_of(protocol, {"x": x, "y": 0.0}),
-                       **kw)  # fmt: skip
+GRPC_STATUS = {"INVALID_ARGUMENT": 400, "NOT_FOUND": 404, "INTERNAL": 500, "UNAVAILABLE": 503}
+
+
+@dataclass
+class Reply:
+    """One protocol's answer in the same terms: an HTTP status (gRPC codes mapped back), the
+    first prediction, the answer's headers (gRPC: its trailing metadata) and an error."""
+
+    status_code: int
+    value: float | None
+    headers: dict[str, str]
+    error: str
+
+
+class Caller:
+    """Asks a deployment over each front door: the Open Inference Protocol over REST and gRPC,
+    MLflow's two /invocations paths and TF Serving's :predict."""
+
+    def __init__(self, server: Server) -> None:
+        self.http = httpx.Client(base_url=server.url, timeout=30)
+        self.channel = grpc.insecure_channel(server.grpc) if server.grpc else None
+
+    def __enter__(self) -> Caller:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.http.close()
+        if self.channel is not None:
+            self.channel.close()
+
+    def ask(
+        self, protocol: str, deployment: str, row: dict[str, float], headers: Any = None
+    ) -> Reply:
+        if protocol == "grpc":
+            return self._grpc(deployment, row, headers or {})
+        r = self.http.post(path_of(protocol, deployment), json=body_of(protocol, row),
+                           headers=headers)  # fmt: skip
+        if r.status_code != 200:
+            return Reply(r.status_code, None, dict(r.headers), r.json()["error"])
+        data = r.json()
+        value = data["outputs"][0]["data"][0] if protocol == "v2" else data["predictions"][0]
+        return Reply(200, value, dict(r.headers), "")
+
+    def _grpc(self, deployment: str, row: dict[str, float], headers: dict[str, str]) -> Reply:
+        assert self.channel is not None, "start the server with grpc=True"
+        request = pb.ModelInferRequest(model_name=deployment)
+        for name, value in row.items():
+            request.inputs.add(name=name, datatype="FP64", shape=[1])
+            request.raw_input_contents.append(np.array([value], "<f8").tobytes())
+        stub = pb_grpc.GRPCInferenceServiceStub(self.channel)
+        metadata = [(k.lower(), v) for k, v in headers.items()]
+        try:
+            response, call = stub.ModelInfer.with_call(request, metadata=metadata, timeout=30)
+        except grpc.RpcError as exc:
+            return Reply(GRPC_STATUS.get(exc.code().name, 500), None, {}, exc.details() or "")
+        value = float(np.frombuffer(response.raw_output_contents[0], "<f8")[0])
+        return Reply(200, value, dict(call.trailing_metadata()), "")
 
 
 def path_of(protocol: str, deployment: str) -> str:
     if protocol == "v2":
         return f"/v2/models/{deployment}/infer"
+    if protocol == "tf":
+        return f"/v1/models/{deployment}:predict"
     return "/invocations" if protocol == "invocations" else f"/models/{deployment}/invocations"
 
 
@@ -59,12 +121,9 @@ def body_of(protocol: str, row: dict[str, float]) -> dict[str, Any]:
     if protocol == "v2":
         return {"inputs": [{"name": k, "shape": [1], "datatype": "FP64", "data": [v]}
                            for k, v in row.items()]}  # fmt: skip
+    if protocol == "tf":
+        return {"instances": [row]}
     return {"dataframe_split": {"columns": list(row), "data": [list(row.values())]}}
-
-
-def answer(protocol: str, response: httpx.Response) -> float:
-    data = response.json()
-    return data["outputs"][0]["data"][0] if protocol == "v2" else data["predictions"][0]
 
 
 def totals(registry: Any, name: str) -> tuple[int, int, int]:
@@ -94,19 +153,20 @@ def test_every_protocol_routes_records_and_falls_back(served_home, registry, tmp
     env = server_env(served_home.home, MODELYARD_MONITORING__LOG_ROOT=str(log_root))
     args = ("--deployment", name, "--trust-pickle", "--log-predictions")
     with (
-        running(Server(served_home.home, *args, env=env)) as server,
-        httpx.Client(base_url=server.url, timeout=30) as client,
+        running(Server(served_home.home, *args, env=env, grpc=True)) as server,
+        Caller(server) as caller,
     ):
-        meta = client.get(f"/v2/models/{name}").json()
+        meta = caller.http.get(f"/v2/models/{name}").json()
         assert meta["name"] == name and meta["versions"] == ["1"]
         for protocol in PROTOCOLS:
             before = totals(registry, name)
             routes: set[str] = set()
             for i in range(REQUESTS):
                 x = -1.0 - i if i % 2 else 1.0 + i
-                r = ask(client, protocol, name, x, headers={"X-User": f"user-{protocol}-{i}"})
-                assert r.status_code == 200, (protocol, r.text)
-                assert answer(protocol, r) == x
+                r = caller.ask(protocol, name, {"x": x, "y": 0.0},
+                               headers={"X-User": f"user-{protocol}-{i}"})  # fmt: skip
+                assert r.status_code == 200, (protocol, r.error)
+                assert r.value == x
                 assert r.headers["x-model-version"] == "1"
                 routes.add(r.headers["x-route"])
                 if x < 0:  # the candidate fails negative values: stable answered
@@ -123,7 +183,7 @@ def test_every_protocol_routes_records_and_falls_back(served_home, registry, tmp
                 )  # fmt: skip
 
             assert wait_for(recorded), (protocol, before, totals(registry, name))
-        metrics = client.get("/metrics").text
+        metrics = caller.http.get("/metrics").text
         for route in ("stable",) if mode == "shadow" else ("stable", "candidate"):
             assert f'modelyard_route_requests_total{{deployment="{name}",route="{route}"' in metrics
     logged = pq.read_table(log_root / f"deployment={name}", columns=["deployment", "route"])
@@ -162,14 +222,15 @@ def test_a_candidate_refusing_valid_input_is_answered_by_stable_and_counted(
     rollout.deploy(registry, name, model_ref="echo/1")
     # lin takes columns a, b, c: it refuses every request echo (x, y) accepts
     start_candidate_anyway(registry, name, ref="lin/1", mode="canary", weight=50)
+    args = ("--deployment", name, "--trust-pickle")
     with (
-        running(Server(served_home.home, "--deployment", name, "--trust-pickle")) as server,
-        httpx.Client(base_url=server.url, timeout=30) as client,
+        running(Server(served_home.home, *args, grpc=protocol == "grpc")) as server,
+        Caller(server) as caller,
     ):
         for i in range(30):
-            r = ask(client, protocol, name, float(i))
-            assert r.status_code == 200, r.text
-            assert answer(protocol, r) == float(i) and r.headers["x-route"] == "stable"
+            r = caller.ask(protocol, name, {"x": float(i), "y": 0.0})
+            assert r.status_code == 200, r.error
+            assert r.value == float(i) and r.headers["x-route"] == "stable"
 
         def counted() -> bool:
             stable, candidate, errors = totals(registry, name)
@@ -177,8 +238,8 @@ def test_a_candidate_refusing_valid_input_is_answered_by_stable_and_counted(
 
         assert wait_for(counted), totals(registry, name)
         # a request stable refuses too (no y) is the client's error
-        bad = client.post(path_of(protocol, name), json=body_of(protocol, {"x": 1.0}))
-        assert bad.status_code == 400 and "y" in bad.json()["error"], bad.text
+        bad = caller.ask(protocol, name, {"x": 1.0})
+        assert bad.status_code == 400 and "y" in bad.error, bad.error
 
 
 def test_every_worker_serves_the_deployment(served_home, registry) -> None:

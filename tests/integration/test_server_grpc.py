@@ -6,20 +6,24 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
 import httpx
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import tritonclient.grpc as triton
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from tritonclient.utils import InferenceServerException
 
-from tests.integration._server import Server
+from modelyard.serving.tokens import create_token
+from tests.integration._server import Server, server_env
 from tests.integration.conftest import ServedHome
 
 
@@ -254,3 +258,122 @@ def test_grpc_calls_are_counted_with_their_protocol(
         'version="1"}'
     ) in text
     assert 'modelyard_request_seconds_count{model="lin",protocol="grpc",route="v2_infer"}' in text
+
+
+# -- under --auth, logging predictions, with a 4 KiB message limit ------------------------------
+
+
+@pytest.fixture(scope="module")
+def log_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("grpc-log")
+
+
+@pytest.fixture(scope="module")
+def guarded(served_home: ServedHome, log_root: Path) -> Iterator[Server]:
+    env = server_env(
+        served_home.home, MODELYARD_MONITORING__LOG_ROOT=str(log_root),
+        MODELYARD_SERVING__MAX_BODY_BYTES="4096", MODELYARD_MONITORING__FLUSH_INTERVAL_S="0.2",
+    )  # fmt: skip
+    with Server(served_home.home, "lin/1", "--auth", "--log-predictions", env=env, grpc=True) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def tokens(served_home: ServedHome) -> dict[str, str]:
+    registry = served_home.registry()
+    try:
+        return {
+            name: create_token(registry.db, scope=scope, model=model, expires=None,
+                               created_by="test")[0]
+            for name, scope, model in (("any", "predict", None), ("lin", "predict", "lin"),
+                                       ("mixed", "predict", "mixed"), ("admin", "admin", None))
+        }  # fmt: skip
+    finally:
+        registry.close()
+
+
+def bearer(token: str | None) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"} if token else {}
+
+
+def test_tokens_ride_in_the_authorization_metadata(guarded: Server, tokens: dict[str, str]) -> None:
+    assert guarded.grpc is not None
+    client = triton.InferenceServerClient(guarded.grpc)
+    row = lin_inputs([1.0], [1.0], [1.0])
+    assert client.is_server_live() and client.is_server_ready()  # probes need no token
+    code, message = code_of(lambda: client.infer("lin", row))
+    assert code == "UNAUTHENTICATED" and message
+    assert code_of(lambda: client.infer("lin", row, headers=bearer("my-ydt")))[0] == (
+        "UNAUTHENTICATED"
+    )
+    assert code_of(lambda: client.infer("lin", row, headers=bearer(tokens["mixed"])))[0] == (
+        "PERMISSION_DENIED"
+    )
+    assert code_of(lambda: client.get_model_metadata("lin"))[0] == "UNAUTHENTICATED"
+    assert client.get_model_metadata("lin", headers=bearer(tokens["lin"])).name == "lin"
+    for token in (tokens["lin"], tokens["any"]):
+        answer = client.infer("lin", row, headers=bearer(token))
+        assert answer.as_numpy("predict").tolist() == [pytest.approx(111.0)]
+    client.close()
+
+
+def test_made_up_names_and_refused_calls_leave_no_trace(
+    guarded: Server, tokens: dict[str, str]
+) -> None:
+    assert guarded.grpc is not None
+    client = triton.InferenceServerClient(guarded.grpc)
+    row = lin_inputs([1.0], [1.0], [1.0])
+    for i in range(30):
+        name = f"madeup-{i}-{uuid.uuid4().hex[:6]}\nforged line"
+        headers = bearer(tokens["any"]) if i % 2 else {}
+        call = lambda name=name, headers=headers: client.infer(name, row, headers=headers)  # noqa: E731
+        code, _ = code_of(call)
+        assert code == ("NOT_FOUND" if i % 2 else "UNAUTHENTICATED")
+        assert code_of(lambda name=name: client.is_model_ready(name))[0] == "UNAUTHENTICATED"
+    code_of(lambda: client.infer("lin", row))  # no token for a served name: no label either
+    client.close()
+    metrics = httpx.get(f"{guarded.url}/metrics", headers=bearer(tokens["admin"])).text
+    assert "madeup" not in metrics and "forged" not in metrics
+    refused = [m for m in metrics.splitlines() if 'model="lin"' in m and 'status="401"' in m]
+    assert not refused, refused
+    assert "madeup" not in guarded.log.read_text()
+
+
+def test_a_message_over_the_limit_is_refused(guarded: Server, tokens: dict[str, str]) -> None:
+    assert guarded.grpc is not None
+    client = triton.InferenceServerClient(guarded.grpc)
+    big = lin_inputs([1.0] * 400, [1.0] * 400, [1.0] * 400)  # 9.6 KB of raw tensors
+    code, _ = code_of(lambda: client.infer("lin", big, headers=bearer(tokens["any"])))
+    assert code == "RESOURCE_EXHAUSTED"
+    small = client.infer("lin", lin_inputs([1.0], [0.0], [0.0]), headers=bearer(tokens["any"]))
+    assert small.as_numpy("predict").tolist() == [pytest.approx(1.0)]
+    client.close()
+
+
+def test_predictions_and_failures_reach_the_log(
+    guarded: Server, tokens: dict[str, str], log_root: Path
+) -> None:
+    assert guarded.grpc is not None
+    client = triton.InferenceServerClient(guarded.grpc)
+    auth = bearer(tokens["lin"])
+    ids = [f"grpc-log-{i}-{uuid.uuid4().hex[:6]}" for i in range(3)]
+    for i, request_id in enumerate(ids):
+        client.infer("lin", lin_inputs([float(i)], [0.0], [1.0]), headers=auth | {
+            "x-request-id": request_id})  # fmt: skip
+    bad = lin_inputs([1.0, 2.0], [0.0], [0.0])
+    code_of(lambda: client.infer("lin", bad, headers=auth | {"x-request-id": "grpc-log-bad"}))
+    client.close()
+
+    def logged() -> dict[str, Any]:
+        partition = log_root / "deployment=lin"
+        if not partition.exists():
+            return {}
+        table = pq.read_table(partition, columns=["request_id", "route", "status"]).to_pylist()
+        return {r["request_id"]: r for r in table if r["request_id"].startswith("grpc-log")}
+
+    deadline = time.monotonic() + 20
+    while len(logged()) < 4 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    rows = logged()
+    assert {rows[i]["route"] for i in ids} == {"v2_infer"}
+    assert (rows["grpc-log-bad"]["route"], rows["grpc-log-bad"]["status"]) == ("error", 400)

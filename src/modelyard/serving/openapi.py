@@ -186,11 +186,49 @@ def openapi_document(models: list[str] | None = None) -> dict[str, Any]:
                             "content": {"application/json": {"schema": _INFER_REQUEST}}},
             "responses": {"200": _json(_INFER_RESPONSE), **errors},
         }}  # fmt: skip
+    _tf_paths(paths, sorted(models or []), errors)
     return {
         "openapi": "3.0.3",
         "info": {"title": "modelyard model server", "version": "0.1.0"},
         "paths": paths,
     }
+
+
+_TF_REQUEST: dict[str, Any] = {
+    "type": "object",
+    "description": "Exactly one of instances (rows) and inputs (columns).",
+    "properties": {
+        "signature_name": {"type": "string", "enum": ["serving_default"]},
+        "instances": {"type": "array", "minItems": 1, "items": {
+            "oneOf": [{"type": "array"}, {"type": "object"}]}},
+        "inputs": {"oneOf": [{"type": "object"}, {"type": "array"}]},
+    },
+}  # fmt: skip
+
+
+def _tf_paths(paths: dict[str, Any], models: list[str], errors: dict[str, Any]) -> None:
+    """TF Serving's REST API: status, metadata and predict, by name, version or label."""
+    for kind in ("", "versions", "labels"):
+        base = "/v1/models/{model_name}" + (f"/{kind}/{{{kind[:-1]}}}" if kind else "")
+        params = _model_params(False, models)
+        if kind:
+            params.append({"name": kind[:-1], "in": "path", "required": True,
+                           "schema": {"type": "string"}})  # fmt: skip
+        paths[base] = {"get": {
+            "summary": "TF Serving model status", "parameters": params,
+            "responses": {"200": _json({"type": "object"}), **errors},
+        }}  # fmt: skip
+        paths[base + "/metadata"] = {"get": {
+            "summary": "TF Serving model metadata (the serving_default signature)",
+            "parameters": params, "responses": {"200": _json({"type": "object"}), **errors},
+        }}  # fmt: skip
+        paths[base + ":predict"] = {"post": {
+            "summary": "TF Serving predict: instances -> predictions, inputs -> outputs",
+            "parameters": params,
+            "requestBody": {"required": True,
+                            "content": {"application/json": {"schema": _TF_REQUEST}}},
+            "responses": {"200": _json({"type": "object"}), **errors},
+        }}  # fmt: skip
 
 
 DOCS_HTML = b"""<!doctype html>
@@ -199,8 +237,9 @@ DOCS_HTML = b"""<!doctype html>
 code{background:#f4f4f4;padding:0 .3em}h2{margin-top:2rem}.m{font-weight:700;width:4rem;
 display:inline-block}</style></head>
 <body><h1>modelyard model server</h1>
-<p>Open Inference Protocol v2 (KServe, Triton, MLServer clients work unchanged) and MLflow's
-<code>/invocations</code>. The machine-readable document is
+<p>Open Inference Protocol v2 (KServe, Triton, MLServer clients work unchanged; over gRPC too,
+with <code>--grpc-port</code>), MLflow's <code>/invocations</code> and TF Serving's
+<code>/v1/models</code>. The machine-readable document is
 <a href="/openapi.json">/openapi.json</a>.</p><div id="paths">Loading...</div>
 <script>
 fetch('/openapi.json').then(r => r.json()).then(doc => {

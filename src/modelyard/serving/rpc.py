@@ -167,6 +167,14 @@ class GrpcEdge:
             app.count(model, route, status, started, protocol="grpc")
             app.record_error(model, route, request_id, status, started)
             await _abort(context, status, str(exc), request_id)
+        except asyncio.CancelledError:
+            # grpc cancels the call when its deadline passes (504) or the client goes (499,
+            # "client closed request"), which may come before the prediction's own timeout
+            remaining = context.time_remaining()
+            status = 504 if remaining is not None and remaining <= 0 else 499
+            app.count(model, route, status, started, protocol="grpc")
+            app.record_error(model, route, request_id, status, started)
+            raise
         except Exception as exc:
             logger.exception("unexpected failure on gRPC ModelInfer")
             app.count(model, route, 500, started, protocol="grpc")
