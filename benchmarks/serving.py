@@ -2,12 +2,16 @@
 and ONNX runtimes) and behind MLflow 3, BentoML 1.4 and MLServer 1.7 (each with and without
 adaptive batching where it has it), against a bare uvicorn ASGI callable (the limit) and an
 identity-width model on `yard serve` (the server's own cost). Each server is pinned to one CPU,
-wrk to the other; each sends a 1-row JSON request in the server's native protocol.
+wrk to the other; each sends a 1-row JSON request in the server's native protocol. Group grpc:
+yard and MLServer over the Open Inference Protocol's gRPC, 1-row and 1000-row requests, loaded
+by h2load (and with --grpc-aio a grpc.aio client); see benchmarks/_grpc_load.py.
 
     .venv/bin/python benchmarks/serving.py [--duration 15] [--conns 1,8,32]
-        [--only yard,mlflow,bentoml,mlserver,asgi] [--quick]
+        [--only yard,mlflow,bentoml,mlserver,asgi,grpc] [--quick] [--grpc-aio]
 
-Needs wrk (`apt-get install -y wrk`) and taskset. The peers are installed into their own
+Needs wrk (`apt-get install -y wrk`), taskset, and for gRPC h2load
+(`apt-get install -y nghttp2-client`). The gRPC-vs-REST ratio needs yard-onnx in the same run
+(`--only yard-onnx,grpc`). The peers are installed into their own
 virtualenvs under benchmarks/.envs/ on first run. Prints a table, the ratios and the targets;
 writes JSON to benchmarks/results/serving.json (serving-quick.json with --quick).
 """
@@ -34,6 +38,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from _grpc_load import (
+    GrpcTarget,
+    Load,
+    grpc_ratios,
+    h2load_version,
+    measure_grpc,
+    print_grpc_report,
+)
 from _harness import git_commit, machine, write_report
 
 HERE = Path(__file__).resolve().parent
@@ -62,6 +74,11 @@ TARGETS = [
     ("log_on_vs_off", ">=", 0.90, "yard with the prediction log >= 90% of yard without"),
     ("ready_s", "<=", 1.5, "yard time-to-ready <= 1.5 s"),
     ("of_identity", ">=", 0.80, "yard >= 80% of the identity model"),
+    ("grpc_vs_rest", ">=", 1.0, "yard gRPC >= yard REST req/s"),
+    ("grpc_vs_mlserver", ">=", 5.0, "yard gRPC >= 5x MLServer gRPC (best) req/s"),
+    ("grpc_p99_ms", "<=", 10.0, "yard gRPC p99 <= 10 ms"),
+    ("grpc_rows_per_s", ">=", 1e6, "yard gRPC 1000-row >= 1M rows/s, one core"),
+    ("grpc_errors", "<=", 0.0, "yard gRPC: zero failed or short answers"),
 ]
 
 
@@ -207,6 +224,7 @@ class Launch:
     cwd: Path | None = None
     versions: dict[str, str] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    grpc: GrpcTarget | None = None  # measured over gRPC (benchmarks/_grpc_load.py) when set
 
 
 @dataclass
@@ -245,7 +263,7 @@ def error_line(text: str) -> str:
 
 
 def prepare_yard(
-    runtime: str, model_name: str, *, log: bool = False
+    runtime: str, model_name: str, *, log: bool = False, grpc: bool = False
 ) -> Callable[[Context, int], Launch]:
     def prepare(ctx: Context, port: int) -> Launch:
         home = yard_home(ctx)
@@ -260,6 +278,12 @@ def prepare_yard(
         cmd += ["--runtime", runtime]
         if log:
             cmd.append("--log-predictions")
+        target = None
+        if grpc:
+            if "--grpc-port" not in sh([*cmd[:2], "--help"]).stdout:
+                raise RuntimeError("this `yard serve` has no --grpc-port option")
+            target = GrpcTarget(free_port(), model_name, ctx.args.yard_body, tuple(COLUMNS))
+            cmd += ["--grpc-port", str(target.port)]
         if ctx.args.yard_body == "tensor":
             body = oip_tensor(ctx.row, "input")
         else:
@@ -275,6 +299,7 @@ def prepare_yard(
             env=env,
             versions=versions,
             settings={"runtime": runtime, "body": ctx.args.yard_body, "log_predictions": log},
+            grpc=target,
         )
 
     return prepare
@@ -363,7 +388,7 @@ def prepare_bentoml(batching: bool) -> Callable[[Context, int], Launch]:
     return prepare
 
 
-def prepare_mlserver(batching: bool) -> Callable[[Context, int], Launch]:
+def prepare_mlserver(batching: bool, *, grpc: bool = False) -> Callable[[Context, int], Launch]:
     def prepare(ctx: Context, port: int) -> Launch:
         python = ensure_env("mlserver", peer_specs()["mlserver"])
         root = Path(tempfile.mkdtemp(prefix="mlserver-", dir=ctx.tmp))
@@ -397,6 +422,9 @@ def prepare_mlserver(batching: bool) -> Callable[[Context, int], Launch]:
             versions=dist_versions(python, ["mlserver", "mlserver-sklearn", "scikit-learn"]),
             settings={"parallel_workers": 0}
             | {k: v for k, v in model_settings.items() if "batch" in k},
+            grpc=GrpcTarget(settings["grpc_port"], "hgb", "tensor", tuple(COLUMNS), "input-0")
+            if grpc
+            else None,
         )
 
     return prepare
@@ -439,6 +467,20 @@ SERVERS = [
         "mlserver-batch", "mlserver", "MLServer 1.7.1, adaptive batching", prepare_mlserver(True)
     ),
     Server("asgi", "asgi", "bare uvicorn ASGI + orjson (the limit)", prepare_asgi),
+    # The Open Inference Protocol over gRPC (benchmarks/_grpc_load.py): 1-row and 1000-row calls.
+    Server(
+        "yard-grpc",
+        "grpc",
+        "yard serve --runtime onnx --grpc-port",
+        prepare_yard("onnx", "hgb", grpc=True),
+    ),
+    Server("mlserver-grpc", "grpc", "MLServer 1.7.1 gRPC", prepare_mlserver(False, grpc=True)),
+    Server(
+        "mlserver-batch-grpc",
+        "grpc",
+        "MLServer 1.7.1 gRPC, adaptive batching",
+        prepare_mlserver(True, grpc=True),
+    ),
 ]
 
 
@@ -588,6 +630,14 @@ def measure(server: Server, ctx: Context) -> dict[str, Any]:
             result["ready_s"] = wait_ready(
                 proc, base + launch.ready_path, started, args.ready_timeout
             )
+            if launch.grpc is not None:
+                alive = lambda: proc.poll() is None  # noqa: E731
+                # 1 row: the REST request's row; 1000 rows: it, then 999 rows of the sample.
+                data = [ctx.row, *ctx.cache["sample"].to_numpy()[:999].tolist()]
+                return result | measure_grpc(
+                    launch.grpc, args.grpc_load, data=data, tmp=ctx.tmp, alive=alive,
+                    started=started,
+                )  # fmt: skip
             status, answer = http(base + launch.infer_path, body, timeout=30)
             result["sample_response"] = answer[:300].decode(errors="replace")
             if status != 200:
@@ -703,6 +753,8 @@ def print_report(
     head = f"{'server':<15} {'ready s':>7} {'c':>3} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8}"
     print(head + f" {'p99 ms':>8} {'non-2xx':>8} {'sock err':>8}")
     for name, result in results.items():
+        if "grpc_runs" in result:
+            continue  # print_grpc_report's table
         if "runs" not in result:
             reason = (result.get("error") or "?").splitlines()[0][:100]
             print(f"{name:<15} not measured: {reason}")
@@ -737,6 +789,7 @@ def print_report(
             print(f"peers as a fraction of the bare ASGI limit ({limit:,.0f} req/s) at c={top}:")
             for n in peers:
                 print(f"  {n:<15} {run_at(results[n], top)['rps'] / limit:8.2%}")
+    print_grpc_report(results, found)
     print("\ntargets:")
     for check in checks:
         value = check["value"]
@@ -755,6 +808,7 @@ def machine_with_memory() -> dict[str, Any]:
     return machine(
         memory_gb=round(mem_kb / 1024 / 1024, 1),
         wrk=(wrk.stdout or wrk.stderr).splitlines()[0] if (wrk.stdout or wrk.stderr) else "",
+        h2load=h2load_version(),
     )
 
 
@@ -778,6 +832,15 @@ def parse_args() -> argparse.Namespace:
         default=MLSERVER_BATCH_TIME_S,
         help="MLServer max_batch_time (s)",
     )
+    parser.add_argument("--grpc-rows", default="1,1000", help="rows per gRPC request")
+    parser.add_argument(
+        "--grpc-modes",
+        default="streams,conns",
+        help="streams: 1 connection, c streams; conns: c connections, 1 stream each",
+    )
+    parser.add_argument("--grpc-aio", action="store_true", help="also load with a grpc.aio client")
+    parser.add_argument("--grpc-contents", choices=["raw", "typed"], default="raw")
+    parser.add_argument("--grpc-dtype", choices=["FP64", "FP32"], default="FP64")
     parser.add_argument("--ready-timeout", type=float, default=120.0)
     parser.add_argument("--server-cpu", default="0")
     parser.add_argument("--client-cpu", default="1")
@@ -798,6 +861,25 @@ def parse_args() -> argparse.Namespace:
     if unknown := wanted - known:
         parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
     args.servers = [s for s in SERVERS if not wanted or {s.name, s.group} & wanted]
+    modes = tuple(m.strip() for m in args.grpc_modes.split(",") if m.strip())
+    if not modes or set(modes) - {"streams", "conns"}:
+        parser.error("--grpc-modes takes streams, conns or both")
+    try:
+        rows = tuple(int(n) for n in args.grpc_rows.split(",") if n.strip())
+    except ValueError:
+        parser.error("--grpc-rows takes comma-separated integers, e.g. 1,1000")
+    args.grpc_load = Load(
+        rows=rows,
+        conns=tuple(args.conns),
+        modes=modes,
+        clients=("h2load", "aio") if args.grpc_aio else ("h2load",),
+        duration_s=args.duration,
+        warmup_s=args.warmup,
+        client_cpu=args.client_cpu,
+        dtype=args.grpc_dtype,
+        contents=args.grpc_contents,
+        ready_timeout_s=args.ready_timeout,
+    )
     return args
 
 
@@ -808,6 +890,8 @@ def main() -> None:
             sys.exit(
                 f"{tool} not found (apt-get install -y {'wrk' if tool == 'wrk' else 'util-linux'})"
             )
+    if any(s.group == "grpc" for s in args.servers) and shutil.which("h2load") is None:
+        sys.exit("h2load not found, the gRPC load generator (apt-get install -y nghttp2-client)")
     # Turn SIGTERM into an exception so every running server's finally: block kills it.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = datetime.now(UTC)
@@ -829,6 +913,14 @@ def main() -> None:
                     print(f"    {server.name} not available: {e}", flush=True)
                 results[server.name] = {"describe": server.describe, "error": str(e)}
     found = ratios(results, args.conns)
+    rest = run_at(results.get("yard-onnx"), found["at_conns"])
+    found |= grpc_ratios(
+        results,
+        top=found["at_conns"],
+        yard="yard-grpc",
+        peers=["mlserver-grpc", "mlserver-batch-grpc"],
+        rest_rps=rest["rps"] if rest else None,
+    )
     checks = check_targets(found)
     print_report(results, found, checks)
     report = {
@@ -844,6 +936,10 @@ def main() -> None:
             "client_cpu": args.client_cpu,
             "wrk": "wrk -t1 --latency -s benchmarks/_serving_peers/post.lua",
             "yard_body": args.yard_body,
+            "grpc": {
+                "h2load": "h2load -t1 (streams: -c1 -mC; conns: -cC -m1), one raw gRPC frame",
+                "load": vars(args.grpc_load),
+            },
             "seed": SEED,
         },
         "servers": results,
