@@ -103,27 +103,47 @@ class V2Door(_Validated):
 
 
 class GrpcDoor(_Validated):
-    """An Open Inference Protocol ``ModelInferRequest`` over gRPC (raw or typed tensors)."""
+    """An Open Inference Protocol ``ModelInferRequest`` over gRPC (raw or typed tensors); its
+    tensors are decoded when a model first asks for its rows."""
 
-    __slots__ = ("arrays", "inputs", "raw", "request")
+    __slots__ = ("_decoded", "raw", "request")
     route = "v2_infer"
 
     def __init__(self, request: Any) -> None:
         super().__init__()
-        from modelyard.serving import protobuf
-
         self.request = request
-        self.inputs, self.arrays, self.raw = protobuf.decode_inputs(request)
+        self.raw = bool(request.raw_input_contents)
+        self._decoded: tuple[list[codecs.RequestInput], list[Any]] | None = None
+
+    def decoded(self) -> tuple[list[codecs.RequestInput], list[Any]]:
+        """The inputs and their arrays (``InvalidInputError`` for a malformed request)."""
+        if self._decoded is None:
+            from modelyard.serving import protobuf
+
+            inputs, arrays, _ = protobuf.decode_inputs(self.request)
+            self._decoded = inputs, arrays
+        return self._decoded
 
     def _validate(self, served: ServedModel) -> Rows:
-        return served.validator.from_request(self.inputs, self.arrays)
+        if self.raw and self._decoded is None:
+            from modelyard.serving import protobuf
+
+            rows = protobuf.column_block(self.request, served.validator)
+            if rows is not None:
+                return rows
+        inputs, arrays = self.decoded()
+        return served.validator.from_request(inputs, arrays)
 
     def outputs(self, served: ServedModel) -> tuple[str, ...]:
         wanted = [codecs.RequestOutput(name=o.name) for o in self.request.outputs]
         return _outputs(served, wanted)
 
     def field(self, name: str, served: ServedModel) -> str | None:
-        for item, array in zip(self.inputs, self.arrays, strict=True):
+        try:
+            inputs, arrays = self.decoded()
+        except ModelyardError:
+            return None
+        for item, array in zip(inputs, arrays, strict=True):
             if item.name == name and array is not None and array.size:
                 return _key_text(array.ravel()[0])
         return None

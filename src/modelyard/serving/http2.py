@@ -301,19 +301,19 @@ class Connection(asyncio.Protocol):
             payload = payload[5:]
         stream = self.streams.get(stream_id)
         if stream is None:
+            stream = _Stream(stream_id, self.peer_window)
             if stream_id <= self.last_id:
-                return  # a stream already closed: ignored
-            self.last_id = stream_id
-            stream = self.streams[stream_id] = _Stream(stream_id, self.peer_window)
-            if self.going_away or len(self.streams) > MAX_STREAMS:
-                self._reset(stream, REFUSED_STREAM)
-        elif stream.headers_done:  # trailers from the client: only the end of its half
-            stream.ended = True
-            self._maybe_run(stream)
-            return
+                stream.closed = True  # a stream already closed: its block is decoded, dropped
+            else:
+                self.last_id = stream_id
+                self.streams[stream_id] = stream
+                if self.going_away or len(self.streams) > MAX_STREAMS:
+                    self._reset(stream, REFUSED_STREAM)
         self._block(stream, payload, flags, ended=bool(flags & END_STREAM))
 
     def _block(self, stream: _Stream, payload: bytes, flags: int, *, ended: bool) -> None:
+        """A header block, whole or in parts; every block is decoded, whatever its stream's
+        state, so that the HPACK table stays in step with the client's."""
         stream.block += payload
         stream.ended = ended
         if len(stream.block) > MAX_HEADER_LIST:
@@ -325,14 +325,18 @@ class Connection(asyncio.Protocol):
         block = bytes(stream.block)
         stream.block = bytearray()
         try:
-            # decoded even for a refused stream: the HPACK table must stay in step
             headers: list[Any] = list(self.decoder.decode(block))
         except Exception as exc:  # hpack raises its own errors for a bad block
             raise _ProtocolError(COMPRESSION_ERROR, f"bad header block: {exc}") from None
+        trailers = stream.headers_done
         stream.headers_done = True
         if stream.closed:
-            return
-        self._open(stream, headers)
+            self._forget(stream)
+        elif trailers:  # the client's trailers: only the end of its half
+            stream.ended = True
+            self._maybe_run(stream)
+        else:
+            self._open(stream, headers)
 
     def _open(self, stream: _Stream, headers: list[tuple[str, str]]) -> None:
         pseudo = {k: v for k, v in headers if k.startswith(":")}
@@ -340,6 +344,7 @@ class Connection(asyncio.Protocol):
         if pseudo.get(":method") != "POST" or not content_type.startswith("application/grpc"):
             stream.closed = stream.refused = True
             self._write(_headers_frame(stream.id, _HTTP_415, END_STREAM))
+            self._forget(stream)
             return
         stream.path = pseudo.get(":path", "")
         metadata = [(k, v) for k, v in headers if not k.startswith(":") and k not in _RESERVED]

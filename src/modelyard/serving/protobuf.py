@@ -16,12 +16,15 @@ when its request was (as MLServer and Triton answer), else typed.
 from __future__ import annotations
 
 from importlib.resources import files
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modelyard.errors import InvalidInputError
 from modelyard.serving import codecs
+
+if TYPE_CHECKING:
+    from modelyard.serving.validation import RequestValidator, Rows
 
 Array = codecs.Array
 
@@ -125,6 +128,45 @@ def decode_inputs(
         [_typed(item, proto) for item, proto in zip(inputs, request.inputs, strict=True)],
         False,
     )
+
+
+def column_block(request: Any, validator: RequestValidator) -> Rows | None:
+    """The rows of a raw request that sends one numeric column per input, all of one datatype
+    and length (what clients send for a table), in one numpy call; ``None`` for anything else,
+    which ``decode_inputs`` and the validator take (and name what is wrong)."""
+    items = request.inputs
+    raw = request.raw_input_contents
+    if not items or len(raw) != len(items) or len(items) != validator.width:
+        return None
+    datatype = items[0].datatype
+    dtype = _RAW_NUMERIC.get(datatype)
+    if dtype is None:
+        return None
+    first = list(items[0].shape)
+    if not first or first[0] <= 0:
+        return None
+    n = first[0]
+    size = n * dtype.itemsize
+    for item, chunk in zip(items, raw, strict=True):
+        shape = item.shape
+        if (
+            item.datatype != datatype
+            or len(chunk) != size
+            or not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1))
+            or shape[0] != n
+            or item.HasField("contents")
+        ):
+            return None
+    block = np.frombuffer(b"".join(raw), dtype=dtype).reshape(len(items), n)
+    return validator.from_column_block([item.name for item in items], datatype, block)
+
+
+#: The numeric datatypes ``column_block`` takes, as little-endian numpy types.
+_RAW_NUMERIC = {
+    name: np.dtype(codecs.DATATYPES[name]).newbyteorder("<")
+    for name in ("INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64", "FP32",
+                 "FP64")
+}  # fmt: skip
 
 
 def _typed(item: codecs.RequestInput, proto: Any) -> Array:

@@ -143,7 +143,7 @@ class GrpcEdge:
             model = app.label(name)
             if not app.routed(name, version):
                 app.hub.get(name, version)  # an unknown model or version: before the tensors
-            door = await asyncio.to_thread(GrpcDoor, request) if large else GrpcDoor(request)
+            door = GrpcDoor(request)  # decodes its tensors with its rows (off the loop if large)
             answer = await app.predict(
                 name, version, door, headers=headers, large=large,
                 timeout_s=_timeout(app.settings.timeout_ms / 1000, context),

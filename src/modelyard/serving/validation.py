@@ -141,16 +141,32 @@ class RequestValidator:
             matrix = np.array(ordered, dtype=np.float64).T.copy()
         except (TypeError, ValueError, OverflowError):
             return None
-        for item in inputs:
-            if item.datatype != "FP64":
-                check_number_range(item.name, item.datatype, matrix[:, self.index[item.name]])
+        return self._checked_columns(matrix, [(i.name, i.datatype) for i in inputs])
+
+    def from_column_block(self, names: Sequence[str], datatype: str, block: Array) -> Rows | None:
+        """One numpy call for ``len(names)`` columns of one numeric ``datatype`` given as the
+        rows of ``block`` (k x n), as binary tensors arrive (the gRPC door's usual request).
+        ``None`` sends anything unusual down the general path, which names the problem."""
+        if self.tensor or not self.numeric or len(names) != self.width or block.shape[1] == 0:
+            return None
+        order = [self.index.get(name, -1) for name in names]
+        if -1 in order or len(set(order)) != self.width:
+            return None
+        matrix = np.empty((block.shape[1], self.width), dtype=np.float64)
+        matrix[:, order] = block.T
+        return self._checked_columns(matrix, [(name, datatype) for name in names])
+
+    def _checked_columns(self, matrix: Array, declared: list[tuple[str, str]]) -> Rows | None:
+        for name, datatype in declared:
+            if datatype != "FP64":
+                check_number_range(name, datatype, matrix[:, self.index[name]])
         if self._int_columns:
             block = matrix[:, self._int_columns]
             finite = np.isfinite(block)
             if (block[finite] != np.round(block[finite])).any():
                 return None
         self._check_matrix(matrix)
-        return Rows(n, matrix, None)
+        return Rows(matrix.shape[0], matrix, None)
 
     def _single_tensor(self, tensors: Sequence[tuple[str, Array]]) -> Rows:
         if len(tensors) != 1:

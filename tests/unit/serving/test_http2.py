@@ -263,6 +263,44 @@ def test_split_padded_and_prioritized_frames(server: Running) -> None:
     sock.close()
 
 
+def test_blocks_on_finished_streams_keep_the_hpack_table_in_step(server: Running) -> None:
+    """Every header block changes the client's HPACK table, so the server decodes each, even
+    one for a stream it already answered; and nothing of a finished stream is kept."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    encoder = Encoder()  # indexes every field: later blocks point into the table
+    first = encoder.encode([*request_headers("/t.S/Echo"), ("x-tag", "one")])
+    late = encoder.encode([("x-tag", "two")])  # trailers on stream 1, after its answer
+    second = encoder.encode([*request_headers("/t.S/Echo"), ("x-tag", "two")])
+    sock.sendall(
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + raw_frame(4, 0, 0, b"")
+        + raw_frame(1, 0x04, 1, first) + raw_frame(0, 0x01, 1, grpc_frame(b"a"))
+    )  # fmt: skip
+    read_until(sock, b"x-echo")
+    sock.sendall(
+        raw_frame(1, 0x04 | 0x01, 1, late)
+        + raw_frame(1, 0x04, 3, second) + raw_frame(0, 0x01, 3, grpc_frame(b"b"))
+    )  # fmt: skip
+    frames = parse_frames(read_until(sock, b"two"))  # stream 3's x-echo trailer
+    assert any(kind == 1 and stream == 3 for kind, _, stream, _ in frames)
+    (connection,) = server.server.connections
+    assert connection.streams == {} and connection._calls == {}
+    sock.close()
+
+
+def test_refused_and_reset_streams_leave_nothing_behind(server: Running) -> None:
+    client = Client(server.port)
+    for _ in range(20):
+        stream = client.h2.get_next_available_stream_id()
+        client.h2.send_headers(stream, client.headers("/t.S/Echo", **{"content-type": "a/b"}))
+        client.h2.send_data(stream, b"x", end_stream=True)
+        client.flush()
+        client.answer(stream)
+        client.call("/t.S/Nope")
+    (connection,) = server.server.connections
+    assert connection.streams == {} and connection._calls == {} and connection.blocked == {}
+    client.close()
+
+
 def test_protocol_violations_close_the_connection_with_goaway(server: Running) -> None:
     for garbage in (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
                     b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + raw_frame(0, 0, 0, b"data on 0"),

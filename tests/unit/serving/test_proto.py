@@ -4,8 +4,11 @@ as the standard client (tritonclient) has it."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from modelyard.serving import protobuf
 
@@ -73,3 +76,63 @@ def test_raw_answers_round_trip_through_the_standard_messages() -> None:
     assert [o.datatype for o in back.outputs] == ["FP64", "BYTES"]
     assert np.frombuffer(back.raw_output_contents[0], "<f8").tolist() == [1.5, 2.5]
     assert back.raw_output_contents[1] == b"\x01\x00\x00\x00a\x03\x00\x00\x00b\xc3\xa9"
+
+
+def _request(columns: dict[str, Any], datatype: str, *, shape2: bool = False) -> Any:
+    import numpy as np
+
+    from modelyard.serving.codecs import DATATYPES
+
+    request = protobuf.ModelInferRequest(model_name="m")
+    for name, values in columns.items():
+        array = np.asarray(values, dtype=np.dtype(DATATYPES[datatype]).newbyteorder("<"))
+        shape = [len(array), 1] if shape2 else [len(array)]
+        request.inputs.add(name=name, datatype=datatype, shape=shape)
+        request.raw_input_contents.append(array.tobytes())
+    return request
+
+
+@pytest.mark.parametrize(
+    ("columns", "datatype", "shape2"),
+    [
+        ({"b": [1, 2, 3], "a": [0.5, 1.5, 2.5]}, "FP64", False),  # out of order
+        ({"a": [0.5, 1.5], "b": [1, 2]}, "FP32", True),
+        ({"a": [1, 2], "b": [3, -4]}, "INT32", False),
+        ({"a": [1, 2], "b": [300, 4]}, "INT16", False),
+        ({"a": [float("nan"), 1.0], "b": [1, 2]}, "FP64", False),  # NaN where training had none
+        ({"a": [1.0, 2.0], "b": [1.5, 2.0]}, "FP64", False),  # a fraction for an int column
+        ({"a": [1.0, 2.0], "c": [1.0, 2.0]}, "FP64", False),  # a name the model lacks
+        ({"a": [1.0], "b": [1.0, 2.0]}, "FP64", False),  # ragged
+    ],
+)
+def test_the_one_call_column_path_answers_as_the_general_path(
+    columns: dict[str, Any], datatype: str, shape2: bool
+) -> None:
+    """``column_block`` (the fast path of raw per-column requests) gives the general path's
+    rows, or steps aside (``None``), or raises the general path's error."""
+    import numpy as np
+
+    from modelyard.core.types import Signature, TensorSpec
+    from modelyard.errors import ModelyardError
+    from modelyard.serving.validation import RequestValidator
+
+    specs = (TensorSpec(name="a", dtype="float64"), TensorSpec(name="b", dtype="int64"))
+    validator = RequestValidator(Signature(kind="columns", inputs=specs), model="m")
+    request = _request(columns, datatype, shape2=shape2)
+
+    def general() -> Any:
+        inputs, arrays, _ = protobuf.decode_inputs(request)
+        return validator.from_request(inputs, arrays)
+
+    try:
+        expected = general()
+    except ModelyardError as exc:
+        with pytest.raises(type(exc), match=re.escape(str(exc))):
+            fast = protobuf.column_block(request, validator)
+            if fast is None:
+                general()
+        return
+    fast = protobuf.column_block(request, validator)
+    assert fast is not None
+    assert fast.n == expected.n
+    np.testing.assert_array_equal(fast.matrix, expected.matrix)
