@@ -29,8 +29,9 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks examples
 	$(BIN)/ruff check --fix src tests benchmarks examples
 
-# What the tests need outside .venv (Debian's Chromium for the report browser test); quick when
-# it is there, and where it cannot be installed the browser tests skip saying why.
+# What the tests need outside .venv (Debian's Chromium for the report browser test, nghttp2's
+# h2load for the gRPC door's load test); quick when they are there, and where they cannot be
+# installed those tests skip saying why.
 system:
 	.ci/setup-system
 

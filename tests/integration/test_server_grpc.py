@@ -5,6 +5,11 @@ for typed ``contents`` (which tritonclient's own helpers never send)."""
 from __future__ import annotations
 
 import concurrent.futures
+import os
+import re
+import shutil
+import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,7 +28,7 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from tritonclient.utils import InferenceServerException
 
 from modelyard.serving.tokens import create_token
-from tests.integration._server import Server, server_env
+from tests.integration._server import YARD, Server, free_port, server_env
 from tests.integration.conftest import ServedHome
 
 
@@ -377,3 +382,72 @@ def test_predictions_and_failures_reach_the_log(
     rows = logged()
     assert {rows[i]["route"] for i in ids} == {"v2_infer"}
     assert (rows["grpc-log-bad"]["route"], rows["grpc-log-bad"]["status"]) == ("error", 400)
+
+
+def test_a_taken_grpc_port_stops_the_start_naming_it(
+    served_home: ServedHome, server: Server
+) -> None:
+    assert server.grpc is not None
+    port = server.grpc.rsplit(":", 1)[1]
+    done = subprocess.run(
+        [YARD, "serve", "lin/1", "--port", str(free_port()), "--grpc-port", port],
+        env=server_env(served_home.home), capture_output=True, text=True, timeout=180,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert f"gRPC cannot listen on 127.0.0.1:{port}" in done.stdout + done.stderr
+
+
+def test_every_worker_answers_grpc(served_home: ServedHome) -> None:
+    with Server(served_home.home, "lin/1", "--workers", "2", grpc=True) as server:
+        assert server.grpc is not None
+        workers: set[str] = set()
+        for i in range(200):  # a new connection each time: the kernel spreads them
+            with grpc.insecure_channel(server.grpc) as channel:
+                stub = pb_grpc.GRPCInferenceServiceStub(channel)
+                request = pb.ModelInferRequest(model_name="lin")
+                for name in "abc":
+                    item = request.inputs.add(name=name, datatype="FP64", shape=[1])
+                    item.contents.fp64_contents.append(float(i) if name == "a" else 0.0)
+                response, call = stub.ModelInfer.with_call(request, timeout=30)
+            assert response.outputs[0].contents.fp64_contents[0] == pytest.approx(i)
+            workers.add(dict(call.trailing_metadata())["x-request-id"][:16])
+            if len(workers) == 2:
+                break
+        assert len(workers) == 2
+
+
+def test_h2load_drives_the_grpc_door_without_a_failure(server: Server) -> None:
+    """nghttp2's h2load (the reference HTTP/2 implementation's load generator) on 4 connections
+    of 16 concurrent streams: every call answered, each with the one correct message."""
+    h2load = shutil.which("h2load")
+    if h2load is None:
+        message = "h2load is not on PATH (apt-get install nghttp2-client, or make system)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + "; CI=true, so this is a failure")
+        pytest.skip(message)
+    assert server.grpc is not None
+    request = pb.ModelInferRequest(model_name="lin")
+    for name in "abc":
+        request.inputs.add(name=name, datatype="FP64", shape=[1])
+        request.raw_input_contents.append(np.array([1.0], "<f8").tobytes())
+    with grpc.insecure_channel(server.grpc) as channel:
+        answer = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=30)
+    assert np.frombuffer(answer.raw_output_contents[0], "<f8").tolist() == [pytest.approx(111.0)]
+    message = request.SerializeToString()
+    calls = 2000
+    with tempfile.NamedTemporaryFile(suffix=".bin") as body:
+        body.write(b"\x00" + len(message).to_bytes(4, "big") + message)
+        body.flush()
+        done = subprocess.run(
+            [h2load, "-n", str(calls), "-c", "4", "-m", "16", "-d", body.name,
+             "-H", "content-type: application/grpc", "-H", "te: trailers",
+             f"http://{server.grpc}/inference.GRPCInferenceService/ModelInfer"],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{calls} succeeded, 0 failed, 0 errored, 0 timeout" in done.stdout, done.stdout
+    # a gRPC error is an HTTP 200 without a message: the bytes received tell them apart
+    traffic = next(line for line in done.stdout.splitlines() if line.startswith("traffic:"))
+    data = int(re.search(r"\((\d+)\) data", traffic).group(1))  # type: ignore[union-attr]
+    assert data == calls * (5 + answer.ByteSize()), traffic

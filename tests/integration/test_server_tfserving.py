@@ -5,6 +5,7 @@ paths) and TF Serving's answers (``predictions``/``outputs``, ``model_version_st
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 
 import httpx
@@ -84,6 +85,20 @@ def test_predict_rows_and_columns(client: httpx.Client, served_home: ServedHome)
     assert answer.json() == {"predictions": want}
     lin = client.post("/v1/models/lin:predict", json={"inputs": {"a": [1], "b": [1], "c": [0]}})
     assert np.allclose(lin.json()["outputs"], [11.0])
+
+
+def test_binary_values_come_as_b64(client: httpx.Client) -> None:
+    rome, oslo = (base64.b64encode(c.encode()).decode() for c in ("rome", "oslo"))
+    rows = {"instances": [{"age": 30.0, "city": {"b64": rome}},
+                          {"age": 60.0, "city": {"b64": oslo}}]}  # fmt: skip
+    plain = {"instances": [{"age": 30.0, "city": "rome"}, {"age": 60.0, "city": "oslo"}]}
+    expected = client.post("/v1/models/mixed:predict", json=plain).json()["predictions"]
+    assert client.post("/v1/models/mixed:predict", json=rows).json()["predictions"] == expected
+    columns = {"inputs": {"age": [30.0, 60.0], "city": [{"b64": rome}, {"b64": oslo}]}}
+    assert client.post("/v1/models/mixed:predict", json=columns).json()["outputs"] == expected
+    bad = client.post("/v1/models/mixed:predict",
+                      json={"instances": [{"age": 1.0, "city": {"b64": "%%%"}}]})  # fmt: skip
+    assert bad.status_code == 400 and "not base64" in bad.json()["error"]
 
 
 @pytest.mark.parametrize(

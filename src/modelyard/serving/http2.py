@@ -143,11 +143,19 @@ class GrpcServer:
         self.connections: set[Connection] = set()
         self._server: asyncio.AbstractServer | None = None
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, *, shared: bool = False) -> None:
+        """Listen on ``host:port``; ``shared``: the worker processes of one server each bind
+        it (SO_REUSEPORT), and the kernel spreads connections over them."""
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: Connection(self), host, port, reuse_port=True, backlog=2048
-        )
+        try:
+            self._server = await loop.create_server(
+                lambda: Connection(self), host, port, reuse_port=shared, backlog=2048
+            )
+        except OSError as exc:
+            raise OSError(
+                f"gRPC cannot listen on {host}:{port} ({exc.strerror or exc}); choose another "
+                "--grpc-port or stop what holds it."
+            ) from None
 
     async def stop(self, grace_s: float) -> None:
         """Stop taking connections, send GOAWAY, let calls in flight finish for ``grace_s``."""

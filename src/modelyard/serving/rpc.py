@@ -66,7 +66,7 @@ class GrpcEdge:
             {f"/{protobuf.SERVICE}/{name}": h for name, h in handlers.items()},
             max_message=self.app.settings.max_body_bytes,
         )
-        await server.start(self.host, self.port)  # each worker process binds the same port
+        await server.start(self.host, self.port, shared=self.app.settings.workers > 1)
         self.server = server
         logger.info("gRPC (Open Inference Protocol) on %s:%d", self.host, self.port)
 

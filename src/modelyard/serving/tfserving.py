@@ -183,4 +183,34 @@ def decode(body: bytes) -> tuple[str, Any]:
             f"'instances' is {codecs.shown(parsed[field])}; send a list of rows (or send "
             "columns as 'inputs')."
         )
-    return field, parsed[field]
+    return field, _unwrap_b64(parsed[field], field)
+
+
+def _unwrap_b64(value: Any, field: str, depth: int = 0) -> Any:
+    """TF Serving's binary values, ``{"b64": "..."}``, as the text they encode, where a value
+    can be: a row's or a column's values, or one level of list within them."""
+    if isinstance(value, dict):
+        if len(value) == 1 and "b64" in value:
+            return _b64_text(value["b64"], field)
+        if depth < 3:
+            return {k: _unwrap_b64(v, field, depth + 1) for k, v in value.items()}
+    elif isinstance(value, list) and depth < 3:
+        if not any(isinstance(v, (dict, list)) for v in value):
+            return value  # plain values: nothing to unwrap (the common, large case)
+        return [_unwrap_b64(v, field, depth + 1) for v in value]
+    return value
+
+
+def _b64_text(encoded: Any, field: str) -> str:
+    import base64
+    import binascii
+
+    try:
+        if not isinstance(encoded, str):
+            raise TypeError
+        return base64.b64decode(encoded, validate=True).decode("utf-8", "replace")
+    except (TypeError, ValueError, binascii.Error):
+        raise InvalidInputError(
+            f"'{field}' has a b64 value {codecs.shown(encoded)} that is not base64; send "
+            '{"b64": "<base64 text>"}.'
+        ) from None
