@@ -140,6 +140,9 @@ class GrpcServer:
     def __init__(self, handlers: dict[str, Handler], *, max_message: int) -> None:
         self.handlers = handlers
         self.max_message = max_message
+        #: What one connection may hold of messages still arriving, over all its calls: the
+        #: windows are wide open, so this (not flow control) bounds a client's memory here.
+        self.max_held = 4 * max_message
         self.connections: set[Connection] = set()
         self._server: asyncio.AbstractServer | None = None
 
@@ -196,6 +199,7 @@ class Connection(asyncio.Protocol):
         self.peer_window = _DEFAULT_WINDOW  # the initial window of each new stream
         self.peer_frame = 16384
         self.unacked = 0  # bytes received since the connection's window was last opened
+        self.held = 0  # message bytes held for calls whose messages are not whole yet
         self.going_away = False
         #: Streams whose answers wait for the client's flow-control windows to open.
         self.blocked: dict[int, _Stream] = {}
@@ -293,6 +297,7 @@ class Connection(asyncio.Protocol):
             self.blocked.pop(stream_id, None)
             if stream is not None:
                 stream.closed = True
+                self._drop(stream)
                 if stream.task is not None and not stream.task.done():
                     stream.task.cancel()
         elif kind == GOAWAY:
@@ -383,10 +388,15 @@ class Connection(asyncio.Protocol):
             stream.received += len(payload)
             if stream.received > self.server.max_message + 5:
                 stream.refused = True
-                stream.chunks = []
+                self._drop(stream)
                 self._finish(stream, StatusCode.RESOURCE_EXHAUSTED, _too_large(self.server))
             else:
                 stream.chunks.append(payload)
+                self.held += len(payload)
+                if self.held > self.server.max_held:
+                    raise _ProtocolError(
+                        ENHANCE_YOUR_CALM, "messages held for calls in flight over the limit"
+                    )
         if flags & END_STREAM:
             stream.ended = True
             self._maybe_run(stream)
@@ -438,7 +448,7 @@ class Connection(asyncio.Protocol):
             return
         metadata, encoding, deadline = call
         body = b"".join(stream.chunks)
-        stream.chunks = []
+        self._drop(stream)
         handler = self.server.handlers.get(stream.path)
         if handler is None:
             self._finish(
@@ -532,7 +542,13 @@ class Connection(asyncio.Protocol):
                 return
             self._send(stream)
 
+    def _drop(self, stream: _Stream) -> None:
+        """Let go of a stream's message parts (and their share of ``held``)."""
+        self.held -= sum(map(len, stream.chunks))
+        stream.chunks = []
+
     def _forget(self, stream: _Stream) -> None:
+        self._drop(stream)
         if stream.waiting is None:
             self.streams.pop(stream.id, None)
             self._calls.pop(stream.id, None)

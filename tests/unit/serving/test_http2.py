@@ -287,6 +287,28 @@ def test_blocks_on_finished_streams_keep_the_hpack_table_in_step(server: Running
     sock.close()
 
 
+def test_a_connection_holds_at_most_four_messages_in_flight(server: Running) -> None:
+    """Every call under the message limit, but more held at once than a connection may: the
+    connection is closed with ENHANCE_YOUR_CALM, and held bytes are let go as calls end."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    encoder = Encoder()
+    frames = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + raw_frame(4, 0, 0, b"")
+    for stream in (1, 3, 5, 7, 9):
+        frames += raw_frame(1, 0x04, stream, encoder.encode(request_headers("/t.S/Echo")))
+        frames += raw_frame(0, 0, stream, b"\x00" * LIMIT)  # no END_STREAM: held
+    sock.sendall(frames)
+    received = parse_frames(read_until(sock, None))
+    goaway = [payload for kind, _, _, payload in received if kind == 7]
+    assert goaway and int.from_bytes(goaway[0][4:8], "big") == 0xB
+    sock.close()
+    client = Client(server.port)  # whole calls, one after another, hold nothing after them
+    for _ in range(6):
+        assert client.call("/t.S/Echo", b"y" * (LIMIT - 10))["data"].endswith(b"y")
+    (connection,) = server.server.connections
+    assert connection.held == 0
+    client.close()
+
+
 def test_refused_and_reset_streams_leave_nothing_behind(server: Running) -> None:
     client = Client(server.port)
     for _ in range(20):
