@@ -398,3 +398,42 @@ def read_until(sock: socket.socket, needle: bytes | None) -> bytes:
 def test_abort_error_carries_its_code() -> None:
     error = AbortError(StatusCode.INTERNAL, "boom")
     assert (error.code, error.message) == (StatusCode.INTERNAL, "boom")
+
+
+def test_hpack_decoding_matches_the_hpack_package_across_blocks() -> None:
+    """Blocks from hpack's encoder (Huffman or not, indexed, never-indexed, table size
+    changes and evictions) decode as hpack's own decoder decodes them, block after block."""
+    import random
+
+    from hpack import Decoder, HeaderTuple, NeverIndexedHeaderTuple
+
+    from modelyard.serving.http2 import HpackDecoder
+
+    rng = random.Random(0)
+    encoder, reference, ours = Encoder(), Decoder(), HpackDecoder()
+    for block_number in range(300):
+        if block_number % 50 == 49:
+            encoder.header_table_size = rng.choice((0, 256, 4096))
+        fields: list[Any] = [(":method", "POST"), (":path", f"/t.S/M{rng.randint(0, 5)}")]
+        for _ in range(rng.randint(0, 6)):
+            name = rng.choice(("x-a", "x-b", "grpc-timeout", "authorization", "x-é"))
+            value = "".join(rng.choice("abcé%~ 09") for _ in range(rng.randint(0, 40)))
+            kind = rng.choice((tuple, NeverIndexedHeaderTuple, HeaderTuple))
+            fields.append(kind(name, value) if kind is not tuple else (name, value))
+        block = encoder.encode(fields, huffman=rng.random() < 0.5)
+        expected = [(str(k), str(v)) for k, v in reference.decode(block)]
+        assert ours.decode(block) == expected, block_number
+
+
+def test_hpack_decoding_refuses_bad_blocks() -> None:
+    from modelyard.serving.http2 import HpackDecoder
+
+    for bad in (
+        b"\x80",
+        b"\xff\xff\xff\xff\xff\xff\xff",
+        b"\x00\x05ab",
+        b"\xbf\x00",
+        b"\x3f\xe2\x1f",
+    ):
+        with pytest.raises((ValueError, IndexError)):
+            HpackDecoder().decode(bad)
