@@ -1,5 +1,5 @@
 """``make test`` installs what its tests need outside .venv with ``.ci/setup-system`` (the one copy
-``.ci/run`` uses too): Chromium and h2load; without Chromium the browser tests skip saying why,
+``.ci/run`` uses too): Chromium, h2load and promtool; without Chromium the browser tests skip saying why,
 or fail under CI.
 
 The script runs with a PATH of stand-ins (``apt-get``, ``id``, ``sudo``, ``chromium``) that record
@@ -47,8 +47,8 @@ def setup_system(
     return out, [c for c in recorded if not c.startswith("id ")]
 
 
-def test_nothing_happens_when_chromium_and_h2load_are_there(tmp_path: Path) -> None:
-    out, calls = setup_system(tmp_path, "chromium", "h2load", "apt-get")
+def test_nothing_happens_when_chromium_h2load_and_promtool_are_there(tmp_path: Path) -> None:
+    out, calls = setup_system(tmp_path, "chromium", "h2load", "promtool", "apt-get")
     assert out.returncode == 0, out.stderr
     assert calls == []  # no apt-get update, nothing installed
     assert out.stderr == ""
@@ -57,11 +57,14 @@ def test_nothing_happens_when_chromium_and_h2load_are_there(tmp_path: Path) -> N
 def test_root_installs_what_is_missing_with_apt(tmp_path: Path) -> None:
     out, calls = setup_system(tmp_path, "apt-get")
     assert out.returncode == 0, out.stderr
-    assert calls == ["apt-get update -qq", "apt-get install -y -qq chromium nghttp2-client"]
+    assert calls == [
+        "apt-get update -qq",
+        "apt-get install -y -qq chromium nghttp2-client prometheus",
+    ]
 
 
 def test_only_the_missing_package_is_installed(tmp_path: Path) -> None:
-    out, calls = setup_system(tmp_path, "apt-get", "chromium")
+    out, calls = setup_system(tmp_path, "apt-get", "chromium", "promtool")
     assert out.returncode == 0, out.stderr
     assert calls == ["apt-get update -qq", "apt-get install -y -qq nghttp2-client"]
 
@@ -73,8 +76,8 @@ def test_a_user_with_password_less_sudo_installs_through_sudo(tmp_path: Path) ->
         "sudo -n true",
         "sudo -n apt-get update -qq",
         "apt-get update -qq",
-        "sudo -n apt-get install -y -qq chromium nghttp2-client",
-        "apt-get install -y -qq chromium nghttp2-client",
+        "sudo -n apt-get install -y -qq chromium nghttp2-client prometheus",
+        "apt-get install -y -qq chromium nghttp2-client prometheus",
     ]
 
 
@@ -93,7 +96,7 @@ def test_where_it_cannot_install_it_says_so_and_goes_on(
     out, calls = setup_system(tmp_path, *tools, uid=uid)
     assert out.returncode == 0  # make test goes on; the browser tests skip
     assert says in out.stderr
-    assert "the tests that need chromium nghttp2-client will skip" in out.stderr
+    assert "the tests that need chromium nghttp2-client prometheus will skip" in out.stderr
     assert [c for c in calls if c.startswith("apt-get")] == []
 
 
@@ -106,7 +109,7 @@ def test_a_failing_install_is_reported_not_fatal(tmp_path: Path) -> None:
         timeout=60, check=False,
     )  # fmt: skip
     assert out.returncode == 0
-    assert "apt-get install chromium nghttp2-client failed" in out.stderr
+    assert "apt-get install chromium nghttp2-client prometheus failed" in out.stderr
 
 
 def test_make_test_and_ci_run_use_the_one_set_up() -> None:
