@@ -70,6 +70,12 @@ class ServingSettings(BaseModel):
     open_metrics: bool = False
     #: Under ``auth``, serve ``/openapi.json`` and ``/docs`` without a token.
     open_docs: bool = False
+    #: Also answer readiness on this path (Vertex AI's ``AIP_HEALTH_ROUTE``, which ``yard serve``
+    #: reads); ``/ping`` (SageMaker's) is always answered.
+    health_route: str | None = Field(default=None, pattern=r"^/[^\s?#]*$")
+    #: Also answer Vertex AI's ``{"instances": [...], "parameters": {...}}`` on this path with
+    #: ``{"predictions": [...]}``, for the server's one model or deployment (``AIP_PREDICT_ROUTE``).
+    predict_route: str | None = Field(default=None, pattern=r"^/[^\s?#]*$")
 
 
 DriftMethodName = Literal["psi", "js", "wasserstein", "ks", "chi2", "chi2_contingency"]

@@ -33,8 +33,15 @@ class Server:
     """A ``yard serve`` process; ``stop()`` sends SIGTERM and returns the exit code."""
 
     def __init__(
-        self, home: Path, *args: str, env: dict[str, str] | None = None, grpc: bool = False
+        self,
+        home: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        grpc: bool = False,
+        port_env: str | None = None,
     ) -> None:
+        """``port_env``: give the port in this environment variable (a platform's, such as
+        Vertex AI's ``AIP_HTTP_PORT``) instead of ``--port``."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         #: ``host:port`` of the gRPC front door (``grpc=True``), else ``None``.
@@ -45,9 +52,14 @@ class Server:
             args = (*args, "--grpc-port", str(grpc_port))
         self.log = home / f"server-{self.port}.log"
         self._log_file = self.log.open("w")
+        env = env or server_env(home)
+        if port_env is None:
+            args = (*args, "--port", str(self.port))
+        else:
+            env = {**env, port_env: str(self.port)}
         self.proc = subprocess.Popen(
-            [YARD, "serve", *args, "--port", str(self.port)],
-            env=env or server_env(home),
+            [YARD, "serve", *args],
+            env=env,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
         )

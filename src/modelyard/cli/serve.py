@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -64,10 +67,33 @@ def serve(
             if v is not None
         }
     )  # fmt: skip
+    serving = serving.model_copy(update=platform_settings(os.environ, port_given=port is not None))
     update: dict[str, object] = {"serving": serving}
     if log_predictions:
         update["monitoring"] = settings.monitoring.model_copy(update={"log": True})
     run(settings.model_copy(update=update), list(refs or []), list(deployment))
+
+
+def platform_settings(env: Mapping[str, str], *, port_given: bool) -> dict[str, Any]:
+    """Vertex AI's container contract: ``AIP_HTTP_PORT`` (unless ``--port`` was given),
+    ``AIP_HEALTH_ROUTE`` and ``AIP_PREDICT_ROUTE``, as serving settings."""
+    from modelyard.errors import ConfigError
+
+    update: dict[str, Any] = {}
+    port = env.get("AIP_HTTP_PORT")
+    if port and not port_given:
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"AIP_HTTP_PORT is {port!r}; set it to a port number (1-65535).")
+        update["port"] = int(port)
+    for var, key in (("AIP_HEALTH_ROUTE", "health_route"), ("AIP_PREDICT_ROUTE", "predict_route")):
+        route = env.get(var)
+        if route:
+            if not re.fullmatch(r"/[^\s?#]*", route):
+                raise ConfigError(
+                    f"{var} is {route!r}; set it to a path that starts with '/' (no query)."
+                )
+            update[key] = route
+    return update
 
 
 @tokens_app.command("create")

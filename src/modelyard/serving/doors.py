@@ -204,6 +204,37 @@ def _key_text(value: Any) -> str | None:
     return str(item)
 
 
+def _csv_header(body: bytes, names: list[str], *, tensor: bool) -> dict[str, Any]:
+    """How to read a CSV body: with its header, or as rows in the signature's column order.
+
+    MLflow's clients send a header; SageMaker's (and most batch tools) send rows only. A first
+    line that names an input of the model is a header (for a one-tensor model: a line that is
+    not all numbers); any other line is a row, which must then have one value per input."""
+    import csv
+
+    first = body.split(b"\n", 1)[0].decode("utf-8", "replace").rstrip("\r")
+    fields = [f.strip() for f in next(csv.reader([first]), [])]
+    if tensor:
+        return {"header": None} if all(_is_number(f) for f in fields) else {}
+    if not set(fields).isdisjoint(names):
+        return {}
+    if len(fields) != len(names):
+        raise InvalidInputError(
+            f"The CSV body's first line is neither a header naming the inputs nor a row of "
+            f"{len(names)} values (one per input: {', '.join(names[:5])}"
+            f"{', ...' if len(names) > 5 else ''}); it has {len(fields)}."
+        )
+    return {"header": None, "names": names}
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return text == ""
+    return True
+
+
 def _outputs(served: ServedModel, requested: list[codecs.RequestOutput] | None) -> tuple[str, ...]:
     if not requested:
         return ("predict",)
@@ -234,8 +265,9 @@ def _mlflow_rows(served: ServedModel, content_type: str, body: bytes) -> Rows:
     if content_type == "text/csv":
         import pandas as pd
 
+        header = _csv_header(body, validator.names, tensor=validator.tensor)
         try:
-            frame = pd.read_csv(io.BytesIO(body))
+            frame = pd.read_csv(io.BytesIO(body), **header)
         except (ValueError, pd.errors.ParserError) as exc:
             raise InvalidInputError(f"The CSV body cannot be read: {exc}.") from None
         return validator.from_frame(frame)

@@ -50,6 +50,7 @@ from modelyard.serving._asgi import (
 from modelyard.serving._labels import decode_labels, labels_frame
 from modelyard.serving.doors import Door, MlflowDoor, V2Door
 from modelyard.serving.openapi import DOCS_HTML, openapi_document
+from modelyard.serving.platforms import VertexDoor
 from modelyard.serving.sink import NullSink, PredictionRecord, PredictionSink
 from modelyard.serving.tfserving import TfPath, TfServingDoor, metadata_body, status_body
 from modelyard.serving.tokens import permit
@@ -90,7 +91,7 @@ _SERVER_METADATA = {"name": "modelyard", "version": "0.1.0", "extensions": []}
 
 
 #: Routes whose failed requests go to the prediction log (with their status, without data).
-_LOGGED_ROUTES = frozenset({"v2_infer", "invocations", "tf_predict"})
+_LOGGED_ROUTES = frozenset({"v2_infer", "invocations", "tf_predict", "vertex_predict"})
 
 
 @dataclass(slots=True)
@@ -265,6 +266,15 @@ class ModelServer:
             call.route = "labels"
             expect(method, "POST")
             await self._labels(call)
+        elif path == self.settings.predict_route:
+            call.route = "vertex_predict"
+            expect(method, "POST")
+            name = self._only_model()
+            await self.authorize(headers, "predict", name)
+            call.model = self.label(name)
+            await self._vertex(call, name)
+        elif path == self.settings.health_route:
+            call.route = await self._plain(method, "/v2/health/ready", call)
         else:
             call.route = await self._plain(method, path, call)
 
@@ -463,6 +473,15 @@ class ModelServer:
         large = len(body) > _OFF_LOOP_BYTES
         door = await asyncio.to_thread(TfServingDoor, body) if large else TfServingDoor(body)
         await self._predict(call, name, version, door, large=large)
+
+    async def _vertex(self, call: Call, name: str) -> None:
+        """Vertex AI's predict route (``AIP_PREDICT_ROUTE``) for the server's one model."""
+        if not self.routed(name, None):
+            self.hub.get(name)
+        body = await self._body(call)
+        large = len(body) > _OFF_LOOP_BYTES
+        door = await asyncio.to_thread(VertexDoor, body) if large else VertexDoor(body)
+        await self._predict(call, name, None, door, large=large)
 
     def routed(self, name: str, version: str | None) -> bool:
         """Whether requests for ``name`` go through a deployment's routes."""
