@@ -14,6 +14,7 @@ from modelyard.cli import (
     db,
     gate,
     init,
+    k8s,
     labels,
     models,
     monitor,
@@ -44,6 +45,7 @@ app.command("run")(pipelines.run)
 app.command("batch-score")(batch.batch_score)
 app.command("gate")(gate.gate)
 app.command("init")(init.init)
+app.command("k8s")(k8s.k8s)
 
 
 @app.callback()

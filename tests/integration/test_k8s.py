@@ -1,0 +1,126 @@
+"""``yard k8s`` as a user runs it: manifests that pass the schemas, how to make the Secret, and a
+one-line error (nothing written) for each bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from sklearn.linear_model import LogisticRegression
+
+from modelyard.registry import Registry
+from modelyard.rollout import deploy
+from modelyard.settings import Settings
+from tests.integration._server import YARD
+from tests.unit.deploy._schemas import K8S_VERSIONS, validate_builtin, validate_custom
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A registry home with churn/1 (production) and deployment ``web``, which the CLI sees."""
+    for key in list(os.environ):
+        if key.startswith("MODELYARD_"):
+            monkeypatch.delenv(key)
+    home = tmp_path / "home"
+    monkeypatch.setenv("MODELYARD_HOME", str(home))
+    registry = Registry(Settings(home=home), identity="setup")
+    X = np.random.default_rng(1).normal(size=(30, 3))
+    registry.register(LogisticRegression().fit(X, (X[:, 0] > 0).astype(int)), name="churn", data=X)
+    registry.set_alias("churn/1", "production")
+    deploy(registry, "web", model_ref="churn@production")
+    registry.close()
+    yield home
+
+
+def in_process(*args: str) -> int | str | None:
+    """``yard ARGS`` in this process (its exit code): a CLI start costs seconds here."""
+    from modelyard.cli.main import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(list(args))
+    return exited.value.code
+
+
+def test_yard_k8s_writes_valid_manifests_and_says_how_to_make_the_secret(
+    home: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "manifests"
+    done = subprocess.run(
+        [YARD, "k8s", "churn@production", "-o", str(out), "--replicas", "2", "--kserve",
+         "--image", "ghcr.io/acme/churn:1", "--secret", "churn-db", "--namespace", "ml",
+         "--monitoring-label", "release=prometheus"],
+        env=os.environ, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    secret_line = (
+        "  kubectl create secret generic churn-db -n ml "
+        "--from-literal=database-url='postgresql+psycopg://USER:PASSWORD@HOST:5432/DB' "
+        "--from-literal=artifact-root='s3://BUCKET/PREFIX'"
+    )
+    assert secret_line in done.stdout.splitlines()
+    docs = [d for p in sorted(out.iterdir()) for d in yaml.safe_load_all(p.read_text())]
+    kinds = {d["kind"] for d in docs}
+    assert kinds == {"InferenceService", "PodDisruptionBudget", "ServiceMonitor", "PrometheusRule"}
+    for doc in docs:
+        if doc["kind"] == "PodDisruptionBudget":
+            validate_builtin(doc, K8S_VERSIONS[-1])
+        else:
+            validate_custom(doc)
+        assert doc["metadata"]["namespace"] == "ml"
+        if doc["kind"] in ("ServiceMonitor", "PrometheusRule"):
+            assert doc["metadata"]["labels"]["release"] == "prometheus"
+
+
+def test_a_deployment_in_process(home: Path, tmp_path: Path) -> None:
+    out = tmp_path / "web"
+    assert in_process("k8s", "--deployment", "web", "-o", str(out), "--image", "web:1") == 0
+    deployment = yaml.safe_load((out / "deployment.yaml").read_text())
+    assert deployment["metadata"]["name"] == "web"
+    validate_builtin(deployment, K8S_VERSIONS[0])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nope@production"], "error: No model named 'nope' is registered"),
+        (["--deployment", "nope"], "error: No deployment named 'nope'"),
+        (["churn@production", "--deployment", "web"], "error: Give a model reference"),
+        (["churn@production", "--replicas", "0"], "error: --replicas 0 is below 1"),
+        (["churn@production", "--image", "Churn:latest"], "error: Image 'Churn:latest' is not"),
+        (["churn@production", "--cpu-limit", "two"], "error: --cpu-limit 'two' is not a"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    out = tmp_path / "out"
+    assert in_process("k8s", *args, "-o", str(out)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(message), err
+    assert err.count("\n") == 1
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["home"]
+
+
+def test_a_folder_with_files_needs_force(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert in_process("k8s", "churn@production", "-o", str(out)) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"error: Output folder '{out}' is not empty; pass --force to replace it or choose "
+        "another -o.\n"
+    )
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    assert in_process("k8s", "churn@production", "-o", str(out), "--force") == 0
+    assert "notes.txt" not in {p.name for p in out.iterdir()}
+    assert "image churn:1" in capsys.readouterr().out  # the default: SLUG:VERSION
