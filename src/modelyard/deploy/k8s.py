@@ -180,6 +180,9 @@ def _probe(path: str, *, period_s: int, timeout_s: int, failures: int) -> Manife
 def _env(opts: K8sOptions) -> list[Manifest]:
     env: list[Manifest] = [
         {"name": "MODELYARD_HOME", "value": HOME_DIR},
+        # the tree kernel's numba functions cache their machine code; next to the installed
+        # source is read-only here, and numba raises at import when it finds nowhere to write
+        {"name": "NUMBA_CACHE_DIR", "value": f"{TMP_DIR}/numba"},
         # the server's drain must be the one termination_grace_s was computed from
         {"name": "MODELYARD_SERVING__GRACEFUL_TIMEOUT_S", "value": f"{opts.graceful_timeout_s:g}"},
     ]

@@ -251,7 +251,7 @@ def test_settings_come_from_the_named_secret(target: Target, tmp_path: Path) -> 
     assert {r["name"] for r in refs.values()} == {"churn-store"}
     # no credential is written as a literal value
     literal = {e["name"] for e in server["env"] if "value" in e}
-    assert literal == {"MODELYARD_HOME", "MODELYARD_SERVING__GRACEFUL_TIMEOUT_S"}
+    assert literal == {"MODELYARD_HOME", "NUMBA_CACHE_DIR", "MODELYARD_SERVING__GRACEFUL_TIMEOUT_S"}
     assert "kubectl create secret generic churn-store" in k8s.secret_command(opts)
 
 
