@@ -8,6 +8,7 @@ import concurrent.futures
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -451,3 +452,31 @@ def test_h2load_drives_the_grpc_door_without_a_failure(server: Server) -> None:
     traffic = next(line for line in done.stdout.splitlines() if line.startswith("traffic:"))
     data = int(re.search(r"\((\d+)\) data", traffic).group(1))  # type: ignore[union-attr]
     assert data == calls * (5 + answer.ByteSize()), traffic
+
+
+def test_sigterm_drains_grpc_and_http_at_once(served_home: ServedHome) -> None:
+    """At SIGTERM the gRPC door stops taking calls at once, while HTTP drains (uvicorn runs the
+    shutdown only after its drain; the two drains overlap, so a pod's grace counts one)."""
+    server = Server(served_home.home, "sleepy/1", "--trust-pickle", grpc=True)
+    server.wait_ready()
+    assert server.grpc is not None
+    body = {"inputs": [{"name": "x", "shape": [1], "datatype": "FP64", "data": [7.0]},
+                       {"name": "y", "shape": [1], "datatype": "FP64", "data": [3.0]}]}  # fmt: skip
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            slow = pool.submit(
+                httpx.post, f"{server.url}/v2/models/sleepy/infer", json=body, timeout=30
+            )
+            time.sleep(0.8)  # the request is in the model (3 s)
+            server.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            late = triton.InferenceServerClient(server.grpc)
+            with pytest.raises(InferenceServerException):
+                late.is_server_live(client_timeout=2)  # refused while HTTP still drains
+            late.close()
+            assert server.proc.poll() is None  # still draining the HTTP request
+            answer = slow.result()
+        assert answer.status_code == 200 and answer.json()["outputs"][0]["data"] == [7.0]
+        assert server.proc.wait(30) == 0
+    finally:
+        server.stop()

@@ -52,20 +52,18 @@ KSERVE_CONTAINER = "kserve-container"  # the name KServe's custom predictors use
 @dataclass(frozen=True)
 class Drain:
     """How a pod stops. Kubernetes runs ``preStop`` (a sleep, while the endpoints controller and
-    every kube-proxy drop the pod), then sends SIGTERM: uvicorn stops accepting, waits up to
-    ``graceful_timeout_s`` for HTTP requests in flight, and then the lifespan shutdown stops the
-    gRPC door, which waits up to ``graceful_timeout_s`` again for its calls (a gRPC client's open
-    connection keeps sending calls until then). The margin covers the last batches and log
-    flush; past ``termination_grace_s`` the kubelet sends SIGKILL."""
+    every kube-proxy drop the pod), then sends SIGTERM: uvicorn stops accepting and waits up to
+    ``graceful_timeout_s`` for HTTP requests in flight, while the gRPC door (started by the same
+    signal) refuses new calls and waits as long for its own. The margin covers the last batches
+    and log flush; past ``termination_grace_s`` the kubelet sends SIGKILL."""
 
     pre_stop_s: int
     graceful_timeout_s: float
-    grpc: bool = True
     margin_s: int = SHUTDOWN_MARGIN_S
 
     @property
     def drain_s(self) -> int:
-        return math.ceil(self.graceful_timeout_s) * (2 if self.grpc else 1)
+        return math.ceil(self.graceful_timeout_s)
 
     @property
     def termination_grace_s(self) -> int:

@@ -22,6 +22,8 @@ import contextlib
 import gc
 import itertools
 import logging
+import signal
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -142,6 +144,7 @@ class ModelServer:
         self._served_set = frozenset(self._served)
         self._openapi = codecs.encode_json(openapi_document(list(self._served)))
         self._grpc: GrpcEdge | None = None
+        self._grpc_drain: asyncio.Future[None] | None = None
 
     def next_id(self) -> str:
         # unique across processes (random prefix) and cheaper than uuid4 per request
@@ -194,11 +197,38 @@ class ModelServer:
         edge = GrpcEdge(self, self.settings.host, port)
         await edge.start()
         self._grpc = edge
+        self._drain_grpc_on_signal()
+
+    def _drain_grpc_on_signal(self) -> None:
+        """uvicorn drains HTTP on SIGTERM and runs the lifespan shutdown only after it; the
+        gRPC door starts its own drain at the same signal, so that both finish within one
+        grace period (``graceful_timeout_s``, which a pod's termination grace counts once).
+        The handler wraps uvicorn's, which restores its predecessor when it stops."""
+        if threading.current_thread() is not threading.main_thread():
+            return  # signals reach only the main thread's handlers (an embedded server)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous = signal.getsignal(sig)
+            if not callable(previous):
+                continue
+
+            def handler(signum: int, frame: Any, previous: Any = previous) -> None:
+                loop.call_soon_threadsafe(self._begin_grpc_drain)
+                previous(signum, frame)
+
+            signal.signal(sig, handler)
+
+    def _begin_grpc_drain(self) -> None:
+        if self._grpc is not None and self._grpc_drain is None:
+            # new calls are refused; calls in flight finish within the grace period
+            self._grpc_drain = asyncio.ensure_future(
+                self._grpc.stop(self.settings.graceful_timeout_s)
+            )
 
     async def _stop(self) -> None:
-        if self._grpc is not None:
-            # new calls are refused; calls in flight finish within the grace period
-            await self._grpc.stop(self.settings.graceful_timeout_s)
+        self._begin_grpc_drain()
+        if self._grpc_drain is not None:
+            await self._grpc_drain
         if self.monitor is not None:
             await self.monitor.stop()
         await self.hub.close()

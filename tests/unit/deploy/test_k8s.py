@@ -124,7 +124,7 @@ def test_custom_resources_pass_their_vendored_crd_schemas(
     ("kind", "path", "value"),
     [
         ("Deployment", ("spec", "template", "spec", "containers", 0, "imagePullPolicyy"), "x"),
-        ("Deployment", ("spec", "template", "spec", "terminationGracePeriodSeconds"), "70"),
+        ("Deployment", ("spec", "template", "spec", "terminationGracePeriodSeconds"), "40"),
         ("Service", ("spec", "ports", 0, "appProtocols"), "http"),
         ("HorizontalPodAutoscaler", ("spec", "minReplica"), 2),
     ],
@@ -178,9 +178,8 @@ def _pod(docs: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_drain_arithmetic() -> None:
-    assert k8s.Drain(pre_stop_s=5, graceful_timeout_s=30).termination_grace_s == 5 + 30 + 30 + 5
-    assert k8s.Drain(5, 30, grpc=False).termination_grace_s == 40
-    assert k8s.Drain(10, 2.5).termination_grace_s == 10 + 3 + 3 + 5  # whole seconds, rounded up
+    assert k8s.Drain(pre_stop_s=5, graceful_timeout_s=30).termination_grace_s == 5 + 30 + 5
+    assert k8s.Drain(10, 2.5).termination_grace_s == 10 + 3 + 5  # whole seconds, rounded up
     assert k8s.Drain(3, 0).termination_grace_s == 3 + k8s.SHUTDOWN_MARGIN_S
 
 
@@ -200,9 +199,8 @@ def test_the_pod_stops_after_the_servers_whole_drain(
     settings = Settings()
     assert settings.serving.graceful_timeout_s == graceful_s
     assert str(settings.home_dir).startswith("/tmp/")  # the writable emptyDir
-    # preStop, then HTTP's drain, then gRPC's (one after the other), then the margin
-    http_and_grpc = 2 * math.ceil(graceful_s)
-    assert pod["terminationGracePeriodSeconds"] == pre_stop + http_and_grpc + 5
+    # preStop, then HTTP's and gRPC's drains (at once, from the same SIGTERM), then the margin
+    assert pod["terminationGracePeriodSeconds"] == pre_stop + math.ceil(graceful_s) + 5
 
 
 @pytest.mark.parametrize("fixture", ["plain", "kserve"])
