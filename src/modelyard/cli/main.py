@@ -11,6 +11,7 @@ import typer
 
 from modelyard.cli import (
     batch,
+    build,
     db,
     gate,
     init,
@@ -44,6 +45,7 @@ app.command("run")(pipelines.run)
 app.command("batch-score")(batch.batch_score)
 app.command("gate")(gate.gate)
 app.command("init")(init.init)
+build.register(app)
 
 
 @app.callback()
