@@ -5,7 +5,7 @@ Given ``--wheel PATH``, that wheel (its version must be the one installed here, 
 read from the installed metadata). Otherwise one is built from the source checkout modelyard is
 installed from (an editable or ``pip install DIR`` install records it in ``direct_url.json``) with
 ``pip wheel --no-deps``, which builds it with the project's own backend (hatchling) in an isolated
-environment.
+environment; or, when modelyard was installed from a wheel file that is still there, that wheel.
 """
 
 from __future__ import annotations
@@ -32,7 +32,11 @@ def copy_wheel(wheel: Path | None, dest: Path) -> Path:
     """Put a modelyard wheel into the folder ``dest``; returns its path there."""
     installed = metadata.version("modelyard")
     if wheel is None:
-        return _build_wheel(_source_checkout(installed), dest, installed)
+        source = _installed_from(installed)
+        if source.suffix == ".whl":
+            wheel = source
+        else:
+            return _build_wheel(source, dest, installed)
     if not wheel.is_file() or wheel.suffix != ".whl":
         raise InvalidInputError(f"--wheel {str(wheel)!r} is not a wheel file (*.whl); {_HINT}.")
     parts = wheel.name.split("-")
@@ -47,21 +51,25 @@ def copy_wheel(wheel: Path | None, dest: Path) -> Path:
     return Path(shutil.copy2(wheel, dest / wheel.name))
 
 
-def _source_checkout(version: str) -> Path:
-    dist = metadata.distribution("modelyard")
-    raw = dist.read_text("direct_url.json")
-    url = urlparse(json.loads(raw).get("url", "")) if raw else None
-    if url is None or url.scheme != "file":
+def _installed_from(version: str) -> Path:
+    """The source checkout modelyard was installed from, or the wheel file when that is still
+    where it was installed from (``direct_url.json``, PEP 610)."""
+    raw = metadata.distribution("modelyard").read_text("direct_url.json")
+    record = json.loads(raw) if raw else {}
+    url = urlparse(record.get("url", ""))
+    path = Path(unquote(url.path)) if url.scheme == "file" else None
+    if path is not None and "dir_info" in record:
+        if (path / "pyproject.toml").is_file():
+            return path
         raise ConfigError(
-            f"modelyard {version} is installed from a wheel, not a source checkout, so yard "
-            f"build cannot make a wheel of it; {_HINT}."
+            f"modelyard's source checkout {path} (where it was installed from) is gone; {_HINT}."
         )
-    source = Path(unquote(url.path))
-    if not (source / "pyproject.toml").is_file():
-        raise ConfigError(
-            f"modelyard's source checkout {source} (where it was installed from) is gone; {_HINT}."
-        )
-    return source
+    if path is not None and path.suffix == ".whl" and path.is_file():
+        return path
+    raise ConfigError(
+        f"modelyard {version} was installed from a wheel that is no longer at hand, not from a "
+        f"source checkout, so yard build cannot make one; {_HINT}."
+    )
 
 
 def _build_wheel(source: Path, dest: Path, version: str) -> Path:
