@@ -5,14 +5,16 @@ of its WORKDIR with HOME and TMPDIR in a scratch folder (the emptyDir at /tmp), 
 gRPC; the shared-registry image does the same from MODELYARD_DATABASE_URL. Every bad input is one
 line and leaves nothing behind.
 
-Marked slow: 86 s here. The fixtures register the served models (the session's), build a wheel,
-write two contexts and make a 700 MB virtualenv (about 2 s from uv's cache): 38 s; the image's
-command starts four times (8 s for one that serves); ten bad inputs are ten ``yard`` processes.
+Marked slow: about 90 s here. The fixtures register the served models (the session's), build a
+wheel, write three contexts and make a 700 MB virtualenv (about 2 s from uv's cache): 35 s; the
+image's command starts five times (5-9 s for one that serves); the ten bad inputs are ten ``yard``
+processes.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -27,7 +29,8 @@ import pytest
 import tritonclient.grpc as triton
 
 from modelyard.deploy.bundle import verify_bundle
-from tests._dockerfile import final_stage
+from modelyard.rollout import deploy, start_candidate
+from tests._dockerfile import final_stage, hadolint
 from tests.integration._server import YARD, free_port, server_env
 from tests.integration.conftest import ServedHome
 
@@ -43,7 +46,12 @@ def home(served_home: ServedHome, tmp_path_factory: pytest.TempPathFactory) -> S
     """This module's copy of the served registry (a test moves an alias)."""
     dest = tmp_path_factory.mktemp("build") / "home"
     shutil.copytree(served_home.home, dest, ignore=shutil.ignore_patterns("*.log"))
-    return ServedHome(home=dest, X=served_home.X, mixed=served_home.mixed)
+    home = ServedHome(home=dest, X=served_home.X, mixed=served_home.mixed)
+    registry = home.registry()
+    deploy(registry, "hgb-api", model_ref="hgb/1")  # pinned: a test moves the alias
+    start_candidate(registry, "hgb-api", ref="hgb/2", mode="canary", weight=50)
+    registry.close()
+    return home
 
 
 def yard(home: ServedHome, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -55,16 +63,25 @@ def yard(home: ServedHome, *args: str, cwd: Path | None = None) -> subprocess.Co
 
 @pytest.fixture(scope="module")
 def contexts(home: ServedHome, modelyard_wheel: Path) -> dict[str, Path]:
-    """Two contexts for hgb@production: ``baked`` (--bake) and ``shared`` (reads the registry)."""
+    """Contexts for hgb@production, ``baked`` (--bake) and ``shared`` (reads the registry), and
+    ``deployment``: deployment hgb-api baked (hgb/1 stable, hgb/2 a 50% canary)."""
     out = home.home.parent / "contexts"
     made = {}
-    for name, extra in (("baked", ["--bake"]), ("shared", [])):
-        done = yard(home, "build", "hgb@production", "-o", str(out / name),
-                    "--wheel", str(modelyard_wheel), *extra)  # fmt: skip
+    for name, args in (
+        ("baked", ["hgb@production", "--bake"]),
+        ("shared", ["hgb@production"]),
+        ("deployment", ["--deployment", "hgb-api", "--bake"]),
+    ):
+        done = yard(home, "build", *args, "-o", str(out / name), "--wheel", str(modelyard_wheel))
         assert done.returncode == 0, done.stderr
         assert f"wrote {out / name} for hgb/1" in done.stdout
         made[name] = out / name
     return made
+
+
+def test_every_dockerfile_passes_hadolint(contexts: dict[str, Path]) -> None:
+    for context in contexts.values():
+        assert hadolint(context / "Dockerfile") == []
 
 
 @pytest.fixture(scope="module")
@@ -218,11 +235,38 @@ def test_the_baked_image_serves_rest_and_grpc_from_its_verified_bundle(
     finally:
         code = container.stop()
     assert code == 0, container.log.read_text()  # drained on SIGTERM, then exit 0
-    assert "(5 files verified)" in container.log.read_text() or "files verified" in (
-        container.log.read_text()
+    assert re.match(
+        rf"yard container: serving hgb@production from the bundle at {container.workdir}/bundle "
+        rf"\(5 files verified\) on 0\.0\.0\.0:\d+, gRPC on \d+\n",
+        container.log.read_text(),
     )
     assert listing(container.workdir) == before  # nothing written beside the bundle
     assert (container.scratch / ".modelyard" / "container" / "modelyard.db").is_file()
+
+
+def test_a_baked_deployment_image_routes_between_its_versions(
+    home: ServedHome, contexts: dict[str, Path], venv: Path, tmp_path: Path
+) -> None:
+    stage = final_stage(contexts["deployment"] / "Dockerfile")
+    assert stage.env["MODELYARD_CONTAINER_DEPLOYMENT"] == "hgb-api"
+    container = start(contexts["deployment"], venv, tmp_path).wait_ready()
+    try:
+        X = home.X.iloc[:2].to_numpy()
+        columns = list(home.X.columns)
+        body = {
+            "inputs": [
+                {"name": c, "shape": [len(X)], "datatype": "FP64", "data": X[:, i].tolist()}
+                for i, c in enumerate(columns)
+            ]
+        }
+        seen = set()
+        for _ in range(40):  # a 50% canary: both versions answer (all but surely)
+            answer = httpx.post(f"{container.url}/v2/models/hgb-api/infer", json=body, timeout=10)
+            assert answer.status_code == 200, answer.text
+            seen.add(answer.json()["model_version"])
+    finally:
+        code = container.stop()
+    assert seen == {"1", "2"} and code == 0
 
 
 def test_the_registry_image_serves_what_the_registry_says_and_follows_alias_moves(
@@ -250,9 +294,9 @@ def test_the_registry_image_serves_what_the_registry_says_and_follows_alias_move
             time.sleep(0.2)
         assert seen == "2"
     finally:
+        code = container.stop()
         registry.set_alias("hgb/1", "production")
         registry.close()
-        code = container.stop()
     assert code == 0, container.log.read_text()
 
 

@@ -5,8 +5,6 @@ all."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -20,9 +18,7 @@ from modelyard.deploy.requirements import extras_for, requirement_pins
 from modelyard.errors import InvalidInputError, UntrustedTypeError
 from modelyard.registry import Registry
 from modelyard.settings import ServingSettings, Settings
-from tests._dockerfile import final_stage, instructions
-
-HADOLINT = str(Path(sys.executable).parent / "hadolint")
+from tests._dockerfile import final_stage, hadolint, instructions
 
 
 def version(
@@ -43,17 +39,6 @@ def version(
 def target(*versions: ModelVersion, deployment: str | None = None) -> Target:
     ref = None if deployment else "churn@production"
     return Target(name="churn", ref=ref, deployment=deployment, versions=versions)
-
-
-def hadolint(dockerfile: Path) -> list[dict[str, object]]:
-    """hadolint's findings at every level (style and info included), as JSON."""
-    done = subprocess.run(
-        [HADOLINT, "--format", "json", "--failure-threshold", "style", str(dockerfile)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    findings: list[dict[str, object]] = json.loads(done.stdout)
-    assert (done.returncode == 0) == (findings == []), done.stderr
-    return findings
 
 
 def pins_of(path: Path) -> dict[str, str]:
