@@ -105,6 +105,12 @@ def main() -> None:
     yard("models", "verify", "cancer/2")
     yard("runs", "list")
 
+    step("yard build: a container build context with cancer@production baked in, and hadolint")
+    yard("build", "cancer@production", "-o", str(HOME / "image"), "--bake")
+    hadolint = Path(sys.executable).parent / "hadolint"
+    subprocess.run([str(hadolint), str(HOME / "image" / "Dockerfile")], check=True)
+    print("hadolint: no finding")
+
     serve_demo(X_test)
     rollout_demo(X_train, y_train, X_test)
     monitoring_demo()

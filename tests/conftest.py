@@ -86,3 +86,11 @@ def blob_count(root: Path) -> int:
     """How many artifact blobs exist under an artifact root."""
     base = root / "sha256"
     return sum(1 for p in base.rglob("*") if p.is_file()) if base.exists() else 0
+
+
+@pytest.fixture(scope="session")
+def modelyard_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A wheel of this checkout, built once (about 5 s) for the tests of ``yard build``."""
+    from modelyard.deploy.wheel import copy_wheel
+
+    return copy_wheel(None, tmp_path_factory.mktemp("wheel"))

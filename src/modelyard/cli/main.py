@@ -11,6 +11,7 @@ import typer
 
 from modelyard.cli import (
     batch,
+    build,
     db,
     gate,
     init,
@@ -45,6 +46,7 @@ app.command("run")(pipelines.run)
 app.command("batch-score")(batch.batch_score)
 app.command("gate")(gate.gate)
 app.command("init")(init.init)
+build.register(app)
 app.command("k8s")(k8s.k8s)
 
 
