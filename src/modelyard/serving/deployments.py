@@ -93,8 +93,17 @@ class DeploymentSlot:
 class DeploymentRouter:
     """The deployments one server serves, their statistics and their controller."""
 
-    def __init__(self, registry: Registry, names: list[str], hub: ModelHub) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        names: list[str],
+        hub: ModelHub,
+        *,
+        on_route: Callable[[str, str, float, bool], None] | None = None,
+    ) -> None:
+        """``on_route(deployment, route, seconds, error)`` hears of every try on a route."""
         self.registry = registry
+        self.on_route = on_route
         self.names = names
         self.hub = hub
         self.slots: dict[str, DeploymentSlot] = {}
@@ -215,10 +224,13 @@ class DeploymentRouter:
                 outputs = [value_bin(float(v)) for v in predictions.ravel().tolist()]
             else:
                 outputs = [class_key(v) for v in predictions.ravel().tolist()]
+        seconds = time.perf_counter() - started
         self.stats.observe(
             d.name, d.revision, route,  # type: ignore[arg-type]
-            latency_ms=(time.perf_counter() - started) * 1000, error=error, outputs=outputs,
+            latency_ms=seconds * 1000, error=error, outputs=outputs,
         )  # fmt: skip
+        if self.on_route is not None:
+            self.on_route(d.name, route, seconds, error)
 
     # -- following changes ---------------------------------------------------------------------
 

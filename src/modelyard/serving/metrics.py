@@ -65,6 +65,16 @@ class ServingMetrics:
             "modelyard_route_requests", "Deployment requests answered, by route and version.",
             ["deployment", "route", "version"], registry=r,
         )  # fmt: skip
+        # What each route of a deployment saw, as the rollout controller judges it: every try
+        # (a candidate's failure retried on stable counts once on each route), shadow copies too.
+        self.route_latency = Histogram(
+            "modelyard_route_seconds", "Time a deployment's route took for a request (its model).",
+            ["deployment", "route"], buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.route_errors = Counter(
+            "modelyard_route_errors", "Requests that failed on a deployment's route.",
+            ["deployment", "route"], registry=r,
+        )  # fmt: skip
         self.loads = Counter(
             "modelyard_model_loads", "Model loads by result (ok or failed).",
             ["model", "version", "result"], registry=r,
@@ -110,6 +120,13 @@ class ServingMetrics:
             found = metric.labels(*labels)
             self._children[key] = found
         return found
+
+    def observe_route(self, deployment: str, route: str, seconds: float, error: bool) -> None:
+        """One try on a deployment's route; its error counter exists (at 0) from the first."""
+        self.child(self.route_latency, deployment, route).observe(seconds)
+        errors = self.child(self.route_errors, deployment, route)
+        if error:
+            errors.inc()
 
     def set_window(self, deployment: str, values: dict[str, float]) -> None:
         """Export one deployment's monitoring metrics (``window_metrics``'s keys)."""

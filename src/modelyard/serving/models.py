@@ -70,8 +70,9 @@ class ServedModel:
         #: metadata states, whatever the runtime computes in (the ONNX twin and the tree kernel
         #: give float32 probabilities, a native XGBoost model float32 too).
         self._output_types = _output_types(signature)
-        #: Prometheus label children by route, cached by the HTTP edge.
-        self.metric_children: dict[tuple[str, str], Any] = {}
+        #: Prometheus label children by route, protocol and the name called (a deployment's
+        #: or the model's), cached by the HTTP edge.
+        self.metric_children: dict[tuple[str, str, str], Any] = {}
         self._names = signature.column_names
         self.input_names = tuple(self._names)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"model-{self.name}")
@@ -213,6 +214,7 @@ class ModelHub:
         *,
         on_batch: Callable[[str, int, float], None] | None = None,
         on_load: Callable[[str, str, bool], None] | None = None,
+        on_route: Callable[[str, str, float, bool], None] | None = None,
         deployments: list[str] | None = None,
     ) -> None:
         names = [ref.name for ref in refs]
@@ -233,7 +235,7 @@ class ModelHub:
                 raise InvalidSpecError(
                     f"{clash[0]!r} is both a model and a deployment here; serve it once."
                 )
-            self.router = DeploymentRouter(registry, deployments, self)
+            self.router = DeploymentRouter(registry, deployments, self, on_route=on_route)
         self._on_batch = on_batch
         self._on_load = on_load
         self._watch: asyncio.Task[None] | None = None

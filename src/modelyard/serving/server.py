@@ -55,7 +55,8 @@ def build_app(
 
     hub = ModelHub(
         registry, [parse_ref(r) for r in refs], settings.serving,
-        on_batch=on_batch, on_load=on_load, deployments=deployments or [],
+        on_batch=on_batch, on_load=on_load, on_route=metrics.observe_route,
+        deployments=deployments or [],
     )  # fmt: skip
     tokens = TokenChecker(registry.db) if settings.serving.auth else None
     sink = _prediction_sink(settings, metrics) if settings.monitoring.log else None
