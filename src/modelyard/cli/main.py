@@ -17,6 +17,7 @@ from modelyard.cli import (
     labels,
     models,
     monitor,
+    observability,
     pipelines,
     rollout,
     runs,
@@ -44,6 +45,7 @@ app.command("run")(pipelines.run)
 app.command("batch-score")(batch.batch_score)
 app.command("gate")(gate.gate)
 app.command("init")(init.init)
+app.command("observability")(observability.observability)
 
 
 @app.callback()
