@@ -136,7 +136,7 @@ def _sections(t: AlertThresholds) -> list[tuple[str, list[Panel]]]:
                 "version the server could not swap to (it kept serving the one it had).",
                 [(f"sum by (model, version, result) (modelyard_model_loads_total{{{_MODEL}}})",
                   "{{model}}/{{version}} {{result}}")],
-                "short", width=_WIDTH, extra={"drawStyle": "bars"},
+                "short", width=_WIDTH, extra={"lineInterpolation": "stepAfter"},
             ),
         ]),
         ("Rollout: stable vs candidate", [

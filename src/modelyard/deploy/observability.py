@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import string
-import tempfile
+import uuid
 from importlib import resources
 from pathlib import Path
 
@@ -87,9 +87,11 @@ def write_bundle(
         RUNBOOK_FILE: _runbook(t),
     }
     parent = directory.absolute().parent
+    # a plain mkdir (not mkdtemp's 0700): the bundle gets the modes any new folder gets
+    staging = parent / f".{directory.name}-{uuid.uuid4().hex[:12]}.tmp"
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=parent))
+        staging.mkdir()
     except OSError as exc:
         raise InvalidInputError(f"Cannot write the bundle in {parent}: {exc.strerror}.") from None
     try:

@@ -308,3 +308,11 @@ def test_the_command_reports_bad_input_in_one_line(
     assert code == 1 and err.startswith("error: Threshold error_ratio=5 must be a share")
     assert err.count("\n") == 1
     assert not (tmp_path / "c").exists()
+
+
+def test_the_bundle_gets_the_modes_of_any_new_folder(tmp_path: Path) -> None:
+    files = write_bundle(tmp_path / "bundle")
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "f").write_text("")
+    assert (tmp_path / "bundle").stat().st_mode == (tmp_path / "plain").stat().st_mode
+    assert {f.stat().st_mode for f in files} == {(tmp_path / "plain" / "f").stat().st_mode}
