@@ -21,6 +21,7 @@ from modelyard import rollout
 from modelyard.deploy.observability import RULES_FILE, grafana_dashboard, write_bundle
 from modelyard.registry import Registry
 from tests._prometheus import Prometheus, find_tool
+from tests.integration._models import SlowModel
 from tests.integration._server import Server, server_env
 
 DEPLOYMENT = "churn-live"
@@ -49,10 +50,13 @@ class Seen:
     targets: dict[tuple[str, str], tuple[str, list[dict[str, Any]]]] = field(default_factory=dict)
     rules: list[dict[str, Any]] = field(default_factory=list)
     metrics: str = ""
+    #: The alerts firing once the deployment's new candidate failed to load.
+    load_alerts: list[dict[str, Any]] = field(default_factory=list)
 
 
 def make_home(home: Path) -> None:
-    """Two versions of a 4-column classifier; ``churn-live`` serves v1 and a 50% canary of v2."""
+    """Versions of a 4-column model; ``churn-live`` serves v1 and a 50% canary of v2. Version 3
+    is a pickle, which a server without ``--trust-pickle`` cannot load."""
     from sklearn.linear_model import LogisticRegression
 
     rng = np.random.default_rng(0)
@@ -64,6 +68,8 @@ def make_home(home: Path) -> None:
     try:
         registry.register(LogisticRegression().fit(X, y), name="churn", data=X)
         registry.register(LogisticRegression(C=0.05).fit(X, y), name="churn", data=X)
+        # a pickle: the server (no --trust-pickle) will fail to load it
+        registry.register(SlowModel(0.0), name="churn", data=X, trust_pickle=True)
         rollout.deploy(registry, DEPLOYMENT, model_ref="churn/1")
         rollout.start_candidate(registry, DEPLOYMENT, ref="churn/2", mode="canary", weight=50)
     finally:
@@ -173,10 +179,31 @@ def seen(tmp_path_factory: pytest.TempPathFactory) -> Seen:
                     if not empty or time.monotonic() > deadline:
                         break
                 out.rules = [r for g in prom.api("rules")["groups"] for r in g["rules"]]
+                out.load_alerts = fail_a_load(home, prom)
         finally:
             stop.set()
             load.join()
     return out
+
+
+def fail_a_load(home: Path, prom: Prometheus) -> list[dict[str, Any]]:
+    """Make the pickle the deployment's candidate; the alert on failed loads as it fires."""
+    registry = Registry(
+        database_url=f"sqlite:///{home / 'modelyard.db'}", artifact_root=str(home / "artifacts")
+    )
+    try:
+        rollout.abort(registry, DEPLOYMENT)
+        rollout.start_candidate(registry, DEPLOYMENT, ref="churn/3", mode="canary", weight=50)
+    finally:
+        registry.close()
+    deadline = time.monotonic() + 30
+    query = 'ALERTS{alertname="ModelyardModelLoadFailed",alertstate="firing"}'
+    while time.monotonic() < deadline:
+        firing = prom.api("query", query=query)["result"]
+        if firing:
+            return [s["metric"] for s in firing]
+        time.sleep(0.5)
+    return []
 
 
 def test_every_dashboard_query_returns_data_from_a_real_server(seen: Seen) -> None:
@@ -234,3 +261,13 @@ def test_the_prediction_log_backlog_queries_return_data(seen: Seen) -> None:
         )
     _, result = seen.targets[("Prediction-log backlog", "A")]
     assert result
+
+
+def test_a_version_the_server_cannot_load_fires_the_alert(seen: Seen) -> None:
+    """A deployment's candidate that fails to load (a pickle, no --trust-pickle) is counted as
+    a failed load, and the generated rule fires on it within seconds: a first failure makes a
+    new series at 1, which increase() alone would never see."""
+    assert len(seen.load_alerts) == 1, seen.load_alerts
+    alert = seen.load_alerts[0]
+    assert (alert["model"], alert["version"], alert["severity"]) == ("churn", "3", "warning")
+    assert alert["job"] == "modelyard"

@@ -312,6 +312,11 @@ class ModelHub:
             self._on_load(name, served.version, True)
         return served
 
+    def load_failed(self, name: str, version: str) -> None:
+        """Count a version that could not be loaded (the server keeps serving what it had)."""
+        if self._on_load is not None:
+            self._on_load(name, version, False)
+
     async def _follow(self) -> None:
         """Poll the followed aliases; swap in a moved alias's version."""
         interval = self.settings.poll_interval_s
@@ -340,8 +345,7 @@ class ModelHub:
                 "could not swap %s to version %s; still serving version %s: %s",
                 slot.ref, target.version, current.version, exc,
             )  # fmt: skip
-            if self._on_load is not None:
-                self._on_load(slot.ref.name, str(target.version), False)
+            self.load_failed(slot.ref.name, str(target.version))
             return
         slot.current = new
         slot.failed_version = None
