@@ -115,6 +115,7 @@ def main() -> None:
     rollout_demo(X_train, y_train, X_test)
     monitoring_demo()
     pipelines_demo()
+    observability_demo()
     print(f"\ndemo finished in {time.perf_counter() - started:.1f} s; state kept in {HOME}")
 
 
@@ -460,6 +461,20 @@ def pipelines_demo() -> None:
         print(scores.head(3).to_string(index=False))
     finally:
         os.chdir(HOME.parent)
+
+
+def observability_demo() -> None:
+    step("a Grafana dashboard and Prometheus alerts for these servers")
+    bundle = HOME / "observability"
+    yard("observability", "-o", str(bundle), "--p99-ms", "250")
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        print("(promtool not on PATH: 'make system' installs Debian's prometheus)")
+        return
+    for args in (["check", "rules", "modelyard-alerts.yaml"],
+                 ["test", "rules", "modelyard-alerts.test.yaml"]):  # fmt: skip
+        print(f"$ promtool {' '.join(args)}", flush=True)
+        subprocess.run([promtool, *args], cwd=bundle, check=True)
 
 
 def yard_status(*args: str) -> int:

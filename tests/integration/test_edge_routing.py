@@ -6,6 +6,7 @@ processes."""
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -186,6 +187,18 @@ def test_every_protocol_routes_records_and_falls_back(served_home, registry, tmp
         metrics = caller.http.get("/metrics").text
         for route in ("stable",) if mode == "shadow" else ("stable", "candidate"):
             assert f'modelyard_route_requests_total{{deployment="{name}",route="{route}"' in metrics
+        # every try on each route, the candidate's failures (negative x) counted against it
+        for route in ("stable", "candidate"):
+            tries = f'modelyard_route_seconds_count{{deployment="{name}",route="{route}"}}'
+            assert tries in metrics
+        failed = re.search(
+            rf'^modelyard_route_errors_total{{deployment="{name}",route="candidate"}} (\S+)$',
+            metrics, re.M,
+        )  # fmt: skip
+        assert failed is not None and float(failed.group(1)) > 0, metrics
+        # answers and failures of the deployment count under its name, not its models'
+        assert f'modelyard_requests_total{{model="{name}",' in metrics
+        assert 'modelyard_requests_total{model="echo",' not in metrics
     logged = pq.read_table(log_root / f"deployment={name}", columns=["deployment", "route"])
     assert set(logged.column("deployment").to_pylist()) == {name}
     expected = {"stable"} if mode == "shadow" else {"stable", "candidate"}

@@ -19,6 +19,7 @@ from modelyard.cli import (
     labels,
     models,
     monitor,
+    observability,
     pipelines,
     rollout,
     runs,
@@ -48,6 +49,7 @@ app.command("gate")(gate.gate)
 app.command("init")(init.init)
 build.register(app)
 app.command("k8s")(k8s.k8s)
+app.command("observability")(observability.observability)
 
 
 @app.callback()

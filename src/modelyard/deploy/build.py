@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
-import shutil
-import tempfile
 from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelyard.deploy import container
+from modelyard.deploy._folder import staged_folder
 from modelyard.deploy.bundle import BundleManifest, write_bundle
 from modelyard.deploy.requirements import (
     Pin,
@@ -95,10 +93,7 @@ def build_context(
     extras = extras_for(target)
     pins = tuple(requirement_pins(target, extras))
     base = base_image or default_base_image()
-    created = _make_parents(out.parent)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        os.chmod(tmp, 0o755)
+    with staged_folder(out) as tmp:
         built = copy_wheel(wheel, tmp / "wheels")
         manifest = write_bundle(registry, target, tmp / "bundle") if bake else None
         result = BuildResult(
@@ -106,12 +101,6 @@ def build_context(
             pins=pins, wheel=built.name, bundle=manifest,
         )  # fmt: skip
         _write_files(tmp, result, registry, extras)
-        _swap_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if created is not None:
-            shutil.rmtree(created, ignore_errors=True)
-        raise
     return result
 
 
@@ -210,32 +199,6 @@ def _check_out(out: Path, *, force: bool) -> None:
             f"-o {str(out)!r} is not a build context yard build wrote (no generated "
             "Dockerfile), so --force leaves it alone; remove it yourself or give another folder."
         )
-
-
-def _make_parents(parent: Path) -> Path | None:
-    """Create ``parent`` when missing; returns the topmost folder created (to undo), if any."""
-    missing = None
-    for folder in (parent, *parent.parents):
-        if folder.exists():
-            break
-        missing = folder
-    if missing is not None:
-        parent.mkdir(parents=True)
-    return missing
-
-
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    if not out.exists():
-        tmp.rename(out)
-        return
-    old = out.with_name(f".{out.name}.{tmp.name}.old")
-    out.rename(old)
-    try:
-        tmp.rename(out)
-    except BaseException:
-        old.rename(out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _image_tag(target: Target) -> str:

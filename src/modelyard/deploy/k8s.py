@@ -383,11 +383,6 @@ def inference_service(target: Target, opts: K8sOptions) -> Manifest:
     }
 
 
-def scrape_job(target: Target, opts: K8sOptions) -> str:
-    """The ``job`` label Prometheus gives the scraped series: the Service's name."""
-    return f"{target.slug}-predictor" if opts.kserve else target.slug
-
-
 def service_monitor(target: Target, opts: K8sOptions) -> Manifest:
     services = (
         {"serving.kserve.io/inferenceservice": target.slug, "component": "predictor"}
@@ -407,52 +402,15 @@ def service_monitor(target: Target, opts: K8sOptions) -> Manifest:
     }
 
 
-def default_rule_groups(
-    job: str, *, error_ratio: float = 0.05, p99_s: float = 0.5
-) -> list[Manifest]:
-    """Two alerts over this job's series: the share of requests answered 5xx, and p99 latency.
-
-    ``modelyard_requests`` is a Prometheus counter, exposed as ``modelyard_requests_total``;
-    ``status`` is HTTP's (gRPC answers carry the HTTP status of the same outcome)."""
-    scope = f'job="{job}"'
-    errors = (
-        f'sum by (model) (rate(modelyard_requests_total{{{scope},status=~"5.."}}[5m]))\n'
-        f"  / sum by (model) (rate(modelyard_requests_total{{{scope}}}[5m]))\n"
-        f"  > {error_ratio:g}"
-    )
-    latency = (
-        "histogram_quantile(0.99,\n"
-        f"  sum by (model, le) (rate(modelyard_request_seconds_bucket{{{scope}}}[5m])))\n"
-        f"  > {p99_s:g}"
-    )
-    return [{
-        "name": f"modelyard-{job}",
-        "rules": [
-            {"alert": "ModelyardHighErrorRatio", "expr": errors, "for": "5m",
-             "labels": {"severity": "critical"},
-             "annotations": {
-                 "summary": f"{job}: more than {error_ratio:.0%} of requests fail",
-                 "description": "{{ $value | humanizePercentage }} of {{ $labels.model }}'s "
-                                "requests were answered with a 5xx over 5 minutes.",
-             }},
-            {"alert": "ModelyardHighP99Latency", "expr": latency, "for": "10m",
-             "labels": {"severity": "warning"},
-             "annotations": {
-                 "summary": f"{job}: p99 latency above {p99_s:g} s",
-                 "description": "{{ $labels.model }}'s p99 request time is "
-                                "{{ $value | humanizeDuration }} over 5 minutes.",
-             }},
-        ],
-    }]  # fmt: skip
-
-
 def prometheus_rule(
     target: Target, opts: K8sOptions, groups: list[Manifest] | None = None
 ) -> Manifest:
-    """Prometheus Operator's PrometheusRule holding ``groups`` (default: ``default_rule_groups``
-    for this target's scrape job)."""
+    """Prometheus Operator's PrometheusRule holding ``groups`` (default: the alerts of
+    ``yard observability`` with their default thresholds; they are grouped by job)."""
     if groups is None:
-        groups = default_rule_groups(scrape_job(target, opts))
+        from modelyard.deploy.observability import rule_groups
+
+        groups = rule_groups()
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",

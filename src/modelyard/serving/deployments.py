@@ -93,8 +93,17 @@ class DeploymentSlot:
 class DeploymentRouter:
     """The deployments one server serves, their statistics and their controller."""
 
-    def __init__(self, registry: Registry, names: list[str], hub: ModelHub) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        names: list[str],
+        hub: ModelHub,
+        *,
+        on_route: Callable[[str, str, float, bool], None] | None = None,
+    ) -> None:
+        """``on_route(deployment, route, seconds, error)`` hears of every try on a route."""
         self.registry = registry
+        self.on_route = on_route
         self.names = names
         self.hub = hub
         self.slots: dict[str, DeploymentSlot] = {}
@@ -215,10 +224,13 @@ class DeploymentRouter:
                 outputs = [value_bin(float(v)) for v in predictions.ravel().tolist()]
             else:
                 outputs = [class_key(v) for v in predictions.ravel().tolist()]
+        seconds = time.perf_counter() - started
         self.stats.observe(
             d.name, d.revision, route,  # type: ignore[arg-type]
-            latency_ms=(time.perf_counter() - started) * 1000, error=error, outputs=outputs,
+            latency_ms=seconds * 1000, error=error, outputs=outputs,
         )  # fmt: skip
+        if self.on_route is not None:
+            self.on_route(d.name, route, seconds, error)
 
     # -- following changes ---------------------------------------------------------------------
 
@@ -265,15 +277,24 @@ class DeploymentRouter:
                     loaded[(served.name, served.version)] = served
         stable = loaded.get((d.stable_model, str(d.stable_version)))
         if stable is None:
-            stable = await self.hub.load(d.stable_ref)
+            stable = await self._load(d.stable_model, str(d.stable_version), d.stable_ref)
         candidate = None
         if d.active and d.candidate_ref is not None:
-            candidate = loaded.get((d.candidate_model or "", str(d.candidate_version)))
+            model, version = d.candidate_model or "", str(d.candidate_version)
+            candidate = loaded.get((model, version))
             if candidate is None:
-                candidate = await self.hub.load(d.candidate_ref)
+                candidate = await self._load(model, version, d.candidate_ref)
         if d.mode == "ab" and d.sticky_header:
             self.sticky_headers.add(d.sticky_header.lower().encode())
         return DeploymentSlot(d, stable, candidate)
+
+    async def _load(self, model: str, version: str, ref: str) -> ServedModel:
+        """``hub.load``; a version that fails is counted as a failed load (metrics, alerts)."""
+        try:
+            return await self.hub.load(ref)
+        except Exception:
+            self.hub.load_failed(model, version)
+            raise
 
     async def _control(self) -> None:
         """The controller, in the server: every replica tries, the lease lets one act."""

@@ -591,14 +591,17 @@ class ModelServer:
     def finish(self, answer: Answer, request_id: str, started: float, *, protocol: str) -> None:
         """Metrics and the prediction log of an answered prediction."""
         served = answer.served
-        key = (answer.door_route, protocol)
+        # A deployment's answers count under its name, as its failures do (``count``), so that
+        # a ratio of the two is one deployment's; the model's own histograms keep its name.
+        called = answer.deployment or served.name
+        key = (answer.door_route, protocol, called)
         children = served.metric_children.get(key)
         if children is None:
             m = self.metrics
             route = answer.door_route
             children = served.metric_children[key] = (
-                m.child(m.requests, served.name, served.version, route, "200", protocol),
-                m.child(m.latency, served.name, route, protocol),
+                m.child(m.requests, called, served.version, route, "200", protocol),
+                m.child(m.latency, called, route, protocol),
                 m.child(m.serialize, served.name),
                 m.child(m.queue_wait, served.name),
             )

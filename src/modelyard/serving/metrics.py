@@ -19,7 +19,8 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-_LATENCY_BUCKETS = (
+#: The bounds of every latency histogram, in seconds (alert thresholds must fall inside).
+LATENCY_BUCKETS = (
     0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
 )  # fmt: skip
 _ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -39,19 +40,19 @@ class ServingMetrics:
         )  # fmt: skip
         self.latency = Histogram(
             "modelyard_request_seconds", "Whole request time, receive to last byte sent.",
-            ["model", "route", "protocol"], buckets=_LATENCY_BUCKETS, registry=r,
+            ["model", "route", "protocol"], buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.queue_wait = Histogram(
             "modelyard_queue_wait_seconds", "Time a request waited for its batch to start.",
-            ["model"], buckets=_LATENCY_BUCKETS, registry=r,
+            ["model"], buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.compute = Histogram(
             "modelyard_model_compute_seconds", "Model time per batch.",
-            ["model"], buckets=_LATENCY_BUCKETS, registry=r,
+            ["model"], buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.serialize = Histogram(
             "modelyard_serialize_seconds", "Time to encode an answer.",
-            ["model"], buckets=_LATENCY_BUCKETS, registry=r,
+            ["model"], buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.batch_rows = Histogram(
             "modelyard_batch_rows", "Rows per model call.", ["model"], buckets=_ROW_BUCKETS,
@@ -64,6 +65,16 @@ class ServingMetrics:
         self.route_requests = Counter(
             "modelyard_route_requests", "Deployment requests answered, by route and version.",
             ["deployment", "route", "version"], registry=r,
+        )  # fmt: skip
+        # What each route of a deployment saw, as the rollout controller judges it: every try
+        # (a candidate's failure retried on stable counts once on each route), shadow copies too.
+        self.route_latency = Histogram(
+            "modelyard_route_seconds", "Time a deployment's route took for a request (its model).",
+            ["deployment", "route"], buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.route_errors = Counter(
+            "modelyard_route_errors", "Requests that failed on a deployment's route.",
+            ["deployment", "route"], registry=r,
         )  # fmt: skip
         self.loads = Counter(
             "modelyard_model_loads", "Model loads by result (ok or failed).",
@@ -110,6 +121,13 @@ class ServingMetrics:
             found = metric.labels(*labels)
             self._children[key] = found
         return found
+
+    def observe_route(self, deployment: str, route: str, seconds: float, error: bool) -> None:
+        """One try on a deployment's route; its error counter exists (at 0) from the first."""
+        self.child(self.route_latency, deployment, route).observe(seconds)
+        errors = self.child(self.route_errors, deployment, route)
+        if error:
+            errors.inc()
 
     def set_window(self, deployment: str, values: dict[str, float]) -> None:
         """Export one deployment's monitoring metrics (``window_metrics``'s keys)."""

@@ -70,8 +70,9 @@ class ServedModel:
         #: metadata states, whatever the runtime computes in (the ONNX twin and the tree kernel
         #: give float32 probabilities, a native XGBoost model float32 too).
         self._output_types = _output_types(signature)
-        #: Prometheus label children by route, cached by the HTTP edge.
-        self.metric_children: dict[tuple[str, str], Any] = {}
+        #: Prometheus label children by route, protocol and the name called (a deployment's
+        #: or the model's), cached by the HTTP edge.
+        self.metric_children: dict[tuple[str, str, str], Any] = {}
         self._names = signature.column_names
         self.input_names = tuple(self._names)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"model-{self.name}")
@@ -213,6 +214,7 @@ class ModelHub:
         *,
         on_batch: Callable[[str, int, float], None] | None = None,
         on_load: Callable[[str, str, bool], None] | None = None,
+        on_route: Callable[[str, str, float, bool], None] | None = None,
         deployments: list[str] | None = None,
     ) -> None:
         names = [ref.name for ref in refs]
@@ -233,7 +235,7 @@ class ModelHub:
                 raise InvalidSpecError(
                     f"{clash[0]!r} is both a model and a deployment here; serve it once."
                 )
-            self.router = DeploymentRouter(registry, deployments, self)
+            self.router = DeploymentRouter(registry, deployments, self, on_route=on_route)
         self._on_batch = on_batch
         self._on_load = on_load
         self._watch: asyncio.Task[None] | None = None
@@ -310,6 +312,11 @@ class ModelHub:
             self._on_load(name, served.version, True)
         return served
 
+    def load_failed(self, name: str, version: str) -> None:
+        """Count a version that could not be loaded (the server keeps serving what it had)."""
+        if self._on_load is not None:
+            self._on_load(name, version, False)
+
     async def _follow(self) -> None:
         """Poll the followed aliases; swap in a moved alias's version."""
         interval = self.settings.poll_interval_s
@@ -338,8 +345,7 @@ class ModelHub:
                 "could not swap %s to version %s; still serving version %s: %s",
                 slot.ref, target.version, current.version, exc,
             )  # fmt: skip
-            if self._on_load is not None:
-                self._on_load(slot.ref.name, str(target.version), False)
+            self.load_failed(slot.ref.name, str(target.version))
             return
         slot.current = new
         slot.failed_version = None

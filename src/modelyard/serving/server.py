@@ -49,13 +49,25 @@ def build_app(
         slot = hub.slots.get(model)
         if slot is not None and slot.current is not None:
             metrics.child(metrics.queue_depth, model).set(slot.current.batcher.depth)
+        elif hub.router is not None:
+            # a deployment's model: the fullest queue of that name (a stable and a candidate
+            # version may share it; each queue has its own max_queue)
+            depths = [
+                served.batcher.depth
+                for route in hub.router.slots.values()
+                for served in (route.stable, route.candidate)
+                if served is not None and served.name == model
+            ]
+            if depths:
+                metrics.child(metrics.queue_depth, model).set(max(depths))
 
     def on_load(model: str, version: str, ok: bool) -> None:
         metrics.child(metrics.loads, model, version, "ok" if ok else "failed").inc()
 
     hub = ModelHub(
         registry, [parse_ref(r) for r in refs], settings.serving,
-        on_batch=on_batch, on_load=on_load, deployments=deployments or [],
+        on_batch=on_batch, on_load=on_load, on_route=metrics.observe_route,
+        deployments=deployments or [],
     )  # fmt: skip
     tokens = TokenChecker(registry.db) if settings.serving.auth else None
     sink = _prediction_sink(settings, metrics) if settings.monitoring.log else None

@@ -21,6 +21,7 @@ from sklearn.linear_model import LogisticRegression
 
 from modelyard.deploy import Target, k8s, resolve_target
 from modelyard.deploy._k8s_checks import check_image
+from modelyard.deploy.observability import rule_groups
 from modelyard.errors import (
     AlreadyExistsError,
     DeploymentNotFoundError,
@@ -313,7 +314,7 @@ def test_kserve_custom_predictor(kserve: dict[str, Any]) -> None:
     assert kserve["ServiceMonitor"]["spec"]["selector"]["matchLabels"] == kserve_labels
     assert kserve["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"] == kserve_labels
     expr = kserve["PrometheusRule"]["spec"]["groups"][0]["rules"][0]["expr"]
-    assert 'job="churn-model-predictor"' in expr  # KServe's Service name
+    assert "by (namespace, job, model)" in expr  # one alert per scraped Service and model
 
 
 def test_a_deployment_target_is_named_after_the_deployment(
@@ -349,14 +350,19 @@ def test_the_rule_groups_can_be_given(target: Target) -> None:
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (make system)")
-def test_the_default_rules_pass_promtool(tmp_path: Path) -> None:
+def test_the_default_rules_are_yard_observabilitys_and_pass_promtool(
+    target: Target, tmp_path: Path
+) -> None:
+    rule = k8s.prometheus_rule(target, k8s.K8sOptions(image=IMAGE))
+    assert rule["spec"]["groups"] == rule_groups()
     rules = tmp_path / "rules.yaml"
-    rules.write_text(yaml.safe_dump({"groups": k8s.default_rule_groups("churn")}))
+    rules.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
     done = subprocess.run(
         ["promtool", "check", "rules", str(rules)], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 2 rules found" in done.stdout
+    alerts = sum(len(g["rules"]) for g in rule_groups())
+    assert f"SUCCESS: {alerts} rules found" in done.stdout
 
 
 # -- bad input --------------------------------------------------------------------------------
