@@ -110,6 +110,10 @@ def main() -> None:
     hadolint = Path(sys.executable).parent / "hadolint"
     subprocess.run([str(hadolint), str(HOME / "image" / "Dockerfile")], check=True)
     print("hadolint: no finding")
+    step("yard k8s: Kubernetes manifests for that image, and a KServe InferenceService")
+    image = "registry.example.com/cancer:2"
+    yard("k8s", "cancer@production", "-o", str(HOME / "k8s"), "--image", image, "--replicas", "2")
+    yard("k8s", "cancer@production", "-o", str(HOME / "kserve"), "--image", image, "--kserve")
 
     serve_demo(X_test)
     rollout_demo(X_train, y_train, X_test)
@@ -248,6 +252,10 @@ def serve_demo(X_test: object) -> None:
         r = httpx.post(f"{url}/v1/models/cancer:predict",
                        json={"instances": rows.to_dict(orient="records")})  # fmt: skip
         print(f"TF Serving: POST /v1/models/cancer:predict -> {r.status_code} {r.text}")
+        r = httpx.post(f"{url}/invocations", content=rows.to_csv(index=False, header=False),
+                       headers={"content-type": "text/csv"})  # fmt: skip
+        print(f"SageMaker: GET /ping -> {httpx.get(f'{url}/ping').status_code}, POST "
+              f"/invocations (CSV rows, no header) -> {r.status_code} {r.text}")  # fmt: skip
         grpc_demo(f"127.0.0.1:{grpc_port}", rows)
         bad = httpx.post(f"{url}/v2/models/cancer/infer", json={"inputs": body["inputs"][1:]})
         print(f"a request without 'mean radius' -> {bad.status_code} {bad.text}")

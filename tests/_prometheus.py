@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.integration._server import free_port
+from tests.integration._server import free_port, wait_ok
 
 
 def find_tool(name: str) -> str:
@@ -65,18 +64,10 @@ class Prometheus:
         )  # fmt: skip
 
     def wait_ready(self, timeout_s: float = 60) -> Prometheus:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited: {self.log.read_text()}")
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"prometheus not ready in {timeout_s} s: {self.log.read_text()}")
+        if not wait_ok(f"{self.url}/-/ready", self.proc, self.log, timeout_s):
+            self.stop()
+            raise RuntimeError(f"prometheus not ready in {timeout_s} s: {self.log.read_text()}")
+        return self
 
     def api(self, path: str, **params: Any) -> Any:
         """``/api/v1/<path>``'s ``data``; a failed query raises with Prometheus' error."""

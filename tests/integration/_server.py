@@ -29,6 +29,22 @@ def server_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def wait_ok(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float) -> bool:
+    """Poll ``url`` until it answers 200 (``True``) or ``timeout_s`` passes (``False``); a
+    process that exits first raises with its log."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited {proc.returncode}: {log.read_text()}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
 class Server:
     """A ``yard serve`` process; ``stop()`` sends SIGTERM and returns the exit code."""
 
@@ -67,18 +83,10 @@ class Server:
     def wait_ready(self, timeout_s: float = 120) -> Server:
         """Wait until the server answers ready; a server that never does is stopped (not left
         running to load the machine) and its log is shown."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited {self.proc.returncode}: {self.log.read_text()}")
-            try:
-                if httpx.get(f"{self.url}/v2/health/ready", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"server not ready in {timeout_s} s: {self.log.read_text()}")
+        if not wait_ok(f"{self.url}/v2/health/ready", self.proc, self.log, timeout_s):
+            self.stop()
+            raise RuntimeError(f"server not ready in {timeout_s} s: {self.log.read_text()}")
+        return self
 
     def stop(self, timeout_s: float = 30) -> int:
         if self.proc.poll() is None:

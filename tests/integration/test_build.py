@@ -31,7 +31,7 @@ import tritonclient.grpc as triton
 from modelyard.deploy.bundle import verify_bundle
 from modelyard.rollout import deploy, start_candidate
 from tests._dockerfile import final_stage, hadolint
-from tests.integration._server import YARD, free_port, server_env
+from tests.integration._server import YARD, free_port, server_env, wait_ok
 from tests.integration.conftest import ServedHome
 
 pytestmark = pytest.mark.slow
@@ -121,20 +121,16 @@ class Container:
     log_file: IO[bytes]
 
     def wait_ready(self, timeout_s: float = 120) -> Container:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self.log_file.close()
-                raise AssertionError(f"exited {self.proc.returncode}: {self.log.read_text()}")
-            try:
-                if httpx.get(f"{self.url}/v2/health/ready", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        self.proc.kill()
-        self.exit_code(10)
-        raise AssertionError(f"not ready in {timeout_s} s: {self.log.read_text()}")
+        try:
+            ready = wait_ok(f"{self.url}/v2/health/ready", self.proc, self.log, timeout_s)
+        except RuntimeError as exc:
+            self.log_file.close()
+            raise AssertionError(str(exc)) from None
+        if not ready:
+            self.proc.kill()
+            self.exit_code(10)
+            raise AssertionError(f"not ready in {timeout_s} s: {self.log.read_text()}")
+        return self
 
     def stop(self) -> int:
         """SIGTERM, as Kubernetes and ``docker stop`` send it; the exit code."""
