@@ -5,6 +5,7 @@ for typed ``contents`` (which tritonclient's own helpers never send)."""
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import os
 import re
 import shutil
@@ -403,7 +404,12 @@ def test_every_worker_answers_grpc(served_home: ServedHome) -> None:
     with Server(served_home.home, "lin/1", "--workers", "2", grpc=True) as server:
         assert server.grpc is not None
         workers: set[str] = set()
-        for i in range(200):  # a new connection each time: the kernel spreads them
+        # a new connection each time: the kernel spreads them over the workers that listen
+        # (the second may still be loading its models on a busy machine: up to a minute)
+        deadline = time.monotonic() + 60
+        for i in itertools.count():
+            if len(workers) == 2 or time.monotonic() > deadline:
+                break
             with grpc.insecure_channel(server.grpc) as channel:
                 stub = pb_grpc.GRPCInferenceServiceStub(channel)
                 request = pb.ModelInferRequest(model_name="lin")
@@ -413,8 +419,6 @@ def test_every_worker_answers_grpc(served_home: ServedHome) -> None:
                 response, call = stub.ModelInfer.with_call(request, timeout=30)
             assert response.outputs[0].contents.fp64_contents[0] == pytest.approx(i)
             workers.add(dict(call.trailing_metadata())["x-request-id"][:16])
-            if len(workers) == 2:
-                break
         assert len(workers) == 2
 
 
