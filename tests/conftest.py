@@ -15,6 +15,7 @@ import pytest
 
 from modelyard.registry import Registry
 from modelyard.settings import Settings
+from tests._s3 import S3Server
 
 POSTGRES_URL = os.environ.get("MODELYARD_TEST_POSTGRES_URL")
 SKIP_POSTGRES = pytest.mark.skipif(
@@ -94,3 +95,25 @@ def modelyard_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from modelyard.deploy.wheel import copy_wheel
 
     return copy_wheel(None, tmp_path_factory.mktemp("wheel"))
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto's S3 server on a loopback port for the whole session (tests/_s3.py)."""
+    server = S3Server()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
+    """The S3 server, up (a test may have stopped it), with this process's S3 clients pointed at
+    it; ``s3.bucket()`` makes a fresh bucket."""
+    if not s3_server.running:
+        s3_server.start()
+    for key, value in s3_server.env.items():
+        monkeypatch.setenv(key, value)
+    yield s3_server
+    if not s3_server.running:
+        s3_server.start()
