@@ -146,8 +146,18 @@ class MonitoringSettings(BaseModel):
 
     #: Log every prediction the server makes (``yard serve --log-predictions``).
     log: bool = False
-    #: A folder for the Parquet files; default ``<home>/predictions``.
+    #: A folder or an fsspec URL (``s3://bucket/prefix``) for the Parquet files; default
+    #: ``<home>/predictions``.
     log_root: str | None = None
+    #: Where a log bound for an object store waits on local disk; default ``<home>/spool``.
+    spool_dir: str | None = None
+    #: How often spooled rows are uploaded, as one object per deployment and hour.
+    upload_interval_s: float = Field(default=10.0, gt=0)
+    #: The first wait after a failed upload, doubling up to ``upload_backoff_max_s``.
+    upload_backoff_s: float = Field(default=0.5, gt=0)
+    upload_backoff_max_s: float = Field(default=30.0, gt=0)
+    #: At shutdown, how long to keep uploading; what is left stays spooled for the next start.
+    upload_drain_s: float = Field(default=10.0, ge=0)
     #: Records held in memory before new ones are dropped (and counted).
     queue_size: int = Field(default=100_000, ge=1)
     #: How often queued records are written.
@@ -223,6 +233,12 @@ class Settings(BaseSettings):
         if self.monitoring.log_root:
             return self.monitoring.log_root
         return str(self.home_dir / "predictions")
+
+    @property
+    def resolved_spool_dir(self) -> Path:
+        if self.monitoring.spool_dir:
+            return Path(self.monitoring.spool_dir).expanduser()
+        return self.home_dir / "spool"
 
     def with_overrides(self, **values: Any) -> Settings:
         """A copy with the given fields replaced (``None`` values are ignored)."""

@@ -27,10 +27,13 @@ def ingest(
 ) -> None:
     """Store labels for NAME's logged predictions (the latest label of a request wins)."""
     from modelyard.monitoring.labels import ingest_labels
+    from modelyard.monitoring.mirror import publish, readable_root
     from modelyard.settings import Settings
 
+    settings = Settings()
     with _steps(enabled=not json) as on_step:
-        result = ingest_labels(Settings().resolved_log_root, name, file, on_step=on_step)
+        result = ingest_labels(readable_root(settings, name), name, file, on_step=on_step)
+        publish(settings, result.path)
     if json:
         print_json(result)
         return
@@ -52,6 +55,7 @@ def performance(
 
     from modelyard.cli._registry import open_registry
     from modelyard.core.durations import parse_duration
+    from modelyard.monitoring.mirror import readable_root
     from modelyard.monitoring.performance import compute_performance
     from modelyard.settings import Settings
 
@@ -59,7 +63,7 @@ def performance(
     registry = open_registry()
     try:
         result = compute_performance(
-            Settings().resolved_log_root, name, since=since, registry=registry
+            readable_root(Settings(), name), name, since=since, registry=registry
         )
     finally:
         registry.close()

@@ -31,10 +31,12 @@ def log(
 ) -> None:
     """The latest logged predictions of NAME ('yard serve --log-predictions')."""
     from modelyard.core.durations import parse_duration
+    from modelyard.monitoring.mirror import readable_root
     from modelyard.monitoring.query import read_log
 
     window = timedelta(seconds=parse_duration(since))
-    rows = read_log(load_settings().resolved_log_root, name, since=window, limit=limit).to_pylist()
+    root = readable_root(load_settings(), name)
+    rows = read_log(root, name, since=window, limit=limit).to_pylist()
     if json:
         print_json(rows)
         return
@@ -95,13 +97,14 @@ def drift(
     """Drift of NAME's inputs and outputs in a window of its prediction log."""
     from modelyard.cli._registry import open_registry
     from modelyard.core.durations import parse_duration
+    from modelyard.monitoring.mirror import readable_root
     from modelyard.monitoring.service import DriftOptions, deployment_drift
 
     settings = load_settings()
     span = timedelta(seconds=parse_duration(window))
     with _progress("Scanning") as advance:
         result = deployment_drift(
-            open_registry(), settings.resolved_log_root, name, window=span, last=last,
+            open_registry(), readable_root(settings, name), name, window=span, last=last,
             reference=reference, current=current,
             options=DriftOptions.from_settings(settings), progress=advance,
         )  # fmt: skip
@@ -123,6 +126,7 @@ def report(
     """Write one self-contained HTML report: drift, histograms, traffic and performance."""
     from modelyard.cli._registry import open_registry
     from modelyard.core.durations import parse_duration
+    from modelyard.monitoring.mirror import readable_root
     from modelyard.monitoring.report import write_report
     from modelyard.monitoring.service import DriftOptions, build_report
 
@@ -130,7 +134,8 @@ def report(
     span = timedelta(seconds=parse_duration(window))
     with _progress("Scanning") as advance:
         data = build_report(
-            open_registry(), settings.resolved_log_root, name, window=span, reference=reference,
+            open_registry(), readable_root(settings, name), name, window=span,
+            reference=reference,
             options=DriftOptions.from_settings(settings), progress=advance,
         )  # fmt: skip
     path = write_report(data, output)

@@ -34,6 +34,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
@@ -414,7 +415,9 @@ def _outcome(
 class _WindowMetrics:
     """``window_metrics`` of the prediction log, one call per (deployment, window) and round."""
 
-    def __init__(self, registry: Registry, root: str, options: DriftOptions | None) -> None:
+    def __init__(
+        self, registry: Registry, root: str | Callable[[str], str], options: DriftOptions | None
+    ) -> None:
         self.registry = registry
         self.root = root
         self.options = options
@@ -437,8 +440,9 @@ class _WindowMetrics:
         from modelyard.monitoring.service import window_metrics
 
         try:
+            root = self.root if isinstance(self.root, str) else self.root(rule.deployment)
             return window_metrics(
-                self.registry, self.root, rule.deployment, window=rule.span, now=now,
+                self.registry, root, rule.deployment, window=rule.span, now=now,
                 options=self.options,
             )  # fmt: skip
         except PredictionLogEmptyError:
@@ -448,9 +452,10 @@ class _WindowMetrics:
 
 
 def metric_source(
-    registry: Registry, root: str, *, options: DriftOptions | None = None
+    registry: Registry, root: str | Callable[[str], str], *, options: DriftOptions | None = None
 ) -> MetricSource:
-    """Rule values from the prediction log under ``root`` (``window_metrics``, drift judged with
+    """Rule values from the prediction log under ``root``, or under ``root(deployment)`` (a
+    mirror of a log on an object store), (``window_metrics``, drift judged with
     ``options``); a metric the window lacks, or a deployment without a log, is no data. Make one
     per round: it keeps one ``window_metrics`` call per (deployment, window) and ``now``."""
     return _WindowMetrics(registry, root, options)
@@ -466,6 +471,7 @@ def check_alerts(
     """One round of every configured rule against the prediction log (``yard monitor check``
     and the server's periodic task); an invalid rule raises ``ConfigError`` before anything is
     read or written."""
+    from modelyard.monitoring.mirror import readable_root
     from modelyard.monitoring.service import DriftOptions
 
     alerts = settings.monitoring.alerts
@@ -477,7 +483,7 @@ def check_alerts(
     return evaluate(
         registry.db,
         rules,
-        metric_source(registry, settings.resolved_log_root, options=options),
+        metric_source(registry, partial(readable_root, settings), options=options),
         now=now,
         notifier=notifier or webhooks,
         claim_s=webhooks.budget_s * max(len({*r.webhooks, *alerts.webhooks}) for r in rules) + 1.0,

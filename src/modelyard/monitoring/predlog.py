@@ -3,6 +3,11 @@ thread that turns it into Parquet files partitioned by deployment and hour.
 
 Layout: ``<root>/deployment=<name>/hour=<YYYY-MM-DDTHH>/<timestamp>-<uuid>.parquet``. Each file is
 written under a hidden temporary name in its folder and renamed, so readers never see half a file.
+
+A root on an object store (``s3://bucket/prefix``, any fsspec URL) is written through a local
+spool (``_spool.Spool``): parts land on local disk first and a thread uploads them, retrying while
+the store is down, so a prediction the server answered is on disk within ``flush_interval_s``
+whatever the store does.
 """
 
 from __future__ import annotations
@@ -19,6 +24,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+
+from modelyard.monitoring._spool import Spool, UploadOptions
+
+__all__ = [
+    "ParquetSink",
+    "UploadOptions",
+    "is_remote",
+    "open_sink",
+    "records_table",
+    "root_slug",
+    "write_parquet",
+]
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -74,8 +91,12 @@ class ParquetSink:
         drop_columns: Iterable[str] = (),
         hash_columns: Iterable[str] = (),
         on_drop: Callable[[int], None] | None = None,
+        spool: Spool | None = None,
     ) -> None:
+        """``spool``: where parts go on their way to an object store (``open_sink`` makes it
+        for a remote root); without one they are written under ``root`` directly."""
         self.root = Path(root)
+        self.spool = spool
         self.queue_size = queue_size
         self.flush_interval_s = flush_interval_s
         self.drop_columns = frozenset(drop_columns)
@@ -111,6 +132,8 @@ class ParquetSink:
         self._closed = True
         self._stop.set()
         self._thread.join()
+        if self.spool is not None:
+            self.spool.close()
 
     # -- the writer thread -------------------------------------------------------------------
 
@@ -143,7 +166,42 @@ class ParquetSink:
                 self._lost(len(records))
 
     def _write(self, table: pa.Table, deployment: str, hour: str) -> None:
-        write_parquet(table, self.root / f"deployment={deployment}" / f"hour={hour}")
+        if self.spool is None:
+            write_parquet(table, self.root / f"deployment={deployment}" / f"hour={hour}")
+            return
+        write_parquet(table, self.spool.part_folder(deployment, hour))
+        self.spool.added(table.num_rows)
+
+
+def is_remote(root: str | Path) -> bool:
+    """Whether ``root`` is an fsspec URL of a store other than the local disk."""
+    text = str(root)
+    return "://" in text and not text.startswith("file://")
+
+
+def open_sink(
+    root: str,
+    *,
+    spool_dir: str | Path,
+    upload: UploadOptions,
+    on_backlog: Callable[[int], None] | None = None,
+    on_failure: Callable[[], None] | None = None,
+    **options: Any,
+) -> ParquetSink:
+    """A ``ParquetSink`` for ``root``: through a spool under ``spool_dir`` when ``root`` is on an
+    object store; ``options`` are ``ParquetSink``'s."""
+    if not is_remote(root):
+        return ParquetSink(root, **options)
+    spool = Spool(
+        Path(spool_dir) / root_slug(root), root, options=upload, on_backlog=on_backlog,
+        on_failure=on_failure,
+    )  # fmt: skip
+    return ParquetSink(root, spool=spool, **options)
+
+
+def root_slug(root: str) -> str:
+    """A folder name for one remote root (a spool never mixes two destinations)."""
+    return hashlib.sha256(root.rstrip("/").encode()).hexdigest()[:16]
 
 
 def write_parquet(table: pa.Table, folder: Path) -> Path:

@@ -84,6 +84,17 @@ class ServingMetrics:
             "modelyard_prediction_log_dropped", "Predictions the log dropped (queue full).",
             registry=r,
         )  # fmt: skip
+        # A log bound for an object store: rows waiting on local disk, uploads that failed.
+        self.log_backlog = Gauge(
+            "modelyard_prediction_log_backlog_rows",
+            "Logged rows spooled on local disk, not yet uploaded to the object store.",
+            registry=r, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.log_upload_failures = Counter(
+            "modelyard_prediction_log_upload_failures",
+            "Uploads of the prediction log to the object store that failed (retried).",
+            registry=r,
+        )  # fmt: skip
         # Monitoring: one worker per machine computes these (a lease) and the newest value wins.
         self.window_rows = Gauge(
             "modelyard_window_rows", "Logged rows in the monitoring window.", ["deployment"],

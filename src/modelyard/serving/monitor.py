@@ -100,13 +100,14 @@ class MonitorLoop:
 
     def refresh_gauges(self) -> None:
         from modelyard.errors import ModelyardError
+        from modelyard.monitoring.mirror import readable_root
         from modelyard.monitoring.service import DriftOptions, window_metrics
 
         options = DriftOptions.from_settings(self.settings)
         for name in self.names():
             try:
                 values = window_metrics(
-                    self.registry, self.settings.resolved_log_root, name, window=self.window,
+                    self.registry, readable_root(self.settings, name), name, window=self.window,
                     options=options,
                 )  # fmt: skip
             except ModelyardError as exc:

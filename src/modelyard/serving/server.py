@@ -83,13 +83,19 @@ def build_app(
 
 
 def _prediction_sink(settings: Settings, metrics: ServingMetrics) -> PredictionSink:
-    from modelyard.monitoring.predlog import ParquetSink
+    from modelyard.monitoring.predlog import UploadOptions, open_sink
 
     opts = settings.monitoring
-    return ParquetSink(
-        settings.resolved_log_root, queue_size=opts.queue_size,
-        flush_interval_s=opts.flush_interval_s, drop_columns=opts.drop_columns,
-        hash_columns=opts.hash_columns, on_drop=metrics.log_dropped.inc,
+    upload = UploadOptions(
+        interval_s=opts.upload_interval_s, backoff_s=opts.upload_backoff_s,
+        backoff_max_s=opts.upload_backoff_max_s, drain_s=opts.upload_drain_s,
+    )  # fmt: skip
+    return open_sink(
+        settings.resolved_log_root, spool_dir=settings.resolved_spool_dir, upload=upload,
+        on_backlog=metrics.log_backlog.set, on_failure=metrics.log_upload_failures.inc,
+        queue_size=opts.queue_size, flush_interval_s=opts.flush_interval_s,
+        drop_columns=opts.drop_columns, hash_columns=opts.hash_columns,
+        on_drop=metrics.log_dropped.inc,
     )  # fmt: skip
 
 

@@ -1,0 +1,111 @@
+"""Reading a prediction log kept on an object store, through a local mirror of its files.
+
+DuckDB reads ``s3://`` only through its httpfs extension, which it downloads on first use (it
+cannot here, offline, nor in an air-gapped cluster) and which knows S3 and GCS but not every
+fsspec store. The log's files never change once written (each has a new name), so a mirror that
+fetches the files it lacks and drops those the store no longer has is exact, and each read after
+the first costs one listing. Every reader (``yard monitor``, ``yard labels``, the server's
+monitoring loop) calls ``readable_root`` and reads the folder it returns as it reads a local log.
+
+Mirror: ``<home>/cache/predictions/<slug of the root>/``, the store's layout below it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from modelyard.errors import StorageError
+from modelyard.monitoring.predlog import is_remote, root_slug
+from modelyard.settings import Settings
+
+
+def readable_root(settings: Settings, name: str) -> str:
+    """A local folder holding deployment (or model) ``name``'s log and labels as they are on
+    ``settings``' log root now: the root itself when it is local."""
+    root = settings.resolved_log_root
+    if not is_remote(root):
+        return root
+    local = mirror_folder(settings)
+    fs, base = _open(root)
+    for prefix in (f"deployment={name}", f"labels/deployment={name}"):
+        _sync(fs, f"{base}/{prefix}", local / prefix, root)
+    return str(local)
+
+
+def mirror_folder(settings: Settings) -> Path:
+    return settings.home_dir / "cache" / "predictions" / root_slug(settings.resolved_log_root)
+
+
+def publish(settings: Settings, path: str | Path) -> None:
+    """Upload ``path``, a new file in ``readable_root``'s folder, to the same place on the
+    store; on failure the local file is removed too (a labels ingest is whole or absent)."""
+    root = settings.resolved_log_root
+    if not is_remote(root):
+        return
+    relative = Path(path).relative_to(mirror_folder(settings)).as_posix()
+    fs, base = _open(root)
+    try:
+        fs.put_file(str(path), f"{base}/{relative}")
+    except Exception as exc:  # the store's errors are not all OSError
+        Path(path).unlink(missing_ok=True)
+        raise StorageError(
+            f"Cannot write {relative} to the prediction log at {root} ({_reason(exc)}); nothing "
+            "was stored: check MODELYARD_MONITORING__LOG_ROOT and the store's credentials."
+        ) from exc
+
+
+def _open(root: str) -> tuple[Any, str]:
+    import fsspec
+
+    try:
+        fs, base = fsspec.core.url_to_fs(root)
+    except (ImportError, ValueError) as exc:
+        raise StorageError(
+            f"Cannot open the prediction log root {root!r} ({exc}); check "
+            "MODELYARD_MONITORING__LOG_ROOT (for s3:// install 'modelyard[s3]')."
+        ) from exc
+    fs.invalidate_cache()  # another process wrote since this one last listed
+    return fs, str(base).rstrip("/")
+
+
+def _sync(fs: Any, remote: str, local: Path, root: str) -> None:
+    try:
+        found = [p for p in fs.find(remote) if p.endswith(".parquet")]
+    except FileNotFoundError:
+        found = []
+    except Exception as exc:
+        raise StorageError(
+            f"Cannot list the prediction log at {root} ({_reason(exc)}); check "
+            "MODELYARD_MONITORING__LOG_ROOT and the store's credentials."
+        ) from exc
+    wanted = {local / p[len(remote) + 1 :]: p for p in found}
+    if local.is_dir():
+        for path in local.rglob("*.parquet"):
+            if path not in wanted:
+                path.unlink(missing_ok=True)  # gone from the store (retention)
+    missing = [(path, source) for path, source in wanted.items() if not path.exists()]
+    if not missing:
+        return
+    temporaries = []
+    for path, _ in missing:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporaries.append(path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp"))
+    try:
+        fs.get([source for _, source in missing], [str(t) for t in temporaries])
+        for (path, _), temporary in zip(missing, temporaries, strict=True):
+            os.replace(temporary, path)
+    except Exception as exc:
+        raise StorageError(
+            f"Cannot read the prediction log at {root} ({_reason(exc)}); check "
+            "MODELYARD_MONITORING__LOG_ROOT and the store's credentials."
+        ) from exc
+    finally:
+        for temporary in temporaries:
+            temporary.unlink(missing_ok=True)
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -1,0 +1,236 @@
+"""The prediction log on an object store (moto's real S3 server): spooled to local disk, uploaded
+by a thread, kept and retried while the store is down, adopted after a crash, never doubled."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from modelyard.monitoring.mirror import publish, readable_root
+from modelyard.monitoring.predlog import ParquetSink, UploadOptions, open_sink
+from modelyard.monitoring.query import read_log
+from modelyard.settings import MonitoringSettings, Settings
+from tests._s3 import S3Server
+from tests.unit.monitoring.test_predlog import record
+
+FAST = UploadOptions(interval_s=0.2, backoff_s=0.1, backoff_max_s=0.5, drain_s=5.0)
+
+
+class Seen:
+    """What the sink reported: the latest backlog and the failed uploads."""
+
+    def __init__(self) -> None:
+        self.backlog: list[int] = []
+        self.failures = 0
+
+    def on_backlog(self, rows: int) -> None:
+        self.backlog.append(rows)
+
+    def on_failure(self) -> None:
+        self.failures += 1
+
+
+def sink(root: str, spool: Path, seen: Seen, upload: UploadOptions = FAST) -> ParquetSink:
+    return open_sink(
+        root, spool_dir=spool, upload=upload, on_backlog=seen.on_backlog,
+        on_failure=seen.on_failure, flush_interval_s=0.1,
+    )  # fmt: skip
+
+
+def logged(s3: S3Server, bucket: str) -> Counter[str]:
+    """How many times each request id's first row is in the bucket's log."""
+    client = s3.client()
+    ids: Counter[str] = Counter()
+    for key in s3.keys(bucket, "log/deployment="):
+        body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        table = pq.read_table(pa.BufferReader(body))
+        for request_id, row in zip(
+            table.column("request_id").to_pylist(), table.column("row").to_pylist(), strict=True
+        ):
+            if row == 0:
+                ids[request_id] += 1
+    return ids
+
+
+def wait_for(condition: object, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def spooled(spool: Path) -> list[Path]:
+    return [p for p in spool.rglob("*.parquet") if p.is_file()]
+
+
+def test_records_reach_the_bucket_as_one_object_per_deployment_and_hour(
+    s3: S3Server, tmp_path: Path
+) -> None:
+    bucket = s3.bucket()
+    seen = Seen()
+    hourly = UploadOptions(interval_s=3600, drain_s=10)  # uploads only at close
+    log = sink(f"s3://{bucket}/log", tmp_path / "spool", seen, hourly)
+    for i in range(30):
+        log.submit(record(i, model="a" if i % 2 else "b", at=1_780_000_000.0 + i))
+        if i % 10 == 0:
+            time.sleep(0.3)  # several flushes: several parts
+    log.close()
+    keys = s3.keys(bucket)
+    assert [k.rsplit("/", 1)[0] for k in keys] == [
+        "log/deployment=a/hour=2026-05-28T20",
+        "log/deployment=b/hour=2026-05-28T20",
+    ]
+    assert logged(s3, bucket) == Counter({f"req{i}": 1 for i in range(30)})
+    assert spooled(tmp_path / "spool") == []
+    assert seen.backlog[-1] == 0 and max(seen.backlog) > 0 and seen.failures == 0
+
+
+def test_while_the_store_is_down_rows_wait_on_disk_and_arrive_once_it_is_back(
+    s3: S3Server, tmp_path: Path
+) -> None:
+    bucket = s3.bucket()
+    seen = Seen()
+    log = sink(f"s3://{bucket}/log", tmp_path / "spool", seen)
+    log.submit(record(0))
+    wait_for(lambda: logged(s3, bucket) == Counter({"req0": 1}))
+    s3.stop()
+    try:
+        for i in range(1, 21):
+            log.submit(record(i))
+        wait_for(lambda: seen.failures >= 1 and seen.backlog[-1] == 40, timeout_s=60)
+        assert len(spooled(tmp_path / "spool")) >= 1
+    finally:
+        s3.start()
+    wait_for(lambda: seen.backlog[-1] == 0, timeout_s=60)
+    log.close()
+    assert logged(s3, bucket) == Counter({f"req{i}": 1 for i in range(21)})
+
+
+def test_closing_while_the_store_is_down_keeps_the_spool_for_the_next_start(
+    s3: S3Server, tmp_path: Path
+) -> None:
+    bucket = s3.bucket()
+    root, spool = f"s3://{bucket}/log", tmp_path / "spool"
+    s3.stop()
+    try:
+        first = sink(root, spool, Seen(), UploadOptions(interval_s=0.2, drain_s=0.5))
+        for i in range(10):
+            first.submit(record(i))
+        first.close()  # gives up after drain_s: the rows stay on disk
+        assert first.spool is not None
+        first.spool._thread.join(60)  # its last try ends (a process would have exited)
+        assert sum(pq.read_metadata(p).num_rows for p in spooled(spool)) == 20
+    finally:
+        s3.start()
+    seen = Seen()
+    second = sink(root, spool, seen)  # a new process: adopts the spool nobody holds
+    assert seen.backlog[0] == 20
+    second.submit(record(10))
+    second.close()
+    assert logged(s3, bucket) == Counter({f"req{i}": 1 for i in range(11)})
+    assert spooled(spool) == []
+
+
+def test_a_batch_uploaded_but_not_yet_removed_is_uploaded_again_under_the_same_name(
+    s3: S3Server, tmp_path: Path
+) -> None:
+    """A crash between the upload and the removal: the next start overwrites the object."""
+    bucket = s3.bucket()
+    root, spool = f"s3://{bucket}/log", tmp_path / "spool"
+    log = sink(root, spool, Seen(), UploadOptions(interval_s=3600, drain_s=5))
+    for i in range(5):
+        log.submit(record(i))
+    time.sleep(0.5)  # written to a part, not yet uploaded (the interval is an hour)
+    assert log.spool is not None
+    log.spool._gather()
+    (batch,) = log.spool.own.glob("batches/*/*/*")
+    kept = tmp_path / "kept"
+    shutil.copytree(batch, kept)
+    log.close()  # uploads and removes the batch
+    assert len(s3.keys(bucket)) == 1
+    dead = spool / "dead-owner"  # its batch as a crash before the removal left it
+    target = dead / "batches" / batch.parent.parent.name / batch.parent.name / batch.name
+    shutil.copytree(kept, target)
+    again = sink(root, spool, Seen())
+    again.close()
+    assert len(s3.keys(bucket)) == 1
+    assert logged(s3, bucket) == Counter({f"req{i}": 1 for i in range(5)})
+
+
+def test_two_processes_sharing_one_spool_lose_and_double_nothing(
+    s3: S3Server, tmp_path: Path
+) -> None:
+    bucket = s3.bucket()
+    root, spool = f"s3://{bucket}/log", tmp_path / "spool"
+    sinks = [sink(root, spool, Seen()) for _ in range(2)]
+
+    def load(index: int) -> None:
+        for i in range(200):
+            sinks[index].submit(record(index * 1000 + i, n=1))
+            if i % 50 == 0:
+                time.sleep(0.05)
+
+    threads = [threading.Thread(target=load, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for each in sinks:
+        each.close()
+    expected = Counter({f"req{i * 1000 + j}": 1 for i in range(2) for j in range(200)})
+    assert logged(s3, bucket) == expected
+
+
+def test_readers_see_the_bucket_through_a_local_mirror_and_labels_go_back_to_it(
+    s3: S3Server, tmp_path: Path
+) -> None:
+    bucket = s3.bucket()
+    settings = Settings(
+        home=tmp_path / "home", monitoring=MonitoringSettings(log_root=f"s3://{bucket}/log")
+    )
+    log = sink(settings.resolved_log_root, tmp_path / "spool", Seen())
+    for i in range(3):
+        log.submit(record(i))
+    log.close()
+    root = readable_root(settings, "lin")
+    assert Path(root).is_relative_to(settings.home_dir / "cache")
+    assert sorted(read_log(root, "lin", limit=None).column("request_id").to_pylist()) == sorted(
+        f"req{i}" for i in range(3) for _ in range(2)
+    )
+    # an object removed from the store (retention) leaves the mirror too
+    (key,) = s3.keys(bucket, "log/deployment=lin/")
+    s3.client().delete_object(Bucket=bucket, Key=key)
+    assert not list(Path(readable_root(settings, "lin")).rglob("deployment=lin/*/*.parquet"))
+    # a file written in the mirror (a labels ingest) is published to the same key
+    labels = Path(root) / "labels" / "deployment=lin" / "one.parquet"
+    labels.parent.mkdir(parents=True)
+    pq.write_table(pa.table({"request_id": ["req0"]}), labels)
+    publish(settings, labels)
+    assert s3.keys(bucket, "log/labels/") == ["log/labels/deployment=lin/one.parquet"]
+
+
+def test_a_label_file_the_store_refuses_is_removed_locally_too(
+    s3: S3Server, tmp_path: Path
+) -> None:
+    from modelyard.errors import StorageError
+
+    settings = Settings(
+        home=tmp_path / "home", monitoring=MonitoringSettings(log_root="s3://no-such-bucket/log")
+    )
+    root = Path(readable_root(settings, "lin"))
+    labels = root / "labels" / "deployment=lin" / "one.parquet"
+    labels.parent.mkdir(parents=True)
+    pq.write_table(pa.table({"request_id": ["req0"]}), labels)
+    with pytest.raises(StorageError, match="nothing was stored") as caught:
+        publish(settings, labels)
+    assert "\n" not in str(caught.value)
+    assert not labels.exists()
