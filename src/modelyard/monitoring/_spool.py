@@ -7,6 +7,8 @@ Layout under the spool folder, one folder per writing process::
     <spool>/<owner>/parts/deployment=<d>/hour=<h>/<part>   written by the log, one per flush
     <spool>/<owner>/batches/<d>/<h>/<first part>/<part>... parts gathered for one upload
     <spool>/<owner>/.done-<...>                             a batch uploaded, being removed
+    <spool>/<owner>/files/<path>                            other files (labels), uploaded as
+                                                           they are to <remote>/<path>
 
 Every ``upload_interval_s`` the parts of each ``(deployment, hour)`` move into a batch folder
 named after its oldest part, and each batch is uploaded as one Parquet object of that name (an
@@ -33,6 +35,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from modelyard.errors import StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +88,7 @@ class Spool:
         hidden = self.root / f".new-{name}"
         (hidden / "parts").mkdir(parents=True)
         (hidden / "batches").mkdir()
+        (hidden / "files").mkdir()
         self._lock = open(hidden / ".lock", "w")  # noqa: SIM115 (held for the process's life)
         fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self.own = self.root / name
@@ -106,6 +111,30 @@ class Spool:
 
     def added(self, rows: int) -> None:
         self._change(rows)
+
+    @property
+    def files(self) -> Path:
+        """A folder whose files are uploaded to the same relative path under the remote root
+        (and then removed here); write them under a hidden name and rename them in."""
+        return self.own / "files"
+
+    def file_added(self) -> None:
+        self._wake.set()
+
+    def logged(self, deployment: str) -> bool:
+        """Whether the store (or this spool) holds any log of ``deployment``."""
+        if any(self.own.glob(f"*/deployment={deployment}/*/*")):
+            return True
+        try:
+            self._fs.invalidate_cache()
+            return bool(self._fs.find(f"{self._base}/deployment={deployment}", maxdepth=2))
+        except FileNotFoundError:
+            return False
+        except Exception as exc:  # the store's errors are not all OSError
+            raise StorageError(
+                f"Cannot tell whether {deployment!r} has logged predictions: the prediction log "
+                f"at {self.remote} cannot be listed ({exc}); try again when it is back."
+            ) from exc
 
     @property
     def backlog_rows(self) -> int:
@@ -143,7 +172,7 @@ class Spool:
             if time.monotonic() - self._adopted_at > ADOPT_EVERY_S:
                 self._adopt()
             self._gather()
-            failed = self._upload_batches(deadline)
+            failed = self._upload_files() or self._upload_batches(deadline)
             if stopping and (not failed or (deadline is not None and time.monotonic() >= deadline)):
                 return
             if failed:
@@ -184,6 +213,20 @@ class Spool:
             shutil.rmtree(done, ignore_errors=True)
             self.uploaded_rows += rows
             self._change(-rows)
+        return False
+
+    def _upload_files(self) -> bool:
+        """Upload every file under ``files``; ``True`` when one failed."""
+        for path in sorted(p for p in self.files.rglob("*") if p.is_file()):
+            if path.name.startswith("."):
+                continue  # still being written
+            relative = path.relative_to(self.files).as_posix()
+            try:
+                self._fs.put_file(str(path), f"{self._base}/{relative}")
+            except Exception as exc:
+                logger.warning("cannot upload %s to %s (%s)", relative, self.remote, exc)
+                return True
+            path.unlink()
         return False
 
     def _upload(self, batch: Path) -> int:
@@ -238,8 +281,10 @@ class Spool:
 
     def _take(self, other: Path) -> None:
         rows = 0
-        for item in [*other.glob("parts/*/*/*.parquet"), *other.glob("batches/*/*/*")]:
-            rows += _rows_in(item)
+        files = (p for p in other.glob("files/**/*") if p.is_file() and p.name[0] != ".")
+        for item in [*other.glob("parts/*/*/*.parquet"), *other.glob("batches/*/*/*"), *files]:
+            if "files" not in item.relative_to(other).parts[:1]:
+                rows += _rows_in(item)
             target = self.own / item.relative_to(other)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(item, target)

@@ -443,10 +443,19 @@ class ModelServer:
 
         def write() -> IngestResult:
             frame = labels_frame(request.labels)
+            spool = sink.spool
             try:
-                return ingest_labels(
-                    sink.root, name, frame, require_log=not served, count_matched=False
-                )
+                if spool is None:
+                    return ingest_labels(
+                        sink.root, name, frame, require_log=not served, count_matched=False
+                    )
+                # a log on an object store: the labels file goes up with the spool's next upload
+                if not served and not spool.logged(name):
+                    raise PredictionLogEmptyError(name)
+                result = ingest_labels(spool.files, name, frame, require_log=False,
+                                       count_matched=False)  # fmt: skip
+                spool.file_added()
+                return result
             except PredictionLogEmptyError:
                 # the library's message names the log folder: not for HTTP clients
                 raise PredictionLogEmptyError(
