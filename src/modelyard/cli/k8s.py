@@ -31,6 +31,9 @@ def k8s(
     ),
     startup_timeout_s: int = typer.Option(300, help="Longest model load before a restart."),
     auth: bool = typer.Option(False, "--auth", help="Serve with tokens (metrics stay open)."),
+    log_predictions: bool = typer.Option(
+        False, "--log-predictions", help="Log predictions (to the Secret's log-root)."
+    ),
     kserve: bool = typer.Option(False, "--kserve", help="A KServe InferenceService instead."),
     monitoring_label: list[str] = typer.Option(
         [], help="KEY=VALUE on the ServiceMonitor and PrometheusRule (e.g. release=prometheus)."
@@ -59,7 +62,8 @@ def k8s(
         secret=secret, cpu_request=cpu_request, cpu_limit=cpu_limit,
         memory_request=memory_request, memory_limit=memory_limit, pre_stop_s=pre_stop_s,
         graceful_timeout_s=drain_s, startup_timeout_s=startup_timeout_s, auth=auth,
-        kserve=kserve, monitoring_labels=labels,
+        kserve=kserve, monitoring_labels=labels, log_predictions=log_predictions,
+        upload_drain_s=registry.settings.monitoring.upload_drain_s,
     )  # fmt: skip
     names = manifests.write_manifests(target, opts, output, force=force)
     out = console()

@@ -45,6 +45,7 @@ SECRET_KEYS: tuple[tuple[str, str, bool], ...] = (
     ("AWS_ACCESS_KEY_ID", "aws-access-key-id", True),
     ("AWS_SECRET_ACCESS_KEY", "aws-secret-access-key", True),
     ("AWS_ENDPOINT_URL", "aws-endpoint-url", True),
+    ("MODELYARD_MONITORING__LOG_ROOT", "log-root", True),
 )
 KSERVE_CONTAINER = "kserve-container"  # the name KServe's custom predictors use
 
@@ -60,6 +61,8 @@ class Drain:
     pre_stop_s: int
     graceful_timeout_s: float
     margin_s: int = SHUTDOWN_MARGIN_S
+    #: With the prediction log on: the seconds its spool keeps uploading after the drain.
+    upload_drain_s: float = 0.0
 
     @property
     def drain_s(self) -> int:
@@ -67,7 +70,7 @@ class Drain:
 
     @property
     def termination_grace_s(self) -> int:
-        return self.pre_stop_s + self.drain_s + self.margin_s
+        return self.pre_stop_s + self.drain_s + math.ceil(self.upload_drain_s) + self.margin_s
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,6 +92,10 @@ class K8sOptions:
     startup_timeout_s: int = 300
     auth: bool = False
     kserve: bool = False
+    #: Log predictions (``yard serve --log-predictions``); the spool's upload drain joins the
+    #: termination grace, since the pod's emptyDir does not outlive the pod.
+    log_predictions: bool = False
+    upload_drain_s: float = 10.0
     monitoring_labels: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -97,7 +104,8 @@ class K8sOptions:
 
     @property
     def drain(self) -> Drain:
-        return Drain(self.pre_stop_s, self.graceful_timeout_s)
+        upload = self.upload_drain_s if self.log_predictions else 0.0
+        return Drain(self.pre_stop_s, self.graceful_timeout_s, upload_drain_s=upload)
 
     def validate(self) -> None:
         check_image(self.image)
@@ -119,6 +127,11 @@ class K8sOptions:
         for what, count in seconds.items():
             if count < 1:
                 raise InvalidInputError(f"{what} {count} is below 1; give whole seconds, e.g. 5.")
+        if self.upload_drain_s < 0:
+            raise InvalidInputError(
+                f"The upload drain {self.upload_drain_s:g} s is negative; set "
+                "MODELYARD_MONITORING__UPLOAD_DRAIN_S to the seconds the log may upload at exit."
+            )
         if self.graceful_timeout_s < 0:
             raise InvalidInputError(
                 f"--graceful-timeout-s {self.graceful_timeout_s:g} is negative; give the seconds "
@@ -184,6 +197,10 @@ def _env(opts: K8sOptions) -> list[Manifest]:
         # the server's drain must be the one termination_grace_s was computed from
         {"name": "MODELYARD_SERVING__GRACEFUL_TIMEOUT_S", "value": f"{opts.graceful_timeout_s:g}"},
     ]
+    if opts.log_predictions:
+        env.append({"name": "MODELYARD_MONITORING__LOG", "value": "true"})
+        drain = f"{opts.upload_drain_s:g}"
+        env.append({"name": "MODELYARD_MONITORING__UPLOAD_DRAIN_S", "value": drain})
     if opts.auth:
         env.append({"name": "MODELYARD_SERVING__AUTH", "value": "true"})
         # the ServiceMonitor scrapes without a token
@@ -472,8 +489,9 @@ def write_manifests(
 def secret_command(opts: K8sOptions) -> str:
     """The ``kubectl`` line that creates the Secret the pods read (values left for the user)."""
     namespace = f" -n {opts.namespace}" if opts.namespace else ""
+    log = " --from-literal=log-root='s3://BUCKET/PREDICTIONS'" if opts.log_predictions else ""
     return (
         f"kubectl create secret generic {opts.secret}{namespace} "
         "--from-literal=database-url='postgresql+psycopg://USER:PASSWORD@HOST:5432/DB' "
-        "--from-literal=artifact-root='s3://BUCKET/PREFIX'"
+        f"--from-literal=artifact-root='s3://BUCKET/PREFIX'{log}"
     )

@@ -204,6 +204,30 @@ def test_the_pod_stops_after_the_servers_whole_drain(
     assert pod["terminationGracePeriodSeconds"] == pre_stop + math.ceil(graceful_s) + 5
 
 
+def test_a_logging_pod_uploads_its_spool_before_the_kill(
+    target: Target, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The spool sits on the pod's emptyDir, which goes with the pod: its upload drain joins
+    the grace period, and the log root comes from the Secret."""
+    opts = k8s.K8sOptions(image=IMAGE, log_predictions=True, upload_drain_s=12.5)
+    pod = _pod(written(target, opts, tmp_path / "k8s"))
+    (server,) = pod["containers"]
+    for env in server["env"]:
+        if "value" in env:
+            monkeypatch.setenv(env["name"], env["value"])
+    settings = Settings()
+    assert settings.monitoring.log and settings.monitoring.upload_drain_s == 12.5
+    assert pod["terminationGracePeriodSeconds"] == 5 + 30 + 13 + 5
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in server["env"] if "valueFrom" in e}
+    assert refs["MODELYARD_MONITORING__LOG_ROOT"] == {
+        "name": "modelyard",
+        "key": "log-root",
+        "optional": True,
+    }
+    assert "log-root=" in k8s.secret_command(opts)
+    assert "log-root=" not in k8s.secret_command(k8s.K8sOptions(image=IMAGE))
+
+
 @pytest.mark.parametrize("fixture", ["plain", "kserve"])
 def test_the_pod_is_hardened(fixture: str, request: pytest.FixtureRequest) -> None:
     pod = _pod(request.getfixturevalue(fixture))
