@@ -19,7 +19,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from modelyard.errors import IntegrityError
+from modelyard.errors import IntegrityError, ModelNotFoundError, StorageError
 from modelyard.pipelines.batch import batch_score
 from modelyard.registry import Registry
 from modelyard.settings import Settings
@@ -146,6 +146,26 @@ def test_an_object_altered_or_deleted_in_the_bucket_refuses_to_load(
     message = str(missing.value)
     assert "\n" not in message
     assert message.startswith("File 'model.skops' of model churn/1 is missing")
+    assert f"s3://{bucket}/{key}" in message
+
+
+def test_a_blob_removed_behind_a_listing_is_written_again(
+    registry: Registry, s3: S3Server, bucket: str
+) -> None:
+    """The missing-file error says "register the model again": storing the same bytes must
+    rewrite the blob even when this process listed its folder (s3fs caches listings) before
+    another client removed it."""
+    import fsspec
+
+    store = registry.artifacts
+    digest, created = store.put(b"weights")
+    assert created
+    fs, path = fsspec.core.url_to_fs(f"s3://{bucket}/{blob_key(digest).rsplit('/', 1)[0]}")
+    assert len(fs.ls(path)) == 1  # a listing this process now holds in s3fs's cache
+    s3.client().delete_object(Bucket=bucket, Key=blob_key(digest))
+    assert not store.exists(digest)
+    assert store.put(b"weights") == (digest, True)
+    assert store.get(digest, label="the blob") == b"weights"
 
 
 def test_rollback_serves_the_earlier_versions_bytes_from_the_bucket(
@@ -230,3 +250,45 @@ def test_yard_serve_loads_the_model_from_the_bucket(
     assert answer.status_code == 200, answer.text
     outputs = {o["name"]: o["data"] for o in answer.json()["outputs"]}
     assert outputs["predict"] == model.predict(row).tolist()  # type: ignore[attr-defined]
+
+
+def test_a_bucket_that_does_not_exist_is_one_line_and_creates_nothing(
+    s3: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    missing = f"{bucket}-typo"
+    registry = Registry(s3_settings(tmp_path, missing))
+    try:
+        with pytest.raises(StorageError) as info:
+            registry.register(fit("a"), name="churn", data=X)
+        with pytest.raises(ModelNotFoundError):
+            registry.get_version("churn")
+    finally:
+        registry.close()
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"bucket {missing!r}" in message and "MODELYARD_ARTIFACT_ROOT" in message
+    buckets = [b["Name"] for b in s3.client().list_buckets()["Buckets"]]
+    assert missing not in buckets  # a typo does not create a bucket
+
+    saved = save_skops(tmp_path)
+    env = {**cli_env(tmp_path, s3, bucket), "MODELYARD_ARTIFACT_ROOT": f"s3://{missing}/art"}
+    shown = yard(env, "models", "register", str(saved), "--name", "churn", code=1).stderr
+    assert len(shown.strip().splitlines()) == 1 and f"bucket {missing!r}" in shown, shown
+    assert missing not in [b["Name"] for b in s3.client().list_buckets()["Buckets"]]
+
+
+def test_s3_down_is_one_line_and_leaves_no_version(
+    registry: Registry, s3: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    saved = save_skops(tmp_path)
+    env = cli_env(tmp_path, s3, bucket)
+    s3.stop()
+    shown = yard(env, "models", "register", str(saved), "--name", "churn", code=1).stderr
+    lines = shown.strip().splitlines()
+    assert len(lines) == 1, shown
+    assert "artifact root" in lines[0] and "MODELYARD_ARTIFACT_ROOT" in lines[0]
+    assert f"s3://{bucket}/{PREFIX}" in lines[0]
+    s3.start()
+    with pytest.raises(ModelNotFoundError):
+        registry.get_version("churn")
+    assert s3.keys(bucket) == []
