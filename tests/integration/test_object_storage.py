@@ -292,3 +292,25 @@ def test_s3_down_is_one_line_and_leaves_no_version(
     with pytest.raises(ModelNotFoundError):
         registry.get_version("churn")
     assert s3.keys(bucket) == []
+
+
+def test_batch_score_refuses_urls_for_its_files_in_one_line(
+    registry: Registry, s3: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    """batch-score reads and writes local Parquet only: an s3:// --output must not become a
+    local folder named 's3:' and an s3:// --input must not read as a missing local file."""
+    registry.register(fit("a"), name="churn", data=X)
+    data = tmp_path / "in.parquet"
+    X.to_parquet(data)
+    env = cli_env(tmp_path, s3, bucket)
+    url = f"s3://{bucket}/scored"
+    cases = [
+        ("--output", url, ["--input", str(data), "--output", url]),
+        ("--input", f"{url}/*.parquet", ["--input", f"{url}/*.parquet", "--output", "out"]),
+    ]
+    for flag, given, args in cases:
+        shown = yard(env, "batch-score", "churn/1", *args, code=1, cwd=tmp_path).stderr
+        assert len(shown.strip().splitlines()) == 1, shown
+        assert f"{flag} {given!r} is a URL" in shown and "local Parquet files only" in shown
+    assert not (tmp_path / "s3:").exists() and not (tmp_path / "out").exists()
+    assert all(k.startswith(f"{PREFIX}/") for k in s3.keys(bucket))  # the model's blobs only
