@@ -21,7 +21,7 @@ def batch_score(
     input: str = typer.Option(
         ..., "--input", help="Parquet input: a quoted glob ('data/*.parquet'), a folder or a file."
     ),
-    output: Path = typer.Option(
+    output: str = typer.Option(
         ..., "--output", help="Folder for part-NNNNN.parquet and rejected.parquet."
     ),
     engine: str = typer.Option("local", help="local, or ray (one worker per CPU)."),

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -71,6 +72,7 @@ Progress = Callable[[int, int], None]
 REJECTS_FILE = "rejected.parquet"
 _RESULTS = ("part-*.parquet", REJECTS_FILE)
 _REJECT_COLUMNS = ("input_file", "input_row", "reason")
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+:/")  # a scheme (two letters at least: not C:/)
 _MAX_REASONS = 1000  # distinct reasons counted for the summary; the rest count as one "other"
 
 
@@ -170,6 +172,7 @@ def batch_score(
         raise InvalidSpecError("A Ray address needs engine='ray' (--engine ray).")
     if batch_size < 1:
         raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}.")
+    _refuse_url(output_dir, "--output", "write here, then upload the folder")
     files = find_inputs(inputs)
     version = registry.get_version(ref)  # an alias is resolved once: every worker scores it
     plan = plan_job(version, files, key_columns=key_columns, batch_size=batch_size)
@@ -231,6 +234,8 @@ def find_inputs(inputs: str | Path | Sequence[str | Path]) -> list[str]:
     ``*.parquet``), one file, or a list of files."""
     import glob
 
+    for each in [inputs] if isinstance(inputs, str | Path) else inputs:
+        _refuse_url(each, "--input", "copy the files here first")
     if isinstance(inputs, str | Path):
         text = str(inputs)
         if Path(text).is_dir():
@@ -252,6 +257,17 @@ def find_inputs(inputs: str | Path | Sequence[str | Path]) -> list[str]:
         if not Path(path).is_file():
             raise InvalidInputError(f"Input file {path!r} does not exist; check the path.")
     return found
+
+
+def _refuse_url(value: str | Path, flag: str, instead: str) -> None:
+    """Batch scoring reads and writes local files: a URL (``s3://...``; a ``Path`` keeps it as
+    ``s3:/...``) would otherwise read as a missing file or become a local folder named ``s3:``."""
+    text = str(value)
+    if _URL.match(text):
+        raise InvalidInputError(
+            f"{flag} {text!r} is a URL; batch scoring reads and writes local Parquet files only: "
+            f"{instead} (e.g. with 'aws s3 cp --recursive')."
+        )
 
 
 def plan_job(

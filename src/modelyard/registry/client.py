@@ -301,7 +301,10 @@ class Registry:
             except ModelyardError:
                 used = None
             if used is None:
-                self.artifacts.delete(digest)
+                try:
+                    self.artifacts.delete(digest)
+                except ModelyardError as exc:  # the store is down: keep the first error
+                    logger.warning("Could not remove unreferenced blob %s: %s", digest, exc)
 
     # -- reading -----------------------------------------------------------------------------
 

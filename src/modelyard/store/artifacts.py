@@ -1,15 +1,23 @@
 """Content-addressed artifact store on any fsspec filesystem.
 
 A blob lives at ``<root>/sha256/<first two hex digits>/<sha256>``. Writes go to a temporary name
-and are renamed into place, so a reader never sees half a file. Reads return bytes and check them
-against the address; the caller hands those same bytes to the flavor.
+and are renamed into place (on object stores one PUT, which is atomic), so a reader never sees half
+a file. Reads return bytes and check them against the address; the caller hands those same bytes to
+the flavor.
+
+Object stores. Nothing here lists folders, and the filesystem is opened without fsspec's listings
+cache, so a blob another process wrote or removed is seen as it is now. No folder is created on an
+object store: s3fs's ``makedirs`` would create a missing bucket, so a typo in the root would
+silently make a new one. Every backend failure (OSError, and botocore's errors, which s3fs raises
+untranslated when the endpoint cannot be reached) becomes a one-line ``StorageError`` naming the
+root and ``MODELYARD_ARTIFACT_ROOT``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
+import sys
 import uuid
 from typing import Any
 
@@ -28,7 +36,7 @@ class ArtifactStore:
 
         self.root = root
         try:
-            fs, path = fsspec.core.url_to_fs(root)
+            fs, path = fsspec.core.url_to_fs(root, use_listings_cache=False)
         except (ImportError, ValueError) as exc:
             raise StorageError(
                 f"Cannot open the artifact root {root!r} ({exc}); check MODELYARD_ARTIFACT_ROOT "
@@ -41,8 +49,16 @@ class ArtifactStore:
     def path_of(self, sha256: str) -> str:
         return f"{self._base}/sha256/{sha256[:2]}/{sha256}"
 
+    def url_of(self, sha256: str) -> str:
+        """Where the blob lives, as a user would type it (``s3://bucket/...`` or a local path)."""
+        path = self.path_of(sha256)
+        return path if self._local else str(self._fs.unstrip_protocol(path))
+
     def exists(self, sha256: str) -> bool:
-        return bool(self._fs.exists(self.path_of(sha256)))
+        try:
+            return bool(self._fs.exists(self.path_of(sha256)))
+        except _backend_errors() as exc:
+            raise self._failure("read", exc) from exc
 
     def put(self, data: bytes) -> tuple[str, bool]:
         """Store ``data``; returns its sha256 and whether this call created the blob."""
@@ -51,8 +67,8 @@ class ArtifactStore:
         try:
             if self._fs.exists(target):
                 return digest, False
-            self._fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
             if self._local:
+                self._fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
                 tmp = f"{target}.{uuid.uuid4().hex}.tmp"
                 with open(tmp, "wb") as handle:
                     handle.write(data)
@@ -61,11 +77,8 @@ class ArtifactStore:
                 os.replace(tmp, target)
             else:
                 self._fs.pipe_file(target, data)
-        except OSError as exc:
-            raise StorageError(
-                f"Cannot write to the artifact root {self.root} ({exc.strerror or exc}); "
-                "check MODELYARD_ARTIFACT_ROOT and its permissions."
-            ) from exc
+        except _backend_errors() as exc:
+            raise self._failure("write to", exc) from exc
         return digest, True
 
     def get(self, sha256: str, *, label: str) -> bytes:
@@ -78,15 +91,14 @@ class ArtifactStore:
             else:
                 data = self._fs.cat_file(path)
         except FileNotFoundError as exc:
+            if _missing_bucket(exc):
+                raise self._failure("read", exc) from exc
             raise IntegrityError(
-                f"{label} is missing from the artifact store (expected {path}); nothing was "
-                "loaded: restore the file or register the model again."
+                f"{label} is missing from the artifact store (expected {self.url_of(sha256)}); "
+                "nothing was loaded: restore the file or register the model again."
             ) from exc
-        except OSError as exc:
-            raise StorageError(
-                f"Cannot read {label} from the artifact root {self.root} ({exc}); "
-                "check MODELYARD_ARTIFACT_ROOT."
-            ) from exc
+        except _backend_errors() as exc:
+            raise self._failure(f"read {label} from", exc) from exc
         actual = sha256_hex(data)
         if actual != sha256:
             raise IntegrityError(
@@ -96,5 +108,50 @@ class ArtifactStore:
         return data
 
     def delete(self, sha256: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        try:
             self._fs.rm_file(self.path_of(sha256))
+        except FileNotFoundError as exc:
+            if _missing_bucket(exc):
+                raise self._failure("delete from", exc) from exc
+        except _backend_errors() as exc:
+            raise self._failure("delete from", exc) from exc
+
+    def _failure(self, action: str, exc: BaseException) -> StorageError:
+        """The one-line error for a backend failure while doing ``action`` (``write to``...)."""
+        if _missing_bucket(exc):
+            bucket = self._base.split("/", 1)[0]
+            return StorageError(
+                f"The bucket {bucket!r} of the artifact root {self.root} does not exist; create "
+                "it or fix MODELYARD_ARTIFACT_ROOT."
+            )
+        if isinstance(exc, OSError) and exc.strerror:
+            reason = exc.strerror
+        else:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return StorageError(
+            f"Cannot {action} the artifact root {self.root} ({reason}); check "
+            "MODELYARD_ARTIFACT_ROOT, its permissions and that the store is reachable."
+        )
+
+
+def _backend_errors() -> tuple[type[BaseException], ...]:
+    """What a filesystem raises when storage fails: OSError, and botocore's own errors (s3fs lets
+    connection failures such as ``EndpointConnectionError`` through untranslated). botocore is
+    only looked up when something already imported it: a local root never loads it."""
+    errors: tuple[type[BaseException], ...] = (OSError,)
+    boto = sys.modules.get("botocore.exceptions")
+    if boto is not None:
+        errors += (boto.BotoCoreError, boto.ClientError)
+    return errors
+
+
+def _missing_bucket(exc: BaseException) -> bool:
+    """Whether S3 (or an S3-compatible store) answered that the bucket does not exist; s3fs turns
+    that answer into a FileNotFoundError caused by botocore's ClientError."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        response = getattr(seen, "response", None)
+        if isinstance(response, dict) and response.get("Error", {}).get("Code") == "NoSuchBucket":
+            return True
+        seen = seen.__cause__
+    return False
