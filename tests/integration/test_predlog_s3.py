@@ -234,3 +234,21 @@ def test_a_label_file_the_store_refuses_is_removed_locally_too(
         publish(settings, labels)
     assert "\n" not in str(caught.value)
     assert not labels.exists()
+
+
+def test_a_server_logging_to_a_missing_bucket_does_not_start(s3: S3Server, tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.integration._server import YARD, server_env
+
+    env = server_env(tmp_path, MODELYARD_MONITORING__LOG_ROOT="s3://no-such-bucket/log", **s3.env)
+    done = subprocess.run(
+        [YARD, "serve", "lin/1", "--log-predictions", "--port", "1"], env=env,
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert done.stderr == (
+        "error: The bucket 'no-such-bucket' of the prediction log root s3://no-such-bucket/log "
+        "does not exist; create it or fix MODELYARD_MONITORING__LOG_ROOT.\n"
+    )
+    assert "no-such-bucket" not in {b["Name"] for b in s3.client().list_buckets()["Buckets"]}

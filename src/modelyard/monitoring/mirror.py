@@ -35,6 +35,27 @@ def readable_root(settings: Settings, name: str) -> str:
     return str(local)
 
 
+def check_log_root(root: str) -> None:
+    """Fail, in one line, when ``root`` is on an object store whose bucket does not exist or
+    cannot be reached (a server checks before it starts: its uploads would fail forever)."""
+    if not is_remote(root):
+        return
+    fs, base = _open(root)
+    bucket = base.split("/", 1)[0]
+    try:
+        found = fs.exists(bucket)
+    except Exception as exc:
+        raise StorageError(
+            f"Cannot reach the prediction log root {root} ({_reason(exc)}); check "
+            "MODELYARD_MONITORING__LOG_ROOT, the store's endpoint and its credentials."
+        ) from exc
+    if not found:
+        raise StorageError(
+            f"The bucket {bucket!r} of the prediction log root {root} does not exist; create it "
+            "or fix MODELYARD_MONITORING__LOG_ROOT."
+        )
+
+
 def mirror_folder(settings: Settings) -> Path:
     return settings.home_dir / "cache" / "predictions" / root_slug(settings.resolved_log_root)
 

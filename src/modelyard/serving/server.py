@@ -119,6 +119,10 @@ def check_refs(settings: Settings, refs: list[str], deployments: list[str]) -> N
         from modelyard.monitoring.alerts import validate_rules
 
         validate_rules(alerts.rules, webhooks=alerts.webhooks)  # a bad rule stops the start
+    if settings.monitoring.log:
+        from modelyard.monitoring.mirror import check_log_root
+
+        check_log_root(settings.resolved_log_root)
     registry = Registry(settings)
     try:
         for ref in refs:
