@@ -3,7 +3,7 @@ roll back and print the audit history, through the Python API and the ``yard`` C
 the Open Inference Protocol (REST and gRPC), MLflow's and TF Serving's APIs, with hot swaps;
 roll a canary out and back (v2 and MLflow requests alike go through its routes); then monitor
 a served model: logged traffic with drift injected halfway, labels, performance, the drift
-table, an alert to a local webhook and the HTML report.
+table, an alert to a local webhook and the HTML report; two replicas sharing an S3 bucket.
 
 Runs on a fresh, throw-away home (``.modelyard-demo/`` here) so it never touches yours.
 """
@@ -119,6 +119,7 @@ def main() -> None:
     rollout_demo(X_train, y_train, X_test)
     monitoring_demo()
     pipelines_demo()
+    object_storage_demo(X_train, y_train)
     observability_demo()
     print(f"\ndemo finished in {time.perf_counter() - started:.1f} s; state kept in {HOME}")
 
@@ -469,6 +470,97 @@ def pipelines_demo() -> None:
         print(scores.head(3).to_string(index=False))
     finally:
         os.chdir(HOME.parent)
+
+
+def object_storage_demo(X_train: object, y_train: object) -> None:
+    """Two replicas on one bucket (moto's S3 server, from the dev extra) and one database: both
+    load the model from the bucket and log to it; a reader elsewhere sees both replicas' rows."""
+    import boto3
+    import httpx
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    from modelyard.registry import Registry
+
+    assert isinstance(X_train, pd.DataFrame)
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    step(f"object storage: an S3 API on {endpoint} (moto), two replicas sharing its bucket")
+    s3_log = open(HOME / "s3.log", "w")  # noqa: SIM115 - closed below
+    moto = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=s3_log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    aws = {"AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}  # fmt: skip
+    home = HOME / "s3"
+    shared = {
+        **os.environ, **aws, "MODELYARD_HOME": str(home),
+        "MODELYARD_DATABASE_URL": f"sqlite:///{home / 'shared.db'}",
+        "MODELYARD_ARTIFACT_ROOT": "s3://demo/artifacts",
+        "MODELYARD_MONITORING__LOG_ROOT": "s3://demo/predictions",
+    }  # fmt: skip
+    replicas: list[tuple[subprocess.Popen[bytes], str]] = []
+    try:
+        s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="demo",
+                          aws_secret_access_key="demo", region_name="us-east-1")  # fmt: skip
+        for _ in range(100):
+            try:
+                s3.create_bucket(Bucket="demo")
+                break
+            except Exception:  # not listening yet
+                time.sleep(0.1)
+        os.environ.update(aws)
+        home.mkdir()
+        registry = Registry(
+            database_url=shared["MODELYARD_DATABASE_URL"], artifact_root="s3://demo/artifacts"
+        )
+        model = LogisticRegression(max_iter=5000).fit(X_train, y_train)
+        version = registry.register(model, name="tumour", data=X_train)
+        registry.set_alias(version.ref, "production")
+        registry.close()
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="demo")["Contents"]]
+        print(f"registered {version.ref}: its file is s3://demo/{keys[0]}")
+        for i in range(2):
+            url = f"http://127.0.0.1:{free_port()}"
+            log = HOME / f"replica-{i}.log"
+            env = {**shared, "MODELYARD_HOME": str(home / f"replica-{i}")}
+            replicas.append((subprocess.Popen(
+                [str(Path(sys.executable).parent / "yard"), "serve", "tumour@production",
+                 "--log-predictions", "--port", url.rsplit(":", 1)[1]],
+                env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+            ), url))  # fmt: skip
+        rows = X_train.head(10)
+        for server, url in replicas:
+            wait_ready(url, server, HOME / "replica-0.log")
+            body = {"inputs": [{"name": c, "shape": [10], "datatype": "FP64",
+                                "data": rows[c].tolist()} for c in rows.columns]}  # fmt: skip
+            for _ in range(5):
+                httpx.post(f"{url}/v2/models/tumour/infer", json=body).raise_for_status()
+        print("each replica answered 5 requests of 10 rows; SIGTERM uploads their logs")
+    finally:
+        for server, _ in replicas:
+            server.send_signal(signal.SIGTERM)
+        codes = [server.wait(60) for server, _ in replicas]
+        print(f"replicas stopped with exit codes {codes}")
+    try:
+        listed = s3.list_objects_v2(Bucket="demo", Prefix="predictions/")["Contents"]
+        print(f"the bucket holds {len(listed)} log objects under s3://demo/predictions/:")
+        for item in listed:
+            print(f"  {item['Key']} ({item['Size']} B)")
+        reader = {**shared, "MODELYARD_HOME": str(home / "reader")}
+        print("$ yard monitor log tumour --json --limit 1000   (on a third machine)", flush=True)
+        out = subprocess.run(
+            [str(Path(sys.executable).parent / "yard"), "monitor", "log", "tumour", "--json",
+             "--limit", "1000"], env=reader, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        print(f"{len(json.loads(out.stdout))} logged rows, both replicas' (2 x 5 x 10)")
+    finally:
+        moto.terminate()
+        moto.wait(30)
+        s3_log.close()
+        for key in aws:
+            os.environ.pop(key, None)
 
 
 def observability_demo() -> None:
