@@ -19,6 +19,7 @@ writes JSON to benchmarks/results/serving.json (serving-quick.json with --quick)
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import copy
 import json
@@ -35,6 +36,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +75,9 @@ TARGETS = [
     ("of_bare_asgi", ">=", 0.60, "yard >= 60% of the bare ASGI limit"),
     ("c1_p50_ms", "<=", 0.5, "yard p50 at c=1 <= 0.5 ms"),
     ("log_on_vs_off", ">=", 0.90, "yard with the prediction log >= 90% of yard without"),
+    ("log_p99_ratio", "<=", 2.0, "yard p99 with the log <= 2x without"),
+    ("log_s3_on_vs_off", ">=", 0.90, "yard with the log on S3 >= 90% of yard without"),
+    ("log_s3_p99_ratio", "<=", 2.0, "yard p99 with the log on S3 <= 2x without"),
     ("ready_s", "<=", 1.0, "yard time-to-ready <= 1.0 s"),
     ("of_identity", ">=", 0.80, "yard >= 80% of the identity model"),
     ("grpc_vs_rest", ">=", 1.0, "yard gRPC >= yard REST req/s"),
@@ -226,6 +231,8 @@ class Launch:
     versions: dict[str, str] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     grpc: GrpcTarget | None = None  # measured over gRPC (benchmarks/_grpc_load.py) when set
+    #: Called once the server has stopped; its answer joins the results (the log's rows).
+    after: Callable[[], dict[str, Any]] | None = None
 
 
 @dataclass
@@ -264,8 +271,11 @@ def error_line(text: str) -> str:
 
 
 def prepare_yard(
-    runtime: str, model_name: str, *, log: bool = False, grpc: bool = False
+    runtime: str, model_name: str, *, log: str | None = None, grpc: bool = False
 ) -> Callable[[Context, int], Launch]:
+    """``log``: ``"local"`` (a folder) or ``"s3"`` (moto's S3 server, started here) for
+    ``--log-predictions``; ``None`` for no log."""
+
     def prepare(ctx: Context, port: int) -> Launch:
         home = yard_home(ctx)
         env = {
@@ -274,10 +284,18 @@ def prepare_yard(
             "MODELYARD_ARTIFACT_ROOT": str(home / "artifacts"),
             "MODELYARD_MONITORING__LOG_ROOT": str(home / f"log-{port}"),
         }
+        after = None
+        if log == "local":
+            after = partial(local_log_rows, home / f"log-{port}")
+        elif log == "s3":
+            s3 = start_s3(ctx)
+            prefix = f"log-{port}"
+            env |= s3.env | {"MODELYARD_MONITORING__LOG_ROOT": f"s3://{S3_BUCKET}/{prefix}"}
+            after = partial(s3.log_rows, prefix)
         ref = f"{model_name}@production"
         cmd = [str(BIN / "yard"), "serve", ref, "--host", "127.0.0.1", "--port", str(port)]
         cmd += ["--runtime", runtime]
-        if log:
+        if log is not None:
             cmd.append("--log-predictions")
         target = None
         if grpc:
@@ -301,9 +319,89 @@ def prepare_yard(
             versions=versions,
             settings={"runtime": runtime, "body": ctx.args.yard_body, "log_predictions": log},
             grpc=target,
+            after=after,
         )
 
     return prepare
+
+
+S3_BUCKET = "bench"
+
+
+@dataclass
+class S3:
+    """moto's S3 server in its own process, pinned to the load generator's core: in production
+    the store runs elsewhere, so it must not take the server's core; it works only at each
+    upload (every 10 s), beside wrk."""
+
+    proc: subprocess.Popen[bytes]
+    endpoint: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
+        }  # fmt: skip
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3", endpoint_url=self.endpoint, aws_access_key_id="bench",
+            aws_secret_access_key="bench", region_name="us-east-1",
+        )  # fmt: skip
+
+    def log_rows(self, prefix: str) -> dict[str, Any]:
+        """Rows and objects the server's log put under ``prefix`` in the bucket."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        client = self.client()
+        pages = client.get_paginator("list_objects_v2").paginate(Bucket=S3_BUCKET, Prefix=prefix)
+        keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
+        rows = 0
+        for key in keys:
+            data = client.get_object(Bucket=S3_BUCKET, Key=key)["Body"].read()
+            rows += pq.read_metadata(pa.BufferReader(data)).num_rows
+        return {"rows": rows, "files": len(keys), "where": f"s3://{S3_BUCKET}/{prefix}"}
+
+
+def start_s3(ctx: Context) -> S3:
+    """moto's server (the dev extra installs it), started once per run, with the bucket."""
+    if "s3" in ctx.cache:
+        found: S3 = ctx.cache["s3"]
+        return found
+    port = free_port()
+    moto = BIN / "moto_server"
+    log = open(ctx.tmp / "moto.log", "wb")  # noqa: SIM115 - the process's, for the run
+    proc = subprocess.Popen(
+        ["taskset", "-c", ctx.args.client_cpu, str(moto), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    atexit.register(stop, proc)
+    s3 = S3(proc, f"http://127.0.0.1:{port}")
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            s3.client().create_bucket(Bucket=S3_BUCKET)
+            break
+        except Exception:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"moto_server did not start: {tail(Path(log.name).read_text())}"
+                ) from None
+            time.sleep(0.2)
+    ctx.cache["s3"] = s3
+    return s3
+
+
+def local_log_rows(root: Path) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
+    files = list(root.rglob("*.parquet"))
+    rows = sum(pq.read_metadata(f).num_rows for f in files)
+    return {"rows": rows, "files": len(files), "where": str(root)}
 
 
 def yard_home(ctx: Context) -> Path:
@@ -452,7 +550,13 @@ SERVERS = [
         "yard-onnx-logged",
         "yard",
         "yard serve --runtime onnx --log-predictions (Parquet prediction log on)",
-        prepare_yard("onnx", "hgb", log=True),
+        prepare_yard("onnx", "hgb", log="local"),
+    ),
+    Server(
+        "yard-onnx-logged-s3",
+        "yard",
+        "yard serve --runtime onnx --log-predictions to S3 (moto's server, on the load's core)",
+        prepare_yard("onnx", "hgb", log="s3"),
     ),
     Server(
         "yard-identity",
@@ -644,7 +748,8 @@ def measure(server: Server, ctx: Context) -> dict[str, Any]:
             if status != 200:
                 raise RuntimeError(f"request answered {status}: {answer[:300]!r}")
             if args.warmup > 0:
-                run_wrk(base + launch.infer_path, body_file, 8, args.warmup, args.client_cpu)
+                warm = run_wrk(base + launch.infer_path, body_file, 8, args.warmup, args.client_cpu)
+                result["warmup_requests"] = warm["requests"] - warm["non_2xx"]
             runs = []
             for conns in args.conns:
                 if proc.poll() is not None:
@@ -661,6 +766,16 @@ def measure(server: Server, ctx: Context) -> dict[str, Any]:
             raise RuntimeError(
                 f"{e}{f' ({cause})' if cause else ''}\n--- server log tail ---\n{tail(text)}"
             ) from e
+    if launch.after is not None:  # the server has stopped (SIGTERM: its log is flushed)
+        result["log"] = launch.after()
+        answered = (
+            1
+            + result.get("warmup_requests", 0)
+            + sum(r["requests"] - r["non_2xx"] for r in result["runs"])
+        )
+        result["log"]["answered"] = answered
+        print(f"    log: {result['log']['rows']:,} rows in {result['log']['files']} files for "
+              f"{answered:,} answered requests", flush=True)  # fmt: skip
     return result
 
 
@@ -721,12 +836,12 @@ def ratios(results: dict[str, Any], conns_list: list[int]) -> dict[str, Any]:
         out["of_identity"] = run["rps"] / identity[1]
     out["p99_ms"] = run["p99_ms"]
     out["errors"] = sum(r["non_2xx"] + r["socket_errors"] for r in results[name]["runs"])
-    logged, plain = (
-        run_at(results.get("yard-onnx-logged"), top),
-        run_at(results.get("yard-onnx"), top),
-    )
-    if logged and plain:
-        out["log_on_vs_off"] = logged["rps"] / plain["rps"]
+    plain = run_at(results.get("yard-onnx"), top)
+    for key, logged_name in (("log", "yard-onnx-logged"), ("log_s3", "yard-onnx-logged-s3")):
+        logged = run_at(results.get(logged_name), top)
+        if logged and plain:
+            out[f"{key}_on_vs_off"] = logged["rps"] / plain["rps"]
+            out[f"{key}_p99_ratio"] = logged["p99_ms"] / plain["p99_ms"]
     if c1 := run_at(results[name], 1):
         out["c1_p50_ms"] = c1["p50_ms"]
     out["ready_s"] = results[name]["ready_s"]

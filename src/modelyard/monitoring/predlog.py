@@ -152,11 +152,17 @@ class ParquetSink:
         taken = [self._queue.popleft() for _ in range(len(self._queue))]
         if not taken:
             return
-        groups: dict[tuple[str, str], list[PredictionRecord]] = {}
+        # the UTC hour as a number per record, its text once per group: formatting a datetime
+        # per record took a third of this thread's time (py-spy, 10k logged requests/s)
+        groups: dict[tuple[str, int], list[PredictionRecord]] = {}
         for record in taken:
-            hour = datetime.fromtimestamp(record.time, UTC).strftime("%Y-%m-%dT%H")
-            groups.setdefault((record.deployment or record.model, hour), []).append(record)
-        for (deployment, hour), records in groups.items():
+            key = (record.deployment or record.model, int(record.time // 3600))
+            group = groups.get(key)
+            if group is None:
+                groups[key] = group = []
+            group.append(record)
+        for (deployment, hours), records in groups.items():
+            hour = datetime.fromtimestamp(hours * 3600, UTC).strftime("%Y-%m-%dT%H")
             try:
                 table = records_table(records, drop=self.drop_columns, hashed=self.hash_columns)
                 self._write(table, deployment, hour)
