@@ -71,6 +71,8 @@ class PredictionRecord(Protocol):
     def status(self) -> int: ...
 
 
+_US_PER_HOUR = 3_600_000_000
+
 #: Columns every log row has, before the inputs (``in_*``) and outputs (``out_*``).
 BASE_COLUMNS = (
     "request_id", "row", "time", "deployment", "route", "model", "version", "latency_ms",
@@ -152,11 +154,19 @@ class ParquetSink:
         taken = [self._queue.popleft() for _ in range(len(self._queue))]
         if not taken:
             return
-        groups: dict[tuple[str, str], list[PredictionRecord]] = {}
+        # Grouped by the hour as a number, named once per group: a datetime and a strftime per
+        # record cost the writer thread, which shares the GIL (and in the benchmark one CPU) with
+        # the event loop, 2.2 us of its 4.7 us per record (measured: 10,000 one-row records).
+        # The hour is the one of the ``time`` column's microseconds (``_group_table``).
+        groups: dict[tuple[str, int], list[PredictionRecord]] = {}
         for record in taken:
-            hour = datetime.fromtimestamp(record.time, UTC).strftime("%Y-%m-%dT%H")
-            groups.setdefault((record.deployment or record.model, hour), []).append(record)
-        for (deployment, hour), records in groups.items():
+            key = (record.deployment or record.model, int(record.time * 1e6) // _US_PER_HOUR)
+            group = groups.get(key)
+            if group is None:
+                groups[key] = group = []
+            group.append(record)
+        for (deployment, hours), records in groups.items():
+            hour = datetime.fromtimestamp(hours * 3600, UTC).strftime("%Y-%m-%dT%H")
             try:
                 table = records_table(records, drop=self.drop_columns, hashed=self.hash_columns)
                 self._write(table, deployment, hour)
