@@ -4,14 +4,18 @@ adaptive batching where it has it), against a bare uvicorn ASGI callable (the li
 identity-width model on `yard serve` (the server's own cost). Each server is pinned to one CPU,
 wrk to the other; each sends a 1-row JSON request in the server's native protocol. Group grpc:
 yard and MLServer over the Open Inference Protocol's gRPC, 1-row and 1000-row requests, loaded
-by h2load (and with --grpc-aio a grpc.aio client); see benchmarks/_grpc_load.py.
+by h2load (and with --grpc-aio a grpc.aio client); see benchmarks/_grpc_load.py. The prediction
+log's cost: yard-onnx against yard-onnx-logged (a local folder) and yard-onnx-logged-s3 (a bucket
+on moto's S3 server, a process of its own), and a check that every answer reached the log; see
+benchmarks/_logcheck.py.
 
     .venv/bin/python benchmarks/serving.py [--duration 15] [--conns 1,8,32]
         [--only yard,mlflow,bentoml,mlserver,asgi,grpc] [--quick] [--grpc-aio]
 
 Needs wrk (`apt-get install -y wrk`), taskset, and for gRPC h2load
 (`apt-get install -y nghttp2-client`). The gRPC-vs-REST ratio needs yard-onnx in the same run
-(`--only yard-onnx,grpc`). The peers are installed into their own
+(`--only yard-onnx,grpc`), the log's ratios yard-onnx beside the logged servers
+(`--only yard-onnx,yard-onnx-logged,yard-onnx-logged-s3`). The peers are installed into their own
 virtualenvs under benchmarks/.envs/ on first run. Prints a table, the ratios and the targets;
 writes JSON to benchmarks/results/serving.json (serving-quick.json with --quick).
 """
@@ -19,7 +23,6 @@ writes JSON to benchmarks/results/serving.json (serving-quick.json with --quick)
 from __future__ import annotations
 
 import argparse
-import atexit
 import contextlib
 import copy
 import json
@@ -36,7 +39,6 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,7 @@ from _grpc_load import (
     print_grpc_report,
 )
 from _harness import git_commit, machine, write_report
+from _logcheck import S3Store, check_log, fmt_check, local_rows, wait_s3
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -75,9 +78,10 @@ TARGETS = [
     ("of_bare_asgi", ">=", 0.60, "yard >= 60% of the bare ASGI limit"),
     ("c1_p50_ms", "<=", 0.5, "yard p50 at c=1 <= 0.5 ms"),
     ("log_on_vs_off", ">=", 0.90, "yard with the prediction log >= 90% of yard without"),
+    ("log_s3_on_vs_off", ">=", 0.90, "yard logging to S3 >= 90% of yard without"),
     ("log_p99_ratio", "<=", 2.0, "yard p99 with the log <= 2x without"),
-    ("log_s3_on_vs_off", ">=", 0.90, "yard with the log on S3 >= 90% of yard without"),
-    ("log_s3_p99_ratio", "<=", 2.0, "yard p99 with the log on S3 <= 2x without"),
+    ("log_s3_p99_ratio", "<=", 2.0, "yard p99 logging to S3 <= 2x without"),
+    ("log_lost", "<=", 0.0, "prediction log: every answer logged, none dropped"),
     ("ready_s", "<=", 1.0, "yard time-to-ready <= 1.0 s"),
     ("of_identity", ">=", 0.80, "yard >= 80% of the identity model"),
     ("grpc_vs_rest", ">=", 1.0, "yard gRPC >= yard REST req/s"),
@@ -167,6 +171,8 @@ class Context:
     yard_home: Path | None = None
     yard_reason: str | None = None  # why `yard serve` cannot run, once known
     cache: dict[str, Any] = field(default_factory=dict)
+    # Processes that outlive one server (moto's S3 server), stopped when the run ends.
+    stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
 
 def train(ctx: Context, fit: bool) -> None:
@@ -231,8 +237,10 @@ class Launch:
     versions: dict[str, str] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     grpc: GrpcTarget | None = None  # measured over gRPC (benchmarks/_grpc_load.py) when set
-    #: Called once the server has stopped; its answer joins the results (the log's rows).
-    after: Callable[[], dict[str, Any]] | None = None
+    # A logged server: rows and parts in its log now, and how long the log may take to hold an
+    # answer (benchmarks/_logcheck.py checks it after the runs, before the server stops).
+    log_rows: Callable[[], tuple[int, int]] | None = None
+    log_wait_s: float = 0.0
 
 
 @dataclass
@@ -271,31 +279,36 @@ def error_line(text: str) -> str:
 
 
 def prepare_yard(
-    runtime: str, model_name: str, *, log: str | None = None, grpc: bool = False
+    runtime: str,
+    model_name: str,
+    *,
+    log: bool = False,
+    grpc: bool = False,
+    log_store: str = "local",
 ) -> Callable[[Context, int], Launch]:
-    """``log``: ``"local"`` (a folder) or ``"s3"`` (moto's S3 server, started here) for
-    ``--log-predictions``; ``None`` for no log."""
+    """``log_store``: where the prediction log goes with ``log``, ``local`` (a folder) or
+    ``s3`` (a bucket on moto's S3 server, through the server's local spool)."""
 
     def prepare(ctx: Context, port: int) -> Launch:
         home = yard_home(ctx)
+        log_root = home / f"log-{port}"
         env = {
             "MODELYARD_HOME": str(home),
             "MODELYARD_DATABASE_URL": f"sqlite:///{home}/m.db",
             "MODELYARD_ARTIFACT_ROOT": str(home / "artifacts"),
-            "MODELYARD_MONITORING__LOG_ROOT": str(home / f"log-{port}"),
+            "MODELYARD_MONITORING__LOG_ROOT": str(log_root),
         }
-        after = None
-        if log == "local":
-            after = partial(local_log_rows, home / f"log-{port}")
-        elif log == "s3":
-            s3 = start_s3(ctx)
-            prefix = f"log-{port}"
-            env |= s3.env | {"MODELYARD_MONITORING__LOG_ROOT": f"s3://{S3_BUCKET}/{prefix}"}
-            after = partial(s3.log_rows, prefix)
+        log_rows: Callable[[], tuple[int, int]] = lambda: local_rows(log_root)  # noqa: E731
+        log_wait_s = 15.0  # a flush every second
+        if log and log_store == "s3":
+            store = s3_store(ctx)
+            env |= store.env | {"MODELYARD_MONITORING__LOG_ROOT": store.log_root}
+            log_rows = store.rows
+            log_wait_s = 45.0  # an upload every 10 s, then retries with backoff
         ref = f"{model_name}@production"
         cmd = [str(BIN / "yard"), "serve", ref, "--host", "127.0.0.1", "--port", str(port)]
         cmd += ["--runtime", runtime]
-        if log is not None:
+        if log:
             cmd.append("--log-predictions")
         target = None
         if grpc:
@@ -317,91 +330,37 @@ def prepare_yard(
             body,
             env=env,
             versions=versions,
-            settings={"runtime": runtime, "body": ctx.args.yard_body, "log_predictions": log},
+            settings={"runtime": runtime, "body": ctx.args.yard_body, "log_predictions": log}
+            | ({"log_root": env["MODELYARD_MONITORING__LOG_ROOT"]} if log else {}),
             grpc=target,
-            after=after,
+            log_rows=log_rows if log else None,
+            log_wait_s=log_wait_s,
         )
 
     return prepare
 
 
-S3_BUCKET = "bench"
+def s3_store(ctx: Context) -> S3Store:
+    """moto's S3 server as a process of its own (started once per run) with the log's bucket.
 
-
-@dataclass
-class S3:
-    """moto's S3 server in its own process, pinned to the load generator's core: in production
-    the store runs elsewhere, so it must not take the server's core; it works only at each
-    upload (every 10 s), beside wrk."""
-
-    proc: subprocess.Popen[bytes]
-    endpoint: str
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {
-            "AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
-        }  # fmt: skip
-
-    def client(self) -> Any:
-        import boto3
-
-        return boto3.client(
-            "s3", endpoint_url=self.endpoint, aws_access_key_id="bench",
-            aws_secret_access_key="bench", region_name="us-east-1",
-        )  # fmt: skip
-
-    def log_rows(self, prefix: str) -> dict[str, Any]:
-        """Rows and objects the server's log put under ``prefix`` in the bucket."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        client = self.client()
-        pages = client.get_paginator("list_objects_v2").paginate(Bucket=S3_BUCKET, Prefix=prefix)
-        keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
-        rows = 0
-        for key in keys:
-            data = client.get_object(Bucket=S3_BUCKET, Key=key)["Body"].read()
-            rows += pq.read_metadata(pa.BufferReader(data)).num_rows
-        return {"rows": rows, "files": len(keys), "where": f"s3://{S3_BUCKET}/{prefix}"}
-
-
-def start_s3(ctx: Context) -> S3:
-    """moto's server (the dev extra installs it), started once per run, with the bucket."""
-    if "s3" in ctx.cache:
-        found: S3 = ctx.cache["s3"]
-        return found
+    It is pinned to the load generator's CPU, not the server's: in production the object store is
+    another machine, so what it does with an upload is no cost of the server's, while what
+    uploading costs the server (concatenating the batch, writing it, the PUT through s3fs) still
+    runs in the server process, on the server's CPU. moto works for a moment once per upload
+    interval; wrk shares its CPU with it then."""
+    store: S3Store | None = ctx.cache.get("s3")
+    if store is not None:
+        return store
+    exe = BIN / "moto_server"
+    if not exe.exists():
+        raise RuntimeError(f"{exe} not found: install the dev extra (moto[server])")
     port = free_port()
-    moto = BIN / "moto_server"
-    log = open(ctx.tmp / "moto.log", "wb")  # noqa: SIM115 - the process's, for the run
-    proc = subprocess.Popen(
-        ["taskset", "-c", ctx.args.client_cpu, str(moto), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    atexit.register(stop, proc)
-    s3 = S3(proc, f"http://127.0.0.1:{port}")
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            s3.client().create_bucket(Bucket=S3_BUCKET)
-            break
-        except Exception:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"moto_server did not start: {tail(Path(log.name).read_text())}"
-                ) from None
-            time.sleep(0.2)
-    ctx.cache["s3"] = s3
-    return s3
-
-
-def local_log_rows(root: Path) -> dict[str, Any]:
-    import pyarrow.parquet as pq
-
-    files = list(root.rglob("*.parquet"))
-    rows = sum(pq.read_metadata(f).num_rows for f in files)
-    return {"rows": rows, "files": len(files), "where": str(root)}
+    launch = Launch([str(exe), "-H", "127.0.0.1", "-p", str(port)], "/", "", {})
+    proc = ctx.stack.enter_context(running(launch, ctx.tmp / "moto.log", ctx.args.client_cpu))
+    store = S3Store(f"http://127.0.0.1:{port}", proc)
+    wait_s3(store)
+    ctx.cache["s3"] = store
+    return store
 
 
 def yard_home(ctx: Context) -> Path:
@@ -550,13 +509,13 @@ SERVERS = [
         "yard-onnx-logged",
         "yard",
         "yard serve --runtime onnx --log-predictions (Parquet prediction log on)",
-        prepare_yard("onnx", "hgb", log="local"),
+        prepare_yard("onnx", "hgb", log=True),
     ),
     Server(
         "yard-onnx-logged-s3",
         "yard",
-        "yard serve --runtime onnx --log-predictions to S3 (moto's server, on the load's core)",
-        prepare_yard("onnx", "hgb", log="s3"),
+        "yard serve --runtime onnx --log-predictions to s3:// (moto's S3 server, spooled)",
+        prepare_yard("onnx", "hgb", log=True, log_store="s3"),
     ),
     Server(
         "yard-identity",
@@ -747,9 +706,10 @@ def measure(server: Server, ctx: Context) -> dict[str, Any]:
             result["sample_response"] = answer[:300].decode(errors="replace")
             if status != 200:
                 raise RuntimeError(f"request answered {status}: {answer[:300]!r}")
+            answered = 1  # the request above
             if args.warmup > 0:
                 warm = run_wrk(base + launch.infer_path, body_file, 8, args.warmup, args.client_cpu)
-                result["warmup_requests"] = warm["requests"] - warm["non_2xx"]
+                answered += warm["statuses"].get("200", 0)
             runs = []
             for conns in args.conns:
                 if proc.poll() is not None:
@@ -760,22 +720,19 @@ def measure(server: Server, ctx: Context) -> dict[str, Any]:
                 print(f"    c={conns:<3} {fmt_run(run)}", flush=True)
                 runs.append(run)
             result["runs"] = runs
+            if launch.log_rows is not None:
+                answered += sum(r["statuses"].get("200", 0) for r in runs)
+                result["log_check"] = check_log(
+                    base, launch.log_rows, answered=answered,
+                    in_flight=8 * (args.warmup > 0) + sum(args.conns), timeout_s=launch.log_wait_s,
+                )  # fmt: skip
+                print(f"    {fmt_check(result['log_check'])}", flush=True)
         except Exception as e:
             text = log.read_text(errors="replace")
             cause = error_line(text)
             raise RuntimeError(
                 f"{e}{f' ({cause})' if cause else ''}\n--- server log tail ---\n{tail(text)}"
             ) from e
-    if launch.after is not None:  # the server has stopped (SIGTERM: its log is flushed)
-        result["log"] = launch.after()
-        answered = (
-            1
-            + result.get("warmup_requests", 0)
-            + sum(r["requests"] - r["non_2xx"] for r in result["runs"])
-        )
-        result["log"]["answered"] = answered
-        print(f"    log: {result['log']['rows']:,} rows in {result['log']['files']} files for "
-              f"{answered:,} answered requests", flush=True)  # fmt: skip
     return result
 
 
@@ -837,11 +794,14 @@ def ratios(results: dict[str, Any], conns_list: list[int]) -> dict[str, Any]:
     out["p99_ms"] = run["p99_ms"]
     out["errors"] = sum(r["non_2xx"] + r["socket_errors"] for r in results[name]["runs"])
     plain = run_at(results.get("yard-onnx"), top)
-    for key, logged_name in (("log", "yard-onnx-logged"), ("log_s3", "yard-onnx-logged-s3")):
-        logged = run_at(results.get(logged_name), top)
+    for server, prefix in (("yard-onnx-logged", "log"), ("yard-onnx-logged-s3", "log_s3")):
+        logged = run_at(results.get(server), top)
         if logged and plain:
-            out[f"{key}_on_vs_off"] = logged["rps"] / plain["rps"]
-            out[f"{key}_p99_ratio"] = logged["p99_ms"] / plain["p99_ms"]
+            out[f"{prefix}_on_vs_off"] = logged["rps"] / plain["rps"]
+            out[f"{prefix}_p99_ratio"] = logged["p99_ms"] / plain["p99_ms"]
+    checks = [r["log_check"] for r in results.values() if "log_check" in r]
+    if checks:
+        out["log_lost"] = sum(c["lost"] for c in checks)
     if c1 := run_at(results[name], 1):
         out["c1_p50_ms"] = c1["p50_ms"]
     out["ready_s"] = results[name]["ready_s"]
@@ -866,19 +826,19 @@ def print_report(
     results: dict[str, Any], found: dict[str, Any], checks: list[dict[str, Any]]
 ) -> None:
     print()
-    head = f"{'server':<15} {'ready s':>7} {'c':>3} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8}"
+    head = f"{'server':<19} {'ready s':>7} {'c':>3} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8}"
     print(head + f" {'p99 ms':>8} {'non-2xx':>8} {'sock err':>8}")
     for name, result in results.items():
         if "grpc_runs" in result:
             continue  # print_grpc_report's table
         if "runs" not in result:
             reason = (result.get("error") or "?").splitlines()[0][:100]
-            print(f"{name:<15} not measured: {reason}")
+            print(f"{name:<19} not measured: {reason}")
             continue
         for i, run in enumerate(result["runs"]):
             ready = f"{result['ready_s']:7.2f}" if i == 0 else " " * 7
             print(
-                f"{name if i == 0 else '':<15} {ready} {run['conns']:>3} {run['rps']:>9,.0f} "
+                f"{name if i == 0 else '':<19} {ready} {run['conns']:>3} {run['rps']:>9,.0f} "
                 f"{run['p50_ms']:>8.2f} {run['p90_ms']:>8.2f} {run['p99_ms']:>8.2f} "
                 f"{run['non_2xx']:>8} {run['socket_errors']:>8}"
             )
@@ -893,6 +853,15 @@ def print_report(
             print(f"  yard / bare ASGI limit  {found['of_bare_asgi']:8.1%}")
         if "of_identity" in found:
             print(f"  yard / identity model   {found['of_identity']:8.1%}")
+        for store, prefix in (("local disk", "log"), ("S3", "log_s3")):
+            if f"{prefix}_on_vs_off" in found:
+                print(
+                    f"  log on {store:<10} / off  {found[f'{prefix}_on_vs_off']:8.1%} req/s, "
+                    f"p99 {found[f'{prefix}_p99_ratio']:.2f}x"
+                )
+        for name, result in results.items():
+            if "log_check" in result:
+                print(f"  {name:<22} {fmt_check(result['log_check'])}")
     else:
         print(f"no yard result at c={top}: ratios not computed")
         peers = [
@@ -1012,8 +981,11 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = datetime.now(UTC)
     results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="serving-bench-") as tmp:
-        ctx = Context(args=args, tmp=Path(tmp))
+    with (
+        tempfile.TemporaryDirectory(prefix="serving-bench-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
+        ctx = Context(args=args, tmp=Path(tmp), stack=stack)
         fit = any(s.group != "asgi" for s in args.servers)
         print("making the data and training the model ..." if fit else "making the data ...")
         train(ctx, fit)

@@ -71,6 +71,8 @@ class PredictionRecord(Protocol):
     def status(self) -> int: ...
 
 
+_US_PER_HOUR = 3_600_000_000
+
 #: Columns every log row has, before the inputs (``in_*``) and outputs (``out_*``).
 BASE_COLUMNS = (
     "request_id", "row", "time", "deployment", "route", "model", "version", "latency_ms",
@@ -152,11 +154,13 @@ class ParquetSink:
         taken = [self._queue.popleft() for _ in range(len(self._queue))]
         if not taken:
             return
-        # the UTC hour as a number per record, its text once per group: formatting a datetime
-        # per record took a third of this thread's time (py-spy, 10k logged requests/s)
+        # Grouped by the hour as a number, named once per group: a datetime and a strftime per
+        # record cost the writer thread, which shares the GIL (and in the benchmark one CPU) with
+        # the event loop, 2.2 us of its 4.7 us per record (measured: 10,000 one-row records).
+        # The hour is the one of the ``time`` column's microseconds (``_group_table``).
         groups: dict[tuple[str, int], list[PredictionRecord]] = {}
         for record in taken:
-            key = (record.deployment or record.model, int(record.time // 3600))
+            key = (record.deployment or record.model, int(record.time * 1e6) // _US_PER_HOUR)
             group = groups.get(key)
             if group is None:
                 groups[key] = group = []

@@ -139,3 +139,25 @@ def test_column_inputs_and_mixed_outputs_share_one_file(tmp_path: Path) -> None:
     table = pq.read_table(only)
     assert table.column("in_city").to_pylist() == [None, None, "paris", "rome"]
     assert table.column("out_predict_proba").to_pylist()[2:] == [None, None]
+
+
+def test_each_row_is_filed_under_the_hour_of_its_time_column(tmp_path: Path) -> None:
+    boundary = 1_780_002_000.0  # 2026-05-28T21:00:00 UTC
+    times = {
+        "before": boundary - 0.5, "last_us": boundary - 1e-6, "at": boundary,
+        "after": boundary + 0.5, "next_day": boundary + 86_400 + 3 * 3600 + 1,
+    }  # fmt: skip
+    sink = ParquetSink(tmp_path, flush_interval_s=60)
+    for name, at in times.items():
+        sink.submit(record(0, n=1, at=at, model=name))
+    sink.close()
+    folders = {}
+    for path in files(tmp_path):
+        times_in_file = pq.read_table(path).column("time").to_pylist()
+        assert {t.strftime("hour=%Y-%m-%dT%H") for t in times_in_file} == {path.parent.name}
+        folders[path.parent.parent.name.removeprefix("deployment=")] = path.parent.name
+    assert folders == {
+        "before": "hour=2026-05-28T20", "last_us": "hour=2026-05-28T20",
+        "at": "hour=2026-05-28T21", "after": "hour=2026-05-28T21",
+        "next_day": "hour=2026-05-30T00",
+    }  # fmt: skip
