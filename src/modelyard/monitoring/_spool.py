@@ -234,14 +234,16 @@ class Spool:
         import pyarrow.parquet as pq
 
         files = sorted(batch.glob("*.parquet"))
-        table = pa.concat_tables(
-            [pq.read_table(f) for f in files], promote_options="permissive"
-        ).combine_chunks()
+        # Not combine_chunks(), and zstd: on 10 parts of 8,500 rows, rewriting one combined
+        # chunk took 231 ms of CPU, the parts' chunks as they are 80 ms, with zstd 84 ms for a
+        # 40% smaller object (snappy, the default, 5.0 MiB; zstd 2.9 MiB). That work lands on
+        # the server's cores at every upload.
+        table = pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive")
         deployment, hour = batch.parent.parent.name, batch.parent.name
         target = f"{self._base}/{deployment}/{hour}/{batch.name}.parquet"
         temporary = batch / f".upload-{uuid.uuid4().hex}"
         try:
-            pq.write_table(table, temporary)
+            pq.write_table(table, temporary, compression="zstd")
             self._fs.put_file(str(temporary), target)
         finally:
             temporary.unlink(missing_ok=True)

@@ -308,17 +308,25 @@ def _group_table(
         array = np.array(values, dtype=dtype)
         return array if single else np.repeat(array, counts)
 
+    def text(values: list[str | None]) -> pa.Array:
+        # from the list itself (no object ndarray), and a value repeated when all are one
+        first = values[0]
+        if values.count(first) == len(values):
+            return pa.array([first], pa.string()).take(np.zeros(int(counts.sum()), np.int32))
+        return pa.array(values if single else each(values), pa.string())
+
     data: dict[str, pa.Array] = {
-        "request_id": pa.array(each([r.request_id for r in records]), pa.string()),
+        "request_id": text([r.request_id for r in records]),
         "row": pa.array(rows),
         "time": pa.array(
-            each([int(r.time * 1e6) for r in records], np.int64), pa.timestamp("us", tz="UTC")
+            (each([r.time for r in records], np.float64) * 1e6).astype(np.int64),
+            pa.timestamp("us", tz="UTC"),
         ),
-        "deployment": pa.array(each([r.deployment or r.model for r in records]), pa.string()),
-        "route": pa.array(each([r.route for r in records]), pa.string()),
-        "model": pa.array(each([r.model for r in records]), pa.string()),
-        "version": pa.array(each([r.version for r in records]), pa.string()),
-        "latency_ms": pa.array(each([r.latency_s * 1000 for r in records], np.float64)),
+        "deployment": text([r.deployment or r.model for r in records]),
+        "route": text([r.route for r in records]),
+        "model": text([r.model for r in records]),
+        "version": text([r.version for r in records]),
+        "latency_ms": pa.array(each([r.latency_s for r in records], np.float64) * 1000),
         "status": pa.array(each([r.status for r in records], np.int16)),
     }
     for name, column in zip(names, _input_columns(records, len(names)), strict=True):
