@@ -252,3 +252,23 @@ def test_a_server_logging_to_a_missing_bucket_does_not_start(s3: S3Server, tmp_p
         "does not exist; create it or fix MODELYARD_MONITORING__LOG_ROOT.\n"
     )
     assert "no-such-bucket" not in {b["Name"] for b in s3.client().list_buckets()["Buckets"]}
+
+
+def test_reading_a_name_with_no_log_in_the_bucket_names_the_bucket(
+    s3: S3Server, tmp_path: Path
+) -> None:
+    import subprocess
+
+    from tests.integration._server import YARD, server_env
+
+    bucket = s3.bucket()
+    env = server_env(tmp_path, MODELYARD_MONITORING__LOG_ROOT=f"s3://{bucket}/log", **s3.env)
+    done = subprocess.run(
+        [YARD, "monitor", "log", "nothing-here"], env=env, capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr == (
+        "error: No predictions logged for 'nothing-here' in the last 1h; serve it with 'yard "
+        f"serve --log-predictions' (log root s3://{bucket}/log) or widen --since.\n"
+    )

@@ -27,11 +27,11 @@ def ingest(
 ) -> None:
     """Store labels for NAME's logged predictions (the latest label of a request wins)."""
     from modelyard.monitoring.labels import ingest_labels
-    from modelyard.monitoring.mirror import publish, readable_root
+    from modelyard.monitoring.mirror import publish, readable_root, store_named
     from modelyard.settings import Settings
 
     settings = Settings()
-    with _steps(enabled=not json) as on_step:
+    with store_named(settings), _steps(enabled=not json) as on_step:
         result = ingest_labels(readable_root(settings, name), name, file, on_step=on_step)
         publish(settings, result.path)
     if json:
@@ -55,16 +55,18 @@ def performance(
 
     from modelyard.cli._registry import open_registry
     from modelyard.core.durations import parse_duration
-    from modelyard.monitoring.mirror import readable_root
+    from modelyard.monitoring.mirror import readable_root, store_named
     from modelyard.monitoring.performance import compute_performance
     from modelyard.settings import Settings
 
     since = timedelta(seconds=parse_duration(window))
+    settings = Settings()
     registry = open_registry()
     try:
-        result = compute_performance(
-            readable_root(Settings(), name), name, since=since, registry=registry
-        )
+        with store_named(settings):
+            result = compute_performance(
+                readable_root(settings, name), name, since=since, registry=registry
+            )
     finally:
         registry.close()
     if json:

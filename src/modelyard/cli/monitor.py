@@ -31,12 +31,14 @@ def log(
 ) -> None:
     """The latest logged predictions of NAME ('yard serve --log-predictions')."""
     from modelyard.core.durations import parse_duration
-    from modelyard.monitoring.mirror import readable_root
+    from modelyard.monitoring.mirror import readable_root, store_named
     from modelyard.monitoring.query import read_log
 
     window = timedelta(seconds=parse_duration(since))
-    root = readable_root(load_settings(), name)
-    rows = read_log(root, name, since=window, limit=limit).to_pylist()
+    settings = load_settings()
+    with store_named(settings):
+        root = readable_root(settings, name)
+        rows = read_log(root, name, since=window, limit=limit).to_pylist()
     if json:
         print_json(rows)
         return
@@ -97,12 +99,12 @@ def drift(
     """Drift of NAME's inputs and outputs in a window of its prediction log."""
     from modelyard.cli._registry import open_registry
     from modelyard.core.durations import parse_duration
-    from modelyard.monitoring.mirror import readable_root
+    from modelyard.monitoring.mirror import readable_root, store_named
     from modelyard.monitoring.service import DriftOptions, deployment_drift
 
     settings = load_settings()
     span = timedelta(seconds=parse_duration(window))
-    with _progress("Scanning") as advance:
+    with store_named(settings), _progress("Scanning") as advance:
         result = deployment_drift(
             open_registry(), readable_root(settings, name), name, window=span, last=last,
             reference=reference, current=current,
@@ -126,13 +128,13 @@ def report(
     """Write one self-contained HTML report: drift, histograms, traffic and performance."""
     from modelyard.cli._registry import open_registry
     from modelyard.core.durations import parse_duration
-    from modelyard.monitoring.mirror import readable_root
+    from modelyard.monitoring.mirror import readable_root, store_named
     from modelyard.monitoring.report import write_report
     from modelyard.monitoring.service import DriftOptions, build_report
 
     settings = load_settings()
     span = timedelta(seconds=parse_duration(window))
-    with _progress("Scanning") as advance:
+    with store_named(settings), _progress("Scanning") as advance:
         data = build_report(
             open_registry(), readable_root(settings, name), name, window=span,
             reference=reference,

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from modelyard.errors import StorageError
+from modelyard.errors import ModelyardError, StorageError
 from modelyard.monitoring.predlog import is_remote, root_slug
 from modelyard.settings import Settings
 
@@ -54,6 +56,20 @@ def check_log_root(root: str) -> None:
             f"The bucket {bucket!r} of the prediction log root {root} does not exist; create it "
             "or fix MODELYARD_MONITORING__LOG_ROOT."
         )
+
+
+@contextmanager
+def store_named(settings: Settings) -> Iterator[None]:
+    """Errors raised inside name the store's URL where they would name the local mirror (what
+    a user set and can look at)."""
+    try:
+        yield
+    except ModelyardError as exc:
+        root = settings.resolved_log_root
+        local = str(mirror_folder(settings))
+        if not is_remote(root) or local not in str(exc):
+            raise
+        raise type(exc)(str(exc).replace(local, root)) from exc
 
 
 def mirror_folder(settings: Settings) -> Path:
