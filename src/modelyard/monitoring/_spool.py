@@ -98,7 +98,6 @@ class Spool:
         self._rows = 0
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self.uploaded_rows = 0
         self._adopt()
         self._report()
         self._thread = threading.Thread(target=self._run, name="prediction-log-upload", daemon=True)
@@ -135,10 +134,6 @@ class Spool:
                 f"Cannot tell whether {deployment!r} has logged predictions: the prediction log "
                 f"at {self.remote} cannot be listed ({exc}); try again when it is back."
             ) from exc
-
-    @property
-    def backlog_rows(self) -> int:
-        return self._rows
 
     def close(self) -> None:
         """Upload what is spooled, for at most ``drain_s``; what is left stays on disk for the
@@ -178,7 +173,10 @@ class Spool:
             if failed:
                 if self.on_failure is not None:
                     self.on_failure()
-                self._stop.wait(backoff) if not stopping else time.sleep(min(backoff, 1.0))
+                if stopping:  # draining: retry within the deadline
+                    time.sleep(min(backoff, 1.0))
+                else:
+                    self._stop.wait(backoff)
                 backoff = min(backoff * 2, self.options.backoff_max_s)
                 continue
             backoff = self.options.backoff_s
@@ -211,7 +209,6 @@ class Spool:
             done = self.own / f".done-{uuid.uuid4().hex}"
             os.replace(batch, done)
             shutil.rmtree(done, ignore_errors=True)
-            self.uploaded_rows += rows
             self._change(-rows)
         return False
 
@@ -282,11 +279,10 @@ class Spool:
                 handle.close()
 
     def _take(self, other: Path) -> None:
-        rows = 0
-        files = (p for p in other.glob("files/**/*") if p.is_file() and p.name[0] != ".")
-        for item in [*other.glob("parts/*/*/*.parquet"), *other.glob("batches/*/*/*"), *files]:
-            if "files" not in item.relative_to(other).parts[:1]:
-                rows += _rows_in(item)
+        logged = [*other.glob("parts/*/*/*.parquet"), *other.glob("batches/*/*/*")]
+        files = [p for p in other.glob("files/**/*") if p.is_file() and p.name[0] != "."]
+        rows = sum(_rows_in(item) for item in logged)
+        for item in [*logged, *files]:
             target = self.own / item.relative_to(other)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(item, target)

@@ -114,10 +114,7 @@ def _sync(fs: Any, remote: str, local: Path, root: str) -> None:
     except FileNotFoundError:
         found = []
     except Exception as exc:
-        raise StorageError(
-            f"Cannot list the prediction log at {root} ({_reason(exc)}); check "
-            "MODELYARD_MONITORING__LOG_ROOT and the store's credentials."
-        ) from exc
+        raise _unreadable("list", root, exc) from exc
     wanted = {local / p[len(remote) + 1 :]: p for p in found}
     if local.is_dir():
         for path in local.rglob("*.parquet"):
@@ -135,13 +132,17 @@ def _sync(fs: Any, remote: str, local: Path, root: str) -> None:
         for (path, _), temporary in zip(missing, temporaries, strict=True):
             os.replace(temporary, path)
     except Exception as exc:
-        raise StorageError(
-            f"Cannot read the prediction log at {root} ({_reason(exc)}); check "
-            "MODELYARD_MONITORING__LOG_ROOT and the store's credentials."
-        ) from exc
+        raise _unreadable("read", root, exc) from exc
     finally:
         for temporary in temporaries:
             temporary.unlink(missing_ok=True)
+
+
+def _unreadable(action: str, root: str, exc: BaseException) -> StorageError:
+    return StorageError(
+        f"Cannot {action} the prediction log at {root} ({_reason(exc)}); check "
+        "MODELYARD_MONITORING__LOG_ROOT and the store's credentials."
+    )
 
 
 def _reason(exc: BaseException) -> str:
