@@ -7,13 +7,15 @@ unexport PYTHONDONTWRITEBYTECODE
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Where this machine keeps local wheels (torch==2.13.0's CPU build); uv does not read pip.conf.
+FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 
 .PHONY: demo test check lint format typecheck layers unit system bench proto clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv
-	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[dev]'
+	$(BIN)/uv pip install -q --python $(BIN)/python $(FIND_LINKS) -e '.[dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)

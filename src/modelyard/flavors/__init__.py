@@ -3,7 +3,15 @@
 Importing this package imports no ML framework; each flavor imports its own when it is used.
 """
 
-from modelyard.flavors._base import Array, Artifact, Flavor, LoadOptions, Predictor
+from modelyard.flavors._base import (
+    Array,
+    Artifact,
+    Flavor,
+    LoadOptions,
+    Predictor,
+    TextPredictor,
+    Tokens,
+)
 from modelyard.flavors._lightgbm import LightGBMFlavor
 from modelyard.flavors._lookup import (
     FLAVOR_NAMES,
@@ -43,6 +51,8 @@ __all__ = [
     "PickleFlavor",
     "Predictor",
     "SklearnFlavor",
+    "TextPredictor",
+    "Tokens",
     "XGBoostFlavor",
     "convert_to_onnx",
     "flavor_for_file",

@@ -86,6 +86,56 @@ class Flavor(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class Tokens:
+    """Tokenized texts, unpadded: row ``i`` is ``ids[i]`` (int64 token ids, special tokens
+    included) and ``type_ids[i]`` when the model takes token type ids. A batch pads to its own
+    longest row (``lengths.max()``), never to the model's maximum."""
+
+    ids: list[Array]
+    type_ids: list[Array] | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+    @property
+    def lengths(self) -> Array:
+        return np.fromiter((len(row) for row in self.ids), dtype=np.int64, count=len(self.ids))
+
+    @staticmethod
+    def concat(parts: list[Tokens]) -> Tokens:
+        ids = [row for part in parts for row in part.ids]
+        if any(part.type_ids is None for part in parts):
+            return Tokens(ids)
+        return Tokens(ids, [row for part in parts for row in part.type_ids or ()])
+
+
+@runtime_checkable
+class TextPredictor(Predictor, Protocol):
+    """A model over text (issue 14): its signature has one input, ``text_input``, of dtype
+    ``string``. The server tokenizes off the event loop (``tokenize``, in a thread of its own,
+    timed), batches requests by rows and by tokens, and runs ``predict_tokens`` on each batch;
+    ``predict``/``predict_proba`` on a DataFrame with the text column do both steps (batch
+    scoring, parity checks)."""
+
+    #: The name of the one text input (a column of the signature).
+    text_input: str
+    #: The longest token sequence the model takes (special tokens included).
+    max_length: int
+
+    def tokenize(self, texts: list[str]) -> Tokens:
+        """Token ids for each text. ``InvalidInputError`` naming ``text_input`` for a text
+        longer than ``max_length`` tokens when the version does not allow truncation, or a
+        value that is not a string. Thread-safe; does not touch the model."""
+        ...
+
+    def predict_tokens(self, tokens: Tokens, wanted: tuple[str, ...]) -> dict[str, Array]:
+        """The outputs named in ``wanted`` (``predict``, and ``predict_proba`` for classifiers)
+        for each row, padding to the longest row of ``tokens``."""
+        ...
+
+
 def as_array(values: Any) -> Array:
     """``np.asarray`` that also flattens a one-column 2-D result to 1-D."""
     out = np.asarray(values)
