@@ -48,6 +48,9 @@ class ServingSettings(BaseModel):
     workers: int = Field(default=1, ge=1)
     max_batch_size: int = Field(default=64, ge=1)
     max_batch_delay_ms: float = Field(default=2.0, ge=0)
+    #: A text model's batch holds at most this many padded tokens (rows x its longest row); a
+    #: request larger than that runs alone. 8192 is 64 rows of 128 tokens, or 16 of 512.
+    max_batch_tokens: int = Field(default=8192, ge=1)
     max_queue: int = Field(default=1024, ge=1)
     timeout_ms: float = Field(default=10_000, gt=0)
     runtime: Literal["auto", "native", "onnx"] = "auto"

@@ -28,6 +28,9 @@ def serve(
     workers: int | None = typer.Option(None, min=1, help="Worker processes sharing the port."),
     max_batch_size: int | None = typer.Option(None, min=1, help="Rows per model call."),
     max_batch_delay_ms: float | None = typer.Option(None, min=0, help="Wait to fill a batch."),
+    max_batch_tokens: int | None = typer.Option(
+        None, min=1, help="Padded tokens per model call (text models: rows x longest row)."
+    ),
     max_queue: int | None = typer.Option(None, min=1, help="Queued requests before 503."),
     timeout_ms: float | None = typer.Option(None, min=1, help="Deadline per request (504)."),
     runtime: str | None = typer.Option(None, help="auto|native|onnx (auto: ONNX when present)."),
@@ -59,7 +62,7 @@ def serve(
             for k, v in {
                 "host": host, "port": port, "grpc_port": grpc_port, "workers": workers,
                 "max_batch_size": max_batch_size, "max_batch_delay_ms": max_batch_delay_ms,
-                "max_queue": max_queue,
+                "max_queue": max_queue, "max_batch_tokens": max_batch_tokens,
                 "timeout_ms": timeout_ms, "runtime": runtime, "auth": auth or None,
                 "trust_pickle": trust_pickle or None, "open_metrics": open_metrics or None,
                 "open_docs": open_docs or None,

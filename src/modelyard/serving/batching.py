@@ -1,8 +1,11 @@
 """Adaptive batching: concurrent requests to one model run as one model call.
 
 One worker task per model takes queued requests whenever the model is free, up to
-``max_batch_size`` rows (a request larger than that runs alone), runs the model in the model's
-own thread and hands each caller exactly its rows back. Batches form on their own under load:
+``max_batch_size`` rows and, for a text model, ``max_batch_tokens`` padded tokens (rows times the
+batch's longest row; a request larger than either cap runs alone), runs the model in the model's
+own thread and hands each caller exactly its rows back. Requests are taken in arrival order, so a
+long text closes the batch before it rather than making the short ones ahead of it pad to its
+length. Batches form on their own under load:
 while the model computes, requests queue, and the next batch takes them all. When the last batch
 showed concurrency, the worker holds the batch open while requests keep arriving (closing it
 after a 0.2 ms lull, when full, or ``max_batch_delay_ms`` after the oldest request); a lone
@@ -31,6 +34,7 @@ from modelyard.errors import (
     OverloadedError,
     PredictionError,
 )
+from modelyard.flavors import Tokens
 from modelyard.serving.validation import Rows
 
 logger = logging.getLogger(__name__)
@@ -41,6 +45,11 @@ FILL_GAP_S = 0.0002
 #: How often deadlines are checked (a late request is failed at most this much after it).
 SWEEP_S = 0.005
 RunBatch = Callable[[Rows, tuple[str, ...]], dict[str, Array]]
+#: What one more model call costs, in padded tokens: a batch is split into sub-batches of
+#: similar lengths only where that saves more padding than this per extra call.
+SUB_BATCH_OVERHEAD_TOKENS = 128
+#: ... and only where the split costs at most this share of the batch padded as one.
+SUB_BATCH_MIN_GAIN = 0.75
 
 
 @dataclass(slots=True)
@@ -59,6 +68,8 @@ class _Pending:
     enqueued: float
     deadline: float
     timeout_s: float
+    #: The request's longest token row (0 without tokens): a batch pads to its longest.
+    longest: int = 0
 
 
 class AdaptiveBatcher:
@@ -72,16 +83,22 @@ class AdaptiveBatcher:
         max_batch_size: int = 64,
         max_batch_delay_ms: float = 2.0,
         max_queue: int = 1024,
+        max_batch_tokens: int | None = None,
         on_batch: Callable[[int, float], None] | None = None,
     ) -> None:
         self._run_batch = run_batch
         self._executor = executor
         self.max_batch_size = max_batch_size
+        #: The most padded tokens (rows x longest row) a batch of tokenized rows may hold.
+        self.max_batch_tokens = max_batch_tokens
         self._delay_s = max_batch_delay_ms / 1000
         self.max_queue = max_queue
         self._on_batch = on_batch
         self._queue: deque[_Pending] = deque()
         self._queued_rows = 0
+        #: The queued requests' padded tokens, each padded to its own longest row (a lower
+        #: bound of what they cost together).
+        self._queued_tokens = 0
         self._wake: asyncio.Event | None = None
         self._fill: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -114,14 +131,26 @@ class AdaptiveBatcher:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[BatchResult] = loop.create_future()
         now = loop.time()
-        self._queue.append(_Pending(rows, outputs, future, now, now + timeout_s, timeout_s))
+        tokens = rows.tokens
+        longest = int(tokens.lengths.max()) if tokens is not None and tokens.n else 0
+        self._queue.append(
+            _Pending(rows, outputs, future, now, now + timeout_s, timeout_s, longest)
+        )
         self._queued_rows += rows.n
+        self._queued_tokens += rows.n * longest
         assert self._wake is not None, "start() the batcher first"
         self._wake.set()
         fill = self._fill
-        if fill is not None and self._queued_rows >= self.max_batch_size and not fill.done():
+        if fill is not None and self._full() and not fill.done():
             fill.set_result(None)
         return await future
+
+    def _full(self) -> bool:
+        """Whether the queue holds at least one full batch (by rows or by tokens)."""
+        cap = self.max_batch_tokens
+        return self._queued_rows >= self.max_batch_size or (
+            cap is not None and self._queued_tokens >= cap
+        )
 
     async def close(self) -> None:
         """Finish every queued request, then stop."""
@@ -171,7 +200,7 @@ class AdaptiveBatcher:
         for ``FILL_GAP_S``, when it is full, or ``max_batch_delay_ms`` after its oldest
         request, whichever is first."""
         deadline = self._queue[0].enqueued + self._delay_s
-        while self._queued_rows < self.max_batch_size:
+        while not self._full():
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return
@@ -187,23 +216,33 @@ class AdaptiveBatcher:
                 return
 
     def _take(self) -> list[_Pending]:
+        """The next batch, in arrival order: it closes before the request that would take it
+        past ``max_batch_size`` rows or ``max_batch_tokens`` padded tokens."""
         batch: list[_Pending] = []
         rows = 0
+        longest = 0
+        cap = self.max_batch_tokens if self.max_batch_tokens is not None else -1
         while self._queue:
             item = self._queue[0]
             if item.future.done():  # timed out while queued
-                self._queue.popleft()
-                self._queued_rows -= item.rows.n
+                self._pop()
                 continue
-            if batch and rows + item.rows.n > self.max_batch_size:
+            n = rows + item.rows.n
+            padded = n * max(longest, item.longest)
+            if batch and (n > self.max_batch_size or 0 <= cap < padded):
                 break
-            self._queue.popleft()
-            self._queued_rows -= item.rows.n
+            self._pop()
             batch.append(item)
-            rows += item.rows.n
-            if rows >= self.max_batch_size:
+            rows = n
+            longest = max(longest, item.longest)
+            if rows >= self.max_batch_size or 0 <= cap <= padded:
                 break
         return batch
+
+    def _pop(self) -> None:
+        item = self._queue.popleft()
+        self._queued_rows -= item.rows.n
+        self._queued_tokens -= item.rows.n * item.longest
 
     async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> None:
         merged = batch[0].rows if len(batch) == 1 else _merge([p.rows for p in batch])
@@ -238,13 +277,51 @@ class AdaptiveBatcher:
             offset = end
 
 
+def length_groups(
+    lengths: Array, *, overhead_tokens: int = SUB_BATCH_OVERHEAD_TOKENS
+) -> list[Array] | None:
+    """Row indices of sub-batches of similar length, shortest first, that cost clearly less
+    padding than one batch (each sub-batch pads to its own longest row, and each extra model
+    call is charged ``overhead_tokens``); ``None`` when one batch is as good.
+
+    The split is the cheapest one over the rows sorted by length (dynamic programming over the
+    cut points, O(n^2) numpy steps on the batch's rows, which the row cap bounds)."""
+    n = len(lengths)
+    if n < 2:
+        return None
+    one_batch = n * int(lengths.max())
+    if one_batch - int(lengths.sum()) <= overhead_tokens:
+        return None  # little padding to save
+    order = np.argsort(lengths, kind="stable")
+    ordered = lengths[order].astype(np.float64)
+    best = np.zeros(n + 1)
+    cut = np.zeros(n + 1, dtype=np.int64)
+    starts = np.arange(n)
+    for end in range(1, n + 1):
+        # the last sub-batch holds sorted rows start..end-1 and pads to row end-1's length
+        costs = best[:end] + (end - starts[:end]) * ordered[end - 1] + overhead_tokens
+        start = int(costs.argmin())
+        best[end], cut[end] = costs[start], start
+    if cut[n] == 0 or best[n] > SUB_BATCH_MIN_GAIN * (one_batch + overhead_tokens):
+        return None
+    groups: list[Array] = []
+    end = n
+    while end > 0:
+        start = int(cut[end])
+        groups.append(order[start:end])
+        end = start
+    groups.reverse()
+    return groups
+
+
 def _merge(parts: list[Rows]) -> Rows:
     n = sum(p.n for p in parts)
     if parts[0].matrix is not None:
         return Rows(n, np.concatenate([p.matrix for p in parts if p.matrix is not None]), None)
     columns = [p.columns for p in parts if p.columns is not None]
     merged = [np.concatenate(group) for group in zip(*columns, strict=True)]
-    return Rows(n, None, merged)
+    tokens = [p.tokens for p in parts if p.tokens is not None]
+    return Rows(n, None, merged, Tokens.concat(tokens) if len(tokens) == len(parts) else None)
 
 
 def _fail(batch: list[_Pending], exc: BaseException) -> None:

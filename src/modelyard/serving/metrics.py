@@ -50,6 +50,11 @@ class ServingMetrics:
             "modelyard_model_compute_seconds", "Model time per batch.",
             ["model"], buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
+        self.tokenize = Histogram(
+            "modelyard_tokenize_seconds",
+            "Time to tokenize a request's texts (a text model; in its tokenizer thread).",
+            ["model"], buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
         self.serialize = Histogram(
             "modelyard_serialize_seconds", "Time to encode an answer.",
             ["model"], buckets=LATENCY_BUCKETS, registry=r,

@@ -21,14 +21,18 @@ import numpy.typing as npt
 
 from modelyard.core.refs import ModelRef
 from modelyard.errors import (
+    BatchTimeoutError,
+    InvalidInputError,
     InvalidSpecError,
     ModelyardError,
     NotFoundError,
     NotReadyError,
+    PredictionError,
     VersionNotFoundError,
 )
-from modelyard.serving.batching import AdaptiveBatcher, BatchResult
-from modelyard.serving.codecs import datatype_for, datatype_of
+from modelyard.flavors import TextPredictor, Tokens
+from modelyard.serving.batching import AdaptiveBatcher, BatchResult, length_groups
+from modelyard.serving.codecs import datatype_for, datatype_of, shown
 from modelyard.serving.validation import RequestValidator, Rows
 
 if TYPE_CHECKING:
@@ -45,7 +49,14 @@ WARM_UP_TIMEOUT_S = 60.0
 
 
 class ServedModel:
-    """One loaded version: its validator, its batcher and the function that runs a batch."""
+    """One loaded version: its validator, its batcher and the function that runs a batch.
+
+    A text model (its predictor a ``TextPredictor``) tokenizes each request in a thread of its
+    own, neither the event loop nor the model's thread, so that the next requests' texts are
+    tokenized while the model computes; the request's ``Tokens`` travel with its rows into the
+    batcher, which caps batches by padded tokens as well as rows. Tokenizing is per request,
+    before batching: a text that cannot be tokenized fails its own request only.
+    """
 
     def __init__(
         self,
@@ -53,6 +64,7 @@ class ServedModel:
         settings: ServingSettings,
         *,
         on_batch: Callable[[int, float], None] | None = None,
+        on_tokenize: Callable[[float], None] | None = None,
     ) -> None:
         signature = loaded.version.signature
         if signature is None:
@@ -76,12 +88,28 @@ class ServedModel:
         self._names = signature.column_names
         self.input_names = tuple(self._names)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"model-{self.name}")
+        predictor = loaded.predictor
+        #: The predictor when it takes text (tokenize, then predict_tokens), else ``None``.
+        self.text: TextPredictor | None = None
+        self._text_column = -1
+        self._tokenizer: ThreadPoolExecutor | None = None
+        self._on_tokenize = on_tokenize
+        if isinstance(predictor, TextPredictor):
+            if predictor.text_input not in self._names:
+                raise NotReadyError(
+                    f"Model {loaded.version.ref} reads text from {predictor.text_input!r}, which "
+                    f"its signature lacks (inputs: {', '.join(self._names)}); register it again."
+                )
+            self.text = predictor
+            self._text_column = self._names.index(predictor.text_input)
+            self._tokenizer = ThreadPoolExecutor(1, thread_name_prefix=f"tokenize-{self.name}")
         self.batcher = AdaptiveBatcher(
             self.run_batch,
             executor=self._executor,
             max_batch_size=settings.max_batch_size,
             max_batch_delay_ms=settings.max_batch_delay_ms,
             max_queue=settings.max_queue,
+            max_batch_tokens=settings.max_batch_tokens if self.text is not None else None,
             on_batch=on_batch,
         )
         layout = getattr(loaded.predictor, "layout", None)
@@ -93,6 +121,8 @@ class ServedModel:
         )
 
     def run_batch(self, rows: Rows, wanted: tuple[str, ...]) -> dict[str, Array]:
+        if self.text is not None and rows.tokens is not None:
+            return self._declared(self._run_tokens(self.text, rows.tokens, wanted))
         X = self._model_input(rows)
         predictor = self.loaded.predictor
         out: dict[str, Array] = {}
@@ -104,10 +134,32 @@ class ServedModel:
                 out["predict_proba"] = predictor.predict_proba(X)
             if "predict" in wanted:
                 out["predict"] = predictor.predict(X)
+        return self._declared(out)
+
+    def _declared(self, out: dict[str, Array]) -> dict[str, Array]:
         for name, values in out.items():
             target = self._output_types.get(name)
             if target is not None and values.dtype != target:
                 out[name] = _as_declared(values, target)
+        return out
+
+    @staticmethod
+    def _run_tokens(
+        text: TextPredictor, tokens: Tokens, wanted: tuple[str, ...]
+    ) -> dict[str, Array]:
+        """A text batch; rows of very different lengths run as sub-batches of similar length
+        (each padded to its own longest row) and their answers go back in request order."""
+        groups = length_groups(tokens.lengths)
+        if groups is None:
+            return text.predict_tokens(tokens, wanted)
+        parts = [text.predict_tokens(_take(tokens, group), wanted) for group in groups]
+        order = np.concatenate(groups)
+        out: dict[str, Array] = {}
+        for name in parts[0]:
+            stacked = np.concatenate([np.asarray(part[name]) for part in parts])
+            restored = np.empty_like(stacked)
+            restored[order] = stacked
+            out[name] = restored
         return out
 
     def _model_input(self, rows: Rows) -> Any:
@@ -125,7 +177,49 @@ class ServedModel:
     async def predict(
         self, rows: Rows, outputs: tuple[str, ...], *, timeout_s: float
     ) -> BatchResult:
+        if self.text is not None and rows.tokens is None:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            rows = await self._tokenized(loop, rows)
+            timeout_s -= loop.time() - started
+            if timeout_s <= 0:
+                raise BatchTimeoutError("The request's texts took its whole deadline to tokenize.")
         return await self.batcher.submit(rows, outputs, timeout_s=timeout_s)
+
+    async def _tokenized(self, loop: asyncio.AbstractEventLoop, rows: Rows) -> Rows:
+        """``rows`` with the tokens of their text column, tokenized in the tokenizer thread."""
+        tokens, seconds = await loop.run_in_executor(self._tokenizer, self._tokenize, rows)
+        if self._on_tokenize is not None:
+            self._on_tokenize(seconds)
+        return Rows(rows.n, rows.matrix, rows.columns, tokens)
+
+    def _tokenize(self, rows: Rows) -> tuple[Tokens, float]:
+        """Runs in the tokenizer thread: the text column's tokens and the seconds they took."""
+        started = time.perf_counter()
+        text = self.text
+        assert text is not None and rows.columns is not None
+        name = text.text_input
+        texts = rows.columns[self._text_column].tolist()
+        bad = next((i for i, value in enumerate(texts) if type(value) is not str), None)
+        if bad is not None:
+            raise InvalidInputError(
+                f"Input '{name}' takes text, but row {bad} is {shown(texts[bad])}; send one "
+                "string per row."
+            )
+        try:
+            tokens = text.tokenize(texts)
+        except ModelyardError:
+            raise
+        except Exception as exc:
+            logger.exception("tokenizing %d texts of %r failed", len(texts), name)
+            raise PredictionError(
+                f"The model's tokenizer failed on input '{name}': {_first_line(exc)}."
+            ) from None
+        if tokens.n != rows.n:
+            raise PredictionError(
+                f"The model's tokenizer gave {tokens.n} rows for {rows.n} texts of '{name}'."
+            )
+        return tokens, time.perf_counter() - started
 
     def metadata(self) -> dict[str, Any]:
         """Open Inference Protocol model metadata, from the signature."""
@@ -164,6 +258,22 @@ class ServedModel:
     async def close(self) -> None:
         await self.batcher.close()
         self._executor.shutdown(wait=False)
+        if self._tokenizer is not None:
+            self._tokenizer.shutdown(wait=False)
+
+
+def _take(tokens: Tokens, rows: Array) -> Tokens:
+    """The rows ``rows`` of ``tokens``, in that order."""
+    ids = [tokens.ids[i] for i in rows.tolist()]
+    if tokens.type_ids is None:
+        return Tokens(ids)
+    type_ids = tokens.type_ids
+    return Tokens(ids, [type_ids[i] for i in rows.tolist()])
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _output_types(signature: Signature) -> dict[str, np.dtype[Any]]:
@@ -213,6 +323,7 @@ class ModelHub:
         settings: ServingSettings,
         *,
         on_batch: Callable[[str, int, float], None] | None = None,
+        on_tokenize: Callable[[str, float], None] | None = None,
         on_load: Callable[[str, str, bool], None] | None = None,
         on_route: Callable[[str, str, float, bool], None] | None = None,
         deployments: list[str] | None = None,
@@ -237,6 +348,7 @@ class ModelHub:
                 )
             self.router = DeploymentRouter(registry, deployments, self, on_route=on_route)
         self._on_batch = on_batch
+        self._on_tokenize = on_tokenize
         self._on_load = on_load
         self._watch: asyncio.Task[None] | None = None
         self.ready = False
@@ -292,11 +404,13 @@ class ModelHub:
             tree_kernel=self.registry.settings.onnx.uses_tree_kernel("server"),
         )  # fmt: skip
         on_batch = self._on_batch
+        on_tokenize = self._on_tokenize
         name = loaded.version.name
         served = ServedModel(
             loaded,
             self.settings,
             on_batch=(lambda rows, secs: on_batch(name, rows, secs)) if on_batch else None,
+            on_tokenize=(lambda secs: on_tokenize(name, secs)) if on_tokenize else None,
         )
         served.batcher.start()
         try:

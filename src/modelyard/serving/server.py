@@ -61,12 +61,16 @@ def build_app(
             if depths:
                 metrics.child(metrics.queue_depth, model).set(max(depths))
 
+    def on_tokenize(model: str, seconds: float) -> None:
+        metrics.child(metrics.tokenize, model).observe(seconds)
+
     def on_load(model: str, version: str, ok: bool) -> None:
         metrics.child(metrics.loads, model, version, "ok" if ok else "failed").inc()
 
     hub = ModelHub(
         registry, [parse_ref(r) for r in refs], settings.serving,
-        on_batch=on_batch, on_load=on_load, on_route=metrics.observe_route,
+        on_batch=on_batch, on_tokenize=on_tokenize, on_load=on_load,
+        on_route=metrics.observe_route,
         deployments=deployments or [],
     )  # fmt: skip
     tokens = TokenChecker(registry.db) if settings.serving.auth else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +26,9 @@ from modelyard.serving.codecs import (
     tensor_array,
 )
 
+if TYPE_CHECKING:
+    from modelyard.flavors import Tokens
+
 logger = logging.getLogger(__name__)
 
 Array = npt.NDArray[Any]
@@ -39,11 +42,13 @@ _NUMERIC_DATATYPES = {
 
 @dataclass(slots=True)
 class Rows:
-    """Validated rows of one request: ``matrix`` (n x k float64) or ``columns`` (k arrays)."""
+    """Validated rows of one request: ``matrix`` (n x k float64) or ``columns`` (k arrays);
+    ``tokens``: a text model's token ids of the text column, once tokenized (``ServedModel``)."""
 
     n: int
     matrix: Array | None
     columns: list[Array] | None
+    tokens: Tokens | None = None
 
 
 class RequestValidator:
