@@ -203,8 +203,8 @@ class ServedModel:
         bad = next((i for i, value in enumerate(texts) if type(value) is not str), None)
         if bad is not None:
             raise InvalidInputError(
-                f"Input '{name}' takes text, but row {bad} is {shown(texts[bad])}; send one "
-                "string per row."
+                f"Input '{name}' takes text, but row {bad} is {_json_shown(texts[bad])}; send "
+                "one string per row."
             )
         try:
             tokens = text.tokenize(texts)
@@ -269,6 +269,15 @@ def _take(tokens: Tokens, rows: Array) -> Tokens:
         return Tokens(ids)
     type_ids = tokens.type_ids
     return Tokens(ids, [type_ids[i] for i in rows.tolist()])
+
+
+def _json_shown(value: object) -> str:
+    """A value as the client wrote it in JSON (``null``, ``true``), else as ``shown`` does."""
+    if value is None:
+        return "null"
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    return shown(value)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -234,6 +234,10 @@ class RequestValidator:
                     "every input needs the same number of rows."
                 )
         if n == 0:
+            if len(self.names) == 1:
+                raise InvalidInputError(
+                    f"Input '{self.names[0]}' has no rows; send at least one value."
+                )
             raise InvalidInputError("The inputs have no rows.")
         return self._finish_columns(n, columns)
 
