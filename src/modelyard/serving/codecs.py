@@ -373,9 +373,21 @@ def _binary_strings(item: RequestInput, raw: bytes) -> list[str]:
                 f"Input '{item.name}' binary BYTES element {len(values) + 1} says {length} "
                 f"bytes but {len(raw) - pos - 4} are left."
             )
-        values.append(raw[pos + 4 : end].decode("utf-8", "replace"))
+        values.append(utf8_text(item.name, len(values), raw[pos + 4 : end]))
         pos = end
     return values
+
+
+def utf8_text(name: str, index: int, raw: bytes) -> str:
+    """BYTES element ``index`` (0-based) of input ``name`` as text; invalid UTF-8 is refused
+    (a replacement character would silently change what the model reads)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(
+            f"Input '{name}' BYTES element {index + 1} is not valid UTF-8 (byte {exc.start}: "
+            f"{raw[exc.start : exc.start + 1]!r}); send text encoded as UTF-8."
+        ) from None
 
 
 def _flatten(item: RequestInput, data: list[Any]) -> list[Any]:

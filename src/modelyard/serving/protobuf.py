@@ -198,7 +198,8 @@ def _typed(item: codecs.RequestInput, proto: Any) -> Array:
             f"Input '{item.name}' has {len(values)} values but shape {item.shape} needs {expected}."
         )
     if field == "bytes_contents":
-        array = np.array([v.decode("utf-8", "replace") for v in values], dtype=object)
+        text = codecs.utf8_text
+        array = np.array([text(item.name, i, v) for i, v in enumerate(values)], dtype=object)
     else:
         array = np.array(values, dtype=_FIELD_DTYPE[field])
         if field in ("int_contents", "uint_contents") and item.datatype not in ("INT32", "UINT32"):

@@ -208,9 +208,16 @@ def _b64_text(encoded: Any, field: str) -> str:
     try:
         if not isinstance(encoded, str):
             raise TypeError
-        return base64.b64decode(encoded, validate=True).decode("utf-8", "replace")
+        raw = base64.b64decode(encoded, validate=True)
     except (TypeError, ValueError, binascii.Error):
         raise InvalidInputError(
             f"'{field}' has a b64 value {codecs.shown(encoded)} that is not base64; send "
             '{"b64": "<base64 text>"}.'
+        ) from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(
+            f"'{field}' has a b64 value whose bytes are not valid UTF-8 text (byte {exc.start}); "
+            "send base64 of UTF-8 text."
         ) from None

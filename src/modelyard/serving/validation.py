@@ -416,6 +416,10 @@ class RequestValidator:
                 f"'{field}' is not a table of values ({_nested(rows)}); send one list of "
                 "values per row."
             )
+        if array.ndim == 1 and self.width == 1 and not self.tensor:
+            # a one-input model's rows may each be the value itself (TF Serving's
+            # {"instances": ["some text", ...]}): one row per value
+            array = array.reshape(-1, 1)
         return self._matrix_input(field, array)
 
 
