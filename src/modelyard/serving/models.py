@@ -22,17 +22,16 @@ import numpy.typing as npt
 from modelyard.core.refs import ModelRef
 from modelyard.errors import (
     BatchTimeoutError,
-    InvalidInputError,
     InvalidSpecError,
     ModelyardError,
     NotFoundError,
     NotReadyError,
-    PredictionError,
     VersionNotFoundError,
 )
 from modelyard.flavors import TextPredictor, Tokens
 from modelyard.serving.batching import AdaptiveBatcher, BatchResult, length_groups
-from modelyard.serving.codecs import datatype_for, datatype_of, shown
+from modelyard.serving.codecs import datatype_for, datatype_of
+from modelyard.serving.tokenizing import TokenizerThread
 from modelyard.serving.validation import RequestValidator, Rows
 
 if TYPE_CHECKING:
@@ -52,10 +51,11 @@ class ServedModel:
     """One loaded version: its validator, its batcher and the function that runs a batch.
 
     A text model (its predictor a ``TextPredictor``) tokenizes each request in a thread of its
-    own, neither the event loop nor the model's thread, so that the next requests' texts are
-    tokenized while the model computes; the request's ``Tokens`` travel with its rows into the
-    batcher, which caps batches by padded tokens as well as rows. Tokenizing is per request,
-    before batching: a text that cannot be tokenized fails its own request only.
+    own (``TokenizerThread``), neither the event loop nor the model's thread, so that the next
+    requests' texts are tokenized while the model computes; the request's ``Tokens`` travel
+    with its rows into the batcher, which caps batches by padded tokens as well as rows.
+    Tokenizing is per request, before batching: a text that cannot be tokenized fails its own
+    request only.
     """
 
     def __init__(
@@ -91,9 +91,7 @@ class ServedModel:
         predictor = loaded.predictor
         #: The predictor when it takes text (tokenize, then predict_tokens), else ``None``.
         self.text: TextPredictor | None = None
-        self._text_column = -1
-        self._tokenizer: ThreadPoolExecutor | None = None
-        self._on_tokenize = on_tokenize
+        self._tokenizer: TokenizerThread | None = None
         if isinstance(predictor, TextPredictor):
             if predictor.text_input not in self._names:
                 raise NotReadyError(
@@ -101,8 +99,10 @@ class ServedModel:
                     f"its signature lacks (inputs: {', '.join(self._names)}); register it again."
                 )
             self.text = predictor
-            self._text_column = self._names.index(predictor.text_input)
-            self._tokenizer = ThreadPoolExecutor(1, thread_name_prefix=f"tokenize-{self.name}")
+            self._tokenizer = TokenizerThread(
+                predictor, self._names.index(predictor.text_input), model=self.name,
+                on_tokenize=on_tokenize,
+            )  # fmt: skip
         self.batcher = AdaptiveBatcher(
             self.run_batch,
             executor=self._executor,
@@ -177,49 +177,20 @@ class ServedModel:
     async def predict(
         self, rows: Rows, outputs: tuple[str, ...], *, timeout_s: float
     ) -> BatchResult:
-        if self.text is not None and rows.tokens is None:
+        tokenizer = self._tokenizer
+        if tokenizer is not None and rows.tokens is None:
             loop = asyncio.get_running_loop()
             started = loop.time()
-            rows = await self._tokenized(loop, rows)
+            tokenizer.in_flight += 1  # until it joins the batch queue: close() waits for it
+            try:
+                rows = await tokenizer.tokenized(rows)
+            finally:
+                tokenizer.in_flight -= 1
             timeout_s -= loop.time() - started
             if timeout_s <= 0:
                 raise BatchTimeoutError("The request's texts took its whole deadline to tokenize.")
+        # no await before the request joins the queue (submit's first step)
         return await self.batcher.submit(rows, outputs, timeout_s=timeout_s)
-
-    async def _tokenized(self, loop: asyncio.AbstractEventLoop, rows: Rows) -> Rows:
-        """``rows`` with the tokens of their text column, tokenized in the tokenizer thread."""
-        tokens, seconds = await loop.run_in_executor(self._tokenizer, self._tokenize, rows)
-        if self._on_tokenize is not None:
-            self._on_tokenize(seconds)
-        return Rows(rows.n, rows.matrix, rows.columns, tokens)
-
-    def _tokenize(self, rows: Rows) -> tuple[Tokens, float]:
-        """Runs in the tokenizer thread: the text column's tokens and the seconds they took."""
-        started = time.perf_counter()
-        text = self.text
-        assert text is not None and rows.columns is not None
-        name = text.text_input
-        texts = rows.columns[self._text_column].tolist()
-        bad = next((i for i, value in enumerate(texts) if type(value) is not str), None)
-        if bad is not None:
-            raise InvalidInputError(
-                f"Input '{name}' takes text, but row {bad} is {_json_shown(texts[bad])}; send "
-                "one string per row."
-            )
-        try:
-            tokens = text.tokenize(texts)
-        except ModelyardError:
-            raise
-        except Exception as exc:
-            logger.exception("tokenizing %d texts of %r failed", len(texts), name)
-            raise PredictionError(
-                f"The model's tokenizer failed on input '{name}': {_first_line(exc)}."
-            ) from None
-        if tokens.n != rows.n:
-            raise PredictionError(
-                f"The model's tokenizer gave {tokens.n} rows for {rows.n} texts of '{name}'."
-            )
-        return tokens, time.perf_counter() - started
 
     def metadata(self) -> dict[str, Any]:
         """Open Inference Protocol model metadata, from the signature."""
@@ -256,10 +227,12 @@ class ServedModel:
                 raise NotReadyError(f"Warm-up of {self.loaded.version.ref}: bad {name} length.")
 
     async def close(self) -> None:
+        if self._tokenizer is not None:
+            await self._tokenizer.drain()
         await self.batcher.close()
         self._executor.shutdown(wait=False)
         if self._tokenizer is not None:
-            self._tokenizer.shutdown(wait=False)
+            self._tokenizer.close()
 
 
 def _take(tokens: Tokens, rows: Array) -> Tokens:
@@ -269,20 +242,6 @@ def _take(tokens: Tokens, rows: Array) -> Tokens:
         return Tokens(ids)
     type_ids = tokens.type_ids
     return Tokens(ids, [type_ids[i] for i in rows.tolist()])
-
-
-def _json_shown(value: object) -> str:
-    """A value as the client wrote it in JSON (``null``, ``true``), else as ``shown`` does."""
-    if value is None:
-        return "null"
-    if isinstance(value, (bool, np.bool_)):
-        return "true" if value else "false"
-    return shown(value)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _output_types(signature: Signature) -> dict[str, np.dtype[Any]]:

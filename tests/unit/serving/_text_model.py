@@ -6,6 +6,7 @@ code and a tiny ONNX graph (an embedding lookup and masked mean pooling over ``i
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -96,11 +97,17 @@ class TinyTextPredictor:
             _onnx_model(), options, providers=["CPUExecutionProvider"]
         )
         self.calls: list[tuple[int, int]] = []
+        #: The number of texts of each ``tokenize`` call, and a pause each call takes.
+        self.tokenize_calls: list[int] = []
+        self.tokenize_delay_s = 0.0
         self.tokenize_threads: set[str] = set()
         self.predict_threads: set[str] = set()
 
     def tokenize(self, texts: list[str]) -> Tokens:
         self.tokenize_threads.add(threading.current_thread().name)
+        self.tokenize_calls.append(len(texts))
+        if self.tokenize_delay_s:
+            time.sleep(self.tokenize_delay_s)
         bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
         if bad is not None:
             raise InvalidInputError(f"Input 'text' row {bad} is not text; send strings.")

@@ -15,7 +15,7 @@ from modelyard.serving.models import ServedModel
 from modelyard.serving.validation import Rows
 from modelyard.settings import ServingSettings
 
-from ._text_model import TinyTextPredictor, text_loaded
+from ._text_model import WORDS, TinyTextPredictor, text_loaded
 
 SHORT = ["the cat sat", "a dog ran far", "hello world", "quick brown fox"]
 LONG = "the quick brown fox jumps over the lazy dog on the mat and ran far away"  # 16 + 2 tokens
@@ -116,20 +116,62 @@ def test_a_text_over_max_length_fails_its_own_request_only() -> None:
     async def scenario():
         served = served_model(predictor, max_batch_delay_ms=5.0)
         served.batcher.start()
+        # the first request is tokenized alone; the two behind it in one run, which fails on
+        # the long text, so each is then tokenized alone and only the long text's fails
         results = await asyncio.gather(
-            ask(served, [SHORT[0]]), ask(served, [SHORT[1], LONG]), ask(served, [SHORT[2]]),
-            return_exceptions=True,
+            ask(served, [SHORT[0]]), ask(served, [SHORT[1], SHORT[3]]),
+            ask(served, [SHORT[2], LONG]), return_exceptions=True,
         )  # fmt: skip
         await served.close()
         return results
 
-    first, bad, third = asyncio.run(scenario())
+    first, second, bad = asyncio.run(scenario())
     assert isinstance(bad, InvalidInputError)
-    assert "'text'" in str(bad) and "row 1" in str(bad) and "at most 16" in str(bad)
+    # row 1 of its own request (it was row 3 of the run that tokenized it with the other)
+    assert "Input 'text' row 1 has 18 tokens" in str(bad) and "at most 16" in str(bad)
+    assert predictor.tokenize_calls == [1, 4, 2, 2]
     np.testing.assert_allclose(first.outputs["predict"][0], predictor.embed_one(SHORT[0]),
                                rtol=1e-5, atol=1e-6)  # fmt: skip
-    np.testing.assert_allclose(third.outputs["predict"][0], predictor.embed_one(SHORT[2]),
-                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    expected = np.stack([predictor.embed_one(t) for t in (SHORT[1], SHORT[3])])
+    np.testing.assert_allclose(second.outputs["predict"], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_requests_waiting_for_the_tokenizer_are_tokenized_together() -> None:
+    predictor = TinyTextPredictor()
+    predictor.tokenize_delay_s = 0.02
+    texts = [SHORT[i % 4] + " " + WORDS[i % len(WORDS)] for i in range(12)]
+
+    async def scenario():
+        served = served_model(predictor)
+        served.batcher.start()
+        results = await asyncio.gather(*(ask(served, [t]) for t in texts))
+        await served.close()
+        return results
+
+    results = asyncio.run(scenario())
+    calls = list(predictor.tokenize_calls)
+    assert calls == [1, 11]  # the first alone; the eleven that queued behind it in one call
+    for text, result in zip(texts, results, strict=True):
+        np.testing.assert_allclose(result.outputs["predict"][0], predictor.embed_one(text),
+                                   rtol=1e-5, atol=1e-6)  # fmt: skip
+
+
+def test_closing_waits_for_requests_being_tokenized() -> None:
+    """A hot swap closes the old version while requests that took it are still tokenizing:
+    they finish on it, not with 'shutting down'."""
+    predictor = TinyTextPredictor()
+    predictor.tokenize_delay_s = 0.05
+
+    async def scenario():
+        served = served_model(predictor)
+        served.batcher.start()
+        requests = [asyncio.ensure_future(ask(served, [t])) for t in SHORT]
+        await asyncio.sleep(0.01)  # the first is in the tokenizer, the others wait for it
+        await served.close()
+        return await asyncio.gather(*requests)
+
+    results = asyncio.run(scenario())
+    assert [r.outputs["predict"].shape for r in results] == [(1, 8)] * 4
 
 
 @pytest.mark.parametrize(
