@@ -39,9 +39,11 @@ class LoadedModel:
         """``X`` coerced to the signature (the form the model was trained on). A text model
         also takes a plain list of texts."""
         text_input = getattr(self.predictor, "text_input", None)
-        if text_input is not None and isinstance(X, list | tuple):
-            if not any(isinstance(v, list | tuple | dict) for v in X):
-                X = {text_input: list(X)}
+        plain = isinstance(X, list | tuple) and not any(
+            isinstance(v, list | tuple | dict) for v in X
+        )
+        if text_input is not None and plain:
+            X = {text_input: list(X)}
         if self._coerce is None:
             signature = self.version.signature
             if signature is None:
