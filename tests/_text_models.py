@@ -145,7 +145,8 @@ def save_pair(pair: tuple[Any, Any], folder: Path) -> Path:
 
 def tiny_sentence_transformer(folder: Path, *, max_seq_length: int = 64) -> Any:
     """A SentenceTransformer (tiny encoder, mean pooling, Normalize), saved to ``folder``."""
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import modules as models
 
     encoder = save_pair(tiny_encoder(), folder / "encoder")
     model = SentenceTransformer(

@@ -284,4 +284,5 @@ def _described(value: object) -> str:
         return "missing (NaN)"
     text = repr(value)
     text = text if len(text) <= 40 else text[:37] + "..."
-    return f"a {type(value).__name__} ({text})"
+    kind = type(value).__name__
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} ({text})"
