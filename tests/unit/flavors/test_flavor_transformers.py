@@ -155,9 +155,9 @@ def test_a_value_that_is_not_text_is_refused_naming_the_input(
 
 def test_an_empty_batch_is_refused(encoder_artifact: Artifact) -> None:
     predictor = _load(encoder_artifact)
-    with pytest.raises(InvalidInputError, match="^Input 'text' has no rows"):
+    with pytest.raises(InvalidInputError, match=r"^Input 'text' has no rows"):
         predictor.predict([])
-    with pytest.raises(InvalidInputError, match="^Input 'text' has no rows"):
+    with pytest.raises(InvalidInputError, match=r"^Input 'text' has no rows"):
         predictor.predict_tokens(Tokens([]), ("predict",))
 
 
