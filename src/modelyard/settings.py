@@ -53,7 +53,9 @@ class ServingSettings(BaseModel):
     max_batch_tokens: int = Field(default=8192, ge=1)
     max_queue: int = Field(default=1024, ge=1)
     timeout_ms: float = Field(default=10_000, gt=0)
-    runtime: Literal["auto", "native", "onnx"] = "auto"
+    #: ``auto``: a text model's int8 twin when it kept one, else the ONNX twin when there is one,
+    #: else the native model; ``quantized`` insists on the int8 twin.
+    runtime: Literal["auto", "native", "onnx", "quantized"] = "auto"
     auth: bool = False
     #: Load models registered as pickles (they run arbitrary code when loaded).
     trust_pickle: bool = False

@@ -20,10 +20,12 @@ def register(
     file: Path = typer.Argument(
         ...,
         help="A .skops, .onnx, XGBoost .json/.ubj, LightGBM .txt "
-        "file or an MLflow model directory.",
+        "file, an MLflow model directory, or a transformers / sentence-transformers folder.",
     ),
     name: str = typer.Option(..., "--name", "-n", help="The model's name."),
-    flavor: str = typer.Option("auto", help="auto|sklearn|xgboost|lightgbm|onnx|pickle"),
+    flavor: str = typer.Option(
+        "auto", help="auto|sklearn|xgboost|lightgbm|onnx|transformers|pickle"
+    ),
     data: Path | None = typer.Option(None, help="Training data (CSV or Parquet)."),
     target: str | None = typer.Option(None, help="The label column of --data."),
     metric: list[str] = typer.Option([], help="KEY=VALUE, repeatable."),
@@ -31,6 +33,12 @@ def register(
     tag: list[str] = typer.Option([], help="KEY=VALUE, repeatable."),
     description: str | None = typer.Option(None),
     convert: str | None = typer.Option(None, help="'onnx' to keep a checked ONNX twin."),
+    optimize: str | None = typer.Option(
+        None, help="'quantize': keep a checked int8 twin of a text model."
+    ),
+    truncate: bool = typer.Option(
+        False, "--truncate", help="A text model cuts texts over its maximum length."
+    ),
     run: str | None = typer.Option(None, help="The id of the run this version came from."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow a pickle file."),
     trust_type: list[str] = typer.Option([], help="A skops type to trust, repeatable."),
@@ -39,11 +47,14 @@ def register(
     """Register a saved model file as the next version of NAME."""
     if convert not in (None, "onnx"):
         raise typer.BadParameter("only 'onnx' is supported", param_hint="--convert")
+    if optimize not in (None, "quantize"):
+        raise typer.BadParameter("only 'quantize' is supported", param_hint="--optimize")
     version = open_registry().register_file(
         file, name=name, flavor=flavor, data=data, target=target,
         metrics=parse_pairs("--metric", metric), params=parse_pairs("--param", param),
         tags=parse_pairs("--tag", tag), description=description, run=run,
         convert="onnx" if convert else None, trust_pickle=trust_pickle, trusted_types=trust_type,
+        truncate=truncate, optimize="quantize" if optimize else None,
     )  # fmt: skip
     if json:
         print_json(version)
@@ -125,8 +136,39 @@ def show(ref: str, json: bool = JSON) -> None:
          if v.lineage.git_commit else "-"),
         ("python", v.lineage.python), ("packages", kv(v.lineage.packages)),
     ]  # fmt: skip
+    rows += _text_rows(v.flavor_meta)
     rows += [(f"file {f.role}", f"{f.name} {f.size_bytes} B sha256:{f.sha256}") for f in v.files]
     table(f"model {v.ref}", ["field", "value"], rows)
+
+
+def _text_rows(meta: dict[str, Any]) -> list[tuple[str, Any]]:
+    """A text model's task, export parity and int8 twin, when the version is one."""
+    model = meta.get("model", {})
+    if "task" not in model:
+        return []
+    rows: list[tuple[str, Any]] = [
+        ("task", f"{model['task']}, max {model['max_length']} tokens, "
+         + ("truncates longer texts" if model.get("truncate") else "refuses longer texts")),
+    ]  # fmt: skip
+    parity = meta.get("parity")
+    if parity:
+        rows.append(("onnx parity", _numbers(parity)))
+    twin = meta.get("quantized")
+    if twin:
+        state = "kept" if twin.get("kept") else f"not kept ({twin.get('reason')})"
+        size = twin.get("size_bytes_int8")
+        sizes = f"{twin['size_bytes_fp32']} B fp32" + (f" -> {size} B int8" if size else "")
+        numbers = {k: v for k, v in twin.items() if k not in ("kept", "reason")}
+        rows.append(("int8 twin", f"{state}; {sizes}; {_numbers(numbers)}"))
+    return rows
+
+
+def _numbers(values: dict[str, Any]) -> str:
+    return ", ".join(
+        f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in values.items()
+        if not k.startswith("size_bytes")
+    )
 
 
 @app.command()

@@ -33,7 +33,11 @@ def serve(
     ),
     max_queue: int | None = typer.Option(None, min=1, help="Queued requests before 503."),
     timeout_ms: float | None = typer.Option(None, min=1, help="Deadline per request (504)."),
-    runtime: str | None = typer.Option(None, help="auto|native|onnx (auto: ONNX when present)."),
+    runtime: str | None = typer.Option(
+        None,
+        help="auto|native|onnx|quantized (auto: a text model's int8 twin, else ONNX, when "
+        "present).",
+    ),
     auth: bool = typer.Option(False, "--auth", help="Require tokens (see 'yard tokens')."),
     trust_pickle: bool = typer.Option(
         False, "--trust-pickle", help="Serve models registered as pickles."
@@ -53,8 +57,8 @@ def serve(
     from modelyard.serving.server import serve as run
     from modelyard.settings import Settings
 
-    if runtime not in (None, "auto", "native", "onnx"):
-        raise typer.BadParameter("use auto, native or onnx", param_hint="--runtime")
+    if runtime not in (None, "auto", "native", "onnx", "quantized"):
+        raise typer.BadParameter("use auto, native, onnx or quantized", param_hint="--runtime")
     settings = Settings()
     serving = settings.serving.model_copy(
         update={

@@ -23,6 +23,25 @@ from modelyard.flavors._lookup import (
 from modelyard.flavors._onnx import OnnxFlavor
 from modelyard.flavors._pickle import PickleFlavor
 from modelyard.flavors._sklearn import SKOPS_TRUSTED_TYPES, SklearnFlavor
+from modelyard.flavors._text import TEXT_COLUMN, TextOnnxPredictor, cosines, texts_of
+from modelyard.flavors._text_checks import (
+    EMBEDDING_ATOL,
+    EMBEDDING_MIN_COSINE,
+    QUANTIZED_MIN_AGREEMENT,
+    QUANTIZED_MIN_COSINE,
+    QUANTIZED_MIN_MEAN_COSINE,
+    TEXT_PROBA_ATOL,
+    QuantizedTwin,
+    check_text_parity,
+    eager_outputs,
+    quantize_text_model,
+)
+from modelyard.flavors._transformers import (
+    REFERENCE_TEXTS,
+    TransformersFlavor,
+    is_text_model_folder,
+    load_text_model,
+)
 from modelyard.flavors._xgboost import XGBoostFlavor
 from modelyard.flavors.conversion import (
     LABEL_TIE_MARGIN,
@@ -34,12 +53,20 @@ from modelyard.flavors.conversion import (
 )
 
 __all__ = [
+    "EMBEDDING_ATOL",
+    "EMBEDDING_MIN_COSINE",
     "FLAVOR_NAMES",
     "LABEL_TIE_MARGIN",
     "PROBA_ATOL",
+    "QUANTIZED_MIN_AGREEMENT",
+    "QUANTIZED_MIN_COSINE",
+    "QUANTIZED_MIN_MEAN_COSINE",
     "REGRESSION_ATOL",
     "REGRESSION_RTOL",
+    "REFERENCE_TEXTS",
     "SKOPS_TRUSTED_TYPES",
+    "TEXT_COLUMN",
+    "TEXT_PROBA_ATOL",
     "Array",
     "Artifact",
     "ConversionResult",
@@ -50,12 +77,22 @@ __all__ = [
     "OnnxFlavor",
     "PickleFlavor",
     "Predictor",
+    "QuantizedTwin",
     "SklearnFlavor",
+    "TextOnnxPredictor",
     "TextPredictor",
     "Tokens",
+    "TransformersFlavor",
     "XGBoostFlavor",
+    "check_text_parity",
     "convert_to_onnx",
+    "cosines",
+    "eager_outputs",
     "flavor_for_file",
     "flavor_for_object",
     "get_flavor",
+    "is_text_model_folder",
+    "load_text_model",
+    "quantize_text_model",
+    "texts_of",
 ]

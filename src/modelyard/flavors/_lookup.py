@@ -16,24 +16,35 @@ from modelyard.flavors._lightgbm import LightGBMFlavor
 from modelyard.flavors._onnx import OnnxFlavor
 from modelyard.flavors._pickle import PickleFlavor, untrusted_pickle_error
 from modelyard.flavors._sklearn import SklearnFlavor
+from modelyard.flavors._transformers import TransformersFlavor, is_text_model_folder
 from modelyard.flavors._xgboost import XGBoostFlavor
 
-FlavorName = Literal["sklearn", "xgboost", "lightgbm", "onnx", "pickle"]
-FLAVOR_NAMES: tuple[FlavorName, ...] = ("sklearn", "xgboost", "lightgbm", "onnx", "pickle")
+FlavorName = Literal["sklearn", "xgboost", "lightgbm", "onnx", "transformers", "pickle"]
+FLAVOR_NAMES: tuple[FlavorName, ...] = (
+    "sklearn", "xgboost", "lightgbm", "onnx", "transformers", "pickle",
+)  # fmt: skip
 
 _FLAVORS: dict[str, type[Flavor]] = {
     "sklearn": SklearnFlavor,
     "xgboost": XGBoostFlavor,
     "lightgbm": LightGBMFlavor,
     "onnx": OnnxFlavor,
+    "transformers": TransformersFlavor,
     "pickle": PickleFlavor,
 }
 # Order matters: XGBoost and LightGBM wrappers are scikit-learn estimators too.
-_DETECTION_ORDER: tuple[FlavorName, ...] = ("xgboost", "lightgbm", "onnx", "sklearn")
+_DETECTION_ORDER: tuple[FlavorName, ...] = (
+    "transformers",
+    "xgboost",
+    "lightgbm",
+    "onnx",
+    "sklearn",
+)
 _HEAD_BYTES = 256
 _SUPPORTED_FILES = (
     ".skops (scikit-learn), .onnx, .json or .ubj (XGBoost), .txt or .lgb (LightGBM), "
-    ".pkl, .pickle or .joblib (pickle, with --trust-pickle)"
+    ".pkl, .pickle or .joblib (pickle, with --trust-pickle), a transformers or "
+    "sentence-transformers model folder"
 )
 
 
@@ -74,6 +85,8 @@ def flavor_for_file(path: str | Path, *, trust_pickle: bool) -> Flavor:
     without ``trust_pickle``.
     """
     path = Path(path)
+    if is_text_model_folder(path):
+        return TransformersFlavor()
     head = read_model_file(path, limit=_HEAD_BYTES)
     suffix = path.suffix.lower()
     for cls in _FLAVORS.values():

@@ -26,12 +26,28 @@ from modelyard.core.profile import compute_profile, profile_to_json
 from modelyard.core.signature import infer_signature, output_specs
 from modelyard.core.types import Lineage, Signature, describe_mismatch
 from modelyard.errors import InvalidInputError, ModelyardError, SignatureMismatchError
-from modelyard.flavors import Artifact, Flavor, LoadOptions, Predictor, convert_to_onnx
+from modelyard.flavors import (
+    REFERENCE_TEXTS,
+    TEXT_COLUMN,
+    Artifact,
+    Flavor,
+    LoadOptions,
+    Predictor,
+    TextOnnxPredictor,
+    check_text_parity,
+    convert_to_onnx,
+    quantize_text_model,
+    texts_of,
+)
 
 logger = logging.getLogger(__name__)
 
 EXAMPLE_ROWS = 5
 ConvertTo = Literal["onnx"] | None
+Optimize = Literal["quantize"] | None
+#: At most this many texts (the example's, then the reference sample's) check a text model's
+#: export and its int8 twin: the eager model runs on each of them at registration.
+TEXT_CHECK_ROWS = 256
 
 _FLAVOR_PACKAGES = {
     "sklearn": ("scikit-learn", "skops"),
@@ -39,11 +55,19 @@ _FLAVOR_PACKAGES = {
     "lightgbm": ("lightgbm",),
     "onnx": ("onnx", "onnxruntime"),
     "pickle": ("cloudpickle",),
-}
+    "transformers": (
+        "torch", "transformers", "sentence-transformers", "tokenizers", "onnxruntime",
+    ),
+}  # fmt: skip
 
 
 class OnnxConversionSkipped(UserWarning):
     """The ONNX twin was not kept (conversion failed or its outputs differ); the version is fine."""
+
+
+class QuantizationSkipped(UserWarning):
+    """The int8 twin of a text model was not kept (its outputs differ too much from float32);
+    the version is fine and serves its float32 graph."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,11 +143,19 @@ def prepare_version(
     lineage: LineageCollector,
     signature_hint: Signature | None = None,
     sample_rows: int = 10_000,
+    truncate: bool = False,
+    optimize: Optimize = None,
 ) -> PreparedVersion:
     if convert not in (None, "onnx"):
         raise InvalidInputError(f"convert={convert!r} is unknown; use 'onnx' or leave it out.")
+    text = flavor.name == "transformers"
+    _check_text_options(flavor.name, truncate=truncate, optimize=optimize)
+    if text:
+        artifact = Artifact(files=artifact.files, meta={**artifact.meta, "truncate": truncate})
     predictor = flavor.load(artifact, options)
     X, y = split_target(data, target)
+    if text:
+        X, input_example = _text_inputs(X, input_example)
     files = [StoredFile("model", name_, blob) for name_, blob in artifact.files.items()]
     meta: dict[str, Any] = {"model": artifact.meta}
     signature: Signature | None = None
@@ -153,6 +185,12 @@ def prepare_version(
         if check_rows is None:
             check_rows = coerced
     notes: list[str] = []
+    if text:
+        checked = input_example if X is None else check_rows
+        notes += _check_text_model(
+            name, model, predictor, artifact=artifact, rows=checked, meta=meta, files=files,
+            options=options, optimize=optimize,
+        )  # fmt: skip
     if convert == "onnx":
         onnx_files, onnx_meta, note = _convert(
             name, flavor, model=model, predictor=predictor, X=check_rows, options=options
@@ -246,8 +284,8 @@ def _convert(
 ) -> tuple[list[StoredFile], dict[str, Any] | None, str | None]:
     if X is None:
         reason = "no data or input example to check its outputs against"
-    elif flavor.name == "onnx":
-        return [], None, None
+    elif flavor.name in ("onnx", "transformers"):
+        return [], None, None  # already ONNX
     else:
         source = model if model is not None else getattr(predictor, "model", None)
         result = convert_to_onnx(source, flavor.name, X, options=options)
@@ -259,6 +297,89 @@ def _convert(
     warnings.warn(message, OnnxConversionSkipped, stacklevel=4)
     logger.warning(message)
     return [], None, message
+
+
+def _check_text_options(flavor: str, *, truncate: bool, optimize: Optimize) -> None:
+    if optimize not in (None, "quantize"):
+        raise InvalidInputError(
+            f"optimize={optimize!r} is unknown; use 'quantize' or leave it out."
+        )
+    if flavor != "transformers" and (truncate or optimize):
+        option = "truncate=True" if truncate else f"optimize={optimize!r}"
+        raise InvalidInputError(
+            f"{option} applies to text models (transformers, sentence-transformers), not to a "
+            f"{flavor} model; leave it out."
+        )
+
+
+def text_table(values: Any, what: str) -> pd.DataFrame:
+    """Texts (a list, a Series, a 1-D array, a DataFrame with a ``text`` column or one column)
+    as a one-column DataFrame ``text``; ``InvalidInputError`` naming ``what`` otherwise."""
+    texts = texts_of(values, TEXT_COLUMN)
+    if not texts:
+        raise InvalidInputError(f"The {what} has no texts; give at least one.")
+    for i, value in enumerate(texts):
+        if not isinstance(value, str):
+            raise InvalidInputError(
+                f"Row {i} of the {what} is a {type(value).__name__} ({value!r:.40}), not text; "
+                "give one string per row."
+            )
+    return pd.DataFrame({TEXT_COLUMN: pd.Series(texts, dtype=object)})
+
+
+def _text_inputs(X: Any, input_example: Any) -> tuple[Any, Any]:
+    """A text model's data and input example as ``text`` tables; without either, the
+    reference texts are the example."""
+    if X is not None:
+        return text_table(X, "data"), input_example
+    given = input_example if input_example is not None else list(REFERENCE_TEXTS)
+    return None, text_table(given, "input_example")
+
+
+def _check_text_model(
+    name: str,
+    model: object | None,
+    predictor: Predictor,
+    *,
+    artifact: Artifact,
+    rows: Any,
+    meta: dict[str, Any],
+    files: list[StoredFile],
+    options: LoadOptions,
+    optimize: Optimize,
+) -> list[str]:
+    """The export's parity numbers (``meta["parity"]``, raising when it disagrees) and, with
+    ``optimize="quantize"``, the int8 twin (``meta["quantized"]``, its file added to ``files``
+    when it was kept). Returns the notes for the user."""
+    if model is None or not isinstance(predictor, TextOnnxPredictor):
+        raise InvalidInputError(
+            f"Model {name!r} is a text model without its eager original to check the "
+            "export against; register the model object or its folder."
+        )
+    texts = [str(t) for t in texts_of(rows, TEXT_COLUMN)[:TEXT_CHECK_ROWS]]
+    meta["parity"] = check_text_parity(model, predictor, texts)
+    if optimize != "quantize":
+        return []
+    twin_files, meta["quantized"], note = _quantize(name, artifact, texts, options)
+    files.extend(twin_files)
+    return [note] if note else []
+
+
+def _quantize(
+    name: str, artifact: Artifact, texts: list[str], options: LoadOptions
+) -> tuple[list[StoredFile], dict[str, Any], str | None]:
+    twin = quantize_text_model(artifact, texts, options=options)
+    meta = {"kept": twin.files is not None, **twin.meta}
+    if twin.files is not None:
+        files = [StoredFile("quantized", f"quantized/{n}", b) for n, b in twin.files.items()]
+        return files, meta, None
+    meta["reason"] = twin.reason
+    message = (
+        f"The int8 twin of {name!r} was not kept: {twin.reason}; the float32 model is registered."
+    )
+    warnings.warn(message, QuantizationSkipped, stacklevel=4)
+    logger.warning(message)
+    return [], meta, message
 
 
 def example_to_json(X: Any) -> dict[str, Any]:

@@ -35,6 +35,8 @@ from modelyard.flavors import (
     flavor_for_file,
     flavor_for_object,
     get_flavor,
+    is_text_model_folder,
+    load_text_model,
 )
 from modelyard.registry import _rows
 from modelyard.registry import aliases as _aliases
@@ -52,7 +54,7 @@ from modelyard.store.schema import (
 )
 
 if TYPE_CHECKING:
-    from modelyard.registry._prepare import ConvertTo, PreparedVersion
+    from modelyard.registry._prepare import ConvertTo, Optimize, PreparedVersion
     from modelyard.registry.loaded import LoadedModel, Runtime
 
 logger = logging.getLogger(__name__)
@@ -113,6 +115,8 @@ class Registry:
         input_example: Any = None,
         trust_pickle: bool = False,
         trusted_types: Sequence[str] = (),
+        truncate: bool = False,
+        optimize: Optimize = None,
     ) -> ModelVersion:
         """Register an in-memory model as the next version of ``name``.
 
@@ -120,6 +124,13 @@ class Registry:
         the signature, the input example, the reference profile and the dataset fingerprint.
         ``target`` is its label column (or the labels). ``convert="onnx"`` keeps an ONNX twin
         when its outputs match the model's.
+
+        Text models (``flavors._transformers``): a ``SentenceTransformer`` or a
+        ``(transformers model, tokenizer)`` pair, exported to ONNX and checked against the eager
+        model on the texts of ``input_example`` (a list of strings) or ``data`` (a ``text``
+        column), else on ``flavors.REFERENCE_TEXTS``. ``truncate=True`` cuts texts longer than
+        the model's maximum instead of refusing them; ``optimize="quantize"`` keeps an int8 twin
+        when it agrees with the float32 graph (``flavors._text_checks``).
         """
         from modelyard.registry._prepare import prepare_version
 
@@ -139,6 +150,8 @@ class Registry:
             options=options,
             source=None,
             lineage=self.lineage,
+            truncate=truncate,
+            optimize=optimize,
         )
         return self._commit(
             name, prepared, metrics=metrics, params=params, tags=tags,
@@ -161,9 +174,14 @@ class Registry:
         convert: ConvertTo = None,
         trust_pickle: bool = False,
         trusted_types: Sequence[str] = (),
+        input_example: Any = None,
+        truncate: bool = False,
+        optimize: Optimize = None,
     ) -> ModelVersion:
         """Register a saved model file (.skops, .onnx, XGBoost .json/.ubj, LightGBM .txt, a
-        pickle with ``trust_pickle``) or an MLflow model directory (one with an ``MLmodel``)."""
+        pickle with ``trust_pickle``), an MLflow model directory (one with an ``MLmodel``) or a
+        transformers / sentence-transformers model folder (see ``register`` for text models:
+        ``input_example``, ``truncate`` and ``optimize`` apply to them)."""
         from modelyard.registry._prepare import prepare_version
 
         check_name(name)
@@ -181,6 +199,11 @@ class Registry:
                 example = None
             hint = imported.signature if data is None else None
             tags = {**imported.tags, **(tags or {})}
+        elif flavor in ("auto", "transformers") and is_text_model_folder(p):
+            chosen = get_flavor("transformers")
+            model = load_text_model(p)
+            artifact = chosen.dump(model)
+            example, hint = input_example, None
         else:
             if p.is_dir():
                 raise InvalidInputError(
@@ -208,6 +231,8 @@ class Registry:
             source=str(p.resolve()),
             lineage=self.lineage,
             signature_hint=hint,
+            truncate=truncate,
+            optimize=optimize,
         )
         return self._commit(
             name, prepared, metrics=metrics, params=params, tags=tags,
@@ -392,6 +417,9 @@ class Registry:
         """Load a version after re-checking every file's sha256.
 
         ``runtime="onnx"`` loads the ONNX twin (``"auto"``: the twin when there is one).
+        ``runtime="quantized"`` loads a text model's int8 twin; ``"auto"`` loads it when the
+        version kept one (it passed its parity check), and ``"native"`` or ``"onnx"`` the float32
+        graph (a text model's own files are ONNX).
         ``tree_kernel`` runs an ONNX tree ensemble on modelyard's compiled kernel when it applies
         (see ``flavors._onnx_trees``); callers pass ``settings.onnx.uses_tree_kernel(...)``.
         """
@@ -404,17 +432,20 @@ class Registry:
                 "code: pass trust_pickle=True (--trust-pickle) only if you trust its author."
             )
         role, flavor_name, meta = self._runtime(version, runtime)
+        # the int8 twin holds only its graph: the tokenizer and the rest are the model's
+        roles = ("model", "quantized") if role == "quantized" else (role,)
         files = {
-            f.name.removeprefix(f"{role}/"): self.artifacts.get(
+            f.name.removeprefix(f"{f.role}/"): self.artifacts.get(
                 f.sha256, label=f"File {f.name!r} of model {version.ref}"
             )
+            for r in roles
             for f in version.files
-            if f.role == role
+            if f.role == r
         }
         flavor = get_flavor(flavor_name)
         options = self._options(trusted_types, trust_pickle, tree_kernel=tree_kernel)
         predictor = flavor.load(Artifact(files=files, meta=meta), options)
-        return loaded_model(version, predictor, "onnx" if role == "onnx" else "native")
+        return loaded_model(version, predictor, role if role != "model" else "native")
 
     def verify(self, ref: str | ModelRef) -> list[FileCheck]:
         """Re-hash every file of a version; report each file rather than stop at the first."""
@@ -601,6 +632,16 @@ class Registry:
 
     @staticmethod
     def _runtime(version: ModelVersion, runtime: Runtime) -> tuple[str, str, dict[str, Any]]:
+        has_quantized = version.file("quantized") is not None
+        if runtime == "quantized" and not has_quantized:
+            raise InvalidSpecError(
+                f"Model {version.ref} has no int8 twin; register it with optimize='quantize' "
+                "(--optimize quantize), or load it with runtime='native'."
+            )
+        if runtime == "quantized" or (runtime == "auto" and has_quantized):
+            return "quantized", version.flavor, dict(version.flavor_meta.get("model", {}))
+        if version.flavor == "transformers":
+            return "model", version.flavor, dict(version.flavor_meta.get("model", {}))
         has_onnx = version.file("onnx") is not None and "onnx" in version.flavor_meta
         if runtime == "onnx" and not has_onnx:
             raise InvalidSpecError(
@@ -608,7 +649,9 @@ class Registry:
                 "(--convert onnx) or load it with runtime='native'."
             )
         if runtime not in ("auto", "native", "onnx"):
-            raise InvalidSpecError(f"Unknown runtime {runtime!r}; use 'auto', 'native' or 'onnx'.")
+            raise InvalidSpecError(
+                f"Unknown runtime {runtime!r}; use 'auto', 'native', 'onnx' or 'quantized'."
+            )
         if runtime == "onnx" or (runtime == "auto" and has_onnx):
             return "onnx", "onnx", dict(version.flavor_meta["onnx"])
         return "model", version.flavor, dict(version.flavor_meta.get("model", {}))

@@ -10,7 +10,7 @@ from modelyard.core.types import ModelVersion, Signature
 from modelyard.flavors import Predictor
 from modelyard.flavors._base import Array
 
-Runtime = Literal["auto", "native", "onnx"]
+Runtime = Literal["auto", "native", "onnx", "quantized"]
 
 
 class LoadedModel:
@@ -36,7 +36,14 @@ class LoadedModel:
         return self.predictor.classes
 
     def prepare(self, X: Any) -> Any:
-        """``X`` coerced to the signature (the form the model was trained on)."""
+        """``X`` coerced to the signature (the form the model was trained on). A text model
+        also takes a plain list of texts."""
+        text_input = getattr(self.predictor, "text_input", None)
+        plain = isinstance(X, list | tuple) and not any(
+            isinstance(v, list | tuple | dict) for v in X
+        )
+        if text_input is not None and plain:
+            X = {text_input: list(X)}
         if self._coerce is None:
             signature = self.version.signature
             if signature is None:
