@@ -6,6 +6,7 @@ Importing this package imports no ML framework; each flavor imports its own when
 from modelyard.flavors._base import (
     Array,
     Artifact,
+    ExampleFlavor,
     Flavor,
     LoadOptions,
     Predictor,
@@ -20,9 +21,10 @@ from modelyard.flavors._lookup import (
     flavor_for_object,
     get_flavor,
 )
-from modelyard.flavors._onnx import OnnxFlavor
+from modelyard.flavors._onnx import OnnxFlavor, choose_providers
 from modelyard.flavors._pickle import PickleFlavor
 from modelyard.flavors._sklearn import SKOPS_TRUSTED_TYPES, SklearnFlavor
+from modelyard.flavors._torch import WEIGHTS_FILE, TorchFlavor, load_weights
 from modelyard.flavors._xgboost import XGBoostFlavor
 from modelyard.flavors.conversion import (
     LABEL_TIE_MARGIN,
@@ -40,9 +42,11 @@ __all__ = [
     "REGRESSION_ATOL",
     "REGRESSION_RTOL",
     "SKOPS_TRUSTED_TYPES",
+    "WEIGHTS_FILE",
     "Array",
     "Artifact",
     "ConversionResult",
+    "ExampleFlavor",
     "Flavor",
     "FlavorName",
     "LightGBMFlavor",
@@ -52,10 +56,13 @@ __all__ = [
     "Predictor",
     "SklearnFlavor",
     "TextPredictor",
+    "TorchFlavor",
     "Tokens",
     "XGBoostFlavor",
+    "choose_providers",
     "convert_to_onnx",
     "flavor_for_file",
     "flavor_for_object",
     "get_flavor",
+    "load_weights",
 ]

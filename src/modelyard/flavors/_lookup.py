@@ -16,20 +16,22 @@ from modelyard.flavors._lightgbm import LightGBMFlavor
 from modelyard.flavors._onnx import OnnxFlavor
 from modelyard.flavors._pickle import PickleFlavor, untrusted_pickle_error
 from modelyard.flavors._sklearn import SklearnFlavor
+from modelyard.flavors._torch import TorchFlavor
 from modelyard.flavors._xgboost import XGBoostFlavor
 
-FlavorName = Literal["sklearn", "xgboost", "lightgbm", "onnx", "pickle"]
-FLAVOR_NAMES: tuple[FlavorName, ...] = ("sklearn", "xgboost", "lightgbm", "onnx", "pickle")
+FlavorName = Literal["sklearn", "xgboost", "lightgbm", "onnx", "torch", "pickle"]
+FLAVOR_NAMES: tuple[FlavorName, ...] = ("sklearn", "xgboost", "lightgbm", "onnx", "torch", "pickle")
 
 _FLAVORS: dict[str, type[Flavor]] = {
     "sklearn": SklearnFlavor,
     "xgboost": XGBoostFlavor,
     "lightgbm": LightGBMFlavor,
     "onnx": OnnxFlavor,
+    "torch": TorchFlavor,
     "pickle": PickleFlavor,
 }
 # Order matters: XGBoost and LightGBM wrappers are scikit-learn estimators too.
-_DETECTION_ORDER: tuple[FlavorName, ...] = ("xgboost", "lightgbm", "onnx", "sklearn")
+_DETECTION_ORDER: tuple[FlavorName, ...] = ("xgboost", "lightgbm", "onnx", "torch", "sklearn")
 _HEAD_BYTES = 256
 _SUPPORTED_FILES = (
     ".skops (scikit-learn), .onnx, .json or .ubj (XGBoost), .txt or .lgb (LightGBM), "
@@ -56,7 +58,8 @@ def flavor_for_object(model: object, *, trust_pickle: bool) -> Flavor:
     if not pickle_flavor.accepts(model):
         raise UnsupportedFormatError(
             f"A {type(model).__module__}.{type(model).__qualname__} has no predict method and "
-            "no flavor saves it; register a fitted model (scikit-learn, XGBoost, LightGBM, ONNX)."
+            "no flavor saves it; register a fitted model (scikit-learn, XGBoost, LightGBM, ONNX, "
+            "PyTorch)."
         )
     if not trust_pickle:
         raise UnsupportedFormatError(

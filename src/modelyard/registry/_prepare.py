@@ -26,7 +26,14 @@ from modelyard.core.profile import compute_profile, profile_to_json
 from modelyard.core.signature import infer_signature, output_specs
 from modelyard.core.types import Lineage, Signature, describe_mismatch
 from modelyard.errors import InvalidInputError, ModelyardError, SignatureMismatchError
-from modelyard.flavors import Artifact, Flavor, LoadOptions, Predictor, convert_to_onnx
+from modelyard.flavors import (
+    Artifact,
+    ExampleFlavor,
+    Flavor,
+    LoadOptions,
+    Predictor,
+    convert_to_onnx,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +45,7 @@ _FLAVOR_PACKAGES = {
     "xgboost": ("xgboost", "xgboost-cpu"),
     "lightgbm": ("lightgbm",),
     "onnx": ("onnx", "onnxruntime"),
+    "torch": ("torch", "onnxscript", "safetensors", "onnx", "onnxruntime"),
     "pickle": ("cloudpickle",),
 }
 
@@ -104,6 +112,21 @@ def split_target(data: Any, target: Any) -> tuple[Any, Any]:
     return data, target
 
 
+def dump_model(
+    flavor: Flavor, model: object, *, name: str, data: Any, target: Any, input_example: Any
+) -> tuple[Artifact, Any]:
+    """The model's artifact and the input example to record. A flavor that saves a model by
+    running it (PyTorch) gets the input example, else the features of ``data``, and gives back
+    the example as the model takes it."""
+    if not isinstance(flavor, ExampleFlavor):
+        return flavor.dump(model), input_example
+    example = input_example
+    if example is None and data is not None:
+        example, _ = split_target(data, target)
+    artifact, taken = flavor.dump_with_example(model, example, name=name)
+    return artifact, taken if input_example is not None else None
+
+
 def prepare_version(
     flavor: Flavor,
     artifact: Artifact,
@@ -124,7 +147,7 @@ def prepare_version(
         raise InvalidInputError(f"convert={convert!r} is unknown; use 'onnx' or leave it out.")
     predictor = flavor.load(artifact, options)
     X, y = split_target(data, target)
-    files = [StoredFile("model", name_, blob) for name_, blob in artifact.files.items()]
+    files = [StoredFile(_role(name_), name_, blob) for name_, blob in artifact.files.items()]
     meta: dict[str, Any] = {"model": artifact.meta}
     signature: Signature | None = None
     example: dict[str, Any] | None = None
@@ -175,6 +198,12 @@ def prepare_version(
         untrusted=flavor.name == "pickle",
         notes=notes,
     )
+
+
+def _role(file_name: str) -> str:
+    """``weights`` for a flavor's ``weights/...`` file (kept for the native runtime, not read
+    to serve), else ``model``."""
+    return "weights" if file_name.startswith("weights/") else "model"
 
 
 def _with_outputs(name: str, signature: Signature, predictor: Predictor, X: Any) -> Signature:
@@ -246,8 +275,8 @@ def _convert(
 ) -> tuple[list[StoredFile], dict[str, Any] | None, str | None]:
     if X is None:
         reason = "no data or input example to check its outputs against"
-    elif flavor.name == "onnx":
-        return [], None, None
+    elif flavor.name in ("onnx", "torch"):
+        return [], None, None  # the model is ONNX already
     else:
         source = model if model is not None else getattr(predictor, "model", None)
         result = convert_to_onnx(source, flavor.name, X, options=options)
