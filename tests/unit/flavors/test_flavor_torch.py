@@ -14,6 +14,7 @@ import pytest
 import torch
 from tests.unit.flavors._torch_modules import MLP, Tied
 
+import modelyard
 from modelyard.errors import (
     InvalidInputError,
     InvalidSpecError,
@@ -222,6 +223,12 @@ def test_the_weights_load_into_a_module_the_user_builds(sqlite_registry, mlp, ex
 
     for key, value in mlp.state_dict().items():
         assert torch.equal(fresh.state_dict()[key], value), key
+    modelyard.set_registry(sqlite_registry)  # the top-level function, on the same registry
+    try:
+        again = modelyard.load_weights("mlp", MLP(4, 3))
+    finally:
+        modelyard.set_registry(None)
+    assert torch.equal(again.net[2].bias, mlp.net[2].bias)
 
 
 def test_shared_weights_round_trip(sqlite_registry):
