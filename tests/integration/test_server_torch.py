@@ -95,3 +95,15 @@ def test_asking_for_cuda_without_it_stops_the_server(torch_home: TorchHome) -> N
         done.stderr
     )
     assert "Application startup failed" in done.stderr
+
+
+def test_models_show_names_the_module_and_the_parity_check(torch_home: TorchHome) -> None:
+    done = subprocess.run(
+        [YARD, "models", "show", "mlp/1"], env={**server_env(torch_home.home), "COLUMNS": "200"},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert "tests.unit.flavors._torch_modules:MLP" in done.stdout
+    assert "ONNX vs the module on 8 example rows: max difference" in done.stdout
+    assert "weights/model.safetensors" in done.stdout

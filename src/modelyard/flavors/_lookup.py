@@ -33,6 +33,7 @@ _FLAVORS: dict[str, type[Flavor]] = {
 # Order matters: XGBoost and LightGBM wrappers are scikit-learn estimators too.
 _DETECTION_ORDER: tuple[FlavorName, ...] = ("xgboost", "lightgbm", "onnx", "torch", "sklearn")
 _HEAD_BYTES = 256
+_TORCH_SUFFIXES = (".pt", ".pth")
 _SUPPORTED_FILES = (
     ".skops (scikit-learn), .onnx, .json or .ubj (XGBoost), .txt or .lgb (LightGBM), "
     ".pkl, .pickle or .joblib (pickle, with --trust-pickle)"
@@ -86,6 +87,12 @@ def flavor_for_file(path: str | Path, *, trust_pickle: bool) -> Flavor:
                 raise untrusted_pickle_error(f"'{path}' is a pickle")
             flavor.check_header(path, head)
             return flavor
+    if suffix in _TORCH_SUFFIXES:
+        raise UnsupportedFormatError(
+            f"'{path}' is a PyTorch file, which torch saves as a pickle and modelyard does not "
+            "load; register the module from Python: modelyard.register(module, name=..., "
+            "input_example=...)."
+        )
     raise UnsupportedFormatError(
         f"'{path}' is not a model file modelyard reads (suffix {suffix or 'none'!r}); "
         f"save it as one of: {_SUPPORTED_FILES}."

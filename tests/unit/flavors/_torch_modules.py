@@ -28,3 +28,15 @@ class Tied(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.b(torch.relu(self.a(x)))
+
+
+class Embedded(torch.nn.Module):
+    """Integer codes in, one embedding per column, a score out."""
+
+    def __init__(self, codes: int = 10, columns: int = 3) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(codes, 4)
+        self.head = torch.nn.Linear(4 * columns, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(x).flatten(1))

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from tests.unit.flavors._torch_modules import MLP, Tied
+from tests.unit.flavors._torch_modules import MLP, Embedded, Tied
 
 import modelyard
 from modelyard.errors import (
@@ -123,6 +123,19 @@ def test_a_single_output_column_serves_one_value_per_row(sqlite_registry):
     with torch.no_grad():
         expected = module(torch.from_numpy(X)).numpy()[:, 0]
     assert got.shape == (7,)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_integer_inputs_stay_integers(sqlite_registry):
+    torch.manual_seed(7)
+    module = Embedded()
+    codes = np.random.default_rng(0).integers(0, 10, size=(6, 3))
+    version = sqlite_registry.register(module, name="codes", input_example=codes)
+
+    assert [s.dtype for s in version.signature.inputs] == ["int64"]
+    got = sqlite_registry.load("codes/1").predict(codes[:4])
+    with torch.no_grad():
+        expected = module(torch.from_numpy(codes[:4])).numpy()[:, 0]
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
@@ -272,8 +285,10 @@ def test_the_flavor_is_picked_for_modules_and_reads_no_files(tmp_path):
     assert get_flavor("torch").name == "torch"
     saved = tmp_path / "model.pt"
     torch.save({"w": torch.ones(1)}, saved)
-    with pytest.raises(UnsupportedFormatError, match="not a model file modelyard reads"):
-        flavor_for_file(saved, trust_pickle=False)
+    with pytest.raises(UnsupportedFormatError) as info:
+        flavor_for_file(saved, trust_pickle=True)
+    assert "model.pt' is a PyTorch file, which torch saves as a pickle" in str(info.value)
+    assert "modelyard.register(module, name=..., input_example=...)" in str(info.value)
     with pytest.raises(UnsupportedFormatError, match="torch saves pickles"):
         TorchFlavor().read_file(saved, options=None)  # type: ignore[arg-type]
 
