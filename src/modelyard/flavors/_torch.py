@@ -38,7 +38,8 @@ _ONNX_FILE = "model.onnx"
 #: The state dict's name in an artifact: the ``weights/`` prefix stores it under the role
 #: ``weights``, which loading a version for serving does not read.
 WEIGHTS_FILE = "weights/model.safetensors"
-#: Rows of the input example the parity check runs on (the export traces the first few).
+#: Rows of the input example (or the data) the parity check runs on; the export traces the
+#: first few.
 _PARITY_ROWS = 1024
 _EXPORT_ROWS = 16
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -80,16 +81,17 @@ class TorchFlavor:
             )
         if example is None:
             raise InvalidInputError(_missing_example(what))
-        was_training = model.training
+        modes = [(module, module.training) for module in model.modules()]
         model.eval()
         try:
             with torch.no_grad():
                 rows = _example_tensor(what, model, example)
-                expected = _eager(what, model, rows[:_PARITY_ROWS])
+                expected = _eager(what, model, rows)
                 proto = _export(what, model, rows[:_EXPORT_ROWS])
             weights = _state_dict_bytes(model, _import_path(model))
         finally:
-            model.train(was_training)
+            for module, training in modes:  # as the user left each part (a frozen BatchNorm...)
+                module.training = training
         meta = {
             **onnx_meta(proto),
             "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
@@ -100,9 +102,8 @@ class TorchFlavor:
         }
         artifact = Artifact({_ONNX_FILE: proto.SerializeToString(), WEIGHTS_FILE: weights}, meta)
         array = rows.cpu().numpy()
-        checked = array[:_PARITY_ROWS]
-        diff = _check_parity(what, self.load(artifact, LoadOptions()), checked, expected)
-        parity = {"rows": len(checked), "max_abs_diff": diff}
+        diff = _check_parity(what, self.load(artifact, LoadOptions()), array, expected)
+        parity = {"rows": len(array), "max_abs_diff": diff}
         return replace(artifact, meta={**meta, "parity": parity}), array
 
     def read_file(self, path: Path, options: LoadOptions) -> Artifact:
@@ -161,14 +162,17 @@ def _import_path(module: object) -> str:
 
 
 def _example_tensor(what: str, module: torch.nn.Module, example: Any) -> torch.Tensor:
-    """``example`` as a 2-D tensor on the module's device: float values in the module's float
-    type, integers as int64; ``InvalidInputError`` for anything else."""
+    """The first ``_PARITY_ROWS`` rows of ``example`` as a 2-D tensor on the module's device:
+    float values in the module's float type, integers as int64; ``InvalidInputError`` for
+    anything else."""
     import torch
 
     if isinstance(example, torch.Tensor):
         tensor = example.detach()
+        tensor = tensor[:_PARITY_ROWS] if tensor.dim() else tensor
     else:
-        values = example.to_numpy() if is_frame(example) else np.asarray(example)
+        values = example.head(_PARITY_ROWS).to_numpy() if is_frame(example) else np.asarray(example)
+        values = values[:_PARITY_ROWS] if values.ndim else values
         if values.dtype.kind not in "fiu":
             raise InvalidInputError(
                 f"{what}: the input example must be numeric (rows x features), got values of "

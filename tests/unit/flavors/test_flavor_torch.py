@@ -78,9 +78,11 @@ def test_a_module_registers_as_onnx_with_its_weights_and_serves_its_numbers(
     sqlite_registry, mlp, example
 ):
     mlp.train()
+    mlp.net[1].eval()  # a part the user froze
     version = sqlite_registry.register(mlp, name="mlp", input_example=example)
 
-    assert mlp.training  # the module is exported in eval mode and given back as it was
+    # the module is exported in eval mode and given back as it was, part by part
+    assert mlp.training and mlp.net[0].training and not mlp.net[1].training
     assert version.flavor == "torch"
     assert {(f.name, f.role) for f in version.files} == {
         ("model.onnx", "model"),
@@ -191,12 +193,13 @@ def test_a_missing_example_says_to_pass_one(sqlite_registry, mlp, tmp_path):
     ("example", "words"),
     [
         (torch.ones(4), "must be 2-D (rows x features)"),
+        (5.0, "must be 2-D (rows x features)"),
         (np.ones((2, 2, 4)), "must be 2-D (rows x features)"),
         (np.zeros((0, 4)), "at least one row"),
         (np.array([["a", "b", "c", "d"]]), "must be numeric"),
         (torch.ones(2, 4, dtype=torch.bool), "must be real numbers"),
     ],
-    ids=["1-D", "3-D", "no rows", "strings", "booleans"],
+    ids=["1-D", "scalar", "3-D", "no rows", "strings", "booleans"],
 )
 def test_an_example_that_is_not_a_numeric_matrix_is_refused(
     sqlite_registry, mlp, tmp_path, example, words
