@@ -8,6 +8,7 @@ tensor or a ZipMap list of dicts), make a classifier; otherwise the first output
 
 from __future__ import annotations
 
+import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 
     from modelyard.flavors._onnx_trees import TreeKernel
 
+logger = logging.getLogger(__name__)
+
 _FILE = "model.onnx"
 _NUMPY_TYPES: dict[str, type[Any]] = {
     "tensor(float)": np.float32,
@@ -53,7 +56,8 @@ def choose_providers(setting: str, available: list[str]) -> list[str]:
     """onnxruntime's providers for the ``onnx.execution_provider`` setting, given what this
     onnxruntime offers (``onnxruntime.get_available_providers()``): ``cpu`` -> the CPU; ``cuda``
     -> CUDA, with the CPU for the operators CUDA lacks, or ``ConfigError`` when onnxruntime has
-    no CUDA; ``auto`` -> as ``cuda`` when it has, else the CPU."""
+    no CUDA; ``auto`` -> as ``cuda`` when it has, else the CPU. (``OnnxFlavor.load`` also
+    refuses a ``cuda`` session that onnxruntime started on the CPU, and lets ``auto`` run there.)"""
     if setting == "cpu":
         return [_CPU]
     if setting not in ("auto", "cuda"):
@@ -115,12 +119,18 @@ class OnnxFlavor:
             raise ModelLoadError(
                 f"onnxruntime cannot load {name} ({first_line(exc)}); {_ONNX_ERRORS_HINT}."
             ) from exc
-        if session.get_providers()[0] != providers[0]:
-            # onnxruntime falls back to the CPU when CUDA fails to start (a driver mismatch)
-            raise ConfigError(
-                f"onnxruntime could not start {providers[0]} for {name} (it runs on "
-                f"{session.get_providers()[0]}); check the CUDA driver and onnxruntime-gpu, or "
-                "set MODELYARD_ONNX__EXECUTION_PROVIDER=cpu."
+        running = session.get_providers()[0]
+        if running != providers[0]:
+            # onnxruntime falls back to the CPU when CUDA fails to start (a driver mismatch):
+            # an error when CUDA was asked for, the CPU when it was only preferred
+            if options.onnx_execution_provider == "cuda":
+                raise ConfigError(
+                    f"onnxruntime could not start {providers[0]} for {name} (it runs on "
+                    f"{running}); check the CUDA driver and onnxruntime-gpu, or set "
+                    "MODELYARD_ONNX__EXECUTION_PROVIDER=cpu."
+                )
+            logger.warning(
+                "onnxruntime could not start %s; %s runs on %s", providers[0], name, running
             )
         kernel = None
         if options.onnx_tree_kernel:
