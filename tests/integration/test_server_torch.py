@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from modelyard.registry import Registry
-from tests.integration._server import YARD, Server, server_env
+from tests.integration._server import YARD, Server, free_port, server_env
 from tests.unit.flavors._torch_modules import MLP
 
 
@@ -86,7 +86,7 @@ def test_the_metadata_and_the_start_report_the_runtime_and_provider(server: Serv
 def test_asking_for_cuda_without_it_stops_the_server(torch_home: TorchHome) -> None:
     env = server_env(torch_home.home, MODELYARD_ONNX__EXECUTION_PROVIDER="cuda")
     done = subprocess.run(
-        [YARD, "serve", "mlp/1", "--port", "1"], env=env,
+        [YARD, "serve", "mlp/1", "--port", str(free_port())], env=env,
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
 
