@@ -32,6 +32,11 @@ class OnnxSettings(BaseModel):
     #: onnxruntime's operator: ``batch`` (batch scoring), ``always`` (the server too) or ``off``.
     #: Needs numba (``modelyard[trees]``); a model the kernel does not cover stays on onnxruntime.
     tree_kernel: Literal["batch", "always", "off"] = "batch"
+    #: Where onnxruntime runs models (``MODELYARD_ONNX__EXECUTION_PROVIDER``): ``cpu`` (the
+    #: default), ``cuda`` (needs onnxruntime-gpu and a GPU; a server refuses to start without
+    #: them) or ``auto`` (CUDA when onnxruntime offers it, else the CPU). The server's log and
+    #: ``/v2/admin/models`` report the provider each model runs on.
+    execution_provider: Literal["auto", "cpu", "cuda"] = "cpu"
 
     def uses_tree_kernel(self, where: Literal["batch", "server"]) -> bool:
         """Whether models loaded for ``where`` run tree ensembles on the kernel."""

@@ -32,6 +32,13 @@ class LoadedModel:
         return str(getattr(self.predictor, "engine", self.runtime))
 
     @property
+    def provider(self) -> str | None:
+        """The onnxruntime execution provider running an ONNX model (``CPUExecutionProvider``,
+        ``CUDAExecutionProvider``); ``None`` for a native one."""
+        provider = getattr(self.predictor, "provider", None)
+        return None if provider is None else str(provider)
+
+    @property
     def classes(self) -> list[Any] | None:
         return self.predictor.classes
 
