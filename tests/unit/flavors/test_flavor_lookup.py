@@ -26,12 +26,14 @@ from modelyard.flavors import (
 
 HEAVY = (
     "sklearn", "xgboost", "lightgbm", "onnxruntime", "onnx", "skops", "skl2onnx", "pandas", "torch",
-    "safetensors",
+    "safetensors", "transformers", "tokenizers", "sentence_transformers",
 )  # fmt: skip
 
 
 def test_flavor_names_are_the_closed_set():
-    assert set(FLAVOR_NAMES) == {"sklearn", "xgboost", "lightgbm", "onnx", "torch", "pickle"}
+    assert set(FLAVOR_NAMES) == {
+        "sklearn", "xgboost", "lightgbm", "onnx", "torch", "transformers", "pickle",
+    }  # fmt: skip
     assert set(get_args(FlavorName)) == set(FLAVOR_NAMES)
 
 
@@ -45,7 +47,7 @@ def test_unknown_flavor_lists_the_valid_ones():
         get_flavor("tensorflow")
 
     assert "'tensorflow'" in str(info.value)
-    assert "sklearn, xgboost, lightgbm, onnx, torch, pickle" in str(info.value)
+    assert "sklearn, xgboost, lightgbm, onnx, torch, transformers, pickle" in str(info.value)
 
 
 def test_wrappers_are_detected_before_scikit_learn(iris):
