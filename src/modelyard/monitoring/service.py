@@ -541,8 +541,22 @@ def _with_text(
     (a version registered without data)."""
     candidates = [c for c in columns if c not in options.exclude]
     if isinstance(ref.data, Profile):
-        kinds = {c.name: c.kind for c in ref.data.columns}
-        strings = [c for c in candidates if kinds.get(c) == "categorical"]
+        named = options.text_columns
+        if named is None:
+            named = frozenset({_text_input(ref.found) or ""})
+        # the sample is read only for a column that may be text: named so, or with more
+        # distinct values than the profile keeps (free text is mostly distinct; the usual
+        # categorical column is not, and costs no read of the artifact store)
+        strings = [
+            c.name
+            for c in ref.data.columns
+            if c.name in candidates
+            and c.kind == "categorical"
+            and (
+                c.name in named
+                or (options.text_columns is None and (c.n_unique or 0) > len(c.top or ()))
+            )
+        ]
         if not strings or ref.version is None:
             return ref
         try:
