@@ -88,6 +88,7 @@ _Floats = npt.NDArray[np.float64]
 TEXT_DISTINCT_SHARE = 0.5
 #: ... and at least this share of them have two tokens or more.
 TEXT_MULTIWORD_SHARE = 0.5
+_LOOK_ROWS = 10_000
 
 
 def descriptor_names(column: str) -> list[str]:
@@ -190,6 +191,8 @@ def looks_like_text(values: pd.Series) -> bool:
     (``TEXT_MULTIWORD_SHARE``). IDs are distinct but one token; city names have several tokens
     but repeat."""
     present = values.dropna()
+    if len(present) > _LOOK_ROWS:  # a seeded sample decides for a big reference file
+        present = present.sample(_LOOK_ROWS, random_state=0)
     if present.empty or not all(isinstance(v, str) for v in present.head(100)):
         return False
     if present.nunique() < TEXT_DISTINCT_SHARE * len(present):
