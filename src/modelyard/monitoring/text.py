@@ -29,6 +29,13 @@ leave-one-out: a token is unknown to its row when no *other* reference row uses 
 fresh text from the reference's distribution shows against the vocabulary, so ``oov_share`` does
 not drift on traffic like the reference (checked by the tests) and does when new words come in.
 
+False alarms: a stored version's descriptors are profiled from its reference *sample*, and
+``chi2`` (windows of at most 1,000 rows) takes the reference's shares as exact, so a small sample
+raises its false-alarm rate above 5%. Measured on 60 unchanged windows of 300 texts: with a
+2,000-row reference, 25% of windows had some descriptor drift (space_share alone 13%); with
+10,000 rows (the default sample), 13% (no descriptor above 8%). The dataset-level verdict (half of
+the columns) did not fire. Name ``chi2_contingency`` for a descriptor to allow for the sample.
+
 Which string columns are text: the caller says (a model's version meta names its text input, or
 the drift options list them); ``looks_like_text`` is the fallback for tabular data.
 
@@ -159,6 +166,17 @@ def profile_descriptors(described: pd.DataFrame, *, bins: int = 20) -> tuple[Col
             continue
         distinct, counts = np.unique(finite, return_counts=True)
         masses = distinct[(counts * bins >= finite.size) & (distinct < finite[-1])]
+        # a mass whose bin holds nothing else (integer lengths) needs no edge of its own
+        known = np.asarray(column.bin_edges)
+        above = np.searchsorted(known, masses, side="right")
+        last = above >= len(known) - 1  # the last bin is closed: it holds its upper edge too
+        upper = known[np.minimum(above, len(known) - 1)]
+        ends = np.where(
+            last,
+            np.searchsorted(distinct, upper, side="right"),
+            np.searchsorted(distinct, upper, side="left"),
+        )
+        masses = masses[ends - np.searchsorted(distinct, masses, side="left") > 1]
         steps = 1e-9 * np.maximum(np.abs(masses), 1.0)
         edges = np.unique(np.concatenate([column.bin_edges, masses, masses + steps]))
         if finite[0] == finite[-1]:  # its value, and everything above it

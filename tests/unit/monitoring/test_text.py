@@ -149,3 +149,27 @@ def test_leave_one_out_matches_fresh_texts_against_the_vocabulary() -> None:
     # against its own full vocabulary the reference would know every word: that would drift
     own = describe(reference, vocabulary_of(reference))["oov_share"]
     assert np.nanmax(own) == 0.0
+
+
+def test_point_masses_get_bins_of_their_own_and_no_empty_ones() -> None:
+    rng = np.random.default_rng(0)
+    described = pd.DataFrame(
+        {
+            "zeros": np.where(rng.random(1_000) < 0.9, 0.0, rng.random(1_000)),  # 90% zero
+            "constant": np.zeros(1_000),
+            "counts": rng.integers(3, 9, 1_000).astype(float),  # 6 values, ~17% each
+        }
+    )
+    zeros, constant, counts = profile_descriptors(described)
+    assert zeros.bin_edges is not None and zeros.bin_counts is not None
+    assert zeros.bin_edges[:2] == (0.0, 1e-9)
+    assert zeros.bin_counts[0] == int(np.count_nonzero(described["zeros"] == 0))
+    assert sum(zeros.bin_counts) == 1_000
+    assert constant.bin_edges == (0.0, 1e-9, 2e-9) and constant.bin_counts == (1_000, 0)
+    assert counts.bin_counts is not None and 0 not in counts.bin_counts
+    # a window that gains a few digits per text now moves counts out of the zero bin
+    detector = DriftDetector().fit(
+        Profile(rows=1_000, columns=(zeros,), sample_rows=0, seed=0, bins=20, top_k=20)
+    )
+    gained = pd.DataFrame({"zeros": np.where(rng.random(2_000) < 0.6, 0.0, 0.01)})
+    assert detector.compare(gained).columns[0].drifted
