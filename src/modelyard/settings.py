@@ -85,7 +85,7 @@ class ServingSettings(BaseModel):
     predict_route: str | None = Field(default=None, pattern=r"^/[^\s?#]*$")
 
 
-DriftMethodName = Literal["psi", "js", "wasserstein", "ks", "chi2", "chi2_contingency"]
+DriftMethodName = Literal["psi", "js", "wasserstein", "ks", "chi2", "chi2_contingency", "mmd"]
 
 
 class DriftColumnSettings(BaseModel):
@@ -104,6 +104,9 @@ class DriftSettings(BaseModel):
     thresholds: dict[DriftMethodName, float] = Field(default_factory=dict)
     #: Per-column overrides.
     columns: dict[str, DriftColumnSettings] = Field(default_factory=dict)
+    #: Input columns of free text, compared by their descriptors (length, unknown words...);
+    #: unset: the model's text input, and string columns that look like text.
+    text_columns: list[str] | None = None
     #: The window the server's drift and performance gauges look at.
     window: str = "1h"
     #: How often a logging server refreshes those gauges (0: never).
