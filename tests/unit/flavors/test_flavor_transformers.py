@@ -76,6 +76,7 @@ def test_encoder_exports_with_mean_pooling_and_matches_the_eager_model(
     assert (meta["task"], meta["pooling"], meta["normalize"]) == ("embedding", "mean", False)
     assert meta["max_length"] == 96  # the tokenizer's 96 < the config's 128 positions
     assert meta["inputs"] == ["input_ids", "attention_mask", "token_type_ids"]
+    assert meta["text_input"] == "text"  # monitoring describes this input as text
     predictor = _load(encoder_artifact)
     assert isinstance(predictor, TextPredictor)
     got = predictor.predict(TEXTS)
