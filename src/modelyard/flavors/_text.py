@@ -30,7 +30,7 @@ TOKENIZER_FILE = "tokenizer.json"
 #: ``predict`` and ``predict_proba`` on a table run in chunks of texts of similar length (sorted
 #: by tokens), each at most this many rows and this many padded tokens (rows x longest row).
 CHUNK_ROWS = 64
-CHUNK_TOKENS = 16_384
+CHUNK_TOKENS = 8_192
 
 
 class TextOnnxPredictor:
