@@ -9,13 +9,17 @@ Export parity (``check_text_parity``), against the eager model on the reference 
 - classifiers: probabilities within ``TEXT_PROBA_ATOL`` (1e-4), and the same label on every row
   whose top two probabilities are more than ``TEXT_LABEL_TIE_MARGIN`` (1e-3) apart.
 
-The int8 twin (``quantize_text_model``: onnxruntime's dynamic quantization, int8 weights) is
-compared with the float32 graph on the same texts and kept only when:
+The int8 twin (``quantize_text_model``: onnxruntime's dynamic quantization, int8 weights per
+output channel) is compared with the float32 graph on the same texts and kept only when:
 
 - embeddings: mean cosine at least ``QUANTIZED_MIN_MEAN_COSINE`` (0.99, the issue's bar) and no
   row below ``QUANTIZED_MIN_COSINE`` (0.95): a twin that is good on average but turns one text's
   embedding 18 degrees away would return the wrong neighbours for that text;
 - classifiers: label agreement at least ``QUANTIZED_MIN_AGREEMENT`` (99%).
+
+Per channel, because one scale per weight tensor is too coarse for a transformer: on
+all-MiniLM-L6-v2 and 11 sentences, per-tensor int8 gave a mean cosine to float32 of 0.955 (min
+0.852), per-channel 0.991 (min 0.971), at the same size (23 MB against 90 MB).
 """
 
 from __future__ import annotations
@@ -204,7 +208,7 @@ def _quantize(graph: bytes) -> bytes:
             warnings.simplefilter("ignore")
             source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
             source.write_bytes(graph)
-            quantize_dynamic(source, target, weight_type=QuantType.QInt8)
+            quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=True)
             return target.read_bytes()
     finally:
         root.removeFilter(advice)

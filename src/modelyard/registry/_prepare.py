@@ -344,7 +344,7 @@ def text_table(values: Any, what: str) -> pd.DataFrame:
     for i, value in enumerate(texts):
         if not isinstance(value, str):
             raise InvalidInputError(
-                f"Row {i} of the {what} is a {type(value).__name__} ({value!r:.40}), not text; "
+                f"Row {i} of the {what} is not text ({type(value).__name__} {value!r:.40}); "
                 "give one string per row."
             )
     return pd.DataFrame({TEXT_COLUMN: pd.Series(texts, dtype=object)})

@@ -106,6 +106,14 @@ def test_directory_is_not_a_model_file(tmp_path):
         flavor_for_file(folder, trust_pickle=False)
 
 
+def test_a_transformers_folder_is_found_by_its_files(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(InvalidInputError, match="is a directory"):
+        flavor_for_file(tmp_path, trust_pickle=False)  # config.json alone: no tokenizer
+    (tmp_path / "tokenizer.json").write_text("{}")
+    assert flavor_for_file(tmp_path, trust_pickle=False).name == "transformers"
+
+
 def test_suffix_is_case_insensitive_and_paths_may_be_strings(tmp_path):
     path = tmp_path / "MODEL.TXT"
     path.write_text("tree\nversion=v4\n")

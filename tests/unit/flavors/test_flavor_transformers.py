@@ -127,6 +127,27 @@ def test_classifier_gives_label_strings_and_softmax_scores(
     assert numbers["label_agreement"] == 1.0
 
 
+def test_a_saved_classifier_folder_reads_back_as_the_same_classifier(
+    classifier: tuple[Any, Any], classifier_artifact: Artifact, tmp_path: Path
+) -> None:
+    folder = save_pair(classifier, tmp_path / "clf")
+    assert isinstance(flavor_for_file(folder, trust_pickle=False), TransformersFlavor)
+    artifact = TransformersFlavor().read_file(folder, LoadOptions())
+    assert artifact.meta["task"] == "classification" and artifact.meta["labels"] == LABELS
+    np.testing.assert_allclose(
+        _load(artifact).predict_proba(TEXTS),
+        _load(classifier_artifact).predict_proba(TEXTS),
+        atol=1e-6,
+    )
+
+
+def test_a_folder_that_is_not_a_model_is_refused_by_name(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "tokenizer.json").write_text("{}")
+    with pytest.raises(InvalidInputError, match=r"^The model folder '.*' does not load \("):
+        TransformersFlavor().read_file(tmp_path, LoadOptions())
+
+
 def test_too_long_text_is_refused_naming_the_input_unless_truncation_is_on(
     encoder_artifact: Artifact,
 ) -> None:
