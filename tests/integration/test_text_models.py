@@ -299,7 +299,8 @@ def test_all_minilm_l6_v2_matches_sentence_transformers(tmp_path: Path) -> None:
     print(f"all-MiniLM-L6-v2 int8 twin: kept={twin['kept']}, mean/min cosine to fp32 "
           f"{twin['mean_cosine']:.4f}/{twin['min_cosine']:.4f}, {twin['size_bytes_fp32']} -> "
           f"{twin['size_bytes_int8']} bytes")  # fmt: skip
-    assert twin["size_bytes_int8"] < twin["size_bytes_fp32"] / 3
+    # int8 weights but the feed-forward down projections (float32): 34 of 91 MB
+    assert twin["size_bytes_int8"] < twin["size_bytes_fp32"] / 2
     passes = twin["mean_cosine"] >= 0.99 and twin["min_cosine"] >= 0.95
     assert twin["kept"] is passes
     if passes:

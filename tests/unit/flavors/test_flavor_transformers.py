@@ -284,3 +284,26 @@ print("heavy:", heavy)
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["(1, 32)", "heavy: []"]
+
+
+def test_int8_twin_keeps_weights_int8_but_the_projections_after_gelu_float32(
+    encoder_artifact: Artifact,
+) -> None:
+    import onnx
+
+    from modelyard.flavors._text_checks import _after_gelu
+
+    graph = encoder_artifact.files["model.onnx"]
+    after_gelu = _after_gelu(graph)
+    assert len(after_gelu) == 2  # one feed-forward down projection per layer
+    twin = quantize_text_model(encoder_artifact, TEXTS)
+    assert twin.files is not None
+    ops = {
+        node.name: node.op_type
+        for node in onnx.load_from_string(twin.files["model.onnx"]).graph.node
+    }
+    assert all(ops.get(name) == "MatMul" for name in after_gelu)  # left as they were
+    assert "DynamicQuantizeLinear" in ops.values() or "MatMulInteger" in ops.values()
+    float_matmuls = [n for n, op in ops.items() if op == "MatMul"]
+    # attention's two activation products per layer and the two projections stay float32
+    assert len(float_matmuls) == 2 * 2 + 2
