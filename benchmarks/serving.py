@@ -60,6 +60,8 @@ PEERS = HERE / "_serving_peers"
 RESULTS = HERE / "results"
 BIN = Path(sys.executable).parent
 UV = BIN / "uv"
+# torch==2.13.0's CPU build on these machines' local disk (uv does not read pip.conf)
+FIND_LINKS = ["--find-links", "/opt/wheels"] if Path("/opt/wheels").is_dir() else []
 
 N_FEATURES = 20
 COLUMNS = [f"f{i}" for i in range(N_FEATURES)]
@@ -119,7 +121,7 @@ def ensure_env(name: str, specs: list[str]) -> Path:
     print(f"  installing {' '.join(specs)} into {env} ...", flush=True)
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(env)], check=True, timeout=300)
-    installer = [str(UV), "pip", "install", "-q", "--python", str(python)]
+    installer = [str(UV), "pip", "install", "-q", "--python", str(python), *FIND_LINKS]
     if not UV.exists():
         installer = [str(python), "-m", "pip", "install", "-q"]
     out = sh([*installer, *specs], timeout=1200)
@@ -644,9 +646,12 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, started: float, timeout:
     raise RuntimeError(f"not ready after {timeout:.0f} s")
 
 
-def run_wrk(url: str, body_file: Path, conns: int, duration: int, cpu: str) -> dict[str, Any]:
+def run_wrk(
+    url: str, body_file: Path, conns: int, duration: int, cpu: str, script: Path | None = None
+) -> dict[str, Any]:
+    """wrk with ``script`` (post.lua: the one body in ``body_file``, every request)."""
     cmd = ["taskset", "-c", cpu, "wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency"]
-    cmd += ["-s", str(PEERS / "post.lua"), url]
+    cmd += ["-s", str(script or PEERS / "post.lua"), url]
     env = {**os.environ, "BENCH_BODY_FILE": str(body_file)}
     out = sh(cmd, timeout=duration + 60, env=env)
     line = next((x for x in out.stdout.splitlines() if x.startswith("WRK_JSON ")), None)

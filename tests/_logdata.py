@@ -45,8 +45,9 @@ def write_log(
     for column in inputs.columns:
         data[f"in_{column}"] = inputs[column].to_numpy()
     frame = pd.DataFrame(data)
-    if predict is not None:
-        frame["out_predict"] = predict
+    if predict is not None:  # rows x dim (an embedding) as a list per row, as the sink logs it
+        values = np.asarray(predict)
+        frame["out_predict"] = list(values.astype(np.float64)) if values.ndim == 2 else values
     if proba is not None:
         frame["out_predict_proba"] = list(np.asarray(proba, dtype=np.float64))
     hours = stamps.dt.strftime("%Y-%m-%dT%H")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from modelyard._api import (
     get_registry,
     load,
+    load_weights,
     register,
     rollback,
     set_alias,
@@ -40,6 +41,7 @@ __all__ = [
     "TensorSpec",
     "get_registry",
     "load",
+    "load_weights",
     "parse_ref",
     "register",
     "rollback",

@@ -8,13 +8,14 @@ global state creates its own ``Registry``.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from modelyard.core.types import AliasEvent, ModelVersion
     from modelyard.registry import ActiveRun, Registry
     from modelyard.registry.loaded import LoadedModel
 
+_ModuleT = TypeVar("_ModuleT")
 _lock = threading.Lock()
 _default: list[Registry] = []
 
@@ -46,6 +47,12 @@ def register(model: object, *, name: str, **options: Any) -> ModelVersion:
 def load(ref: str, **options: Any) -> LoadedModel:
     """Load a version (``churn``, ``churn/3``, ``churn@production``); see ``Registry.load``."""
     return get_registry().load(ref, **options)
+
+
+def load_weights(ref: str, module: _ModuleT) -> _ModuleT:
+    """Load a PyTorch version's safetensors weights into ``module``, which you construct; see
+    ``Registry.load_weights``."""
+    return get_registry().load_weights(ref, module)
 
 
 def set_alias(ref: str, alias: str, *, reason: str | None = None) -> AliasEvent:

@@ -32,6 +32,11 @@ class OnnxSettings(BaseModel):
     #: onnxruntime's operator: ``batch`` (batch scoring), ``always`` (the server too) or ``off``.
     #: Needs numba (``modelyard[trees]``); a model the kernel does not cover stays on onnxruntime.
     tree_kernel: Literal["batch", "always", "off"] = "batch"
+    #: Where onnxruntime runs models (``MODELYARD_ONNX__EXECUTION_PROVIDER``): ``cpu`` (the
+    #: default), ``cuda`` (needs onnxruntime-gpu and a GPU; a server refuses to start without
+    #: them) or ``auto`` (CUDA when onnxruntime offers it, else the CPU). The server's log and
+    #: ``/v2/admin/models`` report the provider each model runs on.
+    execution_provider: Literal["auto", "cpu", "cuda"] = "cpu"
 
     def uses_tree_kernel(self, where: Literal["batch", "server"]) -> bool:
         """Whether models loaded for ``where`` run tree ensembles on the kernel."""
@@ -83,7 +88,7 @@ class ServingSettings(BaseModel):
     predict_route: str | None = Field(default=None, pattern=r"^/[^\s?#]*$")
 
 
-DriftMethodName = Literal["psi", "js", "wasserstein", "ks", "chi2", "chi2_contingency"]
+DriftMethodName = Literal["psi", "js", "wasserstein", "ks", "chi2", "chi2_contingency", "mmd"]
 
 
 class DriftColumnSettings(BaseModel):
@@ -102,6 +107,9 @@ class DriftSettings(BaseModel):
     thresholds: dict[DriftMethodName, float] = Field(default_factory=dict)
     #: Per-column overrides.
     columns: dict[str, DriftColumnSettings] = Field(default_factory=dict)
+    #: Input columns of free text, compared by their descriptors (length, unknown words...);
+    #: unset: the model's text input, and string columns that look like text.
+    text_columns: list[str] | None = None
     #: The window the server's drift and performance gauges look at.
     window: str = "1h"
     #: How often a logging server refreshes those gauges (0: never).

@@ -79,7 +79,8 @@ def test_the_grpc_snippet_runs_against_a_real_server(tmp_path: Path) -> None:
 
 
 def test_every_other_python_snippet_runs_as_written(tmp_path: Path) -> None:
-    """Any python block besides the tour and the pipeline (none today), each in its own home."""
+    """Any python block besides the tour, the pipeline and the gRPC client (the PyTorch one),
+    each in its own home."""
     for number, snippet in enumerate(OTHERS):
         script = tmp_path / f"snippet{number}.py"
         script.write_text(snippet)

@@ -136,6 +136,13 @@ def show(ref: str, json: bool = JSON) -> None:
          if v.lineage.git_commit else "-"),
         ("python", v.lineage.python), ("packages", kv(v.lineage.packages)),
     ]  # fmt: skip
+    model_meta = v.flavor_meta.get("model", {})
+    if "import_path" in model_meta:  # a PyTorch module: its class, for load_weights
+        rows.append(("module", str(model_meta["import_path"])))
+    parity = model_meta.get("parity")
+    if isinstance(parity, dict):
+        rows.append(("parity", f"ONNX vs the module on {parity.get('rows')} example rows: max "
+                               f"difference {parity.get('max_abs_diff', 0):.2g}"))  # fmt: skip
     rows += _text_rows(v.flavor_meta)
     rows += [(f"file {f.role}", f"{f.name} {f.size_bytes} B sha256:{f.sha256}") for f in v.files]
     table(f"model {v.ref}", ["field", "value"], rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -78,6 +79,11 @@ def serve(
     update: dict[str, object] = {"serving": serving}
     if log_predictions:
         update["monitoring"] = settings.monitoring.model_copy(update={"log": True})
+    # the server reports what it loads, on which runtime and provider, and its swaps at INFO
+    # (uvicorn's own lines are INFO too); the rest of modelyard stays at the CLI's WARNING
+    serving_logger = logging.getLogger("modelyard.serving")
+    if serving_logger.getEffectiveLevel() > logging.INFO:
+        serving_logger.setLevel(logging.INFO)
     run(settings.model_copy(update=update), list(refs or []), list(deployment))
 
 

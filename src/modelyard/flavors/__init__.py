@@ -6,6 +6,7 @@ Importing this package imports no ML framework; each flavor imports its own when
 from modelyard.flavors._base import (
     Array,
     Artifact,
+    ExampleFlavor,
     Flavor,
     LoadOptions,
     Predictor,
@@ -20,7 +21,7 @@ from modelyard.flavors._lookup import (
     flavor_for_object,
     get_flavor,
 )
-from modelyard.flavors._onnx import OnnxFlavor
+from modelyard.flavors._onnx import OnnxFlavor, choose_providers
 from modelyard.flavors._pickle import PickleFlavor
 from modelyard.flavors._sklearn import SKOPS_TRUSTED_TYPES, SklearnFlavor
 from modelyard.flavors._text import TEXT_COLUMN, TextOnnxPredictor, cosines, texts_of
@@ -36,6 +37,7 @@ from modelyard.flavors._text_checks import (
     eager_outputs,
     quantize_text_model,
 )
+from modelyard.flavors._torch import WEIGHTS_FILE, TorchFlavor, load_weights
 from modelyard.flavors._transformers import (
     REFERENCE_TEXTS,
     TransformersFlavor,
@@ -67,9 +69,11 @@ __all__ = [
     "SKOPS_TRUSTED_TYPES",
     "TEXT_COLUMN",
     "TEXT_PROBA_ATOL",
+    "WEIGHTS_FILE",
     "Array",
     "Artifact",
     "ConversionResult",
+    "ExampleFlavor",
     "Flavor",
     "FlavorName",
     "LightGBMFlavor",
@@ -81,10 +85,12 @@ __all__ = [
     "SklearnFlavor",
     "TextOnnxPredictor",
     "TextPredictor",
+    "TorchFlavor",
     "Tokens",
     "TransformersFlavor",
     "XGBoostFlavor",
     "check_text_parity",
+    "choose_providers",
     "convert_to_onnx",
     "cosines",
     "eager_outputs",
@@ -95,4 +101,5 @@ __all__ = [
     "load_text_model",
     "quantize_text_model",
     "texts_of",
+    "load_weights",
 ]

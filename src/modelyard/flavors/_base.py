@@ -39,6 +39,8 @@ class LoadOptions:
     onnx_inter_op_threads: int = 1
     #: Run ONNX tree ensembles with modelyard's compiled kernel when it applies (``_onnx_trees``).
     onnx_tree_kernel: bool = False
+    #: Where onnxruntime runs models: ``cpu``, ``cuda`` or ``auto`` (``choose_providers``).
+    onnx_execution_provider: str = "cpu"
 
 
 @runtime_checkable
@@ -83,6 +85,19 @@ class Flavor(Protocol):
 
     def load(self, artifact: Artifact, options: LoadOptions) -> Predictor:
         """Build a predictor from verified bytes."""
+        ...
+
+
+@runtime_checkable
+class ExampleFlavor(Protocol):
+    """A flavor that saves a model by running it on an example (PyTorch's traced export): the
+    registry calls ``dump_with_example`` instead of ``Flavor.dump``."""
+
+    def dump_with_example(
+        self, model: object, example: Any, *, name: str
+    ) -> tuple[Artifact, Array]:
+        """The artifact of ``model`` (of the version ``name``) made and checked on ``example``
+        (``None`` when the user gave none), and the example as the array the model takes."""
         ...
 
 

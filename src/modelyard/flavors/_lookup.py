@@ -16,12 +16,13 @@ from modelyard.flavors._lightgbm import LightGBMFlavor
 from modelyard.flavors._onnx import OnnxFlavor
 from modelyard.flavors._pickle import PickleFlavor, untrusted_pickle_error
 from modelyard.flavors._sklearn import SklearnFlavor
+from modelyard.flavors._torch import TorchFlavor
 from modelyard.flavors._transformers import TransformersFlavor, is_text_model_folder
 from modelyard.flavors._xgboost import XGBoostFlavor
 
-FlavorName = Literal["sklearn", "xgboost", "lightgbm", "onnx", "transformers", "pickle"]
+FlavorName = Literal["sklearn", "xgboost", "lightgbm", "onnx", "torch", "transformers", "pickle"]
 FLAVOR_NAMES: tuple[FlavorName, ...] = (
-    "sklearn", "xgboost", "lightgbm", "onnx", "transformers", "pickle",
+    "sklearn", "xgboost", "lightgbm", "onnx", "torch", "transformers", "pickle",
 )  # fmt: skip
 
 _FLAVORS: dict[str, type[Flavor]] = {
@@ -29,18 +30,22 @@ _FLAVORS: dict[str, type[Flavor]] = {
     "xgboost": XGBoostFlavor,
     "lightgbm": LightGBMFlavor,
     "onnx": OnnxFlavor,
+    "torch": TorchFlavor,
     "transformers": TransformersFlavor,
     "pickle": PickleFlavor,
 }
-# Order matters: XGBoost and LightGBM wrappers are scikit-learn estimators too.
+# Order matters: XGBoost and LightGBM wrappers are scikit-learn estimators too, and a
+# transformers or sentence-transformers model is a torch.nn.Module too.
 _DETECTION_ORDER: tuple[FlavorName, ...] = (
     "transformers",
     "xgboost",
     "lightgbm",
     "onnx",
+    "torch",
     "sklearn",
 )
 _HEAD_BYTES = 256
+_TORCH_SUFFIXES = (".pt", ".pth")
 _SUPPORTED_FILES = (
     ".skops (scikit-learn), .onnx, .json or .ubj (XGBoost), .txt or .lgb (LightGBM), "
     ".pkl, .pickle or .joblib (pickle, with --trust-pickle), a transformers or "
@@ -67,7 +72,8 @@ def flavor_for_object(model: object, *, trust_pickle: bool) -> Flavor:
     if not pickle_flavor.accepts(model):
         raise UnsupportedFormatError(
             f"A {type(model).__module__}.{type(model).__qualname__} has no predict method and "
-            "no flavor saves it; register a fitted model (scikit-learn, XGBoost, LightGBM, ONNX)."
+            "no flavor saves it; register a fitted model (scikit-learn, XGBoost, LightGBM, ONNX, "
+            "PyTorch)."
         )
     if not trust_pickle:
         raise UnsupportedFormatError(
@@ -96,6 +102,12 @@ def flavor_for_file(path: str | Path, *, trust_pickle: bool) -> Flavor:
                 raise untrusted_pickle_error(f"'{path}' is a pickle")
             flavor.check_header(path, head)
             return flavor
+    if suffix in _TORCH_SUFFIXES:
+        raise UnsupportedFormatError(
+            f"'{path}' is a PyTorch file, which torch saves as a pickle and modelyard does not "
+            "load; register the module from Python: modelyard.register(module, name=..., "
+            "input_example=...)."
+        )
     raise UnsupportedFormatError(
         f"'{path}' is not a model file modelyard reads (suffix {suffix or 'none'!r}); "
         f"save it as one of: {_SUPPORTED_FILES}."

@@ -1,4 +1,4 @@
-"""ONNX models, run with onnxruntime on the CPU.
+"""ONNX models, run with onnxruntime (on the CPU unless ``choose_providers`` picks CUDA).
 
 Two input layouts: ``tensor`` (one 2-D input: ``X`` is fed as one array of the input's element
 type) and ``columns`` (one ``[n, 1]`` input per column, as skl2onnx makes for a ColumnTransformer
@@ -8,6 +8,7 @@ tensor or a ZipMap list of dicts), make a classifier; otherwise the first output
 
 from __future__ import annotations
 
+import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from modelyard.errors import InvalidInputError, ModelLoadError, UnsupportedFormatError
+from modelyard.errors import ConfigError, InvalidInputError, ModelLoadError, UnsupportedFormatError
 from modelyard.flavors._base import Array, Artifact, LoadOptions, Predictor, as_array
 from modelyard.flavors._common import (
     artifact_file,
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 
     from modelyard.flavors._onnx_trees import TreeKernel
 
+logger = logging.getLogger(__name__)
+
 _FILE = "model.onnx"
 _NUMPY_TYPES: dict[str, type[Any]] = {
     "tensor(float)": np.float32,
@@ -45,6 +48,31 @@ _NUMPY_TYPES: dict[str, type[Any]] = {
 }
 _LABEL_TYPES = frozenset({"tensor(int64)", "tensor(int32)", "tensor(string)", "tensor(bool)"})
 _ONNX_ERRORS_HINT = "export the model again with skl2onnx or onnxmltools"
+_CPU = "CPUExecutionProvider"
+_CUDA = "CUDAExecutionProvider"
+
+
+def choose_providers(setting: str, available: list[str]) -> list[str]:
+    """onnxruntime's providers for the ``onnx.execution_provider`` setting, given what this
+    onnxruntime offers (``onnxruntime.get_available_providers()``): ``cpu`` -> the CPU; ``cuda``
+    -> CUDA, with the CPU for the operators CUDA lacks, or ``ConfigError`` when onnxruntime has
+    no CUDA; ``auto`` -> as ``cuda`` when it has, else the CPU. (``OnnxFlavor.load`` also
+    refuses a ``cuda`` session that onnxruntime started on the CPU, and lets ``auto`` run there.)"""
+    if setting == "cpu":
+        return [_CPU]
+    if setting not in ("auto", "cuda"):
+        raise ConfigError(
+            f"onnx.execution_provider {setting!r} is unknown; use 'cpu', 'cuda' or 'auto'."
+        )
+    if _CUDA in available:
+        return [_CUDA, _CPU]
+    if setting == "auto":
+        return [_CPU]
+    raise ConfigError(
+        "onnx.execution_provider is 'cuda' but this onnxruntime offers only "
+        f"{', '.join(available) or 'no providers'}; install onnxruntime-gpu on a machine with "
+        "an NVIDIA GPU, or set MODELYARD_ONNX__EXECUTION_PROVIDER=cpu."
+    )
 
 
 class OnnxFlavor:
@@ -84,14 +112,26 @@ class OnnxFlavor:
         session_options.intra_op_num_threads = options.onnx_intra_op_threads
         session_options.inter_op_num_threads = options.onnx_inter_op_threads
         session_options.log_severity_level = 3  # errors only: no shape warnings on stderr
+        providers = choose_providers(options.onnx_execution_provider, ort.get_available_providers())
         try:
-            session = ort.InferenceSession(
-                data, sess_options=session_options, providers=["CPUExecutionProvider"]
-            )
+            session = ort.InferenceSession(data, sess_options=session_options, providers=providers)
         except _ort_errors() as exc:
             raise ModelLoadError(
                 f"onnxruntime cannot load {name} ({first_line(exc)}); {_ONNX_ERRORS_HINT}."
             ) from exc
+        running = session.get_providers()[0]
+        if running != providers[0]:
+            # onnxruntime falls back to the CPU when CUDA fails to start (a driver mismatch):
+            # an error when CUDA was asked for, the CPU when it was only preferred
+            if options.onnx_execution_provider == "cuda":
+                raise ConfigError(
+                    f"onnxruntime could not start {providers[0]} for {name} (it runs on "
+                    f"{running}); check the CUDA driver and onnxruntime-gpu, or set "
+                    "MODELYARD_ONNX__EXECUTION_PROVIDER=cpu."
+                )
+            logger.warning(
+                "onnxruntime could not start %s; %s runs on %s", providers[0], name, running
+            )
         kernel = None
         if options.onnx_tree_kernel:
             from modelyard.flavors._onnx_trees import tree_kernel
@@ -144,6 +184,11 @@ class OnnxPredictor:
     @property
     def has_proba(self) -> bool:
         return self._has_proba
+
+    @property
+    def provider(self) -> str:
+        """The onnxruntime execution provider that runs the model (``CPUExecutionProvider``)."""
+        return str(self._session.get_providers()[0])
 
     @property
     def engine(self) -> str:

@@ -30,7 +30,7 @@ TOKENIZER_FILE = "tokenizer.json"
 #: ``predict`` and ``predict_proba`` on a table run in chunks of texts of similar length (sorted
 #: by tokens), each at most this many rows and this many padded tokens (rows x longest row).
 CHUNK_ROWS = 64
-CHUNK_TOKENS = 16_384
+CHUNK_TOKENS = 8_192
 
 
 class TextOnnxPredictor:
@@ -223,8 +223,9 @@ def load_text_predictor(artifact: Artifact, options: LoadOptions) -> TextOnnxPre
 
 
 def texts_of(X: Any, column: str = TEXT_COLUMN) -> list[Any]:
-    """The texts of ``X``: the ``column`` of a DataFrame (or its only column), a Series, a list
-    of strings or a 1-D array (or one column of a 2-D one). Values are not checked here."""
+    """The texts of ``X``: the ``column`` of a DataFrame or dict (or its only column), a Series,
+    a list of strings or a 1-D array (or one column of a 2-D one). Values are not checked
+    here."""
     if is_frame(X):
         if column in X.columns:
             return list(X[column].tolist())
@@ -234,6 +235,14 @@ def texts_of(X: Any, column: str = TEXT_COLUMN) -> list[Any]:
             f"The text model takes one column '{column}'; the table has "
             f"{[str(c) for c in X.columns][:10]}."
         )
+    if isinstance(X, dict):
+        if column not in X and len(X) != 1:
+            raise InvalidInputError(
+                f"The text model takes one column '{column}'; the data has {sorted(X)[:10]}."
+            )
+        X = X[column] if column in X else next(iter(X.values()))
+        if isinstance(X, str):
+            X = [X]
     if hasattr(X, "tolist") and not isinstance(X, np.ndarray):  # a pandas Series
         return list(X.tolist())
     if isinstance(X, str):

@@ -31,7 +31,12 @@ from typing import Any, ClassVar
 from modelyard.errors import InvalidInputError, UnsupportedFormatError
 from modelyard.flavors._base import Artifact, LoadOptions, Predictor
 from modelyard.flavors._common import first_line, qualified_name, require_extra
-from modelyard.flavors._text import MODEL_FILE, TOKENIZER_FILE, load_text_predictor
+from modelyard.flavors._text import (
+    MODEL_FILE,
+    TEXT_COLUMN,
+    TOKENIZER_FILE,
+    load_text_predictor,
+)
 
 #: Texts the export is checked on when the registration gives none (varied lengths, accents).
 REFERENCE_TEXTS: tuple[str, ...] = (
@@ -93,6 +98,8 @@ class TransformersFlavor:
             "model_class": described.model_class,
             "source": described.source,
             "task": described.task,
+            # the one text input: monitoring describes it as text (monitoring/service.py)
+            "text_input": TEXT_COLUMN,
             "pooling": described.pooling,
             "normalize": described.normalize,
             "max_length": described.max_length,

@@ -82,8 +82,9 @@ __all__ = [
 SMALL_ROWS = 1000
 DEFAULT_THRESHOLDS: Mapping[DriftMethod, float] = {
     "psi": 0.1, "js": 0.1, "wasserstein": 0.1, "ks": 0.05, "chi2": 0.05, "chi2_contingency": 0.05,
+    "mmd": 0.05,
 }  # fmt: skip
-P_VALUE_METHODS: frozenset[str] = frozenset({"ks", "chi2", "chi2_contingency"})
+P_VALUE_METHODS: frozenset[str] = frozenset({"ks", "chi2", "chi2_contingency", "mmd"})
 METHODS: tuple[str, ...] = get_args(DriftMethod)
 OTHER = "(other)"
 _Floats = npt.NDArray[np.float64]
@@ -200,9 +201,12 @@ class DriftDetector:
     # -- fitting -------------------------------------------------------------------------------
 
     def fit(
-        self, reference: pd.DataFrame | Profile, *, description: str = "reference"
+        self, reference: pd.DataFrame | Profile, *, description: str = "reference", salt: str = ""
     ) -> DriftDetector:
-        """Learn the reference: a DataFrame (exact statistics) or a stored ``Profile``."""
+        """Learn the reference: a DataFrame (exact statistics) or a stored ``Profile``.
+
+        ``salt`` joins the reference's key (``key_``, which names cached window profiles): what
+        else shaped the columns, such as the vocabulary behind text descriptors."""
         self._check_settings()
         if isinstance(reference, Profile):
             fitted = tuple(_from_profile_column(c) for c in reference.columns)
@@ -237,7 +241,7 @@ class DriftDetector:
         self.rows_ = rows
         self.exact_ = exact
         self.description_ = description
-        self.key_ = _reference_key(fitted)
+        self.key_ = _reference_key(fitted, salt)
         return self
 
     def _check_settings(self) -> None:
@@ -367,6 +371,11 @@ class DriftDetector:
                     f"Column {ref.name!r} asks for 'ks', which needs raw rows on both sides; "
                     "pass the reference data (--reference FILE) or use chi2, psi, js or "
                     "wasserstein."
+                )
+            if rule.method == "mmd":
+                raise InvalidInputError(
+                    f"Column {ref.name!r} asks for 'mmd', which compares embedding outputs "
+                    "(rows x dim) only; use psi, chi2, js, ks or wasserstein."
                 )
             if rule.method in ("ks", "wasserstein") and not ref.numeric:
                 raise InvalidInputError(
@@ -527,9 +536,12 @@ def _from_profile_column(column: Any) -> _Reference:
     )  # fmt: skip
 
 
-def _reference_key(columns: Sequence[_Reference]) -> str:
+def _reference_key(columns: Sequence[_Reference], salt: str = "") -> str:
     shape = [(c.name, c.kind, c.edges, c.levels) for c in columns]
-    return hashlib.sha256(msgspec.json.encode(shape)).hexdigest()[:16]
+    digest = hashlib.sha256(msgspec.json.encode(shape))
+    if salt:
+        digest.update(salt.encode())
+    return digest.hexdigest()[:16]
 
 
 def _sorted_finite(numbers: _Floats) -> _Floats:

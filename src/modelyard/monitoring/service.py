@@ -9,6 +9,14 @@ server's gauges call.
   compared exactly.
 - Output drift compares the logged outputs with the model's outputs on its stored reference
   sample (computed once per version and cached next to the hour profiles).
+- A free-text input is compared by its descriptors (``monitoring.text``: length, unknown words,
+  character classes), derived from the reference's rows (a stored version's reference sample) and
+  from each window's rows. Which string inputs are text: ``DriftOptions.text_columns`` when set,
+  else the input a version's flavor meta names ``text_input`` (``TextPredictor.text_input``) and
+  any string input that ``looks_like_text``.
+- An embedding output (a ``predict`` of rows x dim floats, as the signature records it) is
+  compared by a kernel two-sample test (``monitoring.embeddings``) between the model's outputs
+  on up to 1,000 rows of its reference sample (cached) and up to 1,000 rows of the window.
 """
 
 from __future__ import annotations
@@ -26,12 +34,26 @@ import msgspec
 import numpy as np
 import pandas as pd
 
-from modelyard.core.profile import Profile, profile_from_json
+from modelyard.core.profile import (
+    ColumnProfile,
+    Profile,
+    column_kind,
+    profile_from_json,
+)
+from modelyard.core.signature import column_dtype
 from modelyard.core.tables import read_data_file
+from modelyard.core.types import ModelVersion
 from modelyard.errors import InvalidInputError, ModelyardError, PredictionLogEmptyError
-from modelyard.monitoring.drift import ColumnRule, DriftDetector, WindowProfile
+from modelyard.monitoring.drift import DEFAULT_THRESHOLDS, ColumnRule, DriftDetector, WindowProfile
+from modelyard.monitoring.embeddings import MAX_ROWS, EmbeddingDetector
+from modelyard.monitoring.text import (
+    TextDescriptors,
+    descriptor_names,
+    looks_like_text,
+    profile_descriptors,
+)
 from modelyard.monitoring.traffic import traffic_points
-from modelyard.monitoring.types import DriftResult, Performance, ReportData
+from modelyard.monitoring.types import ColumnDrift, DriftResult, Performance, ReportData
 from modelyard.monitoring.windows import (
     HOUR,
     Hour,
@@ -40,6 +62,8 @@ from modelyard.monitoring.windows import (
     hours,
     log_folder,
     log_frames,
+    log_inputs,
+    read_embeddings,
     read_rows,
     window_profile,
 )
@@ -68,6 +92,9 @@ class DriftOptions:
     #: Input columns the log does not hold as sent (hashed or dropped for privacy).
     exclude: frozenset[str] = frozenset()
     trust_pickle: bool = False
+    #: Input columns of free text (``None``: the model's text input and string columns that
+    #: look like text; empty: none).
+    text_columns: frozenset[str] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DriftOptions:
@@ -82,6 +109,7 @@ class DriftOptions:
             exclude=frozenset(settings.monitoring.hash_columns)
             | frozenset(settings.monitoring.drop_columns),
             trust_pickle=settings.serving.trust_pickle,
+            text_columns=None if drift.text_columns is None else frozenset(drift.text_columns),
         )
 
 
@@ -104,29 +132,40 @@ def deployment_drift(
     if current is not None:
         frame = read_data_file(current, "current")
         ref = _reference(registry, root, name, reference, None, options)
+        ref = _with_text(registry, ref, options, [str(c) for c in frame.columns])
+        if ref.text is not None:
+            frame = ref.text.transform(frame)
         detector = _detector(ref, options, columns=[str(c) for c in frame.columns])
         return detector.compare(frame, description=Path(current).name, progress=progress)
     span = _Span.of(root, name, window=window, last=last, now=now)
     ref = _reference(registry, root, name, reference, span, options)
-    detector = _detector(ref, options, columns=span.input_columns())
-    outputs = _output_detector(registry, root, ref, options, span.output_columns())
+    ref = _with_text(registry, ref, options, span.input_columns())
+    detector = _detector(ref, options, columns=ref.names(span.input_columns()))
+    embedded = _embedding_outputs(ref, span.output_columns())
+    outputs = _output_detector(registry, root, ref, options, span.output_columns() - embedded)
     if last is not None or isinstance(ref.data, pd.DataFrame):
         rows = span.rows()
-        inputs, logged = _inputs(detector)(rows), log_frames(rows)[1]
-        result = detector.compare(inputs, description=span.description, progress=progress)
+        prepare = _inputs(detector, ref.text)
+        result = detector.compare(prepare(rows), description=span.description, progress=progress)
         if outputs is not None:
+            logged = log_frames(rows)[1]
             out = outputs.compare(_comparable(outputs, logged), description=span.description)
             result = msgspec.structs.replace(result, outputs=out.columns)
-        return result
-    merged = _merged(detector, root, name, span, _inputs(detector), progress)
-    result = detector.compare(merged, description=span.description)
-    if outputs is not None:
+    else:
+        merged = _merged(detector, root, name, span, _inputs(detector, ref.text), progress)
+        result = detector.compare(merged, description=span.description)
+        if outputs is not None:
 
-        def prepare(frame: pd.DataFrame, detector: DriftDetector = outputs) -> pd.DataFrame:
-            return _comparable(detector, log_frames(frame)[1])
+            def prepare_outputs(
+                frame: pd.DataFrame, detector: DriftDetector = outputs
+            ) -> pd.DataFrame:
+                return _comparable(detector, log_frames(frame)[1])
 
-        out = outputs.compare(_merged(outputs, root, name, span, prepare, None))
-        result = msgspec.structs.replace(result, outputs=out.columns)
+            out = outputs.compare(_merged(outputs, root, name, span, prepare_outputs, None))
+            result = msgspec.structs.replace(result, outputs=out.columns)
+    drifts = _embedding_drift(registry, root, ref, options, span, sorted(embedded))
+    if drifts:
+        result = msgspec.structs.replace(result, outputs=(*result.outputs, *drifts))
     return result
 
 
@@ -151,10 +190,12 @@ def drift_series(
             "A drift series needs a model version's stored profile as reference; pass a model "
             "reference (NAME/VERSION) rather than a data file."
         )
-    detector = _detector(ref, options, columns=span.input_columns())
+    ref = _with_text(registry, ref, options, span.input_columns())
+    detector = _detector(ref, options, columns=ref.names(span.input_columns()))
+    prepare = _inputs(detector, ref.text)
     series = []
     for hour, profile in hour_profiles(
-        detector, root, name, span.hours, prepare=_inputs(detector), progress=progress
+        detector, root, name, span.hours, prepare=prepare, progress=progress
     ):
         if profile.rows:
             label = hour.start.strftime("%Y-%m-%d %H:00")
@@ -393,12 +434,19 @@ def _merged(  # noqa: PLR0917
     return merged
 
 
-def _inputs(detector: DriftDetector) -> Callable[[pd.DataFrame], pd.DataFrame]:
-    """Log rows to the inputs ``detector`` compares (hashed or dropped ones left out)."""
+def _inputs(
+    detector: DriftDetector, text: TextDescriptors | None
+) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """Log rows to the inputs ``detector`` compares (hashed or dropped ones left out, text
+    columns as their descriptors)."""
     names = [c.name for c in detector.reference_]
+    if text is None:
+        return lambda frame: log_inputs(frame)[names]
+    wanted = set(names) | set(text.columns)
 
     def prepare(frame: pd.DataFrame) -> pd.DataFrame:
-        return log_frames(frame)[0][names]
+        inputs = log_inputs(frame)
+        return text.transform(inputs[[c for c in inputs.columns if c in wanted]])[names]
 
     return prepare
 
@@ -411,6 +459,13 @@ class _Ref:
     data: pd.DataFrame | Profile
     description: str
     version: str | None  # "name/version" when the reference is a model version
+    found: ModelVersion | None = None  # that version
+    #: Fitted on the reference's text columns; ``data`` then holds their descriptors.
+    text: TextDescriptors | None = None
+
+    def names(self, columns: Sequence[str]) -> list[str]:
+        """Input ``columns`` as the detector names them (text columns as descriptors)."""
+        return list(columns) if self.text is None else self.text.names(columns)
 
 
 def _reference(  # noqa: PLR0917
@@ -423,11 +478,12 @@ def _reference(  # noqa: PLR0917
 ) -> _Ref:
     if reference is not None and Path(reference).suffix.lower() in (".csv", ".parquet", ".pq"):
         frame = read_data_file(reference, "reference")
-        version = None
+        version, found = None, None
         if span is not None:
             model, number, _ = span.versions()[0]
             version = f"{model}/{number}"
-        return _Ref(frame, Path(reference).name, version)
+            found = registry.get_version(version)
+        return _Ref(frame, Path(reference).name, version, found)
     if reference is None:
         if span is None:
             raise InvalidInputError(
@@ -444,7 +500,7 @@ def _reference(  # noqa: PLR0917
             f"Model {found.ref} has no stored reference profile ({exc}); pass --reference with "
             "the training data file."
         ) from exc
-    return _Ref(profile, f"{found.ref} (stored profile)", found.ref)
+    return _Ref(profile, f"{found.ref} (stored profile)", found.ref, found)
 
 
 def _detector(ref: _Ref, options: DriftOptions, *, columns: Sequence[str]) -> DriftDetector:
@@ -471,7 +527,158 @@ def _detector(ref: _Ref, options: DriftOptions, *, columns: Sequence[str]) -> Dr
     rules = {k: v for k, v in options.columns.items() if k in set(keep)}
     return DriftDetector(
         columns=rules, thresholds=options.thresholds, share_threshold=options.share_threshold
-    ).fit(data, description=ref.description)
+    ).fit(data, description=ref.description, salt=ref.text.fingerprint_ if ref.text else "")
+
+
+# --- text inputs -------------------------------------------------------------------------------
+
+
+def _with_text(
+    registry: Registry, ref: _Ref, options: DriftOptions, columns: Sequence[str]
+) -> _Ref:
+    """``ref`` with its text columns (among ``columns``, the current data's inputs) replaced by
+    their descriptors; as it is when there are none, or no reference rows to learn them from
+    (a version registered without data)."""
+    candidates = [c for c in columns if c not in options.exclude]
+    if isinstance(ref.data, Profile):
+        named = options.text_columns
+        if named is None:
+            named = frozenset({_text_input(ref.found) or ""})
+        # the sample is read only for a column that may be text: named so, or with more
+        # distinct values than the profile keeps (free text is mostly distinct; the usual
+        # categorical column is not, and costs no read of the artifact store)
+        strings = [
+            c.name
+            for c in ref.data.columns
+            if c.name in candidates
+            and c.kind == "categorical"
+            and (
+                c.name in named
+                or (options.text_columns is None and (c.n_unique or 0) > len(c.top or ()))
+            )
+        ]
+        if not strings or ref.version is None:
+            return ref
+        try:
+            rows = pd.read_parquet(io.BytesIO(registry.read_file(ref.version, "sample")))
+        except ModelyardError:
+            return ref
+    else:
+        rows = ref.data
+        strings = [
+            c
+            for c in candidates
+            if c in rows.columns and column_kind(column_dtype(rows[c])) == "categorical"
+        ]
+    texts = _text_columns(strings, rows, ref.found, options)
+    if not texts:
+        return ref
+    text = TextDescriptors(texts).fit(rows)
+    described = text.reference_frame(rows)
+    if isinstance(ref.data, pd.DataFrame):
+        return _Ref(described, ref.description, ref.version, ref.found, text)
+    names = [n for c in texts for n in descriptor_names(c)]
+    by_name = {c.name: c for c in profile_descriptors(described[names], bins=ref.data.bins)}
+    kept: list[ColumnProfile] = []
+    for column in ref.data.columns:
+        if column.name in texts:
+            kept.extend(by_name[n] for n in descriptor_names(column.name))
+        else:
+            kept.append(column)
+    data = msgspec.structs.replace(ref.data, columns=tuple(kept))
+    return _Ref(data, ref.description, ref.version, ref.found, text)
+
+
+def _text_columns(
+    strings: Sequence[str], rows: pd.DataFrame, found: ModelVersion | None, options: DriftOptions
+) -> list[str]:
+    """Which of the string columns ``strings`` hold free text (see the module)."""
+    if options.text_columns is not None:
+        return [c for c in strings if c in options.text_columns]
+    named = _text_input(found)
+    return [c for c in strings if c == named or (c in rows.columns and looks_like_text(rows[c]))]
+
+
+def _text_input(found: ModelVersion | None) -> str | None:
+    """The input a version's flavor meta names as its text (``text_input``)."""
+    if found is None:
+        return None
+    meta = found.flavor_meta
+    model = meta.get("model")
+    named = model.get("text_input") if isinstance(model, dict) else None
+    named = named or meta.get("text_input")
+    return named if isinstance(named, str) else None
+
+
+# --- embedding outputs -------------------------------------------------------------------------
+
+
+def _embedding_outputs(ref: _Ref, logged: set[str]) -> set[str]:
+    """The logged outputs that the reference version's signature records as rows of floats
+    (``predict`` of shape (-1, dim)); class probabilities are compared per class instead."""
+    if ref.found is None or ref.found.signature is None:
+        return set()
+    return {
+        spec.name
+        for spec in ref.found.signature.outputs
+        if spec.name == "predict"
+        and len(spec.shape) == 2
+        and spec.dtype.startswith("float")
+        and spec.name in logged
+    }
+
+
+def _embedding_drift(  # noqa: PLR0917
+    registry: Registry,
+    root: str | Path,
+    ref: _Ref,
+    options: DriftOptions,
+    span: _Span,
+    names: Sequence[str],
+) -> tuple[ColumnDrift, ...]:
+    drifts = []
+    threshold = options.thresholds.get("mmd", DEFAULT_THRESHOLDS["mmd"])
+    for name in names:
+        reference = _reference_embeddings(registry, root, ref, name, options)
+        if reference is None or len(reference) < 2:
+            continue
+        if span.last is not None:
+            current, rows = read_embeddings(span.files, f"out_{name}", last=span.last)
+        else:
+            current, rows = read_embeddings(
+                span.files, f"out_{name}", start=span.start, end=span.end
+            )
+        if len(current) < 2:
+            continue
+        detector = EmbeddingDetector(threshold=threshold).fit(reference, name=name)
+        drifts.append(detector.compare(current, rows=rows))
+    return tuple(drifts)
+
+
+def _reference_embeddings(
+    registry: Registry, root: str | Path, ref: _Ref, name: str, options: DriftOptions
+) -> np.ndarray | None:
+    """The model's ``name`` output on a seeded sample of at most 1,000 rows of its reference
+    sample, cached per version; ``None`` when the version has no sample or cannot load here."""
+    assert ref.version is not None
+    cache = Path(root) / "_profiles" / "outputs" / f"{ref.version.replace('/', '-')}.{name}.npy"
+    if cache.is_file():
+        cached: np.ndarray = np.load(cache, allow_pickle=False)
+        return cached
+    try:
+        model = registry.load(ref.version, trust_pickle=options.trust_pickle)
+        sample = pd.read_parquet(io.BytesIO(registry.read_file(ref.version, "sample")))
+    except ModelyardError:
+        return None
+    if len(sample) > MAX_ROWS:
+        keep = np.random.default_rng(0).choice(len(sample), MAX_ROWS, replace=False)
+        sample = sample.iloc[np.sort(keep)].reset_index(drop=True)
+    embeddings = np.asarray(model.predict(sample), dtype=np.float64)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    temporary = cache.with_name(f".{cache.name}.{os.getpid()}-{threading.get_ident()}.tmp.npy")
+    np.save(temporary, embeddings, allow_pickle=False)
+    temporary.replace(cache)
+    return embeddings
 
 
 def _output_detector(

@@ -22,8 +22,10 @@ __all__ = [
 #: reference standard deviation), ``ks`` (two-sample Kolmogorov-Smirnov p-value), ``chi2``
 #: (chi-square goodness-of-fit p-value of the current counts against the reference's
 #: proportions, Evidently's ``chisquare``) and ``chi2_contingency`` (chi-square p-value of the
-#: two-sample contingency table, which also allows for the reference's own sampling noise).
-DriftMethod = Literal["psi", "js", "wasserstein", "ks", "chi2", "chi2_contingency"]
+#: two-sample contingency table, which also allows for the reference's own sampling noise), and
+#: for embedding outputs only ``mmd`` (the kernel two-sample test's permutation p-value,
+#: ``modelyard.monitoring.embeddings``).
+DriftMethod = Literal["psi", "js", "wasserstein", "ks", "chi2", "chi2_contingency", "mmd"]
 
 
 class Histogram(msgspec.Struct, frozen=True, kw_only=True):
@@ -38,14 +40,14 @@ class Histogram(msgspec.Struct, frozen=True, kw_only=True):
 class ColumnDrift(msgspec.Struct, frozen=True, kw_only=True):
     """One column's drift: ``score`` by ``method`` against ``threshold``.
 
-    For ``ks``, ``chi2`` and ``chi2_contingency`` the score is the p-value and the column drifts
-    when it is *below* the threshold; for the distances it drifts when the score is *at or
-    above* it.
+    For ``ks``, ``chi2``, ``chi2_contingency`` and ``mmd`` the score is the p-value and the
+    column drifts when it is *below* the threshold; for the distances it drifts when the score is
+    *at or above* it.
     ``statistic`` is the test statistic behind a p-value (``None`` for the distances).
     """
 
     name: str
-    kind: str  # numeric, categorical, bool, datetime
+    kind: str  # numeric, categorical, bool, datetime; embedding (an output of rows x dim)
     method: DriftMethod
     score: float
     threshold: float

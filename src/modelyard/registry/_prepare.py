@@ -30,6 +30,7 @@ from modelyard.flavors import (
     REFERENCE_TEXTS,
     TEXT_COLUMN,
     Artifact,
+    ExampleFlavor,
     Flavor,
     LoadOptions,
     Predictor,
@@ -54,6 +55,7 @@ _FLAVOR_PACKAGES = {
     "xgboost": ("xgboost", "xgboost-cpu"),
     "lightgbm": ("lightgbm",),
     "onnx": ("onnx", "onnxruntime"),
+    "torch": ("torch", "onnxscript", "safetensors", "onnx", "onnxruntime"),
     "pickle": ("cloudpickle",),
     "transformers": (
         "torch", "transformers", "sentence-transformers", "tokenizers", "onnxruntime",
@@ -128,6 +130,21 @@ def split_target(data: Any, target: Any) -> tuple[Any, Any]:
     return data, target
 
 
+def dump_model(
+    flavor: Flavor, model: object, *, name: str, data: Any, target: Any, input_example: Any
+) -> tuple[Artifact, Any]:
+    """The model's artifact and the input example to record. A flavor that saves a model by
+    running it (PyTorch) gets the input example, else the features of ``data``, and gives back
+    the example as the model takes it."""
+    if not isinstance(flavor, ExampleFlavor):
+        return flavor.dump(model), input_example
+    example = input_example
+    if example is None and data is not None:
+        example, _ = split_target(data, target)
+    artifact, taken = flavor.dump_with_example(model, example, name=name)
+    return artifact, taken if input_example is not None else None
+
+
 def prepare_version(
     flavor: Flavor,
     artifact: Artifact,
@@ -156,7 +173,7 @@ def prepare_version(
     X, y = split_target(data, target)
     if text:
         X, input_example = _text_inputs(X, input_example)
-    files = [StoredFile("model", name_, blob) for name_, blob in artifact.files.items()]
+    files = [StoredFile(_role(name_), name_, blob) for name_, blob in artifact.files.items()]
     meta: dict[str, Any] = {"model": artifact.meta}
     signature: Signature | None = None
     example: dict[str, Any] | None = None
@@ -213,6 +230,12 @@ def prepare_version(
         untrusted=flavor.name == "pickle",
         notes=notes,
     )
+
+
+def _role(file_name: str) -> str:
+    """``weights`` for a flavor's ``weights/...`` file (kept for the native runtime, not read
+    to serve), else ``model``."""
+    return "weights" if file_name.startswith("weights/") else "model"
 
 
 def _with_outputs(name: str, signature: Signature, predictor: Predictor, X: Any) -> Signature:
@@ -284,8 +307,8 @@ def _convert(
 ) -> tuple[list[StoredFile], dict[str, Any] | None, str | None]:
     if X is None:
         reason = "no data or input example to check its outputs against"
-    elif flavor.name in ("onnx", "transformers"):
-        return [], None, None  # already ONNX
+    elif flavor.name in ("onnx", "torch", "transformers"):
+        return [], None, None  # the model is ONNX already
     else:
         source = model if model is not None else getattr(predictor, "model", None)
         result = convert_to_onnx(source, flavor.name, X, options=options)
@@ -321,7 +344,7 @@ def text_table(values: Any, what: str) -> pd.DataFrame:
     for i, value in enumerate(texts):
         if not isinstance(value, str):
             raise InvalidInputError(
-                f"Row {i} of the {what} is a {type(value).__name__} ({value!r:.40}), not text; "
+                f"Row {i} of the {what} is not text ({type(value).__name__} {value!r:.40}); "
                 "give one string per row."
             )
     return pd.DataFrame({TEXT_COLUMN: pd.Series(texts, dtype=object)})

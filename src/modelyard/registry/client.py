@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 import sqlalchemy as sa
@@ -58,8 +58,11 @@ if TYPE_CHECKING:
     from modelyard.registry.loaded import LoadedModel, Runtime
 
 logger = logging.getLogger(__name__)
+_ModuleT = TypeVar("_ModuleT")
 
 MAX_PAGE_SIZE = 1000
+#: Flavors whose stored model is an ONNX export (served by onnxruntime whatever the runtime).
+_ONNX_MODELS = frozenset({"torch"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +126,9 @@ class Registry:
         ``data`` (a DataFrame, a 2-D array, or a CSV/Parquet path) is the training data: it gives
         the signature, the input example, the reference profile and the dataset fingerprint.
         ``target`` is its label column (or the labels). ``convert="onnx"`` keeps an ONNX twin
-        when its outputs match the model's.
+        when its outputs match the model's. A ``torch.nn.Module`` needs ``input_example`` (a 2-D
+        tensor or array) or ``data``: it is exported to ONNX on it and kept only when the export
+        agrees with the module (``flavors._torch``).
 
         Text models (``flavors._transformers``): a ``SentenceTransformer`` or a
         ``(transformers model, tokenizer)`` pair, exported to ONNX and checked against the eager
@@ -132,12 +137,14 @@ class Registry:
         the model's maximum instead of refusing them; ``optimize="quantize"`` keeps an int8 twin
         when it agrees with the float32 graph (``flavors._text_checks``).
         """
-        from modelyard.registry._prepare import prepare_version
+        from modelyard.registry._prepare import dump_model, prepare_version
 
         check_name(name)
         options = self._options(trusted_types, trust_pickle)
         chosen = self._flavor(flavor, model=model, trust_pickle=trust_pickle)
-        artifact = chosen.dump(model)
+        artifact, input_example = dump_model(
+            chosen, model, name=name, data=data, target=target, input_example=input_example
+        )
         prepared = prepare_version(
             chosen,
             artifact,
@@ -445,7 +452,27 @@ class Registry:
         flavor = get_flavor(flavor_name)
         options = self._options(trusted_types, trust_pickle, tree_kernel=tree_kernel)
         predictor = flavor.load(Artifact(files=files, meta=meta), options)
+        if flavor_name in _ONNX_MODELS:
+            return loaded_model(version, predictor, "onnx")
         return loaded_model(version, predictor, role if role != "model" else "native")
+
+    def load_weights(self, ref: str | ModelRef, module: _ModuleT) -> _ModuleT:
+        """Load the weights a PyTorch version kept (``model.safetensors``, checked against its
+        sha256) into ``module``, which you construct: an instance of the class the version's
+        ``flavor_meta["model"]["import_path"]`` names, built as it was when registered (modelyard
+        never imports that path). Strict: every tensor must fit. Returns ``module``."""
+        from modelyard.flavors import load_weights
+
+        version = self.get_version(ref)
+        stored = version.file("weights")
+        if stored is None:
+            raise InvalidSpecError(
+                f"Model {version.ref} has no weights file (it is a {version.flavor} model); "
+                "only PyTorch versions keep one: load it with load() instead."
+            )
+        data = self.artifacts.get(stored.sha256, label=f"File {stored.name!r} of {version.ref}")
+        import_path = str(version.flavor_meta.get("model", {}).get("import_path", "its class"))
+        return load_weights(data, module, source=f"model {version.ref}", import_path=import_path)
 
     def verify(self, ref: str | ModelRef) -> list[FileCheck]:
         """Re-hash every file of a version; report each file rather than stop at the first."""
@@ -611,6 +638,7 @@ class Registry:
             onnx_intra_op_threads=self.settings.onnx.intra_op_threads,
             onnx_inter_op_threads=self.settings.onnx.inter_op_threads,
             onnx_tree_kernel=tree_kernel,
+            onnx_execution_provider=self.settings.onnx.execution_provider,
         )
 
     def _flavor(self, name: str, *, model: object, trust_pickle: bool) -> Flavor:
@@ -643,6 +671,8 @@ class Registry:
         if version.flavor == "transformers":
             return "model", version.flavor, dict(version.flavor_meta.get("model", {}))
         has_onnx = version.file("onnx") is not None and "onnx" in version.flavor_meta
+        if version.flavor in _ONNX_MODELS and runtime in ("auto", "native", "onnx"):
+            return "model", version.flavor, dict(version.flavor_meta.get("model", {}))
         if runtime == "onnx" and not has_onnx:
             raise InvalidSpecError(
                 f"Model {version.ref} has no ONNX artifact; register it with convert='onnx' "

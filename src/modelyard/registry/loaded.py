@@ -32,18 +32,23 @@ class LoadedModel:
         return str(getattr(self.predictor, "engine", self.runtime))
 
     @property
+    def provider(self) -> str | None:
+        """The onnxruntime execution provider running an ONNX model (``CPUExecutionProvider``,
+        ``CUDAExecutionProvider``); ``None`` for a native one."""
+        provider = getattr(self.predictor, "provider", None)
+        return None if provider is None else str(provider)
+
+    @property
     def classes(self) -> list[Any] | None:
         return self.predictor.classes
 
     def prepare(self, X: Any) -> Any:
-        """``X`` coerced to the signature (the form the model was trained on). A text model
-        also takes a plain list of texts."""
+        """``X`` coerced to the signature (the form the model was trained on). A text model's
+        texts are not coerced (a number is refused by the model, not turned into text): it takes
+        a DataFrame with its text column, a dict of that column, or a plain list of texts."""
         text_input = getattr(self.predictor, "text_input", None)
-        plain = isinstance(X, list | tuple) and not any(
-            isinstance(v, list | tuple | dict) for v in X
-        )
-        if text_input is not None and plain:
-            X = {text_input: list(X)}
+        if text_input is not None:
+            return _text_input(X, text_input)
         if self._coerce is None:
             signature = self.version.signature
             if signature is None:
@@ -67,6 +72,12 @@ class LoadedClassifier(LoadedModel):
 
     def predict_proba(self, X: Any) -> Array:
         return self.predictor.predict_proba(self.prepare(X))
+
+
+def _text_input(X: Any, column: str) -> Any:
+    if isinstance(X, list | tuple) and not any(isinstance(v, list | tuple | dict) for v in X):
+        return {column: list(X)}
+    return X
 
 
 def loaded_model(version: ModelVersion, predictor: Predictor, runtime: str) -> LoadedModel:

@@ -363,6 +363,7 @@ class ModelServer:
                 "version": current.version if current else None,
                 "runtime": current.loaded.runtime if current else None,
                 "kernel": current.loaded.kernel if current else None,
+                "provider": current.loaded.provider if current else None,
                 "swaps": slot.swaps, "failed_version": slot.failed_version,
                 "queue_depth": current.batcher.depth if current else 0,
             })  # fmt: skip
@@ -675,6 +676,7 @@ def _route_view(route: str, served: ServedModel) -> dict[str, Any]:
     return {
         "route": route, "model": served.name, "version": served.version,
         "runtime": served.loaded.runtime, "kernel": served.loaded.kernel,
+        "provider": served.loaded.provider,
         "queue_depth": served.batcher.depth,
     }  # fmt: skip
 

@@ -386,9 +386,10 @@ class ModelHub:
         except BaseException:
             await served.close()
             raise
+        on = f" on {loaded.provider}" if loaded.provider else ""
         logger.info(
-            "serving %s (%s runtime) ready in %.0f ms",
-            loaded.version.ref, loaded.runtime, (time.perf_counter() - started) * 1000,
+            "serving %s (%s runtime%s) ready in %.0f ms",
+            loaded.version.ref, loaded.runtime, on, (time.perf_counter() - started) * 1000,
         )  # fmt: skip
         if self._on_load is not None:
             self._on_load(name, served.version, True)

@@ -24,11 +24,16 @@ from modelyard.flavors import (
     get_flavor,
 )
 
-HEAVY = ("sklearn", "xgboost", "lightgbm", "onnxruntime", "onnx", "skops", "skl2onnx", "pandas")
+HEAVY = (
+    "sklearn", "xgboost", "lightgbm", "onnxruntime", "onnx", "skops", "skl2onnx", "pandas", "torch",
+    "safetensors", "transformers", "tokenizers", "sentence_transformers",
+)  # fmt: skip
 
 
 def test_flavor_names_are_the_closed_set():
-    assert set(FLAVOR_NAMES) == {"sklearn", "xgboost", "lightgbm", "onnx", "pickle"}
+    assert set(FLAVOR_NAMES) == {
+        "sklearn", "xgboost", "lightgbm", "onnx", "torch", "transformers", "pickle",
+    }  # fmt: skip
     assert set(get_args(FlavorName)) == set(FLAVOR_NAMES)
 
 
@@ -42,7 +47,7 @@ def test_unknown_flavor_lists_the_valid_ones():
         get_flavor("tensorflow")
 
     assert "'tensorflow'" in str(info.value)
-    assert "sklearn, xgboost, lightgbm, onnx, pickle" in str(info.value)
+    assert "sklearn, xgboost, lightgbm, onnx, torch, transformers, pickle" in str(info.value)
 
 
 def test_wrappers_are_detected_before_scikit_learn(iris):
@@ -99,6 +104,14 @@ def test_directory_is_not_a_model_file(tmp_path):
 
     with pytest.raises(InvalidInputError, match=r"model\.onnx' is a directory"):
         flavor_for_file(folder, trust_pickle=False)
+
+
+def test_a_transformers_folder_is_found_by_its_files(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(InvalidInputError, match="is a directory"):
+        flavor_for_file(tmp_path, trust_pickle=False)  # config.json alone: no tokenizer
+    (tmp_path / "tokenizer.json").write_text("{}")
+    assert flavor_for_file(tmp_path, trust_pickle=False).name == "transformers"
 
 
 def test_suffix_is_case_insensitive_and_paths_may_be_strings(tmp_path):

@@ -76,6 +76,7 @@ def test_encoder_exports_with_mean_pooling_and_matches_the_eager_model(
     assert (meta["task"], meta["pooling"], meta["normalize"]) == ("embedding", "mean", False)
     assert meta["max_length"] == 96  # the tokenizer's 96 < the config's 128 positions
     assert meta["inputs"] == ["input_ids", "attention_mask", "token_type_ids"]
+    assert meta["text_input"] == "text"  # monitoring describes this input as text
     predictor = _load(encoder_artifact)
     assert isinstance(predictor, TextPredictor)
     got = predictor.predict(TEXTS)
@@ -124,6 +125,27 @@ def test_classifier_gives_label_strings_and_softmax_scores(
     np.testing.assert_array_equal(both_proba, proba)
     numbers = check_text_parity(classifier, predictor, TEXTS)
     assert numbers["label_agreement"] == 1.0
+
+
+def test_a_saved_classifier_folder_reads_back_as_the_same_classifier(
+    classifier: tuple[Any, Any], classifier_artifact: Artifact, tmp_path: Path
+) -> None:
+    folder = save_pair(classifier, tmp_path / "clf")
+    assert isinstance(flavor_for_file(folder, trust_pickle=False), TransformersFlavor)
+    artifact = TransformersFlavor().read_file(folder, LoadOptions())
+    assert artifact.meta["task"] == "classification" and artifact.meta["labels"] == LABELS
+    np.testing.assert_allclose(
+        _load(artifact).predict_proba(TEXTS),
+        _load(classifier_artifact).predict_proba(TEXTS),
+        atol=1e-6,
+    )
+
+
+def test_a_folder_that_is_not_a_model_is_refused_by_name(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "tokenizer.json").write_text("{}")
+    with pytest.raises(InvalidInputError, match=r"^The model folder '.*' does not load \("):
+        TransformersFlavor().read_file(tmp_path, LoadOptions())
 
 
 def test_too_long_text_is_refused_naming_the_input_unless_truncation_is_on(
@@ -262,3 +284,26 @@ print("heavy:", heavy)
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["(1, 32)", "heavy: []"]
+
+
+def test_int8_twin_keeps_weights_int8_but_the_projections_after_gelu_float32(
+    encoder_artifact: Artifact,
+) -> None:
+    import onnx
+
+    from modelyard.flavors._text_checks import _after_gelu
+
+    graph = encoder_artifact.files["model.onnx"]
+    after_gelu = _after_gelu(graph)
+    assert len(after_gelu) == 2  # one feed-forward down projection per layer
+    twin = quantize_text_model(encoder_artifact, TEXTS)
+    assert twin.files is not None
+    ops = {
+        node.name: node.op_type
+        for node in onnx.load_from_string(twin.files["model.onnx"]).graph.node
+    }
+    assert all(ops.get(name) == "MatMul" for name in after_gelu)  # left as they were
+    assert "DynamicQuantizeLinear" in ops.values() or "MatMulInteger" in ops.values()
+    float_matmuls = [n for n, op in ops.items() if op == "MatMul"]
+    # attention's two activation products per layer and the two projections stay float32
+    assert len(float_matmuls) == 2 * 2 + 2

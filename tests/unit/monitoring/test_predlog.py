@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -161,3 +162,47 @@ def test_each_row_is_filed_under_the_hour_of_its_time_column(tmp_path: Path) -> 
         "at": "hour=2026-05-28T21", "after": "hour=2026-05-28T21",
         "next_day": "hour=2026-05-30T00",
     }  # fmt: skip
+
+
+def test_an_embedding_output_is_logged_as_lists_and_read_back_as_a_matrix(tmp_path: Path) -> None:
+    from modelyard.monitoring.windows import read_embeddings
+
+    rng = np.random.default_rng(0)
+    sent = []
+    sink = ParquetSink(tmp_path, flush_interval_s=60)
+    start = 1_780_000_000.0
+    for i in range(30):
+        texts = np.array([f"text {i} {j}" for j in range(i % 3 + 1)], dtype=object)
+        vectors = rng.normal(size=(len(texts), 8)).astype(np.float32)
+        sent.append(vectors)
+        sink.submit(
+            PredictionRecord(
+                request_id=f"req{i:02d}", time=start + i, model="emb", version="1",
+                route="v2_infer", inputs=Rows(len(texts), None, [texts]),
+                outputs={"predict": vectors}, latency_s=0.01, input_names=("text",),
+            )
+        )  # fmt: skip
+    sink.submit(
+        PredictionRecord(
+            request_id="failed", time=start + 40, model="emb", version="1", route="v2_infer",
+            inputs=None, outputs={}, latency_s=0.01, status=400,
+        )
+    )  # fmt: skip
+    sink.close()
+    logged = files(tmp_path)
+    table = pq.read_table(logged[0])
+    assert pa.types.is_list(table.schema.field("out_predict").type)
+    every = np.concatenate(sent).astype(np.float64)
+    matrix, rows = read_embeddings(logged, "out_predict", limit=1_000)
+    assert rows == len(every) == 60
+    # the same rows (as a set: the sample is drawn in hash order), float32 values kept exactly
+    assert sorted(map(tuple, matrix)) == sorted(map(tuple, every))
+    sample, rows = read_embeddings(logged, "out_predict", limit=10)
+    assert rows == 60 and sample.shape == (10, 8)
+    assert np.array_equal(sample, read_embeddings(logged, "out_predict", limit=10)[0])
+    newest, rows = read_embeddings(logged, "out_predict", last=3)
+    assert rows == 3 and sorted(map(tuple, newest)) == sorted(map(tuple, every[-3:]))
+    nothing, rows = read_embeddings(
+        logged, "out_predict", start=datetime.fromtimestamp(start + 100, UTC)
+    )
+    assert rows == 0 and nothing.size == 0
