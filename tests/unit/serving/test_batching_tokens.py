@@ -147,6 +147,9 @@ def test_length_groups_split_mixed_lengths_and_keep_similar_ones() -> None:
     assert length_groups(np.array([10, 12, 11, 9, 12])) is None
     mixed = np.array([5, 300, 6, 5, 290, 7] * 8)
     groups = length_groups(mixed)
-    assert groups is not None and len(groups) == 2
-    assert sorted(mixed[groups[0]].tolist()) == sorted([5, 6, 5, 7] * 8)
-    assert sorted(mixed[groups[1]].tolist()) == [290] * 8 + [300] * 8
+    assert groups is not None
+    assert sorted(np.concatenate(groups).tolist()) == list(range(len(mixed)))
+    for group in groups:  # the short rows never pad to a long one
+        assert mixed[group].max() <= 7 or mixed[group].min() >= 290
+    # a call costs SUB_BATCH_OVERHEAD_TOKENS: similar lengths stay together (5 to 7, 290 to 300)
+    assert len(groups) <= 4
