@@ -88,13 +88,7 @@ def read_rows(
 
     if not files:
         return pd.DataFrame()
-    where, params = [], []
-    if start is not None:
-        where.append("time >= ?")
-        params.append(start)
-    if end is not None:
-        where.append("time < ?")
-        params.append(end)
+    where, params = _time_filter(start, end)
     source = (
         "read_parquet(?, union_by_name = true, hive_partitioning = false"
         f"{', filename = true' if with_file else ''})"
@@ -112,6 +106,19 @@ def read_rows(
         sql += " ORDER BY time, request_id, row"
         frame: pd.DataFrame = con.execute(sql, [paths, *params]).df()
     return frame
+
+
+def _time_filter(start: datetime | None, end: datetime | None) -> tuple[list[str], list[Any]]:
+    """SQL conditions and their parameters for ``start <= time < end`` (either may be open)."""
+    where: list[str] = []
+    params: list[Any] = []
+    if start is not None:
+        where.append("time >= ?")
+        params.append(start)
+    if end is not None:
+        where.append("time < ?")
+        params.append(end)
+    return where, params
 
 
 def read_embeddings(
@@ -134,13 +141,8 @@ def read_embeddings(
     if not files:
         return np.zeros((0, 0)), 0
     quoted = '"' + column.replace('"', '""') + '"'
-    where, params = [f"{quoted} IS NOT NULL"], []
-    if start is not None:
-        where.append("time >= ?")
-        params.append(start)
-    if end is not None:
-        where.append("time < ?")
-        params.append(end)
+    where, params = _time_filter(start, end)
+    where.append(f"{quoted} IS NOT NULL")
     paths = [str(f) for f in files]
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
