@@ -309,3 +309,23 @@ def test_all_minilm_l6_v2_matches_sentence_transformers(tmp_path: Path) -> None:
     else:
         assert "cosine to float32" in twin["reason"]
     registry.close()
+
+
+def test_batch_score_runs_a_text_model_on_either_graph(text_home: TextHome, tmp_path: Path) -> None:
+    texts = ["the dog", "a good film", "how do i reset my password", "ok"] * 5
+    pd.DataFrame({"id": range(len(texts)), "text": texts}).to_parquet(tmp_path / "in.parquet")
+    expected = text_home.model.encode(texts, convert_to_numpy=True)
+    for runtime in ("native", "quantized"):
+        out = tmp_path / runtime
+        done = yard(
+            text_home.home, "batch-score", "emb/1", "--input", str(tmp_path / "in.parquet"),
+            "--output", str(out), "--runtime", runtime,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        scored = pd.concat(pd.read_parquet(p) for p in sorted(out.glob("part-*.parquet")))
+        scored = scored.sort_values("id")
+        got = scored[[f"predict_{i}" for i in range(32)]].to_numpy()
+        if runtime == "native":
+            np.testing.assert_allclose(got, expected, atol=1e-5)
+        else:
+            assert cosines(got, expected).min() > 0.95 and not np.allclose(got, expected, atol=1e-6)

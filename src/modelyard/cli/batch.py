@@ -28,7 +28,9 @@ def batch_score(
     address: str | None = typer.Option(None, help="Ray cluster address (default: a local Ray)."),
     cpus: int | None = typer.Option(None, "--cpus", min=1, help="Ray workers (default: all)."),
     batch_size: int = typer.Option(65_536, "--batch-size", min=1, help="Rows per model call."),
-    runtime: str | None = typer.Option(None, help="auto|native|onnx (auto: ONNX when present)."),
+    runtime: str | None = typer.Option(
+        None, help="auto|native|onnx|quantized (auto: ONNX when present, a text model's int8 twin)."
+    ),
     key: list[str] = typer.Option(
         [], "--key", help="Input column to carry to the output; repeatable (default: the others)."
     ),
@@ -44,8 +46,8 @@ def batch_score(
 
     if engine not in ("local", "ray"):
         raise typer.BadParameter("use local or ray", param_hint="--engine")
-    if runtime not in (None, "auto", "native", "onnx"):
-        raise typer.BadParameter("use auto, native or onnx", param_hint="--runtime")
+    if runtime not in (None, "auto", "native", "onnx", "quantized"):
+        raise typer.BadParameter("use auto, native, onnx or quantized", param_hint="--runtime")
     registry = open_registry()
     serving = registry.settings.serving
     try:

@@ -158,7 +158,8 @@ def batch_score(
     """Score every row of ``inputs`` (a glob, a folder of ``*.parquet``, or a list of files) with
     model ``ref`` and write Parquet parts and rejected rows to ``output_dir``.
 
-    ``runtime``: ``auto`` (the ONNX twin when the version has one), ``native`` or ``onnx``.
+    ``runtime``: ``auto`` (the ONNX twin when the version has one, a text model's int8 twin when
+    it kept one), ``native``, ``onnx`` or ``quantized`` (a text model's int8 twin).
     ``key_columns``: the input columns carried to the output (default: every column of the first
     file that the model does not take). ``engine="ray"`` connects to ``address`` (default: starts
     a local Ray with ``num_cpus`` CPUs, all the CPUs this process may use, and stops it after).
@@ -166,8 +167,10 @@ def batch_score(
     started = time.perf_counter()
     if engine not in ("local", "ray"):
         raise InvalidSpecError(f"Unknown engine {engine!r}; use 'local' or 'ray'.")
-    if runtime not in ("auto", "native", "onnx"):
-        raise InvalidSpecError(f"Unknown runtime {runtime!r}; use 'auto', 'native' or 'onnx'.")
+    if runtime not in ("auto", "native", "onnx", "quantized"):
+        raise InvalidSpecError(
+            f"Unknown runtime {runtime!r}; use 'auto', 'native', 'onnx' or 'quantized'."
+        )
     if address is not None and engine != "ray":
         raise InvalidSpecError("A Ray address needs engine='ray' (--engine ray).")
     if batch_size < 1:
