@@ -18,6 +18,10 @@ from modelyard.errors import ConfigError
 #: Extras added when everything they need is installed: the image of a team's shared registry
 #: reads PostgreSQL and object storage (a baked image ignores both unless configured to use them).
 OPTIONAL_EXTRAS = ("postgres", "s3")
+#: The extra that serves a flavor's versions where it is not the flavor's own: a text model runs
+#: on tokenizers and onnxruntime (``text``), a PyTorch module as its ONNX file (no extra); torch,
+#: transformers and sentence-transformers are needed to register them, not to serve them.
+SERVING_EXTRAS: dict[str, str | None] = {"transformers": "text", "torch": None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +45,8 @@ def extras_for(target: Target) -> list[str]:
     """modelyard's extras the target's flavors need (``xgboost``, ``lightgbm``...), then the
     optional extras that are installed here."""
     provided = set(metadata.distribution("modelyard").metadata.get_all("Provides-Extra") or ())
-    needed = sorted({v.flavor for v in target.versions if v.flavor in provided})
+    serving = {SERVING_EXTRAS.get(v.flavor, v.flavor) for v in target.versions}
+    needed = sorted(e for e in serving if e is not None and e in provided)
     for extra in needed:
         if not _extra_installed(extra):
             raise ConfigError(
@@ -54,18 +59,20 @@ def extras_for(target: Target) -> list[str]:
 def requirement_pins(target: Target, extras: Iterable[str]) -> list[Pin]:
     """Every package the image installs but modelyard itself, sorted by name: the closure's
     installed versions, replaced by the version a served model was registered with where one
-    was recorded (the model was saved by that version; a conflict surfaces at ``pip check``)."""
+    was recorded (the model was saved by that version; a conflict surfaces at ``pip check``).
+    A recorded package outside the closure is not installed: it was needed to make the model,
+    not to serve it (torch and transformers for a text model, which serves on onnxruntime)."""
     pins = {_canonical(name): Pin(name, version) for name, version in _closure(extras).items()}
     pins.pop("modelyard", None)
     for version in target.versions:
         for package, recorded in version.lineage.packages.items():
             key = _canonical(package)
-            if key == "modelyard" or (key in pins and pins[key].note):
-                continue
             current = pins.get(key)
-            if current is not None and current.version == recorded:
+            if key == "modelyard" or current is None or current.note:
                 continue
-            here = f" (installed here: {current.version})" if current is not None else ""
+            if current.version == recorded:
+                continue
+            here = f" (installed here: {current.version})"
             pins[key] = Pin(package, recorded, f"recorded with {version.ref}{here}")
     return [pins[k] for k in sorted(pins)]
 

@@ -64,6 +64,24 @@ def test_the_pins_are_modelyards_installed_closure_with_the_extras_the_flavors_n
     assert {"lightgbm", "xgboost-cpu", "onnxmltools"} <= names
 
 
+def test_a_text_or_torch_model_image_serves_on_onnxruntime_without_torch() -> None:
+    made_with = {
+        "torch": "2.13.0+cpu",
+        "transformers": "5.25.0",
+        "onnxscript": "0.7.2",
+        "sentence-transformers": "6.3.0",
+        "tokenizers": metadata.version("tokenizers"),
+    }
+    text = target(version(flavor="transformers", packages=made_with),
+                  version(2, flavor="torch", packages=made_with))  # fmt: skip
+    extras = extras_for(text)
+    assert extras[0] == "text" and "transformers" not in extras and "torch" not in extras
+    pins = {p.name: p for p in requirement_pins(text, extras)}
+    assert pins["tokenizers"].version == metadata.version("tokenizers")
+    assert "onnxruntime" in pins
+    assert not {"torch", "transformers", "sentence-transformers", "onnxscript"} & set(pins)
+
+
 def test_a_version_recorded_in_lineage_replaces_the_installed_one_and_says_so() -> None:
     numpy = metadata.version("numpy")
     first = {"numpy": "1.26.4", "scikit-learn": metadata.version("scikit-learn"), "modelyard": "0"}
