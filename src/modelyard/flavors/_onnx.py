@@ -75,6 +75,39 @@ def choose_providers(setting: str, available: list[str]) -> list[str]:
     )
 
 
+def new_session(
+    graph: bytes, options: LoadOptions, *, name: str, hint: str
+) -> onnxruntime.InferenceSession:
+    """An onnxruntime session for ``graph`` with the options' threads and execution provider
+    (``choose_providers``); ``ModelLoadError`` naming ``name`` with ``hint`` when onnxruntime
+    refuses the graph, ``ConfigError`` when CUDA was asked for and does not start."""
+    import onnxruntime as ort
+
+    session_options = ort.SessionOptions()
+    session_options.intra_op_num_threads = options.onnx_intra_op_threads
+    session_options.inter_op_num_threads = options.onnx_inter_op_threads
+    session_options.log_severity_level = 3  # errors only: no shape warnings on stderr
+    providers = choose_providers(options.onnx_execution_provider, ort.get_available_providers())
+    try:
+        session = ort.InferenceSession(graph, sess_options=session_options, providers=providers)
+    except _ort_errors() as exc:
+        raise ModelLoadError(
+            f"onnxruntime cannot load {name} ({first_line(exc)}); {hint}."
+        ) from exc
+    running = session.get_providers()[0]
+    if running != providers[0]:
+        # onnxruntime falls back to the CPU when CUDA fails to start (a driver mismatch): an
+        # error when CUDA was asked for, the CPU when it was only preferred
+        if options.onnx_execution_provider == "cuda":
+            raise ConfigError(
+                f"onnxruntime could not start {providers[0]} for {name} (it runs on "
+                f"{running}); check the CUDA driver and onnxruntime-gpu, or set "
+                "MODELYARD_ONNX__EXECUTION_PROVIDER=cpu."
+            )
+        logger.warning("onnxruntime could not start %s; %s runs on %s", providers[0], name, running)
+    return session
+
+
 class OnnxFlavor:
     """``onnx.ModelProto`` objects and ``.onnx`` files, stored as ``model.onnx``."""
 
@@ -105,33 +138,8 @@ class OnnxFlavor:
         return Artifact(files={_FILE: data}, meta=onnx_meta(model))
 
     def load(self, artifact: Artifact, options: LoadOptions) -> Predictor:
-        import onnxruntime as ort
-
         name, data = artifact_file(artifact, self.name, (_FILE,))
-        session_options = ort.SessionOptions()
-        session_options.intra_op_num_threads = options.onnx_intra_op_threads
-        session_options.inter_op_num_threads = options.onnx_inter_op_threads
-        session_options.log_severity_level = 3  # errors only: no shape warnings on stderr
-        providers = choose_providers(options.onnx_execution_provider, ort.get_available_providers())
-        try:
-            session = ort.InferenceSession(data, sess_options=session_options, providers=providers)
-        except _ort_errors() as exc:
-            raise ModelLoadError(
-                f"onnxruntime cannot load {name} ({first_line(exc)}); {_ONNX_ERRORS_HINT}."
-            ) from exc
-        running = session.get_providers()[0]
-        if running != providers[0]:
-            # onnxruntime falls back to the CPU when CUDA fails to start (a driver mismatch):
-            # an error when CUDA was asked for, the CPU when it was only preferred
-            if options.onnx_execution_provider == "cuda":
-                raise ConfigError(
-                    f"onnxruntime could not start {providers[0]} for {name} (it runs on "
-                    f"{running}); check the CUDA driver and onnxruntime-gpu, or set "
-                    "MODELYARD_ONNX__EXECUTION_PROVIDER=cpu."
-                )
-            logger.warning(
-                "onnxruntime could not start %s; %s runs on %s", providers[0], name, running
-            )
+        session = new_session(data, options, name=name, hint=_ONNX_ERRORS_HINT)
         kernel = None
         if options.onnx_tree_kernel:
             from modelyard.flavors._onnx_trees import tree_kernel

@@ -18,6 +18,7 @@ import numpy as np
 from modelyard.errors import InvalidInputError, ModelLoadError
 from modelyard.flavors._base import Array, Artifact, LoadOptions, Tokens
 from modelyard.flavors._common import artifact_file, first_line, is_frame, no_proba_error
+from modelyard.flavors._onnx import new_session
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -79,6 +80,11 @@ class TextOnnxPredictor:
     @property
     def engine(self) -> str:
         return "onnxruntime"
+
+    @property
+    def provider(self) -> str:
+        """The onnxruntime execution provider that runs the model (``CPUExecutionProvider``)."""
+        return str(self._session.get_providers()[0])
 
     # -- TextPredictor ----------------------------------------------------------------------
 
@@ -186,7 +192,6 @@ class TextOnnxPredictor:
 
 def load_text_predictor(artifact: Artifact, options: LoadOptions) -> TextOnnxPredictor:
     """The predictor of a text model's artifact (``model.onnx`` and ``tokenizer.json``)."""
-    import onnxruntime as ort
 
     try:
         from tokenizers import Tokenizer
@@ -204,19 +209,9 @@ def load_text_predictor(artifact: Artifact, options: LoadOptions) -> TextOnnxPre
             f"The text model's {TOKENIZER_FILE} does not load ({first_line(exc)}); register "
             "the model again."
         ) from exc
-    session_options = ort.SessionOptions()
-    session_options.intra_op_num_threads = options.onnx_intra_op_threads
-    session_options.inter_op_num_threads = options.onnx_inter_op_threads
-    session_options.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(
-            graph, sess_options=session_options, providers=["CPUExecutionProvider"]
-        )
-    except Exception as exc:
-        raise ModelLoadError(
-            f"onnxruntime cannot load the text model's {MODEL_FILE} ({first_line(exc)}); "
-            "register the model again."
-        ) from exc
+    session = new_session(
+        graph, options, name=f"the text model's {MODEL_FILE}", hint="register the model again"
+    )
     for key in ("task", "max_length"):
         if key not in artifact.meta:
             raise ModelLoadError(

@@ -79,6 +79,7 @@ def test_encoder_exports_with_mean_pooling_and_matches_the_eager_model(
     assert meta["text_input"] == "text"  # monitoring describes this input as text
     predictor = _load(encoder_artifact)
     assert isinstance(predictor, TextPredictor)
+    assert predictor.provider == "CPUExecutionProvider"  # the setting's choice, as ONNX models
     got = predictor.predict(TEXTS)
     assert got.dtype == np.float32 and got.shape == (len(TEXTS), 32)
     np.testing.assert_allclose(got, eager_outputs(encoder, TEXTS), atol=1e-5)
@@ -307,3 +308,14 @@ def test_int8_twin_keeps_weights_int8_but_the_projections_after_gelu_float32(
     float_matmuls = [n for n, op in ops.items() if op == "MatMul"]
     # attention's two activation products per layer and the two projections stay float32
     assert len(float_matmuls) == 2 * 2 + 2
+
+
+def test_a_text_model_runs_where_the_execution_provider_setting_says(
+    encoder_artifact: Artifact,
+) -> None:
+    from modelyard.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="cuda"):  # no CUDA on this machine: refused by name
+        TransformersFlavor().load(encoder_artifact, LoadOptions(onnx_execution_provider="cuda"))
+    auto = TransformersFlavor().load(encoder_artifact, LoadOptions(onnx_execution_provider="auto"))
+    assert getattr(auto, "provider", None) == "CPUExecutionProvider"
