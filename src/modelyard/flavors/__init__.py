@@ -4,6 +4,7 @@ Importing this package imports no ML framework; each flavor imports its own when
 """
 
 from modelyard.flavors._base import (
+    CALL_COST_TOKENS,
     Array,
     Artifact,
     ExampleFlavor,
@@ -12,6 +13,7 @@ from modelyard.flavors._base import (
     Predictor,
     TextPredictor,
     Tokens,
+    predict_in_groups,
 )
 from modelyard.flavors._lightgbm import LightGBMFlavor
 from modelyard.flavors._lookup import (
@@ -55,6 +57,7 @@ from modelyard.flavors.conversion import (
 )
 
 __all__ = [
+    "CALL_COST_TOKENS",
     "EMBEDDING_ATOL",
     "EMBEDDING_MIN_COSINE",
     "FLAVOR_NAMES",
@@ -102,4 +105,5 @@ __all__ = [
     "quantize_text_model",
     "texts_of",
     "load_weights",
+    "predict_in_groups",
 ]

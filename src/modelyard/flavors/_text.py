@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from modelyard.errors import InvalidInputError, ModelLoadError
-from modelyard.flavors._base import Array, Artifact, LoadOptions, Tokens
+from modelyard.flavors._base import (
+    CALL_COST_TOKENS,
+    Array,
+    Artifact,
+    LoadOptions,
+    Tokens,
+    predict_in_groups,
+)
 from modelyard.flavors._common import artifact_file, first_line, is_frame, no_proba_error
 from modelyard.flavors._onnx import new_session
 
@@ -32,9 +39,11 @@ TOKENIZER_FILE = "tokenizer.json"
 #: by tokens), each at most this many rows and this many padded tokens (rows x longest row).
 CHUNK_ROWS = 64
 CHUNK_TOKENS = 8_192
-#: ... and a chunk ends where the next row would add more padding than a model call costs (about
-#: 16 tokens' time on onnxruntime, whatever the batch size: see serving/batching.py).
-CHUNK_PADDING_TOKENS = 16
+#: ... and a chunk ends where the next row would add more padding than a model call costs. The
+#: server splits its batches with ``serving.batching.length_groups`` (the cheapest split, O(n^2)
+#: in the rows: bounded there by the batch's row cap); a table here may have many thousands of
+#: rows, so one pass over them sorted by length cuts where a row costs more than a call.
+CHUNK_PADDING_TOKENS = CALL_COST_TOKENS
 
 
 class TextOnnxPredictor:
@@ -150,21 +159,8 @@ class TextOnnxPredictor:
         ones pad to it), and put the rows back in their order."""
         tokens = self.tokenize(texts_of(X, self.text_input))
         order = np.argsort(tokens.lengths, kind="stable")
-        parts: list[dict[str, Array]] = []
-        for chunk in _chunks(tokens.lengths[order]):
-            rows = order[chunk]
-            part = Tokens(
-                [tokens.ids[i] for i in rows],
-                None if tokens.type_ids is None else [tokens.type_ids[i] for i in rows],
-            )
-            parts.append(self.predict_tokens(part, wanted))
-        out: dict[str, Array] = {}
-        for name in parts[0]:
-            values = np.concatenate([part[name] for part in parts])
-            restored = np.empty_like(values)
-            restored[order] = values
-            out[name] = restored
-        return out
+        groups = [order[chunk] for chunk in _chunks(tokens.lengths[order])]
+        return predict_in_groups(self, tokens, groups, wanted)
 
     def _run(self, tokens: Tokens) -> Array:
         lengths = tokens.lengths

@@ -34,7 +34,7 @@ from modelyard.errors import (
     OverloadedError,
     PredictionError,
 )
-from modelyard.flavors import Tokens
+from modelyard.flavors import CALL_COST_TOKENS, Tokens
 from modelyard.serving.validation import Rows
 
 logger = logging.getLogger(__name__)
@@ -45,13 +45,10 @@ FILL_GAP_S = 0.0002
 #: How often deadlines are checked (a late request is failed at most this much after it).
 SWEEP_S = 0.005
 RunBatch = Callable[[Rows, tuple[str, ...]], dict[str, Array]]
-#: What one more model call costs, in padded tokens: a batch is split into sub-batches of
-#: similar lengths only where that saves more padding than this per extra call. Measured on
-#: all-MiniLM-L6-v2 on one core: onnxruntime runs about 4,300 tokens/s whatever the batch size
-#: (1 to 64 rows), and a call costs about 1.4 ms more, some 6 tokens; at 128 a batch of 32
-#: sentences of 4 to 40 words was never split and ran 1.73x its tokens padded (135 sentences/s),
-#: at 16 it runs 1.14x in 5 calls (216/s).
-SUB_BATCH_OVERHEAD_TOKENS = 16
+#: What one more model call costs, in padded tokens (``flavors.CALL_COST_TOKENS``, measured): a
+#: batch is split into sub-batches of similar lengths only where that saves more padding than
+#: this per extra call.
+SUB_BATCH_OVERHEAD_TOKENS = CALL_COST_TOKENS
 #: ... and only where the split costs at most this share of the batch padded as one.
 SUB_BATCH_MIN_GAIN = 0.75
 
@@ -263,7 +260,7 @@ class AdaptiveBatcher:
             return
         except Exception as exc:
             logger.exception("model failed on a batch of %d rows", merged.n)
-            _fail(batch, PredictionError(f"The model failed on this batch: {_first_line(exc)}."))
+            _fail(batch, PredictionError(f"The model failed on this batch: {exception_line(exc)}."))
             return
         finally:
             self._running = []
@@ -346,6 +343,7 @@ def _release(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-def _first_line(exc: BaseException) -> str:
+def exception_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type when it has none."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

@@ -28,7 +28,7 @@ from modelyard.errors import (
     NotReadyError,
     VersionNotFoundError,
 )
-from modelyard.flavors import TextPredictor, Tokens
+from modelyard.flavors import TextPredictor, Tokens, predict_in_groups
 from modelyard.serving.batching import AdaptiveBatcher, BatchResult, length_groups
 from modelyard.serving.codecs import datatype_for, datatype_of
 from modelyard.serving.tokenizing import TokenizerThread
@@ -152,15 +152,7 @@ class ServedModel:
         groups = length_groups(tokens.lengths)
         if groups is None:
             return text.predict_tokens(tokens, wanted)
-        parts = [text.predict_tokens(_take(tokens, group), wanted) for group in groups]
-        order = np.concatenate(groups)
-        out: dict[str, Array] = {}
-        for name in parts[0]:
-            stacked = np.concatenate([np.asarray(part[name]) for part in parts])
-            restored = np.empty_like(stacked)
-            restored[order] = stacked
-            out[name] = restored
-        return out
+        return predict_in_groups(text, tokens, groups, wanted)
 
     def _model_input(self, rows: Rows) -> Any:
         if self.matrix_direct and rows.matrix is not None:
@@ -233,15 +225,6 @@ class ServedModel:
         self._executor.shutdown(wait=False)
         if self._tokenizer is not None:
             self._tokenizer.close()
-
-
-def _take(tokens: Tokens, rows: Array) -> Tokens:
-    """The rows ``rows`` of ``tokens``, in that order."""
-    ids = [tokens.ids[i] for i in rows.tolist()]
-    if tokens.type_ids is None:
-        return Tokens(ids)
-    type_ids = tokens.type_ids
-    return Tokens(ids, [type_ids[i] for i in rows.tolist()])
 
 
 def _output_types(signature: Signature) -> dict[str, np.dtype[Any]]:

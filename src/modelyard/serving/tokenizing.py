@@ -22,6 +22,7 @@ import numpy as np
 
 from modelyard.errors import InvalidInputError, ModelyardError, OverloadedError, PredictionError
 from modelyard.flavors import TextPredictor, Tokens
+from modelyard.serving.batching import exception_line
 from modelyard.serving.codecs import shown
 from modelyard.serving.validation import Rows
 
@@ -134,7 +135,7 @@ class TokenizerThread:
                 seconds = time.perf_counter() - started
                 ends = np.cumsum([len(texts[i]) for i in pending]).tolist()
                 for i, start, end in zip(pending, [0, *ends], ends, strict=False):
-                    outcomes[i] = (_rows(together, start, end), seconds)
+                    outcomes[i] = (together.take(slice(start, end)), seconds)
                 pending = []
         for i in pending:
             try:
@@ -163,18 +164,13 @@ class TokenizerThread:
         except Exception as exc:
             logger.exception("tokenizing %d texts of %r failed", len(texts), name)
             raise PredictionError(
-                f"The model's tokenizer failed on input '{name}': {_first_line(exc)}."
+                f"The model's tokenizer failed on input '{name}': {exception_line(exc)}."
             ) from None
         if tokens.n != len(texts):
             raise PredictionError(
                 f"The model's tokenizer gave {tokens.n} rows for {len(texts)} texts of '{name}'."
             )
         return tokens
-
-
-def _rows(tokens: Tokens, start: int, end: int) -> Tokens:
-    type_ids = tokens.type_ids
-    return Tokens(tokens.ids[start:end], None if type_ids is None else type_ids[start:end])
 
 
 def _json_shown(value: object) -> str:
@@ -184,8 +180,3 @@ def _json_shown(value: object) -> str:
     if isinstance(value, (bool, np.bool_)):
         return "true" if value else "false"
     return shown(value)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
