@@ -140,13 +140,15 @@ def quantize_text_model(
     texts: list[str],
     *,
     options: LoadOptions | None = None,
+    fp32: TextOnnxPredictor | None = None,
     min_mean_cosine: float | None = None,
     min_cosine: float | None = None,
     min_agreement: float | None = None,
 ) -> QuantizedTwin:
     """An int8 twin of a text model's graph (dynamic quantization, int8 weights), kept only
     when it agrees with the float32 graph on ``texts`` (module docstring; the bounds default to
-    the module's constants). Never raises for a twin that fails: ``reason`` says why."""
+    the module's constants). ``fp32``: the float32 graph already loaded (the registry's), else
+    it is loaded from ``artifact``. Never raises for a twin that fails: ``reason`` says why."""
     options = options or LoadOptions()
     graph = artifact.files[MODEL_FILE]
     meta: dict[str, Any] = {"size_bytes_fp32": len(graph)}
@@ -155,7 +157,7 @@ def quantize_text_model(
         twin = load_text_predictor(
             Artifact(files={**artifact.files, MODEL_FILE: int8}, meta=artifact.meta), options
         )
-        fp32 = load_text_predictor(artifact, options)
+        fp32 = fp32 or load_text_predictor(artifact, options)
         wanted = ("predict_proba",) if fp32.has_proba else ("predict",)
         reference = fp32.predict_outputs(texts, wanted)[wanted[0]]
         quantized = twin.predict_outputs(texts, wanted)[wanted[0]]

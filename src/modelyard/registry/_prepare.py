@@ -383,15 +383,19 @@ def _check_text_model(
     meta["parity"] = check_text_parity(model, predictor, texts)
     if optimize != "quantize":
         return []
-    twin_files, meta["quantized"], note = _quantize(name, artifact, texts, options)
+    twin_files, meta["quantized"], note = _quantize(name, artifact, texts, options, predictor)
     files.extend(twin_files)
     return [note] if note else []
 
 
 def _quantize(
-    name: str, artifact: Artifact, texts: list[str], options: LoadOptions
+    name: str,
+    artifact: Artifact,
+    texts: list[str],
+    options: LoadOptions,
+    fp32: TextOnnxPredictor,
 ) -> tuple[list[StoredFile], dict[str, Any], str | None]:
-    twin = quantize_text_model(artifact, texts, options=options)
+    twin = quantize_text_model(artifact, texts, options=options, fp32=fp32)
     meta = {"kept": twin.files is not None, **twin.meta}
     if twin.files is not None:
         files = [StoredFile("quantized", f"quantized/{n}", b) for n, b in twin.files.items()]
