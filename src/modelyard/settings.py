@@ -183,6 +183,80 @@ class MonitoringSettings(BaseModel):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
 
 
+class LoopTrigger(BaseModel):
+    """What starts a loop (``[loops.NAME.trigger]``); any one of them does.
+
+    ``alerts``: names of ``[[monitoring.alerts.rules]]`` that are firing. ``metric`` (any metric
+    form an alert rule accepts) ``< below`` over ``window``. ``drift_share`` at or above this over
+    the drift window (``monitoring.drift.window``). ``max_age``: the serving version is older.
+    """
+
+    model_config = {"extra": "forbid"}
+
+    alerts: list[str] = Field(default_factory=list)
+    metric: str | None = None
+    below: float | None = None
+    window: str = "1h"
+    drift_share: float | None = None
+    max_age: str | None = None
+
+
+class LoopTrain(BaseModel):
+    """How a loop retrains (``[loops.NAME.train]``): the pipeline (``FILE`` or ``FILE:NAME``, run
+    like ``yard run``) gets the training table's path as its ``data_param`` parameter; the table
+    is ``training_data`` plus the logged inputs of the last ``labelled_window`` that have labels
+    (the label in column ``target``)."""
+
+    model_config = {"extra": "forbid"}
+
+    pipeline: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    data_param: str = "data"
+    training_data: str | None = None
+    labelled_window: str | None = None
+    target: str = "target"
+
+
+class LoopGate(BaseModel):
+    """The gate a retrained version passes against the serving one (``[loops.NAME.gate]``):
+    ``holdout`` is the newest share of the labelled window, kept out of training; each threshold
+    has ``yard gate``'s ``MetricThreshold`` keys."""
+
+    model_config = {"extra": "forbid"}
+
+    holdout: float = 0.3
+    thresholds: list[dict[str, Any]] = Field(
+        default_factory=lambda: [{"metric": "accuracy", "min_absolute_change": 0.0}]
+    )
+
+
+class LoopRollout(BaseModel):
+    """How a gated version rolls out (``[loops.NAME.rollout]``); ``policy`` holds the rollout
+    ``Policy``'s fields."""
+
+    model_config = {"extra": "forbid"}
+
+    mode: str = "canary"
+    steps: list[float] = Field(default_factory=lambda: [10.0, 50.0, 100.0])
+    bake: str = "30s"
+    policy: dict[str, Any] = Field(default_factory=dict)
+
+
+class LoopPolicy(BaseModel):
+    """A deployment's retraining loop (``[loops.NAME]``, NAME the deployment): triggered, trained,
+    gated, rolled out; ``require_approval`` holds a passing candidate for ``yard loop approve``;
+    after a loop ends, triggers are ignored for ``cooldown``."""
+
+    model_config = {"extra": "forbid"}
+
+    require_approval: bool = False
+    cooldown: str = "1h"
+    trigger: LoopTrigger = Field(default_factory=LoopTrigger)
+    train: LoopTrain
+    gate: LoopGate = Field(default_factory=LoopGate)
+    rollout: LoopRollout = Field(default_factory=LoopRollout)
+
+
 class Settings(BaseSettings):
     """Where modelyard keeps its state and how it behaves.
 
@@ -211,6 +285,8 @@ class Settings(BaseSettings):
     onnx: OnnxSettings = Field(default_factory=OnnxSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    #: Retraining loops by deployment name (``[loops.NAME]``, see ``modelyard.loop``).
+    loops: dict[str, LoopPolicy] = Field(default_factory=dict)
 
     @classmethod
     def settings_customise_sources(

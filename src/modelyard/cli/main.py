@@ -17,6 +17,7 @@ from modelyard.cli import (
     init,
     k8s,
     labels,
+    loop,
     models,
     monitor,
     observability,
@@ -50,6 +51,7 @@ app.command("init")(init.init)
 build.register(app)
 app.command("k8s")(k8s.k8s)
 app.command("observability")(observability.observability)
+app.add_typer(loop.app, name="loop")
 
 
 @app.callback()

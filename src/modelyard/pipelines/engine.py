@@ -62,10 +62,12 @@ def run(
     force: Iterable[str] = (),
     on_event: Callable[[PipelineEvent], None] | None = None,
     package_versions: cache.PackageVersionsFn | None = None,
+    run_id: str | None = None,
 ) -> PipelineRun:
     """Run a pipeline and return its record; ``StepFailedError`` (with ``run_id``) if a step
     failed. ``params`` go to a ``@pipeline`` function; ``no_cache`` runs every step; ``force``
-    names steps to run even on a cache hit."""
+    names steps to run even on a cache hit; ``run_id``: the id to record the run under (a new
+    one when ``None``), for a caller that records which run it started before starting it."""
     from modelyard.pipelines.executors import LocalExecutor
 
     pipeline = build_pipeline(target, params)
@@ -84,7 +86,7 @@ def run(
     executor.open(parallelism=parallelism)
     try:
         plan = Plan.prepare(pipeline, registry, executor, package_versions)
-        runner = _Runner(plan, registry, executor, on_event or (lambda event: None))
+        runner = _Runner(plan, registry, executor, on_event or (lambda event: None), run_id)
         runner.execute(no_cache=no_cache, forced=forced)
     except BaseException:
         executor.close(cancel=True)
@@ -124,13 +126,14 @@ class _Runner:
         registry: Registry,
         executor: Executor,
         emit: Callable[[PipelineEvent], None],
+        run_id: str | None = None,
     ) -> None:
         self.plan = plan
         self.pipeline = plan.pipeline
         self.registry = registry
         self.executor = executor
         self.emit = emit
-        self.run_id = new_run_id()
+        self.run_id = run_id or new_run_id()
         self.recorder = RunRecorder(registry.db, self.run_id)
         self.status: dict[str, str] = {n.name: "pending" for n in self.pipeline.nodes}
         self.outputs: dict[str, dict[str, ArtifactRecord]] = {}

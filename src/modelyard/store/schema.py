@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
 #: The alembic revision this code expects; a test checks it equals the migrations' head.
-HEAD_REVISION = "0007"
+HEAD_REVISION = "0008"
 
 metadata = sa.MetaData(
     naming_convention={
@@ -337,4 +337,55 @@ pipeline_artifacts = sa.Table(
     sa.Column("output", sa.String(128), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.UniqueConstraint("run_id", "step", "output"),
+)
+
+# -- retraining loops (modelyard.loop) ---------------------------------------------------------
+
+loop_states = sa.Table(
+    "loop_states",
+    metadata,
+    sa.Column("deployment", sa.String(128), primary_key=True),
+    #: idle, triggered, training, gating, canary, waiting_approval, promoted, rejected
+    sa.Column("state", sa.String(32), nullable=False),
+    #: Bumped by every change; writes are conditional on it (one controller wins a race).
+    sa.Column("revision", sa.Integer, nullable=False),
+    #: The number of the current (or last) loop of this deployment: 0 before the first.
+    sa.Column("loop", sa.Integer, nullable=False),
+    sa.Column("since", UTCDateTime, nullable=False),
+    sa.Column("trigger_key", sa.String(256)),
+    sa.Column("trigger", JSONType),
+    #: The pipeline run recorded before it started (training), then the one that registered.
+    sa.Column("run_id", sa.String(32)),
+    sa.Column("candidate", sa.String(160)),
+    #: What the current loop has gathered so far (files, gate metrics, rollout revision...).
+    sa.Column("detail", JSONType, nullable=False),
+    #: A person's decision on the current loop: approved or rejected, by whom, why.
+    sa.Column("decision", sa.String(16)),
+    sa.Column("decided_by", sa.String(256)),
+    sa.Column("decision_reason", sa.Text),
+    sa.Column("reason", sa.Text),
+    sa.Column("ended_at", UTCDateTime),
+    #: Whether the alert of a rejected loop reached every webhook; the failure when not.
+    sa.Column("notified", sa.Boolean),
+    sa.Column("notify_error", sa.Text),
+)
+
+loop_transitions = sa.Table(
+    "loop_transitions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("deployment", sa.String(128), nullable=False),
+    sa.Column("loop", sa.Integer, nullable=False),
+    #: The state's revision after this transition: one transition per revision.
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("from_state", sa.String(32), nullable=False),
+    sa.Column("to_state", sa.String(32), nullable=False),
+    #: Set on the transition a trigger caused: one loop per trigger, ever.
+    sa.Column("trigger_key", sa.String(256)),
+    sa.Column("evidence", JSONType, nullable=False),
+    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("deployment", "revision"),
+    sa.UniqueConstraint("deployment", "trigger_key"),
 )

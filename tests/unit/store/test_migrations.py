@@ -19,6 +19,7 @@ ADDED = {
     "0004": {"alert_states", "alert_incidents"},
     "0005": {"run_steps", "pipeline_artifacts"},
     "0007": {"alert_deliveries"},
+    "0008": {"loop_states", "loop_transitions"},
 }
 
 
