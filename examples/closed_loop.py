@@ -31,6 +31,7 @@ import tempfile
 import textwrap
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -65,8 +66,10 @@ def make_rows(count: int, *, shifted: bool, rng: np.random.Generator) -> pd.Data
 
 
 # The retraining pipeline the loop runs (``[loops.NAME.train] pipeline``). ``corrupt`` stands
-# for a broken labelling job in the second scenario: the rows of the new channel (|x1| > 0.1,
-# which the original training data never has) all read 1.
+# for a broken labelling job in the second scenario: it writes a stale rule's answer
+# (x0 > -1.3) instead of the true label, so the model it trains answers 1 to nearly every
+# shifted row. That is about as accurate as the decayed model (a lenient gate passes it) but its
+# answers are distributed nothing like the serving model's: the canary's analysis rolls it back.
 PIPELINE = '''
 """Retrain a model on the table the loop hands over (training data + fresh labels)."""
 
@@ -82,8 +85,8 @@ from modelyard.pipelines.builtin import load_table, register
 def fit(table: pd.DataFrame, max_iter: int = 200, corrupt: bool = False):
     from sklearn.linear_model import LogisticRegression
 
-    if corrupt:  # a broken labelling job: every row of the new channel reads 1
-        table = table.assign(target=table["target"].where(table["x1"].abs() <= 0.1, 1))
+    if corrupt:  # a broken labelling job: a stale rule's answer instead of the label
+        table = table.assign(target=(table["x0"] > -1.3).astype("int64"))
     X, y = table[["x0", "x1"]], table["target"]
     return LogisticRegression(max_iter=max_iter).fit(X, y)
 
@@ -148,7 +151,7 @@ def _loop_toml(name: str, alert_metric: str) -> str:
 
         [loops.{name}.gate]
         holdout = 0.3
-        thresholds = [ {{ metric = "accuracy", min_absolute_change = {-0.5 if worse else 0.0} }} ]
+        thresholds = [ {{ metric = "accuracy", min_absolute_change = {-0.2 if worse else 0.0} }} ]
 
         [loops.{name}.rollout]
         mode = "canary"
@@ -386,6 +389,7 @@ class Result:
     accuracy_decayed: float | None  # after the shift, answered by the first model
     accuracy_candidate: float | None  # after the shift, answered by the retrained version
     accuracy_after: float | None  # from a second after the loop ended
+    versions_after: dict[str, int] = field(default_factory=dict)  # who answered then, how often
     transitions: list[dict[str, Any]] = field(default_factory=list)
     status_text: str = ""
 
@@ -516,6 +520,10 @@ def _result(
     ]
     first = run.first.split("/")[1]
     traffic = run.traffic
+
+    def after(answer: Answer) -> bool:
+        return run.ended_at is not None and answer.at > run.ended_at + 1.0
+
     transitions, status_text = _loop_record(folder, registry, run.name) if loop else ([], "")
     return Result(
         deployment=run.name, first_version=run.first, requests=len(traffic.answers),
@@ -528,9 +536,8 @@ def _result(
         accuracy_candidate=traffic.accuracy(
             lambda a: a.shifted and a.version not in (None, first)
         )[0],
-        accuracy_after=traffic.accuracy(
-            lambda a: run.ended_at is not None and a.at > run.ended_at + 1.0
-        )[0],
+        accuracy_after=traffic.accuracy(after)[0],
+        versions_after=dict(Counter(str(a.version) for a in traffic.answers if after(a))),
         transitions=transitions, status_text=status_text,
     )  # fmt: skip
 
@@ -548,6 +555,7 @@ def _ended(registry: Any, name: str) -> str | None:
 def _loop_record(folder: Path, registry: Any, name: str) -> tuple[list[dict[str, Any]], str]:
     """The loop's recorded transitions and ``yard loop status``'s text."""
     import msgspec
+
     from modelyard.loop import loop_status
 
     transitions = [msgspec.to_builtins(s) for s in loop_status(registry.db, name)]

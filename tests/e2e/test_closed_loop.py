@@ -1,13 +1,18 @@
-"""The closed loop's scenario (``examples/closed_loop.py``) with real processes: a ``yard serve``
-under continuous load whose inputs shift so that the served model decays, labels posted late to
-``POST /v1/labels``, the alert over the realised accuracy firing, and no failed request."""
+"""The closed loop's two scenarios (``examples/closed_loop.py``) with real processes, side by side:
+one ``yard serve`` (prediction log, alert rules, rollout controller) and one ``yard loop run``;
+each deployment under continuous load whose inputs shift so that its model decays, labels posted
+late to ``POST /v1/labels``, the alert on the realised accuracy starting the loop. The first
+loop retrains, gates, canaries and promotes; the second's retrained model is worse, passes a
+lenient gate and its canary rolls back. No client request fails in either."""
 
 from __future__ import annotations
 
 import importlib.util
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -50,16 +55,66 @@ def test_the_shift_decays_the_first_model_and_retraining_on_fresh_labels_recover
     assert confidence < first.predict_proba(before[columns]).max(axis=1).mean() - 0.15
 
 
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Both scenarios, side by side on one server and one ``yard loop run``."""
+    folder = tmp_path_factory.mktemp("closed-loop")
+    started = time.monotonic()
+    done = scenario.run_scenarios(folder, [scenario.BETTER, scenario.WORSE], timeout_s=100.0)
+    print(f"both scenarios in {time.monotonic() - started:.0f} s")
+    for result in done:
+        print("\n".join(result.lines()))
+    return {result.deployment: result for result in done}
+
+
+def _moves(result: Any) -> list[tuple[str, str]]:
+    [status] = result.transitions
+    return [(t["from_state"], t["to_state"]) for t in status["transitions"]]
+
+
+def _evidence(result: Any, state: str) -> dict[str, Any]:
+    [status] = result.transitions
+    return next(t["evidence"] for t in status["transitions"] if t["to_state"] == state)
+
+
 @pytest.mark.slow
-def test_under_load_the_shift_decays_the_served_model_and_fires_the_alert(
-    tmp_path: Path,
+def test_the_loop_retrains_gates_canaries_and_promotes_the_decayed_model_without_a_failed_request(
+    results: dict[str, Any],
 ) -> None:
-    [result] = scenario.run_scenarios(
-        tmp_path / "decay", [scenario.BETTER], loop=False, timeout_s=12.0, say=print
-    )
-    assert result.requests > 500 and result.failed == 0, result
-    assert result.labelled > 0.8 * result.requests, result
-    assert result.accuracy_before is not None and result.accuracy_before > 0.85, result
-    assert result.accuracy_decayed is not None and result.accuracy_decayed < 0.7, result
-    assert result.shift_to_alert_s is not None and 0 < result.shift_to_alert_s < 12.0, result
-    assert result.serving_version == result.first_version == "churn/1"
+    result = results[scenario.BETTER]
+    assert result.requests > 500 and result.failed == 0, result.lines()
+    assert result.accuracy_before > 0.85 and result.accuracy_decayed < 0.7, result.lines()
+    assert _moves(result) == [
+        ("idle", "triggered"), ("triggered", "training"), ("training", "gating"),
+        ("gating", "canary"), ("canary", "promoted"),
+    ]  # fmt: skip
+    trigger = _evidence(result, "triggered")["trigger"]
+    assert trigger["kind"] == "alert" and trigger["rule"] == "churn-accuracy", trigger
+    assert trigger["value"] < 0.8, trigger
+    assert _evidence(result, "training")["data"]["labelled_rows"] > 100
+    assert _evidence(result, "gating")["version"] == "churn/2"
+    assert _evidence(result, "canary")["gate"]["passed"] is True
+    assert result.end_state == "promoted" and result.serving_version == "churn/2"
+    assert result.versions_after == {"2": sum(result.versions_after.values())}, result
+    assert result.accuracy_candidate > 0.85 and result.accuracy_after > 0.85, result.lines()
+    assert 0 < result.shift_to_alert_s < result.shift_to_end_s, result.lines()
+    assert "promoted" in result.status_text and "churn/2" in result.status_text
+
+
+@pytest.mark.slow
+def test_a_worse_retrained_model_passes_a_lenient_gate_and_its_canary_rolls_back(
+    results: dict[str, Any],
+) -> None:
+    result = results[scenario.WORSE]
+    assert result.requests > 500 and result.failed == 0, result.lines()
+    assert _moves(result) == [
+        ("idle", "triggered"), ("triggered", "training"), ("training", "gating"),
+        ("gating", "canary"), ("canary", "rejected"),
+    ]  # fmt: skip
+    [status] = result.transitions
+    assert "rolled back" in status["reason"], status["reason"]
+    assert "output distance" in status["reason"], status["reason"]
+    assert result.end_state == "rejected" and result.serving_version == "churn-worse/1"
+    assert result.versions_after == {"1": sum(result.versions_after.values())}, result
+    assert result.versions_after["1"] > 50
+    assert "rejected" in result.status_text and "rolled back" in result.status_text
