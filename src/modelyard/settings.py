@@ -116,6 +116,18 @@ class DriftSettings(BaseModel):
     interval_s: float = Field(default=60.0, ge=0)
 
 
+class ReconstructionSettings(BaseModel):
+    """Multivariate drift by PCA reconstruction error (``[monitoring.reconstruction]``; see
+    ``modelyard.monitoring.multivariate``)."""
+
+    #: The PCA keeps the fewest components explaining more than this share of the variance.
+    variance: float = Field(default=0.65, gt=0, le=1)
+    #: The reference sample is split into this many chunks; their errors set the thresholds.
+    chunks: int = Field(default=10, ge=2)
+    #: The thresholds: the chunks' mean error plus and minus this many standard deviations.
+    sigmas: float = Field(default=3.0, gt=0)
+
+
 class AlertRule(BaseModel):
     """A rule of ``[[monitoring.alerts.rules]]``: fires when ``metric op threshold`` has held for
     ``for`` over the last ``window`` of ``deployment``'s traffic.
@@ -181,6 +193,7 @@ class MonitoringSettings(BaseModel):
     hash_columns: list[str] = Field(default_factory=list)
     drift: DriftSettings = Field(default_factory=DriftSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    reconstruction: ReconstructionSettings = Field(default_factory=ReconstructionSettings)
 
 
 class Settings(BaseSettings):
