@@ -95,8 +95,10 @@ def test_a_reference_file_privacy_columns_and_parameters(
     inputs(3_000, rho=0.9, seed=4).to_parquet(train)
     result = reconstruction_error(
         registry, root, "churn", reference=str(train), now=NOW,
-        options=DriftOptions(exclude=frozenset({"c"})),
-        params=ReconstructionSettings(variance=0.99, chunks=5, sigmas=2.0),
+        options=DriftOptions(
+            exclude=frozenset({"c"}),
+            reconstruction=ReconstructionSettings(variance=0.99, chunks=5, sigmas=2.0),
+        ),
     )  # fmt: skip
     assert result.reference == "train.parquet" and result.reference_rows == 3_000
     assert result.columns == ("a", "b") and result.components == 2
@@ -126,3 +128,41 @@ def test_bad_inputs_are_one_line_errors(
     inputs(300, rho=0.9, seed=5)[["a"]].to_csv(one, index=False)
     with pytest.raises(InvalidInputError, match=r"at least 2 numeric or categorical .* has 1"):
         reconstruction_error(registry, root, "churn", reference=str(one), now=NOW)
+
+
+def test_a_reconstruction_error_rule_fires_on_the_flipped_window(
+    churn: tuple[Registry, LogisticRegression], tmp_path: Path
+) -> None:
+    from modelyard.monitoring.alerts import check_alerts, metric_source, validate_rules
+    from modelyard.settings import AlertRule, Settings
+
+    registry, _ = churn
+    root = tmp_path / "log"
+    now = datetime.now(UTC)
+    flipped = inputs(1_200, rho=-0.9, seed=7)
+    times = [now - timedelta(minutes=50) + timedelta(seconds=2 * i) for i in range(len(flipped))]
+    write_log(root, "churn", flipped, times, model="churn", version="1")
+    rules = [
+        {"name": "churn-structure", "deployment": "churn", "metric": "reconstruction_error",
+         "op": ">", "threshold": 1.0, "window": "1h"},
+        {"name": "churn-rows", "deployment": "churn", "metric": "rows", "threshold": 1},
+    ]  # fmt: skip
+    settings = Settings(
+        home=registry.settings.home, database_url=registry.settings.database_url,
+        artifact_root=registry.settings.artifact_root,
+        monitoring={"log_root": str(root), "alerts": {"rules": rules}},
+    )  # fmt: skip
+    outcomes = {o.rule: o for o in check_alerts(registry, settings, now=now)}
+    fired = outcomes["churn-structure"]
+    assert (fired.state, fired.event) == ("firing", "fired")
+    expected = reconstruction_error(registry, root, "churn", now=now).windows[0].error
+    assert fired.value == pytest.approx(expected) and expected is not None and expected > 1.0
+    assert outcomes["churn-rows"].value == 1_200
+
+    # the metric source reads the window's rows once per round, and an unfit window is an error
+    source = metric_source(registry, str(root))
+    (rule,) = validate_rules([AlertRule.model_validate(rules[0])])
+    assert source(rule, now) == pytest.approx(expected)
+    assert source(rule, now + timedelta(hours=3)) is None  # nothing logged then: no data
+    (ghost,) = validate_rules([AlertRule.model_validate({**rules[0], "deployment": "ghost"})])
+    assert source(ghost, now) is None

@@ -280,7 +280,6 @@ def reconstruction_error(
     every: timedelta | None = None,
     reference: str | None = None,
     options: DriftOptions | None = None,
-    params: ReconstructionSettings | None = None,
     now: datetime | None = None,
 ) -> Reconstruction:
     """The reconstruction error of ``name``'s logged inputs over the last ``window`` (one
@@ -289,9 +288,9 @@ def reconstruction_error(
     The reference is ``reference`` (``NAME/VERSION``: its stored reference sample; or a CSV or
     Parquet file), by default the stored sample of the version that answered most rows in the
     window. Hashed or dropped inputs (``options.exclude``) and free text are left out;
-    ``params``: the PCA's share of variance, the chunks and the thresholds' sigmas.
+    ``options.reconstruction``: the PCA's share of variance, the chunks and the sigmas.
     """
-    params = params or ReconstructionSettings()
+    params = options.reconstruction if options is not None else ReconstructionSettings()
     now = now or datetime.now(UTC)
     if window <= timedelta(0):
         raise InvalidInputError(f"The window {window} is empty; use e.g. --window 1h.")

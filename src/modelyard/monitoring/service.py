@@ -68,7 +68,7 @@ from modelyard.monitoring.windows import (
     window_profile,
 )
 from modelyard.registry.client import Registry
-from modelyard.settings import Settings
+from modelyard.settings import ReconstructionSettings, Settings
 
 __all__ = [
     "DriftOptions",
@@ -95,6 +95,8 @@ class DriftOptions:
     #: Input columns of free text (``None``: the model's text input and string columns that
     #: look like text; empty: none).
     text_columns: frozenset[str] | None = None
+    #: How the reconstruction error (``monitoring.multivariate``) is fitted and thresholded.
+    reconstruction: ReconstructionSettings = field(default_factory=ReconstructionSettings)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DriftOptions:
@@ -110,6 +112,7 @@ class DriftOptions:
             | frozenset(settings.monitoring.drop_columns),
             trust_pickle=settings.serving.trust_pickle,
             text_columns=None if drift.text_columns is None else frozenset(drift.text_columns),
+            reconstruction=settings.monitoring.reconstruction,
         )
 
 

@@ -126,6 +126,17 @@ class ServingMetrics:
             "modelyard_window_error_rate", "Share of logged requests answered with a 5xx.",
             ["deployment"], registry=r, multiprocess_mode="mostrecent",
         )  # fmt: skip
+        # Before labels: multivariate drift (``bound`` is lower or upper: two children at most).
+        self.reconstruction_error = Gauge(
+            "modelyard_reconstruction_error",
+            "Mean PCA reconstruction error of the inputs in the monitoring window.",
+            ["deployment"], registry=r, multiprocess_mode="mostrecent",
+        )  # fmt: skip
+        self.reconstruction_threshold = Gauge(
+            "modelyard_reconstruction_threshold",
+            "The reconstruction error's alert thresholds (reference chunks' mean +- 3 sd).",
+            ["deployment", "bound"], registry=r, multiprocess_mode="mostrecent",
+        )  # fmt: skip
         if self.multiprocess_dir is None:
             ProcessCollector(registry=r)
         self._children: dict[tuple[Any, ...], Any] = {}
@@ -161,6 +172,10 @@ class ServingMetrics:
                 self.output_drift_score.labels(deployment, name).set(value)
             elif kind == "performance":
                 self.performance.labels(deployment, name).set(value)
+            elif kind == "reconstruction_error":
+                self.reconstruction_error.labels(deployment).set(value)
+            elif kind == "reconstruction_threshold" and name in ("lower", "upper"):
+                self.reconstruction_threshold.labels(deployment, name).set(value)
 
     def render(self) -> tuple[bytes, str]:
         if self.multiprocess_dir is None:
