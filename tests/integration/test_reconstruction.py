@@ -166,3 +166,65 @@ def test_a_reconstruction_error_rule_fires_on_the_flipped_window(
     assert source(rule, now + timedelta(hours=3)) is None  # nothing logged then: no data
     (ghost,) = validate_rules([AlertRule.model_validate({**rules[0], "deployment": "ghost"})])
     assert source(ghost, now) is None
+
+
+def test_yard_monitor_reconstruction_prints_each_hour_and_json(
+    churn: tuple[Registry, LogisticRegression], tmp_path: Path
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from modelyard.cli.main import app
+
+    registry, model = churn
+    root = tmp_path / "log"
+    now = datetime.now(UTC).replace(minute=30)
+    for back, rho in ((2, 0.9), (1, -0.9)):
+        start = (now - back * HOUR).replace(minute=0, second=0, microsecond=0)
+        log_hour(root, start, inputs(600, rho=rho, seed=back), model)
+    env = {
+        "MODELYARD_HOME": str(registry.settings.home),
+        "MODELYARD_DATABASE_URL": registry.settings.resolved_database_url,
+        "MODELYARD_ARTIFACT_ROOT": registry.settings.resolved_artifact_root,
+        "MODELYARD_MONITORING__LOG_ROOT": str(root),
+    }
+
+    def yard(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(app, ["monitor", "reconstruction", *args], env=env)
+        return result.exit_code, result.output or str(result.exception)
+
+    code, out = yard("churn", "--window", "3h", "--every", "1h", "--json")
+    assert code == 0, out
+    result = json.loads(out)
+    assert [w["alert"] for w in result["windows"] if w["rows"]] == [False, True]
+    assert result["reference"] == "churn/1 (stored reference sample)"
+    code, out = yard("churn", "--window", "3h", "--every", "1h")
+    assert code == 0, out
+    assert "thresholds" in out and "ALERT" in out and out.count(" ok ") >= 1
+    code, out = yard("churn", "--every", "2h")
+    assert code == 1 and "--every '2h' is not a window size; use --every 1h or 1d." in out
+
+
+def test_the_report_shows_the_error_per_hour_with_its_alerts(
+    churn: tuple[Registry, LogisticRegression], tmp_path: Path
+) -> None:
+    from modelyard.monitoring.report import render_report
+    from modelyard.monitoring.service import build_report
+
+    registry, model = churn
+    root = tmp_path / "log"
+    for hour, rho in ((10, 0.9), (11, -0.9)):
+        log_hour(
+            root, datetime(2026, 1, 1, hour, tzinfo=UTC), inputs(800, rho=rho, seed=hour), model
+        )
+    report = build_report(registry, root, "churn", window=3 * HOUR, now=NOW)
+    assert report.reconstruction is not None
+    assert [w.alert for w in report.reconstruction.windows] == [False, False, True, False]
+    assert [w.rows for w in report.reconstruction.windows] == [0, 800, 800, 0]
+    html = render_report(report)
+    section = html[html.index('data-testid="multivariate"') : html.index('id="performance"')]
+    assert section.count('data-testid="reconstruction-row"') == 4
+    assert section.count('class="badge bad">alert<') == 1 and "no rows" in section
+    assert "churn/1 (stored reference sample)" in section and "<svg" in section
+    assert "<script" not in html

@@ -53,7 +53,13 @@ from modelyard.monitoring.text import (
     profile_descriptors,
 )
 from modelyard.monitoring.traffic import traffic_points
-from modelyard.monitoring.types import ColumnDrift, DriftResult, Performance, ReportData
+from modelyard.monitoring.types import (
+    ColumnDrift,
+    DriftResult,
+    Performance,
+    Reconstruction,
+    ReportData,
+)
 from modelyard.monitoring.windows import (
     HOUR,
     Hour,
@@ -301,7 +307,34 @@ def build_report(
         drift=drift,
         series=tuple(points[k] for k in sorted(points)),
         performance=_performance(registry, root, name, start=span.start, end=now),
-    )
+        reconstruction=_reconstruction(
+            registry, root, name, window=window, every=every, reference=reference,
+            options=options, now=now,
+        ),
+    )  # fmt: skip
+
+
+def _reconstruction(
+    registry: Registry,
+    root: str | Path,
+    name: str,
+    *,
+    window: timedelta,
+    every: timedelta,
+    reference: str | None,
+    options: DriftOptions | None,
+    now: datetime,
+) -> Reconstruction | None:
+    """The report's reconstruction error per window; ``None`` where it cannot be fitted."""
+    from modelyard.monitoring.multivariate import reconstruction_error
+
+    try:
+        return reconstruction_error(
+            registry, root, name, window=window, every=every, reference=reference,
+            options=options, now=now,
+        )  # fmt: skip
+    except ModelyardError:
+        return None
 
 
 def _stored(reference: str | None) -> bool:

@@ -143,3 +143,5 @@ class ReportData(msgspec.Struct, frozen=True, kw_only=True):
     drift: DriftResult
     series: tuple[WindowPoint, ...] = ()
     performance: Performance | None = None
+    #: Multivariate drift per window (``None`` when it could not be fitted: too few inputs...).
+    reconstruction: Reconstruction | None = None
