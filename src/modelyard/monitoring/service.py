@@ -74,7 +74,7 @@ from modelyard.monitoring.windows import (
     window_profile,
 )
 from modelyard.registry.client import Registry
-from modelyard.settings import ReconstructionSettings, Settings
+from modelyard.settings import EstimationSettings, ReconstructionSettings, Settings
 
 __all__ = [
     "DriftOptions",
@@ -103,6 +103,8 @@ class DriftOptions:
     text_columns: frozenset[str] | None = None
     #: How the reconstruction error (``monitoring.multivariate``) is fitted and thresholded.
     reconstruction: ReconstructionSettings = field(default_factory=ReconstructionSettings)
+    #: How performance is estimated before labels (CBPE, ``monitoring.estimated``).
+    estimation: EstimationSettings = field(default_factory=EstimationSettings)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DriftOptions:
@@ -119,6 +121,7 @@ class DriftOptions:
             trust_pickle=settings.serving.trust_pickle,
             text_columns=None if drift.text_columns is None else frozenset(drift.text_columns),
             reconstruction=settings.monitoring.reconstruction,
+            estimation=settings.monitoring.estimation,
         )
 
 

@@ -1,6 +1,11 @@
 """What a deployment's log tells before labels arrive, as the flat metrics that alert rules,
 the loop's triggers and the server's gauges read for one window:
 
+- ``estimated:<metric>`` (roc_auc, f1, precision, recall, accuracy): CBPE's estimate for the
+  window's predictions of the newest model version (``monitoring.estimated``), with its band
+  (``estimated_lower:<metric>``, ``estimated_upper:<metric>``), its thresholds
+  (``estimated_threshold_lower:<metric>``, ``estimated_threshold_upper:<metric>``) and
+  ``estimated_alert:<metric>`` (1 when the estimate is outside the thresholds);
 - ``reconstruction_error`` (with ``reconstruction_threshold:lower`` and ``:upper``): multivariate
   drift by PCA reconstruction error (``monitoring.multivariate``).
 
@@ -21,13 +26,14 @@ from modelyard.errors import ModelyardError, PredictionLogEmptyError
 if TYPE_CHECKING:
     from modelyard.monitoring.service import DriftOptions
     from modelyard.registry.client import Registry
+    from modelyard.settings import EstimationSettings
 
-__all__ = ["UNLABELLED_PARTS", "part_of", "unlabelled_metrics"]
+__all__ = ["UNLABELLED_PARTS", "estimated_metrics", "part_of", "unlabelled_metrics"]
 
 logger = logging.getLogger(__name__)
 
 #: The groups of metrics this module reads, each with one pass over the window.
-UNLABELLED_PARTS = ("reconstruction",)
+UNLABELLED_PARTS = ("estimation", "reconstruction")
 
 
 def part_of(metric: str) -> str | None:
@@ -35,7 +41,50 @@ def part_of(metric: str) -> str | None:
     ``window_metrics``."""
     if metric == "reconstruction_error" or metric.startswith("reconstruction_threshold:"):
         return "reconstruction"
+    if metric.partition(":")[0] in _ESTIMATED_KINDS:
+        return "estimation"
     return None
+
+
+_ESTIMATED_KINDS = (
+    "estimated", "estimated_lower", "estimated_upper", "estimated_threshold_lower",
+    "estimated_threshold_upper", "estimated_alert",
+)  # fmt: skip
+
+
+def estimated_metrics(
+    registry: Registry,
+    root: str | Path,
+    name: str,
+    *,
+    window: timedelta,
+    now: datetime,
+    settings: EstimationSettings | None = None,
+) -> dict[str, float]:
+    """CBPE over the last ``window`` of ``name``'s log as one window (see the module)."""
+    from modelyard.monitoring.estimated import estimate_performance
+
+    found = estimate_performance(
+        root, name, start=now - window, end=now, chunk=f"{int(window.total_seconds())}s",
+        registry=registry, settings=settings, now=now,
+    )  # fmt: skip
+    latest = found.latest()
+    if latest is None:
+        return {}
+    metrics: dict[str, float] = {}
+    for metric, estimate in latest.metrics.items():
+        if estimate.value is None:
+            continue
+        metrics[f"estimated:{metric}"] = estimate.value
+        metrics[f"estimated_alert:{metric}"] = float(estimate.alert)
+        for key, bound in (
+            ("estimated_lower", estimate.lower), ("estimated_upper", estimate.upper),
+            ("estimated_threshold_lower", estimate.lower_threshold),
+            ("estimated_threshold_upper", estimate.upper_threshold),
+        ):  # fmt: skip
+            if bound is not None:
+                metrics[f"{key}:{metric}"] = bound
+    return metrics
 
 
 def unlabelled_metrics(
@@ -50,14 +99,21 @@ def unlabelled_metrics(
     strict: bool = False,
 ) -> dict[str, float]:
     """The metrics of ``parts`` over the last ``window`` of ``name``'s log (an empty window
-    gives none). A part that cannot be computed (no reference sample, a regressor...) raises
-    with ``strict``, else is logged and left out."""
+    gives none). A part that cannot be computed (no reference sample, no labelled reference, a
+    regressor...) raises with ``strict``, else is logged and left out."""
     from modelyard.monitoring.multivariate import reconstruction_error, reconstruction_metrics
 
     metrics: dict[str, float] = {}
     for part in parts:
         try:
-            if part == "reconstruction":
+            if part == "estimation":
+                metrics.update(
+                    estimated_metrics(
+                        registry, root, name, window=window, now=now,
+                        settings=options.estimation if options is not None else None,
+                    )
+                )  # fmt: skip
+            elif part == "reconstruction":
                 result = reconstruction_error(
                     registry, root, name, window=window, options=options, now=now
                 )

@@ -45,4 +45,5 @@ def test_the_unknown_metric_message_names_the_new_forms() -> None:
 
 def test_each_metric_is_read_by_its_part() -> None:
     assert part_of("reconstruction_error") == "reconstruction"
+    assert part_of("estimated:accuracy") == part_of("estimated_upper:f1") == "estimation"
     assert part_of("drift_share") is None and part_of("performance:accuracy") is None
