@@ -72,3 +72,48 @@ def test_an_estimated_accuracy_rule_fires_on_the_crowded_hour(
     calm = source(rule, now - 2 * HOUR)
     assert calm is not None and calm > 0.7
     assert source(rule, now + 5 * HOUR) is None  # nothing logged then: no data
+
+
+def test_yard_monitor_estimate_shows_the_band_the_alert_and_the_realised_value(
+    sqlite_registry: Registry, tmp_path: Path
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from modelyard.cli.main import app
+
+    root = tmp_path / "log"
+    data = logged(root)  # labels for the first two of the four hours
+    env = {
+        "MODELYARD_HOME": str(sqlite_registry.settings.home),
+        "MODELYARD_DATABASE_URL": sqlite_registry.settings.resolved_database_url,
+        "MODELYARD_ARTIFACT_ROOT": sqlite_registry.settings.resolved_artifact_root,
+        "MODELYARD_MONITORING__LOG_ROOT": str(root),
+        "MODELYARD_MONITORING__ESTIMATION__REFERENCE_ROWS": "1200",
+        "MODELYARD_MONITORING__ESTIMATION__MIN_REFERENCE_ROWS": "500",
+    }
+
+    def yard(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(app, ["monitor", "estimate", *args], env=env)
+        return result.exit_code, result.output or str(result.exception)
+
+    code, out = yard("churn", "--window", "5h", "--json")
+    assert code == 0, out
+    found = json.loads(out)
+    hours = [w for w in found["windows"] if w["rows"]]
+    assert [w["labelled"] for w in hours] == [600, 600, 0, 0]
+    accuracy = [w["metrics"]["accuracy"] for w in hours]
+    assert [a["alert"] for a in accuracy] == [False, False, False, True]
+    realised = float(np.mean(data["y"][:600] == data["q"][:600]))
+    assert accuracy[0]["realized"] == pytest.approx(realised)
+    assert accuracy[0]["error"] == pytest.approx(accuracy[0]["value"] - realised)
+    assert accuracy[2]["realized"] is None
+
+    code, out = yard("churn", "--window", "5h", "--metric", "accuracy")
+    assert code == 0, out
+    assert "churn/1" in out and "reference: its oldest labelled predictions (1,200 rows)" in out
+    assert out.count("accuracy") == 4 and "roc_auc" not in out and out.count("ALERT") == 1
+    assert f"{realised:.3f}" in out
+    code, out = yard("churn", "--metric", "auc")
+    assert code == 1 and "--metric 'auc' is not estimated; use one of roc_auc, f1" in out
