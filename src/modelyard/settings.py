@@ -116,6 +116,18 @@ class DriftSettings(BaseModel):
     interval_s: float = Field(default=60.0, ge=0)
 
 
+class ReconstructionSettings(BaseModel):
+    """Multivariate drift by PCA reconstruction error (``[monitoring.reconstruction]``; see
+    ``modelyard.monitoring.multivariate``)."""
+
+    #: The PCA keeps the fewest components explaining more than this share of the variance.
+    variance: float = Field(default=0.65, gt=0, le=1)
+    #: The reference sample is split into this many chunks; their errors set the thresholds.
+    chunks: int = Field(default=10, ge=2)
+    #: The thresholds: the chunks' mean error plus and minus this many standard deviations.
+    sigmas: float = Field(default=3.0, gt=0)
+
+
 class AlertRule(BaseModel):
     """A rule of ``[[monitoring.alerts.rules]]``: fires when ``metric op threshold`` has held for
     ``for`` over the last ``window`` of ``deployment``'s traffic.
@@ -154,6 +166,23 @@ class AlertSettings(BaseModel):
     timeout_s: float = Field(default=5.0, gt=0)
 
 
+class EstimationSettings(BaseModel):
+    """Performance estimated before labels arrive (``[monitoring.estimation]``; CBPE,
+    ``modelyard.monitoring.estimated``)."""
+
+    #: The reference: the oldest this many labelled predictions of the model version.
+    reference_rows: int = Field(default=10_000, ge=2)
+    #: Fewer labelled predictions than this and there is no estimate (the band and the
+    #: thresholds would be noise).
+    min_reference_rows: int = Field(default=1_000, ge=2)
+    #: The windows: a period of the log (``"1h"``, ``"30m"``, ``"1d"``) or a number of rows.
+    chunk: str | int = "1h"
+    #: With time windows, the reference is cut into this many chunks for the thresholds.
+    reference_chunks: int = Field(default=10, ge=2)
+    #: ``auto``: calibrate each class's scores where it helps (NannyML's rule).
+    calibration: Literal["auto", "always", "never"] = "auto"
+
+
 class MonitoringSettings(BaseModel):
     """The prediction log, drift and alerts; each is also ``MODELYARD_MONITORING__<NAME>``."""
 
@@ -181,6 +210,8 @@ class MonitoringSettings(BaseModel):
     hash_columns: list[str] = Field(default_factory=list)
     drift: DriftSettings = Field(default_factory=DriftSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    estimation: EstimationSettings = Field(default_factory=EstimationSettings)
+    reconstruction: ReconstructionSettings = Field(default_factory=ReconstructionSettings)
 
 
 class LoopTrigger(BaseModel):

@@ -148,6 +148,152 @@ def report(
     )
 
 
+@app.command("reconstruction")
+def reconstruction(
+    name: str = typer.Argument(..., help="The deployment or model name (its prediction log)."),
+    window: str = typer.Option("1h", "--window", help="How far back, e.g. 15m, 1h, 1d."),
+    every: str | None = typer.Option(
+        None, "--every", help="One row per hour or day of the window: 1h or 1d."
+    ),
+    reference: str | None = typer.Option(
+        None, "--reference", help="NAME/VERSION (its stored sample) or a CSV/Parquet file."
+    ),
+    json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """Multivariate drift of NAME's inputs: the PCA reconstruction error of each window against
+    the reference's thresholds (drift that no single column shows, such as a changed
+    correlation)."""
+    from modelyard.cli._registry import open_registry
+    from modelyard.monitoring.mirror import readable_root, store_named
+    from modelyard.monitoring.multivariate import reconstruction_error
+    from modelyard.monitoring.service import DriftOptions
+
+    settings = load_settings()
+    span, step = _span(window), _every(every)
+    with store_named(settings):
+        result = reconstruction_error(
+            open_registry(), readable_root(settings, name), name, window=span, every=step,
+            reference=reference, options=DriftOptions.from_settings(settings),
+        )  # fmt: skip
+    if json:
+        print_json(result)
+        return
+    from modelyard.cli._output import console
+
+    console().print(
+        f"Reconstruction error of {name}'s inputs, last {window}: reference {result.reference} "
+        f"({result.reference_rows:,} rows, {len(result.columns)} columns, {result.components} "
+        f"components explaining {result.variance:.0%}); reference error "
+        f"{result.reference_error:.4g}, thresholds {result.lower_threshold:.4g} to "
+        f"{result.upper_threshold:.4g}."
+    )
+    rows = [
+        [_window_label(w.start, w.end), f"{w.rows:,}",
+         "-" if w.error is None else f"{w.error:.4g}",
+         "-" if w.sampling_error is None else f"±{3 * w.sampling_error:.2g}",
+         "ALERT" if w.alert else ("no rows" if w.error is None else "ok")]
+        for w in result.windows
+    ]  # fmt: skip
+    table("reconstruction error", ["window", "rows", "error", "band", "alert"], rows)
+
+
+@app.command("estimate")
+def estimate(
+    name: str = typer.Argument(..., help="The deployment or model name (its prediction log)."),
+    window: str = typer.Option("24h", "--window", help="How far back, e.g. 6h, 24h, 7d."),
+    chunk: str | None = typer.Option(
+        None,
+        "--chunk",
+        help="Each estimate's window: a period (1h, 1d) or a number of rows; "
+        "default [monitoring.estimation] chunk.",
+    ),
+    version: str | None = typer.Option(
+        None, "--version", help="MODEL/VERSION to estimate; default the newest prediction's."
+    ),
+    metric: list[str] = typer.Option(
+        [], "--metric", help="Only these metrics (roc_auc, f1, precision, recall, accuracy)."
+    ),
+    json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """Performance of NAME estimated without labels (CBPE) per window, with its band and alert;
+    where labels arrived, the realised value and the estimate's error beside it."""
+    from modelyard.cli._registry import open_registry
+    from modelyard.errors import InvalidInputError
+    from modelyard.monitoring.estimated import estimate_performance
+    from modelyard.monitoring.estimation import METRICS
+    from modelyard.monitoring.mirror import readable_root, store_named
+
+    unknown = [m for m in metric if m not in METRICS]
+    if unknown:
+        raise InvalidInputError(
+            f"--metric {unknown[0]!r} is not estimated; use one of {', '.join(METRICS)}."
+        )
+    settings = load_settings()
+    with store_named(settings):
+        found = estimate_performance(
+            readable_root(settings, name), name, since=_span(window), chunk=chunk,
+            version=version, registry=open_registry(), settings=settings.monitoring.estimation,
+        )  # fmt: skip
+    if json:
+        print_json(found)
+        return
+    from modelyard.cli._output import console
+
+    source = "its oldest labelled predictions" if found.reference == "log" else "a table"
+    console().print(
+        f"Estimated performance of {found.model}/{found.version} on {name}, last {window} in "
+        f"windows of {found.chunk}; reference: {source} ({found.reference_rows:,} rows)."
+    )
+    wanted = [m for m in found.metrics if not metric or m in metric]
+    rows = []
+    for w in (w for w in found.windows if w.rows):
+        when = _window_label(w.start.isoformat() if w.start else None,
+                             w.end.isoformat() if w.end else None)  # fmt: skip
+        for name_ in wanted:
+            e = w.metrics[name_]
+            rows.append([
+                when, f"{w.rows:,}", f"{w.labelled:,}", name_, _number(e.value),
+                f"{_number(e.lower)} - {_number(e.upper)}",
+                f"{_number(e.lower_threshold)} - {_number(e.upper_threshold)}",
+                "ALERT" if e.alert else "ok", _number(e.realized), _number(e.error, sign=True),
+            ])  # fmt: skip
+    table(
+        "estimated performance (CBPE)",
+        ["window", "rows", "labelled", "metric", "estimate", "band", "thresholds", "alert",
+         "realised", "error"],
+        rows,
+    )  # fmt: skip
+
+
+def _number(value: float | None, *, sign: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.3f}" if sign else f"{value:.3f}"
+
+
+def _span(window: str) -> timedelta:
+    from modelyard.core.durations import parse_duration
+
+    return timedelta(seconds=parse_duration(window))
+
+
+def _every(every: str | None) -> timedelta | None:
+    from modelyard.errors import InvalidInputError
+
+    if every is None:
+        return None
+    if every not in ("1h", "1d"):
+        raise InvalidInputError(f"--every {every!r} is not a window size; use --every 1h or 1d.")
+    return _span(every)
+
+
+def _window_label(start: str | None, end: str | None) -> str:
+    if start is None or end is None:
+        return "-"
+    first, last = datetime.fromisoformat(start), datetime.fromisoformat(end)
+    return f"{first:%Y-%m-%d %H:%M} - {last:%H:%M}"
+
+
 def _drift_tables(result: DriftResult) -> None:
     from rich.text import Text
 

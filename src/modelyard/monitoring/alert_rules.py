@@ -17,7 +17,7 @@ from modelyard.errors import ConfigError, InvalidInputError
 from modelyard.monitoring.notify import redact
 from modelyard.settings import AlertRule
 
-__all__ = ["PERFORMANCE_METRICS", "Op", "ParsedRule", "validate_rules"]
+__all__ = ["ESTIMATED_METRICS", "PERFORMANCE_METRICS", "Op", "ParsedRule", "validate_rules"]
 
 Op = Literal[">", ">=", "<", "<="]
 _OPS: dict[str, Callable[[float, float], bool]] = {
@@ -26,15 +26,20 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
     "<=": operator.le,
 }
-_SIMPLE_METRICS = ("drift_share", "error_rate", "p50_latency_ms", "p99_latency_ms", "rows")
+_SIMPLE_METRICS = (
+    "drift_share", "error_rate", "p50_latency_ms", "p99_latency_ms", "rows",
+    "reconstruction_error",
+)  # fmt: skip
 #: The metrics a ``performance:<metric>`` rule may name.
 PERFORMANCE_METRICS = (
     "accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "mae", "rmse", "r2",
 )  # fmt: skip
 _METRIC_FORMS = (
     "drift_share, drift:<column>, output_drift:<name>, error_rate, p50_latency_ms, "
-    "p99_latency_ms, rows or performance:<metric>"
+    "p99_latency_ms, rows, performance:<metric>, estimated:<metric> or reconstruction_error"
 )
+#: The metrics an ``estimated:<metric>`` rule may name (performance estimated without labels).
+ESTIMATED_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
 _NAME_MAX = 128  # alert_states.rule and the deployment columns
 
 
@@ -141,7 +146,7 @@ def _metric_problem(metric: str) -> str | None:
     if metric in _SIMPLE_METRICS:
         return None
     kind, sep, name = metric.partition(":")
-    if not sep or kind not in ("drift", "output_drift", "performance"):
+    if not sep or kind not in ("drift", "output_drift", "performance", "estimated"):
         return f"metric {metric!r} is unknown; use {_METRIC_FORMS}."
     if kind == "drift" and not name.strip():
         return f"metric {metric!r} names no column; use e.g. drift:age (a column's drift score)."
@@ -151,6 +156,11 @@ def _metric_problem(metric: str) -> str | None:
         return (
             f"metric {metric!r}: {name!r} is not a performance metric; use one of "
             f"{', '.join(PERFORMANCE_METRICS)}."
+        )
+    if kind == "estimated" and name not in ESTIMATED_METRICS:
+        return (
+            f"metric {metric!r}: {name!r} is not an estimated metric; use one of "
+            f"{', '.join(ESTIMATED_METRICS)}."
         )
     return None
 

@@ -413,7 +413,9 @@ def _outcome(
 
 
 class _WindowMetrics:
-    """``window_metrics`` of the prediction log, one call per (deployment, window) and round."""
+    """``window_metrics`` of the prediction log, one call per (deployment, window) and round;
+    the metrics read before labels (``estimated:<metric>``, ``reconstruction_error``) from
+    ``unlabelled_metrics``, only when a rule names them, once per (deployment, window, part)."""
 
     def __init__(
         self, registry: Registry, root: str | Callable[[str], str], options: DriftOptions | None
@@ -422,25 +424,36 @@ class _WindowMetrics:
         self.root = root
         self.options = options
         self._now: datetime | None = None
-        self._cache: dict[tuple[str, float], Mapping[str, float] | ModelyardError] = {}
+        self._cache: dict[tuple[str, float, str], Mapping[str, float] | ModelyardError] = {}
 
     def __call__(self, rule: ParsedRule, now: datetime) -> float | None:
+        from modelyard.monitoring.unlabelled import part_of
+
         if now != self._now:
             self._cache.clear()
             self._now = now
-        key = (rule.deployment, rule.window_s)
+        part = part_of(rule.metric)
+        key = (rule.deployment, rule.window_s, part or "")
         if key not in self._cache:
-            self._cache[key] = self._read(rule, now)
+            self._cache[key] = self._read(rule, now, part)
         found = self._cache[key]
         if isinstance(found, ModelyardError):
             raise found
         return found.get(rule.metric)
 
-    def _read(self, rule: ParsedRule, now: datetime) -> Mapping[str, float] | ModelyardError:
+    def _read(
+        self, rule: ParsedRule, now: datetime, part: str | None
+    ) -> Mapping[str, float] | ModelyardError:
         from modelyard.monitoring.service import window_metrics
+        from modelyard.monitoring.unlabelled import unlabelled_metrics
 
         try:
             root = self.root if isinstance(self.root, str) else self.root(rule.deployment)
+            if part is not None:
+                return unlabelled_metrics(
+                    self.registry, root, rule.deployment, window=rule.span, now=now,
+                    options=self.options, parts=(part,), strict=True,
+                )  # fmt: skip
             return window_metrics(
                 self.registry, root, rule.deployment, window=rule.span, now=now,
                 options=self.options,

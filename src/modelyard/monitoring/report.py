@@ -27,6 +27,7 @@ from modelyard.monitoring.types import (
     DriftResult,
     Histogram,
     Performance,
+    Reconstruction,
     ReportData,
     WindowPoint,
 )
@@ -451,6 +452,51 @@ def _series_charts(series: Sequence[WindowPoint], threshold: float) -> list[_Fig
     return charts
 
 
+@dataclass(frozen=True)
+class _ReconstructionRow:
+    window: str
+    rows: str
+    error: str
+    band: str
+    alert: bool
+    empty: bool
+
+
+def _reconstruction_chart(result: Reconstruction | None) -> Markup | None:
+    """The error per window between its two thresholds (dashed lines drawn as series)."""
+    if result is None or not result.windows:
+        return None
+    times = [_when(w.start or "", "%m-%d %H:%M") for w in result.windows]
+    n = len(result.windows)
+    return _line_svg(
+        "Reconstruction error per window, with its thresholds",
+        times,
+        [
+            _Line("error", tuple(w.error for w in result.windows)),
+            _Line("upper threshold", (result.upper_threshold,) * n),
+            _Line("lower threshold", (result.lower_threshold,) * n),
+        ],
+        unit="number",
+        zero_based=False,
+    )
+
+
+def _reconstruction_rows(result: Reconstruction | None) -> list[_ReconstructionRow]:
+    if result is None:
+        return []
+    return [
+        _ReconstructionRow(
+            window=_when(w.start or "", "%m-%d %H:%M"),
+            rows=f"{w.rows:,}",
+            error="-" if w.error is None else f"{w.error:.4g}",
+            band="-" if w.sampling_error is None else f"± {3 * w.sampling_error:.2g}",
+            alert=w.alert,
+            empty=w.error is None,
+        )
+        for w in result.windows
+    ]
+
+
 def _performance_rows(performance: Performance | None) -> list[tuple[str, str, str]]:
     if performance is None:
         return []
@@ -475,7 +521,8 @@ def _template() -> jinja2.Template:
 
 def render_report(data: ReportData) -> str:
     """The report as one self-contained HTML document (inline CSS and SVG, no script, no
-    network): verdict, drift table, histograms, series charts and performance."""
+    network): verdict, drift table, histograms, series charts, reconstruction error and
+    performance."""
     drift = data.drift
     columns, outputs = _ranked(drift.columns), _ranked(drift.outputs)
     histograms, output_histograms = _histograms(columns, ""), _histograms(outputs, "output-")
@@ -493,6 +540,9 @@ def render_report(data: ReportData) -> str:
         charts=_series_charts(data.series, drift.threshold),
         performance=data.performance,
         metrics=_performance_rows(data.performance),
+        reconstruction=data.reconstruction,
+        reconstruction_chart=_reconstruction_chart(data.reconstruction),
+        reconstruction_rows=_reconstruction_rows(data.reconstruction),
         reference_colour=_REFERENCE_COLOUR,
         current_colour=_CURRENT_COLOUR,
     )

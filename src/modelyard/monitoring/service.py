@@ -53,7 +53,13 @@ from modelyard.monitoring.text import (
     profile_descriptors,
 )
 from modelyard.monitoring.traffic import traffic_points
-from modelyard.monitoring.types import ColumnDrift, DriftResult, Performance, ReportData
+from modelyard.monitoring.types import (
+    ColumnDrift,
+    DriftResult,
+    Performance,
+    Reconstruction,
+    ReportData,
+)
 from modelyard.monitoring.windows import (
     HOUR,
     Hour,
@@ -68,7 +74,7 @@ from modelyard.monitoring.windows import (
     window_profile,
 )
 from modelyard.registry.client import Registry
-from modelyard.settings import Settings
+from modelyard.settings import EstimationSettings, ReconstructionSettings, Settings
 
 __all__ = [
     "DriftOptions",
@@ -95,6 +101,10 @@ class DriftOptions:
     #: Input columns of free text (``None``: the model's text input and string columns that
     #: look like text; empty: none).
     text_columns: frozenset[str] | None = None
+    #: How the reconstruction error (``monitoring.multivariate``) is fitted and thresholded.
+    reconstruction: ReconstructionSettings = field(default_factory=ReconstructionSettings)
+    #: How performance is estimated before labels (CBPE, ``monitoring.estimated``).
+    estimation: EstimationSettings = field(default_factory=EstimationSettings)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DriftOptions:
@@ -110,6 +120,8 @@ class DriftOptions:
             | frozenset(settings.monitoring.drop_columns),
             trust_pickle=settings.serving.trust_pickle,
             text_columns=None if drift.text_columns is None else frozenset(drift.text_columns),
+            reconstruction=settings.monitoring.reconstruction,
+            estimation=settings.monitoring.estimation,
         )
 
 
@@ -298,7 +310,34 @@ def build_report(
         drift=drift,
         series=tuple(points[k] for k in sorted(points)),
         performance=_performance(registry, root, name, start=span.start, end=now),
-    )
+        reconstruction=_reconstruction(
+            registry, root, name, window=window, every=every, reference=reference,
+            options=options, now=now,
+        ),
+    )  # fmt: skip
+
+
+def _reconstruction(
+    registry: Registry,
+    root: str | Path,
+    name: str,
+    *,
+    window: timedelta,
+    every: timedelta,
+    reference: str | None,
+    options: DriftOptions | None,
+    now: datetime,
+) -> Reconstruction | None:
+    """The report's reconstruction error per window; ``None`` where it cannot be fitted."""
+    from modelyard.monitoring.multivariate import reconstruction_error
+
+    try:
+        return reconstruction_error(
+            registry, root, name, window=window, every=every, reference=reference,
+            options=options, now=now,
+        )  # fmt: skip
+    except ModelyardError:
+        return None
 
 
 def _stored(reference: str | None) -> bool:

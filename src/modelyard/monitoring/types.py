@@ -14,6 +14,8 @@ __all__ = [
     "DriftResult",
     "Histogram",
     "Performance",
+    "Reconstruction",
+    "ReconstructionWindow",
     "ReportData",
     "WindowPoint",
 ]
@@ -103,6 +105,35 @@ class WindowPoint(msgspec.Struct, frozen=True, kw_only=True):
     performance: dict[str, float] = msgspec.field(default_factory=dict)
 
 
+class ReconstructionWindow(msgspec.Struct, frozen=True, kw_only=True):
+    """One window's PCA reconstruction error (``monitoring.multivariate``): the mean over its
+    ``rows``, its sampling error, and ``alert`` when it is outside the thresholds; ``error`` is
+    ``None`` for a window without rows."""
+
+    start: str | None  # ISO 8601, UTC
+    end: str | None
+    rows: int
+    error: float | None
+    sampling_error: float | None
+    alert: bool
+
+
+class Reconstruction(msgspec.Struct, frozen=True, kw_only=True):
+    """Multivariate drift of a deployment's inputs by PCA reconstruction error: the reference,
+    the ``columns`` used, the PCA's ``components`` (explaining ``variance`` of the reference),
+    the reference's error and the thresholds, and the error of each of ``windows``."""
+
+    reference: str
+    reference_rows: int
+    columns: tuple[str, ...]
+    components: int
+    variance: float
+    reference_error: float
+    lower_threshold: float
+    upper_threshold: float
+    windows: tuple[ReconstructionWindow, ...]
+
+
 class ReportData(msgspec.Struct, frozen=True, kw_only=True):
     """Everything ``yard monitor report`` draws."""
 
@@ -112,3 +143,5 @@ class ReportData(msgspec.Struct, frozen=True, kw_only=True):
     drift: DriftResult
     series: tuple[WindowPoint, ...] = ()
     performance: Performance | None = None
+    #: Multivariate drift per window (``None`` when it could not be fitted: too few inputs...).
+    reconstruction: Reconstruction | None = None

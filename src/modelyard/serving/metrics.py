@@ -26,6 +26,19 @@ LATENCY_BUCKETS = (
 _ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
+#: ``window_metrics`` / ``unlabelled_metrics`` key kinds -> (gauge attribute, bound label).
+_ESTIMATED_GAUGES = {
+    "estimated": ("estimated", None),
+    "estimated_lower": ("estimated_band", "lower"),
+    "estimated_upper": ("estimated_band", "upper"),
+    "estimated_threshold_lower": ("estimated_threshold", "lower"),
+    "estimated_threshold_upper": ("estimated_threshold", "upper"),
+    "estimated_alert": ("estimated_alert", None),
+}
+#: The metric label's values (bounded: CBPE's metrics).
+_ESTIMATED_METRICS = ("roc_auc", "f1", "precision", "recall", "accuracy")
+
+
 class ServingMetrics:
     """The server's metrics; label children are cached so a request costs a few dict lookups."""
 
@@ -126,6 +139,39 @@ class ServingMetrics:
             "modelyard_window_error_rate", "Share of logged requests answered with a 5xx.",
             ["deployment"], registry=r, multiprocess_mode="mostrecent",
         )  # fmt: skip
+        # Before labels: multivariate drift (``bound`` is lower or upper: two children at most).
+        self.reconstruction_error = Gauge(
+            "modelyard_reconstruction_error",
+            "Mean PCA reconstruction error of the inputs in the monitoring window.",
+            ["deployment"], registry=r, multiprocess_mode="mostrecent",
+        )  # fmt: skip
+        self.reconstruction_threshold = Gauge(
+            "modelyard_reconstruction_threshold",
+            "The reconstruction error's alert thresholds (reference chunks' mean +- 3 sd).",
+            ["deployment", "bound"], registry=r, multiprocess_mode="mostrecent",
+        )  # fmt: skip
+        # Before labels: CBPE's estimate per metric (roc_auc, f1, precision, recall, accuracy)
+        # with its band and thresholds (``bound`` lower or upper) and its alert flag.
+        self.estimated = Gauge(
+            "modelyard_estimated_performance",
+            "Performance estimated without labels (CBPE) over the monitoring window.",
+            ["deployment", "metric"], registry=r, multiprocess_mode="mostrecent",
+        )  # fmt: skip
+        self.estimated_band = Gauge(
+            "modelyard_estimated_performance_band",
+            "The estimate's confidence band (estimate +- 3 sampling errors).",
+            ["deployment", "metric", "bound"], registry=r, multiprocess_mode="mostrecent",
+        )  # fmt: skip
+        self.estimated_threshold = Gauge(
+            "modelyard_estimated_performance_threshold",
+            "The estimate's alert thresholds (reference chunks' mean +- 3 sd).",
+            ["deployment", "metric", "bound"], registry=r, multiprocess_mode="mostrecent",
+        )  # fmt: skip
+        self.estimated_alert = Gauge(
+            "modelyard_estimated_performance_alert",
+            "1 when the estimate is outside its thresholds, else 0.",
+            ["deployment", "metric"], registry=r, multiprocess_mode="mostrecent",
+        )  # fmt: skip
         if self.multiprocess_dir is None:
             ProcessCollector(registry=r)
         self._children: dict[tuple[Any, ...], Any] = {}
@@ -161,6 +207,14 @@ class ServingMetrics:
                 self.output_drift_score.labels(deployment, name).set(value)
             elif kind == "performance":
                 self.performance.labels(deployment, name).set(value)
+            elif kind in _ESTIMATED_GAUGES and name in _ESTIMATED_METRICS:
+                gauge, bound = _ESTIMATED_GAUGES[kind]
+                labels = (deployment, name, bound) if bound else (deployment, name)
+                getattr(self, gauge).labels(*labels).set(value)
+            elif kind == "reconstruction_error":
+                self.reconstruction_error.labels(deployment).set(value)
+            elif kind == "reconstruction_threshold" and name in ("lower", "upper"):
+                self.reconstruction_threshold.labels(deployment, name).set(value)
 
     def render(self) -> tuple[bytes, str]:
         if self.multiprocess_dir is None:

@@ -1,5 +1,6 @@
-"""The server's monitoring loop: refreshes the drift, performance and traffic gauges on
-``/metrics`` and evaluates the alert rules, off the event loop.
+"""The server's monitoring loop: refreshes the drift, performance, traffic, estimated
+performance and reconstruction error gauges on ``/metrics`` and evaluates the alert rules, off
+the event loop.
 
 One worker per machine does the work (a lease named ``monitor@<host>``); several machines may each
 evaluate the rules, and the alert store makes sure an incident is notified once.
@@ -13,7 +14,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -102,14 +103,22 @@ class MonitorLoop:
         from modelyard.errors import ModelyardError
         from modelyard.monitoring.mirror import readable_root
         from modelyard.monitoring.service import DriftOptions, window_metrics
+        from modelyard.monitoring.unlabelled import unlabelled_metrics
 
         options = DriftOptions.from_settings(self.settings)
         for name in self.names():
             try:
+                root, now = readable_root(self.settings, name), datetime.now(UTC)
                 values = window_metrics(
-                    self.registry, readable_root(self.settings, name), name, window=self.window,
-                    options=options,
-                )  # fmt: skip
+                    self.registry, root, name, window=self.window, options=options, now=now
+                )
+                if values.get("rows"):  # estimates and reconstruction error: what lacks is left out
+                    values.update(
+                        unlabelled_metrics(
+                            self.registry, root, name, window=self.window, now=now,
+                            options=options,
+                        )
+                    )  # fmt: skip
             except ModelyardError as exc:
                 logger.warning("no monitoring metrics for %s: %s", name, exc)
                 continue

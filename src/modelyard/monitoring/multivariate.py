@@ -1,0 +1,370 @@
+"""Multivariate drift: how well a PCA learned on the reference reconstructs a window's rows
+(NannyML's "data reconstruction" method), for drift that no single column shows, such as a
+correlation between two inputs that changes sign while each input keeps its distribution.
+
+``ReconstructionDrift.fit`` learns, on the reference rows:
+
+- which inputs take part: numeric ones as they are, categorical and bool ones by frequency
+  encoding (each value becomes its share of the reference; a value the reference never had
+  becomes 0); datetime inputs and free text are left out;
+- imputation: a missing numeric value becomes the reference mean, a missing category the
+  reference's most frequent one;
+- standardisation (mean 0, variance 1 per input; a constant input is only centred);
+- a PCA keeping the fewest components whose explained variance exceeds ``variance`` (65%);
+- the reconstruction error of a set of rows: the mean Euclidean distance between each
+  standardised row and its reconstruction from those components;
+- thresholds: the reference split into ``chunks`` consecutive chunks (10), the mean of their
+  errors plus and minus ``sigmas`` (3) standard deviations (the lower one no less than 0). A
+  window whose error falls outside raises the alert flag.
+
+Each window also carries a sampling error (the reference rows' error spread over the square root
+of the window's rows), so a small window's wobble can be told from drift.
+
+``reconstruction_error`` runs it on a deployment's prediction log: fitted on the stored reference
+sample of the model version that answered most rows (or on a given version or data file), scored
+on the window, or on each hour or day of it.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Self
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from modelyard.core.profile import column_kind
+from modelyard.core.signature import column_dtype
+from modelyard.core.tables import read_data_file
+from modelyard.errors import InvalidInputError, ModelyardError
+from modelyard.monitoring.text import looks_like_text
+from modelyard.monitoring.types import Reconstruction, ReconstructionWindow
+from modelyard.monitoring.windows import empty_window, hours, log_folder, log_inputs, read_rows
+from modelyard.settings import ReconstructionSettings
+
+if TYPE_CHECKING:
+    from modelyard.monitoring.service import DriftOptions
+    from modelyard.registry.client import Registry
+
+__all__ = [
+    "DEFAULT_CHUNKS",
+    "DEFAULT_SIGMAS",
+    "DEFAULT_VARIANCE",
+    "MIN_CHUNK_ROWS",
+    "ReconstructionDrift",
+    "reconstruction_error",
+    "reconstruction_metrics",
+]
+
+DEFAULT_VARIANCE = 0.65
+DEFAULT_CHUNKS = 10
+DEFAULT_SIGMAS = 3.0
+#: The fewest reference rows per chunk: the thresholds come from the chunks' spread.
+MIN_CHUNK_ROWS = 10
+
+Floats = npt.NDArray[np.float64]
+
+
+class ReconstructionDrift:
+    """PCA reconstruction error against a reference (scikit-learn's fit contract)."""
+
+    def __init__(
+        self,
+        *,
+        variance: float = DEFAULT_VARIANCE,
+        chunks: int = DEFAULT_CHUNKS,
+        sigmas: float = DEFAULT_SIGMAS,
+    ) -> None:
+        self.variance = variance
+        self.chunks = chunks
+        self.sigmas = sigmas
+
+    def fit(
+        self,
+        reference: pd.DataFrame,
+        *,
+        columns: Sequence[str] | None = None,
+        description: str = "the reference",
+    ) -> Self:
+        """Learn the encoding, the scaling, the PCA and the thresholds from ``reference``'s
+        ``columns`` (default: all of them; datetime and free-text columns are left out)."""
+        _check_params(self.variance, self.chunks, self.sigmas)
+        names = [str(c) for c in (reference.columns if columns is None else columns)]
+        missing = [c for c in names if c not in reference.columns]
+        if missing:
+            raise InvalidInputError(
+                f"{description} lacks the columns {', '.join(map(repr, missing))}; compare "
+                "data of the same model."
+            )
+        numeric, categorical = _usable(reference, names)
+        if len(numeric) + len(categorical) < 2:
+            raise InvalidInputError(
+                f"Reconstruction error needs at least 2 numeric or categorical input columns; "
+                f"{description} has {len(numeric) + len(categorical)} "
+                f"({', '.join(numeric + categorical) or 'none'}); use the per-column drift "
+                "('yard monitor drift') instead."
+            )
+        needed = self.chunks * MIN_CHUNK_ROWS
+        if len(reference) < needed:
+            raise InvalidInputError(
+                f"{description} has {len(reference)} rows; reconstruction error needs at least "
+                f"{needed} ({self.chunks} chunks of {MIN_CHUNK_ROWS}) for its thresholds; "
+                "register the model with more reference data or use fewer chunks."
+            )
+        self.description_ = description
+        self.reference_rows_ = len(reference)
+        self.numeric_ = tuple(numeric)
+        self.categorical_ = tuple(categorical)
+        self.means_ = np.array([_mean(_numbers(reference[c])) for c in numeric])
+        self.levels_: list[pd.Index] = []
+        self.shares_: list[Floats] = []
+        for column in categorical:
+            counts = _labels(reference[column]).value_counts(sort=True)
+            shares = counts.to_numpy(dtype=np.float64) / max(1, int(counts.sum()))
+            self.levels_.append(pd.Index(counts.index.astype(str)))
+            self.shares_.append(shares)
+        encoded = self._encode(reference)
+        self.center_ = encoded.mean(axis=0)
+        scale = encoded.std(axis=0)
+        self.scale_ = np.where(scale > 0, scale, 1.0)
+        scaled = (encoded - self.center_) / self.scale_
+        _, singular, vt = np.linalg.svd(scaled, full_matrices=False)
+        power = singular**2
+        ratio = power / power.sum() if power.sum() > 0 else np.ones_like(power) / len(power)
+        keep = min(
+            int(np.searchsorted(np.cumsum(ratio), self.variance, side="right")) + 1, len(ratio)
+        )
+        self.components_ = vt[:keep]
+        self.explained_ = float(ratio[:keep].sum())
+        errors = self._distances(scaled)
+        chunk_means = np.array([part.mean() for part in np.array_split(errors, self.chunks)])
+        self.reference_error_ = float(chunk_means.mean())
+        spread = float(chunk_means.std(ddof=1))
+        self.upper_ = self.reference_error_ + self.sigmas * spread
+        self.lower_ = max(0.0, self.reference_error_ - self.sigmas * spread)
+        self.row_std_ = float(errors.std(ddof=1))
+        return self
+
+    @property
+    def columns_(self) -> tuple[str, ...]:
+        return self.numeric_ + self.categorical_
+
+    def errors(self, frame: pd.DataFrame) -> Floats:
+        """Each row's reconstruction error (its Euclidean distance, standardised)."""
+        missing = [c for c in self.columns_ if c not in frame.columns]
+        if missing:
+            raise InvalidInputError(
+                f"The current data lacks the columns {', '.join(map(repr, missing))} that "
+                f"{self.description_} has; compare data of the same model."
+            )
+        return self._distances((self._encode(frame) - self.center_) / self.scale_)
+
+    def score(
+        self, frame: pd.DataFrame, *, start: datetime | None = None, end: datetime | None = None
+    ) -> ReconstructionWindow:
+        """The window of rows ``frame`` (from ``start`` to ``end``): its mean error, sampling
+        error and alert flag (no error and no alert when it has no rows)."""
+        return self.window(self.errors(frame), start=start, end=end)
+
+    def window(
+        self, errors: Floats, *, start: datetime | None = None, end: datetime | None = None
+    ) -> ReconstructionWindow:
+        """A window from its rows' errors (``errors``)."""
+        rows = len(errors)
+        error = float(errors.mean()) if rows else None
+        return ReconstructionWindow(
+            start=start.isoformat() if start else None,
+            end=end.isoformat() if end else None,
+            rows=rows,
+            error=error,
+            sampling_error=self.row_std_ / float(np.sqrt(rows)) if rows else None,
+            alert=error is not None and not self.lower_ <= error <= self.upper_,
+        )
+
+    def result(self, windows: Sequence[ReconstructionWindow]) -> Reconstruction:
+        return Reconstruction(
+            reference=self.description_,
+            reference_rows=self.reference_rows_,
+            columns=self.columns_,
+            components=len(self.components_),
+            variance=self.explained_,
+            reference_error=self.reference_error_,
+            lower_threshold=self.lower_,
+            upper_threshold=self.upper_,
+            windows=tuple(windows),
+        )
+
+    def _encode(self, frame: pd.DataFrame) -> Floats:
+        """Rows as floats: numeric columns imputed, categorical ones frequency encoded."""
+        out = np.empty((len(frame), len(self.columns_)), dtype=np.float64)
+        for j, column in enumerate(self.numeric_):
+            values = _numbers(frame[column])
+            out[:, j] = np.where(np.isnan(values), self.means_[j], values)
+        offset = len(self.numeric_)
+        for j, column in enumerate(self.categorical_):
+            labels = _labels(frame[column])
+            codes = self.levels_[j].get_indexer(pd.Index(labels.astype(str)))  # unseen: -1
+            # a missing value is the most frequent one (value_counts put it first: code 0)
+            codes = np.where(labels.isna().to_numpy(), 0, codes)
+            table = np.append(self.shares_[j], 0.0)  # code -1 (unseen) reads the 0 at the end
+            out[:, offset + j] = table[codes]
+        return out
+
+    def _distances(self, scaled: Floats) -> Floats:
+        projected = (scaled @ self.components_.T) @ self.components_
+        distances: Floats = np.linalg.norm(scaled - projected, axis=1)
+        return distances
+
+
+def _check_params(variance: float, chunks: int, sigmas: float) -> None:
+    if not 0 < variance <= 1:
+        raise InvalidInputError(
+            f"variance {variance!r} is not a share of variance; use a number in (0, 1], e.g. 0.65."
+        )
+    if chunks < 2:
+        raise InvalidInputError(
+            f"chunks {chunks!r} gives no spread for the thresholds; use 2 or more, e.g. 10."
+        )
+    if not sigmas > 0:
+        raise InvalidInputError(f"sigmas {sigmas!r} is not positive; use e.g. 3.")
+
+
+def _usable(frame: pd.DataFrame, names: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The numeric and the categorical (and bool) columns among ``names``; datetime and free
+    text left out."""
+    numeric, categorical = [], []
+    for name in names:
+        column = frame[name]
+        try:
+            kind = column_kind(column_dtype(column))
+        except ModelyardError:
+            continue  # Python objects without a dtype (lists...)
+        if kind == "numeric":
+            numeric.append(name)
+        elif kind in ("categorical", "bool") and not looks_like_text(column):
+            categorical.append(name)
+    return numeric, categorical
+
+
+def _numbers(column: pd.Series) -> Floats:
+    values: Floats = pd.to_numeric(column, errors="coerce").to_numpy(
+        dtype=np.float64, na_value=np.nan
+    )
+    return np.where(np.isfinite(values), values, np.nan)
+
+
+def _mean(values: Floats) -> float:
+    """The mean of the present values (0 for a column without any)."""
+    present = values[~np.isnan(values)]
+    return float(present.mean()) if len(present) else 0.0
+
+
+def _labels(column: pd.Series) -> pd.Series:
+    """A categorical column's values, missing ones as NA (bools and strings compare as text)."""
+    return column.astype("object").where(column.notna(), None)
+
+
+# --- the prediction log ------------------------------------------------------------------------
+
+
+def reconstruction_error(
+    registry: Registry,
+    root: str | Path,
+    name: str,
+    *,
+    window: timedelta = timedelta(hours=1),
+    every: timedelta | None = None,
+    reference: str | None = None,
+    options: DriftOptions | None = None,
+    now: datetime | None = None,
+) -> Reconstruction:
+    """The reconstruction error of ``name``'s logged inputs over the last ``window`` (one
+    window), or of each UTC hour or day (``every``) of it, oldest first.
+
+    The reference is ``reference`` (``NAME/VERSION``: its stored reference sample; or a CSV or
+    Parquet file), by default the stored sample of the version that answered most rows in the
+    window. Hashed or dropped inputs (``options.exclude``) and free text are left out;
+    ``options.reconstruction``: the PCA's share of variance, the chunks and the sigmas.
+    """
+    params = options.reconstruction if options is not None else ReconstructionSettings()
+    now = now or datetime.now(UTC)
+    if window <= timedelta(0):
+        raise InvalidInputError(f"The window {window} is empty; use e.g. --window 1h.")
+    if every is not None and every <= timedelta(0):
+        raise InvalidInputError(f"--every {every} is empty; use e.g. --every 1h.")
+    if not log_folder(root, name).is_dir():
+        raise empty_window(root, name, "at all")
+    start = now - window
+    files = [f for h in hours(root, name, start, now + timedelta(seconds=1)) for f in h.files]
+    rows = read_rows(files, start=start, end=now)
+    if rows.empty:
+        raise empty_window(root, name, f"from {start:%Y-%m-%d %H:%M} to {now:%Y-%m-%d %H:%M} UTC")
+    exclude = options.exclude if options is not None else frozenset()
+    inputs = log_inputs(rows)
+    keep = [c for c in inputs.columns if c not in exclude]
+    if options is not None and options.text_columns:
+        keep = [c for c in keep if c not in options.text_columns]
+    data, description = _reference_rows(registry, rows, reference)
+    model = ReconstructionDrift(
+        variance=params.variance, chunks=params.chunks, sigmas=params.sigmas
+    ).fit(data, columns=[c for c in keep if c in data.columns], description=description)
+    errors = model.errors(inputs)
+    if every is None:
+        return model.result([model.window(errors, start=start, end=now)])
+    step = every.total_seconds()
+    since_epoch = pd.to_datetime(rows["time"], utc=True) - pd.Timestamp(0, tz="UTC")
+    buckets = since_epoch.dt.total_seconds().to_numpy() // int(step)
+    first = int(start.timestamp()) // int(step)
+    windows = []
+    for bucket in range(first, int(now.timestamp()) // int(step) + 1):
+        begin = datetime.fromtimestamp(bucket * step, UTC)
+        windows.append(
+            model.window(
+                errors[buckets == bucket], start=max(begin, start), end=min(begin + every, now)
+            )
+        )
+    return model.result(windows)
+
+
+def _reference_rows(
+    registry: Registry, rows: pd.DataFrame, reference: str | None
+) -> tuple[pd.DataFrame, str]:
+    """The reference rows and their description: a data file, or a version's stored sample."""
+    if reference is not None and Path(reference).suffix.lower() in (".csv", ".parquet", ".pq"):
+        return read_data_file(reference, "reference"), Path(reference).name
+    if reference is None:
+        served = rows[rows["version"].astype(str) != ""]
+        counts = served.groupby(["model", "version"]).size().sort_values(ascending=False)
+        if counts.empty:
+            raise InvalidInputError(
+                "The window's predictions name no model version; pass --reference NAME/VERSION "
+                "or a reference data file."
+            )
+        model, number = counts.index[0]
+        reference = f"{model}/{number}"
+    found = registry.get_version(reference)
+    try:
+        sample = pd.read_parquet(io.BytesIO(registry.read_file(found.ref, "sample")))
+    except ModelyardError as exc:
+        raise InvalidInputError(
+            f"Model {found.ref} has no stored reference sample ({exc}); pass --reference with "
+            "the training data file."
+        ) from exc
+    return sample, f"{found.ref} (stored reference sample)"
+
+
+def reconstruction_metrics(result: Reconstruction) -> dict[str, float]:
+    """What alert rules and gauges read from one window's result: ``reconstruction_error`` and
+    its thresholds (``reconstruction_threshold:lower``, ``:upper``); empty without rows."""
+    error = result.windows[-1].error if result.windows else None
+    if error is None:
+        return {}
+    return {
+        "reconstruction_error": error,
+        "reconstruction_threshold:lower": result.lower_threshold,
+        "reconstruction_threshold:upper": result.upper_threshold,
+    }
