@@ -46,10 +46,10 @@ WORSE = "churn-worse"  # the second's: the retrained model is worse and its cana
 SEED = 15
 STEEPNESS = 6.0  # the truth: P(target = 1) = sigmoid(STEEPNESS * (x0 + x1))
 YARD = str(Path(sys.executable).parent / "yard")
-#: The alert the loop listens to. With the CBPE estimate wired in, this reads
-#: "estimated:accuracy" and fires before any label arrives; "performance:accuracy" is the
-#: realised accuracy (labels come LABEL_DELAY_S after each answer).
-ALERT_METRIC = "performance:accuracy"
+#: What the alert the loop listens to watches: CBPE's estimate of the accuracy from the logged
+#: scores, which needs no label of the window ("performance:accuracy", the realised accuracy,
+#: waits for the labels, which come LABEL_DELAY_S after each answer).
+ALERT_METRIC = "estimated:accuracy"
 LABEL_DELAY_S = 1.0
 RATE_PER_S = 80.0  # requests per second the client sends (one row each)
 
@@ -119,6 +119,11 @@ def config_toml(names: list[str], *, alert_metric: str = ALERT_METRIC) -> str:
 
         [monitoring.alerts]
         interval_s = 1
+
+        [monitoring.estimation]  # CBPE's reference: the first labelled answers (before the shift)
+        reference_rows = 200
+        min_reference_rows = 150
+        reference_chunks = 5
         """)
     return head + "".join(_loop_toml(name, alert_metric) for name in names)
 
@@ -224,15 +229,20 @@ class Client(threading.Thread):
             self.count += 1
             request_id = f"c{index}-{self.count}"
             answer = Answer(time.monotonic(), request_id, int(row["target"]), shifted, 0)
-            body = {"inputs": [
-                {"name": "x0", "shape": [1], "datatype": "FP64", "data": [float(row["x0"])]},
-                {"name": "x1", "shape": [1], "datatype": "FP64", "data": [float(row["x1"])]},
-            ]}  # fmt: skip
+            body = {
+                "inputs": [
+                    {"name": "x0", "shape": [1], "datatype": "FP64", "data": [float(row["x0"])]},
+                    {"name": "x1", "shape": [1], "datatype": "FP64", "data": [float(row["x1"])]},
+                ],
+                # the scores are logged too: CBPE estimates the accuracy from them
+                "outputs": [{"name": "predict"}, {"name": "predict_proba"}],
+            }
             try:
                 r = await client.post(self.url, json=body, headers={"x-request-id": request_id})
                 answer.status = r.status_code
                 if r.status_code == 200:
-                    answer.predicted = int(r.json()["outputs"][0]["data"][0])
+                    outputs = {o["name"]: o["data"] for o in r.json()["outputs"]}
+                    answer.predicted = int(outputs["predict"][0])
                     answer.version = r.headers.get("x-model-version")
                     answer.route = r.headers.get("x-route")
             except Exception as exc:  # a failed request is counted, not raised

@@ -1,7 +1,7 @@
 """The closed loop's two scenarios (``examples/closed_loop.py``) with real processes, side by side:
 one ``yard serve`` (prediction log, alert rules, rollout controller) and one ``yard loop run``;
 each deployment under continuous load whose inputs shift so that its model decays, labels posted
-late to ``POST /v1/labels``, the alert on the realised accuracy starting the loop. The first
+late to ``POST /v1/labels``, the alert on CBPE's estimated accuracy starting the loop. The first
 loop retrains, gates, canaries and promotes; the second's retrained model is worse, passes a
 lenient gate and its canary rolls back. No client request fails in either."""
 
@@ -90,13 +90,14 @@ def test_the_loop_retrains_gates_canaries_and_promotes_the_decayed_model_without
     ]  # fmt: skip
     trigger = _evidence(result, "triggered")["trigger"]
     assert trigger["kind"] == "alert" and trigger["rule"] == "churn-accuracy", trigger
-    assert trigger["value"] < 0.8, trigger
+    # CBPE's estimate from the logged scores (no label needed) fell below the rule's 0.8
+    assert trigger["metric"] == "estimated:accuracy" and trigger["value"] < 0.8, trigger
     assert _evidence(result, "training")["data"]["labelled_rows"] > 100
     assert _evidence(result, "gating")["version"] == "churn/2"
     assert _evidence(result, "canary")["gate"]["passed"] is True
     assert result.end_state == "promoted" and result.serving_version == "churn/2"
     assert result.versions_after == {"2": sum(result.versions_after.values())}, result
-    assert result.accuracy_candidate > 0.85 and result.accuracy_after > 0.85, result.lines()
+    assert result.accuracy_candidate > 0.8 and result.accuracy_after > 0.8, result.lines()
     assert 0 < result.shift_to_alert_s < result.shift_to_end_s, result.lines()
     assert "promoted" in result.status_text and "churn/2" in result.status_text
 
