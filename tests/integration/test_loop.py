@@ -57,8 +57,8 @@ def test_a_trigger_retrains_gates_canaries_and_promotes(project: Project) -> Non
     assert evidence["training"]["data"]["holdout_rows"] == 90  # 30% of the 300 training rows
     assert evidence["gating"]["version"] == "churn/2"
     gate = evidence["canary"]["gate"]
-    assert gate["passed"] and gate["baseline_version"] == "churn/1"
-    accuracy = gate["results"][0]
+    assert gate["passed"] and (gate["candidate"], gate["baseline"]) == ("churn/2", "churn/1")
+    accuracy = gate["metrics"][0]
     assert accuracy["metric"] == "accuracy" and accuracy["candidate"] > accuracy["baseline"]
     actions = [v["action"] for v in evidence["promoted"]["rollout"]]
     assert actions == ["advance", "promote"]

@@ -38,6 +38,7 @@ from modelyard.store.schema import model_versions, models
 
 if TYPE_CHECKING:
     from modelyard.monitoring.notify import Notifier
+    from modelyard.pipelines.gate import GateResult
     from modelyard.pipelines.records import PipelineRun
     from modelyard.registry import Registry
     from modelyard.rollout.types import Deployment
@@ -346,7 +347,7 @@ class _Round:
             self.registry, candidate, baseline=serving, data=self.s.detail["holdout"],
             target=self.plan.target, thresholds=self.plan.thresholds,
         )  # fmt: skip
-        evidence = {"gate": msgspec.to_builtins(result)}
+        evidence: dict[str, Any] = {"gate": _gate_evidence(result)}
         if not result.passed:
             return self._reject(
                 f"gate failed for {candidate} against {serving}: {'; '.join(result.failures)}",
@@ -553,6 +554,21 @@ def _registered_version(db: Any, model: str, run: PipelineRun) -> str | None:
             .where(models.c.name == model, model_versions.c.run_id.in_(sorted(ids)))
         ).scalar()
     return f"{model}/{found}" if found is not None else None
+
+
+def _gate_evidence(result: GateResult) -> dict[str, Any]:
+    """The gate's verdict, its data and each metric on all rows and slices, compactly."""
+    return {
+        "passed": result.passed, "candidate": result.candidate_version,
+        "baseline": result.baseline_version, "rows": result.rows, "data": result.data,
+        "metrics": [
+            {"metric": m.metric + (f"[{m.slice_column}={m.slice_value}]" if m.slice_column else ""),
+             "candidate": m.candidate, "baseline": m.baseline, "delta": m.delta,
+             "passed": m.passed}
+            for m in result.results
+        ],
+        "failures": list(result.failures),
+    }  # fmt: skip
 
 
 def _where(d: Deployment) -> str:
