@@ -398,8 +398,7 @@ class _Round:
         guarded = rollout_step(self.registry, self.name, now=self.now, actor=self.c.actor)
         if guarded.action in ("rollback", "pause"):
             return self._result("none", f"canary {guarded.action}: {guarded.reason}")
-        if guarded.action in ("busy", "stale"):
-            return self._result("none", f"canary: the rollout is {guarded.action}")
+        # busy: a rollout controller guards it already; the moves below check the revision
         move = decide(msgspec.structs.replace(d, auto=True), status.verdict, now=self.now)
         if move.action == "advance" and move.weight is not None:
             try:
