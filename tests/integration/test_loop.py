@@ -18,7 +18,7 @@ from modelyard.loop import state as loop_state
 from modelyard.settings import AlertRule
 from modelyard.store.schema import alert_incidents, alert_states
 from tests.conftest import database_url
-from tests.integration._loop import Project, good_traffic, make_project, steps_until
+from tests.integration._loop import Project, good_traffic, make_data, make_project, steps_until
 
 
 @pytest.fixture
@@ -187,3 +187,23 @@ def test_two_controllers_racing_on_a_loop_train_once(project: Project) -> None:
     # one trains; the other finds the lease taken, or (had it come after) the loop gated
     assert sorted(actions) in (["busy", "gating"], ["canary", "gating"])
     assert project.registry.get_model("churn").latest_version == 2
+
+
+def test_no_loop_starts_while_the_deployment_has_a_candidate(project: Project) -> None:
+    reg = project.registry
+    from sklearn.linear_model import LogisticRegression
+
+    data = make_data(20, seed=3)
+    model = LogisticRegression().fit(data[["x1", "x2"]], data["target"])
+    reg.register(model, name="churn", data=data[["x1", "x2"]])
+    rollout.start_candidate(reg, "churn", ref="churn/2", mode="canary", weight=10)
+    controller = LoopController(reg, project.with_loop(trigger={"max_age": "0s"}))
+    busy = controller.step("churn")
+    assert (busy.action, busy.reason) == ("none", "deployment has a candidate (churn/2, rolling)")
+    rollout.abort(reg, "churn", reason="not this one")
+    result = controller.step("churn")
+    assert (result.action, result.loop) == ("triggered", 1)
+    [status] = loop.loop_status(reg.db, "churn")
+    assert status.trigger is not None
+    assert (status.trigger["kind"], status.trigger["version"]) == ("max_age", "churn/1")
+    assert status.transitions[0].trigger_key == "age:churn/1"

@@ -14,6 +14,7 @@ from modelyard.loop import LoopController
 from tests.conftest import database_url
 from tests.integration import test_alert_delivery
 from tests.integration._loop import Project, feed, good_traffic, make_project, steps_until
+from tests.integration._server import free_port
 from tests.integration.test_alert_delivery import Receiver
 
 receiver = test_alert_delivery.receiver  # a webhook on loopback that records each POST
@@ -109,3 +110,25 @@ def test_a_rejection_aborts_the_candidate_and_alerts(project: Project, receiver:
     assert controller.step("churn").action == "rejected"
     ended(project, receiver, "rejected by erin: the new data is suspect")
     assert rollout.history(reg.db, "churn")[0].action == "abort"
+
+
+def test_an_alert_that_cannot_be_delivered_is_sent_again_next_round(
+    project: Project, receiver: Receiver
+) -> None:
+    reg = project.registry
+    alerts = project.settings.monitoring.alerts.model_copy(
+        update={"webhooks": [f"http://127.0.0.1:{free_port()}/hook"]}
+    )
+    down = project.settings.model_copy(
+        update={"monitoring": project.settings.monitoring.model_copy(update={"alerts": alerts})}
+    )
+    loop.trigger(reg.db, "churn", "test")
+    loop.reject(reg.db, "churn", "no", "bob")
+    assert LoopController(reg, down).step("churn").action == "rejected"
+    [status] = loop.loop_status(reg.db, "churn")
+    assert status.notified is False
+    assert status.notify_error is not None and "connection failed" in status.notify_error
+    assert receiver.posts == []
+    # the webhook is back (the settings name the receiver): the next round delivers it
+    assert LoopController(reg, project.settings).step("churn").action == "none"
+    ended(project, receiver, "rejected by bob: no")

@@ -48,7 +48,7 @@ def run(
         raise typer.BadParameter("no [loops.NAME] in the configuration; add one first")
 
     def show(result: LoopStep) -> None:
-        if result.action == "none" and not once:
+        if not (result.moved or once):
             return
         stamp = datetime.now(UTC).strftime("%H:%M:%S")
         console().print(

@@ -48,6 +48,10 @@ __all__ = ["LoopController", "LoopStep", "lease_name"]
 
 logger = logging.getLogger(__name__)
 
+#: Rounds that try to deliver the alert of a rejected loop before giving up (each round tries
+#: every webhook with the alert settings' retries).
+MAX_NOTIFY_ROUNDS = 5
+
 
 class LoopStep(msgspec.Struct, frozen=True, kw_only=True):
     """What a round did: ``action`` is the state it moved to, or ``none`` (nothing to do now),
@@ -197,7 +201,8 @@ class _Round:
     def act(self) -> LoopStep:
         s = self.s
         if s.state not in ACTIVE:
-            if s.state == "rejected" and not s.notified:
+            attempts = int(s.detail.get("notify_attempts", 0))
+            if s.state == "rejected" and not s.notified and attempts < MAX_NOTIFY_ROUNDS:
                 self._notify(s)
             return self._idle()
         if s.decision == "rejected":
@@ -236,6 +241,9 @@ class _Round:
             deployment = get_deployment(self.db, self.name)
         except DeploymentNotFoundError:
             return self._result("none", f"no deployment {self.name!r} yet")
+        if deployment.active:  # someone else's rollout: the loop would only collide with it
+            why = f"deployment has a candidate ({deployment.candidate_ref}, {deployment.state})"
+            return self._result("none", why)
         for fired in fired_triggers(
             self.registry, self.c.settings, self.plan, deployment, now=self.now
         ):
@@ -517,9 +525,11 @@ class _Round:
             "idempotency_key": f"loop:{self.name}:{s.loop}:{s.state}",
         }  # fmt: skip
         delivery = self.c.notifier.notify(rule, payload)
+        attempts = int(s.detail.get("notify_attempts", 0)) + 1
         store.mark_notified(
-            self.db, self.name, s.revision, notified=delivery.error is None, error=delivery.error
-        )
+            self.db, self.name, s.revision, notified=delivery.error is None, error=delivery.error,
+            detail={**s.detail, "notify_attempts": attempts},
+        )  # fmt: skip
 
     def _stale(self) -> LoopStep:
         return self._result("stale", "another writer changed the loop first")
