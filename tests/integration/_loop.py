@@ -4,6 +4,7 @@ deployment 'churn', and the settings with ``[loops.churn]``."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from modelyard import rollout
+from modelyard.loop import LoopController, LoopStep
 from modelyard.registry import Registry
 from modelyard.rollout.buckets import LATENCY_BUCKETS
 from modelyard.settings import Settings
@@ -174,3 +176,43 @@ def feed(registry: Registry, route: str, requests: int, *, errors: int = 0) -> N
 def good_traffic(registry: Registry) -> None:
     feed(registry, "stable", 100)
     feed(registry, "candidate", 100)
+
+
+def write_config(project: Project, params: dict[str, str]) -> Path:
+    """``modelyard.toml`` holding the project's settings, with ``params`` for the pipeline: the
+    file a ``yard loop run`` subprocess reads (``MODELYARD_CONFIG``)."""
+    s = project.settings
+    loop = s.loops["churn"]
+    quoted = ", ".join(f"{k} = {json.dumps(v)}" for k, v in params.items())
+    text = f"""
+database_url = {json.dumps(s.resolved_database_url)}
+artifact_root = {json.dumps(s.resolved_artifact_root)}
+home = {json.dumps(str(s.home_dir))}
+identity = "controller"
+
+[loops.churn]
+cooldown = "0s"
+
+[loops.churn.train]
+pipeline = {json.dumps(loop.train.pipeline)}
+training_data = {json.dumps(loop.train.training_data)}
+params = {{ {quoted} }}
+
+[loops.churn.rollout]
+steps = [50, 100]
+bake = "0s"
+policy = {{ min_requests = 10 }}
+"""
+    path = project.root / "modelyard.toml"
+    path.write_text(text)
+    return path
+
+
+def steps_until(controller: LoopController, state: str, limit: int = 8) -> list[LoopStep]:
+    seen = []
+    for _ in range(limit):
+        result = controller.step("churn")
+        seen.append(result)
+        if result.state == state:
+            return seen
+    raise AssertionError(f"the loop did not reach {state}: {seen}")

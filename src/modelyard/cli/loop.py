@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from modelyard.cli._output import console, print_json, table, when
+from modelyard.cli._output import console, print_json, when
 from modelyard.cli._registry import load_settings
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def run(
         raise typer.BadParameter("no [loops.NAME] in the configuration; add one first")
 
     def show(result: LoopStep) -> None:
-        if result.action == "none" and not once:
+        if not (result.moved or once):
             return
         stamp = datetime.now(UTC).strftime("%H:%M:%S")
         console().print(
@@ -136,8 +136,7 @@ def _print_change(state: Any, json: bool) -> None:
 
 
 def _print_status(s: LoopStatus) -> None:
-    head = f"loop of {s.deployment}: {s.state} since {when(s.since)} (loop {s.loop})"
-    lines = [head]
+    lines = [f"loop of {s.deployment}: {s.state} since {when(s.since)} (loop {s.loop})"]
     if s.trigger:
         lines.append(f"  trigger: {_compact(s.trigger)}")
     if s.candidate:
@@ -147,19 +146,19 @@ def _print_status(s: LoopStatus) -> None:
     if s.reason:
         lines.append(f"  reason: {s.reason}")
     if s.state == "rejected" and s.notified is not None:
-        lines.append(
-            "  alert: sent" if s.notified else f"  alert: not delivered ({s.notify_error})"
-        )
-    console().print("\n".join(lines))
+        sent = "sent" if s.notified else f"not delivered ({s.notify_error})"
+        lines.append(f"  alert: {sent}")
     if s.transitions:
-        table(
-            None,
-            ["when", "from", "to", "by", "reason", "evidence"],
-            [(when(t.at), t.from_state, t.to_state, t.actor, t.reason, _compact(t.evidence))
-             for t in s.transitions],
-        )  # fmt: skip
+        lines.append("  transitions:")
+    for t in s.transitions:
+        lines.append(
+            f"    {when(t.at)}  {t.from_state} -> {t.to_state}  by {t.actor}"
+            + (f": {t.reason}" if t.reason else "")
+        )
+        lines.extend(f"      {key}: {_compact(value)}" for key, value in t.evidence.items())
+    console().print("\n".join(lines))
 
 
-def _compact(value: dict[str, Any]) -> str:
-    text = jsonlib.dumps(value, default=str, separators=(",", ":"))
+def _compact(value: Any) -> str:
+    text = jsonlib.dumps(value, default=str, separators=(", ", ": "))
     return text if len(text) <= _EVIDENCE_CHARS else text[: _EVIDENCE_CHARS - 1] + "…"

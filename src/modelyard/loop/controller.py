@@ -38,6 +38,7 @@ from modelyard.store.schema import model_versions, models
 
 if TYPE_CHECKING:
     from modelyard.monitoring.notify import Notifier
+    from modelyard.pipelines.gate import GateResult
     from modelyard.pipelines.records import PipelineRun
     from modelyard.registry import Registry
     from modelyard.rollout.types import Deployment
@@ -46,6 +47,10 @@ if TYPE_CHECKING:
 __all__ = ["LoopController", "LoopStep", "lease_name"]
 
 logger = logging.getLogger(__name__)
+
+#: Rounds that try to deliver the alert of a rejected loop before giving up (each round tries
+#: every webhook with the alert settings' retries).
+MAX_NOTIFY_ROUNDS = 5
 
 
 class LoopStep(msgspec.Struct, frozen=True, kw_only=True):
@@ -196,7 +201,8 @@ class _Round:
     def act(self) -> LoopStep:
         s = self.s
         if s.state not in ACTIVE:
-            if s.state == "rejected" and not s.notified:
+            attempts = int(s.detail.get("notify_attempts", 0))
+            if s.state == "rejected" and not s.notified and attempts < MAX_NOTIFY_ROUNDS:
                 self._notify(s)
             return self._idle()
         if s.decision == "rejected":
@@ -235,6 +241,9 @@ class _Round:
             deployment = get_deployment(self.db, self.name)
         except DeploymentNotFoundError:
             return self._result("none", f"no deployment {self.name!r} yet")
+        if deployment.active:  # someone else's rollout: the loop would only collide with it
+            why = f"deployment has a candidate ({deployment.candidate_ref}, {deployment.state})"
+            return self._result("none", why)
         for fired in fired_triggers(
             self.registry, self.c.settings, self.plan, deployment, now=self.now
         ):
@@ -346,7 +355,7 @@ class _Round:
             self.registry, candidate, baseline=serving, data=self.s.detail["holdout"],
             target=self.plan.target, thresholds=self.plan.thresholds,
         )  # fmt: skip
-        evidence = {"gate": msgspec.to_builtins(result)}
+        evidence: dict[str, Any] = {"gate": _gate_evidence(result)}
         if not result.passed:
             return self._reject(
                 f"gate failed for {candidate} against {serving}: {'; '.join(result.failures)}",
@@ -397,8 +406,7 @@ class _Round:
         guarded = rollout_step(self.registry, self.name, now=self.now, actor=self.c.actor)
         if guarded.action in ("rollback", "pause"):
             return self._result("none", f"canary {guarded.action}: {guarded.reason}")
-        if guarded.action in ("busy", "stale"):
-            return self._result("none", f"canary: the rollout is {guarded.action}")
+        # busy: a rollout controller guards it already; the moves below check the revision
         move = decide(msgspec.structs.replace(d, auto=True), status.verdict, now=self.now)
         if move.action == "advance" and move.weight is not None:
             try:
@@ -517,9 +525,11 @@ class _Round:
             "idempotency_key": f"loop:{self.name}:{s.loop}:{s.state}",
         }  # fmt: skip
         delivery = self.c.notifier.notify(rule, payload)
+        attempts = int(s.detail.get("notify_attempts", 0)) + 1
         store.mark_notified(
-            self.db, self.name, s.revision, notified=delivery.error is None, error=delivery.error
-        )
+            self.db, self.name, s.revision, notified=delivery.error is None, error=delivery.error,
+            detail={**s.detail, "notify_attempts": attempts},
+        )  # fmt: skip
 
     def _stale(self) -> LoopStep:
         return self._result("stale", "another writer changed the loop first")
@@ -553,6 +563,21 @@ def _registered_version(db: Any, model: str, run: PipelineRun) -> str | None:
             .where(models.c.name == model, model_versions.c.run_id.in_(sorted(ids)))
         ).scalar()
     return f"{model}/{found}" if found is not None else None
+
+
+def _gate_evidence(result: GateResult) -> dict[str, Any]:
+    """The gate's verdict, its data and each metric on all rows and slices, compactly."""
+    return {
+        "passed": result.passed, "candidate": result.candidate_version,
+        "baseline": result.baseline_version, "rows": result.rows, "data": result.data,
+        "metrics": [
+            {"metric": m.metric + (f"[{m.slice_column}={m.slice_value}]" if m.slice_column else ""),
+             "candidate": m.candidate, "baseline": m.baseline, "delta": m.delta,
+             "passed": m.passed}
+            for m in result.results
+        ],
+        "failures": list(result.failures),
+    }  # fmt: skip
 
 
 def _where(d: Deployment) -> str:

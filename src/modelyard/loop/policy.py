@@ -250,7 +250,10 @@ def _thresholds(values: list[dict[str, Any]], bad: Any) -> tuple[MetricThreshold
         )
     out = []
     for index, value in enumerate(values):
+        unknown = sorted(set(value) - set(MetricThreshold.__struct_fields__))
         try:
+            if unknown:
+                raise msgspec.ValidationError(f"unknown key {unknown[0]!r}")
             threshold = msgspec.convert(value, MetricThreshold, strict=False)
         except msgspec.ValidationError as exc:
             raise bad(

@@ -341,14 +341,20 @@ def _decide(
 
 
 def mark_notified(
-    db: Database, deployment: str, revision: int, *, notified: bool, error: str | None
+    db: Database,
+    deployment: str,
+    revision: int,
+    *,
+    notified: bool,
+    error: str | None,
+    detail: dict[str, Any],
 ) -> None:
     """Record how the alert of an ended loop went (no new revision: it is not a transition)."""
     with db.write() as conn:
         conn.execute(
             sa.update(loop_states)
             .where(loop_states.c.deployment == deployment, loop_states.c.revision == revision)
-            .values(notified=notified, notify_error=error)
+            .values(notified=notified, notify_error=error, detail=_jsonable(detail))
         )
 
 
