@@ -31,7 +31,7 @@ def ingest(
     from modelyard.settings import Settings
 
     settings = Settings()
-    with store_named(settings), _steps(enabled=not json) as on_step:
+    with store_named(settings), ingest_steps(enabled=not json) as on_step:
         result = ingest_labels(readable_root(settings, name), name, file, on_step=on_step)
         publish(settings, result.path)
     if json:
@@ -88,7 +88,7 @@ def _render(name: str, window: str, result: Performance) -> None:
 
 
 @contextmanager
-def _steps(*, enabled: bool) -> Iterator[Callable[[str], None] | None]:
+def ingest_steps(*, enabled: bool, noun: str = "labels") -> Iterator[Callable[[str], None] | None]:
     """A spinner on stderr naming the step (reading, validating, writing...) of a long ingest;
     only on a terminal (elsewhere Rich would leave a blank line)."""
     import sys
@@ -104,6 +104,6 @@ def _steps(*, enabled: bool) -> Iterator[Callable[[str], None] | None]:
         task = progress.add_task("starting", total=None)
 
         def on_step(step: str) -> None:
-            progress.update(task, description=f"{step} labels")
+            progress.update(task, description=f"{step} {noun}")
 
         yield on_step

@@ -21,6 +21,7 @@ from modelyard.cli import (
     models,
     monitor,
     observability,
+    outcomes,
     pipelines,
     rollout,
     runs,
@@ -44,6 +45,7 @@ app.add_typer(rollout.app, name="rollout")
 app.command("deploy")(rollout.deploy)
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(labels.app, name="labels")
+app.add_typer(outcomes.app, name="outcomes")
 app.command("run")(pipelines.run)
 app.command("batch-score")(batch.batch_score)
 app.command("gate")(gate.gate)

@@ -17,6 +17,8 @@ from modelyard.cli._output import console, parse_pairs, print_json, table, when
 from modelyard.cli._registry import open_registry
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from rich.table import Table
 
     from modelyard.rollout import Deployment, RolloutStatus, StepResult
@@ -53,6 +55,7 @@ def deploy(
 ) -> None:
     """Set the stable route (--model REF) or start a candidate (--canary, --ab or --shadow REF)."""
     from modelyard import rollout
+    from modelyard.settings import Settings
 
     given = {"model": model, "canary": canary, "ab": ab, "shadow": shadow}
     chosen = [(mode, ref) for mode, ref in given.items() if ref is not None]
@@ -71,7 +74,7 @@ def deploy(
             sticky_field=sticky_field, sample=1.0 if sample is None else sample,
             steps=rollout.parse_steps(steps) if steps is not None else None, bake_s=bake,
             policy=parse_pairs("--policy", policy) or None, auto=auto, retry_on_stable=retry,
-            force=force, reason=reason,
+            force=force, reason=reason, prediction_log=Settings().monitoring.log,
         )  # fmt: skip
     _print_deployment(result, json)
 
@@ -89,16 +92,17 @@ def status(
     from modelyard.rollout import rollout_status
 
     db = open_registry().db
+    root = _log_root()
     if json:
-        print_json(rollout_status(db, name))
+        print_json(rollout_status(db, name, log_root=root))
         return
     if not watch:
-        console().print(_status_table(rollout_status(db, name)))
+        console().print(_status_table(rollout_status(db, name, log_root=root)))
         return
-    with Live(_status_table(rollout_status(db, name)), console=console()) as live:
+    with Live(_status_table(rollout_status(db, name, log_root=root)), console=console()) as live:
         while True:
             time.sleep(interval)
-            live.update(_status_table(rollout_status(db, name)))
+            live.update(_status_table(rollout_status(db, name, log_root=root)))
 
 
 @app.command("list")
@@ -194,8 +198,18 @@ def run(
 
     rollout.run(
         open_registry(), name, interval_s=interval, stop=threading.Event(),
-        until_settled=until_done, on_step=show,
+        until_settled=until_done, on_step=show, log_root=_log_root(),
     )  # fmt: skip
+
+
+def _log_root() -> Callable[[str], str]:
+    """Where a deployment's prediction log (and business outcomes) can be read from here."""
+    from functools import partial
+
+    from modelyard.monitoring.mirror import readable_root
+    from modelyard.settings import Settings
+
+    return partial(readable_root, Settings())
 
 
 # -- rendering ---------------------------------------------------------------------------------
@@ -233,6 +247,8 @@ def _status_table(s: RolloutStatus) -> Table:
         [f"output distance (Jensen-Shannon, base 2): {distance}",
          f"verdict: {verdict.status}" + "".join(f"\n  - {r}" for r in verdict.reasons),
          *(f"  note: {n}" for n in verdict.notes),
+         *(f"outcomes ({o.route}): {o.count}, mean {_num(o.mean, '{:.4g}')}"
+           for o in s.outcomes),
          f"next: {s.next.action}: {s.next.reason}", _steps(d)]
     )  # fmt: skip
     out.caption_justify = "left"

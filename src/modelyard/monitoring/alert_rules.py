@@ -17,7 +17,10 @@ from modelyard.errors import ConfigError, InvalidInputError
 from modelyard.monitoring.notify import redact
 from modelyard.settings import AlertRule
 
-__all__ = ["ESTIMATED_METRICS", "PERFORMANCE_METRICS", "Op", "ParsedRule", "validate_rules"]
+__all__ = [
+    "ESTIMATED_METRICS", "OUTCOME_METRICS", "PERFORMANCE_METRICS", "Op", "ParsedRule",
+    "validate_rules",
+]  # fmt: skip
 
 Op = Literal[">", ">=", "<", "<="]
 _OPS: dict[str, Callable[[float, float], bool]] = {
@@ -34,9 +37,12 @@ _SIMPLE_METRICS = (
 PERFORMANCE_METRICS = (
     "accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "mae", "rmse", "r2",
 )  # fmt: skip
+#: Business outcomes of the window's predictions (``monitoring.outcomes``).
+OUTCOME_METRICS = ("outcome:mean", "outcome:sum", "outcome:count")
 _METRIC_FORMS = (
     "drift_share, drift:<column>, output_drift:<name>, error_rate, p50_latency_ms, "
-    "p99_latency_ms, rows, performance:<metric>, estimated:<metric> or reconstruction_error"
+    "p99_latency_ms, rows, performance:<metric>, estimated:<metric>, reconstruction_error or "
+    "outcome:<mean|sum|count>"
 )
 #: The metrics an ``estimated:<metric>`` rule may name (performance estimated without labels).
 ESTIMATED_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
@@ -143,15 +149,17 @@ def _parse_rule(rule: AlertRule, where: str, index: int) -> ParsedRule:
 
 
 def _metric_problem(metric: str) -> str | None:
-    if metric in _SIMPLE_METRICS:
+    if metric in _SIMPLE_METRICS or metric in OUTCOME_METRICS:
         return None
     kind, sep, name = metric.partition(":")
-    if not sep or kind not in ("drift", "output_drift", "performance", "estimated"):
+    if not sep or kind not in ("drift", "output_drift", "performance", "estimated", "outcome"):
         return f"metric {metric!r} is unknown; use {_METRIC_FORMS}."
     if kind == "drift" and not name.strip():
         return f"metric {metric!r} names no column; use e.g. drift:age (a column's drift score)."
     if kind == "output_drift" and not name.strip():
         return f"metric {metric!r} names no output; use e.g. output_drift:predict."
+    if kind == "outcome":
+        return f"metric {metric!r}: use outcome:mean, outcome:sum or outcome:count."
     if kind == "performance" and name not in PERFORMANCE_METRICS:
         return (
             f"metric {metric!r}: {name!r} is not a performance metric; use one of "

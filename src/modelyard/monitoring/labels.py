@@ -23,7 +23,7 @@ import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
 import numpy as np
@@ -99,27 +99,59 @@ def ingest_labels(
     how many keys match a logged prediction now (reads the whole log of ``name``).
     ``on_step`` hears ``"reading"``, ``"validating"``, ``"writing"`` and ``"matching"``.
     """
+    return ingest_table(
+        root, name, source, TableKind("labels", "label", "request_id, label", labels_table),
+        require_log=require_log, count_matched=count_matched, on_step=on_step,
+    )  # fmt: skip
+
+
+class TableKind(NamedTuple):
+    """What an ingest writes: ``folder`` under the log root (``labels``, ``outcomes``), the
+    ``noun`` its messages use, the required ``columns`` named in them, and ``make_table``, the
+    validated file content of a DataFrame (``what``: how messages name the source)."""
+
+    folder: str
+    noun: str
+    columns: str
+    make_table: Callable[..., pa.Table]
+
+
+def ingest_table(
+    root: str | Path,
+    name: str,
+    source: str | Path | pd.DataFrame,
+    kind: TableKind,
+    *,
+    require_log: bool = True,
+    count_matched: bool = True,
+    on_step: Callable[[str], None] | None = None,
+    id_column: str = "request_id",
+) -> IngestResult:
+    """``ingest_labels`` for any ``kind`` of per-request file (labels, outcomes)."""
     step = on_step or (lambda _: None)
     _check_name(name)
     path = Path(source) if isinstance(source, str | Path) else None
+    title = kind.folder.capitalize()
     if path is not None:
-        _check_file(path)
+        check_file(path, title, kind.columns)
     if require_log and not has_predictions(root, name):
         raise PredictionLogEmptyError(
-            f"No predictions logged for {name!r} under {root}, so there is nothing to label; "
-            "serve it with 'yard serve --log-predictions' first (or check the name and "
+            f"No predictions logged for {name!r} under {root}, so there is nothing to "
+            f"{'label' if kind.noun == 'label' else 'join ' + kind.folder + ' to'}; serve it "
+            "with 'yard serve --log-predictions' first (or check the name and "
             "MODELYARD_MONITORING__LOG_ROOT)."
         )
     if isinstance(source, str | Path):
         step("reading")
-        frame = _read(Path(source))
+        frame = read_table_file(Path(source), title, id_column)
     else:
         frame = source
     step("validating")
-    what = f"labels file {path.name!r}" if path is not None else "the labels"
-    table = labels_table(frame, what, csv=path is not None and _is_csv(path))
+    what = f"{kind.folder} file {path.name!r}" if path is not None else f"the {kind.folder}"
+    table = kind.make_table(frame, what, csv=path is not None and _is_csv(path))
     step("writing")
-    written = _write(table, labels_folder(root, name))
+    written = write_parquet(table, Path(root) / kind.folder / f"deployment={name}")
+    logger.debug("wrote %d %s to %s", table.num_rows, kind.folder, written)
     result = IngestResult(deployment=name, rows=table.num_rows, path=str(written))
     if not count_matched:
         return result
@@ -156,13 +188,15 @@ def _check_name(name: str) -> None:
         )
 
 
-def _check_file(path: Path) -> None:
+def check_file(path: Path, kind: str = "Labels", columns: str = "request_id, label") -> None:
+    """``path`` exists and is CSV or Parquet (``kind``: Labels, Outcomes; ``columns``: the
+    required ones, named in the message)."""
     if not path.is_file():
-        raise InvalidInputError(f"Labels file {str(path)!r} does not exist; check the path.")
+        raise InvalidInputError(f"{kind} file {str(path)!r} does not exist; check the path.")
     if path.suffix.lower() not in SUFFIXES:
         raise InvalidInputError(
-            f"Labels file {path.name!r} is neither CSV nor Parquet; save it as .csv or .parquet "
-            "with columns request_id, label and optionally row, time."
+            f"{kind} file {path.name!r} is neither CSV nor Parquet; save it as .csv or .parquet "
+            f"with columns {columns} and optionally row, time."
         )
 
 
@@ -170,16 +204,19 @@ def _is_csv(path: str | Path) -> bool:
     return Path(path).suffix.lower() == ".csv"
 
 
-def _read(path: Path) -> pd.DataFrame:
+def read_table_file(
+    path: Path, kind: str = "Labels", id_column: str = "request_id"
+) -> pd.DataFrame:
+    """A CSV or Parquet file as a DataFrame; in a CSV, ``id_column`` stays text."""
     import pandas as pd
 
     try:
         if _is_csv(path):
             # ids stay text: 0012 is not 12
-            return pd.read_csv(path, dtype={"request_id": "str"})
+            return pd.read_csv(path, dtype={id_column: "str"})
         return pd.read_parquet(path)
     except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise InvalidInputError(f"Labels file {path.name!r} cannot be read: {exc}.") from None
+        raise InvalidInputError(f"{kind} file {path.name!r} cannot be read: {exc}.") from None
 
 
 def labels_table(
@@ -199,12 +236,12 @@ def labels_table(
         )
     if len(frame) == 0:
         raise InvalidInputError(f"There are no rows in {what}; nothing to ingest.")
-    ids = _request_ids(frame["request_id"], what, csv)
-    rows = _rows(frame["row"], what, csv) if "row" in frame.columns else [0] * len(frame)
+    ids = request_ids(frame["request_id"], what, csv)
+    rows = row_numbers(frame["row"], what, csv) if "row" in frame.columns else [0] * len(frame)
     texts, numbers = _labels(frame["label"], what, csv)
-    _check_duplicates(ids, rows, what)
+    check_duplicates(ids, rows, what)
     ingested = now or datetime.now(UTC)
-    times = _times(frame["time"], what, csv, ingested) if "time" in frame.columns else None
+    times = times_of(frame["time"], what, csv, ingested) if "time" in frame.columns else None
     stamp = pa.timestamp("us", tz="UTC")
     return pa.table({
         "request_id": pa.array(ids, pa.string()),
@@ -220,12 +257,12 @@ def _rows_of(count: int) -> str:
     return f"{count} row{'s' if count > 1 else ''}"
 
 
-def _where(index: int, csv: bool) -> str:
+def row_place(index: int, csv: bool) -> str:
     # a CSV's header is line 1; elsewhere rows count from 1
     return f"line {index + 2}" if csv else f"row {index + 1}"
 
 
-def _values(column: pd.Series[Any]) -> list[tuple[Any, bool]]:
+def cell_values(column: pd.Series[Any]) -> list[tuple[Any, bool]]:
     """Each value with whether it is missing (null, NaN, NaT or blank text)."""
     nulls = column.isna().tolist()
     values = column.tolist()
@@ -235,27 +272,27 @@ def _values(column: pd.Series[Any]) -> list[tuple[Any, bool]]:
     ]
 
 
-def _request_ids(column: pd.Series[Any], what: str, csv: bool) -> list[str]:
-    values = _values(column)
+def request_ids(column: pd.Series[Any], what: str, csv: bool) -> list[str]:
+    values = cell_values(column)
     bad = [i for i, (_, missing) in enumerate(values) if missing]
     if bad:
         raise InvalidInputError(
             f"{_rows_of(len(bad))} in {what} {'have' if len(bad) > 1 else 'has'} no request_id "
-            f"(first at {_where(bad[0], csv)}); fill or drop them."
+            f"(first at {row_place(bad[0], csv)}); fill or drop them."
         )
     return [_text(v) for v, _ in values]
 
 
-def _rows(column: pd.Series[Any], what: str, csv: bool) -> list[int]:
+def row_numbers(column: pd.Series[Any], what: str, csv: bool) -> list[int]:
     out = []
-    for i, (value, missing) in enumerate(_values(column)):
+    for i, (value, missing) in enumerate(cell_values(column)):
         if missing:
             out.append(0)
             continue
         number = _number(value)
         if number is None or not number.is_integer() or number < 0:
             raise InvalidInputError(
-                f"Row {value!r} at {_where(i, csv)} of {what} is not a row number; row is the "
+                f"Row {value!r} at {row_place(i, csv)} of {what} is not a row number; row is the "
                 "0-based row of a multi-row request (0 for single rows)."
             )
         out.append(int(number))
@@ -266,13 +303,13 @@ def _labels(column: pd.Series[Any], what: str, csv: bool) -> tuple[list[str], li
     texts: list[str] = []
     numbers: list[float | None] = []
     bad = []
-    for i, (value, missing) in enumerate(_values(column)):
+    for i, (value, missing) in enumerate(cell_values(column)):
         if missing:
             bad.append(i)
             continue
         if isinstance(value, list | tuple | dict | set | bytes):
             raise InvalidInputError(
-                f"Label {value!r} at {_where(i, csv)} of {what} is not one number, string or "
+                f"Label {value!r} at {row_place(i, csv)} of {what} is not one number, string or "
                 "boolean."
             )
         texts.append(_text(value))
@@ -280,7 +317,7 @@ def _labels(column: pd.Series[Any], what: str, csv: bool) -> tuple[list[str], li
     if bad:
         raise InvalidInputError(
             f"{_rows_of(len(bad))} in {what} {'have' if len(bad) > 1 else 'has'} no label "
-            f"(first at {_where(bad[0], csv)}); fill or drop them."
+            f"(first at {row_place(bad[0], csv)}); fill or drop them."
         )
     return texts, numbers
 
@@ -316,7 +353,8 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _check_duplicates(ids: list[str], rows: list[int], what: str) -> None:
+def check_duplicates(ids: list[str], rows: list[int], what: str, noun: str = "label") -> None:
+    """Refuse a ``(request_id, row)`` given twice in one ingest (``noun``: label, outcome)."""
     seen: set[tuple[str, int]] = set()
     repeated: dict[tuple[str, int], None] = {}
     for key in zip(ids, rows, strict=True):
@@ -331,14 +369,14 @@ def _check_duplicates(ids: list[str], rows: list[int], what: str) -> None:
         count = len(repeated)
         raise InvalidInputError(
             f"{count} request id{'s' if count > 1 else ''} {'appear' if count > 1 else 'appears'}"
-            f" more than once in {what} ({shown}{more}); keep one label per request (and row)."
+            f" more than once in {what} ({shown}{more}); keep one {noun} per request (and row)."
         )
 
 
-def _times(column: pd.Series[Any], what: str, csv: bool, default: datetime) -> list[datetime]:
+def times_of(column: pd.Series[Any], what: str, csv: bool, default: datetime) -> list[datetime]:
     return [
         default if missing else _time(v, i, what, csv)
-        for i, (v, missing) in enumerate(_values(column))
+        for i, (v, missing) in enumerate(cell_values(column))
     ]
 
 
@@ -359,7 +397,7 @@ def _time(value: Any, index: int, what: str, csv: bool) -> datetime:
         stamp = None
     if stamp is None or pd.isna(stamp):
         raise InvalidInputError(
-            f"Time {value!r} at {_where(index, csv)} of {what} is neither an ISO 8601 time "
+            f"Time {value!r} at {row_place(index, csv)} of {what} is neither an ISO 8601 time "
             "(2026-05-01T12:00:00Z) nor epoch seconds."
         )
     # naive times are taken as UTC
@@ -371,12 +409,3 @@ def _time(value: Any, index: int, what: str, csv: bool) -> datetime:
 def _numeric_text(value: str) -> bool:
     text = value.strip().lstrip("+-")
     return bool(text) and text.replace(".", "", 1).isdigit()
-
-
-# -- writing -----------------------------------------------------------------------------------
-
-
-def _write(table: pa.Table, folder: Path) -> Path:
-    path = write_parquet(table, folder)
-    logger.debug("wrote %d labels to %s", table.num_rows, path)
-    return path

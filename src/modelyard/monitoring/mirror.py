@@ -32,7 +32,11 @@ def readable_root(settings: Settings, name: str) -> str:
         return root
     local = mirror_folder(settings)
     fs, base = _open(root)
-    for prefix in (f"deployment={name}", f"labels/deployment={name}"):
+    for prefix in (
+        f"deployment={name}",
+        f"labels/deployment={name}",
+        f"outcomes/deployment={name}",
+    ):
         _sync(fs, f"{base}/{prefix}", local / prefix, root)
     return str(local)
 

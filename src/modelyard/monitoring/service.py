@@ -226,7 +226,8 @@ def window_metrics(
 ) -> dict[str, float]:
     """What alert rules watch, over the last ``window`` of ``name``'s log: ``rows``,
     ``requests``, ``error_rate``, ``p50_latency_ms``, ``p99_latency_ms``, ``drift_share``,
-    ``drift:<column>``, ``output_drift:<output>`` and ``performance:<metric>``; a metric without
+    ``drift:<column>``, ``output_drift:<output>``, ``performance:<metric>`` and
+    ``outcome:<count|sum|mean>``; a metric without
     data is left out (an empty window gives ``rows`` 0 only)."""
     now = now or datetime.now(UTC)
     try:
@@ -253,7 +254,24 @@ def window_metrics(
     performance = _performance(registry, root, name, start=span.start, end=now)
     if performance is not None:
         metrics.update({f"performance:{k}": v for k, v in performance.metrics.items()})
+    metrics.update(_outcome_metrics(root, name, start=span.start, end=now))
     return metrics
+
+
+def _outcome_metrics(
+    root: str | Path, name: str, *, start: datetime, end: datetime
+) -> dict[str, float]:
+    """``outcome:count``, ``outcome:sum`` and ``outcome:mean`` of the window's predictions
+    (every model, version and route together); none without outcomes."""
+    from modelyard.monitoring.outcomes import has_outcomes, summarize_outcomes
+
+    if not has_outcomes(root, name):
+        return {}
+    total = summarize_outcomes(root, name, start=start, end=end).total
+    if total is None:
+        return {}
+    return {"outcome:count": float(total.count), "outcome:sum": total.sum,
+            "outcome:mean": total.mean}  # fmt: skip
 
 
 def build_report(

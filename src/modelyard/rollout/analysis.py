@@ -19,6 +19,28 @@ needs no smoothing for bins one side never saw (unlike PSI), which matters for c
 Relative checks are skipped, and a note says so, when the stable route has no traffic to compare.
 A stable route with requests but no outputs leaves nothing to compare with: the verdict waits.
 A route without outputs is never a pass.
+
+Business outcomes (``policy.min_outcomes`` set; ``outcomes`` given by the controller, which
+joins each route's logged predictions of the current step to ``POST /v1/outcomes``): the
+verdict waits until each route has ``min_outcomes`` outcomes, then breaches when a one-sided
+Welch t-test says the candidate's mean outcome per request is lower than stable's:
+
+- H0: ``mean_c >= mean_s - outcome_tolerance * |mean_s|``; H1: the candidate is lower by more.
+  ``t = (mean_c - mean_s + outcome_tolerance * |mean_s|) / sqrt(se_c^2 + se_s^2)`` with the
+  Welch-Satterthwaite degrees of freedom, ``p = P(T <= t)``; breach when ``p < outcome_alpha``.
+- Welch, not Student: the routes get different shares of traffic and a new model can change
+  the spread of outcomes as well as their mean, so neither equal sizes nor equal variances
+  are assumed. Outcomes such as revenue are skewed, but the test is on means of at least
+  ``min_outcomes`` requests, which the central limit theorem makes near normal: choose
+  ``min_outcomes`` in the hundreds for heavy-tailed outcomes.
+- One-sided: a candidate that earns more is never a breach; only "worse" is.
+- A wait on outcomes is not a pass: the step does not advance or promote until both
+  routes have their outcomes (which often arrive late: a conversion days after the request).
+  A test that does not reject is a pass for this rule: with too few outcomes to see a small
+  drop, raise ``min_outcomes``. Each step is judged on its own predictions, so the test runs
+  once per step, not over a stream of looks.
+- Skipped, with a note, where stable gets no traffic (a canary at 100%) or the candidate
+  answers no client (shadow: the outcomes are stable's).
 """
 
 from __future__ import annotations
@@ -26,7 +48,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from modelyard.rollout.types import Policy, RouteStats, Summary, Verdict
+from modelyard.rollout.types import OutcomeStats, Policy, RouteStats, Summary, Verdict
 
 
 def error_rate(requests: int, errors: int) -> float | None:
@@ -57,8 +79,14 @@ def stable_expected(summary: Summary) -> bool:
     return not (summary.mode in ("canary", "ab") and summary.weight >= 100)
 
 
-def evaluate(summary: Summary, policy: Policy) -> Verdict:
-    """Pass, wait or breach for the candidate in ``summary`` under ``policy``."""
+def evaluate(
+    summary: Summary,
+    policy: Policy,
+    outcomes: Mapping[str, OutcomeStats] | None = None,
+) -> Verdict:
+    """Pass, wait or breach for the candidate in ``summary`` under ``policy``; ``outcomes``
+    (per route name) are needed when ``policy.min_outcomes`` is set, ``None`` when they could
+    not be read (the verdict waits)."""
     if summary.mode is None:
         return Verdict(status="wait", reasons=("the deployment has no candidate",))
     compare = stable_expected(summary)
@@ -89,11 +117,84 @@ def evaluate(summary: Summary, policy: Policy) -> Verdict:
         notes.append(
             f"relative checks skipped: the stable route gets no traffic at {summary.weight:g}%"
         )
+    waits: list[str] = []
+    p_value = None
+    if policy.min_outcomes is not None:
+        if not compare or summary.mode == "shadow":
+            notes.append(
+                "outcome test skipped: "
+                + ("a shadow candidate answers no client" if compare else "stable gets no traffic")
+            )
+        else:
+            p_value = _outcome_rule(outcomes, policy, breaches, waits)
     if breaches:
         return Verdict(
-            status="breach", reasons=tuple(breaches), notes=tuple(notes), output_distance=distance
+            status="breach", reasons=tuple(breaches), notes=tuple(notes),
+            output_distance=distance, outcome_p_value=p_value,
+        )  # fmt: skip
+    if waits:
+        return Verdict(status="wait", reasons=tuple(waits), notes=tuple(notes),
+                       output_distance=distance)  # fmt: skip
+    return Verdict(
+        status="pass", notes=tuple(notes), output_distance=distance, outcome_p_value=p_value
+    )
+
+
+def _outcome_rule(
+    outcomes: Mapping[str, OutcomeStats] | None,
+    policy: Policy,
+    breaches: list[str],
+    waits: list[str],
+) -> float | None:
+    """The outcome test's p-value, appending a breach or the reasons to wait."""
+    needed = policy.min_outcomes or 0
+    if outcomes is None:
+        waits.append(
+            "outcomes cannot be read: this controller has no prediction log (monitoring.log)"
         )
-    return Verdict(status="pass", notes=tuple(notes), output_distance=distance)
+        return None
+    routes = {name: outcomes.get(name) for name in ("candidate", "stable")}
+    short = [
+        f"{name} has {stats.count if stats else 0} of {needed} outcomes"
+        for name, stats in routes.items()
+        if stats is None or stats.count < needed
+    ]
+    if short:
+        waits.extend(short)
+        return None
+    candidate, stable = routes["candidate"], routes["stable"]
+    assert candidate is not None and stable is not None
+    p_value = outcome_p_value(candidate, stable, tolerance=policy.outcome_tolerance)
+    if p_value is not None and p_value < policy.outcome_alpha:
+        drop = f" by more than {policy.outcome_tolerance:.1%}" if policy.outcome_tolerance else ""
+        breaches.append(
+            f"candidate's mean outcome {candidate.mean:.4g} is below stable's {stable.mean:.4g}"
+            f"{drop} (one-sided Welch t-test, p = {p_value:.3g} < {policy.outcome_alpha:g}; "
+            f"{candidate.count} and {stable.count} outcomes)"
+        )
+    return p_value
+
+
+def outcome_p_value(
+    candidate: OutcomeStats, stable: OutcomeStats, *, tolerance: float = 0.0
+) -> float | None:
+    """The one-sided Welch t-test's p-value that the candidate's mean outcome is below stable's
+    less ``tolerance`` x |stable's mean|; ``None`` without means and standard errors."""
+    if None in (candidate.mean, candidate.stderr, stable.mean, stable.stderr):
+        return None
+    assert candidate.mean is not None and stable.mean is not None
+    assert candidate.stderr is not None and stable.stderr is not None
+    margin = candidate.mean - stable.mean + tolerance * abs(stable.mean)
+    var_c, var_s = candidate.stderr**2, stable.stderr**2
+    if var_c + var_s == 0:  # constant outcomes on both routes: the means say it all
+        return 0.0 if margin < 0 else 1.0
+    from scipy.stats import t as student_t
+
+    t = margin / math.sqrt(var_c + var_s)
+    df = (var_c + var_s) ** 2 / (
+        var_c**2 / max(candidate.count - 1, 1) + var_s**2 / max(stable.count - 1, 1)
+    )
+    return float(student_t.cdf(t, df))
 
 
 def _missing_requests(summary: Summary, policy: Policy, *, compare: bool) -> list[str]:

@@ -11,6 +11,10 @@ step is judged on the traffic it saw), evaluates the policy and:
 - without ``auto``, only guards: a passing candidate is held for a person to move on.
 
 Each change is made only if the deployment is still at the revision that was judged.
+
+A policy with ``min_outcomes`` also needs ``log_root`` (the prediction log's folder, or a
+function of the deployment's name giving it): each route's logged predictions since the step
+started, joined to their business outcomes, are summarized for ``analysis.evaluate``.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from modelyard.rollout.deployments import end_candidate, pause, promote, set_wei
 from modelyard.rollout.lease import Lease
 from modelyard.rollout.queries import get_deployment
 from modelyard.rollout.stats import route_summary
-from modelyard.rollout.types import Deployment, Summary, Verdict
+from modelyard.rollout.types import Deployment, OutcomeStats, RouteName, Summary, Verdict
 
 if TYPE_CHECKING:
     from modelyard.registry import Registry
@@ -44,6 +48,8 @@ StepAction = Literal[
     "none", "wait", "hold", "advance", "promote", "rollback", "pause", "busy", "stale"
 ]
 _CHANGES = ("advance", "promote", "rollback", "pause")
+#: Where the prediction log is: a folder, or a function of the deployment's name giving one.
+LogRoot = str | Callable[[str], str]
 _SETTLED = ("none", "promote", "rollback", "pause")
 
 
@@ -71,6 +77,8 @@ class RolloutStatus(msgspec.Struct, frozen=True, kw_only=True):
     summary: Summary
     verdict: Verdict
     next: Decision
+    #: Each route's business outcomes in the current step (a policy with ``min_outcomes``).
+    outcomes: tuple[OutcomeStats, ...] = ()
 
 
 def decide(deployment: Deployment, verdict: Verdict, *, now: datetime) -> Decision:
@@ -101,13 +109,56 @@ def decide(deployment: Deployment, verdict: Verdict, *, now: datetime) -> Decisi
     return Decision(action="promote", reason=f"passed the last step ({at}) for {d.bake_s:g}s")
 
 
-def rollout_status(db: Database, name: str, *, now: datetime | None = None) -> RolloutStatus:
-    """The deployment, its current revision's traffic, the verdict and the next move."""
+def rollout_status(
+    db: Database, name: str, *, now: datetime | None = None, log_root: LogRoot | None = None
+) -> RolloutStatus:
+    """The deployment, its current revision's traffic, the verdict and the next move;
+    ``log_root``: where the prediction log is, for a policy that judges business outcomes."""
+    when = now or datetime.now(UTC)
     deployment = get_deployment(db, name)
     summary = route_summary(db, name, revision=deployment.revision)
-    verdict = evaluate(summary, deployment.policy)
-    move = decide(deployment, verdict, now=now or datetime.now(UTC))
-    return RolloutStatus(deployment=deployment, summary=summary, verdict=verdict, next=move)
+    outcomes = None
+    if deployment.policy.min_outcomes is not None and deployment.active and log_root is not None:
+        root = log_root if isinstance(log_root, str) else log_root(name)
+        outcomes = route_outcomes(root, deployment, now=when)
+    verdict = evaluate(summary, deployment.policy, outcomes)
+    move = decide(deployment, verdict, now=when)
+    return RolloutStatus(
+        deployment=deployment, summary=summary, verdict=verdict, next=move,
+        outcomes=tuple(outcomes.values()) if outcomes else (),
+    )  # fmt: skip
+
+
+def route_outcomes(root: str, deployment: Deployment, *, now: datetime) -> dict[str, OutcomeStats]:
+    """Each route's business outcomes: its version's logged predictions since the current step
+    started, joined to their outcomes (``monitoring.outcomes``)."""
+    from modelyard.errors import PredictionLogEmptyError
+    from modelyard.monitoring.outcomes import summarize_outcomes
+
+    d = deployment
+    try:
+        summary = summarize_outcomes(root, d.name, start=d.step_started_at, end=now)
+    except PredictionLogEmptyError:
+        summary = None
+    routes: dict[RouteName, tuple[str, int | None]] = {
+        "stable": (d.stable_model, d.stable_version),
+        "candidate": (d.candidate_model or "", d.candidate_version),
+    }
+    out: dict[str, OutcomeStats] = {}
+    for route, (model, version) in routes.items():
+        found = next(
+            (
+                g for g in (summary.groups if summary else [])
+                if (g.route, g.model, g.version) == (route, model, str(version))
+            ),
+            None,
+        )  # fmt: skip
+        out[route] = (
+            OutcomeStats(route=route, count=found.count, mean=found.mean, stderr=found.stderr)
+            if found is not None
+            else OutcomeStats(route=route, count=0)
+        )
+    return out
 
 
 def step(
@@ -117,16 +168,18 @@ def step(
     now: datetime | None = None,
     actor: str = "controller",
     lease: Lease | None = None,
+    log_root: LogRoot | None = None,
 ) -> StepResult:
     """One controller round for deployment ``name``, under ``lease`` (a one-off lease when
-    ``None``). Returns what it did; ``busy`` when another controller holds the lease."""
+    ``None``). Returns what it did; ``busy`` when another controller holds the lease.
+    ``log_root``: the prediction log, for a policy that judges business outcomes."""
     when = now or datetime.now(UTC)
     own = lease is None
     held = lease if lease is not None else Lease(registry.db, name)
     if not held.acquire(when):
         return StepResult(deployment=name, action="busy", reason="another controller acts")
     try:
-        return _act(registry, name, now=when, actor=actor)
+        return _act(registry, name, now=when, actor=actor, log_root=log_root)
     finally:
         if own:
             held.release()
@@ -141,6 +194,7 @@ def run(
     actor: str = "controller",
     until_settled: bool = False,
     on_step: Callable[[StepResult], None] | None = None,
+    log_root: LogRoot | None = None,
 ) -> StepResult | None:
     """Call ``step`` every ``interval_s`` until ``stop`` is set (or, with ``until_settled``,
     until no rollout is left to act on); keeps the lease between rounds."""
@@ -150,7 +204,7 @@ def run(
     try:
         while not stop.is_set():
             try:
-                last = step(registry, name, actor=actor, lease=lease)
+                last = step(registry, name, actor=actor, lease=lease, log_root=log_root)
             except Exception:  # the loop is a process edge: log and try again next round
                 logger.exception("rollout controller round for %s failed", name)
             else:
@@ -167,8 +221,10 @@ def run(
     return last
 
 
-def _act(registry: Registry, name: str, *, now: datetime, actor: str) -> StepResult:
-    status = rollout_status(registry.db, name, now=now)
+def _act(
+    registry: Registry, name: str, *, now: datetime, actor: str, log_root: LogRoot | None
+) -> StepResult:
+    status = rollout_status(registry.db, name, now=now, log_root=log_root)
     d, move = status.deployment, status.next
     result = StepResult(
         deployment=name, action=move.action, reason=move.reason, revision=d.revision,
@@ -177,6 +233,8 @@ def _act(registry: Registry, name: str, *, now: datetime, actor: str) -> StepRes
     if move.action not in _CHANGES:
         return result
     detail = {"verdict": msgspec.to_builtins(status.verdict), **_traffic(status.summary)}
+    if status.outcomes:
+        detail["outcomes"] = msgspec.to_builtins(status.outcomes)
     common: dict[str, Any] = {"actor": actor, "expected_revision": d.revision}
     try:
         if move.action == "rollback":

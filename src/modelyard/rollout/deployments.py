@@ -19,6 +19,7 @@ from modelyard.core.refs import parse_ref
 from modelyard.core.types import ModelVersion
 from modelyard.errors import (
     ConcurrentUpdateError,
+    ConfigError,
     ConflictError,
     InvalidSpecError,
     SignatureMismatchError,
@@ -106,6 +107,7 @@ def start_candidate(
     force: bool = False,
     actor: str | None = None,
     reason: str | None = None,
+    prediction_log: bool | None = None,
 ) -> Deployment:
     """Put the version ``ref`` names beside the stable route as a canary, A/B or shadow candidate.
 
@@ -114,11 +116,21 @@ def start_candidate(
     must pass before the controller advances it (``auto``); at the last step it promotes.
     A candidate that may reject inputs the stable route takes (other columns, dtypes or input
     kind; see ``compatibility``) is refused with ``SignatureMismatchError`` unless ``force``.
+    ``prediction_log``: whether the servers log predictions (``monitoring.log``); ``False``
+    refuses a policy that judges business outcomes (``min_outcomes``), which need the log.
     """
     checked = specs.candidate_values(
         mode=mode, weight=weight, sticky_header=sticky_header, sticky_field=sticky_field,
         sample=sample, steps=steps, bake_s=bake_s, policy=policy,
     )  # fmt: skip
+    needed = checked["policy"].get("min_outcomes")
+    if needed is not None and prediction_log is False:
+        raise ConfigError(
+            f"The rollout policy of deployment {name!r} judges business outcomes "
+            f"(min_outcomes={needed}), which need the prediction log, and monitoring.log is "
+            "off; set it (MODELYARD_MONITORING__LOG=true, 'yard serve --log-predictions') or "
+            "drop min_outcomes."
+        )
     version = _usable_version(registry, ref)
     stable = get_deployment(registry.db, name)
     differences = _input_differences(registry, stable, version, force=force)

@@ -145,6 +145,12 @@ def _check_policy(policy: Policy) -> Policy:
     distance = policy.max_output_distance
     if distance is not None and not 0 <= distance <= 1:
         problems.append(f"max_output_distance {distance!r} must be within 0-1")
+    if policy.min_outcomes is not None and policy.min_outcomes < 2:
+        problems.append(f"min_outcomes {policy.min_outcomes} must be at least 2 (or unset)")
+    if not 0 < policy.outcome_alpha < 1:
+        problems.append(f"outcome_alpha {policy.outcome_alpha!r} must be between 0 and 1")
+    if not 0 <= policy.outcome_tolerance < 1:
+        problems.append(f"outcome_tolerance {policy.outcome_tolerance!r} must be within [0, 1)")
     if policy.on_breach not in ("rollback", "pause"):
         problems.append(f"on_breach {policy.on_breach!r} must be 'rollback' or 'pause'")
     if problems:

@@ -38,6 +38,12 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
       base 2, so between 0 and 1) between the two routes' output distributions; ``None`` turns
       the check off.
     - ``on_breach``: ``rollback`` drops the candidate, ``pause`` holds it for a person.
+    - ``min_outcomes``: business outcomes (``POST /v1/outcomes``) each route's predictions of
+      the current step need before the outcome test; ``None`` (the default) turns it off. It
+      needs the prediction log. The test: a one-sided Welch t-test that the candidate's mean
+      outcome per request is below stable's, less ``outcome_tolerance`` (a tolerated relative
+      drop: 0.02 lets the candidate be 2% worse), breaching when its p-value is below
+      ``outcome_alpha`` (see ``modelyard.rollout.analysis``).
     """
 
     min_requests: int = 100
@@ -49,6 +55,9 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     max_p99_ms: float | None = None
     max_output_distance: float | None = 0.2
     on_breach: OnBreach = "rollback"
+    min_outcomes: int | None = None
+    outcome_alpha: float = 0.05
+    outcome_tolerance: float = 0.0
 
 
 class Deployment(msgspec.Struct, frozen=True, kw_only=True):
@@ -144,6 +153,16 @@ class Summary(msgspec.Struct, frozen=True, kw_only=True):
     candidate: RouteStats
 
 
+class OutcomeStats(msgspec.Struct, frozen=True, kw_only=True):
+    """The business outcomes of one route's predictions in the current step: how many, their
+    mean and its standard error (``None`` without outcomes, or below two for ``stderr``)."""
+
+    route: RouteName
+    count: int
+    mean: float | None = None
+    stderr: float | None = None
+
+
 class Verdict(msgspec.Struct, frozen=True, kw_only=True):
     """``pass``, ``wait`` (not enough requests; ``reasons`` say which) or ``breach`` (``reasons``
     name each broken rule). ``notes`` name the checks that were skipped and why."""
@@ -152,3 +171,5 @@ class Verdict(msgspec.Struct, frozen=True, kw_only=True):
     reasons: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     output_distance: float | None = None
+    #: The outcome test's one-sided p-value, when it ran.
+    outcome_p_value: float | None = None

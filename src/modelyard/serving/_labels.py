@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import msgspec
 
 from modelyard.core.refs import NAME_PATTERN
 from modelyard.errors import InvalidInputError
+from modelyard.serving.codecs import MAX_JSON_DEPTH, deep_json_path
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,23 +29,41 @@ class LabelsRequest(msgspec.Struct):
 
 _labels_decoder = msgspec.json.Decoder(LabelsRequest)
 _NAME_RE = re.compile(NAME_PATTERN)
+T = TypeVar("T")
 
 
 def decode_labels(body: bytes) -> LabelsRequest:
+    request = decode_body(
+        _labels_decoder, body, "labels",
+        '{"deployment": NAME, "labels": [{"request_id": ID, "label": VALUE}, ...]}',
+    )  # fmt: skip
+    check_name(request.deployment, "labels")
+    return request
+
+
+def decode_body(decoder: msgspec.json.Decoder[T], body: bytes, what: str, shape: str) -> T:
+    """``body`` decoded by ``decoder``, or one line naming the problem and the expected
+    ``shape`` (``what``: labels, outcomes)."""
     try:
-        request = _labels_decoder.decode(body)
+        return decoder.decode(body)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise InvalidInputError(f"The {what} body is not valid: {exc}; send {shape}.") from None
+    except RecursionError:
+        path = deep_json_path(body, MAX_JSON_DEPTH)
+        where = f" at {path}" if path else ""
         raise InvalidInputError(
-            f"The labels body is not valid: {exc}; send "
-            '{"deployment": NAME, "labels": [{"request_id": ID, "label": VALUE}, ...]}.'
+            f"The {what} body nests JSON more than {MAX_JSON_DEPTH} levels deep{where}; send "
+            f"{shape}."
         ) from None
-    if _NAME_RE.fullmatch(request.deployment) is None:
+
+
+def check_name(name: str, what: str) -> None:
+    if _NAME_RE.fullmatch(name) is None:
         raise InvalidInputError(
-            f"The labels body's deployment {request.deployment[:40]!r} is not a valid name: "
+            f"The {what} body's deployment {name[:40]!r} is not a valid name: "
             "use letters, digits, '.', '_' or '-' (starting with a letter or digit, at most "
             "128 characters)."
         )
-    return request
 
 
 def labels_frame(labels: list[Label]) -> pd.DataFrame:

@@ -113,6 +113,8 @@ class DeploymentRouter:
         self._tasks: list[asyncio.Task[None]] = []
         self._shadows: set[asyncio.Task[None]] = set()
         self._leases: dict[str, Lease] = {}
+        #: Where the controller reads the prediction log (business outcomes), when it is kept.
+        self.log_root: Callable[[str], str] | None = None
 
     async def start(self) -> None:
         for name in self.names:
@@ -307,7 +309,9 @@ class DeploymentRouter:
                 if lease is None:
                     lease = self._leases[name] = Lease(self.registry.db, name)
                 try:
-                    result = await asyncio.to_thread(step, self.registry, name, lease=lease)
+                    result = await asyncio.to_thread(
+                        step, self.registry, name, lease=lease, log_root=self.log_root
+                    )
                 except ModelyardError as exc:
                     logger.warning("controller of %s: %s", name, exc)
                     continue

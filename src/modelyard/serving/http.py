@@ -50,6 +50,7 @@ from modelyard.serving._asgi import (
     too_large,
 )
 from modelyard.serving._labels import decode_labels, labels_frame
+from modelyard.serving._outcomes import decode_outcomes, outcomes_frame
 from modelyard.serving.doors import Door, MlflowDoor, V2Door
 from modelyard.serving.openapi import DOCS_HTML, openapi_document
 from modelyard.serving.platforms import VertexDoor
@@ -58,6 +59,11 @@ from modelyard.serving.tfserving import TfPath, TfServingDoor, metadata_body, st
 from modelyard.serving.tokens import permit
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import pandas as pd
+
+    from modelyard.monitoring.labels import IngestResult
     from modelyard.serving.metrics import ServingMetrics
     from modelyard.serving.models import ModelHub, ServedModel
     from modelyard.serving.monitor import MonitorLoop
@@ -296,6 +302,10 @@ class ModelServer:
             call.route = "labels"
             expect(method, "POST")
             await self._labels(call)
+        elif path in ("/v1/outcomes", "/v1/outcomes/"):
+            call.route = "outcomes"
+            expect(method, "POST")
+            await self._outcomes(call)
         elif path == self.settings.predict_route:
             call.route = "vertex_predict"
             expect(method, "POST")
@@ -422,53 +432,77 @@ class ModelServer:
 
     async def _labels(self, call: Call) -> None:
         """``POST /v1/labels``: ground truth for logged predictions, written off the loop."""
-        from modelyard.monitoring.labels import IngestResult, ingest_labels
+        from modelyard.monitoring.labels import ingest_labels
 
+        await self._per_request_file(
+            call, "labels", decode_labels,
+            lambda r: labels_frame(r.labels), ingest_labels,
+        )  # fmt: skip
+
+    async def _outcomes(self, call: Call) -> None:
+        """``POST /v1/outcomes``: business outcomes of logged predictions, as labels are."""
+        from modelyard.monitoring.outcomes import ingest_outcomes
+
+        await self._per_request_file(
+            call, "outcomes", decode_outcomes,
+            lambda r: outcomes_frame(r.outcomes), ingest_outcomes,
+        )  # fmt: skip
+
+    async def _per_request_file(
+        self,
+        call: Call,
+        what: str,
+        decode: Callable[[bytes], Any],
+        frame_of: Callable[[Any], pd.DataFrame],
+        ingest: Callable[..., IngestResult],
+    ) -> None:
+        """Labels or outcomes (``what``): authorized before the body is read, decoded off the
+        loop when large, written off the loop as one file of the log, answered 202."""
         info = await self._authenticate(call.headers)  # before the body is read
         sink = self.sink
         if not isinstance(sink, ParquetSink):
             raise ConflictError(
-                "This server does not log predictions, so labels have nothing to join; start "
+                f"This server does not log predictions, so {what} have nothing to join; start "
                 "it with 'yard serve --log-predictions'."
             )
         body = await self._body(call)
         if len(body) > _OFF_LOOP_BYTES:
-            request = await asyncio.to_thread(decode_labels, body)
+            request = await asyncio.to_thread(decode, body)
         else:
-            request = decode_labels(body)
+            request = decode(body)
         name = request.deployment
         if info is not None:
-            permit(info, scope="predict", model=name)  # labels are written by predict tokens
+            permit(info, scope="predict", model=name)  # written by predict tokens
         # a name served here may have no log file yet (the sink flushes every second)
         served = name in self._served_set
 
         def write() -> IngestResult:
-            frame = labels_frame(request.labels)
+            frame = frame_of(request)
             spool = sink.spool
             try:
                 if spool is None:
-                    return ingest_labels(
-                        sink.root, name, frame, require_log=not served, count_matched=False
-                    )
-                # a log on an object store: the labels file goes up with the spool's next upload
+                    return ingest(sink.root, name, frame, require_log=not served,
+                                  count_matched=False)  # fmt: skip
+                # a log on an object store: the file goes up with the spool's next upload
                 if not served and not spool.logged(name):
                     raise PredictionLogEmptyError(name)
-                result = ingest_labels(spool.files, name, frame, require_log=False,
-                                       count_matched=False)  # fmt: skip
+                result = ingest(spool.files, name, frame, require_log=False,
+                                count_matched=False)  # fmt: skip
                 spool.file_added()
                 return result
             except PredictionLogEmptyError:
                 # the library's message names the log folder: not for HTTP clients
+                verb = "label" if what == "labels" else f"join {what} to"
                 raise PredictionLogEmptyError(
                     f"No predictions are logged for deployment {name!r}, so there is nothing "
-                    "to label; check the name (the deployment or model the predictions came "
+                    f"to {verb}; check the name (the deployment or model the predictions came "
                     "from)."
                 ) from None
 
         result = await asyncio.to_thread(write)
         body = codecs.encode_json({"accepted": result.rows})
         await respond(call.send, 202, body, call.request_id)
-        self.count(self.label(name), "labels", 202, call.started)
+        self.count(self.label(name), what, 202, call.started)
 
     async def _authenticate(self, headers: dict[str, str]) -> TokenInfo | None:
         if self.tokens is None:

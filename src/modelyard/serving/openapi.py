@@ -3,6 +3,7 @@ document with a few lines of inline JavaScript)."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 _ERROR = {
@@ -81,7 +82,7 @@ _MLFLOW_REQUEST = {
 }
 
 
-_LABELS_REQUEST = {
+_LABELS_REQUEST: dict[str, Any] = {
     "type": "object",
     "required": ["deployment", "labels"],
     "properties": {
@@ -109,6 +110,20 @@ _LABELS_REQUEST = {
         },
     },
 }  # fmt: skip
+
+
+_OUTCOMES_REQUEST = copy.deepcopy(_LABELS_REQUEST)
+_OUTCOMES_REQUEST["required"] = ["deployment", "outcomes"]
+_OUTCOMES_REQUEST["properties"]["outcomes"] = _OUTCOMES_REQUEST["properties"].pop("labels")
+_OUTCOME_ITEM = _OUTCOMES_REQUEST["properties"]["outcomes"]["items"]
+_OUTCOME_ITEM["required"] = ["request_id", "value"]
+_OUTCOME_ITEM["properties"].pop("label")
+_OUTCOME_ITEM["properties"]["value"] = {
+    "type": "number", "description": "A finite number: revenue, 1 for a conversion...",
+}  # fmt: skip
+_OUTCOMES_REQUEST["properties"]["outcomes"]["description"] = (
+    "At most one outcome per (request_id, row); a later POST replaces it."
+)
 
 
 def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
@@ -163,6 +178,12 @@ def openapi_document(models: list[str] | None = None) -> dict[str, Any]:
                           "409": _ERROR, "503": _ERROR},
         }},
     }  # fmt: skip
+    paths["/v1/outcomes"] = {"post": {
+        "summary": "Business outcomes of logged predictions (needs --log-predictions)",
+        "requestBody": {"required": True,
+                        "content": {"application/json": {"schema": _OUTCOMES_REQUEST}}},
+        "responses": paths["/v1/labels"]["post"]["responses"],
+    }}  # fmt: skip
     for with_version in (False, True):
         base = "/v2/models/{model_name}" + ("/versions/{model_version}" if with_version else "")
         params = _model_params(with_version, sorted(models or []))

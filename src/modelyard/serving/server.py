@@ -7,6 +7,7 @@ metrics meet in ``PROMETHEUS_MULTIPROC_DIR``.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -77,7 +78,11 @@ def build_app(
     sink = _prediction_sink(settings, metrics) if settings.monitoring.log else None
     monitor = None
     if settings.monitoring.log:
+        from modelyard.monitoring.mirror import readable_root
         from modelyard.serving.monitor import MonitorLoop
+
+        if hub.router is not None:  # the controller judges business outcomes from the log
+            hub.router.log_root = functools.partial(readable_root, settings)
 
         def names() -> list[str]:
             return [*hub.slots, *(hub.router.names if hub.router else [])]

@@ -39,7 +39,7 @@ def test_a_metric_that_is_not_estimated_is_refused(metric: str, message: str) ->
 
 
 def test_the_unknown_metric_message_names_the_new_forms() -> None:
-    with pytest.raises(ConfigError, match=r"estimated:<metric> or reconstruction_error\."):
+    with pytest.raises(ConfigError, match=r"estimated:<metric>, reconstruction_error or outcome:"):
         validate_rules([rule(metric="latency")])
 
 
