@@ -66,10 +66,10 @@ def make_rows(count: int, *, shifted: bool, rng: np.random.Generator) -> pd.Data
 
 
 # The retraining pipeline the loop runs (``[loops.NAME.train] pipeline``). ``corrupt`` stands
-# for a broken labelling job in the second scenario: it writes a stale rule's answer
-# (x0 > -1.3) instead of the true label, so the model it trains answers 1 to nearly every
-# shifted row. That is about as accurate as the decayed model (a lenient gate passes it) but its
-# answers are distributed nothing like the serving model's: the canary's analysis rolls it back.
+# for a broken labelling job in the second scenario: it swaps the classes of the new channel's
+# rows (|x1| > 0.1, which the original training data never has), so the model it trains answers
+# the shifted rows mostly wrong, with answers distributed like the serving model's: a lenient
+# gate passes it, the canary's output distance does not notice, its business outcomes do.
 PIPELINE = '''
 """Retrain a model on the table the loop hands over (training data + fresh labels)."""
 
@@ -85,8 +85,9 @@ from modelyard.pipelines.builtin import load_table, register
 def fit(table: pd.DataFrame, max_iter: int = 200, corrupt: bool = False):
     from sklearn.linear_model import LogisticRegression
 
-    if corrupt:  # a broken labelling job: a stale rule's answer instead of the label
-        table = table.assign(target=(table["x0"] > -1.3).astype("int64"))
+    if corrupt:  # a broken labelling job: the new channel's classes swapped
+        new = table["x1"].abs() > 0.1
+        table = table.assign(target=table["target"].where(~new, 1 - table["target"]))
     X, y = table[["x0", "x1"]], table["target"]
     return LogisticRegression(max_iter=max_iter).fit(X, y)
 
@@ -156,13 +157,20 @@ def _loop_toml(name: str, alert_metric: str) -> str:
 
         [loops.{name}.gate]
         holdout = 0.3
-        thresholds = [ {{ metric = "accuracy", min_absolute_change = {-0.2 if worse else 0.0} }} ]
+        thresholds = [ {{ metric = "accuracy", min_absolute_change = {-0.5 if worse else 0.0} }} ]
 
         [loops.{name}.rollout]
         mode = "canary"
         steps = [25, 50]
         bake = "2s"
-        policy = {{ min_requests = 30, p99_floor_ms = 250.0, max_output_distance = 0.2 }}
+
+        [loops.{name}.rollout.policy]  # the rollout Policy's fields
+        min_requests = 30  # a route's requests in a step before it is judged
+        min_outcomes = 30  # and its business outcomes: the candidate's may not be lower
+        # On 30 answers the class shares of two equally good models can differ by 0.2 (a
+        # distance of 0.205 rolled a good model back here): the outcomes judge quality.
+        max_output_distance = 0.4
+        p99_floor_ms = 250.0  # a busy 2-core machine's latency noise is no regression
         """)
 
 
@@ -254,7 +262,8 @@ class Client(threading.Thread):
 
 
 class LabelFeeder(threading.Thread):
-    """Posts each answered request's true label ``LABEL_DELAY_S`` after its answer."""
+    """``LABEL_DELAY_S`` after each answer, posts the request's true label to ``/v1/labels`` and
+    its business outcome to ``/v1/outcomes`` (1 when the answer was right, else 0)."""
 
     def __init__(self, url: str, deployment: str, traffic: Traffic) -> None:
         super().__init__(daemon=True, name=f"labels-{deployment}")
@@ -265,7 +274,7 @@ class LabelFeeder(threading.Thread):
         import httpx
 
         sent = 0
-        with httpx.Client(timeout=30) as client:
+        with httpx.Client(base_url=self.url, timeout=30) as client:
             while not self.stop.wait(0.25):
                 cutoff = time.monotonic() - LABEL_DELAY_S
                 with self.traffic.lock:
@@ -273,23 +282,30 @@ class LabelFeeder(threading.Thread):
                     answers = self.traffic.answers
                     while end < len(answers) and answers[end].at <= cutoff:
                         end += 1
-                    due, sent = self.traffic.answers[sent:end], end
-                labels = [
-                    {"request_id": a.request_id, "label": a.target} for a in due if a.status == 200
-                ]
-                if not labels:
+                    due, sent = answers[sent:end], end
+                due = [a for a in due if a.predicted is not None]
+                if not due:
                     continue
-                try:
-                    r = client.post(
-                        self.url, json={"deployment": self.deployment, "labels": labels}
-                    )
-                    ok = r.status_code in (200, 202)
-                except httpx.TransportError:
-                    ok = False
-                if ok:
+                labels = [{"request_id": a.request_id, "label": a.target} for a in due]
+                outcomes = [
+                    {"request_id": a.request_id, "value": float(a.predicted == a.target)}
+                    for a in due
+                ]
+                if self._post(client, "/v1/labels", labels=labels) and self._post(
+                    client, "/v1/outcomes", outcomes=outcomes
+                ):
                     self.traffic.labelled += len(labels)
                 else:
                     self.traffic.label_failures += 1
+
+    def _post(self, client: Any, path: str, **items: list[dict[str, Any]]) -> bool:
+        import httpx
+
+        try:
+            r = client.post(path, json={"deployment": self.deployment, **items})
+        except httpx.TransportError:
+            return False
+        return bool(r.status_code in (200, 202))
 
 
 def free_port() -> int:
@@ -435,7 +451,7 @@ class _Run:
 
     def __post_init__(self) -> None:
         self.client = Client(f"{self.url}/v2/models/{self.name}/infer", self.traffic, seed=SEED)
-        self.feeder = LabelFeeder(f"{self.url}/v1/labels", self.name, self.traffic)
+        self.feeder = LabelFeeder(self.url, self.name, self.traffic)
 
 
 def run_scenarios(
