@@ -123,6 +123,7 @@ def main() -> None:
     pipelines_demo()
     object_storage_demo(X_train, y_train)
     observability_demo()
+    closed_loop_note()
     print(f"\ndemo finished in {time.perf_counter() - started:.1f} s; state kept in {HOME}")
 
 
@@ -631,6 +632,14 @@ def observability_demo() -> None:
                  ["test", "rules", "modelyard-alerts.test.yaml"]):  # fmt: skip
         print(f"$ promtool {' '.join(args)}", flush=True)
         subprocess.run([promtool, *args], cwd=bundle, check=True)
+
+
+def closed_loop_note() -> None:
+    # One turn is a server, a loop controller, a client and a label feeder for about 40 s (43 s
+    # measured on a busy 2-core machine): more than this demo spends on one stage.
+    step("the closed loop: decay, retraining, gate, canary and promotion, under load")
+    print("one turn takes about 40 s; run it with: python examples/closed_loop.py")
+    print("(--worse adds a deployment whose retrained model is worse: its canary rolls back)")
 
 
 def yard_status(*args: str) -> int:
