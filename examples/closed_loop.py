@@ -51,6 +51,8 @@ YARD = str(Path(sys.executable).parent / "yard")
 #: waits for the labels, which come LABEL_DELAY_S after each answer).
 ALERT_METRIC = "estimated:accuracy"
 LABEL_DELAY_S = 1.0
+#: CBPE's reference: a version's first this many labelled answers (all before the shift).
+REFERENCE_ROWS = 200
 RATE_PER_S = 80.0  # requests per second the client sends (one row each)
 
 
@@ -106,7 +108,7 @@ def config_toml(names: list[str], *, alert_metric: str = ALERT_METRIC) -> str:
     """The project's ``modelyard.toml``: short windows and intervals so that a turn of the loop
     takes seconds. The deployment ``WORSE`` gets a pipeline that corrupts the fresh labels and a
     lenient gate."""
-    head = textwrap.dedent("""\
+    head = textwrap.dedent(f"""\
         [serving]
         rollout_interval_s = 0.5
         poll_interval_s = 0.5
@@ -122,7 +124,7 @@ def config_toml(names: list[str], *, alert_metric: str = ALERT_METRIC) -> str:
         interval_s = 1
 
         [monitoring.estimation]  # CBPE's reference: the first labelled answers (before the shift)
-        reference_rows = 200
+        reference_rows = {REFERENCE_ROWS}
         min_reference_rows = 150
         reference_chunks = 5
         """)
@@ -486,7 +488,15 @@ def run_scenarios(
         for run in runs:
             run.client.start()
             run.feeder.start()
+        # before the shift: at least 5 s, and labels for CBPE's reference (its first 200
+        # labelled answers) so that it is made of unshifted rows however slow the machine is
+        until = time.monotonic() + 60.0
         time.sleep(5.0)
+        while min(r.traffic.labelled for r in runs) < REFERENCE_ROWS + 50:
+            if time.monotonic() > until:
+                break
+            processes[0].check()
+            time.sleep(0.25)
         for run in runs:
             run.client.shift.set()
         shift_at, shifted_at = time.monotonic(), datetime.now(UTC)
