@@ -219,6 +219,8 @@ class _Round:
             return self._await_approval()
         except StorageError:
             raise
+        except ConcurrentUpdateError:  # a deployment changed under a move: judge again
+            return self._stale()
         except ModelyardError as exc:  # the loop cannot go on: it ends, with the reason
             logger.warning("loop %s: %s", self.name, exc)
             return self._reject(str(exc), {"error": type(exc).__name__})
@@ -394,19 +396,18 @@ class _Round:
         from modelyard.rollout.controller import step as rollout_step
         from modelyard.rollout.deployments import set_weight
 
+        # A rollout controller round first, under the rollout lease (busy when the server's or
+        # 'yard rollout run' acts already): a breach rolls the candidate back or pauses it, and
+        # an automatic canary advances and is promoted, so 'yard loop run' needs no other
+        # controller. With require_approval the candidate runs without auto: the loop moves its
+        # steps below (each move checks the revision it judged) and stops before promotion.
+        rollout_step(self.registry, self.name, now=self.now, actor=self.c.actor)
         status = rollout_status(self.db, self.name, now=self.now)
         d = status.deployment
         if not (d.active and d.candidate_ref == self.s.candidate):
             return self._settled(d)
         if not self.plan.require_approval:
             return self._result("none", f"canary {_where(d)}: {status.next.reason}")
-        # The candidate runs without auto, so no rollout controller moves it: the loop guards it
-        # (a breach rolls back or pauses, as the rollout controller would) and moves its steps,
-        # and stops before promotion.
-        guarded = rollout_step(self.registry, self.name, now=self.now, actor=self.c.actor)
-        if guarded.action in ("rollback", "pause"):
-            return self._result("none", f"canary {guarded.action}: {guarded.reason}")
-        # busy: a rollout controller guards it already; the moves below check the revision
         move = decide(msgspec.structs.replace(d, auto=True), status.verdict, now=self.now)
         if move.action == "advance" and move.weight is not None:
             try:
