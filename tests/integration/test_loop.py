@@ -207,3 +207,21 @@ def test_no_loop_starts_while_the_deployment_has_a_candidate(project: Project) -
     assert status.trigger is not None
     assert (status.trigger["kind"], status.trigger["version"]) == ("max_age", "churn/1")
     assert status.transitions[0].trigger_key == "age:churn/1"
+
+
+def test_a_rejection_after_the_candidate_was_promoted_records_the_promotion(
+    project: Project,
+) -> None:
+    reg = project.registry
+    controller = LoopController(reg, project.settings)
+    loop.trigger(reg.db, "churn", "test")
+    steps_until(controller, "canary")
+    rollout.promote(reg, "churn", reason="looks good", actor="frank")  # by hand, meanwhile
+    loop.reject(reg.db, "churn", "too late", "gina")
+    result = controller.step("churn")
+    assert (result.action, result.reason) == (
+        "promoted", "churn/2 promoted (the rejection came after the promotion)")  # fmt: skip
+    [status] = loop.loop_status(reg.db, "churn")
+    evidence = status.transitions[-1].evidence
+    assert evidence["rejected_by"] == "gina"
+    assert [(e["action"], e["actor"]) for e in evidence["rollout"]] == [("promote", "frank")]

@@ -459,8 +459,14 @@ class _Round:
         if self.s.decision == "approved":
             evidence["approved_by"] = self.s.decided_by
             evidence["approval_reason"] = self.s.decision_reason
+        if self.s.decision == "rejected":
+            evidence["rejected_by"] = self.s.decided_by
+            evidence["rejection_reason"] = self.s.decision_reason
         if d.stable_ref == self.s.candidate:
-            return self._move("promoted", evidence, reason=f"{self.s.candidate} promoted")
+            late = (
+                " (the rejection came after the promotion)" if self.s.decision == "rejected" else ""
+            )
+            return self._move("promoted", evidence, reason=f"{self.s.candidate} promoted{late}")
         ended = next((e for e in reversed(events) if e.action in ("rollback", "abort")), None)
         why = ended.reason if ended is not None and ended.reason else f"state {d.state}"
         verb = "rolled back" if ended is None or ended.action == "rollback" else "aborted"
@@ -473,6 +479,8 @@ class _Round:
         s = self.s
         if s.state in ("canary", "waiting_approval"):
             d = get_deployment(self.db, self.name)
+            if d.stable_ref == s.candidate:  # promoted before the rejection came: say so
+                return self._settled(d)
             if d.active and d.candidate_ref == s.candidate:
                 abort(self.registry, self.name, actor=s.decided_by, reason=s.decision_reason)
         evidence = {"rejected_by": s.decided_by, "reason": s.decision_reason}
