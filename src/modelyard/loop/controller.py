@@ -293,9 +293,7 @@ class _Round:
         if status == "finished":
             return self._trained(run_id)
         if status == "failed":
-            return self._reject(
-                f"pipeline run {run_id} failed; see 'yard runs show {run_id}'", {"run_id": run_id}
-            )
+            return self._reject(_failure(self.registry, run_id), {"run_id": run_id})
         if status == "running":  # its controller died: run again (finished steps are cached)
             fresh = new_run_id()
             moved = store.advance(
@@ -306,6 +304,7 @@ class _Round:
             )  # fmt: skip
             if moved is None:
                 return self._stale()
+            _abandon(self.registry, run_id, fresh)
             self.s, run_id = moved, fresh
         return self._run_pipeline(run_id)
 
@@ -559,6 +558,37 @@ def _run_status(db: Any, run_id: str) -> str | None:
     with db.read() as conn:
         found = conn.execute(sa.select(runs.c.status).where(runs.c.id == run_id)).scalar()
     return str(found) if found is not None else None
+
+
+def _failure(registry: Registry, run_id: str) -> str:
+    """Why run ``run_id`` failed: its first failed step and the last line of its error."""
+    from modelyard.pipelines.records import get_pipeline_run
+
+    run = get_pipeline_run(registry, run_id)
+    failed = [step for step in run.steps if step.status == "failed"] if run is not None else []
+    if not failed:
+        return f"pipeline run {run_id} failed; see 'yard runs show {run_id}'"
+    last = (failed[0].error or "").strip().splitlines()[-1:] or ["unknown error"]
+    return (
+        f"pipeline failed: step {failed[0].name!r} of run {run_id} failed ({last[0]}); see "
+        f"'yard runs show {run_id}'"
+    )
+
+
+def _abandon(registry: Registry, run_id: str, rerun: str) -> None:
+    """Record run ``run_id``, left running by a controller that died, as failed (its running
+    steps cancelled, its pending ones skipped), naming the run that replaces it."""
+    from modelyard.pipelines.recorder import RunRecorder
+    from modelyard.pipelines.records import get_pipeline_run
+
+    run = get_pipeline_run(registry, run_id)
+    if run is None:
+        return
+    recorder = RunRecorder(registry.db, run_id)
+    note = f"abandoned: the loop controller running it stopped; run again as {rerun}"
+    recorder.mark([s.name for s in run.steps if s.status == "running"], "cancelled", note)
+    recorder.mark([s.name for s in run.steps if s.status == "pending"], "skipped", note)
+    recorder.finish("failed", dict(run.metrics))
 
 
 def _registered_version(db: Any, model: str, run: PipelineRun) -> str | None:
