@@ -425,9 +425,13 @@ class _Round:
         return self._result("none", f"canary {_where(d)}: {move.reason}")
 
     def _await_approval(self) -> LoopStep:
+        from modelyard.rollout.controller import step as rollout_step
         from modelyard.rollout.deployments import promote
         from modelyard.rollout.queries import get_deployment
 
+        # Still guarded while it waits (as Flagger keeps analysing a canary whose promotion waits
+        # for its confirm-promotion hook): a breach rolls it back and the loop ends rejected.
+        rollout_step(self.registry, self.name, now=self.now, actor=self.c.actor)
         d = get_deployment(self.db, self.name)
         if not (d.active and d.candidate_ref == self.s.candidate):
             return self._settled(d)
