@@ -49,6 +49,8 @@ def test_a_trigger_retrains_gates_canaries_and_promotes(project: Project) -> Non
     [status] = loop.loop_status(reg.db, "churn")
     assert (status.state, status.candidate, status.loop) == ("promoted", "churn/2", 1)
     assert status.trigger == {"kind": "manual", "reason": "labels show decay", "by": "alice"}
+    assert status.trigger_key is not None and status.trigger_key.startswith("manual:")
+    assert status.ended_at == status.since == status.transitions[-1].at
     steps = [(t.from_state, t.to_state) for t in status.transitions]
     assert steps == [("idle", "triggered"), ("triggered", "training"), ("training", "gating"),
                      ("gating", "canary"), ("canary", "promoted")]  # fmt: skip
