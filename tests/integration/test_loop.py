@@ -38,17 +38,19 @@ def test_a_trigger_retrains_gates_canaries_and_promotes(project: Project) -> Non
     d = rollout.get_deployment(reg.db, "churn")
     assert (d.stable_ref, d.candidate_ref, d.auto, d.steps) == (
         "churn/1", "churn/2", True, (50.0, 100.0))  # fmt: skip
-    for _ in range(2):  # the rollout controller moves it; the loop watches
-        assert controller.step("churn").action == "none"
-        good_traffic(reg)
-        rollout.step(reg, "churn")
-    assert controller.step("churn").action == "promoted"
+    assert controller.step("churn").action == "none"  # no traffic yet
+    good_traffic(reg)
+    assert rollout.step(reg, "churn").action == "advance"  # a rollout controller moves it,
+    good_traffic(reg)
+    assert controller.step("churn").action == "promoted"  # or the loop's own rollout round
     assert rollout.get_deployment(reg.db, "churn").stable_ref == "churn/2"
     assert reg.get_version("churn@production").version == 2
 
     [status] = loop.loop_status(reg.db, "churn")
     assert (status.state, status.candidate, status.loop) == ("promoted", "churn/2", 1)
     assert status.trigger == {"kind": "manual", "reason": "labels show decay", "by": "alice"}
+    assert status.trigger_key is not None and status.trigger_key.startswith("manual:")
+    assert status.ended_at == status.since == status.transitions[-1].at
     steps = [(t.from_state, t.to_state) for t in status.transitions]
     assert steps == [("idle", "triggered"), ("triggered", "training"), ("training", "gating"),
                      ("gating", "canary"), ("canary", "promoted")]  # fmt: skip
@@ -207,3 +209,21 @@ def test_no_loop_starts_while_the_deployment_has_a_candidate(project: Project) -
     assert status.trigger is not None
     assert (status.trigger["kind"], status.trigger["version"]) == ("max_age", "churn/1")
     assert status.transitions[0].trigger_key == "age:churn/1"
+
+
+def test_a_rejection_after_the_candidate_was_promoted_records_the_promotion(
+    project: Project,
+) -> None:
+    reg = project.registry
+    controller = LoopController(reg, project.settings)
+    loop.trigger(reg.db, "churn", "test")
+    steps_until(controller, "canary")
+    rollout.promote(reg, "churn", reason="looks good", actor="frank")  # by hand, meanwhile
+    loop.reject(reg.db, "churn", "too late", "gina")
+    result = controller.step("churn")
+    assert (result.action, result.reason) == (
+        "promoted", "churn/2 promoted (the rejection came after the promotion)")  # fmt: skip
+    [status] = loop.loop_status(reg.db, "churn")
+    evidence = status.transitions[-1].evidence
+    assert evidence["rejected_by"] == "gina"
+    assert [(e["action"], e["actor"]) for e in evidence["rollout"]] == [("promote", "frank")]

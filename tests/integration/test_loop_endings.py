@@ -132,3 +132,21 @@ def test_an_alert_that_cannot_be_delivered_is_sent_again_next_round(
     # the webhook is back (the settings name the receiver): the next round delivers it
     assert LoopController(reg, project.settings).step("churn").action == "none"
     ended(project, receiver, "rejected by bob: no")
+
+
+def test_a_candidate_waiting_for_approval_is_still_rolled_back_on_a_breach(
+    project: Project, receiver: Receiver
+) -> None:
+    reg = project.registry
+    controller = LoopController(reg, project.with_loop(require_approval=True))
+    loop.trigger(reg.db, "churn", "test")
+    steps_until(controller, "canary")
+    for _ in range(2):
+        good_traffic(reg)
+        controller.step("churn")
+    assert loop.loop_status(reg.db, "churn")[0].state == "waiting_approval"
+    feed(reg, "stable", 100)
+    feed(reg, "candidate", 100, errors=40)
+    assert controller.step("churn").action == "rejected"
+    ended(project, receiver, "canary rolled back")
+    assert rollout.history(reg.db, "churn")[0].action == "rollback"

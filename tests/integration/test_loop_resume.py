@@ -17,6 +17,7 @@ import pytest
 
 from modelyard import loop
 from modelyard.loop import LoopController
+from modelyard.pipelines.records import get_pipeline_run
 from modelyard.settings import Settings
 from tests.integration._loop import Project, make_project, write_config
 from tests.integration._server import server_env
@@ -105,6 +106,11 @@ def test_a_killed_controller_is_resumed_without_training_twice(
     rerun = [t for t in status.transitions if t.from_state == t.to_state == "training"]
     assert len(rerun) == 1 and rerun[0].evidence["rerun_of"] == first_run
     assert status.run_id == rerun[0].evidence["run_id"] != first_run
+    abandoned = get_pipeline_run(project.registry, first_run)
+    assert abandoned is not None and abandoned.status == "failed"
+    held = abandoned.step("fit" if where == "block" else "finish")
+    assert held.status == "cancelled"
+    assert held.cache_note is not None and f"run again as {status.run_id}" in held.cache_note
     assert controller.step("churn", now=later).action == "canary"
 
 

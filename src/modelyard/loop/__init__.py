@@ -13,8 +13,9 @@ transition recorded with its evidence (``loop_transitions``):
   holdout) is written as Parquet and the pipeline runs with it; the run's id is recorded first,
   so a controller that dies mid-run is resumed without training twice.
 - ``gating``: the registered version is gated against the serving one on the holdout.
-- ``canary``: the version rolls out as the deployment's candidate (``auto``; the rollout
-  controller moves it) until it is promoted or rolled back.
+- ``canary``: the version rolls out as the deployment's candidate (``auto``) until it is
+  promoted or rolled back; a rollout controller moves it (the server's, ``yard rollout run``, or
+  the loop's own rollout round, whichever holds the rollout lease).
 - ``waiting_approval`` (``require_approval``): the candidate passed its last step and waits for
   ``yard loop approve`` (then it is promoted) or ``yard loop reject`` (aborted).
 - ``rejected``: ended without promotion, with the reason (a failed pipeline or gate, a rolled-back

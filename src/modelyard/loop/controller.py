@@ -219,6 +219,8 @@ class _Round:
             return self._await_approval()
         except StorageError:
             raise
+        except ConcurrentUpdateError:  # a deployment changed under a move: judge again
+            return self._stale()
         except ModelyardError as exc:  # the loop cannot go on: it ends, with the reason
             logger.warning("loop %s: %s", self.name, exc)
             return self._reject(str(exc), {"error": type(exc).__name__})
@@ -291,9 +293,7 @@ class _Round:
         if status == "finished":
             return self._trained(run_id)
         if status == "failed":
-            return self._reject(
-                f"pipeline run {run_id} failed; see 'yard runs show {run_id}'", {"run_id": run_id}
-            )
+            return self._reject(_failure(self.registry, run_id), {"run_id": run_id})
         if status == "running":  # its controller died: run again (finished steps are cached)
             fresh = new_run_id()
             moved = store.advance(
@@ -304,6 +304,7 @@ class _Round:
             )  # fmt: skip
             if moved is None:
                 return self._stale()
+            _abandon(self.registry, run_id, fresh)
             self.s, run_id = moved, fresh
         return self._run_pipeline(run_id)
 
@@ -394,19 +395,18 @@ class _Round:
         from modelyard.rollout.controller import step as rollout_step
         from modelyard.rollout.deployments import set_weight
 
+        # A rollout controller round first, under the rollout lease (busy when the server's or
+        # 'yard rollout run' acts already): a breach rolls the candidate back or pauses it, and
+        # an automatic canary advances and is promoted, so 'yard loop run' needs no other
+        # controller. With require_approval the candidate runs without auto: the loop moves its
+        # steps below (each move checks the revision it judged) and stops before promotion.
+        rollout_step(self.registry, self.name, now=self.now, actor=self.c.actor)
         status = rollout_status(self.db, self.name, now=self.now)
         d = status.deployment
         if not (d.active and d.candidate_ref == self.s.candidate):
             return self._settled(d)
         if not self.plan.require_approval:
             return self._result("none", f"canary {_where(d)}: {status.next.reason}")
-        # The candidate runs without auto, so no rollout controller moves it: the loop guards it
-        # (a breach rolls back or pauses, as the rollout controller would) and moves its steps,
-        # and stops before promotion.
-        guarded = rollout_step(self.registry, self.name, now=self.now, actor=self.c.actor)
-        if guarded.action in ("rollback", "pause"):
-            return self._result("none", f"canary {guarded.action}: {guarded.reason}")
-        # busy: a rollout controller guards it already; the moves below check the revision
         move = decide(msgspec.structs.replace(d, auto=True), status.verdict, now=self.now)
         if move.action == "advance" and move.weight is not None:
             try:
@@ -425,9 +425,13 @@ class _Round:
         return self._result("none", f"canary {_where(d)}: {move.reason}")
 
     def _await_approval(self) -> LoopStep:
+        from modelyard.rollout.controller import step as rollout_step
         from modelyard.rollout.deployments import promote
         from modelyard.rollout.queries import get_deployment
 
+        # Still guarded while it waits (as Flagger keeps analysing a canary whose promotion waits
+        # for its confirm-promotion hook): a breach rolls it back and the loop ends rejected.
+        rollout_step(self.registry, self.name, now=self.now, actor=self.c.actor)
         d = get_deployment(self.db, self.name)
         if not (d.active and d.candidate_ref == self.s.candidate):
             return self._settled(d)
@@ -458,8 +462,14 @@ class _Round:
         if self.s.decision == "approved":
             evidence["approved_by"] = self.s.decided_by
             evidence["approval_reason"] = self.s.decision_reason
+        if self.s.decision == "rejected":
+            evidence["rejected_by"] = self.s.decided_by
+            evidence["rejection_reason"] = self.s.decision_reason
         if d.stable_ref == self.s.candidate:
-            return self._move("promoted", evidence, reason=f"{self.s.candidate} promoted")
+            late = (
+                " (the rejection came after the promotion)" if self.s.decision == "rejected" else ""
+            )
+            return self._move("promoted", evidence, reason=f"{self.s.candidate} promoted{late}")
         ended = next((e for e in reversed(events) if e.action in ("rollback", "abort")), None)
         why = ended.reason if ended is not None and ended.reason else f"state {d.state}"
         verb = "rolled back" if ended is None or ended.action == "rollback" else "aborted"
@@ -472,6 +482,8 @@ class _Round:
         s = self.s
         if s.state in ("canary", "waiting_approval"):
             d = get_deployment(self.db, self.name)
+            if d.stable_ref == s.candidate:  # promoted before the rejection came: say so
+                return self._settled(d)
             if d.active and d.candidate_ref == s.candidate:
                 abort(self.registry, self.name, actor=s.decided_by, reason=s.decision_reason)
         evidence = {"rejected_by": s.decided_by, "reason": s.decision_reason}
@@ -550,6 +562,37 @@ def _run_status(db: Any, run_id: str) -> str | None:
     with db.read() as conn:
         found = conn.execute(sa.select(runs.c.status).where(runs.c.id == run_id)).scalar()
     return str(found) if found is not None else None
+
+
+def _failure(registry: Registry, run_id: str) -> str:
+    """Why run ``run_id`` failed: its first failed step and the last line of its error."""
+    from modelyard.pipelines.records import get_pipeline_run
+
+    run = get_pipeline_run(registry, run_id)
+    failed = [step for step in run.steps if step.status == "failed"] if run is not None else []
+    if not failed:
+        return f"pipeline run {run_id} failed; see 'yard runs show {run_id}'"
+    last = (failed[0].error or "").strip().splitlines()[-1:] or ["unknown error"]
+    return (
+        f"pipeline failed: step {failed[0].name!r} of run {run_id} failed ({last[0]}); see "
+        f"'yard runs show {run_id}'"
+    )
+
+
+def _abandon(registry: Registry, run_id: str, rerun: str) -> None:
+    """Record run ``run_id``, left running by a controller that died, as failed (its running
+    steps cancelled, its pending ones skipped), naming the run that replaces it."""
+    from modelyard.pipelines.recorder import RunRecorder
+    from modelyard.pipelines.records import get_pipeline_run
+
+    run = get_pipeline_run(registry, run_id)
+    if run is None:
+        return
+    recorder = RunRecorder(registry.db, run_id)
+    note = f"abandoned: the loop controller running it stopped; run again as {rerun}"
+    recorder.mark([s.name for s in run.steps if s.status == "running"], "cancelled", note)
+    recorder.mark([s.name for s in run.steps if s.status == "pending"], "skipped", note)
+    recorder.finish("failed", dict(run.metrics))
 
 
 def _registered_version(db: Any, model: str, run: PipelineRun) -> str | None:

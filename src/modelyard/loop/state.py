@@ -95,9 +95,11 @@ class LoopStatus(msgspec.Struct, frozen=True, kw_only=True):
     since: datetime
     loop: int
     trigger: dict[str, Any] | None
+    trigger_key: str | None
     candidate: str | None
     run_id: str | None
     reason: str | None
+    ended_at: datetime | None
     decision: str | None
     decided_by: str | None
     notified: bool | None
@@ -152,6 +154,8 @@ def loop_status(db: Database, deployment: str | None = None) -> list[LoopStatus]
                 since=s.since,
                 loop=s.loop,
                 trigger=s.trigger,
+                trigger_key=s.trigger_key,
+                ended_at=s.ended_at,
                 candidate=s.candidate,
                 run_id=s.run_id,
                 reason=s.reason,
