@@ -250,7 +250,9 @@ def estimate(
         when = _window_label(w.start.isoformat() if w.start else None,
                              w.end.isoformat() if w.end else None)  # fmt: skip
         for name_ in wanted:
-            e = w.metrics[name_]
+            e = w.metrics.get(name_)
+            if e is None:
+                continue
             rows.append([
                 when, f"{w.rows:,}", f"{w.labelled:,}", name_, _number(e.value),
                 f"{_number(e.lower)} - {_number(e.upper)}",
