@@ -283,7 +283,8 @@ def reconstruction_error(
     now: datetime | None = None,
 ) -> Reconstruction:
     """The reconstruction error of ``name``'s logged inputs over the last ``window`` (one
-    window), or of each UTC hour or day (``every``) of it, oldest first.
+    window), or of each UTC hour or day (``every``) from the one holding ``now - window``,
+    oldest first.
 
     The reference is ``reference`` (``NAME/VERSION``: its stored reference sample; or a CSV or
     Parquet file), by default the stored sample of the version that answered most rows in the
@@ -299,6 +300,9 @@ def reconstruction_error(
     if not log_folder(root, name).is_dir():
         raise empty_window(root, name, "at all")
     start = now - window
+    if every is not None:  # from the whole UTC hour or day, like CBPE's windows
+        step_s = int(every.total_seconds())
+        start = datetime.fromtimestamp(int(start.timestamp()) // step_s * step_s, UTC)
     files = [f for h in hours(root, name, start, now + timedelta(seconds=1)) for f in h.files]
     rows = read_rows(files, start=start, end=now)
     if rows.empty:
@@ -323,9 +327,7 @@ def reconstruction_error(
     for bucket in range(first, int(now.timestamp()) // int(step) + 1):
         begin = datetime.fromtimestamp(bucket * step, UTC)
         windows.append(
-            model.window(
-                errors[buckets == bucket], start=max(begin, start), end=min(begin + every, now)
-            )
+            model.window(errors[buckets == bucket], start=begin, end=min(begin + every, now))
         )
     return model.result(windows)
 
