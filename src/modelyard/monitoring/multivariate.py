@@ -14,11 +14,12 @@ correlation between two inputs that changes sign while each input keeps its dist
 - the reconstruction error of a set of rows: the mean Euclidean distance between each
   standardised row and its reconstruction from those components;
 - thresholds: the reference split into ``chunks`` consecutive chunks (10), the mean of their
-  errors plus and minus ``sigmas`` (3) standard deviations (the lower one no less than 0). A
-  window whose error falls outside raises the alert flag.
+  errors plus and minus ``sigmas`` (3) population standard deviations (the lower one no less
+  than 0). A window whose error is not strictly between them raises the alert flag.
 
-Each window also carries a sampling error (the reference rows' error spread over the square root
-of the window's rows), so a small window's wobble can be told from drift.
+Each window also carries a sampling error (the standard deviation of its rows' errors over the
+square root of its rows: the standard error of its mean), so a small window's wobble can be told
+from drift. These choices are NannyML 0.13's: ``benchmarks/multivariate.py`` compares the two.
 
 ``reconstruction_error`` runs it on a deployment's prediction log: fitted on the stored reference
 sample of the model version that answered most rows (or on a given version or data file), scored
@@ -143,10 +144,9 @@ class ReconstructionDrift:
         errors = self._distances(scaled)
         chunk_means = np.array([part.mean() for part in np.array_split(errors, self.chunks)])
         self.reference_error_ = float(chunk_means.mean())
-        spread = float(chunk_means.std(ddof=1))
+        spread = float(chunk_means.std())  # ddof 0, as NannyML 0.13
         self.upper_ = self.reference_error_ + self.sigmas * spread
         self.lower_ = max(0.0, self.reference_error_ - self.sigmas * spread)
-        self.row_std_ = float(errors.std(ddof=1))
         return self
 
     @property
@@ -181,8 +181,8 @@ class ReconstructionDrift:
             end=end.isoformat() if end else None,
             rows=rows,
             error=error,
-            sampling_error=self.row_std_ / float(np.sqrt(rows)) if rows else None,
-            alert=error is not None and not self.lower_ <= error <= self.upper_,
+            sampling_error=float(errors.std(ddof=1) / np.sqrt(rows)) if rows > 1 else None,
+            alert=error is not None and not self.lower_ < error < self.upper_,
         )
 
     def result(self, windows: Sequence[ReconstructionWindow]) -> Reconstruction:
