@@ -85,11 +85,11 @@ def test_missing_values_are_imputed_and_unseen_categories_encode_as_zero(
             "city": pd.Series([None, "x", "atlantis"], dtype="string"),
         }
     )
-    encoded = model._encode(probe)
+    encoded = model._encode(probe)  # inputs x rows
     assert encoded[0, 0] == pytest.approx(reference["a"].mean())  # the reference mean
-    assert encoded[0, 3] == pytest.approx(shares["x"])  # the most frequent city, x
-    assert encoded[1, 3] == pytest.approx(shares["x"])
-    assert encoded[2, 3] == 0.0  # never seen
+    assert encoded[3, 0] == pytest.approx(shares["x"])  # the most frequent city, x
+    assert encoded[3, 1] == pytest.approx(shares["x"])
+    assert encoded[3, 2] == 0.0  # never seen
     assert np.isfinite(model.errors(probe)).all()
 
 
