@@ -20,21 +20,19 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from _harness import git_commit, machine, shown, write_report
+from _harness import ensure_venv, git_commit, machine, shown, write_report
 
 HERE = Path(__file__).resolve().parent
 ENVS = HERE / ".envs"
 PEERS = HERE / "_multivariate_peers"
 RESULTS = HERE / "results"
 DATA = RESULTS / "multivariate-data"
-BIN = Path(sys.executable).parent
 # statsmodels: nannyml 0.13.1 imports it but its wheel's metadata does not require it
 NANNYML_SPECS = ["nannyml==0.13.1", "statsmodels"]
 
@@ -71,26 +69,8 @@ def ensure_data(reference: int, total: int) -> tuple[Path, Path]:
     return paths
 
 
-def ensure_nannyml() -> Path:
-    env = ENVS / "nannyml"
-    python = env / "bin" / "python"
-    marker = env / ".multivariate-bench"
-    wanted = "\n".join(NANNYML_SPECS)
-    if python.exists() and marker.exists() and marker.read_text() == wanted:
-        return python
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(env)], check=True, timeout=300)
-    uv = BIN / "uv"
-    installer = [str(uv), "pip", "install", "-q", "--python", str(python)]
-    if not uv.exists():
-        installer = [str(python), "-m", "pip", "install", "-q"]
-    subprocess.run([*installer, *NANNYML_SPECS], check=True, timeout=1800)
-    marker.write_text(wanted)
-    return python
-
-
 def run_nannyml(paths: tuple[Path, Path], chunk: int) -> dict[str, Any]:
-    python = ensure_nannyml()
+    python = ensure_venv(ENVS / "nannyml", NANNYML_SPECS)  # shared with benchmarks/cbpe.py
     out = paths[0].parent / "nannyml.json"
     command = [str(python), str(PEERS / "nannyml_run.py"), str(paths[0]), str(paths[1]),
                str(chunk), str(out)]  # fmt: skip
