@@ -9,6 +9,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -47,3 +48,23 @@ def write_report(path: Path, report: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {shown(path)}")
+
+
+def ensure_venv(env: Path, specs: list[str]) -> Path:
+    """A virtualenv at ``env`` with ``specs`` installed (uv beside this interpreter, else pip),
+    made once: a marker file holding the specs makes reruns free. Returns its python."""
+    python = env / "bin" / "python"
+    marker = env / ".bench-specs"
+    wanted = "\n".join(specs)
+    if python.exists() and marker.exists() and marker.read_text() == wanted:
+        return python
+    print(f"  installing {' '.join(specs)} into {shown(env)} ...", flush=True)
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(env)], check=True, timeout=300)
+    uv = Path(sys.executable).parent / "uv"
+    installer = [str(uv), "pip", "install", "-q", "--python", str(python)]
+    if not uv.exists():
+        installer = [str(python), "-m", "pip", "install", "-q"]
+    subprocess.run([*installer, *specs], check=True, timeout=1200)
+    marker.write_text(wanted)
+    return python

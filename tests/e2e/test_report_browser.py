@@ -13,6 +13,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Route, sync_playwright
 
 from modelyard.monitoring.report import write_report
+from modelyard.monitoring.types import ReportData
 from tests.unit.monitoring.test_report import DRIFTED, EVIL, sample_report
 
 ARGS = [
@@ -163,3 +164,79 @@ def test_hostile_column_name_is_shown_as_text(browser: Browser, tmp_path: Path) 
         assert row.locator("th").inner_text() == EVIL
     finally:
         opened.page.close()
+
+
+def before_labels_report() -> ReportData:
+    """The sample report with 24 hours of CBPE estimates (the first 12 labelled, the last 3
+    alerting) and of reconstruction error (the last 3 past the upper threshold)."""
+    from datetime import UTC, datetime, timedelta
+
+    import msgspec
+
+    from modelyard.monitoring.estimated import EstimatedPerformance
+    from modelyard.monitoring.estimation import METRICS, ChunkEstimate, MetricEstimate
+    from modelyard.monitoring.types import Reconstruction, ReconstructionWindow
+
+    start = datetime(2025, 3, 14, tzinfo=UTC)
+    windows, errors = [], []
+    for hour in range(24):
+        begin = start + timedelta(hours=hour)
+        value = 0.9 if hour < 21 else 0.7
+        metrics = {
+            m: MetricEstimate(
+                value=value, sampling_error=0.01, lower=value - 0.03, upper=value + 0.03,
+                lower_threshold=0.8, upper_threshold=0.98, alert=hour >= 21,
+                realized=0.91 if hour < 12 else None, error=value - 0.91 if hour < 12 else None,
+            )
+            for m in METRICS
+        }  # fmt: skip
+        windows.append(
+            ChunkEstimate(index=hour, first_row=hour * 500, rows=500,
+                          labelled=500 if hour < 12 else 0, metrics=metrics, start=begin,
+                          end=begin + timedelta(hours=1))
+        )  # fmt: skip
+        error = 1.0 if hour < 21 else 1.6
+        end = (begin + timedelta(hours=1)).isoformat()
+        errors.append(
+            ReconstructionWindow(start=begin.isoformat(), end=end, rows=500, error=error,
+                                 sampling_error=0.02, alert=hour >= 21)
+        )  # fmt: skip
+    estimated = EstimatedPerformance(
+        deployment="churn-prod", model="churn", version="3", classes=(0, 1), metrics=METRICS,
+        chunk="1h", reference="log", reference_rows=10_000, calibrated=(True,), windows=windows,
+    )  # fmt: skip
+    reconstruction = Reconstruction(
+        reference="churn/3 (stored reference sample)", reference_rows=10_000,
+        columns=tuple(f"feature_{i:02d}" for i in range(15)), components=6, variance=0.68,
+        reference_error=1.0, lower_threshold=0.9, upper_threshold=1.1, windows=tuple(errors),
+    )  # fmt: skip
+    return msgspec.structs.replace(
+        sample_report(), estimated=estimated, reconstruction=reconstruction
+    )
+
+
+def test_estimates_and_reconstruction_error_show_and_fit_a_phone(
+    browser: Browser, tmp_path: Path
+) -> None:
+    path = write_report(before_labels_report(), tmp_path / "report.html")
+    for width in (1280, 390):
+        opened = open_report(browser, path, width=width)
+        try:
+            page = opened.page
+            assert opened.errors == [] and opened.blocked == []
+            rows = page.locator('[data-testid="estimate-table"] tbody tr')
+            assert rows.count() == 24
+            assert page.locator('[data-testid="estimate-table"] .badge.bad').count() == 3 * 5
+            assert page.get_by_test_id("realised").count() == 12 * 5
+            for metric in ("roc_auc", "accuracy"):
+                chart = page.get_by_test_id(f"estimated-{metric}").locator("svg")
+                assert chart.is_visible() and chart.bounding_box()["width"] > 200  # type: ignore[index]
+            assert page.get_by_test_id("reconstruction-chart").locator("svg").is_visible()
+            badges = page.locator('[data-testid="reconstruction-table"] .badge.bad')
+            assert badges.count() == 3
+            overflow = page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow == 0  # the wide estimate table scrolls inside its box
+        finally:
+            opened.page.close()

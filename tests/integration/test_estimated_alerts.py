@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pandas as pd
 import pytest
@@ -117,3 +118,33 @@ def test_yard_monitor_estimate_shows_the_band_the_alert_and_the_realised_value(
     assert f"{realised:.3f}" in out
     code, out = yard("churn", "--metric", "auc")
     assert code == 1 and "--metric 'auc' is not estimated; use one of roc_auc, f1" in out
+
+
+def test_the_report_shows_estimated_beside_realised_per_hour(
+    sqlite_registry: Registry, tmp_path: Path
+) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from modelyard.monitoring.report import render_report
+    from modelyard.monitoring.service import build_report
+
+    x = pd.DataFrame({"x": np.random.default_rng(1).random(500)})
+    model = LogisticRegression().fit(x, (x["x"] > 0.5).astype(int))
+    sqlite_registry.register(model, name="churn", data=x)  # churn/1, as logged
+    root = tmp_path / "log"
+    logged(root)
+    options = DriftOptions(
+        estimation=EstimationSettings(reference_rows=1200, min_reference_rows=500)
+    )
+    report = build_report(sqlite_registry, root, "churn", window=5 * HOUR, options=options)
+    assert report.estimated is not None and report.reconstruction is None  # one input only
+    html = render_report(report)
+    section = html[html.index('data-testid="estimated"') : html.index('id="multivariate"')]
+    assert section.count('data-testid="estimate-row"') == 4  # the hours with predictions
+    assert section.count('data-testid="realised"') == 2 * 5  # two labelled hours, 5 metrics
+    assert section.count('class="badge bad">alert<') >= 1
+    assert section.count('data-testid="estimated-') == 5 and "<svg" in section
+    assert 'data-testid="no-reconstruction"' in html and "<script" not in html
+    encoded = msgspec.json.decode(msgspec.json.encode(report))  # the data goes to JSON too
+    first = next(w for w in encoded["estimated"]["windows"] if w["rows"])
+    assert first["metrics"]["accuracy"]["realized"] is not None

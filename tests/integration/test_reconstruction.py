@@ -64,7 +64,7 @@ def test_the_flipped_hours_raise_the_alert_and_the_drift_tests_do_not(
 
     series = reconstruction_error(registry, root, "churn", window=4 * HOUR, every=HOUR, now=NOW)
     assert [w.start for w in series.windows] == [
-        "2026-01-01T08:30:00+00:00",
+        "2026-01-01T08:00:00+00:00",
         *(f"2026-01-01T{h:02}:00:00+00:00" for h in (9, 10, 11, 12)),
     ]
     assert [w.rows for w in series.windows] == [0, 1_500, 1_500, 1_500, 900]  # until 12:30

@@ -180,11 +180,14 @@ def reconstruction(
         return
     from modelyard.cli._output import console
 
-    console().print(
-        f"Reconstruction error of {name}'s inputs, last {window}: reference {result.reference} "
-        f"({result.reference_rows:,} rows, {len(result.columns)} columns, {result.components} "
-        f"components explaining {result.variance:.0%}); reference error "
-        f"{result.reference_error:.4g}, thresholds {result.lower_threshold:.4g} to "
+    out = console()
+    out.print(
+        f"Reconstruction error of {name}'s inputs, last {window}; reference {result.reference}: "
+        f"{result.reference_rows:,} rows, {len(result.columns)} columns."
+    )
+    out.print(
+        f"{result.components} PCA components explain {result.variance:.0%} of its variance; "
+        f"its error {result.reference_error:.4g}, thresholds {result.lower_threshold:.4g} to "
         f"{result.upper_threshold:.4g}."
     )
     rows = [
@@ -250,7 +253,9 @@ def estimate(
         when = _window_label(w.start.isoformat() if w.start else None,
                              w.end.isoformat() if w.end else None)  # fmt: skip
         for name_ in wanted:
-            e = w.metrics[name_]
+            e = w.metrics.get(name_)
+            if e is None:
+                continue
             rows.append([
                 when, f"{w.rows:,}", f"{w.labelled:,}", name_, _number(e.value),
                 f"{_number(e.lower)} - {_number(e.upper)}",
@@ -291,7 +296,7 @@ def _window_label(start: str | None, end: str | None) -> str:
     if start is None or end is None:
         return "-"
     first, last = datetime.fromisoformat(start), datetime.fromisoformat(end)
-    return f"{first:%Y-%m-%d %H:%M} - {last:%H:%M}"
+    return f"{first:%m-%d %H:%M}-{last:%H:%M}"
 
 
 def _drift_tables(result: DriftResult) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import jinja2
 from markupsafe import Markup, escape
@@ -31,6 +31,9 @@ from modelyard.monitoring.types import (
     ReportData,
     WindowPoint,
 )
+
+if TYPE_CHECKING:
+    from modelyard.monitoring.estimated import EstimatedPerformance
 
 __all__ = ["render_report", "write_report"]
 
@@ -497,6 +500,83 @@ def _reconstruction_rows(result: Reconstruction | None) -> list[_ReconstructionR
     ]
 
 
+@dataclass(frozen=True)
+class _EstimateCell:
+    value: str
+    band: str
+    alert: bool
+    realised: str | None  # "0.905 (error +0.007)" where labels arrived
+
+
+@dataclass(frozen=True)
+class _EstimateRow:
+    window: str
+    rows: str
+    labelled: str
+    cells: list[_EstimateCell]
+
+
+def _estimate_charts(found: EstimatedPerformance | None) -> list[_Figure]:
+    """Per metric: the estimate, its thresholds and the realised value over the windows."""
+    if found is None or not found.windows:
+        return []
+    times = [_when(w.start.isoformat() if w.start else "", "%m-%d %H:%M") for w in found.windows]
+    charts = []
+    for metric in found.metrics:
+        estimates = [w.metrics.get(metric) for w in found.windows]  # none in an empty window
+
+        def line(label: str, field: str, estimates: list[Any] = estimates) -> _Line:
+            return _Line(label, tuple(getattr(e, field) if e else None for e in estimates))
+
+        svg = _line_svg(
+            f"{metric}: estimated and realised per window",
+            times,
+            [
+                line("estimated", "value"),
+                line("realised", "realized"),
+                line("lower threshold", "lower_threshold"),
+                line("upper threshold", "upper_threshold"),
+            ],
+            unit="number",
+            zero_based=False,
+        )
+        charts.append(_series_chart(f"estimated-{metric}", metric, svg))
+    return charts
+
+
+def _estimate_rows(found: EstimatedPerformance | None) -> list[_EstimateRow]:
+    if found is None:
+        return []
+
+    def number(value: float | None, sign: str = "") -> str:
+        return "-" if value is None else f"{value:{sign}.3f}"
+
+    rows = []
+    for w in (w for w in found.windows if w.rows):
+        cells = []
+        for metric in found.metrics:
+            e = w.metrics.get(metric)
+            if e is None:
+                cells.append(_EstimateCell(value="-", band="-", alert=False, realised=None))
+                continue
+            realised = None
+            if e.realized is not None:
+                realised = f"{e.realized:.3f} (error {number(e.error, '+')})"
+            cells.append(
+                _EstimateCell(
+                    value=number(e.value), band=f"{number(e.lower)} to {number(e.upper)}",
+                    alert=e.alert, realised=realised,
+                )
+            )  # fmt: skip
+        rows.append(
+            _EstimateRow(
+                window=_when(w.start.isoformat() if w.start else "", "%m-%d %H:%M"),
+                rows=f"{w.rows:,}", labelled=f"{w.labelled:,}", cells=cells,
+            )
+        )  # fmt: skip
+    return rows
+
+
 def _performance_rows(performance: Performance | None) -> list[tuple[str, str, str]]:
     if performance is None:
         return []
@@ -521,8 +601,8 @@ def _template() -> jinja2.Template:
 
 def render_report(data: ReportData) -> str:
     """The report as one self-contained HTML document (inline CSS and SVG, no script, no
-    network): verdict, drift table, histograms, series charts, reconstruction error and
-    performance."""
+    network): verdict, drift table, histograms, series charts, reconstruction error, estimated
+    and realised performance."""
     drift = data.drift
     columns, outputs = _ranked(drift.columns), _ranked(drift.outputs)
     histograms, output_histograms = _histograms(columns, ""), _histograms(outputs, "output-")
@@ -540,6 +620,9 @@ def render_report(data: ReportData) -> str:
         charts=_series_charts(data.series, drift.threshold),
         performance=data.performance,
         metrics=_performance_rows(data.performance),
+        estimated=data.estimated,
+        estimate_charts=_estimate_charts(data.estimated),
+        estimate_rows=_estimate_rows(data.estimated),
         reconstruction=data.reconstruction,
         reconstruction_chart=_reconstruction_chart(data.reconstruction),
         reconstruction_rows=_reconstruction_rows(data.reconstruction),

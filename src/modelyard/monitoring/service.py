@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import numpy as np
@@ -75,6 +75,9 @@ from modelyard.monitoring.windows import (
 )
 from modelyard.registry.client import Registry
 from modelyard.settings import EstimationSettings, ReconstructionSettings, Settings
+
+if TYPE_CHECKING:
+    from modelyard.monitoring.estimated import EstimatedPerformance
 
 __all__ = [
     "DriftOptions",
@@ -332,7 +335,31 @@ def build_report(
             registry, root, name, window=window, every=every, reference=reference,
             options=options, now=now,
         ),
+        estimated=_estimated(registry, root, name, window=window, every=every, options=options,
+                             now=now),
     )  # fmt: skip
+
+
+def _estimated(
+    registry: Registry,
+    root: str | Path,
+    name: str,
+    *,
+    window: timedelta,
+    every: timedelta,
+    options: DriftOptions | None,
+    now: datetime,
+) -> EstimatedPerformance | None:
+    """The report's CBPE estimates per window; ``None`` where the log cannot be estimated."""
+    from modelyard.monitoring.estimated import estimate_performance
+
+    try:
+        return estimate_performance(
+            root, name, since=window, chunk=_duration(every), registry=registry,
+            settings=options.estimation if options is not None else None, now=now,
+        )  # fmt: skip
+    except ModelyardError:
+        return None
 
 
 def _reconstruction(

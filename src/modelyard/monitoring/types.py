@@ -4,9 +4,12 @@ unchanged."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
+
+if TYPE_CHECKING:  # estimated imports this module; the struct is only encoded
+    from modelyard.monitoring.estimated import EstimatedPerformance
 
 __all__ = [
     "ColumnDrift",
@@ -145,3 +148,6 @@ class ReportData(msgspec.Struct, frozen=True, kw_only=True):
     performance: Performance | None = None
     #: Multivariate drift per window (``None`` when it could not be fitted: too few inputs...).
     reconstruction: Reconstruction | None = None
+    #: Performance estimated without labels per window, with the realised values where labels
+    #: arrived (``None`` when it cannot be estimated: no probabilities, too few labels...).
+    estimated: EstimatedPerformance | None = None
