@@ -197,17 +197,6 @@ def test_outcomes_posted_to_the_server_and_ingested_by_the_cli(
     assert outcome_files(log) == before
 
 
-def test_a_server_without_the_prediction_log_refuses_outcomes(served_home: ServedHome) -> None:
-    body = {"deployment": "lin", "outcomes": [{"request_id": "a", "value": 1.0}]}
-    with Server(served_home.home, "lin/1") as server:
-        answer = httpx.post(f"{server.url}/v1/outcomes", json=body)
-    assert answer.status_code == 409
-    assert answer.json() == {
-        "error": "This server does not log predictions, so outcomes have nothing to join; start "
-        "it with 'yard serve --log-predictions'."
-    }
-
-
 def test_an_alert_rule_watches_the_mean_outcome(served_home: ServedHome, tmp_path: Path) -> None:
     log = tmp_path / "log"
     now = datetime.now(UTC)
