@@ -17,6 +17,8 @@ import pytest
 
 from modelyard.monitoring.alerts import evaluate, metric_source, validate_rules
 from modelyard.monitoring.outcomes import ingest_outcomes
+from modelyard.monitoring.service import window_metrics
+from modelyard.serving.metrics import ServingMetrics
 from modelyard.settings import AlertRule
 from modelyard.store.db import Database
 from tests._logdata import write_log
@@ -220,6 +222,13 @@ def test_an_alert_rule_watches_the_mean_outcome(served_home: ServedHome, tmp_pat
     try:
         low, total = evaluate(db, rules, metric_source(registry, str(log)), now=now,
                               notifier=Recorder())  # fmt: skip
+        # a logging server exports the same numbers as gauges
+        metrics = ServingMetrics()
+        metrics.set_window("lin", window_metrics(registry, log, "lin", window=timedelta(hours=1),
+                                                 now=now))  # fmt: skip
+        gauges = metrics.render()[0].decode()
+        assert 'modelyard_outcome{deployment="lin",stat="mean"} 5.0' in gauges
+        assert 'modelyard_outcome{deployment="lin",stat="count"} 6.0' in gauges
     finally:
         db.close()
         registry.close()

@@ -126,6 +126,11 @@ class ServingMetrics:
             "modelyard_window_error_rate", "Share of logged requests answered with a 5xx.",
             ["deployment"], registry=r, multiprocess_mode="mostrecent",
         )  # fmt: skip
+        self.outcome = Gauge(
+            "modelyard_outcome",
+            "Business outcomes of the window's predictions: count, sum and mean.",
+            ["deployment", "stat"], registry=r, multiprocess_mode="mostrecent",
+        )  # fmt: skip
         if self.multiprocess_dir is None:
             ProcessCollector(registry=r)
         self._children: dict[tuple[Any, ...], Any] = {}
@@ -161,6 +166,8 @@ class ServingMetrics:
                 self.output_drift_score.labels(deployment, name).set(value)
             elif kind == "performance":
                 self.performance.labels(deployment, name).set(value)
+            elif kind == "outcome":
+                self.outcome.labels(deployment, name).set(value)
 
     def render(self) -> tuple[bytes, str]:
         if self.multiprocess_dir is None:
