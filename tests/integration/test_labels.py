@@ -179,12 +179,21 @@ def test_labels_posted_to_the_server_and_ingested_by_the_cli(
         yard(env, "labels", "performance", "ghost")
 
 
-def test_a_server_without_the_prediction_log_refuses_labels(served_home: ServedHome) -> None:
+def test_a_server_without_the_prediction_log_refuses_labels_and_outcomes(
+    served_home: ServedHome,
+) -> None:
     body = {"deployment": "lin", "labels": [{"request_id": "a", "label": 1.0}]}
+    outcomes = {"deployment": "lin", "outcomes": [{"request_id": "a", "value": 1.0}]}
     with Server(served_home.home, "lin/1") as server:
         answer = httpx.post(f"{server.url}/v1/labels", json=body)
+        refused = httpx.post(f"{server.url}/v1/outcomes", json=outcomes)
     assert answer.status_code == 409
     assert answer.json() == {
         "error": "This server does not log predictions, so labels have nothing to join; start "
+        "it with 'yard serve --log-predictions'."
+    }
+    assert refused.status_code == 409
+    assert refused.json() == {
+        "error": "This server does not log predictions, so outcomes have nothing to join; start "
         "it with 'yard serve --log-predictions'."
     }

@@ -17,6 +17,8 @@ import pytest
 
 from modelyard.monitoring.alerts import evaluate, metric_source, validate_rules
 from modelyard.monitoring.outcomes import ingest_outcomes
+from modelyard.monitoring.service import window_metrics
+from modelyard.serving.metrics import ServingMetrics
 from modelyard.settings import AlertRule
 from modelyard.store.db import Database
 from tests._logdata import write_log
@@ -197,17 +199,6 @@ def test_outcomes_posted_to_the_server_and_ingested_by_the_cli(
     assert outcome_files(log) == before
 
 
-def test_a_server_without_the_prediction_log_refuses_outcomes(served_home: ServedHome) -> None:
-    body = {"deployment": "lin", "outcomes": [{"request_id": "a", "value": 1.0}]}
-    with Server(served_home.home, "lin/1") as server:
-        answer = httpx.post(f"{server.url}/v1/outcomes", json=body)
-    assert answer.status_code == 409
-    assert answer.json() == {
-        "error": "This server does not log predictions, so outcomes have nothing to join; start "
-        "it with 'yard serve --log-predictions'."
-    }
-
-
 def test_an_alert_rule_watches_the_mean_outcome(served_home: ServedHome, tmp_path: Path) -> None:
     log = tmp_path / "log"
     now = datetime.now(UTC)
@@ -231,6 +222,13 @@ def test_an_alert_rule_watches_the_mean_outcome(served_home: ServedHome, tmp_pat
     try:
         low, total = evaluate(db, rules, metric_source(registry, str(log)), now=now,
                               notifier=Recorder())  # fmt: skip
+        # a logging server exports the same numbers as gauges
+        metrics = ServingMetrics()
+        metrics.set_window("lin", window_metrics(registry, log, "lin", window=timedelta(hours=1),
+                                                 now=now))  # fmt: skip
+        gauges = metrics.render()[0].decode()
+        assert 'modelyard_outcome{deployment="lin",stat="mean"} 5.0' in gauges
+        assert 'modelyard_outcome{deployment="lin",stat="count"} 6.0' in gauges
     finally:
         db.close()
         registry.close()

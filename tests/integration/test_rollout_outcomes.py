@@ -18,7 +18,7 @@ from modelyard.registry import Registry
 from modelyard.rollout import StepResult
 from tests.integration._server import Server, server_env
 from tests.integration.conftest import ServedHome
-from tests.integration.test_rollout_server import hgb_body
+from tests.integration.test_rollout_server import FAST, hgb_body
 
 POLICY = {"min_requests": 20, "min_outcomes": 20, "max_output_distance": None,
           "p99_floor_ms": 200}  # fmt: skip
@@ -33,10 +33,10 @@ def registry(served_home: ServedHome) -> Iterator[Registry]:
     reg.close()
 
 
-def canary(registry: Registry, name: str) -> None:
+def canary(registry: Registry, name: str, *, auto: bool = False) -> None:
     rollout.deploy(registry, name, model_ref="hgb/1")
     rollout.start_candidate(registry, name, ref="hgb/2", mode="canary", weight=50,
-                            policy=POLICY, prediction_log=True)  # fmt: skip
+                            steps=[50], auto=auto, policy=POLICY, prediction_log=True)  # fmt: skip
 
 
 def requests(client: httpx.Client, name: str, body: dict[str, object]) -> dict[str, list[str]]:
@@ -62,6 +62,10 @@ def outcomes(routes: dict[str, list[str]], candidate_shift: float) -> list[dict[
     ]
 
 
+def state(registry: Registry, name: str) -> str:
+    return rollout.get_deployment(registry.db, name).state
+
+
 def mean(count: int) -> float:
     """The mean of the first ``count`` values of the cycle, by hand."""
     return sum(VALUES[i % 4] for i in range(count)) / count
@@ -84,15 +88,19 @@ def test_a_candidate_with_lower_outcomes_is_rolled_back_and_an_equal_one_is_not(
     log = tmp_path / "log"
     canary(registry, "revenue-worse")
     canary(registry, "revenue-same")
+    canary(registry, "revenue-auto", auto=True)  # the server's own controller judges this one
     env = server_env(served_home.home, MODELYARD_MONITORING__LOG_ROOT=str(log),
-                     MODELYARD_MONITORING__FLUSH_INTERVAL_S="0.2")  # fmt: skip
+                     MODELYARD_MONITORING__FLUSH_INTERVAL_S="0.2", **FAST)  # fmt: skip
     body = hgb_body(served_home)
     server = Server(served_home.home, "--deployment", "revenue-worse", "--deployment",
-                    "revenue-same", "--log-predictions", env=env)  # fmt: skip
+                    "revenue-same", "--deployment", "revenue-auto", "--log-predictions",
+                    env=env)  # fmt: skip
     server.wait_ready()
     try:
         with httpx.Client(base_url=server.url, timeout=30) as client:
-            worse, same = (requests(client, n, body) for n in ("revenue-worse", "revenue-same"))
+            worse, same, auto = (
+                requests(client, n, body) for n in ("revenue-worse", "revenue-same", "revenue-auto")
+            )
             # the traffic passes; the outcomes are not in yet: the controller waits for them
             waiting = step_until(registry, "revenue-worse", log, "outcomes")
             assert waiting.action == "wait", waiting
@@ -103,6 +111,15 @@ def test_a_candidate_with_lower_outcomes_is_rolled_back_and_an_equal_one_is_not(
                 posted = client.post("/v1/outcomes", json={"deployment": name,
                                      "outcomes": outcomes(routes, shift)})  # fmt: skip
                 assert posted.status_code == 202, posted.text
+            # passing traffic alone does not promote: the server's controller waits for outcomes
+            assert rollout.get_deployment(registry.db, "revenue-auto").state == "rolling"
+            posted = client.post("/v1/outcomes", json={"deployment": "revenue-auto",
+                                 "outcomes": outcomes(auto, 0.0)})  # fmt: skip
+            assert posted.status_code == 202, posted.text
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and state(registry, "revenue-auto") == "rolling":
+                time.sleep(0.2)
+            assert state(registry, "revenue-auto") == "promoted"
     finally:
         assert server.stop() == 0, server.log.read_text()
 

@@ -230,8 +230,8 @@ def window_metrics(
     """What alert rules watch, over the last ``window`` of ``name``'s log: ``rows``,
     ``requests``, ``error_rate``, ``p50_latency_ms``, ``p99_latency_ms``, ``drift_share``,
     ``drift:<column>``, ``output_drift:<output>``, ``performance:<metric>`` and
-    ``outcome:<count|sum|mean>``; a metric without
-    data is left out (an empty window gives ``rows`` 0 only)."""
+    ``outcome:<count|sum|mean>``; a metric without data is left out (an empty window gives
+    ``rows`` 0 only)."""
     now = now or datetime.now(UTC)
     try:
         span = _Span.of(root, name, window=window, last=None, now=now)

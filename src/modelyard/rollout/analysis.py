@@ -37,8 +37,10 @@ Welch t-test says the candidate's mean outcome per request is lower than stable'
 - A wait on outcomes is not a pass: the step does not advance or promote until both
   routes have their outcomes (which often arrive late: a conversion days after the request).
   A test that does not reject is a pass for this rule: with too few outcomes to see a small
-  drop, raise ``min_outcomes``. Each step is judged on its own predictions, so the test runs
-  once per step, not over a stream of looks.
+  drop, raise ``min_outcomes``. Each step is judged on its own predictions, but within a
+  step the test runs again every controller round while the step bakes and outcomes accrue:
+  these repeated looks make a false rollback of an equal candidate more likely than
+  ``outcome_alpha`` says, so give a lower alpha (or a tolerance) to a step that bakes long.
 - Skipped, with a note, where stable gets no traffic (a canary at 100%) or the candidate
   answers no client (shadow: the outcomes are stable's).
 """

@@ -172,6 +172,11 @@ class ServingMetrics:
             "1 when the estimate is outside its thresholds, else 0.",
             ["deployment", "metric"], registry=r, multiprocess_mode="mostrecent",
         )  # fmt: skip
+        self.outcome = Gauge(
+            "modelyard_outcome",
+            "Business outcomes of the window's predictions: count, sum and mean.",
+            ["deployment", "stat"], registry=r, multiprocess_mode="mostrecent",
+        )  # fmt: skip
         if self.multiprocess_dir is None:
             ProcessCollector(registry=r)
         self._children: dict[tuple[Any, ...], Any] = {}
@@ -215,6 +220,8 @@ class ServingMetrics:
                 self.reconstruction_error.labels(deployment).set(value)
             elif kind == "reconstruction_threshold" and name in ("lower", "upper"):
                 self.reconstruction_threshold.labels(deployment, name).set(value)
+            elif kind == "outcome":
+                self.outcome.labels(deployment, name).set(value)
 
     def render(self) -> tuple[bytes, str]:
         if self.multiprocess_dir is None:
