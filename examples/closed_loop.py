@@ -3,12 +3,15 @@ decays, labels arrive late, the loop retrains it on fresh labelled data, gates i
 serving version, canaries it and promotes it, with no person and no failed request.
 
     python examples/closed_loop.py            # the first scenario (promotion)
-    python examples/closed_loop.py --worse    # and the second: the retrained model is worse
+    python examples/closed_loop.py --worse    # and beside it the second: the retrained model
+                                              # is worse and its canary rolls back
 
-Everything runs in a temporary folder: a real ``yard serve`` process (prediction log, alert
-rules, the rollout controller), a real ``yard loop run`` process, a client thread sending
-requests and counting the failed ones, and a label feeder posting the truth to
-``POST /v1/labels`` a moment after each answer.
+Everything runs in a temporary folder (``--keep DIR`` keeps it): a real ``yard serve`` process
+(prediction log, alert rules, the rollout controller), a real ``yard loop run`` process, and per
+deployment a client thread sending requests and counting the failed ones, and a feeder posting
+each answer's true label to ``POST /v1/labels`` and its business outcome (1 when the answer was
+right) to ``POST /v1/outcomes`` a second later. The loop starts on CBPE's estimated accuracy,
+before those labels.
 
 The data (seeded): two columns; the truth is ``P(target = 1) = sigmoid(6 (x0 + x1))``, the same
 before and after the shift (a covariate shift). Before it, ``x1`` hardly varies (a channel that
@@ -53,7 +56,7 @@ ALERT_METRIC = "estimated:accuracy"
 LABEL_DELAY_S = 1.0
 #: CBPE's reference: a version's first this many labelled answers (all before the shift).
 REFERENCE_ROWS = 200
-RATE_PER_S = 80.0  # requests per second the client sends (one row each)
+RATE_PER_S = 80.0  # requests a second a client aims at (one row each; a busy machine gives less)
 
 
 def make_rows(count: int, *, shifted: bool, rng: np.random.Generator) -> pd.DataFrame:
@@ -220,9 +223,20 @@ class Client(threading.Thread):
         self.shift = threading.Event()
         self.stop = threading.Event()
         self.count = 0
+        self._rows: dict[bool, list[tuple[float, float, int]]] = {False: [], True: []}
 
     def run(self) -> None:
         asyncio.run(self._main())
+
+    def _row(self, shifted: bool) -> tuple[float, float, int]:
+        """The next row of its phase (rows are made 256 at a time)."""
+        rows = self._rows[shifted]
+        if not rows:
+            table = make_rows(256, shifted=shifted, rng=self.rng)
+            columns = (table[c].tolist() for c in ("x0", "x1", "target"))
+            rows.extend(zip(*columns, strict=True))
+            rows.reverse()
+        return rows.pop()
 
     async def _main(self) -> None:
         import httpx
@@ -235,14 +249,14 @@ class Client(threading.Thread):
         while not self.stop.is_set():
             started = time.monotonic()
             shifted = self.shift.is_set()
-            row = make_rows(1, shifted=shifted, rng=self.rng).iloc[0]
+            x0, x1, target = self._row(shifted)
             self.count += 1
             request_id = f"c{index}-{self.count}"
-            answer = Answer(time.monotonic(), request_id, int(row["target"]), shifted, 0)
+            answer = Answer(time.monotonic(), request_id, target, shifted, 0)
             body = {
                 "inputs": [
-                    {"name": "x0", "shape": [1], "datatype": "FP64", "data": [float(row["x0"])]},
-                    {"name": "x1", "shape": [1], "datatype": "FP64", "data": [float(row["x1"])]},
+                    {"name": "x0", "shape": [1], "datatype": "FP64", "data": [x0]},
+                    {"name": "x1", "shape": [1], "datatype": "FP64", "data": [x1]},
                 ],
                 # the scores are logged too: CBPE estimates the accuracy from them
                 "outputs": [{"name": "predict"}, {"name": "predict_proba"}],
