@@ -59,8 +59,10 @@ def test_a_bad_policy_stops_loop_run_in_one_line(
 
 def test_trigger_run_reject_and_status(project: Project) -> None:
     config = write_config(project, {})
-    unknown = yard(project, config, "loop", "status", "churn")
-    assert unknown.returncode == 1 and "has no loop yet" in unknown.stderr
+    unknown = yard(project, config, "loop", "status", "nope")
+    assert unknown.returncode == 1 and "Deployment 'nope' has no loop yet" in unknown.stderr
+    idle = yard(project, config, "loop", "status", "churn")
+    assert idle.stdout.startswith("loop of churn: idle (no loop yet;"), idle.stdout + idle.stderr
     triggered = yard(project, config, "loop", "trigger", "churn", "--reason", "decay seen")
     assert triggered.returncode == 0, triggered.stderr
     assert "deployment churn loop 1: triggered" in triggered.stdout

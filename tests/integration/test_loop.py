@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from modelyard import loop, rollout
+from modelyard.errors import ConflictError, DeploymentNotFoundError
 from modelyard.loop import LoopController
 from modelyard.loop import state as loop_state
 from modelyard.settings import AlertRule
@@ -199,6 +200,10 @@ def test_no_loop_starts_while_the_deployment_has_a_candidate(project: Project) -
     model = LogisticRegression().fit(data[["x1", "x2"]], data["target"])
     reg.register(model, name="churn", data=data[["x1", "x2"]])
     rollout.start_candidate(reg, "churn", ref="churn/2", mode="canary", weight=10)
+    with pytest.raises(ConflictError, match=r"has candidate churn/2 \(rolling\); promote or abort"):
+        loop.trigger(reg.db, "churn", "by hand")
+    with pytest.raises(DeploymentNotFoundError):
+        loop.trigger(reg.db, "nope", "by hand")
     controller = LoopController(reg, project.with_loop(trigger={"max_age": "0s"}))
     busy = controller.step("churn")
     assert (busy.action, busy.reason) == ("none", "deployment has a candidate (churn/2, rolling)")

@@ -1,6 +1,6 @@
 """A loop that cannot promote ends with its reason, an alert to a real webhook and the serving
 version unchanged: a failed pipeline, a pipeline that registers nothing, a failed gate, a
-rolled-back canary, a person's rejection (SQLite and PostgreSQL)."""
+rolled-back canary, a person's rejection."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import pytest
 
 from modelyard import loop, rollout
 from modelyard.loop import LoopController
-from tests.conftest import database_url
 from tests.integration import test_alert_delivery
 from tests.integration._loop import Project, feed, good_traffic, make_project, steps_until
 from tests.integration._server import free_port
@@ -21,10 +20,11 @@ receiver = test_alert_delivery.receiver  # a webhook on loopback that records ea
 
 
 @pytest.fixture
-def project(backend: str, tmp_path: Path, receiver: Receiver) -> Iterator[Project]:
+def project(tmp_path: Path, receiver: Receiver) -> Iterator[Project]:
+    """On SQLite: the loop's writes are the same on PostgreSQL (``test_loop`` runs on both)."""
     made = make_project(
         tmp_path / "project",
-        database_url(backend, tmp_path),
+        f"sqlite:///{tmp_path / 'meta.db'}",
         monitoring={"alerts": {"webhooks": [receiver.url], "attempts": 1}},
     )
     yield made

@@ -67,17 +67,27 @@ def run(
 def status(deployment: str | None = typer.Argument(None), json: bool = JSON) -> None:
     """Each loop's state, since when, its trigger and candidate, and the evidence of each
     transition of its current (or last) loop."""
+    from modelyard.errors import NotFoundError
     from modelyard.loop import loop_status
 
     registry = _registry()
+    configured = sorted(registry.settings.loops)
     try:
         found = loop_status(registry.db, deployment)
+    except NotFoundError:
+        if deployment not in configured:
+            raise
+        found = []
     finally:
         registry.close()
     if json:
         print_json(found)
         return
-    if not found:
+    seen = {s.deployment for s in found}
+    waiting = [n for n in configured if n not in seen and deployment in (None, n)]
+    for name in waiting:
+        console().print(f"loop of {name}: idle (no loop yet; 'yard loop run' watches its triggers)")
+    if not found and not waiting:
         console().print("no loops yet; configure [loops.NAME] and run 'yard loop run'")
     for item in found:
         _print_status(item)

@@ -4,8 +4,8 @@ The labelled window is the deployment's logged predictions of the last ``labelle
 have a label (joined on ``(request_id, row)``, the latest label per key), oldest first, with the
 logged inputs (``in_*``, prefix dropped) and the label in the ``target`` column. Its newest
 ``holdout`` share is kept for the gate; the rest joins ``training_data`` in the training table.
-When the window has too few labelled rows to split, the holdout is the newest ``holdout`` share
-of ``training_data`` (its last rows) instead, and the evidence says so.
+When the window has fewer than ``MIN_LABELLED_ROWS`` labelled rows, they join the training data
+and the holdout is the last ``holdout`` share of that table instead (the evidence says so).
 """
 
 from __future__ import annotations

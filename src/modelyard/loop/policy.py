@@ -143,6 +143,7 @@ def _train(loop: LoopPolicy, bad: Any) -> tuple[Path | None, float | None]:
             f"= {train.data_param!r} is not a parameter name; name the pipeline parameter that "
             'takes the training table\'s path, e.g. data_param = "data".',
         )
+    _check_params(train.pipeline, {**train.params, train.data_param: "train.parquet"}, bad)
     training_data = None
     if train.training_data is not None:
         training_data = Path(train.training_data)
@@ -238,6 +239,26 @@ def _check_pipeline(target: str, bad: Any) -> None:
             f"= {target!r}: no such file; give the pipeline file (FILE.py or FILE.py:NAME) "
             "relative to the working directory.",
         )
+
+
+def _check_params(target: str, params: dict[str, Any], bad: Any) -> None:
+    """The pipeline loads (its file is imported, as 'yard run' does) and takes ``params``."""
+    from modelyard.pipelines.loader import load_pipeline
+    from modelyard.pipelines.tracing import PipelineDef
+
+    try:
+        found = load_pipeline(target)
+        if not isinstance(found, PipelineDef):
+            raise bad(
+                "train.pipeline",
+                f"= {target!r} is a built Pipeline, which takes no parameters; define it with "
+                "@pipeline so that it takes the training table's path.",
+            )
+        found.resolve_params(params)
+    except ModelyardError as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise bad("train.pipeline", f"= {target!r}: {exc}") from None
 
 
 def _thresholds(values: list[dict[str, Any]], bad: Any) -> tuple[MetricThreshold, ...]:

@@ -277,7 +277,16 @@ def seen_trigger(db: Database, deployment: str, key: str) -> bool:
 
 
 def trigger(db: Database, deployment: str, reason: str, *, actor: str = "cli") -> LoopState:
-    """Start a loop of ``deployment`` now (cooldown or not); ``ConflictError`` while one runs."""
+    """Start a loop of ``deployment`` now (cooldown or not); ``ConflictError`` while one runs
+    or while the deployment has a candidate (its canary would collide with the loop's)."""
+    from modelyard.rollout.queries import get_deployment
+
+    serving = get_deployment(db, deployment)  # DeploymentNotFoundError for an unknown name
+    if serving.active:
+        raise ConflictError(
+            f"Deployment {deployment!r} has candidate {serving.candidate_ref} ({serving.state}); "
+            f"promote or abort it ('yard rollout promote|abort {deployment}') before a loop."
+        )
     current = ensure_state(db, deployment)
     if current.state in ACTIVE:
         raise ConflictError(

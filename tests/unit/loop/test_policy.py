@@ -12,9 +12,18 @@ from modelyard.errors import ConfigError
 from modelyard.loop import check_policies
 from modelyard.settings import AlertRule, Settings
 
+PIPELINE = """
+from modelyard.pipelines import pipeline
+
+
+@pipeline
+def retrain(data: str = "train.csv", max_iter: int = 100):
+    pass
+"""
+
 
 def settings(tmp_path: Path, **loop: Any) -> Settings:
-    (tmp_path / "pipeline.py").write_text("# a pipeline\n")
+    (tmp_path / "pipeline.py").write_text(PIPELINE)
     (tmp_path / "train.csv").write_text("x,target\n1,0\n")
     policy: dict[str, Any] = {
         "train": {"pipeline": str(tmp_path / "pipeline.py"),
@@ -80,6 +89,15 @@ BAD = [
      "loops.churn.train.labelled_window = 'a week' is not a duration"),
     ({"train": {"data_param": "the data"}},
      "loops.churn.train.data_param = 'the data' is not a parameter name"),
+    ({"train": {"data_param": "table"}},
+     "loops.churn.train.pipeline = '{root}/pipeline.py': Pipeline 'retrain' has no parameter "
+     "'table'; its parameters are: data, max_iter."),
+    ({"train": {"params": {"max_iter": "many"}}},
+     "loops.churn.train.pipeline = '{root}/pipeline.py': Parameter 'max_iter' of pipeline "
+     "'retrain' expects an int, got 'many'"),
+    ({"train": {"pipeline": "{root}/pipeline.py:other"}},
+     "loops.churn.train.pipeline = '{root}/pipeline.py:other': '{root}/pipeline.py' has no "
+     "pipeline 'other'; it has: retrain."),
     ({"gate": {"holdout": 1.0}}, "loops.churn.gate.holdout = 1.0 is outside (0, 1); give"),
     ({"gate": {"holdout": 0.0}}, "loops.churn.gate.holdout = 0.0 is outside (0, 1)"),
     ({"gate": {"thresholds": []}}, "loops.churn.gate.thresholds is empty; give at least one"),
@@ -107,9 +125,13 @@ def test_a_bad_policy_is_one_line_naming_the_key_and_the_fix(
     tmp_path: Path, loop: dict[str, Any], message: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    train = loop.get("train", {})
+    if "pipeline" in train:
+        loop = {**loop, "train": {**train, "pipeline": train["pipeline"].format(root=tmp_path)}}
     with pytest.raises(ConfigError) as caught:
         check_policies(settings(tmp_path, **loop))
     text = str(caught.value)
+    message = message.format(root=tmp_path)
     assert text.startswith("Loop setting loops.churn."), text
     assert message in text, text
     assert "\n" not in text
