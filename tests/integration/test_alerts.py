@@ -311,7 +311,8 @@ threshold = 0.5
     assert bad.stderr == (
         "error: Alert rule 'typo' (monitoring.alerts.rules[1]): metric 'drift-share' is unknown; "
         "use drift_share, drift:<column>, output_drift:<name>, error_rate, p50_latency_ms, "
-        "p99_latency_ms, rows or performance:<metric>.\n"
+        "p99_latency_ms, rows, performance:<metric>, estimated:<metric> or "
+        "reconstruction_error.\n"
     )
     assert not (home / "modelyard.db").exists()
 
