@@ -204,6 +204,13 @@ def test_yard_monitor_reconstruction_prints_each_hour_and_json(
     assert "thresholds" in out and "ALERT" in out and out.count(" ok ") >= 1
     code, out = yard("churn", "--every", "2h")
     assert code == 1 and "--every '2h' is not a window size; use --every 1h or 1d." in out
+    report = tmp_path / "r.html"
+    result = CliRunner().invoke(
+        app, ["monitor", "report", "churn", "--window", "3h", "-o", str(report)], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert "Reconstruction error: 1 of 2 windows past its thresholds." in result.output
+    assert "Estimated performance" not in result.output  # no labels: nothing estimated
 
 
 def test_the_report_shows_the_error_per_hour_with_its_alerts(

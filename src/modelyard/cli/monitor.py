@@ -146,6 +146,16 @@ def report(
         f"Wrote {path} ({path.stat().st_size // 1024} KB): {drift.drifted} of "
         f"{len(drift.columns)} columns drifted, {len(data.series)} points over {data.window}."
     )
+    if data.estimated is not None:
+        found = [w for w in data.estimated.windows if w.rows]
+        alerting = [w for w in found if any(m.alert for m in w.metrics.values())]
+        print(f"Estimated performance: {len(alerting)} of {len(found)} windows alert.")
+    if data.reconstruction is not None:
+        found_ = [w for w in data.reconstruction.windows if w.rows]
+        print(
+            f"Reconstruction error: {sum(w.alert for w in found_)} of {len(found_)} windows "
+            "past its thresholds."
+        )
 
 
 @app.command("reconstruction")
