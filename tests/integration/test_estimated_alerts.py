@@ -119,6 +119,17 @@ def test_yard_monitor_estimate_shows_the_band_the_alert_and_the_realised_value(
     code, out = yard("churn", "--metric", "auc")
     assert code == 1 and "--metric 'auc' is not estimated; use one of roc_auc, f1" in out
 
+    # a labelled reference file instead of the log's labels
+    head = slice(0, 1200)
+    table = tmp_path / "reference.csv"
+    pd.DataFrame({"label": data["y"][head], "proba_0": 1 - data["p"][head],
+                  "proba_1": data["p"][head]}).to_csv(table, index=False)  # fmt: skip
+    code, out = yard("churn", "--window", "5h", "--reference", str(table), "--json")
+    assert code == 0, out
+    assert json.loads(out)["reference"] == "table" and json.loads(out)["reference_rows"] == 1200
+    code, out = yard("churn", "--reference", str(tmp_path / "none.csv"))
+    assert code == 1 and "does not exist" in out
+
 
 def test_the_report_shows_estimated_beside_realised_per_hour(
     sqlite_registry: Registry, tmp_path: Path

@@ -226,6 +226,12 @@ def estimate(
     metric: list[str] = typer.Option(
         [], "--metric", help="Only these metrics (roc_auc, f1, precision, recall, accuracy)."
     ),
+    reference: Path | None = typer.Option(
+        None,
+        "--reference",
+        help="A labelled CSV/Parquet file to calibrate on (label, proba_0, "
+        "proba_1... [, predict]); default the log's oldest labelled predictions.",
+    ),
     json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
     """Performance of NAME estimated without labels (CBPE) per window, with its band and alert;
@@ -241,11 +247,15 @@ def estimate(
         raise InvalidInputError(
             f"--metric {unknown[0]!r} is not estimated; use one of {', '.join(METRICS)}."
         )
+    from modelyard.core.tables import read_data_file
+
+    labelled = read_data_file(str(reference), "reference") if reference is not None else None
     settings = load_settings()
     with store_named(settings):
         found = estimate_performance(
             readable_root(settings, name), name, since=_span(window), chunk=chunk,
-            version=version, registry=open_registry(), settings=settings.monitoring.estimation,
+            reference=labelled, version=version, registry=open_registry(),
+            settings=settings.monitoring.estimation,
         )  # fmt: skip
     if json:
         print_json(found)
