@@ -119,7 +119,7 @@ def unlabelled_metrics(
                 )
                 metrics.update(reconstruction_metrics(result))
         except PredictionLogEmptyError:
-            return {}
+            continue  # nothing in the window (for this part's model version): no data
         except ModelyardError as exc:
             if strict:
                 raise
