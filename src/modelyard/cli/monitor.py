@@ -170,9 +170,10 @@ def reconstruction(
     ),
     json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
-    """Multivariate drift of NAME's inputs: the PCA reconstruction error of each window against
-    the reference's thresholds (drift that no single column shows, such as a changed
-    correlation)."""
+    """Multivariate drift of NAME's inputs: PCA reconstruction error per window.
+
+    Each window's error against the reference's thresholds: drift that no single column shows,
+    such as a changed correlation."""
     from modelyard.cli._registry import open_registry
     from modelyard.monitoring.mirror import readable_root, store_named
     from modelyard.monitoring.multivariate import reconstruction_error
@@ -234,8 +235,10 @@ def estimate(
     ),
     json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
-    """Performance of NAME estimated without labels (CBPE) per window, with its band and alert;
-    where labels arrived, the realised value and the estimate's error beside it."""
+    """Performance of NAME estimated without labels (CBPE) per window.
+
+    Each metric's estimate with its band, thresholds and alert; where labels arrived, the
+    realised value and the estimate's error beside it."""
     from modelyard.cli._registry import open_registry
     from modelyard.errors import InvalidInputError
     from modelyard.monitoring.estimated import estimate_performance
