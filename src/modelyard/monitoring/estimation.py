@@ -11,9 +11,10 @@ expected ROC curve, hence the expected ROC AUC. No label is needed.
   only where NannyML would: not when the reference scores rank the labels almost perfectly (ROC
   AUC above 0.999), and only when isotonic regression fitted on 90% of the reference lowers the
   expected calibration error (10 equal-count bins) of the held-out 10% over 10 stratified
-  splits. Scores that are already calibrated stay as they are, since an isotonic step function
-  fitted on a sample only adds noise and ties to them; it also keeps the estimates equal to
-  NannyML's. ``"always"`` and ``"never"`` force the choice.
+  splits (``monitoring._calibration``). The rule is NannyML's so that the estimates stay equal
+  to NannyML's; on scores that are already calibrated it is close to a coin flip (it chose to
+  calibrate in 8 of 10 seeded checks), which costs little there (isotonic regression on 10,000
+  such rows moved the estimates by at most 0.009). ``"always"`` and ``"never"`` force it.
 - Binary models: the second class is the positive one. More classes: the macro average over the
   classes (ROC AUC one-vs-rest), accuracy the mean calibrated probability of the predicted class.
 - Sampling error: NannyML's per-metric standard error, its spread measured once on the
@@ -22,13 +23,13 @@ expected ROC curve, hence the expected ROC AUC. No label is needed.
 - Thresholds: the realised metric over the reference chunks, mean +- 3 standard deviations
   (clipped to [0, 1]); ``alert`` when an estimate leaves them.
 - Chunks are contiguous row ranges (``row_chunks``, ``time_chunks``); all chunks are computed in
-  one vectorised pass (one sort per class for ROC AUC).
+  one vectorised pass (one sort per chunk and class, for calibration and ROC AUC).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -37,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from modelyard.errors import InvalidInputError
+from modelyard.monitoring import _calibration
 
 if TYPE_CHECKING:
     from modelyard.core.types import Scalar
@@ -182,7 +184,7 @@ class CBPE:
         realized = _realized(truth, predicted, scores, starts, k)
         self.thresholds_ = {m: _thresholds(realized[m]) for m in METRICS}
         self.reference_rows_ = n
-        self.reference_chunks_ = self._report(scores, predicted, truth, starts)
+        self.reference_chunks_ = self._report(scores, predicted, truth, starts, realized)
         return self
 
     @property
@@ -296,12 +298,13 @@ class CBPE:
         self, positive: npt.NDArray[np.bool_], score: Floats
     ) -> tuple[Floats, Floats] | None:
         """The isotonic map of one class's scores as (x, y) knots, or ``None`` to leave them."""
+        ranked = np.argsort(score, kind="stable")
         wanted = self.calibration == "always" or (
-            self.calibration == "auto" and _needs_calibration(positive, score)
+            self.calibration == "auto" and _calibration.needs_calibration(positive, score, ranked)
         )
         if not wanted:
             return None
-        return _isotonic(score, positive)
+        return _calibration.isotonic(score, positive, ranked)
 
     def _calibrate(self, scores: Floats, orders: dict[int, Ints]) -> Floats:
         """Calibrated probabilities; ``orders[c]``: the rows by ascending score of class c."""
@@ -322,8 +325,14 @@ class CBPE:
     # -- reporting -------------------------------------------------------------------------------
 
     def _report(
-        self, scores: Floats, predicted: Ints, truth: Ints | None, firsts: Ints
+        self,
+        scores: Floats,
+        predicted: Ints,
+        truth: Ints | None,
+        firsts: Ints,
+        known: dict[str, Floats] | None = None,
     ) -> list[ChunkEstimate]:
+        """Each chunk's estimates; ``known``: the realised metrics when already computed."""
         n, k = len(scores), len(self.classes_)
         bounds = np.append(firsts, n)
         sizes = np.diff(bounds)
@@ -337,7 +346,7 @@ class CBPE:
         if truth is not None:
             chunk = np.repeat(np.arange(len(firsts)), sizes)
             labelled = np.bincount(chunk[truth >= 0], minlength=len(firsts)).astype(np.int64)
-            realized = _realized_partial(truth, predicted, scores, bounds, full, k=k)
+            realized = known or _realized_partial(truth, predicted, scores, bounds, full, k=k)
         out = []
         position = {int(c): j for j, c in enumerate(full)}
         for i in range(len(firsts)):
@@ -357,107 +366,6 @@ class CBPE:
                 )
             )
         return out
-
-
-# -- NannyML's calibration rule ----------------------------------------------------------------
-
-
-def _isotonic(
-    score: Floats, positive: npt.NDArray[np.bool_], order: Ints | None = None
-) -> tuple[Floats, Floats]:
-    """Isotonic regression of ``positive`` on ``score`` as knots for ``np.interp`` (which clips
-    outside them): scikit-learn's ``IsotonicRegression(out_of_bounds="clip")`` without the
-    estimator's checks and sort, which cost more than the fit on the reference's ten splits.
-    ``order``: the rows by ascending score, when the caller knows it."""
-    from sklearn.isotonic import isotonic_regression
-
-    if order is None:
-        order = np.argsort(score, kind="stable")
-    xs, ys = score[order], positive[order].astype(np.float64)
-    firsts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]])
-    counts = np.diff(np.append(firsts, len(xs))).astype(np.float64)
-    means = np.add.reduceat(ys, firsts) / counts
-    fitted = np.asarray(isotonic_regression(means, sample_weight=counts), dtype=np.float64)
-    # only the ends of each flat step matter to the interpolation: a few hundred knots, not
-    # one per distinct score, keep np.interp's search in the cache
-    keep = np.ones(len(fitted), dtype=bool)
-    keep[1:-1] = (fitted[1:-1] != fitted[:-2]) | (fitted[1:-1] != fitted[2:])
-    return xs[firsts][keep], fitted[keep]
-
-
-def _auc(positive: npt.NDArray[np.bool_], score: Floats) -> float:
-    """ROC AUC from ranks (ties count one half), as scikit-learn's ``roc_auc_score``."""
-    from scipy.stats import rankdata
-
-    ones = int(positive.sum())
-    zeros = len(positive) - ones
-    ranks = rankdata(score)
-    return float((ranks[positive].sum() - ones * (ones + 1) / 2) / (ones * zeros))
-
-
-def _needs_calibration(positive: npt.NDArray[np.bool_], score: Floats) -> bool:
-    """NannyML's rule: calibrate unless the scores rank the labels almost perfectly, or unless
-    isotonic regression fitted on 90% of the reference fails to lower the expected calibration
-    error of the other 10%, pooled over 10 stratified splits (scikit-learn's, seed 42).
-
-    Those splits cost more than the rest of the fit, so a quick look on splits of our own comes
-    first: when one error is at least twice the other, the answer is plain and NannyML's splits
-    would give it too (the benchmark's data sets and any clearly miscalibrated model); closer
-    calls, as for scores that are already calibrated, are decided on NannyML's splits."""
-    if positive.all() or not positive.any() or _auc(positive, score) > 0.999:
-        return False
-    ranked = np.argsort(score, kind="stable")  # sorted once; each split keeps its rows
-    before, after = _split_errors(positive, score, ranked, _own_splits(positive))
-    if max(before, after) < 2 * min(before, after):
-        before, after = _split_errors(positive, score, ranked, _nannyml_splits(positive))
-    return before > after
-
-
-def _own_splits(positive: npt.NDArray[np.bool_]) -> Iterator[Ints]:
-    """Ten held-out sets of 10% of each class's rows (seeded)."""
-    rng = np.random.default_rng(42)
-    groups = [np.flatnonzero(positive), np.flatnonzero(~positive)]
-    for _ in range(10):
-        yield np.concatenate([g[rng.permutation(len(g))[: -(-len(g) // 10)]] for g in groups])
-
-
-def _nannyml_splits(positive: npt.NDArray[np.bool_]) -> Iterator[Ints]:
-    from sklearn.model_selection import StratifiedShuffleSplit
-
-    splits = StratifiedShuffleSplit(n_splits=10, test_size=0.1, random_state=42)
-    for _, test in splits.split(np.zeros(len(positive)), positive):
-        yield test
-
-
-def _split_errors(
-    positive: npt.NDArray[np.bool_], score: Floats, ranked: Ints, tests: Iterator[Ints]
-) -> tuple[float, float]:
-    """The expected calibration error of the held-out rows' scores, before and after isotonic
-    regression fitted on the other rows."""
-    truths, raw, calibrated = [], [], []
-    for test in tests:
-        chosen = np.ones(len(score), dtype=bool)
-        chosen[test] = False
-        knots = _isotonic(score, positive, ranked[chosen[ranked]])
-        truths.append(positive[test])
-        raw.append(score[test])
-        calibrated.append(np.interp(score[test], *knots))
-    y = np.concatenate(truths).astype(np.float64)
-    return _ece(y, np.concatenate(raw)), _ece(y, np.concatenate(calibrated))
-
-
-def _ece(y: Floats, p: Floats, bins: int = 10) -> float:
-    """Expected calibration error over equal-count bins of the sorted scores."""
-    n = len(p)
-    if n <= 2 * bins:
-        bins = max(2, n // 2)
-    edges = np.arange(0, n + 1, n // bins)
-    edges[-1] = n
-    order = np.argsort(p)
-    ps, ys = p[order], y[order]
-    widths = np.diff(edges)
-    gaps = np.abs(np.add.reduceat(ps, edges[:-1]) - np.add.reduceat(ys, edges[:-1])) / widths
-    return float(np.sum(gaps * widths / n))
 
 
 # -- estimates ---------------------------------------------------------------------------------
@@ -609,7 +517,8 @@ def _realized(
     out: dict[str, list[float]] = {m: [] for m in METRICS}
     for a, b in itertools.pairwise(bounds):
         y, q, s = truth[a:b], predicted[a:b], scores[a:b]
-        labels, picks = np.unique(y), np.unique(q)
+        labels = np.flatnonzero(np.bincount(y, minlength=k))
+        picks = np.flatnonzero(np.bincount(q, minlength=k))
         out["accuracy"].append(float((y == q).mean()) if b > a else np.nan)
         if len(labels) < 2 or len(picks) < 2:
             for m in ("f1", "precision", "recall"):
@@ -629,9 +538,10 @@ def _realized(
         if len(labels) < (2 if k == 2 else k):
             out["roc_auc"].append(np.nan)
         elif k == 2:
-            out["roc_auc"].append(_auc(y == 1, s[:, 1]))
+            out["roc_auc"].append(_calibration.auc(y == 1, s[:, 1]))
         else:
-            out["roc_auc"].append(float(np.mean([_auc(y == c, s[:, c]) for c in range(k)])))
+            aucs = [_calibration.auc(y == c, s[:, c]) for c in range(k)]
+            out["roc_auc"].append(float(np.mean(aucs)))
     return {m: np.asarray(v, dtype=np.float64) for m, v in out.items()}
 
 

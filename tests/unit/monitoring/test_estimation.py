@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from modelyard.errors import InvalidInputError, PredictionLogEmptyError
-from modelyard.monitoring import estimation
+from modelyard.monitoring import _calibration
 from modelyard.monitoring.estimated import estimate_performance
 from modelyard.monitoring.estimation import CBPE, METRICS, row_chunks, time_chunks
 from modelyard.monitoring.labels import ingest_labels
@@ -103,10 +103,10 @@ def test_the_calibration_decision_is_nannymls(bend: float) -> None:
     positive = rng.random(5000) < p
     score = p**bend
     ranked = np.argsort(score, kind="stable")
-    before, after = estimation._split_errors(
-        positive, score, ranked, estimation._nannyml_splits(positive)
+    before, after = _calibration.split_errors(
+        positive, score, ranked, _calibration.nannyml_splits(positive)
     )
-    assert estimation._needs_calibration(positive, score) == (before > after)
+    assert _calibration.needs_calibration(positive, score, ranked) == (before > after)
 
 
 def test_multiclass_estimates_match_the_labels_and_take_text_classes() -> None:
