@@ -19,6 +19,7 @@ import msgspec
 import numpy as np
 
 from modelyard.core.durations import parse_duration
+from modelyard.core.types import Scalar  # at run time: msgspec reads the annotations
 from modelyard.errors import InvalidInputError, NotFoundError, PredictionLogEmptyError
 from modelyard.monitoring.estimation import (
     CBPE,
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-    from modelyard.core.types import Scalar
     from modelyard.registry import Registry
 
 __all__ = ["EstimatedPerformance", "estimate_performance"]
@@ -123,6 +123,8 @@ def estimate_performance(
             f"No predictions of {model}/{ver} logged for {deployment!r} in the window (log root "
             f"{root}); widen it or pick another version."
         )
+    if isinstance(reference, CBPE) and hasattr(reference, "classes_"):
+        classes = reference.classes_  # the fitted reference knows its classes
     known = _classes(classes, registry, model=model, version=ver, rows=rows, labelled=labelled)
     proba, usable = _proba(rows, len(known), f"{model}/{ver}")
     unscored = int((~usable).sum())

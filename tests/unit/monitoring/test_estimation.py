@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from modelyard.errors import InvalidInputError, PredictionLogEmptyError
+from modelyard.monitoring import _calibration
 from modelyard.monitoring.estimated import estimate_performance
 from modelyard.monitoring.estimation import CBPE, METRICS, row_chunks, time_chunks
 from modelyard.monitoring.labels import ingest_labels
@@ -91,6 +92,21 @@ def test_miscalibrated_scores_are_calibrated_on_the_reference() -> None:
     raw = CBPE(chunk_size=3000, calibration="never").fit(y, score, q, classes=[0, 1])
     [uncalibrated] = raw.estimate(score[20_000:], q[20_000:], y_true=y[20_000:])
     assert abs(uncalibrated.metrics["accuracy"].error or 0) > 0.1  # what calibration fixes
+
+
+@pytest.mark.parametrize("bend", [1.0, 1.1, 0.5, 2.0])
+def test_the_calibration_decision_is_nannymls(bend: float) -> None:
+    # the quick look on our own splits decides only when the answer is plain; it must agree
+    # with the decision on NannyML's own splits (scikit-learn's, seed 42)
+    rng = np.random.default_rng(int(bend * 10))
+    p = rng.random(5000)
+    positive = rng.random(5000) < p
+    score = p**bend
+    ranked = np.argsort(score, kind="stable")
+    before, after = _calibration.split_errors(
+        positive, score, ranked, _calibration.nannyml_splits(positive)
+    )
+    assert _calibration.needs_calibration(positive, score, ranked) == (before > after)
 
 
 def test_multiclass_estimates_match_the_labels_and_take_text_classes() -> None:
