@@ -34,6 +34,7 @@ _ESTIMATED_GAUGES = {
     "estimated_threshold_lower": ("estimated_threshold", "lower"),
     "estimated_threshold_upper": ("estimated_threshold", "upper"),
     "estimated_alert": ("estimated_alert", None),
+    "estimated_error": ("estimated_error", None),
 }
 #: The metric label's values (bounded: CBPE's metrics).
 _ESTIMATED_METRICS = ("roc_auc", "f1", "precision", "recall", "accuracy")
@@ -170,6 +171,11 @@ class ServingMetrics:
         self.estimated_alert = Gauge(
             "modelyard_estimated_performance_alert",
             "1 when the estimate is outside its thresholds, else 0.",
+            ["deployment", "metric"], registry=r, multiprocess_mode="mostrecent",
+        )  # fmt: skip
+        self.estimated_error = Gauge(
+            "modelyard_estimated_performance_error",
+            "The estimate minus the realised value, where the window's labels arrived.",
             ["deployment", "metric"], registry=r, multiprocess_mode="mostrecent",
         )  # fmt: skip
         if self.multiprocess_dir is None:
