@@ -287,3 +287,24 @@ def test_log_inputs_that_cannot_be_estimated(tmp_path: Path) -> None:
               version="1", predict=np.array([1]))  # fmt: skip
     with pytest.raises(InvalidInputError, match="no out_predict_proba column"):
         estimate_performance(tmp_path, "plain")
+
+
+def test_multiclass_text_labels_from_the_log(tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+    names = np.array(["cat", "dog", "eel"])
+    proba = rng.dirichlet([0.8] * 3, 3000)
+    truth = names[(rng.random(3000)[:, None] > proba.cumsum(axis=1)).sum(axis=1)]
+    start = datetime.now(UTC) - timedelta(hours=2)
+    times = [start + timedelta(seconds=i) for i in range(3000)]
+    ids = write_log(tmp_path, "pets", pd.DataFrame({"x": proba[:, 0]}), times, model="pets",
+                    version="4", predict=names[proba.argmax(axis=1)], proba=proba)  # fmt: skip
+    ingest_labels(tmp_path, "pets", pd.DataFrame({"request_id": ids, "label": truth}))
+    settings = EstimationSettings(reference_rows=1500, min_reference_rows=1000)
+    found = estimate_performance(tmp_path, "pets", chunk=600, settings=settings)
+    assert found.classes == ("cat", "dog", "eel") and len(found.calibrated) == 3
+    assert [w.labelled for w in found.windows] == [600] * 5
+    for window in found.windows:
+        for metric in METRICS:
+            got = window.metrics[metric]
+            assert got.error is not None and got.sampling_error is not None
+            assert abs(got.error) < 3 * got.sampling_error + 0.02, (metric, window.index)
