@@ -13,7 +13,7 @@ import pytest
 
 from modelyard.errors import InvalidInputError, PredictionLogEmptyError
 from modelyard.monitoring import _calibration
-from modelyard.monitoring.estimated import estimate_performance
+from modelyard.monitoring.estimated import estimate_performance, reference_from_log
 from modelyard.monitoring.estimation import CBPE, METRICS, row_chunks, time_chunks
 from modelyard.monitoring.labels import ingest_labels
 from modelyard.settings import EstimationSettings
@@ -257,6 +257,13 @@ def test_estimates_per_hour_of_the_log(tmp_path: Path) -> None:
     assert first.realized == pytest.approx((data["y"][:600] == data["q"][:600]).mean())
     latest = found.latest()
     assert latest is not None and latest.metrics["roc_auc"].alert
+    # a reference kept by the caller gives the same estimates
+    kept = reference_from_log(tmp_path, "churn", settings=settings)
+    again = estimate_performance(
+        tmp_path, "churn", since=timedelta(hours=4), reference=kept, settings=settings
+    )
+    assert again.reference == "fitted"
+    assert [w.metrics for w in again.windows] == [w.metrics for w in found.windows]
     # row windows and an explicit reference table
     head = slice(0, 1200)
     reference = pd.DataFrame({"label": data["y"][head], "proba_0": 1 - data["p"][head],
