@@ -4,7 +4,7 @@ boundary lowers them and raises the alert, multiclass, the log's windows, and ev
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,8 @@ from modelyard.monitoring.estimation import CBPE, METRICS, row_chunks, time_chun
 from modelyard.monitoring.labels import ingest_labels
 from modelyard.settings import EstimationSettings
 from tests._logdata import write_log
+
+HOUR = timedelta(hours=1)
 
 
 def calibrated(
@@ -158,6 +160,8 @@ def test_time_chunks_include_empty_periods() -> None:
     firsts, spans = time_chunks(times, start, start + timedelta(hours=3), timedelta(hours=1))
     assert firsts.tolist() == [0, 2, 2]
     assert spans[1] == (start + timedelta(hours=1), start + timedelta(hours=2))
+    local = start.astimezone(timezone(timedelta(hours=2)))  # the same instant, written at +02:00
+    assert time_chunks(times, local, local + timedelta(hours=3), HOUR)[0].tolist() == [0, 2, 2]
     cbpe = fitted(np.random.default_rng(5))
     found = cbpe.estimate([0.9, 0.2, 0.7], [1, 0, 1], starts=firsts)
     assert [c.rows for c in found] == [2, 0, 1]
