@@ -39,13 +39,14 @@ if TYPE_CHECKING:
 
     from modelyard.registry import Registry
 
-__all__ = ["EstimatedPerformance", "estimate_performance"]
+__all__ = ["EstimatedPerformance", "estimate_performance", "reference_from_log"]
 
 
 class EstimatedPerformance(msgspec.Struct, frozen=True, kw_only=True):
     """The estimates of one model version's windows, oldest first.
 
-    ``reference``: ``"log"`` (its oldest labelled predictions) or ``"table"`` (given);
+    ``reference``: ``"log"`` (its oldest labelled predictions), ``"table"`` (a labelled table
+    given) or ``"fitted"`` (a fitted ``CBPE`` given, e.g. from ``reference_from_log``);
     ``calibrated``: per class (binary: the positive class), whether its scores were calibrated;
     ``unscored``: predictions in the span without usable probabilities (left out)."""
 
@@ -99,11 +100,7 @@ def estimate_performance(
     config = settings or EstimationSettings()
     if since is not None and (start is not None or end is not None):
         raise InvalidInputError("Give either since or start/end, not both.")
-    if not has_predictions(root, deployment):
-        raise PredictionLogEmptyError(
-            f"No predictions logged for {deployment!r} at all (log root {root}); serve it with "
-            "'yard serve --log-predictions' (or check the name)."
-        )
+    _require_log(root, deployment)
     every, size = _chunking(config.chunk if chunk is None else chunk)
     start, end = _utc(start), _utc(end)
     with _Log(root, deployment) as log:
@@ -163,6 +160,40 @@ def estimate_performance(
         windows=windows,
         unscored=unscored,
     )
+
+
+def reference_from_log(
+    root: str | Path,
+    deployment: str,
+    *,
+    version: str | None = None,
+    chunk: str | int | None = None,
+    classes: Sequence[Scalar] | None = None,
+    registry: Registry | None = None,
+    settings: EstimationSettings | None = None,
+) -> CBPE:
+    """The reference ``estimate_performance`` fits on each call when given none: the oldest
+    ``reference_rows`` labelled predictions of ``version`` (default: the newest prediction's).
+    A caller that estimates often (a server's gauges) can keep it while the version serves and
+    pass it as ``reference``; the same arguments give the same estimates."""
+    config = settings or EstimationSettings()
+    _require_log(root, deployment)
+    _, size = _chunking(config.chunk if chunk is None else chunk)
+    with _Log(root, deployment) as log:
+        model, ver = _version(log, version)
+        labelled = log.labelled(model, ver, config.reference_rows)
+    what = f"{model}/{ver}"
+    known = _classes(classes, registry, model=model, version=ver, rows=labelled, labelled=labelled)
+    cbpe, _, _ = _reference(None, labelled, classes=known, config=config, size=size, what=what)
+    return cbpe
+
+
+def _require_log(root: str | Path, deployment: str) -> None:
+    if not has_predictions(root, deployment):
+        raise PredictionLogEmptyError(
+            f"No predictions logged for {deployment!r} at all (log root {root}); serve it with "
+            "'yard serve --log-predictions' (or check the name)."
+        )
 
 
 # -- reading the log ---------------------------------------------------------------------------
@@ -326,7 +357,7 @@ def _reference(
     if isinstance(given, CBPE):
         if not hasattr(given, "reference_rows_"):
             raise InvalidInputError("The reference CBPE is not fitted; call fit() first.")
-        return given, "table", given.reference_rows_
+        return given, "fitted", given.reference_rows_
     if given is not None:
         truth, proba, predicted = _table(given, len(classes))
         source = "table"

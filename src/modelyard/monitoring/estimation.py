@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
@@ -114,7 +114,8 @@ def time_chunks(
         raise InvalidInputError(f"Invalid chunk period {every}; give a positive one, e.g. 1h.")
     count = max(1, int(np.ceil((end - start) / every)))
     edges = [start + i * every for i in range(count)]
-    stamps = np.array([np.datetime64(e.replace(tzinfo=None), "us") for e in edges])
+    naive = [e.astimezone(UTC).replace(tzinfo=None) if e.tzinfo else e for e in edges]
+    stamps = np.array([np.datetime64(e, "us") for e in naive])
     firsts = np.searchsorted(times.astype("datetime64[us]"), stamps, side="left")
     return firsts.astype(np.int64), [(e, min(e + every, end)) for e in edges]
 
