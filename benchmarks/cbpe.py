@@ -4,7 +4,7 @@ over all chunks (estimate, sampling error, thresholds), alerts that differ, and 
 fit and estimate; writes JSON to benchmarks/results/cbpe.json.
 
     .venv/bin/python benchmarks/cbpe.py [--reference 100000] [--rows 1000000] [--chunk 10000]
-        [--skip-nannyml]
+        [--repeat 3] [--skip-nannyml]
 
 The data sets (seeded, made once under benchmarks/results/cbpe-data/):
 - binary: x ~ N(0, 1); the model's score sigmoid(1.5 x), predicted class score > 0.5; the label
@@ -16,7 +16,9 @@ The data sets (seeded, made once under benchmarks/results/cbpe-data/):
 
 NannyML runs in its own virtualenv (benchmarks/.envs/nannyml, installed on first run) in a child
 process; modelyard runs in this process. Both times leave out imports and reading the Parquet
-files; neither is pinned to a CPU.
+files; neither is pinned to a CPU. Each tool runs ``--repeat`` times and the run with the least
+fit + estimate time counts (all are recorded): the development machine is shared, and its load
+only ever adds time.
 """
 
 from __future__ import annotations
@@ -122,6 +124,12 @@ def run_modelyard(kind: str, paths: tuple[Path, Path], chunk: int) -> dict[str, 
             "metrics": found, "calibrated": list(cbpe.calibrated_)}  # fmt: skip
 
 
+def best(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the least fit + estimate time, with every run's times beside it."""
+    chosen = min(runs, key=lambda r: r["fit_s"] + r["estimate_s"])
+    return {**chosen, "runs_s": [[r["fit_s"], r["estimate_s"]] for r in runs]}
+
+
 def agreement(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for m in METRICS:
@@ -146,6 +154,7 @@ def main() -> None:
     parser.add_argument("--reference", type=int, default=100_000)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--chunk", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-nannyml", action="store_true")
     args = parser.parse_args()
     report: dict[str, Any] = {
@@ -160,12 +169,12 @@ def main() -> None:
         paths = ensure_data(kind, args.reference, args.rows)
         print(f"{kind}: reference {args.reference:,} rows, analysis {args.rows:,} rows, "
               f"chunks of {args.chunk:,}", flush=True)  # fmt: skip
-        ours = run_modelyard(kind, paths, args.chunk)
+        ours = best([run_modelyard(kind, paths, args.chunk) for _ in range(args.repeat)])
         entry: dict[str, Any] = {"modelyard": {k: v for k, v in ours.items() if k != "metrics"}}
         print(f"  modelyard  fit {ours['fit_s']:7.2f} s  estimate {ours['estimate_s']:7.2f} s",
               flush=True)  # fmt: skip
         if not args.skip_nannyml:
-            theirs = run_nannyml(kind, paths, args.chunk)
+            theirs = best([run_nannyml(kind, paths, args.chunk) for _ in range(args.repeat)])
             entry["nannyml"] = {k: v for k, v in theirs.items() if k != "metrics"}
             print(
                 f"  nannyml    fit {theirs['fit_s']:7.2f} s  estimate {theirs['estimate_s']:7.2f} s"

@@ -133,8 +133,9 @@ class AlertRule(BaseModel):
     ``for`` over the last ``window`` of ``deployment``'s traffic.
 
     ``metric``: ``drift_share``, ``drift:<column>`` (the column's score), ``output_drift:<name>``,
-    ``error_rate``, ``p99_latency_ms``, ``rows``, or ``performance:<metric>`` (accuracy, f1,
-    roc_auc, log_loss, mae, rmse, r2, ...).
+    ``error_rate``, ``p99_latency_ms``, ``rows``, ``performance:<metric>`` (accuracy, f1,
+    roc_auc, log_loss, mae, rmse, r2, ...), ``estimated:<metric>`` (roc_auc, f1, precision,
+    recall, accuracy: estimated without labels) or ``reconstruction_error``.
     """
 
     model_config = {"populate_by_name": True}

@@ -59,6 +59,7 @@ def test_an_estimated_accuracy_rule_fires_on_the_crowded_hour(
         settings=EstimationSettings(reference_rows=1200, min_reference_rows=500),
     )  # fmt: skip
     assert expected["estimated:accuracy"] < 0.7 and expected["estimated_alert:accuracy"] == 1.0
+    assert "estimated_error:accuracy" not in expected  # that hour has no labels yet
     fired = outcomes["churn-cbpe"]
     assert (fired.state, fired.event) == ("firing", "fired")
     assert fired.value == pytest.approx(expected["estimated:accuracy"])
@@ -118,6 +119,17 @@ def test_yard_monitor_estimate_shows_the_band_the_alert_and_the_realised_value(
     assert f"{realised:.3f}" in out
     code, out = yard("churn", "--metric", "auc")
     assert code == 1 and "--metric 'auc' is not estimated; use one of roc_auc, f1" in out
+
+    # a labelled reference file instead of the log's labels
+    head = slice(0, 1200)
+    table = tmp_path / "reference.csv"
+    pd.DataFrame({"label": data["y"][head], "proba_0": 1 - data["p"][head],
+                  "proba_1": data["p"][head]}).to_csv(table, index=False)  # fmt: skip
+    code, out = yard("churn", "--window", "5h", "--reference", str(table), "--json")
+    assert code == 0, out
+    assert json.loads(out)["reference"] == "table" and json.loads(out)["reference_rows"] == 1200
+    code, out = yard("churn", "--reference", str(tmp_path / "none.csv"))
+    assert code == 1 and "does not exist" in out
 
 
 def test_the_report_shows_estimated_beside_realised_per_hour(

@@ -45,6 +45,15 @@ def log_hour(root: Path, start: datetime, frame: pd.DataFrame, model: LogisticRe
     )  # fmt: skip
 
 
+def calm_then_flipped(root: Path, model: LogisticRegression, rows: int) -> None:
+    """``rows`` predictions in 10:00-10:50 like the reference, as many in 11:00-11:50 with the
+    correlation of a and b flipped."""
+    for hour, rho in ((10, 0.9), (11, -0.9)):
+        log_hour(
+            root, datetime(2026, 1, 1, hour, tzinfo=UTC), inputs(rows, rho=rho, seed=hour), model
+        )
+
+
 def test_the_flipped_hours_raise_the_alert_and_the_drift_tests_do_not(
     churn: tuple[Registry, LogisticRegression], tmp_path: Path
 ) -> None:
@@ -204,6 +213,13 @@ def test_yard_monitor_reconstruction_prints_each_hour_and_json(
     assert "thresholds" in out and "ALERT" in out and out.count(" ok ") >= 1
     code, out = yard("churn", "--every", "2h")
     assert code == 1 and "--every '2h' is not a window size; use --every 1h or 1d." in out
+    report = tmp_path / "r.html"
+    result = CliRunner().invoke(
+        app, ["monitor", "report", "churn", "--window", "3h", "-o", str(report)], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert "Reconstruction error: 1 of 2 windows past its thresholds." in result.output
+    assert "Estimated performance" not in result.output  # no labels: nothing estimated
 
 
 def test_the_report_shows_the_error_per_hour_with_its_alerts(
@@ -214,10 +230,7 @@ def test_the_report_shows_the_error_per_hour_with_its_alerts(
 
     registry, model = churn
     root = tmp_path / "log"
-    for hour, rho in ((10, 0.9), (11, -0.9)):
-        log_hour(
-            root, datetime(2026, 1, 1, hour, tzinfo=UTC), inputs(800, rho=rho, seed=hour), model
-        )
+    calm_then_flipped(root, model, 800)
     report = build_report(registry, root, "churn", window=3 * HOUR, now=NOW)
     assert report.reconstruction is not None
     assert [w.alert for w in report.reconstruction.windows] == [False, False, True, False]
@@ -228,3 +241,38 @@ def test_the_report_shows_the_error_per_hour_with_its_alerts(
     assert section.count('class="badge bad">alert<') == 1 and "no rows" in section
     assert "churn/1 (stored reference sample)" in section and "<svg" in section
     assert "<script" not in html
+
+
+def test_a_window_sums_each_log_file_once_and_matches_its_rows(
+    churn: tuple[Registry, LogisticRegression], tmp_path: Path
+) -> None:
+    registry, model = churn
+    root = tmp_path / "log"
+    calm_then_flipped(root, model, 600)
+    noon = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    cached = reconstruction_error(registry, root, "churn", window=2 * HOUR, now=noon)
+    by_hour = reconstruction_error(registry, root, "churn", window=2 * HOUR, every=HOUR, now=noon)
+    # the hourly path scores the rows themselves: the cached sums give the same window
+    (window,) = cached.windows
+    both = [w for w in by_hour.windows if w.rows]
+    assert window.rows == sum(w.rows for w in both) == 1_200
+    assert window.error == pytest.approx(sum(w.error * w.rows for w in both if w.error) / 1_200)
+    one = reconstruction_error(registry, root, "churn", window=HOUR, now=noon).windows[0]
+    assert (one.rows, one.error, one.sampling_error) == (
+        both[1].rows, pytest.approx(both[1].error), pytest.approx(both[1].sampling_error),
+    )  # fmt: skip
+    folder = root / "_profiles" / "deployment=churn"
+    files = sorted(folder.glob("reconstruction-*/*.json"))
+    assert [f.name for f in files] == ["2026-01-01T10.json", "2026-01-01T11.json"]
+    stamps = {f: f.stat().st_mtime_ns for f in files}
+    again = reconstruction_error(registry, root, "churn", window=2 * HOUR, now=noon)
+    assert again == cached and {f: f.stat().st_mtime_ns for f in files} == stamps
+    # half an hour: the files straddle its start and are read, not summed
+    half = reconstruction_error(registry, root, "churn", window=HOUR / 2, now=noon)
+    assert 0 < half.windows[0].rows < 600
+    # a late file in hour 10: that hour's sums are written again, hour 11's are not
+    log_hour(root, datetime(2026, 1, 1, 10, 5, tzinfo=UTC), inputs(100, rho=0.9, seed=9), model)
+    late = reconstruction_error(registry, root, "churn", window=2 * HOUR, now=noon)
+    assert late.windows[0].rows == 1_300
+    changed = [f.name for f in files if f.stat().st_mtime_ns != stamps[f]]
+    assert changed == ["2026-01-01T10.json"]

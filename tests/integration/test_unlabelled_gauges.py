@@ -76,7 +76,7 @@ def test_the_reconstruction_error_and_estimate_gauges_follow_the_log(
                  "label": y[:200]}
             )  # fmt: skip
             ingest_labels(log, "hgb", labels)
-            text = scrape(lambda text: len(gauges(text, "modelyard_estimated_performance")) == 30)
+            text = scrape(lambda text: len(gauges(text, "modelyard_estimated_performance")) == 35)
             found = gauges(text, "modelyard_reconstruction_")
             estimated = gauges(text, "modelyard_estimated_performance")
     finally:
@@ -94,7 +94,8 @@ def test_the_reconstruction_error_and_estimate_gauges_follow_the_log(
         estimates = estimated_metrics(registry, log, "hgb", window=HOUR, now=now, settings=settings)
     finally:
         registry.close()
-    assert len(estimated) == 5 * 6, text  # 5 metrics: estimate, 2 band, 2 threshold, alert
+    # 5 metrics: estimate, 2 band, 2 threshold, alert, and error (half the window has labels)
+    assert len(estimated) == 5 * 7, text
     for metric in ("roc_auc", "f1", "precision", "recall", "accuracy"):
         label = f'deployment="hgb",metric="{metric}"'
         assert estimated[f"modelyard_estimated_performance{{{label}}}"] == pytest.approx(
@@ -107,6 +108,8 @@ def test_the_reconstruction_error_and_estimate_gauges_follow_the_log(
             assert estimated[threshold] == pytest.approx(
                 estimates[f"estimated_threshold_{bound}:{metric}"]
             )
+        error = estimated[f"modelyard_estimated_performance_error{{{label}}}"]
+        assert error == pytest.approx(estimates[f"estimated_error:{metric}"])
         alert = estimated[f"modelyard_estimated_performance_alert{{{label}}}"]
         assert alert == estimates[f"estimated_alert:{metric}"] in (0.0, 1.0)
     assert estimates["estimated:accuracy"] > 0.8

@@ -146,6 +146,16 @@ def report(
         f"Wrote {path} ({path.stat().st_size // 1024} KB): {drift.drifted} of "
         f"{len(drift.columns)} columns drifted, {len(data.series)} points over {data.window}."
     )
+    if data.estimated is not None:
+        found = [w for w in data.estimated.windows if w.rows]
+        alerting = [w for w in found if any(m.alert for m in w.metrics.values())]
+        print(f"Estimated performance: {len(alerting)} of {len(found)} windows alert.")
+    if data.reconstruction is not None:
+        found_ = [w for w in data.reconstruction.windows if w.rows]
+        print(
+            f"Reconstruction error: {sum(w.alert for w in found_)} of {len(found_)} windows "
+            "past its thresholds."
+        )
 
 
 @app.command("reconstruction")
@@ -160,9 +170,10 @@ def reconstruction(
     ),
     json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
-    """Multivariate drift of NAME's inputs: the PCA reconstruction error of each window against
-    the reference's thresholds (drift that no single column shows, such as a changed
-    correlation)."""
+    """Multivariate drift of NAME's inputs: PCA reconstruction error per window.
+
+    Each window's error against the reference's thresholds: drift that no single column shows,
+    such as a changed correlation."""
     from modelyard.cli._registry import open_registry
     from modelyard.monitoring.mirror import readable_root, store_named
     from modelyard.monitoring.multivariate import reconstruction_error
@@ -216,10 +227,18 @@ def estimate(
     metric: list[str] = typer.Option(
         [], "--metric", help="Only these metrics (roc_auc, f1, precision, recall, accuracy)."
     ),
+    reference: Path | None = typer.Option(
+        None,
+        "--reference",
+        help="A labelled CSV/Parquet file to calibrate on (label, proba_0, "
+        "proba_1... [, predict]); default the log's oldest labelled predictions.",
+    ),
     json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
-    """Performance of NAME estimated without labels (CBPE) per window, with its band and alert;
-    where labels arrived, the realised value and the estimate's error beside it."""
+    """Performance of NAME estimated without labels (CBPE) per window.
+
+    Each metric's estimate with its band, thresholds and alert; where labels arrived, the
+    realised value and the estimate's error beside it."""
     from modelyard.cli._registry import open_registry
     from modelyard.errors import InvalidInputError
     from modelyard.monitoring.estimated import estimate_performance
@@ -231,11 +250,15 @@ def estimate(
         raise InvalidInputError(
             f"--metric {unknown[0]!r} is not estimated; use one of {', '.join(METRICS)}."
         )
+    from modelyard.core.tables import read_data_file
+
+    labelled = read_data_file(str(reference), "reference") if reference is not None else None
     settings = load_settings()
     with store_named(settings):
         found = estimate_performance(
             readable_root(settings, name), name, since=_span(window), chunk=chunk,
-            version=version, registry=open_registry(), settings=settings.monitoring.estimation,
+            reference=labelled, version=version, registry=open_registry(),
+            settings=settings.monitoring.estimation,
         )  # fmt: skip
     if json:
         print_json(found)

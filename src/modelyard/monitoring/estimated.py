@@ -19,6 +19,7 @@ import msgspec
 import numpy as np
 
 from modelyard.core.durations import parse_duration
+from modelyard.core.types import Scalar  # at run time: msgspec reads the annotations
 from modelyard.errors import InvalidInputError, NotFoundError, PredictionLogEmptyError
 from modelyard.monitoring.estimation import (
     CBPE,
@@ -36,16 +37,16 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-    from modelyard.core.types import Scalar
     from modelyard.registry import Registry
 
-__all__ = ["EstimatedPerformance", "estimate_performance"]
+__all__ = ["EstimatedPerformance", "estimate_performance", "reference_from_log"]
 
 
 class EstimatedPerformance(msgspec.Struct, frozen=True, kw_only=True):
     """The estimates of one model version's windows, oldest first.
 
-    ``reference``: ``"log"`` (its oldest labelled predictions) or ``"table"`` (given);
+    ``reference``: ``"log"`` (its oldest labelled predictions), ``"table"`` (a labelled table
+    given) or ``"fitted"`` (a fitted ``CBPE`` given, e.g. from ``reference_from_log``);
     ``calibrated``: per class (binary: the positive class), whether its scores were calibrated;
     ``unscored``: predictions in the span without usable probabilities (left out)."""
 
@@ -99,11 +100,7 @@ def estimate_performance(
     config = settings or EstimationSettings()
     if since is not None and (start is not None or end is not None):
         raise InvalidInputError("Give either since or start/end, not both.")
-    if not has_predictions(root, deployment):
-        raise PredictionLogEmptyError(
-            f"No predictions logged for {deployment!r} at all (log root {root}); serve it with "
-            "'yard serve --log-predictions' (or check the name)."
-        )
+    _require_log(root, deployment)
     every, size = _chunking(config.chunk if chunk is None else chunk)
     start, end = _utc(start), _utc(end)
     with _Log(root, deployment) as log:
@@ -123,6 +120,8 @@ def estimate_performance(
             f"No predictions of {model}/{ver} logged for {deployment!r} in the window (log root "
             f"{root}); widen it or pick another version."
         )
+    if isinstance(reference, CBPE) and hasattr(reference, "classes_"):
+        classes = reference.classes_  # the fitted reference knows its classes
     known = _classes(classes, registry, model=model, version=ver, rows=rows, labelled=labelled)
     proba, usable = _proba(rows, len(known), f"{model}/{ver}")
     unscored = int((~usable).sum())
@@ -161,6 +160,40 @@ def estimate_performance(
         windows=windows,
         unscored=unscored,
     )
+
+
+def reference_from_log(
+    root: str | Path,
+    deployment: str,
+    *,
+    version: str | None = None,
+    chunk: str | int | None = None,
+    classes: Sequence[Scalar] | None = None,
+    registry: Registry | None = None,
+    settings: EstimationSettings | None = None,
+) -> CBPE:
+    """The reference ``estimate_performance`` fits on each call when given none: the oldest
+    ``reference_rows`` labelled predictions of ``version`` (default: the newest prediction's).
+    A caller that estimates often (a server's gauges) can keep it while the version serves and
+    pass it as ``reference``; the same arguments give the same estimates."""
+    config = settings or EstimationSettings()
+    _require_log(root, deployment)
+    _, size = _chunking(config.chunk if chunk is None else chunk)
+    with _Log(root, deployment) as log:
+        model, ver = _version(log, version)
+        labelled = log.labelled(model, ver, config.reference_rows)
+    what = f"{model}/{ver}"
+    known = _classes(classes, registry, model=model, version=ver, rows=labelled, labelled=labelled)
+    cbpe, _, _ = _reference(None, labelled, classes=known, config=config, size=size, what=what)
+    return cbpe
+
+
+def _require_log(root: str | Path, deployment: str) -> None:
+    if not has_predictions(root, deployment):
+        raise PredictionLogEmptyError(
+            f"No predictions logged for {deployment!r} at all (log root {root}); serve it with "
+            "'yard serve --log-predictions' (or check the name)."
+        )
 
 
 # -- reading the log ---------------------------------------------------------------------------
@@ -324,7 +357,7 @@ def _reference(
     if isinstance(given, CBPE):
         if not hasattr(given, "reference_rows_"):
             raise InvalidInputError("The reference CBPE is not fitted; call fit() first.")
-        return given, "table", given.reference_rows_
+        return given, "fitted", given.reference_rows_
     if given is not None:
         truth, proba, predicted = _table(given, len(classes))
         source = "table"

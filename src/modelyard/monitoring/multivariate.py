@@ -23,17 +23,25 @@ from drift. These choices are NannyML 0.13's: ``benchmarks/multivariate.py`` com
 
 ``reconstruction_error`` runs it on a deployment's prediction log: fitted on the stored reference
 sample of the model version that answered most rows (or on a given version or data file), scored
-on the window, or on each hour or day of it.
+on the window, or on each hour or day of it. For one window, each log file's error count, sum
+and sum of squares are cached per fitted model under
+``<root>/_profiles/deployment=<name>/reconstruction-<key>/<hour>.json`` (log files never change),
+so a server refreshing its gauges every minute scores only the new files and the few at the
+window's edges.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import os
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
@@ -44,7 +52,15 @@ from modelyard.core.tables import read_data_file
 from modelyard.errors import InvalidInputError, ModelyardError
 from modelyard.monitoring.text import looks_like_text
 from modelyard.monitoring.types import Reconstruction, ReconstructionWindow
-from modelyard.monitoring.windows import empty_window, hours, log_folder, log_inputs, read_rows
+from modelyard.monitoring.windows import (
+    Hour,
+    empty_window,
+    hours,
+    log_columns,
+    log_folder,
+    log_inputs,
+    read_rows,
+)
 from modelyard.settings import ReconstructionSettings
 
 if TYPE_CHECKING:
@@ -182,14 +198,47 @@ class ReconstructionDrift:
         """A window from its rows' errors (``errors``)."""
         rows = len(errors)
         error = float(errors.mean()) if rows else None
+        spread = float(errors.std(ddof=1) / np.sqrt(rows)) if rows > 1 else None
+        return self._window(rows, error, spread, start=start, end=end)
+
+    def summed(
+        self, rows: int, total: float, squares: float, *, start: datetime, end: datetime
+    ) -> ReconstructionWindow:
+        """A window from the count, sum and sum of squares of its rows' errors."""
+        error = total / rows if rows else None
+        spread = None
+        if rows > 1:
+            variance = max(0.0, (squares - total * total / rows) / (rows - 1))
+            spread = float(np.sqrt(variance / rows))
+        return self._window(rows, error, spread, start=start, end=end)
+
+    def _window(
+        self,
+        rows: int,
+        error: float | None,
+        spread: float | None,
+        *,
+        start: datetime | None,
+        end: datetime | None,
+    ) -> ReconstructionWindow:
         return ReconstructionWindow(
             start=start.isoformat() if start else None,
             end=end.isoformat() if end else None,
             rows=rows,
             error=error,
-            sampling_error=float(errors.std(ddof=1) / np.sqrt(rows)) if rows > 1 else None,
+            sampling_error=spread,
             alert=error is not None and not self.lower_ < error < self.upper_,
         )
+
+    @property
+    def key_(self) -> str:
+        """A digest of what was fitted: the cache of a log file's errors is kept under it."""
+        digest = hashlib.sha256(repr((self.columns_, self.description_)).encode())
+        for part in (self.center_, self.scale_, self.components_, self.means_, *self.shares_):
+            digest.update(np.ascontiguousarray(part).tobytes())
+        for levels in self.levels_:
+            digest.update("\x00".join(levels).encode())
+        return digest.hexdigest()[:16]
 
     def result(self, windows: Sequence[ReconstructionWindow]) -> Reconstruction:
         return Reconstruction(
@@ -313,22 +362,33 @@ def reconstruction_error(
     if every is not None:  # from the whole UTC hour or day, like CBPE's windows
         step_s = int(every.total_seconds())
         start = datetime.fromtimestamp(int(start.timestamp()) // step_s * step_s, UTC)
-    files = [f for h in hours(root, name, start, now + timedelta(seconds=1)) for f in h.files]
+    found = hours(root, name, start, now + timedelta(seconds=1))
+    files = [f for h in found for f in h.files]
+    empty = empty_window(root, name, f"from {start:%Y-%m-%d %H:%M} to {now:%Y-%m-%d %H:%M} UTC")
+
+    def fitted(data: pd.DataFrame, description: str, logged: Sequence[str]) -> ReconstructionDrift:
+        keep = [c for c in logged if c not in (options.exclude if options else ())]
+        if options is not None and options.text_columns:
+            keep = [c for c in keep if c not in options.text_columns]
+        return ReconstructionDrift(
+            variance=params.variance, chunks=params.chunks, sigmas=params.sigmas
+        ).fit(data, columns=[c for c in keep if c in data.columns], description=description)
+
+    if every is None:  # one window: each log file's errors are cached, as drift's profiles are
+        served = _served(files, start, now)
+        if served is None:
+            raise empty
+        model = fitted(*_reference_rows(registry, served, reference), _logged_inputs(files))
+        sums = _window_sums(model, root, name, found, start=start, end=now)
+        if not sums[0]:
+            raise empty
+        return model.result([model.summed(*sums, start=start, end=now)])
     rows = read_rows(files, start=start, end=now)
     if rows.empty:
-        raise empty_window(root, name, f"from {start:%Y-%m-%d %H:%M} to {now:%Y-%m-%d %H:%M} UTC")
-    exclude = options.exclude if options is not None else frozenset()
+        raise empty
     inputs = log_inputs(rows)
-    keep = [c for c in inputs.columns if c not in exclude]
-    if options is not None and options.text_columns:
-        keep = [c for c in keep if c not in options.text_columns]
-    data, description = _reference_rows(registry, rows, reference)
-    model = ReconstructionDrift(
-        variance=params.variance, chunks=params.chunks, sigmas=params.sigmas
-    ).fit(data, columns=[c for c in keep if c in data.columns], description=description)
+    model = fitted(*_reference_rows(registry, _most_served(rows), reference), list(inputs.columns))
     errors = model.errors(inputs)
-    if every is None:
-        return model.result([model.window(errors, start=start, end=now)])
     step = every.total_seconds()
     since_epoch = pd.to_datetime(rows["time"], utc=True) - pd.Timestamp(0, tz="UTC")
     buckets = since_epoch.dt.total_seconds().to_numpy() // int(step)
@@ -342,22 +402,147 @@ def reconstruction_error(
     return model.result(windows)
 
 
+def _most_served(rows: pd.DataFrame) -> str:
+    """``model/version`` of the version that answered most of ``rows`` ("" when none says)."""
+    served = rows[rows["version"].astype(str) != ""]
+    counts = served.groupby(["model", "version"]).size().sort_values(ascending=False)
+    if counts.empty:
+        return ""
+    model, number = counts.index[0]
+    return f"{model}/{number}"
+
+
+def _served(files: Sequence[Path], start: datetime, end: datetime) -> str | None:
+    """``model/version`` that answered most rows of ``files`` in ``[start, end)`` ("" when the
+    rows name none; ``None`` when there are none), reading only those two columns."""
+    import duckdb
+
+    if not files:
+        return None
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        paths = [str(f) for f in files]
+        ok = "coalesce(status, 200) < 400" if "status" in log_columns(con, paths) else "true"
+        found = con.execute(
+            "SELECT model, version, count(*) AS n FROM read_parquet(?, union_by_name = true, "
+            f"hive_partitioning = false) WHERE time >= ? AND time < ? AND {ok} "
+            "GROUP BY model, version ORDER BY (version <> '') DESC, n DESC, version DESC LIMIT 1",
+            [paths, start, end],
+        ).fetchall()
+    if not found:
+        return None
+    model, version, _ = found[0]
+    return f"{model}/{version}" if version else ""
+
+
+def _logged_inputs(files: Sequence[Path]) -> list[str]:
+    """The input columns of the log ``files`` (their Parquet footers; no rows read)."""
+    import pyarrow.parquet as pq
+
+    names: dict[str, None] = {}
+    for file in files:
+        names.update(dict.fromkeys(n[3:] for n in pq.read_schema(file).names if n[:3] == "in_"))
+    return list(names)
+
+
+class _FileErrors(msgspec.Struct, frozen=True):
+    """One log file's rows scored by a fitted model: their time span and error sums."""
+
+    name: str
+    first: datetime
+    last: datetime
+    rows: int
+    total: float
+    squares: float
+
+
+def _window_sums(
+    model: ReconstructionDrift,
+    root: str | Path,
+    name: str,
+    selected: Sequence[Hour],
+    *,
+    start: datetime,
+    end: datetime,
+) -> tuple[int, float, float]:
+    """The count, sum and sum of squares of the errors of the rows in ``[start, end)``: files
+    inside from their cached sums (a file is scored once per fitted model), the few files at
+    the edges from their rows."""
+    folder = Path(root) / "_profiles" / f"deployment={name}" / f"reconstruction-{model.key_}"
+    rows, total, squares = 0, 0.0, 0.0
+    straddling: list[Path] = []
+    for hour in selected:
+        path = folder / f"{hour.start:%Y-%m-%dT%H}.json"
+        cached = {f.name: f for f in _load_sums(path)}
+        new = [f for f in hour.files if f.name not in cached]
+        if new:
+            frame = read_rows(new, with_file=True)
+            groups = dict(tuple(frame.groupby("filename", sort=False))) if not frame.empty else {}
+            for file in new:
+                part = groups.get(str(file))
+                if part is None:  # only failed requests
+                    cached[file.name] = _FileErrors(file.name, hour.start, hour.start, 0, 0.0, 0.0)
+                    continue
+                errors = model.errors(log_inputs(part).reindex(columns=list(model.columns_)))
+                cached[file.name] = _FileErrors(
+                    file.name, _utc(part["time"].min()), _utc(part["time"].max()), len(errors),
+                    float(errors.sum()), float(errors @ errors),
+                )  # fmt: skip
+            _store_sums(path, [cached[f.name] for f in hour.files])
+        for file in hour.files:
+            sums = cached[file.name]
+            if not sums.rows or sums.last < start or sums.first >= end:
+                continue
+            if sums.first >= start and sums.last < end:
+                rows, total, squares = rows + sums.rows, total + sums.total, squares + sums.squares
+            else:
+                straddling.append(file)
+    if straddling:
+        frame = read_rows(straddling, start=start, end=end)
+        if not frame.empty:
+            errors = model.errors(log_inputs(frame).reindex(columns=list(model.columns_)))
+            rows, total = rows + len(errors), total + float(errors.sum())
+            squares += float(errors @ errors)
+    return rows, total, squares
+
+
+def _utc(value: object) -> datetime:
+    moment: datetime = pd.Timestamp(value).to_pydatetime()  # type: ignore[arg-type]  # a time
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _load_sums(path: Path) -> list[_FileErrors]:
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=list[_FileErrors])
+    except (OSError, msgspec.DecodeError):
+        return []
+
+
+def _store_sums(path: Path, sums: list[_FileErrors]) -> None:
+    """Write atomically (a temporary file renamed over it): readers see all of it or none."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        temporary.write_bytes(msgspec.json.encode(sums))
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
 def _reference_rows(
-    registry: Registry, rows: pd.DataFrame, reference: str | None
+    registry: Registry, served: str, reference: str | None
 ) -> tuple[pd.DataFrame, str]:
-    """The reference rows and their description: a data file, or a version's stored sample."""
+    """The reference rows and their description: a data file, or the stored sample of
+    ``reference`` (default ``served``, the version that answered most of the window)."""
     if reference is not None and Path(reference).suffix.lower() in (".csv", ".parquet", ".pq"):
         return read_data_file(reference, "reference"), Path(reference).name
     if reference is None:
-        served = rows[rows["version"].astype(str) != ""]
-        counts = served.groupby(["model", "version"]).size().sort_values(ascending=False)
-        if counts.empty:
+        if not served:
             raise InvalidInputError(
                 "The window's predictions name no model version; pass --reference NAME/VERSION "
                 "or a reference data file."
             )
-        model, number = counts.index[0]
-        reference = f"{model}/{number}"
+        reference = served
     found = registry.get_version(reference)
     try:
         sample = pd.read_parquet(io.BytesIO(registry.read_file(found.ref, "sample")))

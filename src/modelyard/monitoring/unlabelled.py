@@ -5,7 +5,8 @@ the loop's triggers and the server's gauges read for one window:
   window's predictions of the newest model version (``monitoring.estimated``), with its band
   (``estimated_lower:<metric>``, ``estimated_upper:<metric>``), its thresholds
   (``estimated_threshold_lower:<metric>``, ``estimated_threshold_upper:<metric>``) and
-  ``estimated_alert:<metric>`` (1 when the estimate is outside the thresholds);
+  ``estimated_alert:<metric>`` (1 when the estimate is outside the thresholds), and where the
+  window's labels arrived ``estimated_error:<metric>`` (the estimate minus the realised value);
 - ``reconstruction_error`` (with ``reconstruction_threshold:lower`` and ``:upper``): multivariate
   drift by PCA reconstruction error (``monitoring.multivariate``).
 
@@ -48,7 +49,7 @@ def part_of(metric: str) -> str | None:
 
 _ESTIMATED_KINDS = (
     "estimated", "estimated_lower", "estimated_upper", "estimated_threshold_lower",
-    "estimated_threshold_upper", "estimated_alert",
+    "estimated_threshold_upper", "estimated_alert", "estimated_error",
 )  # fmt: skip
 
 
@@ -77,13 +78,14 @@ def estimated_metrics(
             continue
         metrics[f"estimated:{metric}"] = estimate.value
         metrics[f"estimated_alert:{metric}"] = float(estimate.alert)
-        for key, bound in (
+        for key, value in (
             ("estimated_lower", estimate.lower), ("estimated_upper", estimate.upper),
             ("estimated_threshold_lower", estimate.lower_threshold),
             ("estimated_threshold_upper", estimate.upper_threshold),
+            ("estimated_error", estimate.error),
         ):  # fmt: skip
-            if bound is not None:
-                metrics[f"{key}:{metric}"] = bound
+            if value is not None:
+                metrics[f"{key}:{metric}"] = value
     return metrics
 
 
@@ -119,7 +121,7 @@ def unlabelled_metrics(
                 )
                 metrics.update(reconstruction_metrics(result))
         except PredictionLogEmptyError:
-            return {}
+            continue  # nothing in the window (for this part's model version): no data
         except ModelyardError as exc:
             if strict:
                 raise

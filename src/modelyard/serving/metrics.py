@@ -34,6 +34,7 @@ _ESTIMATED_GAUGES = {
     "estimated_threshold_lower": ("estimated_threshold", "lower"),
     "estimated_threshold_upper": ("estimated_threshold", "upper"),
     "estimated_alert": ("estimated_alert", None),
+    "estimated_error": ("estimated_error", None),
 }
 #: The metric label's values (bounded: CBPE's metrics).
 _ESTIMATED_METRICS = ("roc_auc", "f1", "precision", "recall", "accuracy")
@@ -176,6 +177,11 @@ class ServingMetrics:
             "modelyard_outcome",
             "Business outcomes of the window's predictions: count, sum and mean.",
             ["deployment", "stat"], registry=r, multiprocess_mode="mostrecent",
+        )  # fmt: skip
+        self.estimated_error = Gauge(
+            "modelyard_estimated_performance_error",
+            "The estimate minus the realised value, where the window's labels arrived.",
+            ["deployment", "metric"], registry=r, multiprocess_mode="mostrecent",
         )  # fmt: skip
         if self.multiprocess_dir is None:
             ProcessCollector(registry=r)

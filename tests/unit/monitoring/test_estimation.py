@@ -4,7 +4,7 @@ boundary lowers them and raises the alert, multiclass, the log's windows, and ev
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +12,14 @@ import pandas as pd
 import pytest
 
 from modelyard.errors import InvalidInputError, PredictionLogEmptyError
-from modelyard.monitoring.estimated import estimate_performance
+from modelyard.monitoring import _calibration
+from modelyard.monitoring.estimated import estimate_performance, reference_from_log
 from modelyard.monitoring.estimation import CBPE, METRICS, row_chunks, time_chunks
 from modelyard.monitoring.labels import ingest_labels
 from modelyard.settings import EstimationSettings
 from tests._logdata import write_log
+
+HOUR = timedelta(hours=1)
 
 
 def calibrated(
@@ -93,6 +96,21 @@ def test_miscalibrated_scores_are_calibrated_on_the_reference() -> None:
     assert abs(uncalibrated.metrics["accuracy"].error or 0) > 0.1  # what calibration fixes
 
 
+@pytest.mark.parametrize("bend", [1.0, 1.1, 0.5, 2.0])
+def test_the_calibration_decision_is_nannymls(bend: float) -> None:
+    # the quick look on our own splits decides only when the answer is plain; it must agree
+    # with the decision on NannyML's own splits (scikit-learn's, seed 42)
+    rng = np.random.default_rng(int(bend * 10))
+    p = rng.random(5000)
+    positive = rng.random(5000) < p
+    score = p**bend
+    ranked = np.argsort(score, kind="stable")
+    before, after = _calibration.split_errors(
+        positive, score, ranked, _calibration.nannyml_splits(positive)
+    )
+    assert _calibration.needs_calibration(positive, score, ranked) == (before > after)
+
+
 def test_multiclass_estimates_match_the_labels_and_take_text_classes() -> None:
     rng = np.random.default_rng(3)
     classes = ["cat", "dog", "eel"]
@@ -142,6 +160,8 @@ def test_time_chunks_include_empty_periods() -> None:
     firsts, spans = time_chunks(times, start, start + timedelta(hours=3), timedelta(hours=1))
     assert firsts.tolist() == [0, 2, 2]
     assert spans[1] == (start + timedelta(hours=1), start + timedelta(hours=2))
+    local = start.astimezone(timezone(timedelta(hours=2)))  # the same instant, written at +02:00
+    assert time_chunks(times, local, local + timedelta(hours=3), HOUR)[0].tolist() == [0, 2, 2]
     cbpe = fitted(np.random.default_rng(5))
     found = cbpe.estimate([0.9, 0.2, 0.7], [1, 0, 1], starts=firsts)
     assert [c.rows for c in found] == [2, 0, 1]
@@ -241,6 +261,13 @@ def test_estimates_per_hour_of_the_log(tmp_path: Path) -> None:
     assert first.realized == pytest.approx((data["y"][:600] == data["q"][:600]).mean())
     latest = found.latest()
     assert latest is not None and latest.metrics["roc_auc"].alert
+    # a reference kept by the caller gives the same estimates
+    kept = reference_from_log(tmp_path, "churn", settings=settings)
+    again = estimate_performance(
+        tmp_path, "churn", since=timedelta(hours=4), reference=kept, settings=settings
+    )
+    assert again.reference == "fitted"
+    assert [w.metrics for w in again.windows] == [w.metrics for w in found.windows]
     # row windows and an explicit reference table
     head = slice(0, 1200)
     reference = pd.DataFrame({"label": data["y"][head], "proba_0": 1 - data["p"][head],
@@ -271,3 +298,24 @@ def test_log_inputs_that_cannot_be_estimated(tmp_path: Path) -> None:
               version="1", predict=np.array([1]))  # fmt: skip
     with pytest.raises(InvalidInputError, match="no out_predict_proba column"):
         estimate_performance(tmp_path, "plain")
+
+
+def test_multiclass_text_labels_from_the_log(tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+    names = np.array(["cat", "dog", "eel"])
+    proba = rng.dirichlet([0.8] * 3, 3000)
+    truth = names[(rng.random(3000)[:, None] > proba.cumsum(axis=1)).sum(axis=1)]
+    start = datetime.now(UTC) - timedelta(hours=2)
+    times = [start + timedelta(seconds=i) for i in range(3000)]
+    ids = write_log(tmp_path, "pets", pd.DataFrame({"x": proba[:, 0]}), times, model="pets",
+                    version="4", predict=names[proba.argmax(axis=1)], proba=proba)  # fmt: skip
+    ingest_labels(tmp_path, "pets", pd.DataFrame({"request_id": ids, "label": truth}))
+    settings = EstimationSettings(reference_rows=1500, min_reference_rows=1000)
+    found = estimate_performance(tmp_path, "pets", chunk=600, settings=settings)
+    assert found.classes == ("cat", "dog", "eel") and len(found.calibrated) == 3
+    assert [w.labelled for w in found.windows] == [600] * 5
+    for window in found.windows:
+        for metric in METRICS:
+            got = window.metrics[metric]
+            assert got.error is not None and got.sampling_error is not None
+            assert abs(got.error) < 3 * got.sampling_error + 0.02, (metric, window.index)
