@@ -110,7 +110,8 @@ def retrain(
 def config_toml(names: list[str], *, alert_metric: str = ALERT_METRIC) -> str:
     """The project's ``modelyard.toml``: short windows and intervals so that a turn of the loop
     takes seconds. The deployment ``WORSE`` gets a pipeline that corrupts the fresh labels and a
-    lenient gate."""
+    gate lenient enough to let it through (its holdout accuracy fell 0.40-0.46 below the serving
+    version's in the runs measured; -0.75 leaves room)."""
     head = textwrap.dedent(f"""\
         [serving]
         rollout_interval_s = 0.5
@@ -144,6 +145,10 @@ def _loop_toml(name: str, alert_metric: str) -> str:
         op = "<"
         threshold = 0.8
         window = "8s"
+        # fires once the estimate has stayed low this long: CBPE sees the decay before labels
+        # exist, and the retraining needs fresh labelled rows beyond the gate's holdout (fired
+        # at once, the newest 30% held out left the pipeline a few dozen shifted rows)
+        for = "5s"
 
         [loops.{name}]
         require_approval = false
@@ -162,7 +167,7 @@ def _loop_toml(name: str, alert_metric: str) -> str:
 
         [loops.{name}.gate]
         holdout = 0.3
-        thresholds = [ {{ metric = "accuracy", min_absolute_change = {-0.5 if worse else 0.0} }} ]
+        thresholds = [ {{ metric = "accuracy", min_absolute_change = {-0.75 if worse else 0.0} }} ]
 
         [loops.{name}.rollout]
         mode = "canary"
