@@ -636,8 +636,9 @@ def observability_demo() -> None:
 
 
 def closed_loop_demo() -> None:
-    """One turn of the retraining loop (``examples/closed_loop.py``, 29 s alone on an idle 2-core
-    machine): a served model decays under load, the loop retrains, gates, canaries and promotes."""
+    """One turn of the retraining loop (``examples/closed_loop.py``'s first scenario; this step
+    took 34.5 s on a nearly idle 2-core machine): a served model decays under load, the loop
+    retrains, gates, canaries and promotes."""
     import closed_loop  # beside this file (python examples/demo.py puts its folder on sys.path)
 
     step("the closed loop: the inputs shift under load, CBPE's estimated accuracy drops, the "
