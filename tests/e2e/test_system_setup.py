@@ -8,6 +8,7 @@ their calls, so the test never installs or removes anything on this machine."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -136,12 +137,13 @@ def browser_tests(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str
 def test_without_chromium_browser_tests_skip_with_the_reason(tmp_path: Path) -> None:
     out = browser_tests(tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "7 skipped" in out.stdout
+    # every browser test skips, however many there are
+    assert re.search(r"\b\d+ skipped\b", out.stdout) and " passed" not in out.stdout
     assert "chromium is not on PATH" in out.stdout and "make system" in out.stdout
 
 
 def test_without_chromium_browser_tests_fail_under_ci(tmp_path: Path) -> None:
     out = browser_tests(tmp_path, CI="true")
     assert out.returncode == 1, out.stdout + out.stderr
-    assert "7 errors" in out.stdout
+    assert re.search(r"\b\d+ errors?\b", out.stdout) and " passed" not in out.stdout
     assert "CI=true, so this is a failure" in out.stdout
