@@ -14,6 +14,7 @@ from modelyard.cli._output import console, print_json, table
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from modelyard.monitoring.labels import IngestResult
     from modelyard.monitoring.types import Performance
 
 app = typer.Typer(help="Labels: ground truth joined to logged predictions.", no_args_is_help=True)
@@ -34,13 +35,7 @@ def ingest(
     with store_named(settings), ingest_steps(enabled=not json) as on_step:
         result = ingest_labels(readable_root(settings, name), name, file, on_step=on_step)
         publish(settings, result.path)
-    if json:
-        print_json(result)
-        return
-    out = console()
-    out.print(f"{result.rows:,} labels written for {name} ({result.path})")
-    out.print(f"matched a logged prediction: {result.matched:,}")
-    out.print(f"no logged prediction (yet):  {result.unmatched:,}")
+    print_ingest(result, "labels", name, json=json)
 
 
 @app.command("performance")
@@ -85,6 +80,17 @@ def _render(name: str, window: str, result: Performance) -> None:
         out.print(f"No labels joined these predictions yet; see 'yard labels ingest {name} FILE'.")
     out.print(f"labelled: {result.labelled:,} of {result.predictions:,} predictions")
     out.print(f"labels matching no logged prediction: {result.unmatched_labels:,}")
+
+
+def print_ingest(result: IngestResult, noun: str, name: str, *, json: bool) -> None:
+    """What an ingest of labels or outcomes wrote and how much of it met a logged prediction."""
+    if json:
+        print_json(result)
+        return
+    out = console()
+    out.print(f"{result.rows:,} {noun} written for {name} ({result.path})")
+    out.print(f"matched a logged prediction: {result.matched:,}")
+    out.print(f"no logged prediction (yet):  {result.unmatched:,}")
 
 
 @contextmanager

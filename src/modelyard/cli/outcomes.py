@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from modelyard.cli._output import console, print_json, table
-from modelyard.cli.labels import ingest_steps
+from modelyard.cli.labels import ingest_steps, print_ingest
 
 if TYPE_CHECKING:
     from modelyard.monitoring.outcomes import OutcomeGroup, OutcomeSummary
@@ -44,13 +44,7 @@ def ingest(
         root = readable_root(settings, deployment)
         result = ingest_outcomes(root, deployment, file, columns=columns, on_step=on_step)
         publish(settings, result.path)
-    if json:
-        print_json(result)
-        return
-    out = console()
-    out.print(f"{result.rows:,} outcomes written for {deployment} ({result.path})")
-    out.print(f"matched a logged prediction: {result.matched:,}")
-    out.print(f"no logged prediction (yet):  {result.unmatched:,}")
+    print_ingest(result, "outcomes", deployment, json=json)
 
 
 @app.command("show")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import msgspec
 
@@ -66,14 +67,20 @@ def check_name(name: str, what: str) -> None:
         )
 
 
-def labels_frame(labels: list[Label]) -> pd.DataFrame:
+def keyed_frame(items: Sequence[Any], column: str) -> pd.DataFrame:
+    """A body's items (``request_id``, ``row``, ``time`` and ``column``) as the frame that
+    labels and outcomes are ingested from (``time`` only when an item gives one)."""
     import pandas as pd
 
     frame = pd.DataFrame({
-        "request_id": [item.request_id for item in labels],
-        "row": [item.row for item in labels],
-        "label": [item.label for item in labels],
+        "request_id": [item.request_id for item in items],
+        "row": [item.row for item in items],
+        column: [getattr(item, column) for item in items],
     })  # fmt: skip
-    if any(item.time is not None for item in labels):
-        frame["time"] = pd.Series([item.time for item in labels], dtype=object)
+    if any(item.time is not None for item in items):
+        frame["time"] = pd.Series([item.time for item in items], dtype=object)
     return frame
+
+
+def labels_frame(labels: list[Label]) -> pd.DataFrame:
+    return keyed_frame(labels, "label")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import msgspec
 
 from modelyard.errors import InvalidInputError
-from modelyard.serving._labels import check_name, decode_body
+from modelyard.serving._labels import check_name, decode_body, keyed_frame
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -44,13 +44,4 @@ def decode_outcomes(body: bytes) -> OutcomesRequest:
 
 
 def outcomes_frame(outcomes: list[Outcome]) -> pd.DataFrame:
-    import pandas as pd
-
-    frame = pd.DataFrame({
-        "request_id": [item.request_id for item in outcomes],
-        "row": [item.row for item in outcomes],
-        "value": [item.value for item in outcomes],
-    })  # fmt: skip
-    if any(item.time is not None for item in outcomes):
-        frame["time"] = pd.Series([item.time for item in outcomes], dtype=object)
-    return frame
+    return keyed_frame(outcomes, "value")
