@@ -26,6 +26,7 @@ from modelyard.cli import (
     rollout,
     runs,
     serve,
+    ui,
 )
 from modelyard.errors import ModelyardError
 
@@ -54,6 +55,7 @@ build.register(app)
 app.command("k8s")(k8s.k8s)
 app.command("observability")(observability.observability)
 app.add_typer(loop.app, name="loop")
+app.command("ui")(ui.ui)
 
 
 @app.callback()

@@ -52,6 +52,7 @@ def serve(
     open_docs: bool = typer.Option(
         False, "--open-docs", help="With --auth, serve /openapi.json and /docs without a token."
     ),
+    ui: bool = typer.Option(False, "--ui", help="Also serve the dashboard under /ui."),
 ) -> None:
     """Serve models over the Open Inference Protocol v2 (REST, and gRPC with --grpc-port),
     MLflow's /invocations and TF Serving's REST API."""
@@ -84,7 +85,14 @@ def serve(
     serving_logger = logging.getLogger("modelyard.serving")
     if serving_logger.getEffectiveLevel() > logging.INFO:
         serving_logger.setLevel(logging.INFO)
-    run(settings.model_copy(update=update), list(refs or []), list(deployment))
+    final = settings.model_copy(update=update)
+    if ui:
+        from modelyard.ui.app import SERVED_FACTORY, with_dashboard
+
+        run(final, list(refs or []), list(deployment), wrap=with_dashboard(final),
+            factory=SERVED_FACTORY)  # fmt: skip
+    else:
+        run(final, list(refs or []), list(deployment))
 
 
 def platform_settings(env: Mapping[str, str], *, port_given: bool) -> dict[str, Any]:
@@ -111,7 +119,7 @@ def platform_settings(env: Mapping[str, str], *, port_given: bool) -> dict[str, 
 
 @tokens_app.command("create")
 def create(
-    scope: str = typer.Option(..., help="predict or admin."),
+    scope: str = typer.Option(..., help="predict, read (the dashboard) or admin."),
     model: str | None = typer.Option(None, help="Limit a predict token to this model."),
     expires: str | None = typer.Option(None, help="Lifetime such as 30d, 12h (default: none)."),
     description: str | None = typer.Option(None),

@@ -6,6 +6,7 @@ database and an artifact store; create one per process and share it.
 
 from __future__ import annotations
 
+import copy
 import getpass
 import logging
 from collections.abc import Iterable, Sequence
@@ -98,6 +99,13 @@ class Registry:
 
     def close(self) -> None:
         self.db.close()
+
+    def acting_as(self, identity: str) -> Registry:
+        """This registry (the same database and store) recording ``identity`` as the actor of
+        what it changes: the dashboard acts for the token that sent each request."""
+        other = copy.copy(self)
+        other.identity = identity
+        return other
 
     # -- registering -------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import shutil
 import signal
 import sys
 import tempfile
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from modelyard.core.refs import parse_ref
@@ -149,8 +150,20 @@ def _drained(signum: int, frame: object) -> None:
     logger.info("stopped on SIGTERM after draining")
 
 
-def serve(settings: Settings, refs: list[str], deployments: list[str] | None = None) -> None:
-    """Serve until SIGTERM/SIGINT; in-flight requests and batches finish first."""
+def serve(
+    settings: Settings,
+    refs: list[str],
+    deployments: list[str] | None = None,
+    *,
+    wrap: Callable[[ModelServer], Any] | None = None,
+    factory: str = "modelyard.serving.server:app_from_env",
+) -> None:
+    """Serve until SIGTERM/SIGINT; in-flight requests and batches finish first.
+
+    ``wrap`` puts an application in front of the server (``yard serve --ui``); with several
+    workers, ``factory`` names the import path each worker builds its application from, which
+    must do the same.
+    """
     import uvicorn
 
     deployments = deployments or []
@@ -171,7 +184,8 @@ def serve(settings: Settings, refs: list[str], deployments: list[str] | None = N
     # then re-raises it to the handler it found; this one lets the process exit 0.
     signal.signal(signal.SIGTERM, _drained)
     if opts.workers == 1:
-        uvicorn.run(build_app(settings, refs, deployments), **common)
+        app = build_app(settings, refs, deployments)
+        uvicorn.run(wrap(app) if wrap is not None else app, **common)
         return
     metrics_dir = tempfile.mkdtemp(prefix="modelyard-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
@@ -179,8 +193,6 @@ def serve(settings: Settings, refs: list[str], deployments: list[str] | None = N
         {"settings": settings.model_dump(mode="json"), "refs": refs, "deployments": deployments}
     )
     try:
-        uvicorn.run(
-            "modelyard.serving.server:app_from_env", factory=True, workers=opts.workers, **common
-        )
+        uvicorn.run(factory, factory=True, workers=opts.workers, **common)
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)

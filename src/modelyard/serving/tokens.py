@@ -1,4 +1,5 @@
-"""API tokens: ``predict`` (optionally for one model) and ``admin`` scopes.
+"""API tokens: ``predict`` (optionally for one model), ``read`` (the dashboard's pages only)
+and ``admin`` scopes.
 
 A token is ``myd_<id>_<secret>``; it is printed once and only the sha256 of the secret is stored.
 The server checks a presented token by id, compares the secret's hash in constant time and
@@ -28,7 +29,8 @@ from modelyard.store.schema import tokens
 if TYPE_CHECKING:
     from modelyard.store.db import Database
 
-Scope = Literal["predict", "admin"]
+Scope = Literal["predict", "read", "admin"]
+SCOPES: tuple[Scope, ...] = ("predict", "read", "admin")
 _TOKEN_RE = re.compile(r"myd_([0-9a-f]{12})_([A-Za-z0-9_-]{20,})")
 _DURATION_RE = re.compile(r"(\d+)\s*([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -84,8 +86,8 @@ def create_token(
     description: str | None = None,
 ) -> tuple[str, TokenInfo]:
     """A new token: returns the token text (shown once) and what is stored about it."""
-    if scope not in ("predict", "admin"):
-        raise InvalidInputError(f"Unknown scope {scope!r}; use 'predict' or 'admin'.")
+    if scope not in SCOPES:
+        raise InvalidInputError(f"Unknown scope {scope!r}; use 'predict', 'read' or 'admin'.")
     if model is not None and scope != "predict":
         raise InvalidInputError("Only predict tokens can be limited to one model (--model).")
     token_id = secrets.token_hex(6)
@@ -209,5 +211,11 @@ def permit(info: TokenInfo, *, scope: Scope, model: str | None) -> None:
     every model, which a token limited to one model may not)."""
     if scope == "admin" and info.scope != "admin":
         raise ForbiddenError("This endpoint needs an admin token.")
+    if scope == "read" and info.scope not in ("read", "admin"):
+        raise ForbiddenError("This page needs a read or admin token.")
+    if scope == "predict" and info.scope == "read":
+        raise ForbiddenError(
+            "A read token opens the dashboard only; predict needs a predict token."
+        )
     if scope == "predict" and info.model is not None and info.model != model:
         raise ForbiddenError(f"The token is limited to model {info.model!r}.")

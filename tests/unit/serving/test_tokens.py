@@ -59,3 +59,24 @@ def test_authenticate_then_permit_for_one_model(db: Database) -> None:
             await checker.check(f"Bearer {token}", scope="admin", model=None)
 
     asyncio.run(main())
+
+
+def test_a_read_token_opens_the_dashboard_and_nothing_else(db: Database) -> None:
+    from modelyard.errors import InvalidInputError
+    from modelyard.serving.tokens import permit
+
+    text, _ = create_token(db, scope="read", model=None, expires=None, created_by="t")
+    info = asyncio.run(TokenChecker(db).authenticate(f"Bearer {text}"))
+    permit(info, scope="read", model=None)
+    with pytest.raises(ForbiddenError, match="needs a predict token"):
+        permit(info, scope="predict", model="churn")
+    with pytest.raises(ForbiddenError, match="needs an admin token"):
+        permit(info, scope="admin", model=None)
+    predict, _ = create_token(db, scope="predict", model=None, expires=None, created_by="t")
+    predict_info = asyncio.run(TokenChecker(db).authenticate(f"Bearer {predict}"))
+    with pytest.raises(ForbiddenError, match="needs a read or admin token"):
+        permit(predict_info, scope="read", model=None)
+    with pytest.raises(InvalidInputError, match="use 'predict', 'read' or 'admin'"):
+        create_token(db, scope="write", model=None, expires=None, created_by="t")
+    with pytest.raises(InvalidInputError, match="Only predict tokens"):
+        create_token(db, scope="read", model="churn", expires=None, created_by="t")
