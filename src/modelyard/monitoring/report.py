@@ -8,7 +8,6 @@ and escapes every string it draws (column names, bin labels).
 
 from __future__ import annotations
 
-import math
 import os
 import uuid
 from collections.abc import Iterable, Sequence
@@ -16,11 +15,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import jinja2
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
+from modelyard.monitoring.charts import (
+    CURRENT_COLOUR,
+    REFERENCE_COLOUR,
+    Line,
+    bars_svg,
+    line_svg,
+    percent,
+    spark_svg,
+)
 from modelyard.monitoring.drift import P_VALUE_METHODS, ranked
 from modelyard.monitoring.types import (
     ColumnDrift,
@@ -39,37 +47,8 @@ __all__ = ["render_report", "write_report"]
 
 _TEMPLATE = "report.html.j2"
 
-_REFERENCE_COLOUR = "#2563eb"
-_CURRENT_COLOUR = "#ea580c"
-_LINE_COLOURS = ("#2563eb", "#ea580c", "#7c3aed", "#059669")
-_MAX_LABEL_CHARS = 16
-
-Unit = Literal["percent", "ms", "count", "number"]
-
 
 # -- formatting ------------------------------------------------------------------------------
-
-
-def _percent(share: float) -> str:
-    text = f"{share * 100:.1f}"
-    return (text[:-2] if text.endswith(".0") else text) + "%"
-
-
-def _compact(value: float) -> str:
-    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= size:
-            return f"{value / size:.3g}{suffix}"
-    return f"{value:.3g}"
-
-
-def _format(value: float, unit: Unit) -> str:
-    if unit == "percent":
-        return _percent(value)
-    if unit == "ms":
-        return f"{_compact(value)} ms"
-    if unit == "count":
-        return _compact(value)
-    return f"{value:.3g}"
 
 
 def _when(iso: str, pattern: str = "%Y-%m-%d %H:%M UTC") -> str:
@@ -80,244 +59,11 @@ def _when(iso: str, pattern: str = "%Y-%m-%d %H:%M UTC") -> str:
         return iso
 
 
-def _short(label: str) -> str:
-    return label if len(label) <= _MAX_LABEL_CHARS else label[: _MAX_LABEL_CHARS - 1] + "…"
-
-
-def _nice_ceiling(value: float) -> float:
-    """The smallest of 1, 2, 2.5, 5 times a power of ten that is at least ``value``."""
-    if value <= 0 or not math.isfinite(value):
-        return 1.0
-    magnitude = 10.0 ** math.floor(math.log10(value))
-    for step in (1.0, 2.0, 2.5, 5.0):
-        if value <= step * magnitude * (1 + 1e-9):
-            return step * magnitude
-    return 10 * magnitude
-
-
 # -- ordering --------------------------------------------------------------------------------
 
 
 def _ranked(columns: Iterable[ColumnDrift]) -> list[ColumnDrift]:
     return ranked(columns)
-
-
-# -- SVG -------------------------------------------------------------------------------------
-
-
-def _svg(width: float, height: float, title: str, body: Iterable[str], css: str) -> Markup:
-    return Markup(
-        f'<svg class="{css}" viewBox="0 0 {width:.0f} {height:.0f}" width="{width:.0f}" '
-        f'height="{height:.0f}" role="img" aria-label="{escape(title)}">'
-        f"<title>{escape(title)}</title>{''.join(body)}</svg>"
-    )
-
-
-def _text(x: float, y: float, text: str, *, anchor: str = "middle", css: str = "tick") -> str:
-    return (
-        f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" class="{css}">{escape(text)}</text>'
-    )
-
-
-def _legend(x: float, y: float, entries: Sequence[tuple[str, str]]) -> list[str]:
-    """Colour swatches with labels, laid out left to right from ``(x, y)``."""
-    out = []
-    for label, colour in entries:
-        out.append(
-            f'<rect x="{x:.1f}" y="{y - 9:.1f}" width="10" height="10" rx="2" fill="{colour}"/>'
-        )
-        out.append(_text(x + 14, y, label, anchor="start", css="legend"))
-        x += 28 + 8 * len(label)  # room for the larger phone-sized text too
-    return out
-
-
-def _spark_svg(hist: Histogram, name: str) -> Markup:
-    """A 100x24 mini-histogram for a table cell: reference and current bars side by side."""
-    width, height = 100.0, 24.0
-    top = max(max(hist.reference, default=0), max(hist.current, default=0)) or 1.0
-    slot = width / len(hist.labels)
-    bars = []
-    for i, (ref, cur) in enumerate(zip(hist.reference, hist.current, strict=True)):
-        for j, (share, colour) in enumerate(((ref, _REFERENCE_COLOUR), (cur, _CURRENT_COLOUR))):
-            h = max(share / top * (height - 2), 0.5 if share > 0 else 0)
-            x = i * slot + slot * (0.1 + 0.4 * j)
-            bars.append(
-                f'<rect x="{x:.1f}" y="{height - h:.1f}" width="{slot * 0.4:.1f}" '
-                f'height="{h:.1f}" fill="{colour}"/>'
-            )
-    return _svg(width, height, f"{name}: reference vs current distribution", bars, "spark")
-
-
-@dataclass(frozen=True)
-class _Plot:
-    """The plotting area inside an SVG, in user units, and the margins around it."""
-
-    left: float
-    top: float
-    width: float
-    height: float
-    right: float = 14.0
-    bottom_margin: float = 26.0
-
-    @property
-    def bottom(self) -> float:
-        return self.top + self.height
-
-    @property
-    def svg_size(self) -> tuple[float, float]:
-        return self.left + self.width + self.right, self.bottom + self.bottom_margin
-
-    def y(self, value: float, y_range: tuple[float, float]) -> float:
-        lo, hi = y_range
-        return self.bottom - self.height * (min(max(value, lo), hi) - lo) / (hi - lo)
-
-
-def _y_axis(plot: _Plot, y_range: tuple[float, float], unit: Unit) -> list[str]:
-    """Gridlines labelled at the minimum, middle and maximum; the lowest is the x axis."""
-    lo, hi = y_range
-    out = []
-    for fraction in (0.0, 0.5, 1.0):
-        value = lo + (hi - lo) * fraction
-        y = plot.y(value, y_range)
-        out.append(
-            f'<line x1="{plot.left:.1f}" x2="{plot.left + plot.width:.1f}" y1="{y:.1f}" '
-            f'y2="{y:.1f}" class="{"axis" if fraction == 0 else "grid"}"/>'
-        )
-        out.append(_text(plot.left - 6, y + 3.5, _format(value, unit), anchor="end"))
-    return out
-
-
-def _bars_svg(hist: Histogram, title: str) -> Markup:
-    """Grouped bars of reference and current shares per bin, with a share axis, a legend and bin
-    labels (slanted when they would not fit under their bars; full text in each bar's tooltip)."""
-    labels = [_short(label) for label in hist.labels]
-    longest = max(len(label) for label in labels)
-    slot = max(36.0, 280.0 / len(labels))
-    slanted = longest * 6.0 > slot - 4
-    plot = _Plot(
-        left=44.0,
-        top=30.0,
-        width=slot * len(labels),
-        height=150.0,
-        right=12.0,
-        bottom_margin=20 + (0.64 * 6.0 * longest if slanted else 0),
-    )
-    y_range = (0.0, _nice_ceiling(max(*hist.reference, *hist.current)))
-    body = _y_axis(plot, y_range, "percent")
-    body += _legend(plot.left, 14, (("reference", _REFERENCE_COLOUR), ("current", _CURRENT_COLOUR)))
-    bins = zip(hist.labels, labels, hist.reference, hist.current, strict=True)
-    for i, (full, label, ref, cur) in enumerate(bins):
-        x0 = plot.left + i * slot
-        for j, (share, colour, which) in enumerate(
-            ((ref, _REFERENCE_COLOUR, "reference"), (cur, _CURRENT_COLOUR, "current"))
-        ):
-            y = plot.y(share, y_range)
-            body.append(
-                f'<rect x="{x0 + slot * (0.12 + 0.38 * j):.1f}" y="{y:.1f}" '
-                f'width="{slot * 0.36:.1f}" height="{plot.bottom - y:.1f}" fill="{colour}">'
-                f"<title>{escape(full)}: {which} {_percent(share)}</title></rect>"
-            )
-        cx = x0 + slot / 2
-        if slanted:
-            body.append(
-                f'<text transform="translate({cx:.1f} {plot.bottom + 12:.1f}) rotate(-40)" '
-                f'text-anchor="end" class="tick">{escape(label)}</text>'
-            )
-        else:
-            body.append(_text(cx, plot.bottom + 14, label))
-    return _svg(*plot.svg_size, title, body, "chart bars")
-
-
-@dataclass(frozen=True)
-class _Line:
-    label: str
-    values: tuple[float | None, ...]
-
-
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
-
-
-def _y_range(values: Sequence[float], *, zero_based: bool) -> tuple[float, float]:
-    """From zero to a round number above the maximum for non-negative quantities, else the
-    values' span with 10% headroom either side."""
-    lo, hi = min(values), max(values)
-    if zero_based and lo >= 0:
-        return 0.0, _nice_ceiling(hi)
-    span = (hi - lo) or abs(hi) * 0.1 or 1.0
-    return lo - span * 0.1, hi + span * 0.1
-
-
-def _line_svg(
-    title: str,
-    times: Sequence[str],
-    lines: Sequence[_Line],
-    *,
-    unit: Unit,
-    zero_based: bool = True,
-    y_range: tuple[float, float] | None = None,
-    marker: tuple[float, str] | None = None,
-) -> Markup | None:
-    """Lines over the windows in ``times`` (evenly spaced); ``None`` values leave gaps and lone
-    points show as dots. ``marker`` draws a dashed horizontal line, e.g. a threshold. ``None``
-    when no line has a value."""
-    present = [v for line in lines for v in map(_finite, line.values) if v is not None]
-    if not present:
-        return None
-    y_range = y_range or _y_range(present, zero_based=zero_based)
-    plot = _Plot(left=64.0, top=28.0, width=454.0, height=140.0)
-    n = len(times)
-
-    def x(i: int) -> float:
-        return plot.left + (plot.width * i / (n - 1) if n > 1 else plot.width / 2)
-
-    body = _y_axis(plot, y_range, unit)
-    for i in sorted({0, n // 2, n - 1}):
-        anchor = "middle" if n == 1 or 0 < i < n - 1 else "start" if i == 0 else "end"
-        body.append(_text(x(i), plot.bottom + 16, times[i], anchor=anchor))
-    if marker is not None and y_range[0] <= marker[0] <= y_range[1]:
-        y, end = plot.y(marker[0], y_range), plot.left + plot.width
-        body.append(
-            f'<line x1="{plot.left:.1f}" x2="{end:.1f}" y1="{y:.1f}" y2="{y:.1f}" class="marker"/>'
-        )
-        # labelled in the legend row, where no data point can cover it
-        body.append(f'<line x1="{end - 16:.1f}" x2="{end:.1f}" y1="10" y2="10" class="marker"/>')
-        body.append(_text(end - 22, 14, marker[1], anchor="end", css="marker-label"))
-    coloured = [(line, _LINE_COLOURS[k % len(_LINE_COLOURS)]) for k, line in enumerate(lines)]
-    if len(lines) > 1:
-        body += _legend(plot.left, 14, [(line.label, colour) for line, colour in coloured])
-    for line, colour in coloured:
-        values = [_finite(v) for v in line.values]
-        points = [None if v is None else (x(i), plot.y(v, y_range)) for i, v in enumerate(values)]
-        body += _polyline(line.label, values, points, times, colour=colour, unit=unit)
-    return _svg(*plot.svg_size, title, body, "chart line")
-
-
-def _polyline(
-    label: str,
-    values: Sequence[float | None],
-    points: Sequence[tuple[float, float] | None],
-    times: Sequence[str],
-    *,
-    colour: str,
-    unit: Unit,
-) -> list[str]:
-    """One series as a path broken at the gaps (``None`` points), and a dot with a tooltip per
-    value, so lone values between gaps still show."""
-    segments: list[list[str]] = [[]]
-    dots = []
-    for when, value, point in zip(times, values, points, strict=True):
-        if value is None or point is None:
-            segments.append([])
-            continue
-        segments[-1].append(f"{point[0]:.1f},{point[1]:.1f}")
-        dots.append(
-            f'<circle cx="{point[0]:.1f}" cy="{point[1]:.1f}" r="2.5" fill="{colour}"><title>'
-            f"{escape(when)} · {escape(label)} {_format(value, unit)}</title></circle>"
-        )
-    path = " ".join("M" + " L".join(segment) for segment in segments if len(segment) > 1)
-    stroke = f'<path d="{path}" fill="none" stroke="{colour}" stroke-width="2"/>' if path else ""
-    return [stroke, *dots]
 
 
 # -- page model ------------------------------------------------------------------------------
@@ -366,7 +112,7 @@ def _histograms(columns: Sequence[ColumnDrift], prefix: str) -> list[_Figure]:
                 subtitle=f"{column.kind} · {column.method} {column.score:.3g} "
                 f"(threshold {column.threshold:.3g})",
                 drifted=column.drifted,
-                svg=_bars_svg(histogram, f"{column.name}: reference vs current shares"),
+                svg=bars_svg(histogram, f"{column.name}: reference vs current shares"),
             )
         )
     return figures
@@ -385,7 +131,7 @@ def _rows(columns: Sequence[ColumnDrift], figures: Sequence[_Figure]) -> list[_R
             score=f"{c.score:.3g}",
             threshold=f"{c.threshold:.3g}",
             drifted=c.drifted,
-            spark=_spark_svg(histogram, c.name) if (histogram := _histogram_of(c)) else None,
+            spark=spark_svg(histogram, c.name) if (histogram := _histogram_of(c)) else None,
             anchor=anchors.get(c.name),
         )
         for c in columns
@@ -394,10 +140,10 @@ def _rows(columns: Sequence[ColumnDrift], figures: Sequence[_Figure]) -> list[_R
 
 def _verdict(drift: DriftResult) -> tuple[str, str]:
     """The headline and the detail line of the verdict banner."""
-    counts = f"{drift.drifted} of {len(drift.columns)} columns ({_percent(drift.share)})"
+    counts = f"{drift.drifted} of {len(drift.columns)} columns ({percent(drift.share)})"
     if drift.dataset_drift:
-        return f"Dataset drift detected: {counts} ≥ threshold {_percent(drift.threshold)}", ""
-    return "No dataset drift", f"{counts} drifted, below the {_percent(drift.threshold)} threshold"
+        return f"Dataset drift detected: {counts} ≥ threshold {percent(drift.threshold)}", ""
+    return "No dataset drift", f"{counts} drifted, below the {percent(drift.threshold)} threshold"
 
 
 def _series_chart(testid: str, title: str, svg: Markup | None) -> _Figure:
@@ -410,24 +156,24 @@ def _series_charts(series: Sequence[WindowPoint], threshold: float) -> list[_Fig
         return []
     times = [_when(p.start, "%m-%d %H:%M") for p in series]
 
-    def line(label: str, values: Iterable[float | None]) -> _Line:
-        return _Line(label, tuple(values))
+    def line(label: str, values: Iterable[float | None]) -> Line:
+        return Line(label, tuple(values))
 
-    drift_share = _line_svg(
+    drift_share = line_svg(
         "Share of drifted columns per window",
         times,
         [line("drift share", (p.drift_share for p in series))],
         unit="percent",
         y_range=(0.0, 1.0),
-        marker=(threshold, f"threshold {_percent(threshold)}"),
+        marker=(threshold, f"threshold {percent(threshold)}"),
     )
-    volume = _line_svg(
+    volume = line_svg(
         "Rows and requests per window",
         times,
         [line("rows", (p.rows for p in series)), line("requests", (p.requests for p in series))],
         unit="count",
     )
-    latency = _line_svg(
+    latency = line_svg(
         "Latency p50 and p99 per window",
         times,
         [
@@ -436,7 +182,7 @@ def _series_charts(series: Sequence[WindowPoint], threshold: float) -> list[_Fig
         ],
         unit="ms",
     )
-    errors = _line_svg(
+    errors = line_svg(
         "Error rate per window",
         times,
         [line("error rate", (p.error_rate for p in series))],
@@ -450,7 +196,7 @@ def _series_charts(series: Sequence[WindowPoint], threshold: float) -> list[_Fig
     ]
     for name in dict.fromkeys(name for p in series for name in p.performance):
         values = line(name, (p.performance.get(name) for p in series))
-        svg = _line_svg(f"{name} per window", times, [values], unit="number", zero_based=False)
+        svg = line_svg(f"{name} per window", times, [values], unit="number", zero_based=False)
         charts.append(_series_chart(f"series-metric-{name}", name, svg))
     return charts
 
@@ -471,13 +217,13 @@ def _reconstruction_chart(result: Reconstruction | None) -> Markup | None:
         return None
     times = [_when(w.start or "", "%m-%d %H:%M") for w in result.windows]
     n = len(result.windows)
-    return _line_svg(
+    return line_svg(
         "Reconstruction error per window, with its thresholds",
         times,
         [
-            _Line("error", tuple(w.error for w in result.windows)),
-            _Line("upper threshold", (result.upper_threshold,) * n),
-            _Line("lower threshold", (result.lower_threshold,) * n),
+            Line("error", tuple(w.error for w in result.windows)),
+            Line("upper threshold", (result.upper_threshold,) * n),
+            Line("lower threshold", (result.lower_threshold,) * n),
         ],
         unit="number",
         zero_based=False,
@@ -525,10 +271,10 @@ def _estimate_charts(found: EstimatedPerformance | None) -> list[_Figure]:
     for metric in found.metrics:
         estimates = [w.metrics.get(metric) for w in found.windows]  # none in an empty window
 
-        def line(label: str, field: str, estimates: list[Any] = estimates) -> _Line:
-            return _Line(label, tuple(getattr(e, field) if e else None for e in estimates))
+        def line(label: str, field: str, estimates: list[Any] = estimates) -> Line:
+            return Line(label, tuple(getattr(e, field) if e else None for e in estimates))
 
-        svg = _line_svg(
+        svg = line_svg(
             f"{metric}: estimated and realised per window",
             times,
             [
@@ -626,8 +372,8 @@ def render_report(data: ReportData) -> str:
         reconstruction=data.reconstruction,
         reconstruction_chart=_reconstruction_chart(data.reconstruction),
         reconstruction_rows=_reconstruction_rows(data.reconstruction),
-        reference_colour=_REFERENCE_COLOUR,
-        current_colour=_CURRENT_COLOUR,
+        reference_colour=REFERENCE_COLOUR,
+        current_colour=CURRENT_COLOUR,
     )
 
 
