@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -179,7 +179,7 @@ def history(name: str, limit: int = typer.Option(100, min=1), json: bool = JSON)
     table(
         f"history of deployment {name}",
         ["when", "revision", "action", "who", "reason", "detail"],
-        [(when(e.at), e.revision, e.action, e.actor, e.reason, _detail(e.detail)) for e in events],
+        [(when(e.at), e.revision, e.action, e.actor, e.reason, e.summary) for e in events],
     )
 
 
@@ -282,8 +282,3 @@ def _pct(value: float | None) -> str:
 
 def _num(value: float | None, pattern: str = "{:.1f}") -> str:
     return "-" if value is None else pattern.format(value)
-
-
-def _detail(detail: dict[str, Any]) -> str:
-    shown = {k: v for k, v in detail.items() if k not in ("verdict", "traffic")}
-    return ", ".join(f"{k}={v}" for k, v in shown.items() if v not in (None, [], {}))

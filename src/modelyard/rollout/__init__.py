@@ -9,6 +9,7 @@ from modelyard.core.durations import parse_duration
 from modelyard.errors import DeploymentNotFoundError
 from modelyard.rollout.analysis import evaluate, js_distance
 from modelyard.rollout.buckets import LATENCY_EDGES_MS, class_key, latency_bucket, value_bin
+from modelyard.rollout.checks import Check, policy_checks
 from modelyard.rollout.controller import (
     Decision,
     RolloutStatus,
@@ -43,6 +44,14 @@ from modelyard.rollout.stats import (
     record_route_stats,
     route_summary,
 )
+from modelyard.rollout.traffic import (
+    LiveTraffic,
+    RouteRate,
+    RouteSeries,
+    TrafficSeries,
+    live_traffic,
+    traffic_series,
+)
 from modelyard.rollout.types import (
     Deployment,
     DeploymentEvent,
@@ -54,17 +63,22 @@ from modelyard.rollout.types import (
 
 __all__ = [
     "LATENCY_EDGES_MS",
+    "Check",
     "Decision",
     "Deployment",
     "DeploymentEvent",
     "DeploymentNotFoundError",
     "Lease",
+    "LiveTraffic",
     "Policy",
     "RolloutStatus",
+    "RouteRate",
+    "RouteSeries",
     "RouteStats",
     "StatsBuffer",
     "StepResult",
     "Summary",
+    "TrafficSeries",
     "Verdict",
     "abort",
     "choose_route",
@@ -79,9 +93,11 @@ __all__ = [
     "js_distance",
     "latency_bucket",
     "list_deployments",
+    "live_traffic",
     "parse_duration",
     "parse_steps",
     "pause",
+    "policy_checks",
     "promote",
     "prune_route_stats",
     "record_route_stats",
@@ -94,5 +110,6 @@ __all__ = [
     "start_candidate",
     "step",
     "sticky_share",
+    "traffic_series",
     "value_bin",
 ]

@@ -232,9 +232,14 @@ def abort(
     *,
     actor: str | None = None,
     reason: str | None = None,
+    expected_revision: int | None = None,
 ) -> Deployment:
-    """Drop the candidate: all traffic goes back to the stable route (state ``rolled_back``)."""
-    return end_candidate(registry, name, action="abort", actor=actor, reason=reason)
+    """Drop the candidate: all traffic goes back to the stable route (state ``rolled_back``).
+    ``expected_revision``: refuse (``ConcurrentUpdateError``) if the deployment changed since."""
+    return end_candidate(
+        registry, name, action="abort", actor=actor, reason=reason,
+        expected_revision=expected_revision,
+    )  # fmt: skip
 
 
 def end_candidate(

@@ -127,6 +127,12 @@ class DeploymentEvent(msgspec.Struct, frozen=True, kw_only=True):
     reason: str | None
     at: datetime
 
+    @property
+    def summary(self) -> str:
+        """The detail in one line, without the verdict and traffic a controller records."""
+        shown = {k: v for k, v in self.detail.items() if k not in ("verdict", "traffic")}
+        return ", ".join(f"{k}={v}" for k, v in shown.items() if v not in (None, [], {}))
+
 
 class RouteStats(msgspec.Struct, frozen=True, kw_only=True):
     """One route's merged traffic: counts, latency histogram (``LATENCY_EDGES_MS``), outputs."""
