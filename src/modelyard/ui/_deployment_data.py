@@ -63,7 +63,7 @@ class DeploymentView:
     live: LiveView
     checks: list[CheckRow]
     history: list[DeploymentEvent]
-    charts: list[Markup]
+    charts: list[tuple[str, Markup]]
 
 
 def version_link(model: str | None, version: int | None) -> str | None:
@@ -163,10 +163,13 @@ def _check_row(check: Check) -> CheckRow:
     )  # fmt: skip
 
 
-def _charts(registry: Registry, d: Deployment, *, now: datetime) -> list[Markup]:
-    """Requests/s and error ratio per route over the last hour, when any traffic was recorded."""
-    start = (now - CHART_SPAN).replace(second=0, microsecond=0)
-    series = rollout.traffic_series(registry.db, d.name, start=start, end=now, step_s=CHART_STEP_S)
+def _charts(registry: Registry, d: Deployment, *, now: datetime) -> list[tuple[str, Markup]]:
+    """Requests/s and error ratio per route, per minute over the last hour's complete minutes,
+    when any traffic was recorded; each with its title."""
+    end = now.replace(second=0, microsecond=0)
+    series = rollout.traffic_series(
+        registry.db, d.name, start=end - CHART_SPAN, end=end, step_s=CHART_STEP_S
+    )
     if series.empty:
         return []
     times = [t.strftime("%H:%M") for t in series.starts]
@@ -174,7 +177,7 @@ def _charts(registry: Registry, d: Deployment, *, now: datetime) -> list[Markup]
     errors = [Line(r.route, r.error_rate) for r in series.routes]
     limit = (d.policy.max_error_rate, "max error rate") if d.active else None
     drawn = [
-        line_svg("Requests per second, per route", times, rates, unit="number"),
-        line_svg("Error ratio, per route", times, errors, unit="percent", marker=limit),
+        ("Requests per second", line_svg("Requests per second", times, rates, unit="number")),
+        ("Error ratio", line_svg("Error ratio", times, errors, unit="percent", marker=limit)),
     ]
-    return [chart for chart in drawn if chart is not None]
+    return [(title, chart) for title, chart in drawn if chart is not None]

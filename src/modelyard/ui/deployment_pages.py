@@ -91,8 +91,8 @@ def _reason(form: dict[str, str], *, required: bool) -> str | None:
 
 def _stale(name: str, revision: int) -> ConcurrentUpdateError:
     return ConcurrentUpdateError(
-        f"Deployment {name!r} changed since its page was shown (at revision {revision}); "
-        "reload the page, look at it again and then decide."
+        f"Deployment {name!r} changed since its page was shown (at revision {revision}); open "
+        f"{_page_of(name)} again to see what changed, then decide."
     )
 
 

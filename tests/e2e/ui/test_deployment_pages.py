@@ -204,7 +204,8 @@ def test_a_page_older_than_the_deployment_gets_409_and_changes_nothing(
         page.locator("form.confirm button[type=submit]").click()
     assert answer.value.status == 409
     expect(page.locator(".error")).to_contain_text(
-        f"Deployment 'stale' changed since its page was shown (at revision {moved.revision - 1})"
+        f"Deployment 'stale' changed since its page was shown (at revision {moved.revision - 1}); "
+        "open /ui/deployments/stale again"
     )
     assert (rollout.get_deployment(fleet.db, "stale"), rollout.history(fleet.db, "stale")) == before
     shot(page, "deployment-stale-409")
