@@ -65,6 +65,10 @@ def fleet(ui_registry: Registry) -> Registry:
     rollout.deploy(ui_registry, "api", model_ref="churn/3")
     rollout.deploy(ui_registry, "mirror", model_ref="churn/1")
     rollout.start_candidate(ui_registry, "mirror", ref="churn/3", mode="shadow", sample=0.5)
+    rollout.deploy(ui_registry, "split", model_ref="churn/1")
+    rollout.start_candidate(
+        ui_registry, "split", ref="churn/3", mode="ab", weight=50, sticky_header="x-user"
+    )
     for name in ("promo", "abortme", "stale", "guarded"):
         canary(ui_registry, name)
     return ui_registry
@@ -73,7 +77,7 @@ def fleet(ui_registry: Registry) -> Registry:
 def test_the_list_shows_every_deployment(fleet: Registry, ui_server: UIServer, page: Page) -> None:
     page.goto(f"{ui_server.url}/ui/deployments")
     rows = page.locator("table.deployments tbody tr")
-    expect(rows).to_have_count(7)
+    expect(rows).to_have_count(8)
     web = rows.filter(has=page.locator("a", has_text=re.compile("^web$")))
     cells = [c.strip() for c in web.locator("td").all_inner_texts()]
     assert cells[:7] == ["web", "canary", "churn/1 @production", "churn/2", "90% / 10%",
@@ -113,14 +117,36 @@ def test_a_canary_shows_routes_traffic_verdicts_next_step_and_history(
     shot(page, "deployment-canary")
 
 
-@pytest.mark.parametrize("name", ["api", "mirror"])
-def test_a_stable_and_a_shadow_deployment_render(
-    fleet: Registry, ui_server: UIServer, page: Page, name: str
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [("api", "stable route churn/3"), ("mirror", "shadow rollout of churn/3"),
+     ("split", "A/B rollout of churn/3 (sticky by header x-user)")],
+)  # fmt: skip
+def test_a_stable_a_shadow_and_an_ab_deployment_render(
+    fleet: Registry, ui_server: UIServer, page: Page, name: str, says: str
 ) -> None:
     page.goto(f"{ui_server.url}/ui/deployments/{name}")
     expect(page.locator("h1")).to_have_text(f"Deployment {name}")
+    expect(page.locator("main")).to_contain_text(says)
     assert (page.locator("form.action").count() == 0) == (name == "api")
     shot(page, f"deployment-{name}")
+
+
+def test_promote_can_be_reached_with_the_keyboard(
+    fleet: Registry, ui_server: UIServer, page: Page
+) -> None:
+    page.goto(f"{ui_server.url}/ui/deployments/web")
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        focused = page.evaluate("document.activeElement.textContent")
+        if focused == "Promote churn/2":
+            break
+    else:
+        pytest.fail("Tab never reached the promote button")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    expect(page.locator("h1")).to_have_text("Promote the candidate of web?")
+    assert rollout.get_deployment(fleet.db, "web").state == "rolling"  # not confirmed
 
 
 @pytest.mark.parametrize(
