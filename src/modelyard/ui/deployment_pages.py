@@ -105,7 +105,7 @@ def _describe_promote(request: Request, form: dict[str, str]) -> Confirm:
         detail=(
             f"The candidate of deployment {name!r} becomes its stable route and gets every "
             "request; the stable alias moves to it. This is recorded in the rollout history "
-            "and the audit under your token."
+            "and the audit, naming you."
         ),
         back=_page_of(name),
     )
@@ -119,7 +119,7 @@ def _describe_abort(request: Request, form: dict[str, str]) -> Confirm:
         title=f"Abort the rollout of {name}",
         detail=(
             f"The candidate of deployment {name!r} is dropped and every request goes back to "
-            "the stable route. This is recorded in the rollout history under your token."
+            "the stable route. This is recorded in the rollout history, naming you."
         ),
         back=_page_of(name),
     )

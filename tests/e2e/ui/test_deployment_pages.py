@@ -171,11 +171,13 @@ def test_bad_names_get_a_4xx_page(
     assert "<script>" not in answer.text
 
 
-def click_through(page: Page, button: str) -> None:
+def click_through(page: Page, button: str, *, screenshot: str | None = None) -> None:
     """Press ``button`` on the deployment's page, then confirm on the confirmation page."""
     with page.expect_navigation():
         page.get_by_role("button", name=button).click()
     expect(page.locator("h1")).to_contain_text("?")
+    if screenshot is not None:
+        shot(page, screenshot)
     with page.expect_navigation():
         page.locator("form.confirm button[type=submit]").click()
 
@@ -183,7 +185,7 @@ def click_through(page: Page, button: str) -> None:
 def test_promote_by_clicking(fleet: Registry, ui_server: UIServer, page: Page) -> None:
     page.goto(f"{ui_server.url}/ui/deployments/promo")
     page.locator("form.action").first.locator("input[name=reason]").fill("looks good")
-    click_through(page, "Promote churn/2")
+    click_through(page, "Promote churn/2", screenshot="deployment-confirm-promote")
     expect(page.locator(".notice")).to_contain_text("Promoted churn/2")
     d = rollout.get_deployment(fleet.db, "promo")
     assert (d.state, d.stable_ref, d.candidate_ref) == ("promoted", "churn/2", None)
