@@ -6,6 +6,7 @@ and the look (axis, grid, tick, legend, marker classes) comes from the page's st
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -278,9 +279,19 @@ def polyline(
     return [stroke, *dots]
 
 
-def histogram_svg(labels: Sequence[str], shares: Sequence[float], title: str) -> Markup:
+def histogram_svg(
+    labels: Sequence[str],
+    shares: Sequence[float],
+    title: str,
+    *,
+    edges: Sequence[float] | None = None,
+) -> Markup:
     """One distribution: a bar per bin (or category) of its share of the rows, with a share axis
-    and bin labels (slanted when long; full text in each bar's tooltip)."""
+    and bin labels (slanted when long; full text in each bar's tooltip). With the numeric bins'
+    ``edges`` (quantile bins are of unequal width), bars span their bins on a value axis and their
+    heights are densities (share per unit), so the chart shows the distribution's shape."""
+    if edges is not None and _spread(edges, len(shares)):
+        return _density_svg(labels, shares, edges, title)
     shown = [short(label) for label in labels]
     longest = max((len(label) for label in shown), default=1)
     slot = max(24.0, 280.0 / max(len(shown), 1))
@@ -307,4 +318,38 @@ def histogram_svg(labels: Sequence[str], shares: Sequence[float], title: str) ->
             )
         else:
             body.append(svg_text(cx, plot.bottom + 14, label))
+    return svg(*plot.svg_size, title, body, "chart bars")
+
+
+def _spread(edges: Sequence[float], bins: int) -> bool:
+    return len(edges) == bins + 1 and all(
+        math.isfinite(a) and math.isfinite(b) and b > a for a, b in itertools.pairwise(edges)
+    )
+
+
+def _density_svg(
+    labels: Sequence[str], shares: Sequence[float], edges: Sequence[float], title: str
+) -> Markup:
+    plot = Plot(left=44.0, top=12.0, width=300.0, height=120.0, right=16.0)
+    lo, span = edges[0], edges[-1] - edges[0]
+    densities = [
+        share / (b - a) for share, (a, b) in zip(shares, itertools.pairwise(edges), strict=True)
+    ]
+    y_range = (0.0, nice_ceiling(max(densities)))
+    body = y_axis(plot, y_range, "number")
+
+    def x(value: float) -> float:
+        return plot.left + plot.width * (value - lo) / span
+
+    bins = zip(labels, shares, densities, itertools.pairwise(edges), strict=True)
+    for label, share, density, (a, b) in bins:
+        y = plot.y(density, y_range)
+        body.append(
+            f'<rect x="{x(a):.2f}" y="{y:.1f}" width="{max(x(b) - x(a), 0.5):.2f}" '
+            f'height="{plot.bottom - y:.1f}" fill="{REFERENCE_COLOUR}" stroke="#fff" '
+            f'stroke-width="0.5"><title>{escape(label)}: {percent(share)}</title></rect>'
+        )
+    for value, anchor in ((edges[0], "start"), ((edges[0] + edges[-1]) / 2, "middle"),
+                          (edges[-1], "end")):  # fmt: skip
+        body.append(svg_text(x(value), plot.bottom + 14, f"{value:.4g}", anchor=anchor))
     return svg(*plot.svg_size, title, body, "chart bars")

@@ -160,8 +160,9 @@ def version_view(
         labels = bin_labels(column)
         if labels:
             charts[column.name] = histogram_svg(
-                labels, bin_shares(column), f"{column.name}: training data of version {number}"
-            )
+                labels, bin_shares(column), f"{column.name}: training data of version {number}",
+                edges=column.bin_edges,
+            )  # fmt: skip
     tags = version.tags
     return {
         "v": version,

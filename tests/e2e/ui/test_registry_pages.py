@@ -72,6 +72,7 @@ def test_every_page_renders_in_chromium(ui_server: UIServer, models: Models, pag
         ("/ui/models?q=URN&tag=team%3Drisk&flavor=sklearn", "Models", "registry-models-filtered"),
         ("/ui/models/churn", "churn", "registry-model"),
         ("/ui/models/churn/compare?a=1&b=3", "churn: version 1 vs 3", "registry-compare"),
+        ("/ui/models/churn/compare?a=1&b=2", "churn: version 1 vs 2", "registry-compare-bins"),
         ("/ui/models/churn/versions/3", "churn version 3", "registry-version"),
     ]
     for path, title, name in pages:
@@ -173,17 +174,23 @@ def test_a_rollback_by_clicking_moves_the_alias_under_the_token(
 
 
 def _form_post(
-    server: UIServer, token: str, *, csrf: str | None, origin: str | None
+    server: UIServer,
+    token: str | None,
+    *,
+    csrf: str | None,
+    origin: str | None,
+    path: str = "/ui/models/rollme/rollback",
+    alias: str = "staging",
 ) -> tuple[int, str]:
     cookie = "c" * 32
-    data = {"alias": "staging", "confirm": "yes"}
+    data = {"alias": alias, "confirm": "yes"}
     if csrf is not None:
         data["csrf"] = csrf
-    headers = {"authorization": f"Bearer {token}"}
+    headers = {"authorization": f"Bearer {token}"} if token else {}
     if origin is not None:
         headers["origin"] = origin
-    answer = server.post("/ui/models/rollme/rollback", data=data, headers=headers,
-                         cookies={"yard_ui_csrf": cookie}, follow_redirects=False)  # fmt: skip
+    answer = server.post(path, data=data, headers=headers, cookies={"yard_ui_csrf": cookie},
+                         follow_redirects=False)  # fmt: skip
     return answer.status_code, answer.text
 
 
@@ -212,6 +219,26 @@ def test_read_tokens_forged_forms_and_other_origins_change_nothing(
     status, _ = _form_post(ui_auth_server, admin, csrf="c" * 32, origin=own)
     assert status == 303  # the same form, sent properly, works
     assert ui_registry.get_model("rollme").aliases["staging"] == 1
+
+
+def test_a_rollback_with_nothing_to_undo_or_a_bad_alias_says_so(
+    ui_server: UIServer, ui_registry: Registry, models: Models
+) -> None:
+    ui_registry.set_alias("fraud/1", "production")
+    before = ui_registry.history("fraud")
+    cases = [
+        ("/ui/models/fraud/rollback", "production", 409, "has no earlier version to roll back to"),
+        ("/ui/models/fraud/rollback", "<script>", 400, "Invalid alias '<script>'"),
+        ("/ui/models/fraud/rollback", "champion", 404, "has no alias 'champion'"),
+        ("/ui/models/nope/rollback", "production", 404, "No model named 'nope'"),
+        ("/ui/models/a%22b/rollback", "production", 400, "Invalid model name"),
+    ]
+    for path, alias, status, message in cases:
+        code, text = _form_post(ui_server, None, csrf="c" * 32, origin=ui_server.url, path=path,
+                                alias=alias)  # fmt: skip
+        assert code == status, text
+        assert message in _error(text) and "<script>" not in text
+    assert ui_registry.history("fraud") == before
 
 
 def test_verify_by_clicking_reports_each_file(
