@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from modelyard.core.profile import ColumnProfile, Profile, profile_from_json
 from modelyard.core.types import ModelVersion, Signature, TensorSpec
 
 if TYPE_CHECKING:
+    from modelyard.core.profile import ColumnProfile, Profile
     from modelyard.registry.client import Registry
 
 STATS = ("count", "nulls", "mean", "std", "min", "max")
@@ -63,6 +63,8 @@ class VersionComparison(msgspec.Struct, frozen=True, kw_only=True):
 
 def reference_profile(registry: Registry, version: ModelVersion) -> Profile | None:
     """The version's stored training-data profile (verified), or ``None`` when it kept none."""
+    from modelyard.core.profile import profile_from_json  # numpy and pandas: on first use
+
     if version.file("profile") is None:
         return None
     return profile_from_json(registry.read_file(version.ref, "profile"))

@@ -19,6 +19,9 @@ from modelyard.registry import Registry
 from modelyard.serving.tokens import create_token
 from tests.e2e.ui.conftest import UIServer, shot
 
+# registering the module's models (an ONNX conversion among them) takes several seconds
+pytestmark = pytest.mark.slow
+
 ERROR = re.compile(r'<p class="error" role="alert">(.*?)</p>', re.S)
 
 
