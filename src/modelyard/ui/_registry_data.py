@@ -5,13 +5,13 @@ listings (``registry.overview``), a version and its profile, two versions compar
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup
 
 from modelyard.core.refs import check_alias, check_name
 from modelyard.core.types import ModelVersion, Page
-from modelyard.errors import InvalidInputError, NotFoundError
+from modelyard.errors import IntegrityError, InvalidInputError, NotFoundError
 from modelyard.monitoring.charts import bars_svg, histogram_svg
 from modelyard.monitoring.types import Histogram
 from modelyard.registry import FileCheck, Registry
@@ -22,6 +22,9 @@ from modelyard.registry.compare import (
     reference_profile,
 )
 from modelyard.registry.overview import alias_spans, model_summaries, version_summaries
+
+if TYPE_CHECKING:
+    from modelyard.core.profile import ColumnProfile, Profile
 
 MODELS_PER_PAGE = 50
 VERSIONS_PER_PAGE = 25
@@ -101,19 +104,35 @@ def model_view(registry: Registry, name: str, page: int) -> dict[str, Any]:
 def compare_view(registry: Registry, name: str, a: int, b: int) -> dict[str, Any]:
     first = registry.get_version(f"{name}/{a}")
     second = registry.get_version(f"{name}/{b}")
-    compared = compare_versions(
-        first, second, reference_profile(registry, first), reference_profile(registry, second)
-    )
+    profiles = [reference_profile(registry, v) for v in (first, second)]
+    compared = compare_versions(first, second, *profiles)
     charts: dict[str, Markup] = {}
+    apart: dict[str, list[Markup]] = {}
     for column in compared.columns:
-        if column.shares is not None:
+        if column.shares is None:
+            apart[column.name] = _each(profiles, column.name, (a, b))
+        else:
             hist = Histogram(labels=column.shares.labels, reference=column.shares.a,
                              current=column.shares.b)  # fmt: skip
             charts[column.name] = bars_svg(
                 hist, f"{column.name}: training data of versions {a} and {b}",
                 names=(f"version {a}", f"version {b}"),
             )  # fmt: skip
-    return {"a": first, "b": second, "compared": compared, "charts": charts}
+    return {"a": first, "b": second, "compared": compared, "charts": charts, "apart": apart}
+
+
+def _each(profiles: list[Profile | None], name: str, numbers: tuple[int, int]) -> list[Markup]:
+    """A histogram of column ``name`` per version that has it (bins that differ)."""
+    out = []
+    for profile, number in zip(profiles, numbers, strict=True):
+        column = next((c for c in profile.columns if c.name == name), None) if profile else None
+        if column is not None and bin_labels(column):
+            out.append(_histogram(column, f"{name}: training data of version {number}"))
+    return out
+
+
+def _histogram(column: ColumnProfile, title: str) -> Markup:
+    return histogram_svg(bin_labels(column), bin_shares(column), title, edges=column.bin_edges)
 
 
 @dataclass(frozen=True)
@@ -154,15 +173,18 @@ def version_view(
     registry: Registry, name: str, number: int, checks: list[FileCheck] | None = None
 ) -> dict[str, Any]:
     version = registry.get_version(f"{name}/{number}")
-    profile = reference_profile(registry, version)
+    profile_error = None
+    try:
+        profile = reference_profile(registry, version)
+    except IntegrityError as exc:  # the page still shows the files, to verify them
+        profile, profile_error = None, str(exc)
     charts: dict[str, Markup] = {}
     for column in profile.columns if profile else ():
         labels = bin_labels(column)
         if labels:
-            charts[column.name] = histogram_svg(
-                labels, bin_shares(column), f"{column.name}: training data of version {number}",
-                edges=column.bin_edges,
-            )  # fmt: skip
+            charts[column.name] = _histogram(
+                column, f"{column.name}: training data of version {number}"
+            )
     tags = version.tags
     return {
         "v": version,
@@ -170,6 +192,7 @@ def version_view(
         "charts": charts,
         "twins": twins(version),
         "checks": checks,
+        "profile_error": profile_error,
         "pipeline": (tags.get("pipeline"), tags.get("pipeline_run")),
     }
 

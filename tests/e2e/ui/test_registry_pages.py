@@ -96,6 +96,7 @@ def test_the_pages_show_what_the_registry_holds(ui_server: UIServer, models: Mod
     compare = ui_server.get("/ui/models/churn/compare?a=1&b=3").text
     assert "differs" in compare and "<th>Version 1</th><th>Version 3</th>" in compare
     assert "the versions bin this column differently" in compare  # 3 was trained on data * 1.5
+    assert compare.count('class="chart bars"') == 6  # then each version's histogram apart
     same = ui_server.get("/ui/models/churn/compare?a=1&b=2").text
     assert same.count('class="chart bars"') == 3  # the same data: one chart per column
     version = ui_server.get("/ui/models/churn/versions/3").text
@@ -259,16 +260,22 @@ def test_verify_by_clicking_reports_each_file(
         == f"{len(checks)} of {len(checks)} files verified."
     )
     shot(page, "registry-verify")
-    stored = ui_registry.get_version("tampered/1").file("model")
-    assert stored is not None
-    Path(ui_registry.artifacts.path_of(stored.sha256)).write_bytes(b"altered")
+    for role in ("model", "profile"):
+        stored = ui_registry.get_version("tampered/1").file(role)
+        assert stored is not None
+        Path(ui_registry.artifacts.path_of(stored.sha256)).write_bytes(b"altered")
     page.goto(f"{ui_server.url}/ui/models/tampered/versions/1")
+    assert "profile.json" in page.locator("p.bad").inner_text()  # the page still shows
     with page.expect_navigation():
         page.click("button:has-text('Verify files')")
     with page.expect_navigation():
         page.click("button.danger")
-    row = page.locator("table.files tr", has_text="model.skops")
-    assert row.locator("td.check").inner_text().startswith("failed")
+    for name in ("model.skops", "profile.json"):
+        row = page.locator("table.files tr", has_text=name)
+        assert row.locator("td.check").inner_text().startswith("failed")
+    assert page.locator("table.files tr", has_text="reference_sample").locator(
+        "td.check").inner_text() == "ok"  # fmt: skip
+    shot(page, "registry-verify-failed")
     assert page.locator("p[role=status].bad").is_visible()
 
 
