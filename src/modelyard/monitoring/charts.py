@@ -6,6 +6,7 @@ and the look (axis, grid, tick, legend, marker classes) comes from the page's st
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -142,9 +143,12 @@ def y_axis(plot: Plot, y_range: tuple[float, float], unit: Unit) -> list[str]:
     return out
 
 
-def bars_svg(hist: Histogram, title: str) -> Markup:
+def bars_svg(
+    hist: Histogram, title: str, *, names: tuple[str, str] = ("reference", "current")
+) -> Markup:
     """Grouped bars of reference and current shares per bin, with a share axis, a legend and bin
-    labels (slanted when they would not fit under their bars; full text in each bar's tooltip)."""
+    labels (slanted when they would not fit under their bars; full text in each bar's tooltip).
+    ``names`` label the two series (two versions' training data, say)."""
     labels = [short(label) for label in hist.labels]
     longest = max(len(label) for label in labels)
     slot = max(36.0, 280.0 / len(labels))
@@ -159,12 +163,12 @@ def bars_svg(hist: Histogram, title: str) -> Markup:
     )
     y_range = (0.0, nice_ceiling(max(*hist.reference, *hist.current)))
     body = y_axis(plot, y_range, "percent")
-    body += legend(plot.left, 14, (("reference", REFERENCE_COLOUR), ("current", CURRENT_COLOUR)))
+    body += legend(plot.left, 14, ((names[0], REFERENCE_COLOUR), (names[1], CURRENT_COLOUR)))
     bins = zip(hist.labels, labels, hist.reference, hist.current, strict=True)
     for i, (full, label, ref, cur) in enumerate(bins):
         x0 = plot.left + i * slot
         for j, (share, colour, which) in enumerate(
-            ((ref, REFERENCE_COLOUR, "reference"), (cur, CURRENT_COLOUR, "current"))
+            ((ref, REFERENCE_COLOUR, names[0]), (cur, CURRENT_COLOUR, names[1]))
         ):
             y = plot.y(share, y_range)
             body.append(
@@ -273,3 +277,79 @@ def polyline(
     path = " ".join("M" + " L".join(segment) for segment in segments if len(segment) > 1)
     stroke = f'<path d="{path}" fill="none" stroke="{colour}" stroke-width="2"/>' if path else ""
     return [stroke, *dots]
+
+
+def histogram_svg(
+    labels: Sequence[str],
+    shares: Sequence[float],
+    title: str,
+    *,
+    edges: Sequence[float] | None = None,
+) -> Markup:
+    """One distribution: a bar per bin (or category) of its share of the rows, with a share axis
+    and bin labels (slanted when long; full text in each bar's tooltip). With the numeric bins'
+    ``edges`` (quantile bins are of unequal width), bars span their bins on a value axis and their
+    heights are densities (share per unit), so the chart shows the distribution's shape."""
+    if edges is not None and _spread(edges, len(shares)):
+        return _density_svg(labels, shares, edges, title)
+    shown = [short(label) for label in labels]
+    longest = max((len(label) for label in shown), default=1)
+    slot = max(24.0, 280.0 / max(len(shown), 1))
+    slanted = longest * 6.0 > slot - 4
+    plot = Plot(
+        left=44.0, top=12.0, width=slot * max(len(shown), 1), height=120.0, right=12.0,
+        bottom_margin=20 + (0.64 * 6.0 * longest if slanted else 0),
+    )  # fmt: skip
+    y_range = (0.0, nice_ceiling(max(shares, default=0.0)))
+    body = y_axis(plot, y_range, "percent")
+    for i, (full, label, share) in enumerate(zip(labels, shown, shares, strict=True)):
+        x0 = plot.left + i * slot
+        y = plot.y(share, y_range)
+        body.append(
+            f'<rect x="{x0 + slot * 0.1:.1f}" y="{y:.1f}" width="{slot * 0.8:.1f}" '
+            f'height="{plot.bottom - y:.1f}" fill="{REFERENCE_COLOUR}">'
+            f"<title>{escape(full)}: {percent(share)}</title></rect>"
+        )
+        cx = x0 + slot / 2
+        if slanted:
+            body.append(
+                f'<text transform="translate({cx:.1f} {plot.bottom + 12:.1f}) rotate(-40)" '
+                f'text-anchor="end" class="tick">{escape(label)}</text>'
+            )
+        else:
+            body.append(svg_text(cx, plot.bottom + 14, label))
+    return svg(*plot.svg_size, title, body, "chart bars")
+
+
+def _spread(edges: Sequence[float], bins: int) -> bool:
+    return len(edges) == bins + 1 and all(
+        math.isfinite(a) and math.isfinite(b) and b > a for a, b in itertools.pairwise(edges)
+    )
+
+
+def _density_svg(
+    labels: Sequence[str], shares: Sequence[float], edges: Sequence[float], title: str
+) -> Markup:
+    plot = Plot(left=44.0, top=12.0, width=300.0, height=120.0, right=16.0)
+    lo, span = edges[0], edges[-1] - edges[0]
+    densities = [
+        share / (b - a) for share, (a, b) in zip(shares, itertools.pairwise(edges), strict=True)
+    ]
+    y_range = (0.0, nice_ceiling(max(densities)))
+    body = y_axis(plot, y_range, "number")
+
+    def x(value: float) -> float:
+        return plot.left + plot.width * (value - lo) / span
+
+    bins = zip(labels, shares, densities, itertools.pairwise(edges), strict=True)
+    for label, share, density, (a, b) in bins:
+        y = plot.y(density, y_range)
+        body.append(
+            f'<rect x="{x(a):.2f}" y="{y:.1f}" width="{max(x(b) - x(a), 0.5):.2f}" '
+            f'height="{plot.bottom - y:.1f}" fill="{REFERENCE_COLOUR}" stroke="#fff" '
+            f'stroke-width="0.5"><title>{escape(label)}: {percent(share)}</title></rect>'
+        )
+    for value, anchor in ((edges[0], "start"), ((edges[0] + edges[-1]) / 2, "middle"),
+                          (edges[-1], "end")):  # fmt: skip
+        body.append(svg_text(x(value), plot.bottom + 14, f"{value:.4g}", anchor=anchor))
+    return svg(*plot.svg_size, title, body, "chart bars")

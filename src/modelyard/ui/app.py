@@ -16,7 +16,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from modelyard.ui import _auth, deployment_pages
+from modelyard.ui import _auth, deployment_pages, registry_pages
 from modelyard.ui._base import ROOT, UIState, environment
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ def routes() -> list[BaseRoute]:
         Mount(f"{ROOT}/static", StaticFiles(directory=STATIC), name="static"),
         *_auth.ROUTES,
         *deployment_pages.ROUTES,
+        *registry_pages.ROUTES,
     ]
 
 
