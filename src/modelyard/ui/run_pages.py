@@ -14,7 +14,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from modelyard.errors import InvalidInputError, NotFoundError, RunNotFoundError
-from modelyard.ui._base import ROOT, blocking, page, page_number, query_text, render, state, url
+from modelyard.ui._base import (
+    ROOT,
+    blocking,
+    fragment,
+    page,
+    page_number,
+    query_text,
+    render,
+    state,
+    url,
+)
 from modelyard.ui.graph import GraphNode, dag_svg, status_class
 
 if TYPE_CHECKING:
@@ -85,19 +95,28 @@ async def run_page(request: Request) -> Response:
             request, "runs/run.html", {"run": shown.run, "versions": shown.versions,
                                        "duration": duration},
         )  # fmt: skip
-    record = shown.pipeline
+    return render(request, "runs/pipeline_run.html", _steps_context(shown, shown.pipeline))
+
+
+@page
+async def steps_fragment(request: Request) -> Response:
+    """A pipeline run's graph and step table, refreshed on its page while it runs."""
+    run_id = _run_id(request)
+    shown = await blocking(_load, state(request).registry, run_id)
+    if shown.pipeline is None:
+        raise NotFoundError(f"Run {run_id!r} is a training run and has no steps.")
+    return fragment(request, "runs/_steps.html", _steps_context(shown, shown.pipeline))
+
+
+def _steps_context(shown: Shown, record: PipelineRun) -> dict[str, Any]:
     graph = dag_svg(
         [_graph_node(s) for s in record.steps],
         href=lambda name: f"#step-{name}",
         title=f"The steps of pipeline run {record.id}",
     )
-    return render(
-        request,
-        "runs/pipeline_run.html",
-        {"run": shown.run, "record": record, "versions": shown.versions, "graph": graph,
-         "duration": duration, "seconds": seconds, "size": size, "status_class": status_class,
-         "error_tail": error_tail},
-    )  # fmt: skip
+    return {"run": shown.run, "record": record, "versions": shown.versions, "graph": graph,
+            "duration": duration, "seconds": seconds, "size": size,
+            "status_class": status_class, "error_tail": error_tail}  # fmt: skip
 
 
 def _load(registry: Registry, run_id: str) -> Shown:
@@ -189,6 +208,7 @@ def error_tail(text: str | None, lines: int = 20) -> str:
 ROUTES = [
     Route(f"{ROOT}/runs", runs_page),
     Route(f"{ROOT}/runs/{{run_id}}", run_page),
+    Route(f"{ROOT}/runs/{{run_id}}/steps", steps_fragment),
     Route(f"{ROOT}/runs/{{run_id}}/steps/{{step}}/log", step_log_page),
     Route(f"{ROOT}/pipelines", pipelines_page),
 ]

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from playwright.sync_api import Page
+from playwright.sync_api import Page, expect
 
 from modelyard.pipelines.records import PipelineRun
 from modelyard.registry import Registry
 from modelyard.store.schema import run_steps
+from modelyard.store.schema import runs as runs_table
 from tests.e2e.ui.conftest import UIServer, shot
 from tests.integration._tiny_pipeline import EDGES, STEPS, TinyPipeline
 
@@ -241,3 +242,35 @@ def test_not_found_pages_name_the_thing_and_the_next_step(ui_server: UIServer, r
     assert ui_server.get("/ui/runs/" + "a" * 65).status_code == 400
     long_step = ui_server.get(f"/ui/runs/{runs.fresh.id}/steps/{'s' * 65}/log")
     assert long_step.status_code == 400
+
+
+def test_a_running_pipeline_refreshes_its_steps_live(
+    ui_server: UIServer, ui_registry: Registry, runs: Runs, page: Page
+) -> None:
+    record = runs.failed
+    step = (run_steps.c.run_id == record.id) & (run_steps.c.name == "report")
+    with ui_registry.db.write() as conn:
+        conn.execute(sa.update(runs_table).where(runs_table.c.id == record.id)
+                     .values(status="running", end_time=None))  # fmt: skip
+        conn.execute(sa.update(run_steps).where(step).values(status="running"))
+    try:
+        page.goto(f"{ui_server.url}/ui/runs/{record.id}")
+        live = page.locator("div.steps-live")
+        assert live.get_attribute("data-live") == f"/ui/runs/{record.id}/steps"
+        report = 'svg.dag a[data-step="report"]'
+        assert page.locator(report).get_attribute("class") == "dag-node pending"
+        with ui_registry.db.write() as conn:
+            conn.execute(sa.update(run_steps).where(step).values(status="skipped"))
+        expect(page.locator(report)).to_have_class("dag-node skipped", timeout=10_000)
+        assert page.locator("svg.dag").count() == 1 and page.locator("table.steps").count() == 1
+    finally:
+        with ui_registry.db.write() as conn:
+            conn.execute(sa.update(runs_table).where(runs_table.c.id == record.id)
+                         .values(status="failed", end_time=record.end_time))  # fmt: skip
+            conn.execute(sa.update(run_steps).where(step).values(status="skipped"))
+    finished = ui_server.get(f"/ui/runs/{record.id}").text
+    assert "data-live" not in finished
+    fragment = ui_server.get(f"/ui/runs/{record.id}/steps")
+    assert fragment.status_code == 200 and fragment.text.lstrip().startswith("<figure")
+    assert ui_server.get(f"/ui/runs/{runs.training}/steps").status_code == 404
+    assert ui_server.get("/ui/runs/nope/steps").status_code == 404
