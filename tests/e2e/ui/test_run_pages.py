@@ -274,3 +274,33 @@ def test_a_running_pipeline_refreshes_its_steps_live(
     assert fragment.status_code == 200 and fragment.text.lstrip().startswith("<figure")
     assert ui_server.get(f"/ui/runs/{runs.training}/steps").status_code == 404
     assert ui_server.get("/ui/runs/nope/steps").status_code == 404
+
+
+def test_the_pages_need_a_read_token_when_auth_is_on(
+    ui_auth_server: UIServer, ui_registry: Registry, runs: Runs
+) -> None:
+    from modelyard.serving.tokens import create_token
+
+    one = f"/ui/runs/{runs.fresh.id}"
+    paths = ["/ui/runs", "/ui/pipelines", one, f"{one}/steps", f"{one}/steps/shout/log"]
+    for path in paths:
+        answer = ui_auth_server.get(path, follow_redirects=False)
+        assert answer.status_code == 303 and answer.headers["location"].startswith("/ui/login")
+    text, _ = create_token(ui_registry.db, scope="read", model=None, expires=None, created_by="t")
+    for path in paths:
+        answer = ui_auth_server.get(path, headers={"authorization": f"Bearer {text}"})
+        assert answer.status_code == 200, path
+
+
+def test_the_step_graph_is_reachable_by_keyboard(
+    ui_server: UIServer, runs: Runs, page: Page
+) -> None:
+    page.goto(f"{ui_server.url}/ui/runs/{runs.fresh.id}")
+    for _ in range(30):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.dataset.step") == "total":
+            break
+    else:
+        raise AssertionError("Tab never reached the graph's node for step 'total'")
+    page.keyboard.press("Enter")
+    assert page.url.endswith("#step-total")
