@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from modelyard.errors import InvalidInputError, NotFoundError, RunNotFoundError
+from modelyard.registry.runs import RUN_KINDS
 from modelyard.ui._base import (
     ROOT,
     blocking,
@@ -28,24 +29,20 @@ from modelyard.ui._base import (
 from modelyard.ui.graph import GraphNode, dag_svg, status_class
 
 if TYPE_CHECKING:
-    from modelyard.core.types import ModelVersion, Run
+    from modelyard.core.types import ModelVersion, Page, Run
     from modelyard.pipelines.records import PipelineRun, StepRecord
     from modelyard.registry import Registry
+    from modelyard.registry.runs import RunKind
 
 PAGE_SIZE = 50
 MAX_ID_CHARS = 64
 MAX_LOG_CHARS = 32_768
 """A step log page shows at most this many characters: the end of the log, where a failure is."""
-KINDS = ("training", "pipeline")
 
 
 @page
 async def runs_page(request: Request) -> Response:
-    kind = request.query_params.get("kind") or None
-    if kind is not None and kind not in KINDS:
-        raise InvalidInputError(
-            f"Run kind {kind[:40]!r} is unknown; choose training or pipeline (or leave it out)."
-        )
+    kind = _kind(request)
     name = query_text(request, "name")
     number = page_number(request)
     runs, steps = await blocking(_list_runs, state(request).registry, kind, name, number)
@@ -57,9 +54,20 @@ async def runs_page(request: Request) -> Response:
     )  # fmt: skip
 
 
+def _kind(request: Request) -> RunKind | None:
+    text = request.query_params.get("kind") or None
+    if text is None:
+        return None
+    if text not in RUN_KINDS:
+        raise InvalidInputError(
+            f"Run kind {text[:40]!r} is unknown; choose training or pipeline (or leave it out)."
+        )
+    return cast("RunKind", text)
+
+
 def _list_runs(
-    registry: Registry, kind: Any, name: str | None, number: int
-) -> tuple[Any, dict[str, tuple[int, int]]]:
+    registry: Registry, kind: RunKind | None, name: str | None, number: int
+) -> tuple[Page, dict[str, tuple[int, int]]]:
     from modelyard.pipelines.records import count_steps
 
     result = registry.list_runs(kind=kind, name=name, page=number, page_size=PAGE_SIZE)

@@ -22,6 +22,7 @@ from tests.integration._tiny_pipeline import EDGES, STEPS, TinyPipeline
 @dataclass(frozen=True)
 class Runs:
     training: str
+    hostile: str
     fresh: PipelineRun
     cached: PipelineRun
     changed: PipelineRun
@@ -34,7 +35,7 @@ def runs(ui_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Run
     2 s): fresh, all cached, one parameter changed, one step failed."""
     with ui_registry.start_run("train-churn", params={"C": 0.5}, tags={"team": "ops"}) as run:
         run.log_metrics({"auc": 0.91})
-    ui_registry.start_run("<script>alert(1)</script>").end()
+    hostile = ui_registry.start_run("<script>alert(1)</script>", params={"<b>": "<i>"}).end()
     tiny = TinyPipeline(tmp_path_factory.mktemp("tiny"))
     try:
         fresh = tiny.run(ui_registry)
@@ -43,7 +44,7 @@ def runs(ui_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Run
         failed = tiny.run(ui_registry, fail=True)
     finally:
         tiny.close()
-    return Runs(run.id, fresh, cached, changed, failed)
+    return Runs(run.id, hostile.id, fresh, cached, changed, failed)
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +69,7 @@ def test_the_run_list_shows_both_kinds_newest_first(
     assert "training" in training.inner_text() and "C=0.5" in training.inner_text()
     assert "auc=0.91" in training.inner_text()
     assert "<script>alert(1)</script>" in page.locator("table.runs").inner_text()
+    assert "<b>=<i>" in page.locator("table.runs").inner_text()
     shot(page, "runs")
     page.select_option("#kind", "pipeline")
     page.fill("#name", "TIN")
@@ -304,3 +306,12 @@ def test_the_step_graph_is_reachable_by_keyboard(
         raise AssertionError("Tab never reached the graph's node for step 'total'")
     page.keyboard.press("Enter")
     assert page.url.endswith("#step-total")
+
+
+def test_a_run_with_a_hostile_name_is_shown_as_text(
+    ui_server: UIServer, runs: Runs, page: Page
+) -> None:
+    page.goto(f"{ui_server.url}/ui/runs/{runs.hostile}")
+    assert page.locator("h1").inner_text().startswith("Run <script>alert(1)</script>")
+    assert page.locator("dl.kv dt", has_text="<b>").count() == 1
+    shot(page, "run-hostile-name")
