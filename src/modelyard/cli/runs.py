@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 import msgspec
 import typer
 
@@ -12,8 +14,15 @@ app = typer.Typer(help="Training runs and pipeline runs.", no_args_is_help=True)
 JSON = typer.Option(False, "--json", help="Print JSON for scripts.")
 
 
+class Kind(StrEnum):
+    training = "training"
+    pipeline = "pipeline"
+
+
 @app.command("list")
 def list_runs(
+    kind: Kind | None = typer.Option(None, "--kind", help="Only training or pipeline runs."),
+    name: str | None = typer.Option(None, "--name", help="Only runs whose name contains this."),
     page: int = typer.Option(1, min=1),
     page_size: int = typer.Option(50, min=1, max=1000),
     json: bool = JSON,
@@ -22,7 +31,9 @@ def list_runs(
     from modelyard.pipelines.records import count_steps
 
     registry = open_registry()
-    result = registry.list_runs(page=page, page_size=page_size)
+    result = registry.list_runs(
+        kind=None if kind is None else kind.value, name=name, page=page, page_size=page_size
+    )
     steps = count_steps(registry, [r.id for r in result.items])
     if json:
         items = [

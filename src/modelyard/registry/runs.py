@@ -7,17 +7,21 @@ import math
 import uuid
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import sqlalchemy as sa
 
 from modelyard.core.types import Run
 from modelyard.errors import InvalidInputError
 from modelyard.registry._rows import fetch_run
-from modelyard.store.schema import runs
+from modelyard.store.schema import run_steps, runs
 
 if TYPE_CHECKING:
     from modelyard.store.db import Database
+
+RunKind = Literal["training", "pipeline"]
+RUN_KINDS: tuple[str, ...] = get_args(RunKind)
+MAX_NAME_FILTER_CHARS = 256
 
 
 def clean_metrics(metrics: dict[str, Any] | None) -> dict[str, float]:
@@ -117,3 +121,23 @@ def start_run(
             )
         )
     return ActiveRun(db, run_id)
+
+
+def runs_query(*, kind: str | None = None, name: str | None = None) -> sa.Select[Any]:
+    """The runs of ``kind`` (a pipeline run is one with steps; a training run has none) whose
+    name contains ``name`` (case-insensitive, ``%`` and ``_`` taken literally)."""
+    query = sa.select(runs)
+    if kind is not None:
+        if kind not in RUN_KINDS:
+            raise InvalidInputError(
+                f"Run kind {kind[:40]!r} is unknown; use {' or '.join(RUN_KINDS)}."
+            )
+        has_steps = sa.exists().where(run_steps.c.run_id == runs.c.id)
+        query = query.where(has_steps if kind == "pipeline" else ~has_steps)
+    if name:
+        if len(name) > MAX_NAME_FILTER_CHARS:
+            raise InvalidInputError(
+                f"The run name filter is longer than {MAX_NAME_FILTER_CHARS} characters."
+            )
+        query = query.where(runs.c.name.icontains(name, autoescape=True))
+    return query
