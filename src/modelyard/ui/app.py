@@ -16,7 +16,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from modelyard.ui import _auth
+from modelyard.ui import _auth, monitoring_pages
 from modelyard.ui._base import ROOT, UIState, environment
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ def routes() -> list[BaseRoute]:
         Route(f"{ROOT}/", _home),
         Mount(f"{ROOT}/static", StaticFiles(directory=STATIC), name="static"),
         *_auth.ROUTES,
+        *monitoring_pages.ROUTES,
     ]
 
 

@@ -1,0 +1,277 @@
+"""The monitoring pages' data: read through ``monitoring.dashboard`` (the service functions of
+``yard monitor``), kept for a minute in ``UIState.caches`` keyed by the log's state, and shaped
+into what the templates draw (charts as SVG from ``monitoring.charts``).
+
+Everything here blocks (DuckDB, the registry): the pages call it through ``blocking``.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from markupsafe import Markup
+
+from modelyard.errors import PredictionLogEmptyError
+from modelyard.monitoring.alerts import Incident, alert_history
+from modelyard.monitoring.charts import (
+    LINE_COLOURS,
+    Line,
+    bars_svg,
+    line_svg,
+    percent,
+    spark_svg,
+)
+from modelyard.monitoring.dashboard import (
+    LogSummary,
+    check_logged,
+    log_fingerprint,
+    log_summary,
+    logged_names,
+    monitoring_report,
+    parse_window,
+)
+from modelyard.monitoring.drift import ranked
+from modelyard.monitoring.mirror import mirror_folder, readable_root, store_named
+from modelyard.monitoring.predlog import is_remote
+from modelyard.monitoring.service import DriftOptions
+
+if TYPE_CHECKING:
+    from modelyard.monitoring.estimated import EstimatedPerformance
+    from modelyard.monitoring.types import ColumnDrift, ReportData, WindowPoint
+    from modelyard.ui._base import UIState
+
+T = TypeVar("T")
+TTL_S = 60.0
+MAX_ENTRIES = 256
+#: Columns whose reference vs current histogram is drawn in full (the most drifted first).
+MAX_HISTOGRAMS = 12
+
+
+class TTLCache:
+    """Values kept for ``ttl`` seconds under a key (which should include what they depend on);
+    the oldest go when there are more than ``size``."""
+
+    def __init__(self, ttl: float = TTL_S, size: int = MAX_ENTRIES) -> None:
+        self.ttl = ttl
+        self.size = size
+        self._lock = threading.Lock()
+        self._items: dict[Hashable, tuple[float, Any]] = {}
+
+    def get(self, key: Hashable, compute: Callable[[], T]) -> T:
+        now = time.monotonic()
+        with self._lock:
+            found = self._items.get(key)
+        if found is not None and now - found[0] < self.ttl:
+            value: T = found[1]
+            return value
+        value = compute()
+        with self._lock:
+            self._items[key] = (time.monotonic(), value)
+            while len(self._items) > self.size:
+                del self._items[next(iter(self._items))]
+        return value
+
+
+def cache(ui: UIState) -> TTLCache:
+    found = ui.caches.get(__name__)
+    if not isinstance(found, TTLCache):
+        found = ui.caches.setdefault(__name__, TTLCache())
+    assert isinstance(found, TTLCache)
+    return found
+
+
+def _root(ui: UIState) -> Path:
+    """Where the logs are read for the list (a remote root's local mirror)."""
+    root = ui.settings.resolved_log_root
+    return mirror_folder(ui.settings) if is_remote(root) else Path(root)
+
+
+# -- the list ---------------------------------------------------------------------------------
+
+
+def overview(ui: UIState) -> list[LogSummary]:
+    """A summary per logged name, each cached for a minute while its log stays the same."""
+    root = _root(ui)
+    options = DriftOptions.from_settings(ui.settings)
+    found = []
+    for name in logged_names(root):
+        key = ("summary", name, log_fingerprint(root, name))
+        found.append(
+            cache(ui).get(
+                key, functools.partial(log_summary, ui.registry, root, name, options=options)
+            )
+        )
+    return found
+
+
+# -- one name ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Figure:
+    title: str
+    subtitle: str
+    drifted: bool
+    svg: Markup
+
+
+@dataclass(frozen=True)
+class ColumnRow:
+    column: ColumnDrift
+    spark: Markup | None
+
+
+@dataclass(frozen=True)
+class Detail:
+    name: str
+    window: str
+    report: ReportData | None  # None: nothing logged in the window
+    empty: str | None  # why there is no report
+    columns: list[ColumnRow]
+    outputs: list[ColumnRow]
+    histograms: list[Figure]
+    output_histograms: list[Figure]
+    charts: list[Figure]
+    performance: list[Figure]
+    estimate_charts: list[Figure]
+    incidents: list[Incident]
+    verdict: str
+
+
+def detail(ui: UIState, name: str, window_text: str | None) -> Detail:
+    """Everything the page of ``name`` draws for a window; 4xx errors for a bad name or window."""
+    window, span = parse_window(window_text)
+    with store_named(ui.settings):
+        root = readable_root(ui.settings, name)
+        check_logged(root, name)
+        key = ("report", name, window, log_fingerprint(root, name))
+        options = DriftOptions.from_settings(ui.settings)
+
+        def compute() -> ReportData | str:
+            try:
+                return monitoring_report(
+                    ui.registry, root, name, window=span, options=options, now=datetime.now(UTC)
+                )
+            except PredictionLogEmptyError as exc:
+                return str(exc)
+
+        found = cache(ui).get(key, compute)
+    incidents = alert_history(ui.registry.db, deployment=name, limit=50)
+    if isinstance(found, str):
+        return Detail(name, window, None, found, [], [], [], [], [], [], [], incidents, "")
+    drift = found.drift
+    columns, outputs = ranked(drift.columns), ranked(drift.outputs)
+    return Detail(
+        name=name,
+        window=window,
+        report=found,
+        empty=None,
+        columns=_rows(columns),
+        outputs=_rows(outputs),
+        histograms=_histograms(columns[:MAX_HISTOGRAMS]),
+        output_histograms=_histograms(outputs[:MAX_HISTOGRAMS]),
+        charts=_series(found.series, drift.threshold),
+        performance=_performance(found.series),
+        estimate_charts=_estimates(found.estimated),
+        incidents=incidents,
+        verdict=_verdict(found),
+    )
+
+
+def _verdict(data: ReportData) -> str:
+    drift = data.drift
+    counts = f"{drift.drifted} of {len(drift.columns)} columns ({percent(drift.share)})"
+    if drift.dataset_drift:
+        return f"Dataset drift: {counts} drifted, at or above {percent(drift.threshold)}"
+    return f"No dataset drift: {counts} drifted, below {percent(drift.threshold)}"
+
+
+def _rows(columns: Sequence[ColumnDrift]) -> list[ColumnRow]:
+    return [
+        ColumnRow(c, spark_svg(c.histogram, c.name) if c.histogram and c.histogram.labels else None)
+        for c in columns
+    ]
+
+
+def _histograms(columns: Sequence[ColumnDrift]) -> list[Figure]:
+    return [
+        Figure(
+            title=c.name,
+            subtitle=f"{c.method} {c.score:.3g} (threshold {c.threshold:.3g})",
+            drifted=c.drifted,
+            svg=bars_svg(c.histogram, f"{c.name}: reference vs current shares"),
+        )
+        for c in columns
+        if c.histogram is not None and c.histogram.labels
+    ]
+
+
+def _times(starts: Sequence[str]) -> list[str]:
+    return [datetime.fromisoformat(s).strftime("%m-%d %H:%M") for s in starts]
+
+
+def _series(series: Sequence[WindowPoint], threshold: float) -> list[Figure]:
+    """Drift share per hour (with the threshold), rows and latency."""
+    times = _times([p.start for p in series])
+    drift_share = line_svg(
+        "Drift share per hour", times, [Line("drift share", tuple(p.drift_share for p in series))],
+        unit="percent", y_range=(0.0, 1.0), marker=(threshold, f"threshold {percent(threshold)}"),
+    )  # fmt: skip
+    rows = line_svg(
+        "Rows per hour", times, [Line("rows", tuple(float(p.rows) for p in series))], unit="count"
+    )
+    latency = line_svg(
+        "Latency per hour", times,
+        [Line("p50", tuple(p.p50_latency_ms for p in series)),
+         Line("p99", tuple(p.p99_latency_ms for p in series))],
+        unit="ms",
+    )  # fmt: skip
+    return _figures([("Drift share", drift_share), ("Rows", rows), ("Latency", latency)])
+
+
+def _performance(series: Sequence[WindowPoint]) -> list[Figure]:
+    """The realised metrics per hour, up to four on one chart (where labels arrived)."""
+    metrics = list(dict.fromkeys(m for p in series for m in p.performance))[: len(LINE_COLOURS)]
+    if not metrics:
+        return []
+    times = _times([p.start for p in series])
+    lines = [Line(m, tuple(p.performance.get(m) for p in series)) for m in metrics]
+    chart = line_svg("Performance per hour", times, lines, unit="number", zero_based=False)
+    return _figures([("Labelled predictions", chart)])
+
+
+def _figures(charts: Sequence[tuple[str, Markup | None]]) -> list[Figure]:
+    return [Figure(title, "", False, svg) for title, svg in charts if svg is not None]
+
+
+def _estimates(found: EstimatedPerformance | None) -> list[Figure]:
+    """Per metric: the estimate, its thresholds and the realised value over the windows."""
+    if found is None or not found.windows:
+        return []
+    times = [w.start.strftime("%m-%d %H:%M") if w.start else "" for w in found.windows]
+    figures = []
+    for metric in found.metrics:
+        estimates = [w.metrics.get(metric) for w in found.windows]
+
+        def line(label: str, field: str, estimates: list[Any] = estimates) -> Line:
+            return Line(label, tuple(getattr(e, field) if e else None for e in estimates))
+
+        svg = line_svg(
+            f"{metric}: estimated and realised per window", times,
+            [line("estimated", "value"), line("realised", "realized"),
+             line("lower threshold", "lower_threshold"),
+             line("upper threshold", "upper_threshold")],
+            unit="number", zero_based=False,
+        )  # fmt: skip
+        if svg is not None:
+            latest = next((e for e in reversed(estimates) if e is not None), None)
+            alert = latest is not None and latest.alert
+            figures.append(Figure(metric, "alert" if alert else "", alert, svg))
+    return figures

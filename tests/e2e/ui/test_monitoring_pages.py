@@ -1,0 +1,173 @@
+"""The monitoring pages in a real browser: the list of logged names, one name's drift over a
+window (drift share per hour with its threshold, drifted columns first, histograms, output
+drift), performance once labels arrive (with counts), alert incidents, and the 4xx pages."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from playwright.sync_api import Page
+from sklearn.linear_model import LogisticRegression
+
+from modelyard.monitoring.alert_rules import validate_rules
+from modelyard.monitoring.alerts import Delivery, ParsedRule, evaluate
+from modelyard.monitoring.labels import ingest_labels
+from modelyard.registry import Registry
+from modelyard.settings import AlertRule, Settings
+from tests._logdata import write_log
+from tests.e2e.ui.conftest import ROOT, UIServer, shot
+
+SCREENSHOT = ROOT / "docs" / "ui-monitoring.png"
+HOUR = timedelta(hours=1)
+
+
+def inputs(rows: int, seed: int, *, shift: float = 0.0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "tenure": rng.normal(24, 6, size=rows) + shift * 8,
+            "monthly_spend": rng.lognormal(3, 0.4, size=rows) * (1 + shift),
+            "support_calls": rng.poisson(2, size=rows).astype(float),
+        }
+    )
+
+
+class Quiet:
+    """A notifier for rules without webhooks."""
+
+    def notify(self, rule: ParsedRule, payload: dict[str, Any]) -> Delivery:
+        return Delivery(delivered=0, error=None)
+
+
+def seed(registry: Registry, root: Path, now: datetime) -> None:
+    """churn-prod: 30 hours of traffic, the last 8 shifted (drift), labels for the recent
+    hours, and two alert incidents (one resolved, one firing); plain-api: a few unshifted
+    rows of the same model, no labels."""
+    train = inputs(4_000, 1)
+    target = (train["tenure"] + np.random.default_rng(2).normal(0, 6, len(train)) < 24).astype(int)
+    model = LogisticRegression(max_iter=500).fit(train, target)
+    registry.register(model, name="churn", data=train, target=target)
+    ids: list[str] = []
+    labels: list[int] = []
+    first = (now - 30 * HOUR).replace(minute=0, second=0, microsecond=0)
+    for h in range(31):
+        start = first + h * HOUR
+        shifted = start >= now - 8 * HOUR
+        frame = inputs(400, 10 + h, shift=1.0 if shifted else 0.0)
+        times = [start + timedelta(seconds=3_500 * i / len(frame)) for i in range(len(frame))]
+        keep = [t < now for t in times]
+        frame, times = frame[keep].reset_index(drop=True), [t for t in times if t < now]
+        if frame.empty:
+            continue
+        written = write_log(
+            root, "churn-prod", frame, times, model="churn", version="1",
+            predict=model.predict(frame), proba=model.predict_proba(frame),
+            latency_ms=np.random.default_rng(h).gamma(2, 2 + 2 * shifted, len(frame)),
+        )  # fmt: skip
+        if start >= now - 12 * HOUR:
+            truth = (frame["tenure"] < 24 + 8 * shifted).astype(int).to_numpy()
+            ids += written[:300]
+            labels += truth[:300].tolist()
+    ingest_labels(root, "churn-prod", pd.DataFrame({"request_id": ids, "label": labels}))
+    plain = inputs(50, 99)
+    write_log(
+        root, "plain-api", plain, [now - timedelta(minutes=5)] * 50, model="churn", version="1"
+    )
+    (rule,) = validate_rules(
+        [AlertRule.model_validate({"name": "churn-drift", "deployment": "churn-prod",
+                                   "metric": "drift_share", "op": ">=", "threshold": 0.5,
+                                   "window": "1h"})]
+    )  # fmt: skip
+    for minutes, value in ((-600, 0.7), (-540, 0.1), (-120, 0.9)):
+        evaluate(
+            registry.db, [rule], lambda _r, _n, v=value: v, now=now + timedelta(minutes=minutes),
+            notifier=Quiet(),
+        )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def seeded(ui_settings: Settings, ui_registry: Registry) -> None:
+    seed(ui_registry, Path(ui_settings.resolved_log_root), datetime.now(UTC))
+
+
+def test_bad_windows_unknown_and_hostile_names_are_4xx(ui_server: UIServer, seeded: None) -> None:
+    answer = ui_server.get("/ui/monitoring/churn-prod", params={"window": "30d"})
+    assert answer.status_code == 400
+    assert "1h, 24h, 7d" in answer.text and "30d" in answer.text
+    answer = ui_server.get("/ui/monitoring/nobody")
+    assert answer.status_code == 404 and "No prediction log for &#39;nobody&#39;" in answer.text
+    for name in ("<script>alert(1)</script>", 'a"b', "100%", "%2E%2E", ".hidden", "x" * 300,
+                 "a%2Fb", "a%5Cb", "%00"):  # fmt: skip
+        answer = ui_server.get(f"/ui/monitoring/{name}")
+        assert 400 <= answer.status_code < 500, (name, answer.status_code)
+        assert "<script>alert" not in answer.text
+    assert ui_server.get("/ui/monitoring/churn-prod?window=%3Cscript%3E").status_code == 400
+
+
+def test_the_list_shows_each_logged_name(ui_server: UIServer, seeded: None, page: Page) -> None:
+    page.goto(f"{ui_server.url}/ui/monitoring")
+    rows = page.locator("[data-testid=monitoring-list] tbody tr")
+    assert [r.get_attribute("data-name") for r in rows.all()] == ["churn-prod", "plain-api"]
+    churn = page.locator("tr[data-name=churn-prod]")
+    assert "1 firing" in churn.inner_text() and "churn-drift" in churn.inner_text()
+    assert "%" in churn.locator("td").nth(3).inner_text()
+    plain = page.locator("tr[data-name=plain-api]").inner_text()
+    assert "50" in plain and "none" in plain
+    shot(page, "monitoring-list")
+    page.click("text=churn-prod")
+    assert page.url.endswith("/ui/monitoring/churn-prod")
+
+
+@pytest.mark.slow
+def test_a_drifted_deployment_shows_drifted_columns_first_and_the_drift_share(
+    ui_server: UIServer, seeded: None, page: Page
+) -> None:
+    page.goto(f"{ui_server.url}/ui/monitoring/churn-prod?window=24h")
+    assert page.locator("[data-testid=verdict]").inner_text().startswith("Dataset drift")
+    rows = page.locator("[data-testid=drift-table] tbody tr")
+    drifted = [r.get_attribute("class") == "drifted" for r in rows.all()]
+    assert drifted[0] and drifted == sorted(drifted, reverse=True)  # drifted ones first
+    assert rows.first.get_attribute("data-column") in ("tenure", "monthly_spend")
+    chart = page.locator("[data-testid=series] svg[aria-label='Drift share per hour']")
+    assert chart.count() == 1 and chart.locator("line.marker").count() >= 1
+    assert page.locator("[data-testid=histograms] svg.bars").count() == 3
+    assert page.locator("[data-testid=output-table] tbody tr").count() >= 1
+    performance = page.locator("[data-testid=performance]")
+    assert "labelled" in performance.inner_text()
+    accuracy = performance.locator("tr[data-metric=accuracy] td")
+    assert int(accuracy.nth(2).inner_text().replace(",", "")) > 0
+    incidents = page.locator("[data-testid=incidents] tbody tr")
+    assert incidents.count() == 2 and incidents.first.get_attribute("class") == "firing"
+    path = shot(page, "monitoring-detail")
+    if os.environ.get("MODELYARD_UPDATE_SCREENSHOTS") == "1":
+        height = min(page.evaluate("document.body.scrollHeight"), 1500)
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(
+            path=str(SCREENSHOT), full_page=True,
+            clip={"x": 0, "y": 0, "width": 1280, "height": height},
+        )  # fmt: skip
+    assert path.is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("window", ["1h", "7d"])
+def test_every_window_renders(ui_server: UIServer, seeded: None, page: Page, window: str) -> None:
+    page.goto(f"{ui_server.url}/ui/monitoring/churn-prod?window={window}")
+    current = page.locator(".windows a[aria-current=page]")
+    assert current.inner_text() == window
+    assert page.locator("[data-testid=drift-table]").count() == 1
+    shot(page, f"monitoring-detail-{window}")
+
+
+def test_a_name_without_labels_says_so(ui_server: UIServer, seeded: None, page: Page) -> None:
+    page.goto(f"{ui_server.url}/ui/monitoring/plain-api?window=1h")
+    assert "No labels yet" in page.locator("[data-testid=no-labels]").inner_text()
+    assert page.locator("[data-testid=no-incidents]").count() == 1
+    assert page.locator("[data-testid=verdict]").inner_text().startswith("No dataset drift")
+    shot(page, "monitoring-plain")
