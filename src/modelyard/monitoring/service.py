@@ -288,10 +288,12 @@ def build_report(
     now: datetime | None = None,
     progress: Progress | None = None,
     every: timedelta | None = None,
+    reconstruction: bool = True,
 ) -> ReportData:
     """Everything ``yard monitor report`` draws: the window's drift, and hourly points (daily
     past three days, unless ``every`` says: an hour or a day) of volume, latency, errors, drift
-    share and performance."""
+    share and performance; the reconstruction error unless ``reconstruction`` is false (it
+    reads every row of the window)."""
     from modelyard.monitoring.performance import performance_series
 
     now = now or datetime.now(UTC)
@@ -338,7 +340,7 @@ def build_report(
         reconstruction=_reconstruction(
             registry, root, name, window=window, every=every, reference=reference,
             options=options, now=now,
-        ),
+        ) if reconstruction else None,
         estimated=_estimated(registry, root, name, window=window, every=every, options=options,
                              now=now),
     )  # fmt: skip

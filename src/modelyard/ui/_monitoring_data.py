@@ -8,10 +8,11 @@ Everything here blocks (DuckDB, the registry): the pages call it through ``block
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -48,35 +49,67 @@ if TYPE_CHECKING:
     from modelyard.ui._base import UIState
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 TTL_S = 60.0
 MAX_ENTRIES = 256
 #: Columns whose reference vs current histogram is drawn in full (the most drifted first).
 MAX_HISTOGRAMS = 12
 
 
+@dataclass(frozen=True)
+class _Entry:
+    at: float  # time.monotonic() when computed
+    stamp: Hashable  # what the value was computed from (the log's fingerprint)
+    value: Any
+
+
 class TTLCache:
-    """Values kept for ``ttl`` seconds under a key (which should include what they depend on);
-    the oldest go when there are more than ``size``."""
+    """Values under a key, fresh for ``ttl`` seconds while their ``stamp`` (what they depend
+    on: the log's fingerprint) stays the same; the oldest go past ``size`` entries.
+
+    A stale value (older, or its stamp changed) is still answered at once while one thread
+    computes its replacement (stale while revalidate): a week over a million predictions takes
+    seconds to compute, and a page should not wait for it every minute. Only a key never
+    computed waits."""
 
     def __init__(self, ttl: float = TTL_S, size: int = MAX_ENTRIES) -> None:
         self.ttl = ttl
         self.size = size
         self._lock = threading.Lock()
-        self._items: dict[Hashable, tuple[float, Any]] = {}
+        self._items: dict[Hashable, _Entry] = {}
+        self._refreshing: set[Hashable] = set()
 
-    def get(self, key: Hashable, compute: Callable[[], T]) -> T:
-        now = time.monotonic()
+    def get(self, key: Hashable, stamp: Hashable, compute: Callable[[], T]) -> tuple[T, bool]:
+        """The value and whether it is fresh."""
         with self._lock:
             found = self._items.get(key)
-        if found is not None and now - found[0] < self.ttl:
-            value: T = found[1]
-            return value
-        value = compute()
+            if found is not None:
+                if found.stamp == stamp and time.monotonic() - found.at < self.ttl:
+                    return found.value, True
+                if key not in self._refreshing:
+                    self._refreshing.add(key)
+                    threading.Thread(
+                        target=self._refresh, args=(key, stamp, compute), daemon=True
+                    ).start()
+                return found.value, False
+        return self._store(key, stamp, compute()), True
+
+    def _store(self, key: Hashable, stamp: Hashable, value: T) -> T:
         with self._lock:
-            self._items[key] = (time.monotonic(), value)
+            self._items.pop(key, None)
+            self._items[key] = _Entry(time.monotonic(), stamp, value)
             while len(self._items) > self.size:
                 del self._items[next(iter(self._items))]
         return value
+
+    def _refresh(self, key: Hashable, stamp: Hashable, compute: Callable[[], Any]) -> None:
+        try:
+            self._store(key, stamp, compute())
+        except Exception:  # the stale value stays; the next request tries again
+            logger.exception("Refreshing the monitoring page's data (%r) failed", key)
+        finally:
+            with self._lock:
+                self._refreshing.discard(key)
 
 
 def cache(ui: UIState) -> TTLCache:
@@ -102,12 +135,8 @@ def overview(ui: UIState) -> list[LogSummary]:
     options = DriftOptions.from_settings(ui.settings)
     found = []
     for name in logged_names(root):
-        key = ("summary", name, log_fingerprint(root, name))
-        found.append(
-            cache(ui).get(
-                key, functools.partial(log_summary, ui.registry, root, name, options=options)
-            )
-        )
+        compute = functools.partial(log_summary, ui.registry, root, name, options=options)
+        found.append(cache(ui).get(("summary", name), log_fingerprint(root, name), compute)[0])
     return found
 
 
@@ -132,6 +161,7 @@ class ColumnRow:
 class Detail:
     name: str
     window: str
+    fresh: bool  # False: older than a minute or than the log, being computed again
     report: ReportData | None  # None: nothing logged in the window
     empty: str | None  # why there is no report
     columns: list[ColumnRow]
@@ -146,31 +176,38 @@ class Detail:
 
 
 def detail(ui: UIState, name: str, window_text: str | None) -> Detail:
-    """Everything the page of ``name`` draws for a window; 4xx errors for a bad name or window."""
+    """Everything the page of ``name`` draws for a window; 4xx errors for a bad name or window.
+    The report and its charts are cached together (drawing a week's charts again on every
+    request would cost more than the rest of the page)."""
     window, span = parse_window(window_text)
     with store_named(ui.settings):
         root = readable_root(ui.settings, name)
         check_logged(root, name)
-        key = ("report", name, window, log_fingerprint(root, name))
         options = DriftOptions.from_settings(ui.settings)
 
-        def compute() -> ReportData | str:
+        def compute() -> Detail:
             try:
-                return monitoring_report(
+                found = monitoring_report(
                     ui.registry, root, name, window=span, options=options, now=datetime.now(UTC)
                 )
             except PredictionLogEmptyError as exc:
-                return str(exc)
+                return Detail(
+                    name, window, True, None, str(exc), [], [], [], [], [], [], [], [], ""
+                )
+            return _drawn(name, window, found)
 
-        found = cache(ui).get(key, compute)
+        drawn, fresh = cache(ui).get(("report", name, window), log_fingerprint(root, name), compute)
     incidents = alert_history(ui.registry.db, deployment=name, limit=50)
-    if isinstance(found, str):
-        return Detail(name, window, None, found, [], [], [], [], [], [], [], incidents, "")
+    return replace(drawn, fresh=fresh, incidents=incidents)
+
+
+def _drawn(name: str, window: str, found: ReportData) -> Detail:
     drift = found.drift
     columns, outputs = ranked(drift.columns), ranked(drift.outputs)
     return Detail(
         name=name,
         window=window,
+        fresh=True,
         report=found,
         empty=None,
         columns=_rows(columns),
@@ -180,7 +217,7 @@ def detail(ui: UIState, name: str, window_text: str | None) -> Detail:
         charts=_series(found.series, drift.threshold),
         performance=_performance(found.series),
         estimate_charts=_estimates(found.estimated),
-        incidents=incidents,
+        incidents=[],
         verdict=_verdict(found),
     )
 
