@@ -21,7 +21,7 @@ from modelyard.monitoring.labels import ingest_labels
 from modelyard.registry import Registry
 from modelyard.settings import AlertRule, Settings
 from tests._logdata import write_log
-from tests.e2e.ui.conftest import ROOT, UIServer, shot
+from tests.e2e.ui.conftest import ROOT, UIServer, make_settings, shot
 
 SCREENSHOT = ROOT / "docs" / "ui-monitoring.png"
 HOUR = timedelta(hours=1)
@@ -48,7 +48,7 @@ class Quiet:
 def seed(registry: Registry, root: Path, now: datetime) -> None:
     """churn-prod: 30 hours of traffic, the last 8 shifted (drift), labels for the recent
     hours, and two alert incidents (one resolved, one firing); plain-api: a few unshifted
-    rows of the same model, no labels."""
+    rows of the same model, no labels; old-api: rows of three days ago only."""
     train = inputs(4_000, 1)
     target = (train["tenure"] + np.random.default_rng(2).normal(0, 6, len(train)) < 24).astype(int)
     model = LogisticRegression(max_iter=500).fit(train, target)
@@ -79,6 +79,8 @@ def seed(registry: Registry, root: Path, now: datetime) -> None:
     write_log(
         root, "plain-api", plain, [now - timedelta(minutes=5)] * 50, model="churn", version="1"
     )
+    old = inputs(40, 98)
+    write_log(root, "old-api", old, [now - 72 * HOUR] * 40, model="churn", version="1")
     (rule,) = validate_rules(
         [AlertRule.model_validate({"name": "churn-drift", "deployment": "churn-prod",
                                    "metric": "drift_share", "op": ">=", "threshold": 0.5,
@@ -113,7 +115,8 @@ def test_bad_windows_unknown_and_hostile_names_are_4xx(ui_server: UIServer, seed
 def test_the_list_shows_each_logged_name(ui_server: UIServer, seeded: None, page: Page) -> None:
     page.goto(f"{ui_server.url}/ui/monitoring")
     rows = page.locator("[data-testid=monitoring-list] tbody tr")
-    assert [r.get_attribute("data-name") for r in rows.all()] == ["churn-prod", "plain-api"]
+    names = [r.get_attribute("data-name") for r in rows.all()]
+    assert names == ["churn-prod", "old-api", "plain-api"]
     churn = page.locator("tr[data-name=churn-prod]")
     assert "1 firing" in churn.inner_text() and "churn-drift" in churn.inner_text()
     assert "%" in churn.locator("td").nth(3).inner_text()
@@ -171,3 +174,30 @@ def test_a_name_without_labels_says_so(ui_server: UIServer, seeded: None, page: 
     assert page.locator("[data-testid=no-incidents]").count() == 1
     assert page.locator("[data-testid=verdict]").inner_text().startswith("No dataset drift")
     shot(page, "monitoring-plain")
+
+
+def test_a_window_without_traffic_says_so(ui_server: UIServer, seeded: None, page: Page) -> None:
+    page.goto(f"{ui_server.url}/ui/monitoring/old-api?window=24h")
+    assert (
+        "No predictions logged for 'old-api'"
+        in page.locator("[data-testid=empty-window]").inner_text()
+    )
+    shot(page, "monitoring-empty-window")
+    page.click(".windows >> text=7d")
+    assert page.locator("[data-testid=drift-table] tbody tr").count() == 3
+    assert page.locator("tr[data-name]").count() == 0
+
+
+def test_no_logs_at_all(tmp_path: Path) -> None:
+    server = UIServer(make_settings(tmp_path))
+    try:
+        answer = server.get("/ui/monitoring")
+        assert answer.status_code == 200 and 'data-testid="no-logs"' in answer.text
+    finally:
+        server.stop()
+
+
+def test_monitoring_needs_a_read_token(ui_auth_server: UIServer) -> None:
+    for path in ("/ui/monitoring", "/ui/monitoring/churn-prod?window=1h"):
+        answer = ui_auth_server.get(path, follow_redirects=False)
+        assert answer.status_code == 303 and answer.headers["location"].startswith("/ui/login")
