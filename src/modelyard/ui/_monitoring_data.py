@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from markupsafe import Markup
 
-from modelyard.errors import PredictionLogEmptyError
+from modelyard.errors import ModelyardError, PredictionLogEmptyError
 from modelyard.monitoring.alerts import Incident, alert_history
 from modelyard.monitoring.charts import (
     LINE_COLOURS,
@@ -67,31 +68,45 @@ class TTLCache:
     """Values under a key, fresh for ``ttl`` seconds while their ``stamp`` (what they depend
     on: the log's fingerprint) stays the same; the oldest go past ``size`` entries.
 
-    A stale value (older, or its stamp changed) is still answered at once while one thread
-    computes its replacement (stale while revalidate): a week over a million predictions takes
-    seconds to compute, and a page should not wait for it every minute. Only a key never
-    computed waits."""
+    A stale value (older, or its stamp changed) is still answered at once while a background
+    thread computes its replacement (stale while revalidate): a week over a million predictions
+    takes seconds to compute, and a page should not wait for it every minute. ``lookup`` does
+    not wait for a key never computed either (it answers ``None`` and starts it); ``get`` does.
+    At most ``workers`` computations run at once, one per key."""
 
-    def __init__(self, ttl: float = TTL_S, size: int = MAX_ENTRIES) -> None:
+    def __init__(self, ttl: float = TTL_S, size: int = MAX_ENTRIES, workers: int = 2) -> None:
         self.ttl = ttl
         self.size = size
         self._lock = threading.Lock()
         self._items: dict[Hashable, _Entry] = {}
         self._refreshing: set[Hashable] = set()
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="yard-ui-monitoring")
 
-    def get(self, key: Hashable, stamp: Hashable, compute: Callable[[], T]) -> tuple[T, bool]:
-        """The value and whether it is fresh."""
+    def lookup(
+        self, key: Hashable, stamp: Hashable, compute: Callable[[], T]
+    ) -> tuple[T | None, bool]:
+        """The value (``None`` while it is computed for the first time) and whether it is
+        fresh; a missing or stale value is computed in the background."""
         with self._lock:
             found = self._items.get(key)
-            if found is not None:
-                if found.stamp == stamp and time.monotonic() - found.at < self.ttl:
-                    return found.value, True
-                if key not in self._refreshing:
-                    self._refreshing.add(key)
-                    threading.Thread(
-                        target=self._refresh, args=(key, stamp, compute), daemon=True
-                    ).start()
-                return found.value, False
+            if (
+                found is not None
+                and found.stamp == stamp
+                and time.monotonic() - found.at < self.ttl
+            ):
+                return found.value, True
+            if key not in self._refreshing:
+                self._refreshing.add(key)
+                self._pool.submit(self._refresh, key, stamp, compute)
+            return (None if found is None else found.value), False
+
+    def get(self, key: Hashable, stamp: Hashable, compute: Callable[[], T]) -> tuple[T, bool]:
+        """As ``lookup``, but a value never computed is computed now, in this thread."""
+        with self._lock:
+            known = key in self._items
+        if known:
+            value, fresh = self.lookup(key, stamp, compute)
+            return value, fresh  # type: ignore[return-value]  # known: never None
         return self._store(key, stamp, compute()), True
 
     def _store(self, key: Hashable, stamp: Hashable, value: T) -> T:
@@ -106,7 +121,7 @@ class TTLCache:
         try:
             self._store(key, stamp, compute())
         except Exception:  # the stale value stays; the next request tries again
-            logger.exception("Refreshing the monitoring page's data (%r) failed", key)
+            logger.exception("Computing the monitoring page's data (%r) failed", key)
         finally:
             with self._lock:
                 self._refreshing.discard(key)
@@ -129,15 +144,36 @@ def _root(ui: UIState) -> Path:
 # -- the list ---------------------------------------------------------------------------------
 
 
-def overview(ui: UIState) -> list[LogSummary]:
-    """A summary per logged name, each cached for a minute while its log stays the same."""
+@dataclass(frozen=True)
+class ListRow:
+    name: str
+    summary: LogSummary | None  # None: being computed for the first time, or failed
+    error: str | None
+
+
+def overview(ui: UIState) -> list[ListRow]:
+    """A summary per logged name, each cached for a minute while its log stays the same; one
+    not computed yet is computed in the background (the page reloads until it is)."""
     root = _root(ui)
     options = DriftOptions.from_settings(ui.settings)
-    found = []
+    rows = []
     for name in logged_names(root):
-        compute = functools.partial(log_summary, ui.registry, root, name, options=options)
-        found.append(cache(ui).get(("summary", name), log_fingerprint(root, name), compute)[0])
-    return found
+        compute = functools.partial(_summary, ui, root, name, options)
+        found, _ = cache(ui).lookup(("summary", name), log_fingerprint(root, name), compute)
+        if isinstance(found, ModelyardError):
+            rows.append(ListRow(name, None, str(found)))
+        else:
+            rows.append(ListRow(name, found, None))
+    return rows
+
+
+def _summary(
+    ui: UIState, root: Path, name: str, options: DriftOptions
+) -> LogSummary | ModelyardError:
+    try:
+        return log_summary(ui.registry, root, name, options=options)
+    except ModelyardError as exc:
+        return exc
 
 
 # -- one name ---------------------------------------------------------------------------------
@@ -175,8 +211,9 @@ class Detail:
     verdict: str
 
 
-def detail(ui: UIState, name: str, window_text: str | None) -> Detail:
-    """Everything the page of ``name`` draws for a window; 4xx errors for a bad name or window.
+def detail(ui: UIState, name: str, window_text: str | None) -> Detail | None:
+    """Everything the page of ``name`` draws for a window (``None`` while it is computed for the
+    first time, in the background); 4xx errors for a bad name or window.
     The report and its charts are cached together (drawing a week's charts again on every
     request would cost more than the rest of the page)."""
     window, span = parse_window(window_text)
@@ -185,7 +222,7 @@ def detail(ui: UIState, name: str, window_text: str | None) -> Detail:
         check_logged(root, name)
         options = DriftOptions.from_settings(ui.settings)
 
-        def compute() -> Detail:
+        def compute() -> Detail | ModelyardError:
             try:
                 found = monitoring_report(
                     ui.registry, root, name, window=span, options=options, now=datetime.now(UTC)
@@ -194,9 +231,16 @@ def detail(ui: UIState, name: str, window_text: str | None) -> Detail:
                 return Detail(
                     name, window, True, None, str(exc), [], [], [], [], [], [], [], [], ""
                 )
+            except ModelyardError as exc:  # shown as the error page it maps to
+                return exc
             return _drawn(name, window, found)
 
-        drawn, fresh = cache(ui).get(("report", name, window), log_fingerprint(root, name), compute)
+        stamp = log_fingerprint(root, name)
+        drawn, fresh = cache(ui).lookup(("report", name, window), stamp, compute)
+    if drawn is None:
+        return None
+    if isinstance(drawn, ModelyardError):
+        raise drawn
     incidents = alert_history(ui.registry.db, deployment=name, limit=50)
     return replace(drawn, fresh=fresh, incidents=incidents)
 

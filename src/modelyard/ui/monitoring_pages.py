@@ -13,19 +13,32 @@ from modelyard.monitoring.dashboard import WINDOWS
 from modelyard.ui import _monitoring_data as data
 from modelyard.ui._base import ROOT, blocking, page, render, state
 
+#: Seconds before a page still being computed reloads itself (the ``Refresh`` header: no
+#: script needed, and the Content-Security-Policy allows it).
+RELOAD_S = 2
+
 
 @page
 async def monitoring(request: Request) -> Response:
     ui = state(request)
-    summaries = await blocking(data.overview, ui)
-    return render(request, "monitoring/list.html", {"summaries": summaries})
+    rows = await blocking(data.overview, ui)
+    response = render(request, "monitoring/list.html", {"rows": rows})
+    if any(r.summary is None and r.error is None for r in rows):
+        response.headers["Refresh"] = str(RELOAD_S)
+    return response
 
 
 @page
 async def monitored(request: Request) -> Response:
     ui = state(request)
     name = request.path_params["name"]
-    found = await blocking(data.detail, ui, name, request.query_params.get("window"))
+    window = request.query_params.get("window")
+    found = await blocking(data.detail, ui, name, window)
+    if found is None:
+        context = {"name": name, "window": window or "24h", "windows": list(WINDOWS)}
+        response = render(request, "monitoring/computing.html", context)
+        response.headers["Refresh"] = str(RELOAD_S)
+        return response
     return render(request, "monitoring/detail.html", {"d": found, "windows": list(WINDOWS)})
 
 

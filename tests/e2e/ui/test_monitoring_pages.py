@@ -5,6 +5,7 @@ drift), performance once labels arrive (with counts), alert incidents, and the 4
 from __future__ import annotations
 
 import os
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,16 @@ def seed(registry: Registry, root: Path, now: datetime) -> None:
         )  # fmt: skip
 
 
+def settled(page: Page, url: str, ready: str) -> None:
+    """Open ``url`` and wait for ``ready``: a page computed for the first time says so and
+    reloads itself (its ``Refresh`` header) until its numbers are ready."""
+    page.goto(url)
+    page.wait_for_selector(ready, timeout=60_000)
+
+
+READY = "[data-testid=verdict], [data-testid=empty-window]"
+
+
 @pytest.fixture(scope="module")
 def seeded(ui_settings: Settings, ui_registry: Registry) -> None:
     seed(ui_registry, Path(ui_settings.resolved_log_root), datetime.now(UTC))
@@ -113,7 +124,11 @@ def test_bad_windows_unknown_and_hostile_names_are_4xx(ui_server: UIServer, seed
 
 
 def test_the_list_shows_each_logged_name(ui_server: UIServer, seeded: None, page: Page) -> None:
-    page.goto(f"{ui_server.url}/ui/monitoring")
+    settled(
+        page,
+        f"{ui_server.url}/ui/monitoring",
+        "[data-testid=monitoring-list]:not(:has(tr.pending))",
+    )
     rows = page.locator("[data-testid=monitoring-list] tbody tr")
     names = [r.get_attribute("data-name") for r in rows.all()]
     assert names == ["churn-prod", "old-api", "plain-api"]
@@ -131,7 +146,7 @@ def test_the_list_shows_each_logged_name(ui_server: UIServer, seeded: None, page
 def test_a_drifted_deployment_shows_drifted_columns_first_and_the_drift_share(
     ui_server: UIServer, seeded: None, page: Page
 ) -> None:
-    page.goto(f"{ui_server.url}/ui/monitoring/churn-prod?window=24h")
+    settled(page, f"{ui_server.url}/ui/monitoring/churn-prod?window=24h", READY)
     assert page.locator("[data-testid=verdict]").inner_text().startswith("Dataset drift")
     rows = page.locator("[data-testid=drift-table] tbody tr")
     drifted = [r.get_attribute("class") == "drifted" for r in rows.all()]
@@ -161,7 +176,7 @@ def test_a_drifted_deployment_shows_drifted_columns_first_and_the_drift_share(
 @pytest.mark.slow
 @pytest.mark.parametrize("window", ["1h", "7d"])
 def test_every_window_renders(ui_server: UIServer, seeded: None, page: Page, window: str) -> None:
-    page.goto(f"{ui_server.url}/ui/monitoring/churn-prod?window={window}")
+    settled(page, f"{ui_server.url}/ui/monitoring/churn-prod?window={window}", READY)
     current = page.locator(".windows a[aria-current=page]")
     assert current.inner_text() == window
     assert page.locator("[data-testid=drift-table]").count() == 1
@@ -169,7 +184,7 @@ def test_every_window_renders(ui_server: UIServer, seeded: None, page: Page, win
 
 
 def test_a_name_without_labels_says_so(ui_server: UIServer, seeded: None, page: Page) -> None:
-    page.goto(f"{ui_server.url}/ui/monitoring/plain-api?window=1h")
+    settled(page, f"{ui_server.url}/ui/monitoring/plain-api?window=1h", READY)
     assert "No labels yet" in page.locator("[data-testid=no-labels]").inner_text()
     assert page.locator("[data-testid=no-incidents]").count() == 1
     assert page.locator("[data-testid=verdict]").inner_text().startswith("No dataset drift")
@@ -177,13 +192,14 @@ def test_a_name_without_labels_says_so(ui_server: UIServer, seeded: None, page: 
 
 
 def test_a_window_without_traffic_says_so(ui_server: UIServer, seeded: None, page: Page) -> None:
-    page.goto(f"{ui_server.url}/ui/monitoring/old-api?window=24h")
+    settled(page, f"{ui_server.url}/ui/monitoring/old-api?window=24h", READY)
     assert (
         "No predictions logged for 'old-api'"
         in page.locator("[data-testid=empty-window]").inner_text()
     )
     shot(page, "monitoring-empty-window")
     page.click(".windows >> text=7d")
+    page.wait_for_selector("[data-testid=drift-table]", timeout=60_000)
     assert page.locator("[data-testid=drift-table] tbody tr").count() == 3
     assert page.locator("tr[data-name]").count() == 0
 
@@ -201,3 +217,15 @@ def test_monitoring_needs_a_read_token(ui_auth_server: UIServer) -> None:
     for path in ("/ui/monitoring", "/ui/monitoring/churn-prod?window=1h"):
         answer = ui_auth_server.get(path, follow_redirects=False)
         assert answer.status_code == 303 and answer.headers["location"].startswith("/ui/login")
+
+
+def test_a_first_visit_says_it_is_computing_and_reloads(ui_server: UIServer, seeded: None) -> None:
+    answer = ui_server.get("/ui/monitoring/old-api?window=1h")
+    assert answer.status_code == 200 and answer.headers["refresh"] == "2"
+    assert 'data-testid="computing"' in answer.text and "last 1h" in answer.text
+    deadline = time.monotonic() + 60
+    while 'data-testid="computing"' in answer.text:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+        answer = ui_server.get("/ui/monitoring/old-api?window=1h")
+    assert 'data-testid="empty-window"' in answer.text and "refresh" not in answer.headers

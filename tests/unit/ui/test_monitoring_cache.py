@@ -67,3 +67,17 @@ def test_the_oldest_entries_go_past_the_size() -> None:
     for key in "abc":
         cache.get(key, 0, lambda key=key: key)
     assert list(cache._items) == ["b", "c"]
+
+
+def test_lookup_never_waits_for_a_first_computation() -> None:
+    cache = TTLCache(ttl=60)
+    gate = threading.Event()
+
+    def slow() -> str:
+        gate.wait(5)
+        return "ready"
+
+    assert cache.lookup("k", "v", slow) == (None, False)
+    assert cache.lookup("k", "v", slow) == (None, False)  # still the one computation
+    gate.set()
+    wait_for(lambda: cache.lookup("k", "v", slow) == ("ready", True))
