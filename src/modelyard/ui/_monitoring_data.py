@@ -43,6 +43,7 @@ from modelyard.monitoring.drift import ranked
 from modelyard.monitoring.mirror import mirror_folder, readable_root, store_named
 from modelyard.monitoring.predlog import is_remote
 from modelyard.monitoring.service import DriftOptions
+from modelyard.rollout.queries import list_deployments
 
 if TYPE_CHECKING:
     from modelyard.monitoring.estimated import EstimatedPerformance
@@ -147,6 +148,7 @@ def _root(ui: UIState) -> Path:
 @dataclass(frozen=True)
 class ListRow:
     name: str
+    kind: str  # "deployment" (yard deploy), else "model" (a model served by its name)
     summary: LogSummary | None  # None: being computed for the first time, or failed
     error: str | None
 
@@ -156,14 +158,16 @@ def overview(ui: UIState) -> list[ListRow]:
     not computed yet is computed in the background (the page reloads until it is)."""
     root = _root(ui)
     options = DriftOptions.from_settings(ui.settings)
+    deployed = {d.name for d in list_deployments(ui.registry.db)}
     rows = []
     for name in logged_names(root):
+        kind = "deployment" if name in deployed else "model"
         compute = functools.partial(_summary, ui, root, name, options)
         found, _ = cache(ui).lookup(("summary", name), log_fingerprint(root, name), compute)
         if isinstance(found, ModelyardError):
-            rows.append(ListRow(name, None, str(found)))
+            rows.append(ListRow(name, kind, None, str(found)))
         else:
-            rows.append(ListRow(name, found, None))
+            rows.append(ListRow(name, kind, found, None))
     return rows
 
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,12 +21,14 @@ from modelyard.monitoring.alert_rules import validate_rules
 from modelyard.monitoring.alerts import Delivery, ParsedRule, evaluate
 from modelyard.monitoring.labels import ingest_labels
 from modelyard.registry import Registry
+from modelyard.rollout.deployments import deploy
 from modelyard.settings import AlertRule, Settings
 from tests._logdata import write_log
 from tests.e2e.ui.conftest import ROOT, UIServer, make_settings, shot
 
 SCREENSHOT = ROOT / "docs" / "ui-monitoring.png"
 HOUR = timedelta(hours=1)
+ODD = 'odd <b>"name" 100% & more'  # a log folder may be named anything but / and \\
 
 
 def inputs(rows: int, seed: int, *, shift: float = 0.0) -> pd.DataFrame:
@@ -54,6 +57,7 @@ def seed(registry: Registry, root: Path, now: datetime) -> None:
     target = (train["tenure"] + np.random.default_rng(2).normal(0, 6, len(train)) < 24).astype(int)
     model = LogisticRegression(max_iter=500).fit(train, target)
     registry.register(model, name="churn", data=train, target=target)
+    deploy(registry, "churn-prod", model_ref="churn/1")
     ids: list[str] = []
     labels: list[int] = []
     first = (now - 30 * HOUR).replace(minute=0, second=0, microsecond=0)
@@ -79,6 +83,12 @@ def seed(registry: Registry, root: Path, now: datetime) -> None:
     plain = inputs(50, 99)
     write_log(
         root, "plain-api", plain, [now - timedelta(minutes=5)] * 50, model="churn", version="1"
+    )
+    odd = inputs(20, 97)
+    write_log(root, ODD, odd, [now - timedelta(minutes=9)] * 20, model="churn", version="1")
+    ghost = inputs(10, 96)
+    write_log(
+        root, "ghost-api", ghost, [now - timedelta(minutes=7)] * 10, model="ghost", version="1"
     )
     old = inputs(40, 98)
     write_log(root, "old-api", old, [now - 72 * HOUR] * 40, model="churn", version="1")
@@ -131,10 +141,12 @@ def test_the_list_shows_each_logged_name(ui_server: UIServer, seeded: None, page
     )
     rows = page.locator("[data-testid=monitoring-list] tbody tr")
     names = [r.get_attribute("data-name") for r in rows.all()]
-    assert names == ["churn-prod", "old-api", "plain-api"]
+    assert names == ["churn-prod", "ghost-api", ODD, "old-api", "plain-api"]
+    assert page.locator("tr[data-name=churn-prod] td").nth(1).inner_text() == "deployment"
+    assert page.locator("tr[data-name=plain-api] td").nth(1).inner_text() == "model"
     churn = page.locator("tr[data-name=churn-prod]")
     assert "1 firing" in churn.inner_text() and "churn-drift" in churn.inner_text()
-    assert "%" in churn.locator("td").nth(3).inner_text()
+    assert "%" in churn.locator("td").nth(4).inner_text()
     plain = page.locator("tr[data-name=plain-api]").inner_text()
     assert "50" in plain and "none" in plain
     shot(page, "monitoring-list")
@@ -229,3 +241,38 @@ def test_a_first_visit_says_it_is_computing_and_reloads(ui_server: UIServer, see
         time.sleep(0.2)
         answer = ui_server.get("/ui/monitoring/old-api?window=1h")
     assert 'data-testid="empty-window"' in answer.text and "refresh" not in answer.headers
+
+
+def test_a_name_with_markup_and_quotes_is_shown_as_text(
+    ui_server: UIServer, seeded: None, page: Page
+) -> None:
+    settled(
+        page,
+        f"{ui_server.url}/ui/monitoring",
+        "[data-testid=monitoring-list]:not(:has(tr.pending))",
+    )
+    page.click(f"tr[data-name='{ODD.replace(chr(39), '')}'] a")
+    page.wait_for_selector(READY, timeout=60_000)
+    assert page.locator("h1").inner_text() == ODD
+    assert page.locator("main b").count() == 0
+    shot(page, "monitoring-odd-name")
+
+
+def answered(server: UIServer, path: str) -> httpx.Response:
+    """The page once its numbers are computed (it reloads itself until then)."""
+    deadline = time.monotonic() + 60
+    answer = server.get(path)
+    while "refresh" in answer.headers:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+        answer = server.get(path)
+    return answer
+
+
+def test_a_log_of_a_model_the_registry_lacks_is_a_404_naming_it(
+    ui_server: UIServer, seeded: None
+) -> None:
+    answer = answered(ui_server, "/ui/monitoring/ghost-api?window=1h")
+    assert answer.status_code == 404 and "ghost" in answer.text
+    listed = answered(ui_server, "/ui/monitoring")
+    assert 'data-name="ghost-api"' in listed.text
