@@ -30,6 +30,7 @@ __all__ = [
     "WINDOWS",
     "LogSummary",
     "check_logged",
+    "check_name",
     "log_fingerprint",
     "log_summary",
     "logged_names",
@@ -66,9 +67,9 @@ def logged_names(root: str | Path) -> list[str]:
     )
 
 
-def check_logged(root: str | Path, name: str) -> None:
-    """``name`` is a plausible log name (else ``InvalidInputError``) that has a prediction log
-    under ``root`` (else ``NotFoundError`` naming the next step)."""
+def check_name(name: str) -> None:
+    """``name`` could name a log folder (else ``InvalidInputError``): checked before any path
+    or object-store key is built from it."""
     if (
         not name
         or len(name) > MAX_NAME_CHARS
@@ -78,6 +79,12 @@ def check_logged(root: str | Path, name: str) -> None:
         raise InvalidInputError(
             f"{name[:60]!r} is not a deployment or model name; pick one from the monitoring list."
         )
+
+
+def check_logged(root: str | Path, name: str) -> None:
+    """``name`` is a plausible log name (else ``InvalidInputError``) that has a prediction log
+    under ``root`` (else ``NotFoundError`` naming the next step)."""
+    check_name(name)
     if not log_folder(root, name).is_dir():
         raise NotFoundError(
             f"No prediction log for {name!r}; serve it with 'yard serve --log-predictions' or "

@@ -33,6 +33,7 @@ from modelyard.monitoring.charts import (
 from modelyard.monitoring.dashboard import (
     LogSummary,
     check_logged,
+    check_name,
     log_fingerprint,
     log_summary,
     logged_names,
@@ -221,6 +222,7 @@ def detail(ui: UIState, name: str, window_text: str | None) -> Detail | None:
     The report and its charts are cached together (drawing a week's charts again on every
     request would cost more than the rest of the page)."""
     window, span = parse_window(window_text)
+    check_name(name)
     with store_named(ui.settings):
         root = readable_root(ui.settings, name)
         check_logged(root, name)
