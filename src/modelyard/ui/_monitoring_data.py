@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import shlex
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
@@ -210,10 +211,14 @@ class Detail:
     histograms: list[Figure]
     output_histograms: list[Figure]
     charts: list[Figure]
-    performance: list[Figure]
     estimate_charts: list[Figure]
     incidents: list[Incident]
     verdict: str
+
+    @property
+    def ingest(self) -> str:
+        """The command that sends this name's labels, quoted for a shell."""
+        return f"yard labels ingest {shlex.quote(self.name)} FILE"
 
 
 def detail(ui: UIState, name: str, window_text: str | None) -> Detail | None:
@@ -234,9 +239,7 @@ def detail(ui: UIState, name: str, window_text: str | None) -> Detail | None:
                     ui.registry, root, name, window=span, options=options, now=datetime.now(UTC)
                 )
             except PredictionLogEmptyError as exc:
-                return Detail(
-                    name, window, True, None, str(exc), [], [], [], [], [], [], [], [], ""
-                )
+                return Detail(name, window, True, None, str(exc), [], [], [], [], [], [], [], "")
             except ModelyardError as exc:  # shown as the error page it maps to
                 return exc
             return _drawn(name, window, found)
@@ -264,8 +267,8 @@ def _drawn(name: str, window: str, found: ReportData) -> Detail:
         outputs=_rows(outputs),
         histograms=_histograms(columns[:MAX_HISTOGRAMS]),
         output_histograms=_histograms(outputs[:MAX_HISTOGRAMS]),
-        charts=_series(found.series, drift.threshold),
-        performance=_performance(found.series),
+        # the realised performance per hour beside drift, volume and latency
+        charts=_series(found.series, drift.threshold) + _performance(found.series),
         estimate_charts=_estimates(found.estimated),
         incidents=[],
         verdict=_verdict(found),
@@ -331,7 +334,7 @@ def _performance(series: Sequence[WindowPoint]) -> list[Figure]:
     times = _times([p.start for p in series])
     lines = [Line(m, tuple(p.performance.get(m) for p in series)) for m in metrics]
     chart = line_svg("Performance per hour", times, lines, unit="number", zero_based=False)
-    return _figures([("Labelled predictions", chart)])
+    return _figures([("Performance (labelled predictions)", chart)])
 
 
 def _figures(charts: Sequence[tuple[str, Markup | None]]) -> list[Figure]:

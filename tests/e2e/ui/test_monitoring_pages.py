@@ -166,6 +166,7 @@ def test_a_drifted_deployment_shows_drifted_columns_first_and_the_drift_share(
     assert rows.first.get_attribute("data-column") in ("tenure", "monthly_spend")
     chart = page.locator("[data-testid=series] svg[aria-label='Drift share per hour']")
     assert chart.count() == 1 and chart.locator("line.marker").count() >= 1
+    assert page.locator("[data-testid=series] svg[aria-label='Performance per hour']").count() == 1
     assert page.locator("[data-testid=histograms] svg.bars").count() == 3
     assert page.locator("[data-testid=output-table] tbody tr").count() >= 1
     performance = page.locator("[data-testid=performance]")
@@ -255,6 +256,8 @@ def test_a_name_with_markup_and_quotes_is_shown_as_text(
     page.wait_for_selector(READY, timeout=60_000)
     assert page.locator("h1").inner_text() == ODD
     assert page.locator("main b").count() == 0
+    hint = page.locator("[data-testid=no-labels] code").inner_text()
+    assert hint == "yard labels ingest 'odd <b>\"name\" 100% & more' FILE"
     shot(page, "monitoring-odd-name")
 
 
