@@ -9,20 +9,30 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from modelyard.errors import InvalidInputError
 from modelyard.monitoring.dashboard import WINDOWS
 from modelyard.ui import _monitoring_data as data
-from modelyard.ui._base import ROOT, blocking, page, render, state
+from modelyard.ui._base import ROOT, blocking, fragment, page, render, state
 
 #: Seconds before a page still being computed reloads itself (the ``Refresh`` header: no
 #: script needed, and the Content-Security-Policy allows it).
 RELOAD_S = 2
 
 
+#: Seconds between the list's live refreshes (``static/live.js``).
+LIVE_S = 30
+
+
 @page
 async def monitoring(request: Request) -> Response:
     ui = state(request)
+    part = request.query_params.get("part")
+    if part not in (None, "rows"):
+        raise InvalidInputError(f"Part {part[:40]!r} is not one of this page's; use part=rows.")
     rows = await blocking(data.overview, ui)
-    response = render(request, "monitoring/list.html", {"rows": rows})
+    if part == "rows":
+        return fragment(request, "monitoring/_rows.html", {"rows": rows})
+    response = render(request, "monitoring/list.html", {"rows": rows, "every": LIVE_S})
     if any(r.summary is None and r.error is None for r in rows):
         response.headers["Refresh"] = str(RELOAD_S)
     return response

@@ -279,3 +279,12 @@ def test_a_log_of_a_model_the_registry_lacks_is_a_404_naming_it(
     assert answer.status_code == 404 and "ghost" in answer.text
     listed = answered(ui_server, "/ui/monitoring")
     assert 'data-name="ghost-api"' in listed.text
+
+
+def test_the_list_refreshes_its_rows_live(ui_server: UIServer, seeded: None) -> None:
+    listed = answered(ui_server, "/ui/monitoring")
+    assert 'data-live="/ui/monitoring?part=rows" data-every="30"' in listed.text
+    rows = answered(ui_server, "/ui/monitoring?part=rows")
+    assert rows.status_code == 200 and "<html" not in rows.text
+    assert 'data-name="churn-prod"' in rows.text
+    assert ui_server.get("/ui/monitoring?part=%3Cx%3E").status_code == 400
