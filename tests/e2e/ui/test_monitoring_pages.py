@@ -288,3 +288,16 @@ def test_the_list_refreshes_its_rows_live(ui_server: UIServer, seeded: None) -> 
     assert rows.status_code == 200 and "<html" not in rows.text
     assert 'data-name="churn-prod"' in rows.text
     assert ui_server.get("/ui/monitoring?part=%3Cx%3E").status_code == 400
+
+
+def test_windows_are_chosen_with_the_keyboard(
+    ui_server: UIServer, seeded: None, page: Page
+) -> None:
+    settled(page, f"{ui_server.url}/ui/monitoring/plain-api?window=24h", READY)
+    page.focus(".windows >> text=1h")
+    page.keyboard.press("Tab")  # to 24h
+    page.keyboard.press("Tab")  # to 7d
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    page.wait_for_selector(READY, timeout=60_000)
+    assert page.locator(".windows a[aria-current=page]").inner_text() == "7d"
