@@ -159,11 +159,23 @@ def alert_payload(
     }
 
 
-def alert_history(db: Database, *, rule: str | None = None, limit: int = 50) -> list[Incident]:
-    """Incidents, newest first (of one rule when ``rule`` is given)."""
+def alert_history(
+    db: Database,
+    *,
+    rule: str | None = None,
+    deployment: str | None = None,
+    firing: bool = False,
+    limit: int = 50,
+) -> list[Incident]:
+    """Incidents, newest first: of one ``rule`` and of one ``deployment`` when given, only the
+    unresolved ones when ``firing``."""
     query = sa.select(alert_incidents).order_by(alert_incidents.c.id.desc()).limit(limit)
     if rule is not None:
         query = query.where(alert_incidents.c.rule == rule)
+    if deployment is not None:
+        query = query.where(alert_incidents.c.deployment == deployment)
+    if firing:
+        query = query.where(alert_incidents.c.resolved_at.is_(None))
     with db.read() as conn:
         return [_incident(row) for row in conn.execute(query)]
 

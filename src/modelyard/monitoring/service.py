@@ -287,18 +287,24 @@ def build_report(
     options: DriftOptions | None = None,
     now: datetime | None = None,
     progress: Progress | None = None,
+    every: timedelta | None = None,
+    reconstruction: bool = True,
 ) -> ReportData:
     """Everything ``yard monitor report`` draws: the window's drift, and hourly points (daily
-    past three days) of volume, latency, errors, drift share and performance."""
+    past three days, unless ``every`` says: an hour or a day) of volume, latency, errors, drift
+    share and performance; the reconstruction error unless ``reconstruction`` is false (it
+    reads every row of the window)."""
     from modelyard.monitoring.performance import performance_series
 
     now = now or datetime.now(UTC)
+    if every not in (None, HOUR, timedelta(days=1)):
+        raise InvalidInputError(f"A report's points are an hour or a day apart, not {every}.")
     drift = deployment_drift(
         registry, root, name, window=window, reference=reference, options=options, now=now,
         progress=progress,
     )  # fmt: skip
     span = _Span.of(root, name, window=window, last=None, now=now)
-    every = timedelta(days=1) if window > timedelta(days=3) else timedelta(hours=1)
+    every = every or (timedelta(days=1) if window > timedelta(days=3) else HOUR)
     points = {
         p.start: p for p in traffic_points(span.files, start=span.start, end=now, every=every)
     }
@@ -334,7 +340,7 @@ def build_report(
         reconstruction=_reconstruction(
             registry, root, name, window=window, every=every, reference=reference,
             options=options, now=now,
-        ),
+        ) if reconstruction else None,
         estimated=_estimated(registry, root, name, window=window, every=every, options=options,
                              now=now),
     )  # fmt: skip

@@ -16,7 +16,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from modelyard.ui import _auth, deployment_pages, registry_pages, run_pages
+from modelyard.ui import _auth, deployment_pages, monitoring_pages, registry_pages, run_pages
 from modelyard.ui._base import ROOT, UIState, environment
 
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ def routes() -> list[BaseRoute]:
         *deployment_pages.ROUTES,
         *registry_pages.ROUTES,
         *run_pages.ROUTES,
+        *monitoring_pages.ROUTES,
     ]
 
 

@@ -290,6 +290,9 @@ def test_fires_once_stays_quiet_resolves_and_opens_a_new_incident(db: Database) 
     assert (old.notified, old.resolve_notified, old.notify_error) == (True, True, None)
     assert alert_history(db, rule="other") == []
     assert len(alert_history(db, limit=1)) == 1
+    assert [i.id for i in alert_history(db, firing=True)] == [again.incident]
+    assert [i.id for i in alert_history(db, deployment=old.deployment)] == [i.id for i in history]
+    assert alert_history(db, deployment="elsewhere") == []
 
 
 def test_the_condition_must_hold_continuously_for_the_hold(db: Database) -> None:
