@@ -37,11 +37,16 @@ format: $(STAMP)
 system:
 	.ci/setup-system
 
+# Two pytest processes, one per core (pytest-xdist); --dist loadfile keeps each file's tests (and
+# its module-scoped servers) in one process, and tests/conftest.py gives each process its own
+# PostgreSQL database. Measured on 6 integration files: 140 s in one process, 87 s in two.
+PYTEST := $(BIN)/pytest -q -n 2 --dist loadfile
+
 unit: $(STAMP) system
-	$(BIN)/pytest -q
+	$(PYTEST)
 
 test: check system
-	$(BIN)/pytest -q
+	$(PYTEST)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/registry.py

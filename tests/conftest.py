@@ -18,6 +18,11 @@ from modelyard.settings import Settings
 from tests._s3 import S3Server
 
 POSTGRES_URL = os.environ.get("MODELYARD_TEST_POSTGRES_URL")
+# Under pytest-xdist (make test runs two workers) each worker empties and fills a database of its
+# own, named after the given one and the worker: the tests TRUNCATE every table.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if POSTGRES_URL and _WORKER:
+    POSTGRES_URL = f"{POSTGRES_URL}_{_WORKER}"
 SKIP_POSTGRES = pytest.mark.skipif(
     not POSTGRES_URL,
     reason="set MODELYARD_TEST_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:5432/DB "
@@ -49,6 +54,42 @@ def database_url(backend: str, tmp_path: Path) -> str:
         reset_postgres(POSTGRES_URL)
         return POSTGRES_URL
     return f"sqlite:///{tmp_path / 'meta.db'}"
+
+
+def _worker_database(*, create: bool) -> None:
+    """Create (or drop, at the end) this xdist worker's own PostgreSQL database."""
+    import sqlalchemy as sa
+
+    assert POSTGRES_URL is not None
+    url = sa.engine.make_url(POSTGRES_URL)
+    engine = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            exists = conn.execute(
+                sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": url.database}
+            ).first()
+            if create and not exists:
+                conn.execute(sa.text(f'CREATE DATABASE "{url.database}"'))
+            elif not create and exists:
+                conn.execute(sa.text(f'DROP DATABASE "{url.database}" WITH (FORCE)'))
+    finally:
+        engine.dispose()
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    """This process is an xdist worker itself: a pytest that a test starts in a subprocess
+    inherits ``PYTEST_XDIST_WORKER`` and must neither create nor drop the worker's database."""
+    return bool(POSTGRES_URL and _WORKER and hasattr(config, "workerinput"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if _is_worker(config):
+        _worker_database(create=True)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _is_worker(config):
+        _worker_database(create=False)
 
 
 @pytest.fixture(params=BACKENDS)
