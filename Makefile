@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/uv pip install -q --python $(BIN)/python $(FIND_LINKS) -e '.[dev]'
 	touch $(STAMP)
 
+# make demo DEMO_KEEP_UI=1 leaves the dashboard up at the end until Ctrl-C.
 demo: $(STAMP)
-	$(BIN)/python examples/demo.py
+	DEMO_KEEP_UI=$(DEMO_KEEP_UI) $(BIN)/python examples/demo.py
 
 check: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples

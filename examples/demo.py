@@ -5,7 +5,8 @@ serve a sentence-embedding model with its tokenizer (text in, embeddings out);
 roll a canary out and back (v2 and MLflow requests alike go through its routes); then monitor
 a served model: logged traffic with drift injected halfway, labels, performance, the drift
 table, an alert to a local webhook and the HTML report; two replicas sharing an S3 bucket;
-one turn of the closed loop (decay, retraining, gate, canary, promotion) under load.
+one turn of the closed loop (decay, retraining, gate, canary, promotion) under load; and the
+dashboard (``yard ui``) over all of it.
 
 Runs on a fresh, throw-away home (``.modelyard-demo/`` here) so it never touches yours.
 """
@@ -125,6 +126,9 @@ def main() -> None:
     object_storage_demo(X_train, y_train)
     observability_demo()
     closed_loop_demo()
+    from demo_ui import ui_demo  # examples/demo_ui.py: yard ui on this home, its pages fetched
+
+    ui_demo(HOME)
     print(f"\ndemo finished in {time.perf_counter() - started:.1f} s; state kept in {HOME}")
 
 

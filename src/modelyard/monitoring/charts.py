@@ -143,6 +143,16 @@ def y_axis(plot: Plot, y_range: tuple[float, float], unit: Unit) -> list[str]:
     return out
 
 
+def bin_label(cx: float, bottom: float, label: str, *, slanted: bool) -> str:
+    """A bin's label under its bars, centred at ``cx``; slanted when it would not fit."""
+    if slanted:
+        return (
+            f'<text transform="translate({cx:.1f} {bottom + 12:.1f}) rotate(-40)" '
+            f'text-anchor="end" class="tick">{escape(label)}</text>'
+        )
+    return svg_text(cx, bottom + 14, label)
+
+
 def bars_svg(
     hist: Histogram, title: str, *, names: tuple[str, str] = ("reference", "current")
 ) -> Markup:
@@ -176,14 +186,7 @@ def bars_svg(
                 f'width="{slot * 0.36:.1f}" height="{plot.bottom - y:.1f}" fill="{colour}">'
                 f"<title>{escape(full)}: {which} {percent(share)}</title></rect>"
             )
-        cx = x0 + slot / 2
-        if slanted:
-            body.append(
-                f'<text transform="translate({cx:.1f} {plot.bottom + 12:.1f}) rotate(-40)" '
-                f'text-anchor="end" class="tick">{escape(label)}</text>'
-            )
-        else:
-            body.append(svg_text(cx, plot.bottom + 14, label))
+        body.append(bin_label(x0 + slot / 2, plot.bottom, label, slanted=slanted))
     return svg(*plot.svg_size, title, body, "chart bars")
 
 
@@ -310,14 +313,7 @@ def histogram_svg(
             f'height="{plot.bottom - y:.1f}" fill="{REFERENCE_COLOUR}">'
             f"<title>{escape(full)}: {percent(share)}</title></rect>"
         )
-        cx = x0 + slot / 2
-        if slanted:
-            body.append(
-                f'<text transform="translate({cx:.1f} {plot.bottom + 12:.1f}) rotate(-40)" '
-                f'text-anchor="end" class="tick">{escape(label)}</text>'
-            )
-        else:
-            body.append(svg_text(cx, plot.bottom + 14, label))
+        body.append(bin_label(x0 + slot / 2, plot.bottom, label, slanted=slanted))
     return svg(*plot.svg_size, title, body, "chart bars")
 
 

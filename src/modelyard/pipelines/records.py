@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection, Row
 
 from modelyard.core.types import Page, Run
 from modelyard.errors import InvalidInputError, PipelineError, RunNotFoundError
+from modelyard.registry._rows import run_record
 from modelyard.store.schema import pipeline_artifacts, run_steps, runs
 
 if TYPE_CHECKING:
@@ -298,17 +299,7 @@ def _latest_runs(conn: Connection, starts: dict[str, datetime]) -> dict[str, Run
     out: dict[str, Run] = {}
     for row in rows:
         if row.start_time == starts[row.name] and row.name not in out:
-            out[row.name] = Run(
-                id=row.id,
-                name=row.name,
-                status=row.status,
-                start_time=row.start_time,
-                end_time=row.end_time,
-                params=row.params,
-                metrics=row.metrics,
-                tags=row.tags,
-                user=row.user,
-            )
+            out[row.name] = run_record(row)
     return out
 
 

@@ -305,6 +305,7 @@ def test_the_step_graph_is_reachable_by_keyboard(
     else:
         raise AssertionError("Tab never reached the graph's node for step 'total'")
     page.keyboard.press("Enter")
+    page.wait_for_url("**#step-total", timeout=5000)  # the hash changes after the key event
     assert page.url.endswith("#step-total")
 
 
