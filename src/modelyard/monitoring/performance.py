@@ -162,7 +162,7 @@ def _collect(
     *,
     bucket: timedelta | None,
 ) -> _Joined:
-    import duckdb
+    from modelyard.monitoring import _duck
 
     if not has_predictions(root, name):
         raise PredictionLogEmptyError(
@@ -179,7 +179,7 @@ def _collect(
         assert start is not None
         start_us = int(start.timestamp() * 1_000_000)
         window = f"(epoch_us(time) - {start_us}) // {int(bucket / _US)}"
-    with duckdb.connect() as con:
+    with _duck.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
         described = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
         columns = {str(r[0]): str(r[1]) for r in described}
