@@ -95,8 +95,8 @@ def test_uncached_hours_are_read_in_batches_with_the_same_profiles(
     for batch in (1, 10**9):  # one query per hour's files, one for all of them
         root = tmp_path / str(batch)
         write_files(root, seed=7)
-        write_log(root, "d", pd.DataFrame({"a": [1.0], "colour": pd.Series(["red"], dtype="string")}),
-                  [T0 + timedelta(hours=5)], model="m", version="1")  # fmt: skip
+        late = pd.DataFrame({"a": [1.0], "colour": pd.Series(["red"], dtype="string")})
+        write_log(root, "d", late, [T0 + timedelta(hours=5)], model="m", version="1")
         monkeypatch.setattr(windows, "BATCH_BYTES", batch)
         calls: list[int] = []
 
