@@ -194,7 +194,8 @@ def _collect(
             f"FROM {source} {where}",
             params,
         )
-        if has_labels(root, name):
+        labelled = has_labels(root, name)
+        if labelled:
             con.execute(f"CREATE TEMP TABLE l AS {latest_labels_sql(root, name)}")
         else:
             con.execute(
@@ -208,10 +209,16 @@ def _collect(
         )
         fetch = getattr(rows, "to_arrow_table", None) or rows.fetch_arrow_table
         table: pa.Table = fetch()
-        unmatched = con.execute(
-            'SELECT count(*) FROM l ANTI JOIN (SELECT DISTINCT request_id, "row" '
-            f'FROM {source}) AS logged USING (request_id, "row")'
-        ).fetchone()
+        # labels that match no logged prediction (of any time): none without labels, and
+        # without reading the whole log (every file of the deployment) to say so
+        unmatched = (
+            con.execute(
+                'SELECT count(*) FROM l ANTI JOIN (SELECT DISTINCT request_id, "row" '
+                f'FROM {source}) AS logged USING (request_id, "row")'
+            ).fetchone()
+            if labelled
+            else (0,)
+        )
         latest = con.execute("SELECT model, version FROM p ORDER BY time DESC LIMIT 1").fetchone()
     return _Joined(
         columns=columns,
