@@ -79,7 +79,7 @@ def row(name: str, timed: dict[str, Any]) -> str:
     mark = "ok" if timed["p95_ms"] <= LIMIT_MS else f"OVER {LIMIT_MS:.0f} ms"
     return (
         f"{name:<52} p50 {timed['p50_ms']:8.1f} ms  p95 {timed['p95_ms']:8.1f} ms  "
-        f"{timed['bytes'] / 1024:7.1f} KiB  {mark}"
+        f"first {timed['first_ms']:8.1f} ms  {timed['bytes'] / 1024:7.1f} KiB  {mark}"
     )
 
 
