@@ -11,8 +11,9 @@ differ per version). Measured on the 2-core machine: ``register`` 26-40 ms a ver
 
 The prediction log is written in the server's layout (``monitoring.predlog.write_parquet``: one
 file per deployment and hour), with the columns ``records_table`` gives; its 7 days end at the
-hour the log was seeded, and ``ui.py`` writes it again when that is more than an hour ago (the
-pages' windows are relative to now).
+moment the log was seeded, and ``ui.py`` writes it again when that is more than an hour ago (the
+pages' windows are relative to now), with the last 10 minutes of route statistics (the counters
+the servers flush every 10 s: requests, errors, latency and output histograms per route).
 """
 
 from __future__ import annotations
@@ -214,6 +215,39 @@ def seed_log(home: Path, size: Size, anchor: datetime) -> float:
     return time.perf_counter() - started
 
 
+def seed_route_stats(home: Path, size: Size, anchor: datetime, *, minutes: int = 10) -> float:
+    """What the servers' counters would have flushed over the last ``minutes`` (10 s windows,
+    one replica) for each deployment's routes, through ``record_route_stats``."""
+    from modelyard.registry import Registry
+    from modelyard.rollout.buckets import LATENCY_BUCKETS, WINDOW_S, latency_bucket
+    from modelyard.rollout.queries import list_deployments
+    from modelyard.rollout.stats import prune_route_stats, record_route_stats
+
+    registry = Registry(settings_for(home))
+    started = time.perf_counter()
+    prune_route_stats(registry.db, before=anchor + timedelta(days=1))
+    first = anchor.replace(second=anchor.second // WINDOW_S * WINDOW_S, microsecond=0)
+    rng = np.random.default_rng(7)
+    for d in list_deployments(registry.db):
+        routes = ["stable"] + (["candidate"] if d.candidate_model else [])
+        for w in range(minutes * 60 // WINDOW_S):
+            window = first - timedelta(seconds=WINDOW_S * w)
+            for route in routes:
+                requests = int(rng.integers(50, 200)) // (9 if route == "candidate" else 1) + 1
+                latency = [0] * LATENCY_BUCKETS
+                for ms in rng.gamma(2.0, 1.5, size=requests):
+                    latency[latency_bucket(float(ms))] += 1
+                ones = int(rng.binomial(requests, 0.3))
+                record_route_stats(
+                    registry.db, deployment=d.name, revision=d.revision, replica="bench-0",
+                    window_start=window, route=route, requests=requests,
+                    errors=int(rng.binomial(requests, 0.002)), latency_counts=latency,
+                    output_counts={"1": ones, "0": requests - ones},
+                )  # fmt: skip
+    registry.close()
+    return time.perf_counter() - started
+
+
 def ensure_home(
     home: Path, size: Size, *, max_age: timedelta = timedelta(hours=1)
 ) -> dict[str, Any]:
@@ -234,6 +268,7 @@ def ensure_home(
         print(f"  writing {size.predictions:,} predictions ending {now:%Y-%m-%d %H:%M} ...",
               flush=True)  # fmt: skip
         info["timings"]["log_s"] = seed_log(home, size, now)
+        info["timings"]["route_stats_s"] = seed_route_stats(home, size, now)
         info["log_anchor"] = now.isoformat()
         marker.write_text(json.dumps(info))
         print(f"  log written in {info['timings']['log_s']:.1f} s", flush=True)

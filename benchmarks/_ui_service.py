@@ -24,6 +24,7 @@ def functions(home: Path, fill: dict[str, str]) -> dict[str, Callable[[], object
     from modelyard.monitoring.service import deployment_drift, drift_series, window_metrics
     from modelyard.registry import Registry
     from modelyard.rollout.queries import history, list_deployments
+    from modelyard.rollout.stats import route_summary
 
     settings = _ui_seed.settings_for(home)
     registry = Registry(settings)
@@ -46,6 +47,7 @@ def functions(home: Path, fill: dict[str, str]) -> dict[str, Callable[[], object
         ),
         "list_deployments": lambda: list_deployments(registry.db),
         "rollout history(D)": lambda: history(registry.db, deployment),
+        "route_summary(D)": lambda: route_summary(registry.db, deployment),
         **{
             f"deployment_drift(D, {label})": (
                 lambda span=span: deployment_drift(registry, root, deployment, window=span)
