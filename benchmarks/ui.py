@@ -9,15 +9,17 @@ The home is seeded once per size (``_ui_seed``; ``--quick`` uses a small one und
 ``--pages FILE``): a page that answers 404 (not on this branch yet) is skipped with a note. The
 dashboard (``create_app`` over the home, one uvicorn worker) and ``mlflow server`` (SQLite
 backend, one worker, MLflow in its own virtualenv under the home) run pinned to the same core
-when ``taskset`` exists; the client fetches each page sequentially on loopback: a warm-up, then
-``--fetches`` timed fetches. Also timed in-process: the service functions behind the pages
-(``_ui_service``), which run without any page. Writes JSON to benchmarks/results/ui.json.
+when ``taskset`` exists, and this process (the client) on the others; it fetches each page
+sequentially on loopback: a warm-up, then ``--fetches`` timed fetches. Also timed in-process:
+the service functions behind the pages (``_ui_service``), which run without any page. Writes
+JSON to benchmarks/results/ui.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -125,7 +127,11 @@ def main() -> None:
     size = _ui_seed.QUICK if args.quick else _ui_seed.Size()
     home = (args.home / "quick" if args.quick else args.home).resolve()
     fetches = args.fetches or (10 if args.quick else 50)
-    core = None if args.core < 0 else args.core
+    cpus = os.cpu_count() or 1
+    core = None if args.core < 0 or cpus < 2 else args.core % cpus
+    if core is not None and hasattr(os, "sched_setaffinity"):
+        # the client (and the in-process timings) on the other cores, as wrk in serving.py
+        os.sched_setaffinity(0, {c for c in range(cpus) if c != core})
     print(f"home {home}: {size.label}", flush=True)
     seeded = _ui_seed.ensure_home(home, size)
     pages = load_pages(args.pages, size)
