@@ -65,14 +65,18 @@ def versions(files: Sequence[Path], start: datetime) -> list[tuple[str, str, int
     """(model, version, rows) of the rows of ``files`` with a version and ``time >= start``,
     most rows first (then the highest version)."""
     keys = [_key(f) for f in files]
-    missing = [f for f, k in zip(files, keys, strict=True) if k not in _counts]
+    # a local view: another thread may clear the cache meanwhile
+    known = {k: _counts.get(k) for k in keys}
+    missing = [f for f, k in zip(files, keys, strict=True) if known[k] is None]
     if missing:
+        key_of = dict(zip(files, keys, strict=True))
         for file, counts in _read_counts(missing).items():
-            _remember(_counts, _key(file), counts)
+            known[key_of[file]] = counts
+            _remember(_counts, key_of[file], counts)
     totals: dict[tuple[str, str], int] = {}
     straddling: list[Path] = []
     for file, key in zip(files, keys, strict=True):
-        for model, version, rows, first, last in _counts[key]:
+        for model, version, rows, first, last in known[key] or ():
             if first >= start:
                 totals[(model, version)] = totals.get((model, version), 0) + rows
             elif last >= start and file not in straddling:
