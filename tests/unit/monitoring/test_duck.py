@@ -44,3 +44,19 @@ def test_a_query_sees_files_as_they_are_now(tmp_path: Path) -> None:
     pq.write_table(pa.table({"x": [10, 20, 30]}), path)  # the same path, new content
     with _duck.connect() as con:
         assert con.execute("SELECT sum(x) FROM read_parquet(?)", [str(path)]).fetchone() == (60,)
+
+
+def test_threads_query_at_once(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "part.parquet"
+    pq.write_table(pa.table({"x": list(range(1000))}), path)
+
+    def total(_: int) -> int:
+        with _duck.connect() as con:
+            con.execute("SET TimeZone = 'UTC'")
+            (found,) = con.execute("SELECT sum(x) FROM read_parquet(?)", [str(path)]).fetchone()
+            return int(found)
+
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(total, range(64))) == {499_500}
