@@ -54,6 +54,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/serving.py
 	$(BIN)/python benchmarks/drift.py
 	$(BIN)/python benchmarks/batch.py
+	$(BIN)/python benchmarks/ui.py --home benchmarks/.envs/ui-home
 
 # The gRPC messages serving/protobuf.py loads: the descriptor set grpcio-tools compiles from the
 # committed .proto (committed too; tests/unit/serving/test_proto.py fails when it is stale).

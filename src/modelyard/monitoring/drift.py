@@ -41,6 +41,7 @@ window profile is compared with the binned methods.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import math
@@ -310,7 +311,10 @@ class DriftDetector:
                 progress(1)
             return result
 
-        drifts = tuple(self._map(one, jobs))
+        # counts compare in microseconds: a thread pool per window costs more than the work
+        # (a drift series compares one profile per hour)
+        counted = isinstance(current, WindowProfile)
+        drifts = tuple(one(job) for job in jobs) if counted else tuple(self._map(one, jobs))
         drifted = sum(d.drifted for d in drifts)
         share = drifted / len(drifts) if drifts else 0.0
         return DriftResult(
@@ -595,14 +599,7 @@ def _counts(ref: _Reference, column: pd.Series) -> tuple[int, int, npt.NDArray[n
 
 def _histogram(ref: _Reference, counts: npt.NDArray[np.int64]) -> Histogram:
     if ref.numeric:
-        edges = ref.edges or ()
-        if len(edges) <= 1:
-            labels = tuple(_number(e) for e in edges) or ("(none)",)
-        else:
-            labels = tuple(
-                f"[{_number(a)}, {_number(b)}{']' if i == len(edges) - 2 else ')'}"
-                for i, (a, b) in enumerate(itertools.pairwise(edges))
-            )
+        labels = _bin_labels(ref.edges or ())
         return Histogram(labels=labels, reference=_shares(ref.counts), current=_shares(counts))
     labels = (*(ref.levels or ()), OTHER)
     reference, current = _shares(ref.counts), _shares(counts)
@@ -611,11 +608,25 @@ def _histogram(ref: _Reference, counts: npt.NDArray[np.int64]) -> Histogram:
     return Histogram(labels=labels, reference=reference, current=current)
 
 
+@functools.lru_cache(maxsize=4096)
+def _bin_labels(edges: tuple[float, ...]) -> tuple[str, ...]:
+    """``[a, b)`` per bin (the last one closed); the same reference edges label every window of
+    a drift series, so they are formatted once."""
+    if len(edges) <= 1:
+        return tuple(_number(e) for e in edges) or ("(none)",)
+    return tuple(
+        f"[{_number(a)}, {_number(b)}{']' if i == len(edges) - 2 else ')'}"
+        for i, (a, b) in enumerate(itertools.pairwise(edges))
+    )
+
+
 def _shares(counts: npt.NDArray[np.int64]) -> tuple[float, ...]:
+    """Each count over the total (the same float division as ``float(c) / total``, in numpy)."""
     total = int(counts.sum())
     if total == 0:
-        return tuple(0.0 for _ in counts)
-    return tuple(float(c) / total for c in counts)
+        return (0.0,) * len(counts)
+    shares: list[float] = (np.asarray(counts, dtype=np.float64) / float(total)).tolist()
+    return tuple(shares)
 
 
 def _number(value: float) -> str:

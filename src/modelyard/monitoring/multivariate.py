@@ -415,11 +415,11 @@ def _most_served(rows: pd.DataFrame) -> str:
 def _served(files: Sequence[Path], start: datetime, end: datetime) -> str | None:
     """``model/version`` that answered most rows of ``files`` in ``[start, end)`` ("" when the
     rows name none; ``None`` when there are none), reading only those two columns."""
-    import duckdb
+    from modelyard.monitoring import _duck
 
     if not files:
         return None
-    with duckdb.connect() as con:
+    with _duck.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
         paths = [str(f) for f in files]
         ok = "coalesce(status, 200) < 400" if "status" in log_columns(con, paths) else "true"

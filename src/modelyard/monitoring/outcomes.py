@@ -208,7 +208,7 @@ def summarize_outcomes(
     """The outcomes of ``name``'s predictions answered in the last ``since`` (or in
     ``[start, end)``; all of them when neither is given), per model, version and route.
     ``PredictionLogEmptyError`` when nothing was ever logged for ``name``."""
-    import duckdb
+    from modelyard.monitoring import _duck
 
     if since is not None:
         end = now or datetime.now(UTC)
@@ -223,7 +223,7 @@ def summarize_outcomes(
         "union_by_name = true, hive_types = {'deployment': VARCHAR, 'hour': VARCHAR})"
     )
     where, params = window_where(start, end)
-    with duckdb.connect() as con:
+    with _duck.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
         described = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
         if "status" in {str(r[0]) for r in described}:  # failed requests answered nothing

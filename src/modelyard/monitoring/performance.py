@@ -162,7 +162,7 @@ def _collect(
     *,
     bucket: timedelta | None,
 ) -> _Joined:
-    import duckdb
+    from modelyard.monitoring import _duck
 
     if not has_predictions(root, name):
         raise PredictionLogEmptyError(
@@ -179,7 +179,7 @@ def _collect(
         assert start is not None
         start_us = int(start.timestamp() * 1_000_000)
         window = f"(epoch_us(time) - {start_us}) // {int(bucket / _US)}"
-    with duckdb.connect() as con:
+    with _duck.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
         described = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
         columns = {str(r[0]): str(r[1]) for r in described}
@@ -194,7 +194,8 @@ def _collect(
             f"FROM {source} {where}",
             params,
         )
-        if has_labels(root, name):
+        labelled = has_labels(root, name)
+        if labelled:
             con.execute(f"CREATE TEMP TABLE l AS {latest_labels_sql(root, name)}")
         else:
             con.execute(
@@ -208,10 +209,16 @@ def _collect(
         )
         fetch = getattr(rows, "to_arrow_table", None) or rows.fetch_arrow_table
         table: pa.Table = fetch()
-        unmatched = con.execute(
-            'SELECT count(*) FROM l ANTI JOIN (SELECT DISTINCT request_id, "row" '
-            f'FROM {source}) AS logged USING (request_id, "row")'
-        ).fetchone()
+        # labels that match no logged prediction (of any time): none without labels, and
+        # without reading the whole log (every file of the deployment) to say so
+        unmatched = (
+            con.execute(
+                'SELECT count(*) FROM l ANTI JOIN (SELECT DISTINCT request_id, "row" '
+                f'FROM {source}) AS logged USING (request_id, "row")'
+            ).fetchone()
+            if labelled
+            else (0,)
+        )
         latest = con.execute("SELECT model, version FROM p ORDER BY time DESC LIMIT 1").fetchone()
     return _Joined(
         columns=columns,

@@ -44,6 +44,7 @@ from modelyard.core.signature import column_dtype
 from modelyard.core.tables import read_data_file
 from modelyard.core.types import ModelVersion
 from modelyard.errors import InvalidInputError, ModelyardError, PredictionLogEmptyError
+from modelyard.monitoring import _logfacts
 from modelyard.monitoring.drift import DEFAULT_THRESHOLDS, ColumnRule, DriftDetector, WindowProfile
 from modelyard.monitoring.embeddings import MAX_ROWS, EmbeddingDetector
 from modelyard.monitoring.text import (
@@ -483,26 +484,11 @@ class _Span:
 
     def versions(self) -> list[tuple[str, str, int]]:
         """(model, version, rows) in the window, most rows first."""
-        import duckdb
-
-        sql = (
-            "SELECT model, version, count(*) AS n FROM read_parquet(?, union_by_name = true, "
-            "hive_partitioning = false) WHERE time >= ? AND version <> '' GROUP BY ALL "
-            "ORDER BY n DESC, version DESC"
-        )
-        with duckdb.connect() as con:
-            found = con.execute(sql, [[str(f) for f in self.files], self.start]).fetchall()
-        return [(str(m), str(v), int(n)) for m, v, n in found]
+        return _logfacts.versions(self.files, self.start)
 
 
 def _columns(hours: list[Hour]) -> tuple[str, ...]:
-    import pyarrow.parquet as pq
-
-    names: dict[str, None] = {}
-    for hour in hours:
-        for file in hour.files:
-            names.update(dict.fromkeys(pq.read_schema(file).names))
-    return tuple(names)
+    return _logfacts.columns([file for hour in hours for file in hour.files])
 
 
 def _merged(  # noqa: PLR0917

@@ -227,7 +227,7 @@ def chi2_goodness_of_fit(
         return math.inf, 0.0
     expected = ref * (np.sum(cur) / np.sum(ref))
     statistic = float(np.sum((cur - expected) ** 2 / expected))
-    return statistic, float(scipy_stats.chi2.sf(statistic, categories - 1))
+    return statistic, _chi2_sf(statistic, categories - 1)
 
 
 def chi2_two_sample(
@@ -252,7 +252,7 @@ def chi2_two_sample(
         return 0.0, 1.0
     expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
     statistic = float(np.sum((table - expected) ** 2 / expected))
-    return statistic, float(scipy_stats.chi2.sf(statistic, categories - 1))
+    return statistic, _chi2_sf(statistic, categories - 1)
 
 
 def binned_wasserstein(
@@ -330,3 +330,10 @@ def _count_pair(reference: npt.ArrayLike, current: npt.ArrayLike) -> tuple[_Floa
             "count both on the same bins."
         )
     return ref, cur
+
+
+def _chi2_sf(statistic: float, df: int) -> float:
+    """``scipy.stats.chi2.sf(statistic, df)`` for ``statistic >= 0`` (inf included): the same
+    function it calls, ``special.chdtrc``, without the distribution's argument checks, which
+    took 0.2 ms a call (a 7-day drift series compares 168 hours x every column)."""
+    return float(special.chdtrc(df, statistic))

@@ -24,7 +24,7 @@ def traffic_points(
 ) -> list[WindowPoint]:
     """One point for ``[start, end)`` (``every=None``) or one per ``every`` (an hour or a day)
     that has traffic, oldest first."""
-    import duckdb
+    from modelyard.monitoring import _duck
 
     if not files:
         return []
@@ -32,7 +32,7 @@ def traffic_points(
     bucket = f"time_bucket(INTERVAL {step} SECOND, time)" if step else "NULL::TIMESTAMPTZ"
     source = "read_parquet(?, union_by_name = true, hive_partitioning = false)"
     paths = [str(f) for f in files]
-    with duckdb.connect() as con:
+    with _duck.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
         # files written before statuses were logged: every request was answered
         status = "coalesce(status, 200)" if "status" in log_columns(con, paths) else "200"

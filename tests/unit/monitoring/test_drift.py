@@ -211,3 +211,12 @@ def test_a_window_profile_of_another_reference_is_rejected() -> None:
         DriftDetector().fit(frame(1_000, 1)).compare(other)
     with pytest.raises(InvalidInputError, match="different references"):
         merge_profiles([other, DriftDetector().fit(frame(1_000, 1)).profile(frame(100, 2))])
+
+
+@given(counts=st.lists(st.integers(min_value=0, max_value=2**40), min_size=1, max_size=40))
+def test_histogram_shares_are_each_count_over_the_total(counts: list[int]) -> None:
+    from modelyard.monitoring.drift import _shares
+
+    total = sum(counts)
+    expected = tuple(float(c) / total for c in counts) if total else (0.0,) * len(counts)
+    assert _shares(np.array(counts, dtype=np.int64)) == expected

@@ -214,6 +214,7 @@ def test_no_labels_yet_gives_no_metrics(tmp_path: Path) -> None:
     write_log(tmp_path, "bin", ids=["a"], predict=[1])
     result = compute_performance(tmp_path, "bin", since=timedelta(hours=1))
     assert (result.metrics, result.counts, result.labelled, result.predictions) == ({}, {}, 0, 1)
+    assert result.unmatched_labels == 0
 
 
 def test_empty_window_and_unknown_name_are_clear_errors(tmp_path: Path) -> None:

@@ -439,3 +439,13 @@ def test_inputs_are_left_unchanged() -> None:
         saved, (reference, current, counts_ref, counts_cur, edges), strict=True
     ):
         np.testing.assert_array_equal(before, after)
+
+
+@given(
+    statistic=st.one_of(st.floats(min_value=0, max_value=1e6, allow_nan=False), st.just(math.inf)),
+    df=st.integers(min_value=1, max_value=500),
+)
+def test_the_chi2_tail_is_scipys(statistic: float, df: int) -> None:
+    from modelyard.monitoring.stats import _chi2_sf
+
+    assert _chi2_sf(statistic, df) == float(stats.chi2.sf(statistic, df))

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modelyard.monitoring.drift import DriftDetector
 from modelyard.monitoring.windows import (
     file_profiles,
+    hour_profiles,
     hours,
     log_frames,
     read_rows,
@@ -77,3 +79,38 @@ def test_new_files_are_profiled_and_old_ones_are_not_read_again(tmp_path: Path) 
         file.write_bytes(b"not parquet")
     assert file_profiles(detector, tmp_path, "d", hour, prepare=prepare) == first
     assert [p.profile.rows for p in first] == [50, 50]
+
+
+def test_uncached_hours_are_read_in_batches_with_the_same_profiles(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelyard.monitoring import windows
+
+    detector = DriftDetector().fit(
+        pd.DataFrame({"a": [0.0, 1.0], "colour": pd.Series(["red", "blue"], dtype="string")})
+    )
+    profiles = {}
+    reads: dict[int, int] = {}
+    real = windows.read_rows
+    for batch in (1, 10**9):  # one query per hour's files, one for all of them
+        root = tmp_path / str(batch)
+        write_files(root, seed=7)
+        late = pd.DataFrame({"a": [1.0], "colour": pd.Series(["red"], dtype="string")})
+        write_log(root, "d", late, [T0 + timedelta(hours=5)], model="m", version="1")
+        monkeypatch.setattr(windows, "BATCH_BYTES", batch)
+        calls: list[int] = []
+
+        def counted(files: list[Path], **kw: object) -> pd.DataFrame:
+            calls.append(len(files))  # noqa: B023
+            return real(files, **kw)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(windows, "read_rows", counted)
+        selected = hours(root, "d", T0, T0 + timedelta(hours=6))
+        found = list(hour_profiles(detector, root, "d", selected, prepare=prepare))
+        profiles[batch] = [(h.start, p) for h, p in found]
+        reads[batch] = len(calls)
+        cached = list(hour_profiles(detector, root, "d", selected, prepare=prepare))
+        assert cached == found and len(calls) == reads[batch]  # the second time: no read
+    assert profiles[1] == profiles[10**9]
+    assert reads == {1: 4, 10**9: 1}
+    assert [p.rows for _, p in profiles[1]] == [100, 100, 100, 1]
