@@ -79,9 +79,13 @@ def row(name: str, timed: dict[str, Any]) -> str:
         what = "not on this branch" if timed.get("status") == 404 else "not timed"
         return f"{name:<52} {timed.get('status')} ({what})"
     mark = "ok" if timed["p95_ms"] <= LIMIT_MS else f"OVER {LIMIT_MS:.0f} ms"
+    if timed.get("computing"):
+        mark += f" ({timed['computing']} timed fetches were still 'computing')"
+    ready = timed.get("ready_ms", timed["first_ms"])
+    waited = f"  ready after {ready / 1000:.1f} s" if ready > timed["first_ms"] + 1 else ""
     return (
         f"{name:<52} p50 {timed['p50_ms']:8.1f} ms  p95 {timed['p95_ms']:8.1f} ms  "
-        f"first {timed['first_ms']:8.1f} ms  {timed['bytes'] / 1024:7.1f} KiB  {mark}"
+        f"first {timed['first_ms']:8.1f} ms  {timed['bytes'] / 1024:7.1f} KiB  {mark}{waited}"
     )
 
 

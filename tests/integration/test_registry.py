@@ -27,6 +27,7 @@ from modelyard.errors import (
     VersionNotFoundError,
 )
 from modelyard.registry import Registry
+from modelyard.registry.checks import VersionCheck
 from tests.conftest import blob_count
 
 
@@ -204,6 +205,14 @@ def test_altered_or_missing_artifact_refuses_to_load(registry: Registry, cancer,
         registry.load("churn/1")
     checks = {c.role: c.ok for c in registry.verify("churn/1")}
     assert checks["model"] is False and checks["profile"] is True
+    assert registry.checks("churn/1") == [
+        VersionCheck("tester", registry.checks("churn/1")[0].at, False, ("model.skops",))
+    ]  # the verification is audited: who, when, which files failed
+    registry.acting_as("ops").verify("churn/1")
+    assert [(c.actor, c.ok) for c in registry.checks("churn/1")] == [
+        ("ops", False),
+        ("tester", False),
+    ]
     path.unlink()
     with pytest.raises(IntegrityError, match=r"'model.skops' of model churn/1 is missing"):
         registry.load("churn/1")

@@ -41,6 +41,7 @@ from modelyard.flavors import (
 )
 from modelyard.registry import _rows
 from modelyard.registry import aliases as _aliases
+from modelyard.registry import checks as _checks
 from modelyard.registry.runs import (
     ActiveRun,
     RunKind,
@@ -490,7 +491,8 @@ class Registry:
         return load_weights(data, module, source=f"model {version.ref}", import_path=import_path)
 
     def verify(self, ref: str | ModelRef) -> list[FileCheck]:
-        """Re-hash every file of a version; report each file rather than stop at the first."""
+        """Re-hash every file of a version; report each file rather than stop at the first. The
+        check is recorded (``checks``) with this registry's identity as its actor."""
         version = self.get_version(ref)
         checks = []
         for f in version.files:
@@ -500,7 +502,20 @@ class Registry:
                 checks.append(FileCheck(f.name, f.role, f.sha256, ok=False, reason=str(exc)))
             else:
                 checks.append(FileCheck(f.name, f.role, f.sha256, ok=True, reason=None))
+        failed = [c.name for c in checks if not c.ok]
+        with self.db.write() as conn:
+            model = _rows.model_row(conn, version.name)
+            _checks.record_check(
+                conn, model.id, version.version, actor=self.identity, failed=failed
+            )
         return checks
+
+    def checks(self, ref: str | ModelRef, *, limit: int = 10) -> list[_checks.VersionCheck]:
+        """Who verified a version's files when, and what failed; newest first."""
+        version = self.get_version(ref)
+        with self.db.read() as conn:
+            model = _rows.model_row(conn, version.name)
+            return _checks.list_checks(conn, model.id, version.version, limit=limit)
 
     def read_file(self, ref: str | ModelRef, role: str) -> bytes:
         """The verified bytes of a version's file with ``role`` (``profile``, ``sample``...)."""

@@ -65,9 +65,11 @@ def reference_profile(registry: Registry, version: ModelVersion) -> Profile | No
     """The version's stored training-data profile (verified), or ``None`` when it kept none."""
     from modelyard.core.profile import profile_from_json  # numpy and pandas: on first use
 
-    if version.file("profile") is None:
+    stored = version.file("profile")
+    if stored is None:
         return None
-    return profile_from_json(registry.read_file(version.ref, "profile"))
+    label = f"File {stored.name!r} of {version.ref}"
+    return profile_from_json(registry.artifacts.get(stored.sha256, label=label))
 
 
 def compare_versions(

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
 #: The alembic revision this code expects; a test checks it equals the migrations' head.
-HEAD_REVISION = "0008"
+HEAD_REVISION = "0009"
 
 metadata = sa.MetaData(
     naming_convention={
@@ -388,4 +388,20 @@ loop_transitions = sa.Table(
     sa.Column("at", UTCDateTime, nullable=False),
     sa.UniqueConstraint("deployment", "revision"),
     sa.UniqueConstraint("deployment", "trigger_key"),
+)
+
+#: Each verification of a version's files (``yard models verify``, the dashboard's verify button):
+#: who checked, when, and which files failed; the audit of an action that changes nothing else.
+version_checks = sa.Table(
+    "version_checks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model_id", sa.Integer, sa.ForeignKey("models.id"), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("ok", sa.Boolean, nullable=False),
+    #: The names of the files that failed (empty when ``ok``).
+    sa.Column("failed", JSONType, nullable=False),
+    sa.Index("ix_version_checks_model_version", "model_id", "version", "id"),
 )

@@ -4,6 +4,7 @@ listings (``registry.overview``), a version and its profile, two versions compar
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -135,6 +136,10 @@ def _histogram(column: ColumnProfile, title: str) -> Markup:
     return histogram_svg(bin_labels(column), bin_shares(column), title, edges=column.bin_edges)
 
 
+#: How many versions' histograms the version page keeps drawn (oldest dropped first).
+CHARTS_CACHED = 256
+
+
 @dataclass(frozen=True)
 class Twin:
     """An ONNX or int8 copy a version keeps beside its model, and what its check measured."""
@@ -170,21 +175,37 @@ def twins(version: ModelVersion) -> list[Twin]:
 
 
 def version_view(
-    registry: Registry, name: str, number: int, checks: list[FileCheck] | None = None
+    registry: Registry,
+    name: str,
+    number: int,
+    checks: list[FileCheck] | None = None,
+    *,
+    charts_cache: dict[str, dict[str, Markup]] | None = None,
 ) -> dict[str, Any]:
+    """The version page's context. A version's profile never changes, so its histograms are
+    drawn once per profile file (``charts_cache``, keyed by its sha256) and reused."""
     version = registry.get_version(f"{name}/{number}")
     profile_error = None
     try:
         profile = reference_profile(registry, version)
     except IntegrityError as exc:  # the page still shows the files, to verify them
         profile, profile_error = None, str(exc)
-    charts: dict[str, Markup] = {}
-    for column in profile.columns if profile else ():
-        labels = bin_labels(column)
-        if labels:
-            charts[column.name] = _histogram(
-                column, f"{column.name}: training data of version {number}"
-            )
+    stored = version.file("profile")
+    key = f"{stored.sha256}:{number}" if stored is not None else ""
+    charts = charts_cache.get(key) if charts_cache is not None and profile else None
+    if charts is None:
+        charts = {}
+        for column in profile.columns if profile else ():
+            if bin_labels(column):
+                charts[column.name] = _histogram(
+                    column, f"{column.name}: training data of version {number}"
+                )
+        if charts_cache is not None and profile:
+            if len(charts_cache) >= CHARTS_CACHED:
+                # another request's thread may evict at the same moment: either one wins
+                with contextlib.suppress(RuntimeError, StopIteration, KeyError):
+                    charts_cache.pop(next(iter(charts_cache)))
+            charts_cache[key] = charts
     tags = version.tags
     return {
         "v": version,
@@ -192,6 +213,7 @@ def version_view(
         "charts": charts,
         "twins": twins(version),
         "checks": checks,
+        "verified": registry.checks(version.ref, limit=5),
         "profile_error": profile_error,
         "pipeline": (tags.get("pipeline"), tags.get("pipeline_run")),
     }

@@ -69,8 +69,10 @@ async def compare(request: Request) -> Response:
 @page
 async def version(request: Request) -> Response:
     name = _name(request)
-    context = await blocking(data.version_view, state(request).registry, name,
-                             _number(request, name))  # fmt: skip
+    ui = state(request)
+    charts = ui.caches.setdefault("registry.charts", {})
+    context = await blocking(data.version_view, ui.registry, name, _number(request, name),
+                             charts_cache=charts)  # fmt: skip
     return render(request, "registry/version.html", context)
 
 

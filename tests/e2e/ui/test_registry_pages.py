@@ -260,6 +260,9 @@ def test_verify_by_clicking_reports_each_file(
         == f"{len(checks)} of {len(checks)} files verified."
     )
     shot(page, "registry-verify")
+    latest = ui_registry.checks("churn/3")[0]
+    assert (latest.actor, latest.ok) == ("ui:tester", True)  # audited under who clicked
+    assert "ui:tester" in page.locator("table.verified").inner_text()
     for role in ("model", "profile"):
         stored = ui_registry.get_version("tampered/1").file(role)
         assert stored is not None

@@ -20,6 +20,7 @@ ADDED = {
     "0005": {"run_steps", "pipeline_artifacts"},
     "0007": {"alert_deliveries"},
     "0008": {"loop_states", "loop_transitions"},
+    "0009": {"version_checks"},
 }
 
 
