@@ -53,8 +53,12 @@ def test_rollbacks_walk_back_and_stop_at_the_first_version(registry: Registry) -
 
     registry.set_alias("churn/4", "production")  # a new move after the rollbacks
     registry.set_alias("churn/3", "production")
-    assert registry.rollback("churn", "production").to_version == 4
-    assert registry.rollback("churn", "production").to_version == 1
+    for current, earlier in ((3, 4), (4, 1)):  # the preview says what the rollback then does
+        assert registry.rollback_target("churn", "production") == (current, earlier)
+        event = registry.rollback("churn", "production")
+        assert (event.from_version, event.to_version) == (current, earlier)
+    with pytest.raises(ConflictError, match="nothing earlier than version 1"):
+        registry.rollback_target("churn", "production")
     with pytest.raises(ConflictError, match="nothing earlier than version 1"):
         registry.rollback("churn", "production")
     assert moves(registry) == [

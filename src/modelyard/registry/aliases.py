@@ -120,6 +120,21 @@ def rollback_alias(
     conn: Connection, model: Row[Any], alias: str, *, actor: str, reason: str | None
 ) -> AliasEvent:
     """Undo the latest move of ``alias`` that no rollback has undone yet."""
+    _, row = _move_to_undo(conn, model, alias)
+    note = f"rollback from version {row.to_version}" + (f": {reason}" if reason else "")
+    return move_alias(conn, model, alias, row.from_version, actor=actor, reason=note, undoes=row.id)
+
+
+def rollback_target(conn: Connection, model: Row[Any], alias: str) -> tuple[int, int]:
+    """``(current, earlier)``: the version ``alias`` points at and the one a rollback would move
+    it back to now (what a confirmation shows); the same errors as ``rollback_alias``."""
+    current, row = _move_to_undo(conn, model, alias)
+    return current, int(row.from_version)
+
+
+def _move_to_undo(conn: Connection, model: Row[Any], alias: str) -> tuple[int, Row[Any]]:
+    """The alias's current version and its latest move that no rollback has undone (one with an
+    earlier version to go back to), or the error that says why there is none."""
     current = current_target(conn, model, alias)
     if current is None:
         raise AliasNotFoundError(
@@ -138,10 +153,7 @@ def rollback_alias(
         elif row.id not in undone:
             if row.from_version is None:
                 raise _nothing_earlier(model.name, alias, current, moved=row is not rows[0])
-            note = f"rollback from version {row.to_version}" + (f": {reason}" if reason else "")
-            return move_alias(
-                conn, model, alias, row.from_version, actor=actor, reason=note, undoes=row.id
-            )
+            return current, row
     raise _nothing_earlier(model.name, alias, current, moved=True)  # the first move sets it
 
 

@@ -552,6 +552,13 @@ class Registry:
             model = _rows.model_row(conn, name, lock=True)
             return _aliases.rollback_alias(conn, model, alias, actor=self.identity, reason=reason)
 
+    def rollback_target(self, name: str, alias: str) -> tuple[int, int]:
+        """``(current, earlier)``: where ``alias`` points and where ``rollback`` would move it
+        now; nothing changes (a confirmation shows it before the rollback)."""
+        check_alias(alias)
+        with self.db.read() as conn:
+            return _aliases.rollback_target(conn, _rows.model_row(conn, name), alias)
+
     def history(self, name: str, *, alias: str | None = None, limit: int = 100) -> list[AliasEvent]:
         """Alias moves of ``name``, newest first."""
         with self.db.read() as conn:

@@ -10,6 +10,7 @@ Blocking work (the registry, DuckDB) runs in a thread, never on the event loop.
 from __future__ import annotations
 
 import functools
+import inspect
 import secrets
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
@@ -298,10 +299,11 @@ class Confirm:
 
 
 def action(
-    describe: Callable[[Request, dict[str, str]], Confirm],
+    describe: Callable[[Request, dict[str, str]], Confirm | Awaitable[Confirm]],
 ) -> Callable[[ActionHandler], Endpoint]:
     """A POST action: ``admin`` access, a form from this dashboard, and a confirmation page
-    (the form again with ``confirm=yes``) before ``fn`` changes anything."""
+    (the form again with ``confirm=yes``) before ``fn`` changes anything. ``describe`` may be a
+    coroutine function, to read what the action would do (e.g. a rollback's target)."""
 
     def wrap(fn: ActionHandler) -> Endpoint:
         @functools.wraps(fn)
@@ -315,7 +317,7 @@ def action(
                     return render(
                         request,
                         "confirm.html",
-                        {"confirm": describe(request, form), "fields": fields,
+                        {"confirm": await _described(describe(request, form)), "fields": fields,
                          "target": request.url.path},
                     )  # fmt: skip
                 return await fn(request, form)
@@ -325,6 +327,10 @@ def action(
         return endpoint
 
     return wrap
+
+
+async def _described(confirm: Confirm | Awaitable[Confirm]) -> Confirm:
+    return await confirm if inspect.isawaitable(confirm) else confirm
 
 
 def done(target: str, message: str) -> RedirectResponse:

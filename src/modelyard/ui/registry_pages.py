@@ -80,13 +80,15 @@ def _model_url(name: str) -> str:
     return url(f"models/{quote(name)}")
 
 
-def _describe_rollback(request: Request, form: dict[str, str]) -> Confirm:
+async def _describe_rollback(request: Request, form: dict[str, str]) -> Confirm:
     name = _name(request)
     alias = check_alias(form.get("alias", ""))
+    current, earlier = await blocking(state(request).registry.rollback_target, name, alias)
     return Confirm(
         title=f"Roll back {name}@{alias}",
-        detail=f"Alias {alias!r} of {name!r} moves back to the version it pointed at before its "
-        "last move; the move is recorded in the audit under your token.",
+        detail=f"Alias {alias!r} of {name!r} moves from version {current} back to version "
+        f"{earlier}, where it pointed before its last move; the move is recorded in the audit "
+        "under your token.",
         back=_model_url(name),
     )
 

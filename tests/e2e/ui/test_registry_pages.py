@@ -162,6 +162,7 @@ def test_a_rollback_by_clicking_moves_the_alias_under_the_token(
     with page.expect_navigation():
         row.locator("button", has_text="Roll back production").click()
     assert page.locator("h1").inner_text() == "Roll back rollme@production?"
+    assert "moves from version 2 back to version 1" in page.locator("main p").first.inner_text()
     shot(page, "registry-rollback-confirm")
     assert ui_registry.get_model("rollme").aliases["production"] == 2  # nothing yet
     with page.expect_navigation():
