@@ -153,24 +153,29 @@ def bin_label(cx: float, bottom: float, label: str, *, slanted: bool) -> str:
     return svg_text(cx, bottom + 14, label)
 
 
+def _bin_axes(
+    labels: Sequence[str], *, min_slot: float, top: float, height: float
+) -> tuple[list[str], float, bool, Plot]:
+    """The bar charts' layout: the shortened labels, each bin's width, whether the labels must be
+    slanted to fit, and the plotting area (room below for slanted labels)."""
+    shown = [short(label) for label in labels]
+    longest = max((len(label) for label in shown), default=1)
+    slot = max(min_slot, 280.0 / max(len(shown), 1))
+    slanted = longest * 6.0 > slot - 4
+    plot = Plot(
+        left=44.0, top=top, width=slot * max(len(shown), 1), height=height, right=12.0,
+        bottom_margin=20 + (0.64 * 6.0 * longest if slanted else 0),
+    )  # fmt: skip
+    return shown, slot, slanted, plot
+
+
 def bars_svg(
     hist: Histogram, title: str, *, names: tuple[str, str] = ("reference", "current")
 ) -> Markup:
     """Grouped bars of reference and current shares per bin, with a share axis, a legend and bin
     labels (slanted when they would not fit under their bars; full text in each bar's tooltip).
     ``names`` label the two series (two versions' training data, say)."""
-    labels = [short(label) for label in hist.labels]
-    longest = max(len(label) for label in labels)
-    slot = max(36.0, 280.0 / len(labels))
-    slanted = longest * 6.0 > slot - 4
-    plot = Plot(
-        left=44.0,
-        top=30.0,
-        width=slot * len(labels),
-        height=150.0,
-        right=12.0,
-        bottom_margin=20 + (0.64 * 6.0 * longest if slanted else 0),
-    )
+    labels, slot, slanted, plot = _bin_axes(hist.labels, min_slot=36.0, top=30.0, height=150.0)
     y_range = (0.0, nice_ceiling(max(*hist.reference, *hist.current)))
     body = y_axis(plot, y_range, "percent")
     body += legend(plot.left, 14, ((names[0], REFERENCE_COLOUR), (names[1], CURRENT_COLOUR)))
@@ -295,14 +300,7 @@ def histogram_svg(
     heights are densities (share per unit), so the chart shows the distribution's shape."""
     if edges is not None and _spread(edges, len(shares)):
         return _density_svg(labels, shares, edges, title)
-    shown = [short(label) for label in labels]
-    longest = max((len(label) for label in shown), default=1)
-    slot = max(24.0, 280.0 / max(len(shown), 1))
-    slanted = longest * 6.0 > slot - 4
-    plot = Plot(
-        left=44.0, top=12.0, width=slot * max(len(shown), 1), height=120.0, right=12.0,
-        bottom_margin=20 + (0.64 * 6.0 * longest if slanted else 0),
-    )  # fmt: skip
+    shown, slot, slanted, plot = _bin_axes(labels, min_slot=24.0, top=12.0, height=120.0)
     y_range = (0.0, nice_ceiling(max(shares, default=0.0)))
     body = y_axis(plot, y_range, "percent")
     for i, (full, label, share) in enumerate(zip(labels, shown, shares, strict=True)):
