@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, Route, sync_playwright
+from playwright.sync_api import Browser, Page, Route
 
 from modelyard.monitoring.report import write_report
 from modelyard.monitoring.types import ReportData
 from tests.unit.monitoring.test_report import DRIFTED, EVIL, sample_report
 
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 SCREENSHOT = Path(__file__).resolve().parents[2] / "test-artifacts" / "report.png"
 
 
@@ -56,30 +46,6 @@ def open_report(browser: Browser, path: Path, *, width: int = 1280) -> Opened:
     page.on("dialog", lambda dialog: (opened.dialogs.append(dialog.message), dialog.dismiss()))
     page.goto(path.as_uri(), wait_until="load")
     return opened
-
-
-def find_chromium() -> str:
-    """The ``chromium`` on PATH; without one the browser tests skip, saying why, except under
-    ``CI=true`` where they fail (CI must run them)."""
-    found = shutil.which("chromium")
-    if found is not None:
-        return found
-    reason = (
-        "chromium is not on PATH: the report browser tests need Debian's Chromium; "
-        "run 'make system' as root (it runs apt-get install chromium)"
-    )
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason} (CI=true, so this is a failure, not a skip)", pytrace=False)
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    chromium = find_chromium()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,9 @@
 test can prepare the registry it shows) and real headless Chromium.
 
 Fixtures: ``ui_settings`` (a fresh home per module, SQLite), ``ui_registry``, ``ui_server`` (auth
-off) and ``ui_auth_server`` (auth on), ``browser`` (one Chromium per module) and ``page`` (a new
-page per test that fails the test on any console error or uncaught exception). ``shot(page,
-name)`` saves a screenshot under ``test-artifacts/ui/``.
+off) and ``ui_auth_server`` (auth on), ``browser`` (one Chromium per module, from
+``tests/e2e/conftest.py``) and ``page`` (a new page per test that fails the test on any console
+error or uncaught exception). ``shot(page, name)`` saves a screenshot under ``test-artifacts/ui/``.
 """
 
 from __future__ import annotations
@@ -19,12 +19,11 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from modelyard.registry import Registry
 from modelyard.settings import Settings
 from modelyard.ui.app import create_app
-from tests.e2e.test_report_browser import ARGS, find_chromium
 
 ROOT = Path(__file__).resolve().parents[3]
 SHOTS = ROOT / "test-artifacts" / "ui"
@@ -107,15 +106,6 @@ def ui_auth_server(ui_home: Path, ui_registry: Registry) -> Iterator[UIServer]:
     server = UIServer(make_settings(ui_home, auth=True))
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    chromium = find_chromium()
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium, args=ARGS)
-        yield launched
-        launched.close()
 
 
 @dataclass
