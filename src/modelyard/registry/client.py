@@ -512,10 +512,12 @@ class Registry:
 
     def checks(self, ref: str | ModelRef, *, limit: int = 10) -> list[_checks.VersionCheck]:
         """Who verified a version's files when, and what failed; newest first."""
-        version = self.get_version(ref)
-        with self.db.read() as conn:
-            model = _rows.model_row(conn, version.name)
-            return _checks.list_checks(conn, model.id, version.version, limit=limit)
+        parsed = parse_ref(ref)
+        with self.db.read() as conn:  # the version's row only, not its files, tags and aliases
+            model = _rows.model_row(conn, parsed.name)
+            number = _rows.resolve_version_number(conn, parsed, model)
+            _rows.version_row(conn, model, number)  # an unknown version is an error, not []
+            return _checks.list_checks(conn, model.id, number, limit=limit)
 
     def read_file(self, ref: str | ModelRef, role: str) -> bytes:
         """The verified bytes of a version's file with ``role`` (``profile``, ``sample``...)."""
