@@ -10,6 +10,7 @@ import traceback
 import typer
 
 from modelyard.cli import (
+    assess,
     batch,
     build,
     db,
@@ -56,6 +57,7 @@ app.command("k8s")(k8s.k8s)
 app.command("observability")(observability.observability)
 app.add_typer(loop.app, name="loop")
 app.command("ui")(ui.ui)
+app.add_typer(assess.app, name="assess")
 
 
 @app.callback()

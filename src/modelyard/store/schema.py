@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
 #: The alembic revision this code expects; a test checks it equals the migrations' head.
-HEAD_REVISION = "0009"
+HEAD_REVISION = "0010"
 
 metadata = sa.MetaData(
     naming_convention={
@@ -404,4 +404,20 @@ version_checks = sa.Table(
     #: The names of the files that failed (empty when ``ok``).
     sa.Column("failed", JSONType, nullable=False),
     sa.Index("ix_version_checks_model_version", "model_id", "version", "id"),
+)
+
+attestations = sa.Table(
+    "attestations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    #: The rubric test's id: ``data-1`` ... ``monitor-7``.
+    sa.Column("test", sa.String(16), nullable=False),
+    #: The model it was done for; ``None``: the whole project.
+    sa.Column("model", sa.String(128)),
+    #: ``manual`` (done by hand, results documented) or ``not_applicable`` (the note says why).
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index("ix_attestations_test", "test", "id"),
 )

@@ -21,6 +21,7 @@ ADDED = {
     "0007": {"alert_deliveries"},
     "0008": {"loop_states", "loop_transitions"},
     "0009": {"version_checks"},
+    "0010": {"attestations"},
 }
 
 
