@@ -6,7 +6,7 @@ roll a canary out and back (v2 and MLflow requests alike go through its routes);
 a served model: logged traffic with drift injected halfway, labels, performance, the drift
 table, an alert to a local webhook and the HTML report; two replicas sharing an S3 bucket;
 one turn of the closed loop (decay, retraining, gate, canary, promotion) under load; and the
-dashboard (``yard ui``) over all of it.
+dashboard (``yard ui``) over all of it; and ``yard assess``, the ML Test Score of what it built.
 
 Runs on a fresh, throw-away home (``.modelyard-demo/`` here) so it never touches yours.
 """
@@ -129,6 +129,10 @@ def main() -> None:
     from demo_ui import ui_demo  # examples/demo_ui.py: yard ui on this home, its pages fetched
 
     ui_demo(HOME)
+    step("yard assess: the ML Test Score of what the demo built (the yard init project's folder, "
+         "cancer and its deployment cancer-api) and the report an ML engineer writes")  # fmt: skip
+    project, report = str(HOME / "cancer-project"), str(HOME / "assessment.html")
+    yard("assess", project, "--model", "cancer", "--deployment", "cancer-api", "-o", report)
     print(f"\ndemo finished in {time.perf_counter() - started:.1f} s; state kept in {HOME}")
 
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from modelyard.registry import Registry
     from modelyard.settings import Settings
 
-__all__ = ["RUBRIC", "assess"]
+__all__ = ["RUBRIC", "assess", "check_project"]
 
 RUBRIC = "The ML Test Score (Breck, Cai, Nielsen, Salib, Sculley, IEEE Big Data 2017), 2017 scoring"
 
@@ -34,14 +34,7 @@ def assess(
 ) -> Assessment:
     """Assess ``project`` (a folder; ``None``: the store alone) and the model and deployment
     (given, or found: see ``read_store``) against the ML Test Score."""
-    root = None
-    if project is not None:
-        root = Path(project)
-        if not root.is_dir():
-            raise InvalidInputError(
-                f"Project folder {str(root)!r} does not exist or is not a folder; give the "
-                "folder that holds modelyard.toml (default: the current one)."
-            )
+    root = check_project(project) if project is not None else None
     facts = read_project(root)
     store = read_store(registry, settings, model=model, deployment=deployment)
     results = scoring.score_tests(collect(facts, store), store.attestations)
@@ -67,3 +60,14 @@ def assess(
         risks=strategy.risks(results),
         cost=collect_cost(store, settings),
     )
+
+
+def check_project(project: str | Path) -> Path:
+    """``project`` as a ``Path`` when it is a folder, else a one-line ``InvalidInputError``."""
+    root = Path(project)
+    if not root.is_dir():
+        raise InvalidInputError(
+            f"Project folder {str(root)!r} does not exist or is not a folder; give the folder "
+            "that holds modelyard.toml (default: the current one)."
+        )
+    return root

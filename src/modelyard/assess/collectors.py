@@ -37,13 +37,16 @@ class _Facts:
         return Evidence(kind="registry", where=self.ref or "registry", detail=detail)
 
     def rules(self, prefixes: tuple[str, ...]) -> list[Evidence]:
+        """The assessed deployment's rules on these metrics; without a deployment, every
+        configured one (shown as evidence, never enough to score)."""
+        rules = self.s.deployment_rules() if self.s.deployment is not None else self.s.rules
         return [
             Evidence(
                 kind="alert_rule",
                 where=f"{r.name} ({self.p.config_line(r.name)})",
                 detail=_rule_text(r),
             )
-            for r in self.s.deployment_rules()
+            for r in rules
             if r.metric.startswith(prefixes)
         ]
 

@@ -27,12 +27,13 @@ _DEPENDENCY_BOTS = (
 )
 #: What a CI line or a pipeline line is evidence of (a regex on the line).
 CI_PATTERNS = {
-    "tests": re.compile(r"\bpytest\b|python -m unittest|\btox\b|\bnox\b"),
+    # a test run, not the line that installs the runner
+    "tests": re.compile(r"^(?!.*\binstall\b).*(\bpytest\b|python -m unittest|\btox\b|\bnox\b)"),
     "run": re.compile(r"\byard run\b"),
     "gate": re.compile(r"\byard gate\b"),
     "slices": re.compile(r"--slice\b"),
     "assess": re.compile(r"\byard assess\b"),
-    "canary": re.compile(r"\byard rollout start\b.*--mode\s+canary|--mode\s+canary"),
+    "canary": re.compile(r"\byard deploy\b.*--canary\b|--mode[\s=]+canary"),
 }
 PIPELINE_PATTERNS = {
     "validate": re.compile(r"\bvalidate\("),

@@ -203,7 +203,7 @@ TESTS: tuple[RubricTest, ...] = (
     _t("infra", 6, "Models are canaried before serving.",
        "A canary rollout with analysis: a deployment's candidate started in canary mode, or a "
        "retraining loop that rolls out as a canary.",
-       "yard rollout start DEPLOYMENT --candidate M/N --mode canary --steps 10,50,100 --auto", 1,
+       "yard deploy DEPLOYMENT --canary MODEL/N --steps 10,50,100 --bake 10m --auto", 1,
        "A new version takes all the traffic at once; a bad one hurts every user."),
     _t("infra", 7, "Serving models can be rolled back.",
        "A rollback done (alias history: yard models rollback; a rolled back canary) or an "
@@ -219,7 +219,8 @@ TESTS: tuple[RubricTest, ...] = (
     _t("monitor", 2, "Data invariants hold for inputs.",
        "A deployment serves a version with a signature: the server validates each request's "
        "types and columns (400/422 on a violation).",
-       "Register with data (a signature) and deploy it: yard deploy DEPLOYMENT MODEL@production.",
+       "Register with data (a signature) and deploy it: "
+       "yard deploy DEPLOYMENT --model MODEL@production.",
        1, "Malformed inputs reach the model and produce garbage predictions."),
     _t("monitor", 3, "Training and serving are not skewed.",
        "A drift alert rule (drift_share or drift:<column>) on the deployment, with predictions "

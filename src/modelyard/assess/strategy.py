@@ -153,9 +153,9 @@ def deployment_strategy(store: StoreFacts) -> dict[str, Any]:
     proposed = None
     if not canaried and not loops:
         proposed = (
-            "Roll each new version out as a canary with automatic analysis: yard rollout start "
-            "DEPLOYMENT --candidate MODEL/N --mode canary --steps 10,50,100 --bake 10m --auto "
-            "(breaches roll back)."
+            "Roll each new version out as a canary with automatic analysis: yard deploy "
+            "DEPLOYMENT --canary MODEL/N --steps 10,50,100 --bake 10m --auto (breaches roll "
+            "back)."
         )
     return {"deployments": deployments, "loops": loops, "proposed": proposed}
 
@@ -230,8 +230,7 @@ def architecture(store: StoreFacts, project: ProjectFacts) -> str:
     def edge(a: str, b: str, text: str = "") -> None:
         lines.append(f"  {a} -->|{_label(text)}| {b}" if text else f"  {a} --> {b}")
 
-    pipelines = sorted({*project.pipeline_files, *(s.pipeline for s in store.steps if s.pipeline)})
-    piped = [node(f"p:{p}", f"pipeline {p}", "[]") for p in pipelines]
+    piped = [node(f"p:{p}", p, "[]") for p in _pipelines(store, project)]
     v = store.version
     model = node(f"m:{store.model}", f"registry: {store.model}", "[()]") if store.model else None
     if v is not None and model is not None:
@@ -276,6 +275,17 @@ def architecture(store: StoreFacts, project: ProjectFacts) -> str:
     if len(lines) == 1:
         lines.append('  n1["nothing recorded yet: yard run pipeline.py registers a model"]')
     return "\n".join(lines)
+
+
+def _pipelines(store: StoreFacts, project: ProjectFacts) -> list[str]:
+    """The pipelines' labels: those that ran (by name), with the file when the project has one
+    pipeline file; else the pipeline files."""
+    ran = sorted({s.pipeline for s in store.steps if s.pipeline})
+    files = project.pipeline_files
+    if not ran:
+        return [f"pipeline {f}" for f in files]
+    where = f" ({files[0]})" if len(files) == 1 else ""
+    return [f"pipeline {name}{where}" for name in ran]
 
 
 def _label(text: str) -> str:

@@ -57,11 +57,13 @@ def report(
     """Assess the project and the model it serves against the ML Test Score (28 tests); print
     the score, its band and what to do next. With --fail-under it is a CI gate."""
     from modelyard.assess import assess
+    from modelyard.assess.assessment import check_project
     from modelyard.assess.report import check_output, render_text, write_report
     from modelyard.registry import Registry
 
     if output is not None:
         check_output(output)  # before anything is read
+    check_project(project)  # before the registry is opened (it would create its home)
     settings = _project_settings(project)
     registry = Registry(settings)
     try:

@@ -1,0 +1,143 @@
+"""Golden projects score what their evidence supports, and one more piece of evidence (a gate in
+the CI workflow, an alert rule, a canary) raises exactly the tests it should and nothing else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from modelyard.assess import assess
+from modelyard.pipelines.project import init_project
+from tests.unit.assess._golden import (
+    DRIFT_RULE,
+    GATE_WORKFLOW,
+    assessed,
+    automated,
+    changed,
+    open_registry,
+    second_version,
+    served_project,
+)
+
+SERVED = {"data-1", "infra-5", "monitor-2"}
+
+
+def test_an_empty_folder_scores_zero_with_every_test_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = assessed(tmp_path, monkeypatch)
+    assert automated(a) == set()
+    assert {t.status for t in a.tests} == {"missing"}
+    assert (a.score, a.band.range, a.model, a.deployment) == (0, "0", None, None)
+    assert [s.points for s in a.sections] == [0, 0, 0, 0]
+    assert len(a.plan) == 28 and a.plan[0].gain == 1 and a.plan[0].effort == 1
+    assert a.cost.status == "not_measured"
+
+
+def test_a_yard_init_scaffold_scores_its_pipeline_tests_and_workflow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "scaffold"
+    init_project(project, name="churn")
+    a = assessed(project, monkeypatch)
+    # validate() in the pipeline, a test that trains it, CI runs it ('yard run') and gates it
+    assert automated(a) == {"data-1", "infra-2", "infra-3", "infra-4"}
+    tests = {t.id: t for t in a.tests}
+    assert any(e.where.startswith("pipeline.py:") for e in tests["data-1"].evidence)
+    assert any(
+        e.where.startswith(".github/workflows/model-ci.yml:") and "yard gate" in e.detail
+        for e in tests["infra-4"].evidence
+    )
+    # its drift rule names a deployment that does not exist yet: shown, not scored
+    assert tests["monitor-3"].status == "missing"
+    assert any(e.kind == "alert_rule" for e in tests["monitor-3"].evidence)
+    assert a.score == 0 and [s.points for s in a.sections] == [1, 0, 3, 0]
+
+
+def test_a_served_model_scores_its_schema_example_and_validated_inputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = served_project(tmp_path / "served", monkeypatch)
+    a = assessed(project, monkeypatch)
+    assert (a.model, a.deployment) == ("churn/1", "churn")
+    assert automated(a) == SERVED
+    infra1 = next(t for t in a.tests if t.id == "infra-1")
+    assert infra1.status == "missing"  # lineage is there, the dependencies are not pinned
+    assert {e.detail.split(" ")[0] for e in infra1.evidence} >= {"dataset"}
+    (project / "requirements.txt").write_text("scikit-learn==1.9.0\nnumpy==2.4.0\n")
+    assert changed(a, assessed(project, monkeypatch)) == {"infra-1": ("missing", "automated")}
+
+
+def test_a_gate_in_the_ci_workflow_raises_infra_4_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = served_project(tmp_path / "served", monkeypatch)
+    before = assessed(project, monkeypatch)
+    (project / ".github/workflows").mkdir(parents=True)
+    (project / ".github/workflows/ci.yml").write_text(GATE_WORKFLOW)
+    after = assessed(project, monkeypatch)
+    assert changed(before, after) == {"infra-4": ("missing", "automated")}
+    infra4 = next(t for t in after.tests if t.id == "infra-4")
+    assert [e.where for e in infra4.evidence] == [".github/workflows/ci.yml:8"]
+    assert infra4.next_step is None
+
+
+def test_a_drift_alert_rule_raises_monitor_3_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = served_project(tmp_path / "served", monkeypatch)
+    before = assessed(project, monkeypatch)
+    with (project / "modelyard.toml").open("a") as toml:
+        toml.write(DRIFT_RULE)
+    after = assessed(project, monkeypatch)
+    assert changed(before, after) == {"monitor-3": ("missing", "automated")}
+    rule = next(
+        e
+        for e in next(t for t in after.tests if t.id == "monitor-3").evidence
+        if e.kind == "alert_rule"
+    )
+    assert rule.where == "churn-drift (modelyard.toml:7)"
+    assert "drift_share >= 0.5" in rule.detail
+    assert [r["name"] for r in after.monitoring["rules"]] == ["churn-drift"]  # type: ignore[index]  # a list of rules
+    assert "drift_share" not in {p["metric"] for p in after.monitoring["proposed"]}  # type: ignore[union-attr, index]  # a list of proposals
+
+
+def test_a_canary_raises_infra_6_and_its_latency_analysis_monitor_6(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelyard.rollout import start_candidate
+
+    project = served_project(tmp_path / "served", monkeypatch)
+    second_version(project, monkeypatch)
+    before = assessed(project, monkeypatch)
+    registry = open_registry(project, monkeypatch)
+    try:
+        start_candidate(registry, "churn", ref="churn/2", mode="canary", steps=[10, 50, 100])
+    finally:
+        registry.close()
+    after = assessed(project, monkeypatch)
+    assert changed(before, after) == {
+        "infra-6": ("missing", "automated"),
+        "monitor-6": ("missing", "automated"),  # the canary compares p99 with stable's
+    }
+    assert "canary" in after.architecture and "10%" in after.architecture
+
+
+def test_unknown_model_and_deployment_are_one_line_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelyard.errors import DeploymentNotFoundError, InvalidInputError, ModelNotFoundError
+
+    project = served_project(tmp_path / "served", monkeypatch)
+    with pytest.raises(ModelNotFoundError, match="No model named 'nope'"):
+        assessed(project, monkeypatch, model="nope")
+    with pytest.raises(DeploymentNotFoundError, match="nope"):
+        assessed(project, monkeypatch, deployment="nope")
+    registry = open_registry(project, monkeypatch)
+    try:
+        with pytest.raises(InvalidInputError, match="does not exist or is not a folder"):
+            assess(registry, registry.settings, project=project / "missing")
+    finally:
+        registry.close()
+    assert not (project / "missing").exists()
