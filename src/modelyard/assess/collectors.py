@@ -286,6 +286,14 @@ def _infra_7(f: _Facts) -> Finding:
                 kind="deployment", where=d.name, detail="automatic rollout: a breach rolls back"
             )
         )
+    if not found and f.s.alias_events:  # shown, not scored: the way back exists, untried
+        moves = f.s.alias_events
+        found_only = Evidence(
+            kind="registry",
+            where=f"{moves[0].name} alias history",
+            detail=f"{len(moves)} alias moves recorded; no rollback done yet",
+        )
+        return Finding(test="infra-7", status="missing", evidence=(found_only,))
     return _finding("infra-7", bool(found), found)
 
 

@@ -35,6 +35,8 @@ class StepSeen:
     pipeline: str | None
     name: str
     function: str
+    #: Metrics per slice were logged (``metric[column=value]``: a gate or evaluate with slices).
+    sliced: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,8 @@ class StoreFacts:
     predictions: bool
     labels: bool
     firing: tuple[str, ...]  # rules of the deployment firing now
+    #: Median seconds from a prediction to its label, and how many labelled predictions.
+    label_delay: tuple[float | None, int]
     loops: dict[str, LoopPolicy]
     steps: tuple[StepSeen, ...]
     attestations: tuple[Attestation, ...]
@@ -113,8 +117,9 @@ def read_store(
         rules=tuple(settings.monitoring.alerts.rules),
         log_on=settings.monitoring.log,
         predictions=_has(root, f"deployment={served}", "*/*.parquet") if served else False,
-        labels=_has(root, f"labels/deployment={served}", "*.parquet") if served else False,
+        labels=_labelled(root, served) if served else False,
         firing=_firing(registry, served),
+        label_delay=label_delay(root, served) if served and _labelled(root, served) else (None, 0),
         loops=dict(settings.loops),
         steps=_steps(registry),
         attestations=tuple(list_attestations(db, model=model)),
@@ -145,6 +150,33 @@ def _has(root: str, folder: str, pattern: str) -> bool:
     return base.is_dir() and any(base.glob(pattern))
 
 
+def _labelled(root: str, deployment: str) -> bool:
+    return _has(root, f"labels/deployment={deployment}", "*.parquet")
+
+
+def label_delay(root: str, deployment: str) -> tuple[float | None, int]:
+    """The median time from a logged prediction to its label (the label's ``time``: when the
+    outcome was observed, or its ingest), in seconds, over every labelled prediction of
+    ``deployment``; and their count. ``(None, 0)`` when no label matches a prediction."""
+    import duckdb
+
+    from modelyard.monitoring.labels import latest_labels_sql, prediction_files_glob
+
+    predictions = "'" + prediction_files_glob(root, deployment).replace("'", "''") + "'"
+    query = (
+        "SELECT median(epoch(l.time) - epoch(p.time)), count(*) "
+        f"FROM ({latest_labels_sql(root, deployment)}) l "
+        f"JOIN read_parquet({predictions}, union_by_name = true) p "
+        'ON l.request_id = p.request_id AND l."row" = p."row"'
+    )
+    try:
+        with duckdb.connect() as conn:
+            median, count = conn.execute(query).fetchone() or (None, 0)
+    except duckdb.Error:  # no prediction file yet, or files of an older layout
+        return None, 0
+    return (float(median) if median is not None else None), int(count)
+
+
 def _firing(registry: Registry, deployment: str | None) -> tuple[str, ...]:
     if deployment is None:
         return ()
@@ -159,13 +191,22 @@ def _steps(registry: Registry) -> tuple[StepSeen, ...]:
     function."""
     latest = sa.select(runs.c.id).order_by(runs.c.start_time.desc()).limit(_RUNS_READ).subquery()
     query = (
-        sa.select(run_steps.c.run_id, runs.c.name, run_steps.c.name, run_steps.c.function)
+        sa.select(
+            run_steps.c.run_id,
+            runs.c.name,
+            run_steps.c.name,
+            run_steps.c.function,
+            run_steps.c.metrics,
+        )
         .join(runs, runs.c.id == run_steps.c.run_id)
         .where(run_steps.c.run_id.in_(sa.select(latest.c.id)))
         .order_by(runs.c.start_time.desc())
     )
     seen: dict[tuple[str | None, str], StepSeen] = {}
     with registry.db.read() as conn:
-        for run_id, pipeline, name, function in conn.execute(query):
-            seen.setdefault((pipeline, function), StepSeen(run_id, pipeline, name, function))
+        for run_id, pipeline, name, function, metrics in conn.execute(query):
+            sliced = any("[" in key for key in metrics or {})
+            seen.setdefault(
+                (pipeline, function), StepSeen(run_id, pipeline, name, function, sliced)
+            )
     return tuple(seen.values())

@@ -186,9 +186,7 @@ def maintenance(store: StoreFacts, *, now: datetime | None = None) -> dict[str, 
         "drift_rules": drift_rules,
         "drift_firing": [r for r in store.firing if r in drift_rules],
         "labels": store.labels,
-        "label_delay": "measured by yard monitor once labels are ingested"
-        if store.labels
-        else "no labels ingested",
+        "label_delay": _delay_text(store),
         "proposed": None
         if retraining
         else (
@@ -196,6 +194,17 @@ def maintenance(store: StoreFacts, *, now: datetime | None = None) -> dict[str, 
             "retrains when it is old or its data has drifted (Monitor 4)."
         ),
     }
+
+
+def _delay_text(store: StoreFacts) -> str:
+    delay, count = store.label_delay
+    if not store.labels:
+        return "no labels ingested"
+    if delay is None:
+        return "labels ingested, none matches a logged prediction yet"
+    hours = delay / 3600
+    shown = f"{hours:.1f} h" if hours >= 1 else f"{delay / 60:.1f} min"
+    return f"median {shown} from prediction to label, over {count} labelled predictions"
 
 
 def risks(results: Sequence[TestResult]) -> tuple[Risk, ...]:

@@ -33,7 +33,8 @@ class _DefaultGroup(TyperGroup):
 
 app = typer.Typer(
     cls=_DefaultGroup,
-    help="Production readiness (the ML Test Score) from evidence; attest manual tests.",
+    help="Production readiness (the ML Test Score) from evidence: 'yard assess [PROJECT_DIR] "
+    "[OPTIONS]' runs 'report' (the default); 'attest' records a test done by hand.",
 )
 
 

@@ -3,6 +3,7 @@ the CI workflow, an alert rule, a canary) raises exactly the tests it should and
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,105 @@ def test_unknown_model_and_deployment_are_one_line_errors(
     finally:
         registry.close()
     assert not (project / "missing").exists()
+
+
+def test_a_rollback_raises_infra_7_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project = served_project(tmp_path / "served", monkeypatch)
+    second_version(project, monkeypatch)
+    registry = open_registry(project, monkeypatch)
+    try:
+        registry.set_alias("churn/2", "production", reason="release 2")
+        before = assessed(project, monkeypatch)
+        infra7 = next(t for t in before.tests if t.id == "infra-7")
+        assert [e.detail for e in infra7.evidence] == [
+            "2 alias moves recorded; no rollback done yet"
+        ]
+        registry.rollback("churn", "production", reason="drill")
+    finally:
+        registry.close()
+    after = assessed(project, monkeypatch)
+    assert changed(before, after) == {"infra-7": ("missing", "automated")}
+    [rolled] = next(t for t in after.tests if t.id == "infra-7").evidence
+    assert rolled.where == "churn@production" and rolled.detail.startswith("rolled back 2 -> 1")
+
+
+def test_an_aborted_canary_counts_as_a_rollback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelyard.rollout import abort, start_candidate
+
+    project = served_project(tmp_path / "served", monkeypatch)
+    second_version(project, monkeypatch)
+    registry = open_registry(project, monkeypatch)
+    try:
+        start_candidate(registry, "churn", ref="churn/2", mode="canary", weight=10)
+        before = assessed(project, monkeypatch)
+        abort(registry, "churn", reason="p99 too high")
+    finally:
+        registry.close()
+    after = assessed(project, monkeypatch)
+    assert changed(before, after) == {"infra-7": ("missing", "automated")}
+
+
+def test_a_retraining_loop_on_age_raises_monitor_4_and_its_gate_and_canary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = served_project(tmp_path / "served", monkeypatch)
+    before = assessed(project, monkeypatch)
+    with (project / "modelyard.toml").open("a") as toml:
+        toml.write('\n[loops.churn]\ntrigger.max_age = "30d"\ntrain.pipeline = "pipeline.py"\n')
+    after = assessed(project, monkeypatch)
+    # the loop retrains on age (Monitor 4), gates each candidate (Infra 4, the default
+    # threshold) and rolls it out as a canary (Infra 6, the default mode)
+    assert changed(before, after) == {
+        "monitor-4": ("missing", "automated"),
+        "infra-4": ("missing", "automated"),
+        "infra-6": ("missing", "automated"),
+    }
+    monitor4 = next(t for t in after.tests if t.id == "monitor-4")
+    assert monitor4.evidence[0].detail == "retrains on max_age 30d"
+    assert after.maintenance["retraining"]["max_age"] == "30d"  # type: ignore[index]
+
+
+def test_gate_slices_in_a_pipeline_raise_model_6(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = served_project(tmp_path / "served", monkeypatch)
+    before = assessed(project, monkeypatch)
+    (project / "pipeline.py").write_text(
+        "from modelyard.pipelines import pipeline\n"
+        "from modelyard.pipelines.builtin import evaluate\n\n"
+        "@pipeline\ndef training() -> None:\n"
+        "    evaluate(model, table, target='y', slices=['region'])\n"
+    )
+    after = assessed(project, monkeypatch)
+    assert changed(before, after) == {"model-6": ("missing", "automated")}
+    [sliced] = next(t for t in after.tests if t.id == "model-6").evidence
+    assert sliced.where == "pipeline.py:6"
+
+
+def test_labels_joined_to_logged_predictions_raise_model_4_with_the_label_delay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a drift rule already there, labels arriving (2 h after the predictions) make the
+    staleness measurable (Model 4); the maintenance plan says how late labels come."""
+    import pandas as pd
+
+    from modelyard.monitoring.labels import ingest_labels
+    from tests.unit.monitoring.test_labels import NOW, write_log
+
+    project = served_project(tmp_path / "served", monkeypatch)
+    with (project / "modelyard.toml").open("a") as toml:
+        toml.write(DRIFT_RULE)
+    log = project / ".modelyard" / "predictions"
+    write_log(log, "churn", ["a", "b", "c"])
+    before = assessed(project, monkeypatch)
+    assert before.maintenance["label_delay"] == "no labels ingested"
+    later = NOW + timedelta(hours=2)
+    labels = pd.DataFrame({"request_id": ["a", "b"], "label": [1, 0], "time": [later, later]})
+    ingest_labels(log, "churn", labels)
+    after = assessed(project, monkeypatch)
+    assert changed(before, after) == {"model-4": ("missing", "automated")}
+    assert after.maintenance["label_delay"] == (
+        "median 2.0 h from prediction to label, over 2 labelled predictions"
+    )
