@@ -178,3 +178,35 @@ def test_a_scaffold_assessed_from_outside_reads_its_own_registry(tmp_path: Path)
     }
     assert [r["name"] for r in a["monitoring"]["rules"]] == ["churn-drift"]
     assert (tmp_path / "proj/.modelyard").is_dir() and not (tmp_path / ".modelyard").exists()
+
+
+@pytest.mark.slow
+def test_the_demos_project_after_it_ran_scores_its_evidence(tmp_path: Path) -> None:
+    """What ``make demo``'s ``yard init`` project holds after its pipeline ran, its first
+    version went to production and a deployment serves it: the registry adds the schema and
+    profile (Data 1), the input example with predictions logged (Infra 5), validated inputs
+    (Monitor 2) and the scaffold's drift rule on a real deployment (Monitor 3)."""
+    env = server_env(tmp_path / "unused-home")
+    env.pop("MODELYARD_HOME")  # the project's modelyard.toml says where its registry lives
+    project = tmp_path / "proj"
+
+    def run(*args: str, cwd: Path = project) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([YARD, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                              timeout=900, check=False)  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+    run("init", "proj", "--name", "churn", cwd=tmp_path)
+    run("run", "pipeline.py")
+    run("models", "alias", "churn/1", "production")
+    run("deploy", "churn", "--model", "churn@production")
+    a = json.loads(run("assess", "--json").stdout)
+    assert (a["model"], a["deployment"]) == ("churn/1", "churn")
+    assert {t["id"] for t in a["tests"] if t["status"] == "automated"} == {
+        "data-1", "infra-2", "infra-3", "infra-4", "infra-5", "monitor-2", "monitor-3",
+    }  # fmt: skip
+    assert [s["points"] for s in a["sections"]] == [1, 0, 4, 2] and a["score"] == 0
+    assert "pipeline training (pipeline.py)" in a["architecture"]
+    assert {"scikit-learn", "python", "modelyard"} <= {s["name"] for s in a["stack"]}
+    run("assess", "-o", "assessment.html")
+    assert "deployment churn" in (project / "assessment.html").read_text()

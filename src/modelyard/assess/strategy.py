@@ -298,20 +298,9 @@ def _pipelines(store: StoreFacts, project: ProjectFacts) -> list[str]:
 
 
 def _label(text: str) -> str:
-    """Mermaid label text: quotes and brackets as entity codes, so a name cannot break the
-    diagram."""
-    table = {
-        '"': "#quot;",
-        "<": "#lt;",
-        ">": "#gt;",
-        "|": "#124;",
-        "[": "#91;",
-        "]": "#93;",
-        "{": "#123;",
-        "}": "#125;",
-        "(": "#40;",
-        ")": "#41;",
-    }
+    """Mermaid label text (always inside quotes): the characters that could end the label or
+    start an entity or an edge label as entity codes, so a name cannot break the diagram."""
+    table = {'"': "#quot;", "<": "#lt;", ">": "#gt;", "|": "#124;", "#": "#35;"}
     return "".join(table.get(c, c) for c in text.replace("\n", " "))
 
 
