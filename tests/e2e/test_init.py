@@ -39,6 +39,10 @@ def test_a_scaffolded_project_has_its_files_and_workflow(tmp_path: Path) -> None
     workflow = yaml.safe_load((project / ".github/workflows/model-ci.yml").read_text())
     assert workflow[True] == {"pull_request": None}  # YAML 1.1 reads the key 'on' as true
     assert any("yard gate" in s.get("run", "") for s in workflow["jobs"]["model"]["steps"])
+    assess = [
+        s["run"] for s in workflow["jobs"]["model"]["steps"] if "yard assess" in s.get("run", "")
+    ]
+    assert len(assess) == 1 and "--fail-under" in assess[0], assess
     new = pd.read_parquet(project / "data/new.parquet")
     holdout = pd.read_csv(project / "data/holdout.csv")
     assert list(new.columns) == [c for c in holdout.columns if c != "target"]
@@ -129,6 +133,15 @@ def test_the_generated_readme_runs_as_written(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "churn@production" in (project / "gate.md").read_text()
+    # and its assessment step: the score goes to the job's summary, a CI gate once raised
+    step = next(s for s in workflow["jobs"]["model"]["steps"] if "yard assess" in s.get("run", ""))
+    summary = project / "summary.md"
+    done = subprocess.run(
+        ["bash", "-ec", step["run"]], cwd=project, capture_output=True, text=True, timeout=300,
+        env={**env, "GITHUB_STEP_SUMMARY": str(summary)}, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "## 1. Current state assessment" in summary.read_text()
 
 
 def test_init_refuses_a_folder_in_use_and_a_bad_name(tmp_path: Path) -> None:

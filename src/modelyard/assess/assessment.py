@@ -54,7 +54,7 @@ def assess(
         plan=scoring.plan(results, sections),
         architecture=strategy.architecture(store, facts),
         stack=strategy.stack(store, runtime=settings.serving.runtime),
-        monitoring=strategy.monitoring(store, facts),
+        monitoring=strategy.monitoring(store, facts, drift=settings.monitoring.drift),
         deployment_strategy=strategy.deployment_strategy(store),
         maintenance=strategy.maintenance(store),
         risks=strategy.risks(results),

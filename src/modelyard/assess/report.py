@@ -158,6 +158,13 @@ def _monitoring_md(a: Assessment) -> list[str]:
         f"{'yes' if m['predictions'] else 'no'}; labels: {'yes' if m['labels'] else 'no'}.",
         "",
     ]
+    drift = m["drift"]
+    assert isinstance(drift, dict)
+    out += [
+        f"Drift: a dataset drifts when at least {drift['share_threshold']:g} of its columns "
+        f"drift, over {drift['window']} windows.",
+        "",
+    ]
     rules = m["rules"]
     assert isinstance(rules, list)
     if rules:

@@ -58,6 +58,11 @@ def score_tests(
         next_step = None
         if status == "missing" or (status == "manual" and not test.judgement):
             next_step = test.raise_with
+        elif status == "manual":  # a judgement: as far as evidence goes; keep it current
+            next_step = (
+                f"Nothing modelyard can automate: attest again (yard assess attest {test.id} "
+                "...) when the model or its data change."
+            )
         out.append(
             TestResult(
                 id=test.id,

@@ -15,6 +15,7 @@ from modelyard.assess.types import Risk, StackItem, TestResult
 if TYPE_CHECKING:
     from modelyard.assess.project import ProjectFacts
     from modelyard.assess.store import StoreFacts
+    from modelyard.settings import DriftSettings
 
 __all__ = ["architecture", "deployment_strategy", "maintenance", "monitoring", "risks", "stack"]
 
@@ -78,7 +79,7 @@ def stack(store: StoreFacts, *, runtime: str) -> tuple[StackItem, ...]:
     return tuple(items)
 
 
-def monitoring(store: StoreFacts, project: ProjectFacts) -> dict[str, Any]:
+def monitoring(store: StoreFacts, project: ProjectFacts, *, drift: DriftSettings) -> dict[str, Any]:
     """The alert rules in force (with the ones firing now), the prediction log and labels, and
     the rules proposed for what no rule watches yet."""
     name = store.deployment.name if store.deployment is not None else "DEPLOYMENT"
@@ -111,6 +112,11 @@ def monitoring(store: StoreFacts, project: ProjectFacts) -> dict[str, Any]:
         "log": store.log_on,
         "predictions": store.predictions,
         "labels": store.labels,
+        "drift": {
+            "share_threshold": drift.share_threshold,
+            "window": drift.window,
+            "thresholds": dict(drift.thresholds),
+        },
         "rules": rules,
         "proposed": proposed,
     }
