@@ -166,6 +166,8 @@ def serve(
     """
     import uvicorn
 
+    from modelyard.serving._wire import GatheringHttpToolsProtocol
+
     deployments = deployments or []
     check_refs(settings, refs, deployments)
     opts = settings.serving
@@ -173,7 +175,7 @@ def serve(
         "host": opts.host,
         "port": opts.port,
         "loop": "uvloop",
-        "http": "httptools",
+        "http": GatheringHttpToolsProtocol,
         "lifespan": "on",
         "access_log": opts.access_log,
         "log_level": "info",
