@@ -5,6 +5,7 @@ listed, and only an attestation (see ``scoring``) scores them."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -43,7 +44,7 @@ class _Facts:
         return [
             Evidence(
                 kind="alert_rule",
-                where=f"{r.name} ({self.p.config_line(r.name)})",
+                where=f"{r.name} ({self.p.rule_line(r.name)})",
                 detail=_rule_text(r),
             )
             for r in rules
@@ -114,9 +115,13 @@ def _data_1(f: _Facts) -> Finding:
 
 def _data_5(f: _Facts) -> Finding:
     privacy = [
-        Evidence(kind="config", where=f.p.config_line(key), detail=f"monitoring.{key} is set")
-        for key in ("drop_columns", "hash_columns")
-        if any(key in line and not line.lstrip().startswith("#") for line in f.p.config_lines)
+        Evidence(
+            kind="config",
+            where=f.p.config_line(rf"^\s*{key}\s*="),
+            detail=f"monitoring.{key}: {', '.join(columns)} (supporting; a judgement test)",
+        )
+        for key, columns in (("drop_columns", f.s.drop_columns), ("hash_columns", f.s.hash_columns))
+        if columns
     ]
     return Finding(test="data-5", status="missing", evidence=tuple(privacy))
 
@@ -231,7 +236,7 @@ def _infra_5(f: _Facts) -> Finding:
         )
     elif f.s.log_on:
         logged = Evidence(
-            kind="config", where=f.p.config_line("log"), detail="monitoring.log = true"
+            kind="config", where=f.p.config_line(r"^\s*log\s*="), detail="monitoring.log = true"
         )
     return _finding("infra-5", example is not None and logged is not None, [example, logged])
 
@@ -332,7 +337,9 @@ def _monitor_3(f: _Facts) -> Finding:
     )
     logged = f.s.log_on or f.s.predictions
     log = (
-        Evidence(kind="config", where=f.p.config_line("log"), detail="predictions are logged")
+        Evidence(
+            kind="config", where=f.p.config_line(r"^\s*log\s*="), detail="predictions are logged"
+        )
         if logged
         else None
     )
@@ -357,12 +364,10 @@ def _monitor_4(f: _Facts) -> Finding:
             )
             if part
         )
+        name = f.s.deployment.name
+        line = f.p.config_line(rf"^\s*\[loops\.{re.escape(name)}[\].]")
         found.append(
-            Evidence(
-                kind="loop",
-                where=f"loops.{f.s.deployment.name} ({f.p.config_line('[loops.')})",
-                detail=f"retrains on {trigger}",
-            )
+            Evidence(kind="loop", where=f"loops.{name} ({line})", detail=f"retrains on {trigger}")
         )
     ok = bool(found)
     if f.version is not None:

@@ -67,15 +67,19 @@ class ProjectFacts:
     def found(self, key: str) -> tuple[Evidence, ...]:
         return self.hits.get(key, ())
 
-    def config_line(self, needle: str) -> str:
-        """``modelyard.toml:N`` of the first line containing ``needle`` (the file alone when no
-        line does)."""
-        if self.config is None:
-            return "modelyard.toml"
+    def config_line(self, pattern: str) -> str:
+        """``modelyard.toml:N`` of the first line (not a comment) that the regular expression
+        ``pattern`` matches; the file alone when none does."""
+        name = self.config.name if self.config is not None else "modelyard.toml"
+        found = re.compile(pattern)
         for number, line in enumerate(self.config_lines, start=1):
-            if needle in line:
-                return f"{self.config.name}:{number}"
-        return self.config.name
+            if not line.lstrip().startswith("#") and found.search(line):
+                return f"{name}:{number}"
+        return name
+
+    def rule_line(self, rule: str) -> str:
+        """Where the alert rule named ``rule`` is written."""
+        return self.config_line(rf"""^\s*name\s*=\s*["']{re.escape(rule)}["']""")
 
 
 def read_project(root: Path | None) -> ProjectFacts:

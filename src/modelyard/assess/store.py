@@ -53,6 +53,8 @@ class StoreFacts:
     deployment_events: tuple[DeploymentEvent, ...]
     rules: tuple[AlertRule, ...]  # every configured rule
     log_on: bool
+    drop_columns: tuple[str, ...]
+    hash_columns: tuple[str, ...]
     predictions: bool
     labels: bool
     firing: tuple[str, ...]  # rules of the deployment firing now
@@ -116,6 +118,8 @@ def read_store(
         deployment_events=tuple(history(db, served, limit=200)) if served else (),
         rules=tuple(settings.monitoring.alerts.rules),
         log_on=settings.monitoring.log,
+        drop_columns=tuple(settings.monitoring.drop_columns),
+        hash_columns=tuple(settings.monitoring.hash_columns),
         predictions=_has(root, f"deployment={served}", "*/*.parquet") if served else False,
         labels=_labelled(root, served) if served else False,
         firing=_firing(registry, served),

@@ -93,7 +93,7 @@ def monitoring(store: StoreFacts, project: ProjectFacts, *, drift: DriftSettings
             "threshold": r.threshold,
             "window": r.window,
             "for": r.hold,
-            "where": project.config_line(r.name),
+            "where": project.rule_line(r.name),
             "firing": r.name in store.firing,
         }
         for r in store.rules

@@ -199,6 +199,7 @@ def test_a_retraining_loop_on_age_raises_monitor_4_and_its_gate_and_canary(
     }
     monitor4 = next(t for t in after.tests if t.id == "monitor-4")
     assert monitor4.evidence[0].detail == "retrains on max_age 30d"
+    assert monitor4.evidence[0].where == "loops.churn (modelyard.toml:6)"
     assert after.maintenance["retraining"]["max_age"] == "30d"  # type: ignore[index]
 
 
@@ -244,3 +245,28 @@ def test_labels_joined_to_logged_predictions_raise_model_4_with_the_label_delay(
     assert after.maintenance["label_delay"] == (
         "median 2.0 h from prediction to label, over 2 labelled predictions"
     )
+
+
+def test_privacy_settings_support_data_5_but_only_an_attestation_scores_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelyard.assess import attest
+
+    project = served_project(tmp_path / "served", monkeypatch)
+    before = assessed(project, monkeypatch)
+    toml = (project / "modelyard.toml").read_text()
+    # a commented line mentioning the setting is not where it is set
+    toml = toml.replace(
+        "log = true\n", "log = true\n# drop_columns are...\ndrop_columns = ['email']\n"
+    )
+    (project / "modelyard.toml").write_text(toml)
+    after = assessed(project, monkeypatch)
+    assert changed(before, after) == {}
+    [privacy] = next(t for t in after.tests if t.id == "data-5").evidence
+    assert privacy.where == "modelyard.toml:6" and "email" in privacy.detail
+    registry = open_registry(project, monkeypatch)
+    try:
+        attest(registry, "Data 5", by="Ada", note="privacy review: docs/privacy.md")
+    finally:
+        registry.close()
+    assert changed(after, assessed(project, monkeypatch)) == {"data-5": ("missing", "manual")}
