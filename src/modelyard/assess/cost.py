@@ -5,7 +5,10 @@ it. ``collect_cost`` is the one place to do that: it gets the store facts of the
 assessed model, version and deployment, the settings' log root) and returns a ``CostReport``;
 set ``status="measured"`` and put one mapping per model version in ``models`` (for example
 ``{"model": "churn/2", "cpu_s_per_1k": 0.8, "memory_mb": 120.0, "cost_per_1k": 0.0004}``) and
-the ``currency`` of the prices. The renderers show whatever ``models`` holds.
+the ``currency`` of the prices. The Markdown and HTML reports draw ``models`` as a table (one
+column per key, in first-seen order; ``None`` shows as ``-``), ``--json`` prints it as given, and
+``detail`` is the sentence above the table. ``tests/unit/assess/test_report.py`` renders a
+measured section.
 """
 
 from __future__ import annotations

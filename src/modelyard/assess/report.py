@@ -140,7 +140,13 @@ def render_markdown(a: Assessment) -> str:
     else:
         out.append("No test is missing.")
     out += ["", "## Cost and resource use", "", a.cost.detail]
-    out += [f"- {_cell(str(m))}" for m in a.cost.models]
+    columns = cost_columns(a)
+    if columns:
+        out += ["", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        out += [
+            "| " + " | ".join(_cell(_value(m.get(c))) for c in columns) + " |"
+            for m in a.cost.models
+        ]
     return "\n".join(out) + "\n"
 
 
@@ -251,6 +257,17 @@ def _maintenance_md(a: Assessment) -> list[str]:
     return out
 
 
+def cost_columns(a: Assessment) -> list[str]:
+    """The cost table's columns: every key of the cost section's rows, in first-seen order."""
+    return list(dict.fromkeys(key for row in a.cost.models for key in row))
+
+
+def _value(value: object) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -264,4 +281,7 @@ def render_html(a: Assessment) -> str:
     env = jinja2.Environment(
         autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True
     )
-    return env.from_string(source).render(a=a, titles=_TITLES, shown=_SHOWN)
+    env.filters["value"] = _value
+    return env.from_string(source).render(
+        a=a, titles=_TITLES, shown=_SHOWN, cost_columns=cost_columns(a)
+    )

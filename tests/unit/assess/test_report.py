@@ -110,3 +110,24 @@ def test_the_text_summary_leads_with_the_score_and_the_plan(
     assert text.splitlines()[0].startswith(f"ML Test Score: {a.score:g} (band {a.band.range})")
     assert "Next (most points per effort first):" in text
     assert f"+{a.plan[0].gain:g} {a.plan[0].label}:" in text
+
+
+def test_a_measured_cost_section_renders_as_a_table(
+    served: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shape ``modelyard.assess.cost.collect_cost`` fills once the server measures cost."""
+    import msgspec
+
+    from modelyard.assess.types import CostReport
+
+    rows = ({"model": "churn/1", "cpu_s_per_1k": 0.81234, "memory_mb": 120.0},
+            {"model": "churn/2", "cpu_s_per_1k": 1.5, "cost_per_1k": None})  # fmt: skip
+    cost = CostReport(status="measured", detail="per 1,000 predictions", currency="USD",
+                      models=rows)  # fmt: skip
+    a = msgspec.structs.replace(assessed(served, monkeypatch), cost=cost)
+    text = render_markdown(a)
+    assert "| model | cpu_s_per_1k | memory_mb | cost_per_1k |" in text
+    assert "| churn/1 | 0.8123 | 120 | - |" in text and "| churn/2 | 1.5 | - | - |" in text
+    page = render_html(a)
+    table = page.split('data-testid="cost-table"')[1]
+    assert table.count("<td>churn/") == 2 and "<td>0.8123</td>" in table
