@@ -3,10 +3,15 @@
 These functions use one process-wide ``Registry`` built from the environment on first use, the
 way ``mlflow`` keeps a current tracking URI; ``set_registry`` replaces it and code that wants no
 global state creates its own ``Registry``.
+
+This is an edge: it reads ``MLFLOW_TRACKING_URI`` (and ``MLFLOW_EXPERIMENT_NAME``) once per call
+and passes them down. With a tracking URI set, ``load("models:/NAME@ALIAS")`` (the ``models:/``
+forms only) resolves on that MLflow server (``modelyard.integrations.mlflow``).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -45,8 +50,23 @@ def register(model: object, *, name: str, **options: Any) -> ModelVersion:
 
 
 def load(ref: str, **options: Any) -> LoadedModel:
-    """Load a version (``churn``, ``churn/3``, ``churn@production``); see ``Registry.load``."""
-    return get_registry().load(ref, **options)
+    """Load a version (``churn``, ``churn/3``, ``churn@production``); see ``Registry.load``.
+
+    While ``MLFLOW_TRACKING_URI`` is set, ``models:/NAME/VERSION``, ``models:/NAME@ALIAS`` and
+    ``models:/NAME/latest`` name a model on that MLflow server: it is imported once (a pickled
+    scikit-learn model needs ``trust_pickle=True``) and the stored version is loaded."""
+    registry = get_registry()
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if tracking_uri and ref.strip().startswith("models:/"):
+        from modelyard.integrations.mlflow import resolve_model
+
+        version = resolve_model(
+            registry, ref, tracking_uri=tracking_uri,
+            trust_pickle=bool(options.get("trust_pickle", False)),
+            trusted_types=options.get("trusted_types", ()),
+        )  # fmt: skip
+        ref = version.ref
+    return registry.load(ref, **options)
 
 
 def load_weights(ref: str, module: _ModuleT) -> _ModuleT:
@@ -63,5 +83,19 @@ def rollback(name: str, alias: str, *, reason: str | None = None) -> AliasEvent:
     return get_registry().rollback(name, alias, reason=reason)
 
 
-def start_run(name: str | None = None, **options: Any) -> ActiveRun:
-    return get_registry().start_run(name, **options)
+def start_run(name: str | None = None, *, mirror: str | None = None, **options: Any) -> ActiveRun:
+    """Start recording a run; see ``Registry.start_run``. ``mirror="mlflow"`` logs its params,
+    metrics and tags to a run on the MLflow server ``MLFLOW_TRACKING_URI`` names as well (in
+    ``MLFLOW_EXPERIMENT_NAME``, default ``Default``)."""
+    if mirror is None:
+        return get_registry().start_run(name, **options)
+    if mirror != "mlflow":
+        from modelyard.errors import InvalidSpecError
+
+        raise InvalidSpecError(f"Unknown run mirror {mirror!r}; use mirror='mlflow' or none.")
+    from modelyard.integrations.mlflow import start_mirror
+
+    return start_mirror(
+        get_registry(), name, tracking_uri=os.environ.get("MLFLOW_TRACKING_URI"),
+        experiment=os.environ.get("MLFLOW_EXPERIMENT_NAME"), **options,
+    )  # fmt: skip

@@ -19,6 +19,7 @@ from modelyard.cli import (
     k8s,
     labels,
     loop,
+    mlflow,
     models,
     monitor,
     observability,
@@ -38,6 +39,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+mlflow.register(models.app)
 app.add_typer(models.app, name="models")
 app.add_typer(runs.app, name="runs")
 app.add_typer(db.app, name="db")

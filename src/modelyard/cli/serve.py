@@ -14,6 +14,7 @@ from modelyard.cli._output import console, print_json, slots_dict, table, when
 
 if TYPE_CHECKING:
     from modelyard.registry import Registry
+    from modelyard.settings import Settings
 
 tokens_app = typer.Typer(help="API tokens for the server.", no_args_is_help=True)
 
@@ -86,13 +87,46 @@ def serve(
     if serving_logger.getEffectiveLevel() > logging.INFO:
         serving_logger.setLevel(logging.INFO)
     final = settings.model_copy(update=update)
+    refs = mlflow_refs(final, list(refs or []), os.environ.get("MLFLOW_TRACKING_URI"))
     if ui:
         from modelyard.ui.app import SERVED_FACTORY, with_dashboard
 
-        run(final, list(refs or []), list(deployment), wrap=with_dashboard(final),
+        run(final, refs, list(deployment), wrap=with_dashboard(final),
             factory=SERVED_FACTORY)  # fmt: skip
     else:
-        run(final, list(refs or []), list(deployment))
+        run(final, refs, list(deployment))
+
+
+def mlflow_refs(settings: Settings, refs: list[str], tracking_uri: str | None) -> list[str]:
+    """With ``MLFLOW_TRACKING_URI`` set, each ``models:/...`` reference is the MLflow server's:
+    imported once (``--trust-pickle`` for a pickled scikit-learn model) and served as the stored
+    modelyard version it became, pinned (an MLflow alias moved later is read at the next start)."""
+    if not tracking_uri or not any(r.strip().startswith("models:/") for r in refs):
+        return refs
+    from modelyard.integrations.mlflow import is_mlflow_ref, resolve_model
+    from modelyard.registry import Registry
+
+    registry = Registry(settings)
+    try:
+        out = []
+        for given in refs:
+            ref = given
+            if is_mlflow_ref(ref, tracking_uri):
+                version = resolve_model(
+                    registry, ref, tracking_uri=tracking_uri,
+                    trust_pickle=settings.serving.trust_pickle,
+                    trusted_types=settings.trusted_types,
+                )  # fmt: skip
+                logging.getLogger("modelyard.serving").info(
+                    "%s is MLflow's %s version %s, served as %s", ref,
+                    version.tags.get("mlflow.model_name"),
+                    version.tags.get("mlflow.model_version"), version.ref,
+                )  # fmt: skip
+                ref = version.ref
+            out.append(ref)
+        return out
+    finally:
+        registry.close()
 
 
 def platform_settings(env: Mapping[str, str], *, port_given: bool) -> dict[str, Any]:

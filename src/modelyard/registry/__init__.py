@@ -1,6 +1,6 @@
 """Model versions, aliases, lineage, audit and runs."""
 
 from modelyard.registry.client import FileCheck, Registry
-from modelyard.registry.runs import ActiveRun
+from modelyard.registry.runs import ActiveRun, RunMirror
 
-__all__ = ["ActiveRun", "FileCheck", "Registry"]
+__all__ = ["ActiveRun", "FileCheck", "Registry", "RunMirror"]

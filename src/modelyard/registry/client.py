@@ -45,6 +45,7 @@ from modelyard.registry import checks as _checks
 from modelyard.registry.runs import (
     ActiveRun,
     RunKind,
+    RunMirror,
     clean_metrics,
     clean_strings,
     runs_query,
@@ -200,11 +201,13 @@ class Registry:
         input_example: Any = None,
         truncate: bool = False,
         optimize: Optimize = None,
+        source: str | None = None,
     ) -> ModelVersion:
         """Register a saved model file (.skops, .onnx, XGBoost .json/.ubj, LightGBM .txt, a
         pickle with ``trust_pickle``), an MLflow model directory (one with an ``MLmodel``) or a
         transformers / sentence-transformers model folder (see ``register`` for text models:
-        ``input_example``, ``truncate`` and ``optimize`` apply to them)."""
+        ``input_example``, ``truncate`` and ``optimize`` apply to them). The lineage's
+        ``source`` is the file's path unless ``source`` says where it came from."""
         from modelyard.registry._prepare import prepare_version
 
         check_name(name)
@@ -251,7 +254,7 @@ class Registry:
             input_example=example,
             convert=convert,
             options=options,
-            source=str(p.resolve()),
+            source=source or str(p.resolve()),
             lineage=self.lineage,
             signature_hint=hint,
             truncate=truncate,
@@ -650,9 +653,13 @@ class Registry:
         *,
         params: dict[str, Any] | None = None,
         tags: dict[str, Any] | None = None,
+        mirrors: Sequence[RunMirror] = (),
     ) -> ActiveRun:
-        """Start recording a run; use it as a context manager to end it."""
-        return start_run(self.db, name=name, user=self.identity, params=params, tags=tags)
+        """Start recording a run; use it as a context manager to end it. ``mirrors`` receive
+        everything it logs too (``modelyard.start_run(mirror="mlflow")`` builds one)."""
+        return start_run(
+            self.db, name=name, user=self.identity, params=params, tags=tags, mirrors=mirrors
+        )
 
     def get_run(self, run_id: str) -> Run:
         with self.db.read() as conn:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
 import sqlalchemy as sa
 
@@ -51,23 +52,50 @@ def clean_strings(kind: str, values: dict[str, Any] | None) -> dict[str, str]:
     return out
 
 
-class ActiveRun:
-    """A run being recorded; a context manager that ends it as ``finished`` or ``failed``."""
+class RunMirror(Protocol):
+    """Another tracker that receives what a run logs (``modelyard.integrations.mlflow``'s
+    ``MlflowRunMirror``): the values already cleaned, before modelyard records them, so a mirror
+    that fails leaves the run as it was."""
 
-    def __init__(self, db: Database, run_id: str) -> None:
+    def log_params(self, params: dict[str, str]) -> None: ...
+
+    def log_metrics(self, metrics: dict[str, float]) -> None: ...
+
+    def set_tags(self, tags: dict[str, str]) -> None: ...
+
+    def end(self, status: Literal["finished", "failed"]) -> None: ...
+
+
+class ActiveRun:
+    """A run being recorded; a context manager that ends it as ``finished`` or ``failed``.
+    ``mirrors`` receive every param, metric, tag and the end as well."""
+
+    def __init__(self, db: Database, run_id: str, mirrors: Sequence[RunMirror] = ()) -> None:
         self._db = db
         self.id = run_id
+        self.mirrors = tuple(mirrors)
 
     def log_params(self, params: dict[str, Any]) -> None:
-        self._merge("params", clean_strings("param", params))
+        clean = clean_strings("param", params)
+        for mirror in self.mirrors:
+            mirror.log_params(clean)
+        self._merge("params", clean)
 
     def log_metrics(self, metrics: dict[str, Any]) -> None:
-        self._merge("metrics", clean_metrics(metrics))
+        clean = clean_metrics(metrics)
+        for mirror in self.mirrors:
+            mirror.log_metrics(clean)
+        self._merge("metrics", clean)
 
     def set_tags(self, tags: dict[str, Any]) -> None:
-        self._merge("tags", clean_strings("tag", tags))
+        clean = clean_strings("tag", tags)
+        for mirror in self.mirrors:
+            mirror.set_tags(clean)
+        self._merge("tags", clean)
 
     def end(self, status: Literal["finished", "failed"] = "finished") -> Run:
+        for mirror in self.mirrors:
+            mirror.end(status)
         with self._db.write() as conn:
             conn.execute(
                 sa.update(runs)
@@ -105,6 +133,7 @@ def start_run(
     user: str,
     params: dict[str, Any] | None,
     tags: dict[str, Any] | None,
+    mirrors: Sequence[RunMirror] = (),
 ) -> ActiveRun:
     run_id = uuid.uuid4().hex
     with db.write() as conn:
@@ -120,7 +149,7 @@ def start_run(
                 user=user,
             )
         )
-    return ActiveRun(db, run_id)
+    return ActiveRun(db, run_id, mirrors)
 
 
 def runs_query(*, kind: str | None = None, name: str | None = None) -> sa.Select[Any]:
