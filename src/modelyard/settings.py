@@ -184,6 +184,16 @@ class EstimationSettings(BaseModel):
     calibration: Literal["auto", "always", "never"] = "auto"
 
 
+class CostSettings(BaseModel):
+    """What a model's CPU time and memory cost (``[monitoring.cost]``). The defaults are AWS
+    Fargate's on-demand Linux/x86 list prices in us-east-1 (per vCPU-hour and per GB-hour);
+    set your own, in any currency."""
+
+    cpu_hour_price: float = Field(default=0.04048, ge=0)
+    gb_hour_price: float = Field(default=0.004445, ge=0)
+    currency: str = Field(default="USD", min_length=1, max_length=8)
+
+
 class MonitoringSettings(BaseModel):
     """The prediction log, drift and alerts; each is also ``MODELYARD_MONITORING__<NAME>``."""
 
@@ -213,6 +223,7 @@ class MonitoringSettings(BaseModel):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     estimation: EstimationSettings = Field(default_factory=EstimationSettings)
     reconstruction: ReconstructionSettings = Field(default_factory=ReconstructionSettings)
+    cost: CostSettings = Field(default_factory=CostSettings)
 
 
 class LoopTrigger(BaseModel):

@@ -36,3 +36,18 @@ class SleepyModel:
         values = np.asarray(X, dtype=float)
         time.sleep(float(values[:, 1].max()))
         return values[:, 0]
+
+
+class BusyModel:
+    """Spends ``cpu_s_per_row`` seconds of its thread's CPU time on each row, then answers the
+    first column: a model whose cost is known."""
+
+    def __init__(self, cpu_s_per_row: float) -> None:
+        self.cpu_s_per_row = cpu_s_per_row
+
+    def predict(self, X: object) -> np.ndarray:
+        values = np.asarray(X, dtype=float)
+        until = time.thread_time() + self.cpu_s_per_row * len(values)
+        while time.thread_time() < until:
+            pass
+        return values[:, 0]

@@ -15,7 +15,9 @@ from modelyard.cli._registry import load_settings
 
 if TYPE_CHECKING:
     from modelyard.monitoring.alerts import Incident
+    from modelyard.monitoring.cost import Prices
     from modelyard.monitoring.types import DriftResult
+    from modelyard.settings import Settings
 
 app = typer.Typer(
     help="Monitoring: the prediction log, drift, alerts and reports.", no_args_is_help=True
@@ -378,6 +380,55 @@ def _cell(value: object) -> object:
     if isinstance(value, list):
         return "[" + ", ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in value) + "]"
     return value
+
+
+@app.command("cost")
+def cost(
+    name: str = typer.Argument(..., help="The deployment or model name."),
+    since: str = typer.Option("24h", "--since", help="How far back, e.g. 1h, 24h, 7d."),
+    json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """What each version of NAME cost to serve over the window: CPU-seconds and GB-hours of
+    memory per 1,000 predictions, and the money at the monitoring.cost prices."""
+    from modelyard.core.durations import parse_duration
+    from modelyard.monitoring.cost import cost_report
+    from modelyard.monitoring.mirror import readable_root, store_named
+
+    window = timedelta(seconds=parse_duration(since))
+    settings = load_settings()
+    with store_named(settings):
+        report = cost_report(
+            readable_root(settings, name), name, window=window, prices=prices_of(settings)
+        )
+    if json:
+        print_json(report)
+        return
+    currency = report.prices.currency
+    rows = [
+        [m.model, m.version, f"{m.predictions:,}", f"{m.cpu_s:.3f}", f"{m.cpu_s_per_1k:.4f}",
+         _megabytes(m.memory_bytes), f"{m.gb_h_per_1k:.2e}", f"{m.cost_per_1k:.2e}",
+         f"{m.cost:.4f}"]
+        for m in report.models
+    ]  # fmt: skip
+    columns = ["model", "version", "predictions", "CPU s", "CPU s / 1k", "memory",
+               "GB-h / 1k", f"{currency} / 1k", currency]  # fmt: skip
+    table(f"cost of {name}, last {since}", columns, rows)
+    p = report.prices
+    typer.echo(f"prices: {p.cpu_hour:g} {currency} per CPU-hour, {p.gb_hour:g} per GB-hour")
+    if not report.measured:
+        typer.echo("This log was written before the server measured cost; serve it again with "
+                   "'yard serve --log-predictions' to measure it.")  # fmt: skip
+
+
+def prices_of(settings: Settings) -> Prices:
+    from modelyard.monitoring.cost import Prices
+
+    c = settings.monitoring.cost
+    return Prices(cpu_hour=c.cpu_hour_price, gb_hour=c.gb_hour_price, currency=c.currency)
+
+
+def _megabytes(size_bytes: int) -> str:
+    return f"{size_bytes / 1e6:.1f} MB" if size_bytes else "-"
 
 
 @app.command("check")

@@ -131,6 +131,23 @@ def _sections(t: AlertThresholds) -> list[tuple[str, list[Panel]]]:
                 "s", width=6,
             ),
             Panel(
+                "CPU used by model",
+                "CPU-seconds per second (cores) each model version used: its thread's time on "
+                "batches and the event loop's on its requests; 'yard monitor cost' turns it "
+                "into CPU-seconds and money per 1,000 predictions.",
+                [(_rate("modelyard_model_cpu_seconds_total", _MODEL, "model, version"),
+                  "{{model}}/{{version}}")],
+                "short", width=12,
+            ),
+            Panel(
+                "Model memory",
+                "Resident memory each loaded model version took (its growth while it loaded), "
+                "summed over servers.",
+                [(f"sum by (model, version) (modelyard_model_memory_bytes{{{_MODEL}}})",
+                  "{{model}}/{{version}}")],
+                "bytes", width=12,
+            ),
+            Panel(
                 "Model loads",
                 "Loads since each server started, by version and result; a failed one is a "
                 "version the server could not swap to (it kept serving the one it had).",

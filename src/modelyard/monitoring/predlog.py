@@ -69,6 +69,10 @@ class PredictionRecord(Protocol):
     def input_names(self) -> tuple[str, ...]: ...
     @property
     def status(self) -> int: ...
+    @property
+    def cpu_s(self) -> float: ...
+    @property
+    def memory_bytes(self) -> int: ...
 
 
 _US_PER_HOUR = 3_600_000_000
@@ -76,7 +80,7 @@ _US_PER_HOUR = 3_600_000_000
 #: Columns every log row has, before the inputs (``in_*``) and outputs (``out_*``).
 BASE_COLUMNS = (
     "request_id", "row", "time", "deployment", "route", "model", "version", "latency_ms",
-    "status",
+    "status", "cpu_ms", "memory_bytes",
 )  # fmt: skip
 
 
@@ -328,6 +332,9 @@ def _group_table(
         "version": text([r.version for r in records]),
         "latency_ms": pa.array(each([r.latency_s for r in records], np.float64) * 1000),
         "status": pa.array(each([r.status for r in records], np.int16)),
+        # a request's CPU time shared by its rows, so that a sum over rows is the total
+        "cpu_ms": pa.array(each([r.cpu_s for r in records], np.float64) * 1000 / _per(counts)),
+        "memory_bytes": pa.array(each([r.memory_bytes for r in records], np.int64)),
     }
     for name, column in zip(names, _input_columns(records, len(names)), strict=True):
         if name in drop:
@@ -339,6 +346,14 @@ def _group_table(
     for output in outputs:
         data[f"out_{output}"] = _output_array([r.outputs[output] for r in records], counts)
     return pa.table(data)
+
+
+def _per(counts: np.ndarray) -> np.ndarray | int:
+    """Each row's divisor of its request's totals: its request's row count (1 for all when
+    every request has one row)."""
+    if (counts == 1).all():
+        return 1
+    return np.repeat(np.maximum(counts, 1), counts)
 
 
 def _sha256(values: np.ndarray) -> list[str]:

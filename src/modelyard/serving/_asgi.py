@@ -29,6 +29,8 @@ class Call:
     route: str = "other"
     #: The model label of the metrics: a served name once the token passed, else ``""``.
     model: str = ""
+    #: ``perf_counter`` when the body was read (``ModelServer._body``).
+    received: float = 0.0
 
 
 class HttpError(Exception):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -59,6 +60,8 @@ class BatchResult:
     queue_wait_s: float
     compute_s: float
     batch_rows: int
+    #: This request's share (by rows) of the CPU time the model's thread spent on the batch.
+    cpu_s: float = 0.0
 
 
 @dataclass(slots=True)
@@ -85,8 +88,10 @@ class AdaptiveBatcher:
         max_batch_delay_ms: float = 2.0,
         max_queue: int = 1024,
         max_batch_tokens: int | None = None,
-        on_batch: Callable[[int, float], None] | None = None,
+        on_batch: Callable[[int, float, float], None] | None = None,
     ) -> None:
+        """``on_batch(rows, compute_s, cpu_s)`` hears of every batch that ran: its rows, its
+        wall time and the CPU time of the model's thread on it."""
         self._run_batch = run_batch
         self._executor = executor
         self.max_batch_size = max_batch_size
@@ -254,7 +259,9 @@ class AdaptiveBatcher:
         started = loop.time()
         self._running = batch
         try:
-            outputs = await loop.run_in_executor(self._executor, self._run_batch, merged, wanted)
+            outputs, cpu_s = await loop.run_in_executor(
+                self._executor, _on_cpu, self._run_batch, merged, wanted
+            )
         except ModelyardError as exc:
             _fail(batch, exc)
             return
@@ -266,16 +273,28 @@ class AdaptiveBatcher:
             self._running = []
         compute_s = loop.time() - started
         if self._on_batch is not None:
-            self._on_batch(merged.n, compute_s)
+            self._on_batch(merged.n, compute_s, cpu_s)
+        per_row_s = cpu_s / merged.n if merged.n else 0.0
         offset = 0
         for item in batch:
             end = offset + item.rows.n
             if not item.future.done():
                 own = {name: outputs[name][offset:end] for name in item.outputs}
+                share = per_row_s * item.rows.n
                 item.future.set_result(
-                    BatchResult(own, started - item.enqueued, compute_s, merged.n)
+                    BatchResult(own, started - item.enqueued, compute_s, merged.n, share)
                 )
             offset = end
+
+
+def _on_cpu(
+    run_batch: RunBatch, rows: Rows, wanted: tuple[str, ...]
+) -> tuple[dict[str, Array], float]:
+    """``run_batch`` in the model's thread, with the CPU time that thread spent on it (the
+    cost figures: threads a runtime starts itself, such as onnxruntime's, are not counted)."""
+    started = time.thread_time()
+    outputs = run_batch(rows, wanted)
+    return outputs, time.thread_time() - started
 
 
 def length_groups(

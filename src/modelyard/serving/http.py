@@ -118,6 +118,10 @@ class Answer:
     queue_s: float
     #: ``perf_counter`` when encoding started.
     encoded: float
+    #: The request's share of its batch's CPU time in the model's thread.
+    model_cpu_s: float = 0.0
+    #: The event loop's time on the request from its body to its batch (decoding, validation).
+    decode_s: float = 0.0
 
 
 class ModelServer:
@@ -416,6 +420,7 @@ class ModelServer:
         if len(body) > limit:
             raise too_large(limit)
         if not message.get("more_body"):
+            call.received = time.perf_counter()
             return body
         chunks = [body]
         size = len(body)
@@ -426,6 +431,7 @@ class ModelServer:
             if size > limit:
                 raise too_large(limit)
             chunks.append(chunk)
+        call.received = time.perf_counter()
         return b"".join(chunks)
 
     # -- labels ------------------------------------------------------------------------------
@@ -567,8 +573,9 @@ class ModelServer:
     ) -> None:
         """The HTTP answer of a decoded prediction request (every HTTP front door)."""
         answer = await self.predict(
-            name, version, door, headers=call.headers, large=large, timeout_s=self._timeout_s
-        )
+            name, version, door, headers=call.headers, large=large, timeout_s=self._timeout_s,
+            received=call.received,
+        )  # fmt: skip
         extra = [(b"x-route", answer.route.encode())] if answer.route is not None else None
         await respond(
             call.send, 200, answer.payload, call.request_id,
@@ -585,12 +592,14 @@ class ModelServer:
         headers: dict[str, str],
         large: bool,
         timeout_s: float,
+        received: float,
     ) -> Answer:
         """The one path every front door of every protocol takes once its body is decoded:
-        a deployment's routes, or the model asked; ``finish`` records the answer once sent."""
+        a deployment's routes, or the model asked; ``finish`` records the answer once sent.
+        ``received``: ``perf_counter`` when the request's body was complete."""
         if self.routed(name, version):
             return await self._predict_deployment(
-                name, door, headers=headers, large=large, timeout_s=timeout_s
+                name, door, headers=headers, large=large, timeout_s=timeout_s, received=received
             )
         served = self.hub.get(name, version)
         if large:
@@ -600,16 +609,24 @@ class ModelServer:
             served = self.hub.get(name, version)
         wanted = door.outputs(served)
         rows = door.rows(served)
+        joined = time.perf_counter()
         result = await served.predict(rows, wanted, timeout_s=timeout_s)
         encode_started = time.perf_counter()
         payload = door.encode(name, served, result.outputs)
         return Answer(
             payload, served, door.route, None, None, rows, result.outputs, result.queue_wait_s,
-            encode_started,
+            encode_started, result.cpu_s, joined - received,
         )  # fmt: skip
 
     async def _predict_deployment(
-        self, name: str, door: Door, *, headers: dict[str, str], large: bool, timeout_s: float
+        self,
+        name: str,
+        door: Door,
+        *,
+        headers: dict[str, str],
+        large: bool,
+        timeout_s: float,
+        received: float,
     ) -> Answer:
         router = self.hub.router
         assert router is not None
@@ -621,6 +638,7 @@ class ModelServer:
         stable = slot.stable
         wanted = door.outputs(stable)
         key = slot.sticky_key(headers, lambda field: door.field(field, stable))
+        joined = time.perf_counter()
         route, served, result, rows = await router.predict(
             slot, door.rows, wanted=wanted, key=key, timeout_s=timeout_s
         )
@@ -629,7 +647,7 @@ class ModelServer:
         payload = door.encode(name, served, outputs)
         return Answer(
             payload, served, door.route, route, name, rows, outputs, result.queue_wait_s,
-            encode_started,
+            encode_started, result.cpu_s, joined - received,
         )  # fmt: skip
 
     def finish(self, answer: Answer, request_id: str, started: float, *, protocol: str) -> None:
@@ -648,9 +666,13 @@ class ModelServer:
                 m.child(m.latency, called, route, protocol),
                 m.child(m.serialize, served.name),
                 m.child(m.queue_wait, served.name),
+                m.child(m.model_cpu, served.name, served.version),
             )
-        requests, latency, serialize, queue_wait = children
+        requests, latency, serialize, queue_wait, cpu = children
         now = time.perf_counter()
+        # the event loop's share: decoding and validating, then encoding, sending, counting
+        loop_s = answer.decode_s + (now - answer.encoded)
+        cpu.inc(loop_s)
         requests.inc()
         latency.observe(now - started)
         serialize.observe(now - answer.encoded)
@@ -666,7 +688,8 @@ class ModelServer:
                 version=served.version, route=answer.route or answer.door_route,
                 inputs=answer.rows, outputs=answer.outputs,
                 latency_s=time.perf_counter() - started, input_names=served.input_names,
-                deployment=answer.deployment,
+                deployment=answer.deployment, cpu_s=answer.model_cpu_s + loop_s,
+                memory_bytes=served.memory_bytes,
             )
         )  # fmt: skip
 

@@ -6,6 +6,7 @@ starts; each worker writes its values there and ``/metrics`` adds them up across
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -94,6 +95,19 @@ class ServingMetrics:
         self.route_errors = Counter(
             "modelyard_route_errors", "Requests that failed on a deployment's route.",
             ["deployment", "route"], registry=r,
+        )  # fmt: skip
+        # Cost: CPU time per model version (its thread's time on each batch, plus the event
+        # loop's time on each of its requests) and the memory each loaded version took.
+        self.model_cpu = Counter(
+            "modelyard_model_cpu_seconds",
+            "CPU time spent on a model version: its thread on batches, the event loop on its "
+            "requests (decoding, validation, encoding).",
+            ["model", "version"], registry=r,
+        )  # fmt: skip
+        self.model_memory = Gauge(
+            "modelyard_model_memory_bytes",
+            "Resident memory a loaded model version took (the growth while it loaded).",
+            ["model", "version"], registry=r, multiprocess_mode="livesum",
         )  # fmt: skip
         self.loads = Counter(
             "modelyard_model_loads", "Model loads by result (ok or failed).",
@@ -194,6 +208,12 @@ class ServingMetrics:
             found = metric.labels(*labels)
             self._children[key] = found
         return found
+
+    def drop(self, metric: Any, *labels: str) -> None:
+        """Forget one label set of ``metric`` (a version no longer served)."""
+        self._children.pop((id(metric), *labels), None)
+        with contextlib.suppress(KeyError):
+            metric.remove(*labels)
 
     def observe_route(self, deployment: str, route: str, seconds: float, error: bool) -> None:
         """One try on a deployment's route; its error counter exists (at 0) from the first."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 Array = npt.NDArray[Any]
 WARM_UP_TIMEOUT_S = 60.0
+_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 class ServedModel:
@@ -63,8 +66,9 @@ class ServedModel:
         loaded: LoadedModel,
         settings: ServingSettings,
         *,
-        on_batch: Callable[[int, float], None] | None = None,
+        on_batch: Callable[[int, float, float], None] | None = None,
         on_tokenize: Callable[[float], None] | None = None,
+        on_close: Callable[[], None] | None = None,
     ) -> None:
         signature = loaded.version.signature
         if signature is None:
@@ -87,6 +91,11 @@ class ServedModel:
         self.metric_children: dict[tuple[str, str, str], Any] = {}
         self._names = signature.column_names
         self.input_names = tuple(self._names)
+        #: The resident memory the process grew by while this version loaded and warmed up
+        #: (``ModelHub.load`` measures it; the first version of a runtime also carries the
+        #: runtime's libraries).
+        self.memory_bytes = 0
+        self._on_close = on_close
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"model-{self.name}")
         predictor = loaded.predictor
         #: The predictor when it takes text (tokenize, then predict_tokens), else ``None``.
@@ -225,6 +234,20 @@ class ServedModel:
         self._executor.shutdown(wait=False)
         if self._tokenizer is not None:
             self._tokenizer.close()
+        if self._on_close is not None:
+            self._on_close()
+
+
+def resident_bytes() -> int:
+    """The process's resident memory now (Linux's ``/proc``; elsewhere its peak so far)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE_BYTES
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
 def _output_types(signature: Signature) -> dict[str, np.dtype[Any]]:
@@ -273,9 +296,10 @@ class ModelHub:
         refs: list[ModelRef],
         settings: ServingSettings,
         *,
-        on_batch: Callable[[str, int, float], None] | None = None,
+        on_batch: Callable[[str, str, int, float, float], None] | None = None,
         on_tokenize: Callable[[str, float], None] | None = None,
-        on_load: Callable[[str, str, bool], None] | None = None,
+        on_load: Callable[[str, str, bool, int], None] | None = None,
+        on_unload: Callable[[str, str], None] | None = None,
         on_route: Callable[[str, str, float, bool], None] | None = None,
         deployments: list[str] | None = None,
     ) -> None:
@@ -301,6 +325,7 @@ class ModelHub:
         self._on_batch = on_batch
         self._on_tokenize = on_tokenize
         self._on_load = on_load
+        self._on_unload = on_unload
         self._watch: asyncio.Task[None] | None = None
         self.ready = False
 
@@ -350,38 +375,45 @@ class ModelHub:
         """Load, warm and start serving one version."""
         runtime = self.settings.runtime
         started = time.perf_counter()
+        resident = resident_bytes()
         loaded = await asyncio.to_thread(
             self.registry.load, ref, runtime=runtime, trust_pickle=self.settings.trust_pickle,
             tree_kernel=self.registry.settings.onnx.uses_tree_kernel("server"),
         )  # fmt: skip
         on_batch = self._on_batch
         on_tokenize = self._on_tokenize
-        name = loaded.version.name
+        on_unload = self._on_unload
+        name, version = loaded.version.name, str(loaded.version.version)
         served = ServedModel(
             loaded,
             self.settings,
-            on_batch=(lambda rows, secs: on_batch(name, rows, secs)) if on_batch else None,
+            on_batch=(
+                (lambda rows, secs, cpu: on_batch(name, version, rows, secs, cpu))
+                if on_batch else None
+            ),
             on_tokenize=(lambda secs: on_tokenize(name, secs)) if on_tokenize else None,
-        )
+            on_close=(lambda: on_unload(name, version)) if on_unload else None,
+        )  # fmt: skip
         served.batcher.start()
         try:
             await served.warm(max(self.settings.timeout_ms / 1000, WARM_UP_TIMEOUT_S))
         except BaseException:
             await served.close()
             raise
+        served.memory_bytes = max(resident_bytes() - resident, 0)
         on = f" on {loaded.provider}" if loaded.provider else ""
         logger.info(
             "serving %s (%s runtime%s) ready in %.0f ms",
             loaded.version.ref, loaded.runtime, on, (time.perf_counter() - started) * 1000,
         )  # fmt: skip
         if self._on_load is not None:
-            self._on_load(name, served.version, True)
+            self._on_load(name, served.version, True, served.memory_bytes)
         return served
 
     def load_failed(self, name: str, version: str) -> None:
         """Count a version that could not be loaded (the server keeps serving what it had)."""
         if self._on_load is not None:
-            self._on_load(name, version, False)
+            self._on_load(name, version, False, 0)
 
     async def _follow(self) -> None:
         """Poll the followed aliases; swap in a moved alias's version."""

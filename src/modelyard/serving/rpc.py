@@ -146,7 +146,7 @@ class GrpcEdge:
             door = GrpcDoor(request)  # decodes its tensors with its rows (off the loop if large)
             answer = await app.predict(
                 name, version, door, headers=headers, large=large,
-                timeout_s=_timeout(app.settings.timeout_ms / 1000, context),
+                timeout_s=_timeout(app.settings.timeout_ms / 1000, context), received=started,
             )  # fmt: skip
         except ModelyardError as exc:
             status = STATUS.get(exc.kind, 500)

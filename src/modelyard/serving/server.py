@@ -45,9 +45,10 @@ def build_app(
     registry = Registry(settings)
     metrics = ServingMetrics()
 
-    def on_batch(model: str, rows: int, compute_s: float) -> None:
+    def on_batch(model: str, version: str, rows: int, compute_s: float, cpu_s: float) -> None:
         metrics.child(metrics.batch_rows, model).observe(rows)
         metrics.child(metrics.compute, model).observe(compute_s)
+        metrics.child(metrics.model_cpu, model, version).inc(cpu_s)
         slot = hub.slots.get(model)
         if slot is not None and slot.current is not None:
             metrics.child(metrics.queue_depth, model).set(slot.current.batcher.depth)
@@ -66,12 +67,17 @@ def build_app(
     def on_tokenize(model: str, seconds: float) -> None:
         metrics.child(metrics.tokenize, model).observe(seconds)
 
-    def on_load(model: str, version: str, ok: bool) -> None:
+    def on_load(model: str, version: str, ok: bool, memory_bytes: int) -> None:
         metrics.child(metrics.loads, model, version, "ok" if ok else "failed").inc()
+        if ok:
+            metrics.child(metrics.model_memory, model, version).set(memory_bytes)
+
+    def on_unload(model: str, version: str) -> None:
+        metrics.drop(metrics.model_memory, model, version)
 
     hub = ModelHub(
         registry, [parse_ref(r) for r in refs], settings.serving,
-        on_batch=on_batch, on_tokenize=on_tokenize, on_load=on_load,
+        on_batch=on_batch, on_tokenize=on_tokenize, on_load=on_load, on_unload=on_unload,
         on_route=metrics.observe_route,
         deployments=deployments or [],
     )  # fmt: skip

@@ -25,6 +25,10 @@ class PredictionRecord:
     deployment: str | None = None
     #: The HTTP status; a failed request is logged with it, ``inputs`` ``None`` and no outputs.
     status: int = 200
+    #: CPU time spent on the request (its share of its batch, the event loop's time on it).
+    cpu_s: float = 0.0
+    #: The resident memory of the model version that answered (``ServedModel.memory_bytes``).
+    memory_bytes: int = 0
 
 
 class PredictionSink(Protocol):

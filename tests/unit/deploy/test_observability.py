@@ -187,7 +187,8 @@ def test_the_dashboard_has_the_panels_an_operator_needs() -> None:
     titles = {p["title"] for p in panels_of(dashboard)}
     assert titles == {
         "Request rate", "Error ratio", "Latency p50 / p99", "Queue wait p50 / p99",
-        "Queue depth", "Batch size", "Model compute p50 / p99", "Model loads",
+        "Queue depth", "Batch size", "Model compute p50 / p99", "CPU used by model",
+        "Model memory", "Model loads",
         "Route request rate", "Route error ratio", "Route latency p99", "Drift share",
         "Drift score per column", "Prediction-log backlog",
     }  # fmt: skip
