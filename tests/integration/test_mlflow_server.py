@@ -268,6 +268,59 @@ def test_export_mlflow_is_read_back_by_mlflow(
     assert len(client.search_model_versions("name = 'iris-yard'")) == 1
 
 
+def test_an_onnx_version_is_exported_under_mlflows_onnx_flavor(
+    mlflow_server: MlflowServer, registry: Registry, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    import mlflow
+    from skl2onnx import to_onnx
+
+    from modelyard.integrations.mlflow import export_version
+
+    model = LogisticRegression().fit(X, Y)
+    path = tmp_path / "logreg.onnx"
+    path.write_bytes(to_onnx(model, X.to_numpy(np.float32)[:1]).SerializeToString())
+    version = registry.register_file(path, name="graph", metrics={"auc": 0.8})
+    exported = export_version(registry, "graph/1", tracking_uri=mlflow_server.url)
+    assert (exported.name, exported.version, exported.new) == ("graph", 1, True)
+    client = mlflow.MlflowClient(mlflow_server.url)
+    mv = client.get_model_version("graph", "1")
+    assert mv.tags["modelyard.sha256"] == version.file("model").sha256  # type: ignore[union-attr]
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")
+    mlflow.set_tracking_uri(mlflow_server.url)
+    onnx_model = mlflow.onnx.load_model("models:/graph/1")
+    assert onnx_model.SerializeToString() == path.read_bytes()  # the same bytes
+    answer = mlflow.pyfunc.load_model("models:/graph/1").predict(X.to_numpy(np.float32)[:10])
+    assert np.array_equal(np.asarray(answer["output_label"]), model.predict(X.head(10)))
+
+
+def test_a_version_mlflow_cannot_read_is_refused_before_anything_is_sent(
+    registry: Registry,
+) -> None:
+    from modelyard.errors import UnsupportedFormatError
+    from modelyard.integrations.mlflow import export_version
+
+    registry.register(LogisticRegression().fit(X, Y), name="pickled", flavor="pickle",
+                      trust_pickle=True, data=X)  # fmt: skip
+    # no server at all: the refusal comes first
+    with pytest.raises(UnsupportedFormatError, match=r"Model pickled/1 is a pickle version .*"
+                       "--convert onnx"):  # fmt: skip
+        export_version(registry, "pickled/1", tracking_uri="http://127.0.0.1:1")
+
+
+def test_a_run_mirror_needs_a_tracking_uri_and_a_known_mirror(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelyard.errors import ConfigError, InvalidSpecError
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with pytest.raises(ConfigError, match="set MLFLOW_TRACKING_URI"):
+        modelyard.start_run("train", mirror="mlflow")
+    with pytest.raises(InvalidSpecError, match="Unknown run mirror 'wandb'; use mirror='mlflow'"):
+        modelyard.start_run("train", mirror="wandb")
+    assert registry.list_runs().total == 0
+
+
 def test_start_run_mirrors_params_and_metrics_to_mlflow(tracking: str, registry: Registry) -> None:
     import mlflow
 
@@ -328,8 +381,9 @@ def test_a_pickled_mlflow_model_needs_trust_and_nothing_is_stored_without_it(
     mlflow_server: MlflowServer, tracking: str, registry: Registry, home: Path
 ) -> None:
     log_mlflow_model(tracking, "pickled", alias="prod", fmt="cloudpickle")
-    with pytest.raises(UntrustedTypeError, match="pass --trust-pickle"):
+    with pytest.raises(UntrustedTypeError, match="pass --trust-pickle") as caught:
         modelyard.load("models:/pickled@prod")
+    assert str(caught.value).startswith(f"MLflow model 'pickled' version 1 on {tracking}: ")
     assert registry.list_models().total == 0
     assert blob_count(home / "artifacts") == 0
     done = yard(home, "models", "import-mlflow", "pickled", MLFLOW_TRACKING_URI=tracking)

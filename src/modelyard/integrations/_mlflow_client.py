@@ -32,13 +32,13 @@ EXTRA_HINT = "pip install 'modelyard[mlflow]'"
 
 
 def clean_uri(uri: str) -> str:
-    """``uri`` without a user name or password, to record and to show in messages."""
-    parts = urllib.parse.urlsplit(uri)
-    if parts.username is None and parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    """``uri`` without a user name, password or trailing ``/``: what is recorded in tags (and
+    compared to find an import again) and shown in messages."""
+    parts = urllib.parse.urlsplit(uri.strip())
+    if parts.username is not None or parts.password is not None:
+        host = parts.hostname or ""
+        parts = parts._replace(netloc=f"{host}:{parts.port}" if parts.port else host)
+    return urllib.parse.urlunsplit(parts).rstrip("/")
 
 
 def mlflow_client(tracking_uri: str | None) -> MlflowClient:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, cast
 
 from modelyard.core.refs import ModelRef, parse_ref
 from modelyard.core.types import ModelVersion
-from modelyard.errors import IntegrityError
+from modelyard.errors import IntegrityError, ValidationError
 from modelyard.integrations._mlflow_client import clean_uri, mlflow_client, mlflow_errors
 from modelyard.integrations._mlflow_export import ExportedVersion, export_version
 from modelyard.integrations.mlflow_runs import MlflowRunMirror, start_mirror
@@ -208,11 +208,16 @@ def _import(
                 registry_uri=tracking_uri,
             )
         run_note = f" (run {found.run_id})" if found.run_id else ""
-        version = registry.register_file(
-            Path(local), name=name, tags=tags, params=params, metrics=metrics,
-            description=found.description or None, trust_pickle=trust_pickle,
-            trusted_types=trusted_types, source=f"models:/{name}/{number} on {where}{run_note}",
-        )  # fmt: skip
+        try:
+            version = registry.register_file(
+                Path(local), name=name, tags=tags, params=params, metrics=metrics,
+                description=found.description or None, trust_pickle=trust_pickle,
+                trusted_types=trusted_types,
+                source=f"models:/{name}/{number} on {where}{run_note}",
+            )  # fmt: skip
+        except (ValidationError, IntegrityError) as exc:
+            # the importer names a temporary folder; say which MLflow version it was
+            raise type(exc)(f"MLflow {what} on {where}: {exc}") from None
     failed = [check.name for check in registry.verify(version.ref) if not check.ok]
     if failed:
         raise IntegrityError(
