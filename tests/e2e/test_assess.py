@@ -81,7 +81,8 @@ def test_the_json_shape_is_versioned_and_complete(tmp_path: Path) -> None:
         "status": "not_measured",
         "currency": None,
         "models": [],
-        "detail": "cost and resource use per model are not measured yet",
+        "detail": "not measured: no model is registered; register one and serve it with "
+        "'yard serve NAME --log-predictions'",
     }
     assert a["architecture"].startswith("flowchart LR")
 

@@ -92,3 +92,18 @@ def test_two_models_served_together_get_cpu_figures_in_the_ratio_of_their_costs(
     table = subprocess.run([YARD, "monitor", "cost", "heavy"], env=env, capture_output=True,
                            text=True, check=True).stdout  # fmt: skip
     assert "CPU s / 1k" in table and "USD" in table and "per CPU-hour" in table
+    report = tmp_path / "report.html"
+    subprocess.run([YARD, "monitor", "report", "heavy", "-o", str(report)], env=env,
+                   capture_output=True, text=True, check=True)  # fmt: skip
+    html = report.read_text()
+    assert 'data-testid="cost-table"' in html and "heavy/1" in html
+
+    # ... and the readiness assessment's cost section.
+    assessed = subprocess.run([YARD, "assess", str(tmp_path), "--model", "heavy", "--json"],
+                              env=env, capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
+    assert assessed.returncode == 0, assessed.stderr
+    cost = json.loads(assessed.stdout)["cost"]
+    assert cost["status"] == "measured" and cost["currency"] == "USD"
+    (row,) = cost["models"]
+    assert row["model"] == "heavy/1" and row["predictions"] == n
+    assert abs(row["cpu_s_per_1k"] / 1000 - heavy) <= 0.1 * heavy

@@ -15,9 +15,7 @@ from modelyard.cli._registry import load_settings
 
 if TYPE_CHECKING:
     from modelyard.monitoring.alerts import Incident
-    from modelyard.monitoring.cost import Prices
     from modelyard.monitoring.types import DriftResult
-    from modelyard.settings import Settings
 
 app = typer.Typer(
     help="Monitoring: the prediction log, drift, alerts and reports.", no_args_is_help=True
@@ -133,6 +131,7 @@ def report(
     from modelyard.monitoring.mirror import readable_root, store_named
     from modelyard.monitoring.report import write_report
     from modelyard.monitoring.service import DriftOptions, build_report
+    from modelyard.monitoring.types import Prices
 
     settings = load_settings()
     span = timedelta(seconds=parse_duration(window))
@@ -141,6 +140,7 @@ def report(
             open_registry(), readable_root(settings, name), name, window=span,
             reference=reference,
             options=DriftOptions.from_settings(settings), progress=advance,
+            prices=Prices.of(settings.monitoring.cost),
         )  # fmt: skip
     path = write_report(data, output)
     drift = data.drift
@@ -393,21 +393,23 @@ def cost(
     from modelyard.core.durations import parse_duration
     from modelyard.monitoring.cost import cost_report
     from modelyard.monitoring.mirror import readable_root, store_named
+    from modelyard.monitoring.types import Prices
 
     window = timedelta(seconds=parse_duration(since))
     settings = load_settings()
     with store_named(settings):
         report = cost_report(
-            readable_root(settings, name), name, window=window, prices=prices_of(settings)
-        )
+            readable_root(settings, name), name, window=window,
+            prices=Prices.of(settings.monitoring.cost),
+        )  # fmt: skip
     if json:
         print_json(report)
         return
     currency = report.prices.currency
     rows = [
-        [m.model, m.version, f"{m.predictions:,}", f"{m.cpu_s:.3f}", f"{m.cpu_s_per_1k:.4f}",
-         _megabytes(m.memory_bytes), f"{m.gb_h_per_1k:.2e}", f"{m.cost_per_1k:.2e}",
-         f"{m.cost:.4f}"]
+        [m.model, m.version, f"{m.predictions:,}", f"{m.cpu_s:.3f}", f"{m.cpu_s_per_1k:.4g}",
+         _megabytes(m.memory_bytes), f"{m.gb_h_per_1k:.3g}", f"{m.cost_per_1k:.3g}",
+         f"{m.cost:.3g}"]
         for m in report.models
     ]  # fmt: skip
     columns = ["model", "version", "predictions", "CPU s", "CPU s / 1k", "memory",
@@ -418,13 +420,6 @@ def cost(
     if not report.measured:
         typer.echo("This log was written before the server measured cost; serve it again with "
                    "'yard serve --log-predictions' to measure it.")  # fmt: skip
-
-
-def prices_of(settings: Settings) -> Prices:
-    from modelyard.monitoring.cost import Prices
-
-    c = settings.monitoring.cost
-    return Prices(cpu_hour=c.cpu_hour_price, gb_hour=c.gb_hour_price, currency=c.currency)
 
 
 def _megabytes(size_bytes: int) -> str:

@@ -16,55 +16,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from modelyard.errors import PredictionLogEmptyError
+from modelyard.monitoring.types import CostReport, ModelCost, Prices
 from modelyard.monitoring.windows import empty_window, hours, log_columns, log_folder
 
 __all__ = ["CostReport", "ModelCost", "Prices", "cost_report", "model_costs"]
 
 _GB = 1e9
 _PER = 1000  # predictions
-
-
-class Prices(msgspec.Struct, frozen=True, kw_only=True):
-    """What one CPU-hour and one GB-hour of memory cost (``monitoring.cost`` settings)."""
-
-    cpu_hour: float
-    gb_hour: float
-    currency: str = "USD"
-
-
-class ModelCost(msgspec.Struct, frozen=True, kw_only=True):
-    """One model version's serving cost over a window of its log."""
-
-    model: str
-    version: str
-    #: Rows answered (a request of 10 rows is 10 predictions).
-    predictions: int
-    requests: int
-    cpu_s: float
-    #: The resident memory the version took (the largest logged; 0 where not measured).
-    memory_bytes: int
-    #: Hours between its first and last logged request in the window (at least a second).
-    served_h: float
-    cpu_s_per_1k: float
-    gb_h_per_1k: float
-    #: CPU and memory at the prices, for the window and per 1,000 predictions.
-    cost: float
-    cost_per_1k: float
-
-
-class CostReport(msgspec.Struct, frozen=True, kw_only=True):
-    """``yard monitor cost``: each version's cost over a window; ``measured`` is false for a
-    log written before the server measured cost (every figure then 0)."""
-
-    name: str
-    start: str  # ISO 8601, UTC
-    end: str
-    prices: Prices
-    measured: bool
-    models: tuple[ModelCost, ...] = ()
 
 
 def model_costs(

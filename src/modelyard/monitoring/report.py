@@ -348,7 +348,7 @@ def _template() -> jinja2.Template:
 def render_report(data: ReportData) -> str:
     """The report as one self-contained HTML document (inline CSS and SVG, no script, no
     network): verdict, drift table, histograms, series charts, reconstruction error, estimated
-    and realised performance."""
+    and realised performance, and each version's cost."""
     drift = data.drift
     columns, outputs = _ranked(drift.columns), _ranked(drift.outputs)
     histograms, output_histograms = _histograms(columns, ""), _histograms(outputs, "output-")
@@ -372,6 +372,7 @@ def render_report(data: ReportData) -> str:
         reconstruction=data.reconstruction,
         reconstruction_chart=_reconstruction_chart(data.reconstruction),
         reconstruction_rows=_reconstruction_rows(data.reconstruction),
+        cost=data.cost,
         reference_colour=REFERENCE_COLOUR,
         current_colour=CURRENT_COLOUR,
     )

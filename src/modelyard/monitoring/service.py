@@ -56,8 +56,10 @@ from modelyard.monitoring.text import (
 from modelyard.monitoring.traffic import traffic_points
 from modelyard.monitoring.types import (
     ColumnDrift,
+    CostReport,
     DriftResult,
     Performance,
+    Prices,
     Reconstruction,
     ReportData,
 )
@@ -290,11 +292,14 @@ def build_report(
     progress: Progress | None = None,
     every: timedelta | None = None,
     reconstruction: bool = True,
+    prices: Prices | None = None,
 ) -> ReportData:
     """Everything ``yard monitor report`` draws: the window's drift, and hourly points (daily
     past three days, unless ``every`` says: an hour or a day) of volume, latency, errors, drift
     share and performance; the reconstruction error unless ``reconstruction`` is false (it
-    reads every row of the window)."""
+    reads every row of the window); each version's cost at ``prices`` (default: the
+    ``monitoring.cost`` defaults)."""
+    from modelyard.monitoring.cost import model_costs
     from modelyard.monitoring.performance import performance_series
 
     now = now or datetime.now(UTC)
@@ -331,6 +336,8 @@ def build_report(
         key = max(began, span.start).isoformat()
         if performance is not None and key in points:
             points[key] = msgspec.structs.replace(points[key], performance=performance.metrics)
+    prices = prices or Prices.defaults()
+    costs, measured = model_costs(span.files, start=span.start, end=now, prices=prices)
     return ReportData(
         name=name,
         generated_at=now.isoformat(timespec="seconds"),
@@ -344,6 +351,9 @@ def build_report(
         ) if reconstruction else None,
         estimated=_estimated(registry, root, name, window=window, every=every, options=options,
                              now=now),
+        cost=CostReport(name=name, start=span.start.isoformat(timespec="seconds"),
+                        end=now.isoformat(timespec="seconds"), prices=prices, measured=measured,
+                        models=tuple(costs)),
     )  # fmt: skip
 
 

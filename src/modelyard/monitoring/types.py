@@ -10,6 +10,7 @@ import msgspec
 
 if TYPE_CHECKING:  # estimated imports this module; the struct is only encoded
     from modelyard.monitoring.estimated import EstimatedPerformance
+    from modelyard.settings import CostSettings
 
 __all__ = [
     "ColumnDrift",
@@ -137,6 +138,60 @@ class Reconstruction(msgspec.Struct, frozen=True, kw_only=True):
     windows: tuple[ReconstructionWindow, ...]
 
 
+class Prices(msgspec.Struct, frozen=True, kw_only=True):
+    """What one CPU-hour and one GB-hour of memory cost (``monitoring.cost`` settings)."""
+
+    cpu_hour: float
+    gb_hour: float
+    currency: str = "USD"
+
+    @classmethod
+    def of(cls, settings: CostSettings) -> Prices:
+        return cls(
+            cpu_hour=settings.cpu_hour_price,
+            gb_hour=settings.gb_hour_price,
+            currency=settings.currency,
+        )
+
+    @classmethod
+    def defaults(cls) -> Prices:
+        from modelyard.settings import CostSettings
+
+        return cls.of(CostSettings())
+
+
+class ModelCost(msgspec.Struct, frozen=True, kw_only=True):
+    """One model version's serving cost over a window of its log."""
+
+    model: str
+    version: str
+    #: Rows answered (a request of 10 rows is 10 predictions).
+    predictions: int
+    requests: int
+    cpu_s: float
+    #: The resident memory the version took (the largest logged; 0 where not measured).
+    memory_bytes: int
+    #: Hours between its first and last logged request in the window (at least a second).
+    served_h: float
+    cpu_s_per_1k: float
+    gb_h_per_1k: float
+    #: CPU and memory at the prices, for the window and per 1,000 predictions.
+    cost: float
+    cost_per_1k: float
+
+
+class CostReport(msgspec.Struct, frozen=True, kw_only=True):
+    """``yard monitor cost``: each version's cost over a window; ``measured`` is false for a
+    log written before the server measured cost (every figure then 0)."""
+
+    name: str
+    start: str  # ISO 8601, UTC
+    end: str
+    prices: Prices
+    measured: bool
+    models: tuple[ModelCost, ...] = ()
+
+
 class ReportData(msgspec.Struct, frozen=True, kw_only=True):
     """Everything ``yard monitor report`` draws."""
 
@@ -151,3 +206,5 @@ class ReportData(msgspec.Struct, frozen=True, kw_only=True):
     #: Performance estimated without labels per window, with the realised values where labels
     #: arrived (``None`` when it cannot be estimated: no probabilities, too few labels...).
     estimated: EstimatedPerformance | None = None
+    #: Each version's serving cost over the window (``None``: not computed).
+    cost: CostReport | None = None

@@ -443,3 +443,27 @@ def test_a_failed_write_keeps_the_old_report(
         write_report(data, target)
     assert target.read_text(encoding="utf-8") == "old report"
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
+
+
+def test_cost_shows_each_version_at_the_prices_and_says_when_not_measured(
+    data: ReportData,
+) -> None:
+    from modelyard.monitoring.types import CostReport, ModelCost, Prices
+
+    model = ModelCost(
+        model="<churn>", version="3", predictions=12345, requests=1000, cpu_s=1.5,
+        memory_bytes=250_000_000, served_h=2.0, cpu_s_per_1k=0.1215, gb_h_per_1k=0.0405,
+        cost=0.0123, cost_per_1k=0.000996,
+    )  # fmt: skip
+    prices = Prices(cpu_hour=0.05, gb_hour=0.005, currency="EUR")
+    cost = CostReport(name="churn", start="a", end="b", prices=prices, measured=True,
+                      models=(model,))  # fmt: skip
+    page = parse(render_report(msgspec.structs.replace(data, cost=cost)))
+    assert "At 0.05 EUR per CPU-hour and 0.005 per GB-hour" in page.text("cost")
+    row = page.text("cost-table")
+    assert "<churn>/3 12,345 1.500 0.1215 250.0 MB 0.0405 0.000996 0.0123" in row
+    assert "&lt;churn&gt;" in page.html  # escaped
+    old = msgspec.structs.replace(cost, measured=False)
+    page = parse(render_report(msgspec.structs.replace(data, cost=old)))
+    assert "Not measured" in page.text("no-cost")
+    assert "no-cost" in parse(render_report(data)).texts  # no cost computed
