@@ -99,9 +99,8 @@ def test_two_models_served_together_get_cpu_figures_in_the_ratio_of_their_costs(
     assert 'data-testid="cost-table"' in html and "heavy/1" in html
 
     # ... and the readiness assessment's cost section.
-    assessed = subprocess.run([YARD, "assess", str(tmp_path), "--model", "heavy", "--json"],
-                              env=env, capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
-    assert assessed.returncode == 0, assessed.stderr
+    command = [YARD, "assess", str(tmp_path), "--model", "heavy", "--json"]
+    assessed = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     cost = json.loads(assessed.stdout)["cost"]
     assert cost["status"] == "measured" and cost["currency"] == "USD"
     (row,) = cost["models"]
