@@ -486,12 +486,15 @@ def monitoring_demo() -> None:
         yard("monitor", "check")
         time.sleep(0.3)
         yard("monitor", "check")
+        step("what churn/1 cost to serve: CPU-seconds, memory and money per 1,000 predictions")
+        yard("monitor", "cost", "churn", "--since", "1h")
         step("one self-contained HTML report, and the gauges on /metrics")
         yard("monitor", "report", "churn", "--window", "1h", "-o", str(HOME / "report.html"))
         time.sleep(2.5)  # the server refreshes its gauges every 2 s here
         gauges = [m for m in httpx.get(f"{url}/metrics").text.splitlines()
                   if m.startswith(("modelyard_drift_share", "modelyard_window_rows",
-                                   "modelyard_performance"))]  # fmt: skip
+                                   "modelyard_performance", "modelyard_model_cpu_seconds_total",
+                                   "modelyard_model_memory_bytes"))]  # fmt: skip
         print("  " + "\n  ".join(gauges))
     finally:
         server.send_signal(signal.SIGTERM)
