@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import POSTGRES_URL, SKIP_POSTGRES, reset_postgres
 from tests.integration._server import YARD, server_env
 
 TOP_KEYS = {
@@ -211,3 +212,22 @@ def test_the_demos_project_after_it_ran_scores_its_evidence(tmp_path: Path) -> N
     assert {"scikit-learn", "python", "modelyard"} <= {s["name"] for s in a["stack"]}
     run("assess", "-o", "assessment.html")
     assert "deployment churn" in (project / "assessment.html").read_text()
+
+
+@pytest.mark.postgres
+@SKIP_POSTGRES
+def test_an_attestation_round_trips_through_postgresql(tmp_path: Path) -> None:
+    assert POSTGRES_URL is not None
+    reset_postgres(POSTGRES_URL)
+    env = server_env(tmp_path / "home", MODELYARD_DATABASE_URL=POSTGRES_URL)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([YARD, *args], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=300, check=False)  # fmt: skip
+
+    done = run("assess", "attest", "Infra 5", "--by", "Ada", "--note", "replayed a request")
+    assert done.returncode == 0, done.stderr
+    a = json.loads(run("assess", "--json").stdout)
+    infra5 = next(t for t in a["tests"] if t["id"] == "infra-5")
+    assert (infra5["status"], infra5["points"]) == ("manual", 0.5)
+    assert infra5["evidence"][0]["where"].startswith("attested by Ada on ")

@@ -169,6 +169,11 @@ def _model_4(f: _Facts) -> Finding:
 
 def _model_6(f: _Facts) -> Finding:
     slices = [*f.p.found("ci:slices"), *f.p.found("pipeline:slices")]
+    slices += [
+        Evidence(kind="run", where=f"run {s.run_id}", detail=f"step {s.name} scored slices")
+        for s in f.s.steps
+        if s.sliced
+    ]
     return _finding("model-6", bool(slices), slices)
 
 
@@ -194,7 +199,18 @@ def _infra_1(f: _Facts) -> Finding:
         else None
     )
     ok = data is not None and packages is not None and bool(f.p.pinned)
-    return _finding("infra-1", ok, [data, packages, commit, *f.p.pinned])
+    checked = [
+        f.reg(
+            f"files re-hashed by {c.actor} on {c.at:%Y-%m-%d}: "
+            + ("all match" if c.ok else f"{len(c.failed)} failed")
+        )
+        for c in f.s.checks[:1]
+    ]
+    unpinned = [
+        Evidence(kind="file", where=line.split(":")[0], detail=f"not pinned: {line}")
+        for line in f.p.unpinned[:3]
+    ]
+    return _finding("infra-1", ok, [data, packages, commit, *f.p.pinned, *unpinned, *checked])
 
 
 def _infra_2(f: _Facts) -> Finding:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from modelyard.assess import assess
+from modelyard.assess.types import Evidence
 from modelyard.pipelines.project import init_project
 from tests.unit.assess._golden import (
     DRIFT_RULE,
@@ -270,3 +271,90 @@ def test_privacy_settings_support_data_5_but_only_an_attestation_scores_it(
     finally:
         registry.close()
     assert changed(after, assessed(project, monkeypatch)) == {"data-5": ("missing", "manual")}
+
+
+def test_a_dependency_bot_raises_monitor_1_and_a_lock_file_infra_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = served_project(tmp_path / "served", monkeypatch)
+    before = assessed(project, monkeypatch)
+    (project / ".github").mkdir()
+    (project / ".github/dependabot.yml").write_text("version: 2\nupdates: []\n")
+    bot = assessed(project, monkeypatch)
+    assert changed(before, bot) == {"monitor-1": ("missing", "automated")}
+    (project / "requirements.txt").write_text("scikit-learn>=1.5  # loose\nnumpy==2.4.0\n")
+    loose = assessed(project, monkeypatch)
+    assert changed(bot, loose) == {}
+    infra1 = next(t for t in loose.tests if t.id == "infra-1")
+    assert "not pinned: requirements.txt: scikit-learn>=1.5" in [e.detail for e in infra1.evidence]
+    (project / "uv.lock").write_text("version = 1\n")
+    assert changed(loose, assessed(project, monkeypatch)) == {"infra-1": ("missing", "automated")}
+
+
+SLICED_PIPELINE = """
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+
+from modelyard.pipelines import pipeline, step
+from modelyard.pipelines.builtin import evaluate
+
+
+@step
+def table() -> pd.DataFrame:
+    return pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0] * 5, "region": ["a", "b"] * 10,
+                         "y": [0, 0, 1, 1] * 5})
+
+
+@step
+def train(table: pd.DataFrame) -> LogisticRegression:
+    return LogisticRegression().fit(table[["x"]], table["y"])
+
+
+@pipeline
+def sliced() -> None:
+    data = table()
+    evaluate(train(data), data, target="y", slices=["region"])
+"""
+
+
+def test_a_pipeline_run_that_scored_slices_raises_model_6(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run's recorded per-slice metrics are the evidence (the code is outside the project)."""
+    import importlib
+
+    from modelyard.pipelines import run
+
+    project = served_project(tmp_path / "served", monkeypatch)
+    before = assessed(project, monkeypatch)
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "sliced_pipeline.py").write_text(SLICED_PIPELINE)
+    monkeypatch.syspath_prepend(str(code))
+    module = importlib.import_module("sliced_pipeline")
+    registry = open_registry(project, monkeypatch)
+    try:
+        done = run(module.sliced, registry=registry)
+    finally:
+        registry.close()
+    assert any("[region=a]" in k for k in done.metrics), done.metrics
+    after = assessed(project, monkeypatch)
+    assert changed(before, after) == {"model-6": ("missing", "automated")}
+    [evidence] = next(t for t in after.tests if t.id == "model-6").evidence
+    assert evidence == Evidence(
+        kind="run", where=f"run {done.id}", detail="step evaluate scored slices"
+    )
+
+
+def test_a_verification_of_the_files_shows_under_infra_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = served_project(tmp_path / "served", monkeypatch)
+    registry = open_registry(project, monkeypatch)
+    try:
+        registry.verify("churn/1")
+    finally:
+        registry.close()
+    infra1 = next(t for t in assessed(project, monkeypatch).tests if t.id == "infra-1")
+    assert infra1.evidence[-1].detail.startswith("files re-hashed by tester on ")
+    assert infra1.evidence[-1].detail.endswith(": all match")
