@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -231,3 +232,24 @@ def test_an_attestation_round_trips_through_postgresql(tmp_path: Path) -> None:
     infra5 = next(t for t in a["tests"] if t["id"] == "infra-5")
     assert (infra5["status"], infra5["points"]) == ("manual", 0.5)
     assert infra5["evidence"][0]["where"].startswith("attested by Ada on ")
+
+
+def test_an_assessment_without_a_prediction_log_imports_nothing_heavy(tmp_path: Path) -> None:
+    """It runs in CI on every pull request: no pandas, scipy, scikit-learn, pyarrow or DuckDB
+    (seconds of imports) unless there is a log to read."""
+    script = (
+        "import sys\n"
+        "from modelyard.cli.main import main\n"
+        "try:\n"
+        "    main(['assess', '--json'])\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "heavy = ('pandas', 'scipy', 'sklearn', 'pyarrow', 'duckdb')\n"
+        "print('HEAVY', sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=server_env(tmp_path / "home"),
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "HEAVY []"

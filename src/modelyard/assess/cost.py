@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from modelyard.assess.store import logged
 from modelyard.assess.types import CostReport
 from modelyard.errors import ModelyardError
 
@@ -25,26 +26,25 @@ WINDOW = timedelta(days=7)
 def collect_cost(store: StoreFacts, settings: Settings) -> CostReport:
     """Each version's CPU-seconds, memory and money per 1,000 predictions over ``WINDOW``;
     ``not_measured`` with the reason and the next step where there is no measured log."""
-    from modelyard.monitoring.cost import cost_report
-    from modelyard.monitoring.mirror import readable_root
-    from modelyard.monitoring.types import Prices
-
     name = store.deployment.name if store.deployment is not None else store.model
     if name is None:
         return CostReport(
             detail="not measured: no model is registered; register one and serve it with "
             "'yard serve NAME --log-predictions'"
         )
+    if logged(settings.resolved_log_root, f"deployment={name}") is False:
+        return _no_log(name)  # before importing the log's readers (seconds: scipy, pandas)
+    from modelyard.monitoring.cost import cost_report
+    from modelyard.monitoring.mirror import readable_root
+    from modelyard.monitoring.types import Prices
+
     try:
         report = cost_report(
             readable_root(settings, name), name, window=WINDOW,
             prices=Prices.of(settings.monitoring.cost),
         )  # fmt: skip
     except ModelyardError:
-        return CostReport(
-            detail=f"not measured: {name!r} has no prediction log in the last 7 days; serve it "
-            f"with 'yard serve --log-predictions', then see 'yard monitor cost {name}'"
-        )
+        return _no_log(name)
     if not report.measured or not report.models:
         return CostReport(
             detail=f"not measured: the log of {name!r} was written before the server measured "
@@ -70,4 +70,11 @@ def collect_cost(store: StoreFacts, settings: Settings) -> CostReport:
         "7d'; prices in [monitoring.cost]).",
         currency=p.currency,
         models=rows,
+    )
+
+
+def _no_log(name: str) -> CostReport:
+    return CostReport(
+        detail=f"not measured: {name!r} has no prediction log in the last 7 days; serve it "
+        f"with 'yard serve --log-predictions', then see 'yard monitor cost {name}'"
     )

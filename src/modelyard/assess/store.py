@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from modelyard.rollout.types import Deployment, DeploymentEvent
     from modelyard.settings import AlertRule, LoopPolicy, Settings
 
-__all__ = ["StepSeen", "StoreFacts", "read_store"]
+__all__ = ["StepSeen", "StoreFacts", "label_delay", "logged", "read_store"]
 
 _RUNS_READ = 200
 
@@ -148,8 +148,15 @@ def _version(
 
 
 def _has(root: str, folder: str, pattern: str) -> bool:
+    return logged(root, folder, pattern) is True
+
+
+def logged(root: str, folder: str, pattern: str = "*/*.parquet") -> bool | None:
+    """Whether ``folder`` of the prediction log root holds files matching ``pattern`` (for the
+    log of a deployment: ``deployment=NAME``); ``None`` for object storage, which is not listed
+    here (it would need credentials and time)."""
     if "://" in root and not root.startswith("file://"):
-        return False  # object storage: not listed here (it would need credentials and time)
+        return None
     base = Path(root.removeprefix("file://")) / folder
     return base.is_dir() and any(base.glob(pattern))
 
