@@ -377,6 +377,37 @@ def test_an_unreachable_tracking_uri_fails_fast_naming_it(
     assert "fix MLFLOW_TRACKING_URI" in served.stderr
 
 
+def test_a_server_that_fails_every_call_is_retried_briefly_by_yard(
+    registry: Registry, home: Path
+) -> None:
+    """A tracking server whose /health answers but whose API says 503 (a proxy in front of a
+    dead MLflow): MLflow's client would retry for about 4 minutes; yard gives up in seconds."""
+    import http.server
+    import threading
+
+    class Failing(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/health" else 503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Failing) as stub:
+        threading.Thread(target=stub.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{stub.server_address[1]}"
+        started = time.monotonic()
+        done = yard(home, "models", "import-mlflow", "churn", MLFLOW_TRACKING_URI=url)
+        took = time.monotonic() - started
+        stub.shutdown()
+    assert done.returncode == 1, done.stdout
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(f"error: MLflow on {url} refused registered model 'churn': ")
+    assert took < 40, took
+    assert registry.list_models().total == 0
+
+
 def test_a_pickled_mlflow_model_needs_trust_and_nothing_is_stored_without_it(
     mlflow_server: MlflowServer, tracking: str, registry: Registry, home: Path
 ) -> None:

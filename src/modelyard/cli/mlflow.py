@@ -11,6 +11,28 @@ from modelyard.cli._output import console, print_json, slots_dict
 from modelyard.cli._registry import open_registry
 
 JSON = typer.Option(False, "--json", help="Print JSON for scripts.")
+#: MLflow's client retries a failing call 7 times with doubling backoff (about 4 minutes, meant for
+#: rate limits); a ``yard`` command retries twice and says what failed. Values already in the
+#: environment are kept.
+MLFLOW_RETRIES = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+}
+
+
+def bound_mlflow_retries() -> None:
+    """Bound MLflow's retries in this process (the CLI is the edge that owns it; the Python API
+    leaves MLflow's defaults alone)."""
+    for key, value in MLFLOW_RETRIES.items():
+        os.environ.setdefault(key, value)
+
+
+def tracking_uri() -> str | None:
+    """``MLFLOW_TRACKING_URI``, with MLflow's retries bounded."""
+    bound_mlflow_retries()
+    return os.environ.get("MLFLOW_TRACKING_URI")
 
 
 def register(app: typer.Typer) -> None:
@@ -33,8 +55,8 @@ def import_mlflow(
     from modelyard.integrations.mlflow import import_model
 
     results = import_model(
-        open_registry(), name, tracking_uri=os.environ.get("MLFLOW_TRACKING_URI"),
-        trust_pickle=trust_pickle, trusted_types=trust_type,
+        open_registry(), name, tracking_uri=tracking_uri(), trust_pickle=trust_pickle,
+        trusted_types=trust_type,
     )  # fmt: skip
     if json:
         print_json(
@@ -61,7 +83,7 @@ def export_mlflow(
     from modelyard.integrations.mlflow import export_version
 
     exported = export_version(
-        open_registry(), ref, tracking_uri=os.environ.get("MLFLOW_TRACKING_URI"), name=name,
+        open_registry(), ref, tracking_uri=tracking_uri(), name=name,
         experiment=experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME"),
     )  # fmt: skip
     if json:

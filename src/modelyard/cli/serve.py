@@ -103,7 +103,10 @@ def mlflow_refs(settings: Settings, refs: list[str], tracking_uri: str | None) -
     modelyard version it became, pinned (an MLflow alias moved later is read at the next start)."""
     if not tracking_uri or not any(r.strip().startswith("models:/") for r in refs):
         return refs
+    from modelyard.cli.mlflow import bound_mlflow_retries
     from modelyard.integrations.mlflow import is_mlflow_ref, resolve_model
+
+    bound_mlflow_retries()
     from modelyard.registry import Registry
 
     registry = Registry(settings)

@@ -101,8 +101,10 @@ def mlflow_errors(what: str, tracking_uri: str, *, alias: bool = False) -> Itera
                 f"MLflow has no {what} on {where}; list what it has with "
                 "MlflowClient().search_model_versions() or the MLflow UI."
             ) from None
-        first_line = (exc.message or str(exc)).strip().splitlines()[0][:300]
-        raise StorageError(f"MLflow on {where} refused {what}: {first_line}") from None
+        first_line = (exc.message or str(exc)).strip().splitlines()[0][:300].rstrip(". ")
+        raise StorageError(
+            f"MLflow on {where} refused {what}: {first_line}; check the server's log and retry."
+        ) from None
     except OSError as exc:  # requests' connection errors are OSErrors
         raise StorageError(
             f"The MLflow tracking server {clean_uri(tracking_uri)} failed during {what} "
