@@ -9,6 +9,7 @@ import typer
 
 from modelyard.cli._output import console, kv, parse_pairs, print_json, slots_dict, table, when
 from modelyard.cli._registry import open_registry
+from modelyard.core.datasources import fetch_hint
 from modelyard.core.types import AliasEvent, ModelVersion
 
 app = typer.Typer(help="Registered models, versions and aliases.", no_args_is_help=True)
@@ -132,6 +133,7 @@ def show(ref: str, json: bool = JSON) -> None:
         ("metrics", kv(v.metrics)), ("params", kv(v.params)), ("tags", kv(v.tags)),
         ("run", v.run_id),
         ("dataset", f"{dataset.sha256[:16]}... {dataset.rows} rows" if dataset else "-"),
+        *_source_rows(v),
         ("git", f"{v.lineage.git_commit}{' (dirty)' if v.lineage.git_dirty else ''}"
          if v.lineage.git_commit else "-"),
         ("python", v.lineage.python), ("packages", kv(v.lineage.packages)),
@@ -146,6 +148,17 @@ def show(ref: str, json: bool = JSON) -> None:
     rows += _text_rows(v.flavor_meta)
     rows += [(f"file {f.role}", f"{f.name} {f.size_bytes} B sha256:{f.sha256}") for f in v.files]
     table(f"model {v.ref}", ["field", "value"], rows)
+
+
+def _source_rows(v: ModelVersion) -> list[tuple[str, Any]]:
+    """Each Delta table or DVC file the training data came from, and how to fetch it again."""
+    rows: list[tuple[str, Any]] = []
+    for source in v.lineage.data_sources:
+        what, fetch = fetch_hint(source)
+        rows.append(("data source", what))
+        if fetch:
+            rows.append(("fetch data", fetch))
+    return rows
 
 
 def _text_rows(meta: dict[str, Any]) -> list[tuple[str, Any]]:

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 
-from modelyard.core.types import DatasetFingerprint, Lineage
+from modelyard.core.types import DatasetFingerprint, DataSource, Lineage
 
 __all__ = [
     "DEFAULT_PACKAGES",
@@ -45,6 +45,7 @@ class LineageCollector:
         packages: Iterable[str],
         cwd: Path | None = None,
         source: str | None = None,
+        data_sources: tuple[DataSource, ...] = (),
     ) -> Lineage:
         now = time.monotonic()
         cached = self._git.get(cwd)
@@ -53,6 +54,7 @@ class LineageCollector:
             self._git[cwd] = cached
         return Lineage(
             dataset=dataset,
+            data_sources=data_sources,
             git_commit=cached[1],
             git_dirty=cached[2],
             python=platform.python_version(),

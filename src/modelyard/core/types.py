@@ -84,8 +84,32 @@ class DatasetFingerprint(msgspec.Struct, frozen=True, kw_only=True):
     schema: dict[str, str]
 
 
+class DataSource(msgspec.Struct, frozen=True, kw_only=True):
+    """Where training data was read from, exactly enough to read it again
+    (``modelyard.core.datasources``).
+
+    ``kind == "delta"``: ``uri`` is ``delta://<absolute path or URL>`` and ``version`` the table
+    version read. ``kind == "dvc"``: ``path`` is the file's path in the DVC repository ``repo``
+    at git revision ``rev``, ``md5`` its DVC hash and ``remote`` / ``remote_url`` the DVC remote
+    that holds it (``url`` is the object's own address there).
+    """
+
+    kind: Literal["delta", "dvc"]
+    uri: str
+    version: int | None = None
+    repo: str | None = None
+    path: str | None = None
+    rev: str | None = None
+    md5: str | None = None
+    remote: str | None = None
+    remote_url: str | None = None
+    url: str | None = None
+
+
 class Lineage(msgspec.Struct, frozen=True, kw_only=True):
     dataset: DatasetFingerprint | None = None
+    #: the Delta tables and DVC-tracked files the training data was read from
+    data_sources: tuple[DataSource, ...] = ()
     git_commit: str | None = None
     git_dirty: bool | None = None
     python: str = ""

@@ -3,7 +3,9 @@
 ===========================================  ======  ========  ==================================
 value                                        kind    format    loaded back as
 ===========================================  ======  ========  ==================================
-pandas DataFrame                             table   parquet   DataFrame (index kept)
+pandas DataFrame                             table   parquet   DataFrame (index kept, and
+                                                               its data sources, see
+                                                               core.datasources)
 pandas Series                                series  parquet   Series (name and index kept)
 numpy ndarray (not object dtype)             array   npy       ndarray
 None, bool, int, float, str, list, tuple,    json    json      the same value (tuples as lists)
@@ -32,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelyard.core.datasources import ATTRS_KEY
 from modelyard.errors import IntegrityError, UnsupportedFormatError, UntrustedTypeError
 
 __all__ = ["ARTIFACT_FORMAT", "Encoded", "decode_value", "encode_value"]
@@ -89,7 +92,8 @@ def _encode(
         return Encoded(text.encode(), "json", "json", python_type)
     pd = sys.modules.get("pandas")
     if pd is not None and isinstance(value, pd.DataFrame):
-        return _parquet(value, label, python_type, "table", {})
+        sources = value.attrs.get(ATTRS_KEY)
+        return _parquet(value, label, python_type, "table", {"sources": sources} if sources else {})
     if pd is not None and isinstance(value, pd.Series):
         name = _json_value(value.name)
         meta = {"name": None if name is _NOT_JSON else name}
@@ -221,6 +225,8 @@ def decode_value(
         frame = pq.read_table(pa.BufferReader(data)).to_pandas()
         if kind == "series":
             return frame[_SERIES_COLUMN].rename(meta.get("name"))
+        if meta.get("sources"):
+            frame.attrs[ATTRS_KEY] = meta["sources"]
         return frame
     if format == "npy":
         import numpy as np

@@ -1,8 +1,13 @@
 """Built-in steps. Each is an ordinary ``@step``.
 
-- ``load_table(path)``: a CSV (``.csv``, ``.csv.gz``, ``.tsv``) or Parquet (``.parquet``, ``.pq``)
-  file as a DataFrame. ``path`` is an input file: it must exist before the run starts when it is a
-  parameter, and the file's content (not its name) is in the cache key.
+- ``load_table(path, version=None)``: a CSV (``.csv``, ``.csv.gz``, ``.tsv``) or Parquet
+  (``.parquet``, ``.pq``) file as a DataFrame. ``path`` is an input file: it must exist before the
+  run starts when it is a parameter, and the file's content (not its name) is in the cache key.
+  ``delta://<table>`` reads a Delta Lake table as of ``version`` (the latest when left out; the
+  version read is in the cache key). A file tracked by DVC (a ``.dvc`` file or ``dvc.lock`` in a
+  DVC repository) is read as DVC tracks it, and ``dvc://<path>`` with ``version=<git rev>`` reads
+  it as of that revision. The frame carries where it came from (``core.datasources``) to the
+  lineage of a version registered on it (``modelyard.integrations.delta`` and ``.dvc``).
 - ``split(table, target=None, test_size=0.2, seed=0)``: train and test DataFrames
   (``Split(train, test)``), stratified by ``target`` when it is given.
 - ``validate``, ``evaluate``, ``register``, ``gate`` and ``deploy_canary``: see
@@ -12,7 +17,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from modelyard.errors import InvalidInputError
 from modelyard.pipelines._model_steps import deploy_canary, evaluate, gate, register, validate
@@ -34,24 +39,63 @@ __all__ = [
 
 _CSV = (".csv", ".tsv", ".txt")
 _PARQUET = (".parquet", ".pq")
+_COMPRESSION: dict[str, Literal["gzip", "bz2", "zip", "xz", "zstd"]] = {
+    ".gz": "gzip", ".bz2": "bz2", ".zip": "zip", ".xz": "xz", ".zst": "zstd",
+}  # fmt: skip
 
 
 @step(input_files=("path",))
-def load_table(path: str) -> pd.DataFrame:
-    """Read a CSV or Parquet file."""
+def load_table(path: str, version: int | str | None = None) -> pd.DataFrame:
+    """Read a CSV or Parquet file, a Delta table (``delta://``) or a DVC-tracked file."""
+    from modelyard.core.datasources import attach_sources
+    from modelyard.integrations import delta, dvc
+
+    if delta.is_delta_uri(path):
+        if isinstance(version, str):
+            raise InvalidInputError(
+                f"Delta table version {version!r} of {path!r} is not a whole number; pass "
+                "version=N."
+            )
+        frame, source = delta.read_delta(path, version)
+        attach_sources(frame, (source,))
+        return frame
+    if dvc.is_dvc_uri(path) or dvc.tracked_candidate(path):
+        if isinstance(version, int):
+            raise InvalidInputError(
+                f"version={version} of {path!r} is not a git revision; DVC files take "
+                "version='<tag, branch or commit>'."
+            )
+        data, tracked = dvc.resolve_dvc(path, version)
+        if tracked is not None:
+            frame = _read(data, str(path))
+            attach_sources(frame, (tracked,))
+            return frame
+    elif version is not None:
+        raise InvalidInputError(
+            f"version={version!r} applies to delta:// tables and DVC-tracked files, not to "
+            f"{path!r}; leave it out."
+        )
+    return _read(Path(path), path)
+
+
+def _read(data: Path | bytes, path: str) -> pd.DataFrame:
+    import io
+
     import pandas as pd
 
-    file = Path(path)
+    file = Path(path.removeprefix("dvc://"))
     suffixes = [s.lower() for s in file.suffixes]
     if suffixes and suffixes[-1] in (".gz", ".bz2", ".zip", ".xz", ".zst"):
         suffixes = suffixes[:-1]
     suffix = suffixes[-1] if suffixes else ""
-    if not file.is_file():
+    if isinstance(data, Path) and not data.is_file():
         raise InvalidInputError(f"Input file {path!r} does not exist; check the path.")
+    source = io.BytesIO(data) if isinstance(data, bytes) else data
+    compression = "infer" if isinstance(data, Path) else _COMPRESSION.get(file.suffix.lower())
     if suffix in _PARQUET:
-        return pd.read_parquet(file)
+        return pd.read_parquet(source)
     if suffix in _CSV:
-        return pd.read_csv(file, sep="\t" if suffix == ".tsv" else ",")
+        return pd.read_csv(source, sep="\t" if suffix == ".tsv" else ",", compression=compression)
     raise InvalidInputError(
         f"Cannot read {path!r}: load_table reads .csv, .tsv and .parquet files (optionally "
         "compressed); convert the file or write a step that reads it."

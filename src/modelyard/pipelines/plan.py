@@ -76,6 +76,9 @@ def _input_files(node: Node, params: dict[str, Any]) -> tuple[dict[str, Any], di
         if arg not in params:
             continue  # produced by another step: checked when that step has run
         value = params[arg]
+        if isinstance(value, str) and value.startswith(("delta://", "dvc://")):
+            hashes[arg] = _source_key(value, params.get("version"))
+            continue
         path = Path(str(value)).expanduser().resolve()
         if not path.is_file():
             what = "is a folder" if path.is_dir() else "does not exist"
@@ -86,6 +89,20 @@ def _input_files(node: Node, params: dict[str, Any]) -> tuple[dict[str, Any], di
         hashes[arg] = _file_sha256(path)
         params[arg] = str(path)
     return params, hashes
+
+
+def _source_key(uri: str, version: Any) -> str:
+    """The cache key of a Delta table or ``dvc://`` file: the table version read (the latest
+    now, when no version is given), or the git commit the revision names and the ``.dvc``
+    file's content."""
+    if uri.startswith("delta://"):
+        from modelyard.integrations.delta import table_version
+
+        location, number = table_version(uri, version)
+        return hashlib.sha256(f"{location}@{number}".encode()).hexdigest()
+    from modelyard.integrations.dvc import revision_key
+
+    return revision_key(uri, version)
 
 
 def _file_sha256(path: Path) -> str:

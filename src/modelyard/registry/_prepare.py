@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from modelyard.core.coercion import coerce_input
+from modelyard.core.datasources import sources_of
 from modelyard.core.fingerprint import fingerprint_dataset
 from modelyard.core.lineage import LineageCollector
 from modelyard.core.listing import listed
@@ -218,8 +219,9 @@ def prepare_version(
         if note:
             notes.append(note)
     recorded = lineage.collect(
-        dataset=fingerprint, packages=_FLAVOR_PACKAGES.get(flavor.name, ()), source=source
-    )
+        dataset=fingerprint, packages=_FLAVOR_PACKAGES.get(flavor.name, ()), source=source,
+        data_sources=sources_of(data),
+    )  # fmt: skip
     return PreparedVersion(
         flavor=flavor.name,
         files=files,

@@ -1,0 +1,150 @@
+"""DVC-tracked files as training data, against a real DVC repository in tmp_path (git init, dvc
+init, dvc add, a local folder as the remote, dvc push): the md5, the remote and the git revision
+in the lineage, ``yard models show`` printing the ``dvc get`` command, and that command fetching
+the same bytes again."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from modelyard.errors import InvalidInputError, StorageError
+from modelyard.pipelines import LocalExecutor, pipeline, run, step
+from modelyard.pipelines.builtin import load_table, register
+from modelyard.registry import Registry
+from tests.integration._server import YARD, server_env
+
+pytest.importorskip("dvc.api")
+
+BIN = Path(YARD).parent
+ENV = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{BIN}:{os.environ['PATH']}"}
+
+
+def sh(cwd: Path, *args: str) -> str:
+    done = subprocess.run(
+        args, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, f"{args}: {done.stdout}{done.stderr}"
+    return done.stdout.strip()
+
+
+@dataclass
+class DvcRepo:
+    root: Path
+    remote: Path
+    first: str  # the commit of the first data version
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data" / "train.csv"
+
+
+def rows(start: int, n: int) -> pd.DataFrame:
+    return pd.DataFrame({"x": [float(i) for i in range(start, start + n)], "y": [0, 1] * (n // 2)})
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> DvcRepo:
+    base = tmp_path_factory.mktemp("dvc")
+    root, remote = base / "repo", base / "remote"
+    root.mkdir()
+    remote.mkdir()
+    sh(root, "git", "init", "-q")
+    sh(root, "git", "config", "user.email", "t@example.com")
+    sh(root, "git", "config", "user.name", "t")
+    sh(root, "dvc", "init", "-q")
+    sh(root, "dvc", "config", "core.analytics", "false")
+    sh(root, "dvc", "remote", "add", "-d", "store", str(remote))
+    (root / "data").mkdir()
+    rows(0, 20).to_csv(root / "data" / "train.csv", index=False)
+    sh(root, "dvc", "add", "-q", "data/train.csv")
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "commit", "-qm", "data v1")
+    first = sh(root, "git", "rev-parse", "HEAD")
+    sh(root, "dvc", "push", "-q")
+    rows(100, 30).to_csv(root / "data" / "train.csv", index=False)
+    sh(root, "dvc", "add", "-q", "data/train.csv")
+    sh(root, "git", "commit", "-qam", "data v2")
+    sh(root, "dvc", "push", "-q")
+    return DvcRepo(root, remote, first)
+
+
+@step
+def fit(table: pd.DataFrame) -> LogisticRegression:
+    return LogisticRegression().fit(table[["x"]], table["y"])
+
+
+@pipeline
+def train(data: str = "", version: str | None = None) -> None:
+    table = load_table(data, version=version)
+    register(fit(table), table, name="churn", target="y")
+
+
+def test_a_version_trained_on_a_dvc_file_can_fetch_its_data_again(
+    tmp_path: Path, repo: DvcRepo
+) -> None:
+    home = tmp_path / "home"
+    registry = Registry(
+        database_url=f"sqlite:///{home / 'modelyard.db'}", artifact_root=str(home / "artifacts")
+    )
+    done = run(train, registry=registry, executor=LocalExecutor(workers=1),
+               params={"data": f"dvc://{repo.data}", "version": repo.first})  # fmt: skip
+    assert done.status == "finished"
+    source = registry.get_version("churn/1").lineage.data_sources[0]
+    registry.close()
+    assert (source.kind, source.path, source.rev) == ("dvc", "data/train.csv", repo.first)
+    assert (source.remote, source.remote_url, source.repo) == (
+        "store",
+        str(repo.remote),
+        str(repo.root),
+    )
+    assert source.url == f"{repo.remote}/files/md5/{source.md5[:2]}/{source.md5[2:]}"  # type: ignore[index]
+
+    show = subprocess.run([YARD, "models", "show", "churn/1"], env=server_env(home, COLUMNS="400"),
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert show.returncode == 0, show.stderr
+    command = f"dvc get {repo.root} data/train.csv --rev {repo.first}"
+    assert command in show.stdout
+    sh(tmp_path, *command.split(), "-o", "fetched.csv")  # what the line says, run for real
+    assert pd.read_csv(tmp_path / "fetched.csv").equals(rows(0, 20))
+
+
+def test_a_tracked_workspace_file_records_the_last_commit(repo: DvcRepo) -> None:
+    frame = load_table(str(repo.data))  # found by its .dvc file, read from the workspace
+    assert frame.equals(rows(100, 30))
+    (source,) = frame.attrs["modelyard.data_sources"]
+    assert source["rev"] == sh(repo.root, "git", "rev-parse", "HEAD")
+    assert source["md5"] == sh(repo.root, "md5sum", "data/train.csv").split()[0]
+
+
+def test_bad_dvc_inputs_get_one_line_errors(tmp_path: Path, repo: DvcRepo) -> None:
+    loose = repo.root / "data" / "loose.csv"
+    rows(0, 4).to_csv(loose, index=False)
+    with pytest.raises(InvalidInputError, match=r"'data/loose.csv' is not tracked by DVC in .*"
+                       r"run 'dvc add data/loose.csv'"):  # fmt: skip
+        load_table(f"dvc://{loose}")
+    assert load_table(str(loose)).equals(rows(0, 4))  # a plain path: read as a plain file
+    with pytest.raises(InvalidInputError, match="is not inside a DVC repository; run 'dvc init'"):
+        load_table(f"dvc://{tmp_path / 'x.csv'}")
+    with pytest.raises(InvalidInputError, match="is not a git revision"):
+        load_table(str(repo.data), version=3)
+
+    copy = tmp_path / "copy"
+    shutil.copytree(repo.root, copy)
+    edited = copy / "data" / "train.csv"
+    rows(7, 4).to_csv(edited, index=False)
+    with pytest.raises(InvalidInputError, match=r"differs from what DVC tracks .* 'dvc checkout'"):
+        load_table(str(edited))
+    sh(copy, "dvc", "add", "-q", "data/train.csv")  # tracked now, but never pushed
+    with pytest.raises(InvalidInputError, match=r"is not on DVC remote 'store' .* run 'dvc push'"):
+        load_table(str(edited))
+    sh(copy, "dvc", "remote", "modify", "store", "url", str(tmp_path / "gone"))
+    with pytest.raises(StorageError, match=r"DVC remote 'store' at .*gone cannot be reached"):
+        load_table(str(edited))
