@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -83,19 +84,28 @@ def rollback(name: str, alias: str, *, reason: str | None = None) -> AliasEvent:
     return get_registry().rollback(name, alias, reason=reason)
 
 
-def start_run(name: str | None = None, *, mirror: str | None = None, **options: Any) -> ActiveRun:
-    """Start recording a run; see ``Registry.start_run``. ``mirror="mlflow"`` logs its params,
-    metrics and tags to a run on the MLflow server ``MLFLOW_TRACKING_URI`` names as well (in
-    ``MLFLOW_EXPERIMENT_NAME``, default ``Default``)."""
-    if mirror is None:
-        return get_registry().start_run(name, **options)
-    if mirror != "mlflow":
-        from modelyard.errors import InvalidSpecError
+def start_run(
+    name: str | None = None, *, mirror: str | Sequence[str] | None = None, **options: Any
+) -> ActiveRun:
+    """Start recording a run; see ``Registry.start_run``. ``mirror`` logs its params, metrics
+    and tags to other trackers as well, one or a list of:
 
-        raise InvalidSpecError(f"Unknown run mirror {mirror!r}; use mirror='mlflow' or none.")
-    from modelyard.integrations.mlflow import start_mirror
+    - ``"mlflow"`` (or ``"mlflow:EXPERIMENT"``): a run on the MLflow server
+      ``MLFLOW_TRACKING_URI`` names, in ``MLFLOW_EXPERIMENT_NAME`` (default ``Default``);
+    - ``"wandb"`` (or ``"wandb:PROJECT"``, ``"wandb:ENTITY/PROJECT"``; default the
+      ``[runs] wandb_project`` setting): an offline W&B run, for ``wandb sync``;
+    - ``"neptune"``: an offline Neptune run, for ``neptune sync``.
 
-    return start_mirror(
-        get_registry(), name, tracking_uri=os.environ.get("MLFLOW_TRACKING_URI"),
-        experiment=os.environ.get("MLFLOW_EXPERIMENT_NAME"), **options,
-    )  # fmt: skip
+    See ``modelyard.integrations.runs``."""
+    from modelyard.integrations.runs import MirrorDefaults, parse_mirrors, start_mirrored_run
+
+    specs = parse_mirrors(mirror)
+    registry = get_registry()
+    if not specs:
+        return registry.start_run(name, **options)
+    defaults = MirrorDefaults(
+        mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI"),
+        mlflow_experiment=os.environ.get("MLFLOW_EXPERIMENT_NAME"),
+        wandb_project=registry.settings.runs.wandb_project,
+    )
+    return start_mirrored_run(registry, name, specs, defaults=defaults, **options)

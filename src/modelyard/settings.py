@@ -300,6 +300,15 @@ class LoopPolicy(BaseModel):
     rollout: LoopRollout = Field(default_factory=LoopRollout)
 
 
+class RunsSettings(BaseModel):
+    """Where mirrored runs go (``[runs]``; ``modelyard.start_run(mirror=...)``):
+    ``wandb_project`` is ``PROJECT`` or ``ENTITY/PROJECT`` for ``mirror="wandb"`` without one."""
+
+    model_config = {"extra": "forbid"}
+
+    wandb_project: str | None = None
+
+
 class Settings(BaseSettings):
     """Where modelyard keeps its state and how it behaves.
 
@@ -328,6 +337,7 @@ class Settings(BaseSettings):
     onnx: OnnxSettings = Field(default_factory=OnnxSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    runs: RunsSettings = Field(default_factory=RunsSettings)
     #: Retraining loops by deployment name (``[loops.NAME]``, see ``modelyard.loop``).
     loops: dict[str, LoopPolicy] = Field(default_factory=dict)
 

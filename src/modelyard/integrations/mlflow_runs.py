@@ -18,16 +18,18 @@ if TYPE_CHECKING:
 
     from modelyard.registry import ActiveRun, Registry
 
-TAG_MODELYARD_RUN = "modelyard.run_id"
 _STATUS = {"finished": "FINISHED", "failed": "FAILED"}
 
 
 class MlflowRunMirror:
     """Sends a run's params, metrics, tags and end to one MLflow run (a ``RunMirror``)."""
 
+    name = "mlflow"
+
     def __init__(self, client: MlflowClient, run_id: str, *, tracking_uri: str) -> None:
         self.client = client
         self.run_id = run_id
+        self.link_tags = {"mlflow.run_id": run_id}
         self.tracking_uri = tracking_uri
         self._steps: dict[str, int] = {}
 
@@ -60,6 +62,21 @@ class MlflowRunMirror:
             self.client.set_terminated(self.run_id, status=_STATUS[status])
 
 
+def open_mlflow_mirror(
+    name: str | None, *, tracking_uri: str | None, experiment: str | None = None
+) -> MlflowRunMirror:
+    """A new MLflow run named ``name`` in ``experiment`` (created when missing; default
+    ``Default``) on the server at ``tracking_uri``."""
+    client = mlflow_client(tracking_uri)
+    assert tracking_uri is not None
+    where = experiment or "Default"
+    with mlflow_errors(f"experiment {where!r}", tracking_uri):
+        found = client.get_experiment_by_name(where)
+        experiment_id = found.experiment_id if found else client.create_experiment(where)
+        mlflow_run = client.create_run(experiment_id, run_name=name)
+    return MlflowRunMirror(client, mlflow_run.info.run_id, tracking_uri=tracking_uri)
+
+
 def start_mirror(
     registry: Registry,
     name: str | None,
@@ -71,24 +88,9 @@ def start_mirror(
 ) -> ActiveRun:
     """A modelyard run mirrored to a new MLflow run; each run's id is a tag of the other
     (``mlflow.run_id`` on modelyard's, ``modelyard.run_id`` on MLflow's)."""
-    client = mlflow_client(tracking_uri)
-    assert tracking_uri is not None
-    where = experiment or "Default"
-    with mlflow_errors(f"experiment {where!r}", tracking_uri):
-        found = client.get_experiment_by_name(where)
-        experiment_id = found.experiment_id if found else client.create_experiment(where)
-        mlflow_run = client.create_run(experiment_id, run_name=name)
-    mirror = MlflowRunMirror(client, mlflow_run.info.run_id, tracking_uri=tracking_uri)
-    try:
-        run = registry.start_run(
-            name, params=params, tags={**(tags or {}), "mlflow.run_id": mirror.run_id},
-            mirrors=(mirror,),
-        )  # fmt: skip
-        recorded = run.info()  # the values as start_run cleaned them
-        mirror.log_params(recorded.params)
-        user_tags = {k: v for k, v in recorded.tags.items() if k != "mlflow.run_id"}
-        mirror.set_tags({**user_tags, TAG_MODELYARD_RUN: run.id})
-    except BaseException:
-        mirror.end("failed")
-        raise
-    return run
+    from modelyard.integrations.runs import MirrorDefaults, MirrorSpec, start_mirrored_run
+
+    defaults = MirrorDefaults(mlflow_tracking_uri=tracking_uri, mlflow_experiment=experiment)
+    return start_mirrored_run(
+        registry, name, (MirrorSpec("mlflow"),), defaults=defaults, params=params, tags=tags
+    )

@@ -3,9 +3,10 @@ versions link to, so a training script can log to modelyard directly."""
 
 from __future__ import annotations
 
+import logging
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
@@ -13,12 +14,14 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 import sqlalchemy as sa
 
 from modelyard.core.types import Run
-from modelyard.errors import InvalidInputError
+from modelyard.errors import InvalidInputError, ModelyardError
 from modelyard.registry._rows import fetch_run
 from modelyard.store.schema import run_steps, runs
 
 if TYPE_CHECKING:
     from modelyard.store.db import Database
+
+logger = logging.getLogger(__name__)
 
 RunKind = Literal["training", "pipeline"]
 RUN_KINDS: tuple[str, ...] = get_args(RunKind)
@@ -53,9 +56,11 @@ def clean_strings(kind: str, values: dict[str, Any] | None) -> dict[str, str]:
 
 
 class RunMirror(Protocol):
-    """Another tracker that receives what a run logs (``modelyard.integrations.mlflow``'s
-    ``MlflowRunMirror``): the values already cleaned, before modelyard records them, so a mirror
-    that fails leaves the run as it was."""
+    """Another tracker that receives what a run logs (``modelyard.integrations``: MLflow, W&B,
+    Neptune): the values already cleaned, before modelyard records them. ``name`` names the
+    tracker in messages and tags. A mirror raises a ``ModelyardError`` when its tracker fails."""
+
+    name: str
 
     def log_params(self, params: dict[str, str]) -> None: ...
 
@@ -66,36 +71,45 @@ class RunMirror(Protocol):
     def end(self, status: Literal["finished", "failed"]) -> None: ...
 
 
+def mirror_error_tag(mirror: RunMirror) -> str:
+    """The tag that records why ``mirror`` stopped receiving a run (``wandb.mirror_error``)."""
+    return f"{mirror.name}.mirror_error"
+
+
 class ActiveRun:
     """A run being recorded; a context manager that ends it as ``finished`` or ``failed``.
-    ``mirrors`` receive every param, metric, tag and the end as well."""
+    ``mirrors`` receive every param, metric, tag and the end as well.
+
+    A mirror that fails during the run is detached, not fatal: modelyard records the value all the
+    same, logs one warning and tags the run ``NAME.mirror_error`` with the first error, and that
+    mirror receives nothing more (a training job does not die at epoch 90 because a side tracker
+    did; the run record says which mirror is incomplete)."""
 
     def __init__(self, db: Database, run_id: str, mirrors: Sequence[RunMirror] = ()) -> None:
         self._db = db
         self.id = run_id
         self.mirrors = tuple(mirrors)
+        self._detached: list[RunMirror] = []
 
     def log_params(self, params: dict[str, Any]) -> None:
         clean = clean_strings("param", params)
-        for mirror in self.mirrors:
-            mirror.log_params(clean)
-        self._merge("params", clean)
+        failed = self._send(lambda mirror: mirror.log_params(clean))
+        self._merge("params", clean, failed)
 
     def log_metrics(self, metrics: dict[str, Any]) -> None:
         clean = clean_metrics(metrics)
-        for mirror in self.mirrors:
-            mirror.log_metrics(clean)
-        self._merge("metrics", clean)
+        failed = self._send(lambda mirror: mirror.log_metrics(clean))
+        self._merge("metrics", clean, failed)
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         clean = clean_strings("tag", tags)
-        for mirror in self.mirrors:
-            mirror.set_tags(clean)
-        self._merge("tags", clean)
+        failed = self._send(lambda mirror: mirror.set_tags(clean))
+        self._merge("tags", {**clean, **failed})
 
     def end(self, status: Literal["finished", "failed"] = "finished") -> Run:
-        for mirror in self.mirrors:
-            mirror.end(status)
+        failed = self._send(lambda mirror: mirror.end(status))
+        if failed:
+            self._merge("tags", failed)
         with self._db.write() as conn:
             conn.execute(
                 sa.update(runs)
@@ -103,6 +117,37 @@ class ActiveRun:
                 .values(status=status, end_time=datetime.now(UTC))
             )
             return fetch_run(conn, self.id)
+
+    def send_to_mirrors(self, *, params: dict[str, str], tags: dict[str, str]) -> None:
+        """``params`` and ``tags`` to the mirrors only (what a mirror opened for this run must
+        have that modelyard's record holds already); a mirror that fails is detached."""
+        failed = self._send(lambda mirror: mirror.log_params(params))
+        failed.update(self._send(lambda mirror: mirror.set_tags(tags)))
+        if failed:
+            self._merge("tags", failed)
+
+    @property
+    def detached(self) -> tuple[str, ...]:
+        """The names of the mirrors that failed and receive nothing more."""
+        return tuple(mirror.name for mirror in self._detached)
+
+    def _send(self, call: Callable[[RunMirror], None]) -> dict[str, str]:
+        """``call`` on each mirror still attached; the error tags of those that failed now."""
+        failed: dict[str, str] = {}
+        for mirror in self.mirrors:
+            if any(mirror is gone for gone in self._detached):
+                continue
+            try:
+                call(mirror)
+            except ModelyardError as exc:
+                self._detached.append(mirror)
+                failed[mirror_error_tag(mirror)] = str(exc)[:1000]
+                logger.warning(
+                    "The %s mirror of run %s failed and receives nothing more; modelyard keeps "
+                    "recording the run: %s",
+                    mirror.name, self.id, exc,
+                )  # fmt: skip
+        return failed
 
     def info(self) -> Run:
         with self._db.read() as conn:
@@ -119,11 +164,16 @@ class ActiveRun:
     ) -> None:
         self.end("failed" if exc_type is not None else "finished")
 
-    def _merge(self, column: str, values: dict[str, Any]) -> None:
+    def _merge(
+        self, column: str, values: dict[str, Any], tags: dict[str, str] | None = None
+    ) -> None:
+        """``values`` merged into ``column`` (and ``tags`` into the tags) in one write."""
         with self._db.write() as conn:
             current = fetch_run(conn, self.id)
-            merged = {**getattr(current, column), **values}
-            conn.execute(sa.update(runs).where(runs.c.id == self.id).values({column: merged}))
+            update: dict[str, Any] = {column: {**getattr(current, column), **values}}
+            if tags:
+                update["tags"] = {**current.tags, **tags}
+            conn.execute(sa.update(runs).where(runs.c.id == self.id).values(update))
 
 
 def start_run(
