@@ -40,7 +40,7 @@ DATATYPES: dict[str, Any] = {
 _KIND_TO_DATATYPE = {"b": "BOOL", "O": "BYTES", "U": "BYTES", "S": "BYTES"}
 
 
-class RequestInput(msgspec.Struct):
+class RequestInput(msgspec.Struct, gc=False):
     name: str
     shape: list[int]
     datatype: str
@@ -48,12 +48,12 @@ class RequestInput(msgspec.Struct):
     parameters: dict[str, Any] | None = None
 
 
-class RequestOutput(msgspec.Struct):
+class RequestOutput(msgspec.Struct, gc=False):
     name: str
     parameters: dict[str, Any] | None = None
 
 
-class InferenceRequest(msgspec.Struct):
+class InferenceRequest(msgspec.Struct, gc=False):
     inputs: list[RequestInput]
     id: str | None = None
     parameters: dict[str, Any] | None = None
@@ -95,6 +95,8 @@ def decode_v2(
         raise too_deep("The inference request", deep_json_path(json_part, MAX_JSON_DEPTH)) from None
     if not request.inputs:
         raise InvalidInputError("The inference request has no inputs; send at least one tensor.")
+    if length is None and not any(item.parameters for item in request.inputs):
+        return request, None  # the usual JSON request: no input has parameters
     sizes = [_binary_size(item) for item in request.inputs]
     if length is None:
         binary = [i.name for i, size in zip(request.inputs, sizes, strict=True) if size is not None]
