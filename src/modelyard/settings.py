@@ -202,6 +202,9 @@ class MonitoringSettings(BaseModel):
     #: A folder or an fsspec URL (``s3://bucket/prefix``) for the Parquet files; default
     #: ``<home>/predictions``.
     log_root: str | None = None
+    #: ``parquet``: Parquet files per deployment and hour. ``delta``: one Delta Lake table per
+    #: deployment (append, time travel by version; the ``delta`` extra; a local log_root only).
+    log_format: Literal["parquet", "delta"] = "parquet"
     #: Where a log bound for an object store waits on local disk; default ``<home>/spool``.
     spool_dir: str | None = None
     #: How often spooled rows are uploaded, as one object per deployment and hour.

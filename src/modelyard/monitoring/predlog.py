@@ -4,6 +4,10 @@ thread that turns it into Parquet files partitioned by deployment and hour.
 Layout: ``<root>/deployment=<name>/hour=<YYYY-MM-DDTHH>/<timestamp>-<uuid>.parquet``. Each file is
 written under a hidden temporary name in its folder and renamed, so readers never see half a file.
 
+With ``log_format="delta"`` each deployment's folder is a Delta Lake table instead, partitioned
+by ``hour`` into the same folders, and each flush is one append (one table version) per deployment
+(``_deltalog``).
+
 A root on an object store (``s3://bucket/prefix``, any fsspec URL) is written through a local
 spool (``_spool.Spool``): parts land on local disk first and a thread uploads them, retrying while
 the store is down, so a prediction the server answered is on disk within ``flush_interval_s``
@@ -21,10 +25,12 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
+from modelyard.errors import ConfigError
+from modelyard.monitoring import _deltalog
 from modelyard.monitoring._spool import Spool, UploadOptions
 
 __all__ = [
@@ -98,9 +104,14 @@ class ParquetSink:
         hash_columns: Iterable[str] = (),
         on_drop: Callable[[int], None] | None = None,
         spool: Spool | None = None,
+        log_format: Literal["parquet", "delta"] = "parquet",
     ) -> None:
         """``spool``: where parts go on their way to an object store (``open_sink`` makes it
-        for a remote root); without one they are written under ``root`` directly."""
+        for a remote root); without one they are written under ``root`` directly.
+        ``log_format="delta"``: one Delta table per deployment (local roots only)."""
+        if log_format == "delta":
+            _deltalog.import_deltalake()  # before serving, and refused at start when missing
+        self.log_format = log_format
         self.root = Path(root)
         self.spool = spool
         self.queue_size = queue_size
@@ -169,6 +180,9 @@ class ParquetSink:
             if group is None:
                 groups[key] = group = []
             group.append(record)
+        if self.log_format == "delta":
+            self._flush_delta(groups)
+            return
         for (deployment, hours), records in groups.items():
             hour = datetime.fromtimestamp(hours * 3600, UTC).strftime("%Y-%m-%dT%H")
             try:
@@ -178,6 +192,33 @@ class ParquetSink:
             except Exception:
                 logger.exception("could not write %d predictions of %s", len(records), deployment)
                 self._lost(len(records))
+
+    def _flush_delta(self, groups: dict[tuple[str, int], list[PredictionRecord]]) -> None:
+        """One Delta append per deployment: its hours' tables with an ``hour`` column."""
+        import pyarrow as pa
+
+        by_deployment: dict[str, list[tuple[int, list[PredictionRecord]]]] = {}
+        for (deployment, hours), records in groups.items():
+            by_deployment.setdefault(deployment, []).append((hours, records))
+        for deployment, parts in by_deployment.items():
+            count = sum(len(records) for _, records in parts)
+            try:
+                tables = []
+                for hours, records in parts:
+                    table = records_table(records, drop=self.drop_columns, hashed=self.hash_columns)
+                    hour = datetime.fromtimestamp(hours * 3600, UTC).strftime("%Y-%m-%dT%H")
+                    column = pa.array([hour], pa.string()).take(np.zeros(table.num_rows, np.int32))
+                    tables.append(table.append_column(_deltalog.HOUR_COLUMN, column))
+                whole = (
+                    tables[0]
+                    if len(tables) == 1
+                    else pa.concat_tables(tables, promote_options="permissive")
+                )
+                _deltalog.append(whole, self.root / f"deployment={deployment}")
+                self.written += count
+            except Exception:
+                logger.exception("could not append %d predictions of %s", count, deployment)
+                self._lost(count)
 
     def _write(self, table: pa.Table, deployment: str, hour: str) -> None:
         if self.spool is None:
@@ -206,6 +247,11 @@ def open_sink(
     object store; ``options`` are ``ParquetSink``'s."""
     if not is_remote(root):
         return ParquetSink(root, **options)
+    if options.get("log_format") == "delta":
+        raise ConfigError(
+            f"monitoring.log_format = 'delta' writes to a local folder, not {root}; set "
+            "log_root to a folder or log_format = 'parquet'."
+        )
     spool = Spool(
         Path(spool_dir) / root_slug(root), root, options=upload, on_backlog=on_backlog,
         on_failure=on_failure,

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelyard.errors import PredictionLogEmptyError
+from modelyard.monitoring import _deltalog
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -34,7 +35,13 @@ def read_log(
         f"No predictions logged for {name!r} {_describe(since)}; serve it with "
         f"'yard serve --log-predictions' (log root {root}) or widen --since."
     )
-    if not any(folder.glob("*/*.parquet")):
+    active = _deltalog.active_names(folder)  # a Delta log: only its current files
+    files = [
+        str(f)
+        for f in sorted(folder.glob("hour=*/*.parquet"))
+        if active is None or f.name in active
+    ]
+    if not files:
         raise empty
     where, params = "", []
     if since is not None:
@@ -50,7 +57,7 @@ def read_log(
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
     with duckdb.connect() as con:
-        result: Any = con.sql(sql, params=[str(folder / "*" / "*.parquet"), *params])
+        result: Any = con.sql(sql, params=[files, *params])
         # DuckDB 2 renamed fetch_arrow_table to to_arrow_table
         fetch = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
         table: pa.Table = fetch()

@@ -24,6 +24,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from modelyard.errors import InvalidInputError, PredictionLogEmptyError
+from modelyard.monitoring import _deltalog
 from modelyard.monitoring.drift import DriftDetector, WindowProfile, merge_profiles
 
 HOUR = timedelta(hours=1)
@@ -61,6 +62,7 @@ def hours(root: str | Path, name: str, start: datetime, end: datetime) -> list[H
     if not folder.is_dir():
         return []
     first = start.replace(minute=0, second=0, microsecond=0)
+    active = _deltalog.active_names(folder)  # a Delta log: only its current files
     found = []
     for entry in sorted(folder.glob("hour=*")):
         try:
@@ -68,7 +70,9 @@ def hours(root: str | Path, name: str, start: datetime, end: datetime) -> list[H
         except ValueError:
             continue
         if first <= begin < end:
-            files = tuple(sorted(entry.glob("*.parquet")))
+            files = tuple(
+                f for f in sorted(entry.glob("*.parquet")) if active is None or f.name in active
+            )
             if files:
                 found.append(Hour(begin, files))
     return found

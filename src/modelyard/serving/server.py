@@ -111,7 +111,7 @@ def _prediction_sink(settings: Settings, metrics: ServingMetrics) -> PredictionS
         on_backlog=metrics.log_backlog.set, on_failure=metrics.log_upload_failures.inc,
         queue_size=opts.queue_size, flush_interval_s=opts.flush_interval_s,
         drop_columns=opts.drop_columns, hash_columns=opts.hash_columns,
-        on_drop=metrics.log_dropped.inc,
+        on_drop=metrics.log_dropped.inc, log_format=opts.log_format,
     )  # fmt: skip
 
 

@@ -1,0 +1,64 @@
+"""The prediction log as Delta Lake tables (``monitoring.log_format = "delta"``).
+
+One table per deployment at ``<root>/deployment=<name>/``, partitioned by ``hour``: its data files
+land in ``hour=<YYYY-MM-DDTHH>/`` like the Parquet log's parts, so the readers keep their layout
+(hours prune folders, hourly profiles cache per file) and only ask the table which files are
+current (``active_names``): a file a failed commit left behind, or one a compaction removed, is
+not read. Each flush appends once per deployment (one commit: a new table version), so the log
+can be read as of any version (``deltalake.DeltaTable(folder, version=N)``).
+
+DuckDB's ``delta`` extension was not used: DuckDB downloads extensions on first use, and these
+machines (and many servers) have no internet; the file list comes from deltalake itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelyard.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["EXTRA_HINT", "HOUR_COLUMN", "active_names", "append", "import_deltalake", "is_table"]
+
+EXTRA_HINT = "pip install 'modelyard[delta]'"
+HOUR_COLUMN = "hour"
+
+
+def import_deltalake() -> Any:
+    """The ``deltalake`` module, or ``ConfigError`` naming the extra that installs it."""
+    try:
+        import deltalake
+    except ImportError:
+        raise ConfigError(
+            f"monitoring.log_format = 'delta' needs the deltalake package; run {EXTRA_HINT} "
+            "or set log_format = 'parquet'."
+        ) from None
+    return deltalake
+
+
+def is_table(folder: Path) -> bool:
+    return (folder / "_delta_log").is_dir()
+
+
+def append(table: pa.Table, folder: Path) -> None:
+    """Append ``table`` (with an ``hour`` column) to the Delta table at ``folder`` in one commit,
+    creating it on the first write; new columns are added to the table's schema."""
+    deltalake = import_deltalake()
+    folder.mkdir(parents=True, exist_ok=True)
+    deltalake.write_deltalake(
+        str(folder), table, mode="append", partition_by=[HOUR_COLUMN], schema_mode="merge"
+    )
+
+
+def active_names(folder: Path) -> frozenset[str] | None:
+    """The names of the data files of the Delta table at ``folder`` as of its latest version,
+    or ``None`` when ``folder`` is not a Delta table (a Parquet log: every file counts)."""
+    if not is_table(folder):
+        return None
+    deltalake = import_deltalake()
+    return frozenset(
+        uri.rsplit("/", 1)[-1] for uri in deltalake.DeltaTable(str(folder)).file_uris()
+    )
