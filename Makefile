@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # Where this machine keeps local wheels (torch==2.13.0's CPU build); uv does not read pip.conf.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 
-.PHONY: demo test check lint format typecheck layers unit system mlflow-server bench proto clean
+.PHONY: demo test check lint format typecheck layers unit system mlflow-server feast-server bench proto clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,6 +32,20 @@ $(MLFLOW_STAMP): $(STAMP)
 	touch $(MLFLOW_STAMP)
 
 mlflow-server: $(MLFLOW_STAMP)
+
+# Feast in a virtualenv of its own: feast 0.67.0 requires pandas<3 and prometheus-client<0.25,
+# and .venv has pandas 3.1 and prometheus-client 0.26 (the dry run says so). Its `feast serve`
+# is the online feature server `yard serve --feast-url` asks once per batch, and its python runs
+# the historical retrieval (MODELYARD_FEAST__PYTHON); modelyard needs no Feast package itself.
+FEAST_VENV := $(VENV)/feast
+FEAST_STAMP := $(FEAST_VENV)/.installed
+
+$(FEAST_STAMP): $(STAMP)
+	test -x $(FEAST_VENV)/bin/python || $(PY) -m venv $(FEAST_VENV)
+	$(BIN)/uv pip install -q --python $(FEAST_VENV)/bin/python 'feast[redis]==0.67.0'
+	touch $(FEAST_STAMP)
+
+feast-server: $(FEAST_STAMP)
 
 # make demo DEMO_KEEP_UI=1 leaves the dashboard up at the end until Ctrl-C.
 demo: $(STAMP)
@@ -58,10 +72,10 @@ system:
 # PostgreSQL database. Measured on 6 integration files: 140 s in one process, 87 s in two.
 PYTEST := $(BIN)/pytest -q -n 2 --dist loadfile
 
-unit: $(STAMP) system mlflow-server
+unit: $(STAMP) system mlflow-server feast-server
 	$(PYTEST)
 
-test: check system mlflow-server
+test: check system mlflow-server feast-server
 	$(PYTEST)
 
 bench: $(STAMP)

@@ -229,6 +229,18 @@ class MonitoringSettings(BaseModel):
     cost: CostSettings = Field(default_factory=CostSettings)
 
 
+class FeastSettings(BaseModel):
+    """The Feast bridge (``modelyard.integrations.feast``): ``url`` is Feast's feature server
+    (``feast serve``), which ``yard serve`` asks for the online features of a version that
+    declares a feature service; ``python`` is an interpreter with the ``feast`` package, which
+    builds training data (point-in-time historical retrieval) and reads definitions."""
+
+    url: str | None = None
+    #: One online-features call's deadline (once per batch).
+    timeout_s: float = Field(default=2.0, gt=0)
+    python: str = "python3"
+
+
 class LoopTrigger(BaseModel):
     """What starts a loop (``[loops.NAME.trigger]``); any one of them does.
 
@@ -341,6 +353,7 @@ class Settings(BaseSettings):
     serving: ServingSettings = Field(default_factory=ServingSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     runs: RunsSettings = Field(default_factory=RunsSettings)
+    feast: FeastSettings = Field(default_factory=FeastSettings)
     #: Retraining loops by deployment name (``[loops.NAME]``, see ``modelyard.loop``).
     loops: dict[str, LoopPolicy] = Field(default_factory=dict)
 

@@ -14,6 +14,7 @@ from modelyard.cli import (
     batch,
     build,
     db,
+    feast,
     gate,
     init,
     k8s,
@@ -60,6 +61,7 @@ app.command("observability")(observability.observability)
 app.add_typer(loop.app, name="loop")
 app.command("ui")(ui.ui)
 app.add_typer(assess.app, name="assess")
+app.add_typer(feast.app, name="features")
 
 
 @app.callback()

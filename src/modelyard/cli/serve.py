@@ -14,6 +14,7 @@ from modelyard.cli._output import console, print_json, slots_dict, table, when
 
 if TYPE_CHECKING:
     from modelyard.registry import Registry
+    from modelyard.serving.features import FeatureSourceFactory
     from modelyard.settings import Settings
 
 tokens_app = typer.Typer(help="API tokens for the server.", no_args_is_help=True)
@@ -54,6 +55,11 @@ def serve(
         False, "--open-docs", help="With --auth, serve /openapi.json and /docs without a token."
     ),
     ui: bool = typer.Option(False, "--ui", help="Also serve the dashboard under /ui."),
+    feast_url: str | None = typer.Option(
+        None,
+        help="Feast's feature server (feast serve): versions that declare a feature "
+        "service take entity keys and fetch their features there, once per batch.",
+    ),
 ) -> None:
     """Serve models over the Open Inference Protocol v2 (REST, and gRPC with --grpc-port),
     MLflow's /invocations and TF Serving's REST API."""
@@ -79,6 +85,8 @@ def serve(
     )  # fmt: skip
     serving = serving.model_copy(update=platform_settings(os.environ, port_given=port is not None))
     update: dict[str, object] = {"serving": serving}
+    if feast_url is not None:
+        update["feast"] = settings.feast.model_copy(update={"url": feast_url})
     if log_predictions:
         update["monitoring"] = settings.monitoring.model_copy(update={"log": True})
     # the server reports what it loads, on which runtime and provider, and its swaps at INFO
@@ -88,13 +96,30 @@ def serve(
         serving_logger.setLevel(logging.INFO)
     final = settings.model_copy(update=update)
     refs = mlflow_refs(final, list(refs or []), os.environ.get("MLFLOW_TRACKING_URI"))
+    features, factory = feast_features(final)
     if ui:
         from modelyard.ui.app import SERVED_FACTORY, with_dashboard
 
+        if features is not None and final.serving.workers > 1:
+            raise typer.BadParameter(
+                "--ui with Feast features serves one worker", param_hint="--workers"
+            )
         run(final, refs, list(deployment), wrap=with_dashboard(final),
-            factory=SERVED_FACTORY)  # fmt: skip
+            factory=SERVED_FACTORY, features=features)  # fmt: skip
+    elif factory is not None:
+        run(final, refs, list(deployment), features=features, factory=factory)
     else:
         run(final, refs, list(deployment))
+
+
+def feast_features(settings: Settings) -> tuple[FeatureSourceFactory | None, str | None]:
+    """With a Feast feature server configured, the server's feature sources (and the worker
+    factory that makes them in each worker process)."""
+    if not settings.feast.url:
+        return None, None
+    from modelyard.integrations.feast import online_features
+
+    return online_features(settings.feast), "modelyard.integrations.feast:app_from_env"
 
 
 def mlflow_refs(settings: Settings, refs: list[str], tracking_uri: str | None) -> list[str]:

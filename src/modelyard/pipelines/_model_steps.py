@@ -177,13 +177,17 @@ def register(
     metrics: dict[str, float] | None = None,
     alias: str | None = None,
     convert: str | None = None,
+    tags: dict[str, str] | None = None,
 ) -> str:
     """Register ``model`` as the next version of ``name``; returns ``"name/N"``. ``convert="onnx"``
-    keeps an ONNX twin (checked against the model) for the server and batch scoring."""
+    keeps an ONNX twin (checked against the model) for the server and batch scoring. ``tags``
+    go on the version (``feast_training_data``'s ``tags`` declare its Feast feature service)."""
     X = table.drop(columns=[target]) if target is not None else table
     y = table[target] if target is not None else None
     context = current_step()
-    tags = {"pipeline": context.pipeline, "pipeline_run": context.run_id} if context else {}
+    tags = dict(tags or {})
+    if context:
+        tags.update(pipeline=context.pipeline, pipeline_run=context.run_id)
     with _registry() as registry:
         version = registry.register(
             model, name=name, data=X, target=y, metrics=dict(metrics or {}), tags=tags,

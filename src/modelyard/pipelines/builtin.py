@@ -10,6 +10,10 @@
   lineage of a version registered on it (``modelyard.integrations.delta`` and ``.dvc``).
 - ``split(table, target=None, test_size=0.2, seed=0)``: train and test DataFrames
   (``Split(train, test)``), stratified by ``target`` when it is given.
+- ``feast_training_data(entities, service, repo)``: Feast's point-in-time historical retrieval
+  from a feature service for entity rows (a CSV or Parquet file: join keys, ``event_timestamp``,
+  labels): ``FeastTrainingData(table, tags)``; pass ``tags`` to ``register`` so that the version
+  declares the service (``yard serve --feast-url`` then fetches the same features online).
 - ``validate``, ``evaluate``, ``register``, ``gate`` and ``deploy_canary``: see
   ``modelyard.pipelines._model_steps``.
 """
@@ -27,9 +31,11 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
+    "FeastTrainingData",
     "Split",
     "deploy_canary",
     "evaluate",
+    "feast_training_data",
     "gate",
     "load_table",
     "register",
@@ -124,3 +130,30 @@ def split(
     stratify = table[target] if target is not None else None
     train, test = train_test_split(table, test_size=test_size, random_state=seed, stratify=stratify)
     return Split(train, test)
+
+
+class FeastTrainingData(NamedTuple):
+    table: pd.DataFrame
+    #: The version tags that declare the feature service and record its feature views' names,
+    #: versions and definition hashes (``modelyard.integrations.feast.feast_tags``).
+    tags: dict[str, str]
+
+
+# Not cached: the features live in Feast's offline store, outside the cache key.
+@step(cache=False, input_files=("entities",))
+def feast_training_data(
+    entities: str, service: str, repo: str, python: str | None = None
+) -> FeastTrainingData:
+    """The features of Feast feature service ``service`` (repository ``repo``) for each entity
+    row as of its ``event_timestamp`` (point in time), then the rows' other columns (labels).
+    ``python``: an interpreter with Feast (default ``MODELYARD_FEAST__PYTHON``)."""
+    from modelyard.integrations.feast import feast_tags
+    from modelyard.integrations.feast_offline import training_data
+    from modelyard.settings import Settings
+
+    rows = load_table.fn(entities)
+    data = training_data(
+        rows, repo=str(Path(repo).resolve()), service=service,
+        python=python or Settings().feast.python,
+    )  # fmt: skip
+    return FeastTrainingData(data.table, feast_tags(data.info))

@@ -46,6 +46,9 @@ FILL_GAP_S = 0.0002
 #: How often deadlines are checked (a late request is failed at most this much after it).
 SWEEP_S = 0.005
 RunBatch = Callable[[Rows, tuple[str, ...]], dict[str, Array]]
+#: Turns each request's rows into the model's rows, or the error that fails that request only
+#: (online features fetched once per batch: ``serving.features.FeatureJoin``).
+PrepareBatch = Callable[[list[Rows]], list["Rows | ModelyardError"]]
 #: What one more model call costs, in padded tokens (``flavors.CALL_COST_TOKENS``, measured): a
 #: batch is split into sub-batches of similar lengths only where that saves more padding than
 #: this per extra call.
@@ -62,6 +65,8 @@ class BatchResult:
     batch_rows: int
     #: This request's share (by rows) of the CPU time the model's thread spent on the batch.
     cpu_s: float = 0.0
+    #: The rows the model ran on when the batcher prepared them (the fetched features).
+    inputs: Rows | None = None
 
 
 @dataclass(slots=True)
@@ -89,10 +94,13 @@ class AdaptiveBatcher:
         max_queue: int = 1024,
         max_batch_tokens: int | None = None,
         on_batch: Callable[[int, float, float], None] | None = None,
+        prepare: PrepareBatch | None = None,
     ) -> None:
         """``on_batch(rows, compute_s, cpu_s)`` hears of every batch that ran: its rows, its
-        wall time and the CPU time of the model's thread on it."""
+        wall time and the CPU time of the model's thread on it. ``prepare`` runs in the model's
+        thread first, once per batch, on each request's rows."""
         self._run_batch = run_batch
+        self._prepare = prepare
         self._executor = executor
         self.max_batch_size = max_batch_size
         #: The most padded tokens (rows x longest row) a batch of tokenized rows may hold.
@@ -251,38 +259,53 @@ class AdaptiveBatcher:
         self._queued_tokens -= item.rows.n * item.longest
 
     async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> None:
-        merged = batch[0].rows if len(batch) == 1 else _merge([p.rows for p in batch])
         wanted = batch[0].outputs
         for item in batch[1:]:
             if item.outputs != wanted:
                 wanted = tuple(dict.fromkeys(wanted + item.outputs))
         started = loop.time()
         self._running = batch
+        prepared: list[Rows | ModelyardError] | None = None
         try:
-            outputs, cpu_s = await loop.run_in_executor(
-                self._executor, _on_cpu, self._run_batch, merged, wanted
-            )
+            if self._prepare is None:
+                merged = batch[0].rows if len(batch) == 1 else _merge([p.rows for p in batch])
+                outputs, cpu_s = await loop.run_in_executor(
+                    self._executor, _on_cpu, self._run_batch, merged, wanted
+                )
+            else:
+                prepared, merged, outputs, cpu_s = await loop.run_in_executor(
+                    self._executor, _prepared_on_cpu, self._prepare, self._run_batch,
+                    [p.rows for p in batch], wanted,
+                )  # fmt: skip
         except ModelyardError as exc:
             _fail(batch, exc)
             return
         except Exception as exc:
-            logger.exception("model failed on a batch of %d rows", merged.n)
+            logger.exception("model failed on a batch of %d requests", len(batch))
             _fail(batch, PredictionError(f"The model failed on this batch: {exception_line(exc)}."))
             return
         finally:
             self._running = []
         compute_s = loop.time() - started
-        if self._on_batch is not None:
+        if self._on_batch is not None and merged.n:
             self._on_batch(merged.n, compute_s, cpu_s)
         per_row_s = cpu_s / merged.n if merged.n else 0.0
         offset = 0
-        for item in batch:
-            end = offset + item.rows.n
+        for i, item in enumerate(batch):
+            rows = item.rows
+            inputs: Rows | None = None
+            if prepared is not None:
+                ready = prepared[i]
+                if isinstance(ready, ModelyardError):
+                    _fail([item], ready)
+                    continue
+                rows = inputs = ready
+            end = offset + rows.n
             if not item.future.done():
                 own = {name: outputs[name][offset:end] for name in item.outputs}
-                share = per_row_s * item.rows.n
+                share = per_row_s * rows.n
                 item.future.set_result(
-                    BatchResult(own, started - item.enqueued, compute_s, merged.n, share)
+                    BatchResult(own, started - item.enqueued, compute_s, merged.n, share, inputs)
                 )
             offset = end
 
@@ -295,6 +318,21 @@ def _on_cpu(
     started = time.thread_time()
     outputs = run_batch(rows, wanted)
     return outputs, time.thread_time() - started
+
+
+def _prepared_on_cpu(
+    prepare: PrepareBatch, run_batch: RunBatch, parts: list[Rows], wanted: tuple[str, ...]
+) -> tuple[list[Rows | ModelyardError], Rows, dict[str, Array], float]:
+    """``prepare`` the batch's requests, then run the model on the rows of those it kept; the
+    CPU time counts both."""
+    started = time.thread_time()
+    prepared = prepare(parts)
+    kept = [rows for rows in prepared if not isinstance(rows, ModelyardError)]
+    if not kept:
+        return prepared, Rows(0, None, None), {}, time.thread_time() - started
+    merged = kept[0] if len(kept) == 1 else _merge(kept)
+    outputs = run_batch(merged, wanted)
+    return prepared, merged, outputs, time.thread_time() - started
 
 
 def length_groups(

@@ -614,8 +614,8 @@ class ModelServer:
         encode_started = time.perf_counter()
         payload = door.encode(name, served, result.outputs)
         return Answer(
-            payload, served, door.route, None, None, rows, result.outputs, result.queue_wait_s,
-            encode_started, result.cpu_s, joined - received,
+            payload, served, door.route, None, None, result.inputs or rows, result.outputs,
+            result.queue_wait_s, encode_started, result.cpu_s, joined - received,
         )  # fmt: skip
 
     async def _predict_deployment(
@@ -646,8 +646,8 @@ class ModelServer:
         outputs = {k: v for k, v in result.outputs.items() if k in wanted}
         payload = door.encode(name, served, outputs)
         return Answer(
-            payload, served, door.route, route, name, rows, outputs, result.queue_wait_s,
-            encode_started, result.cpu_s, joined - received,
+            payload, served, door.route, route, name, result.inputs or rows, outputs,
+            result.queue_wait_s, encode_started, result.cpu_s, joined - received,
         )  # fmt: skip
 
     def finish(self, answer: Answer, request_id: str, started: float, *, protocol: str) -> None:

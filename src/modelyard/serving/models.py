@@ -33,6 +33,7 @@ from modelyard.errors import (
 from modelyard.flavors import TextPredictor, Tokens, predict_in_groups
 from modelyard.serving.batching import AdaptiveBatcher, BatchResult, length_groups
 from modelyard.serving.codecs import datatype_for, datatype_of
+from modelyard.serving.features import FeatureJoin, entity_signature
 from modelyard.serving.tokenizing import TokenizerThread
 from modelyard.serving.validation import RequestValidator, Rows
 
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from modelyard.registry import Registry
     from modelyard.registry.loaded import LoadedModel
     from modelyard.serving.deployments import DeploymentRouter
+    from modelyard.serving.features import FeatureSource, FeatureSourceFactory
     from modelyard.settings import ServingSettings
 
 logger = logging.getLogger(__name__)
@@ -69,6 +71,7 @@ class ServedModel:
         on_batch: Callable[[int, float, float], None] | None = None,
         on_tokenize: Callable[[float], None] | None = None,
         on_close: Callable[[], None] | None = None,
+        features: FeatureSource | None = None,
     ) -> None:
         signature = loaded.version.signature
         if signature is None:
@@ -81,6 +84,15 @@ class ServedModel:
         self.version = str(loaded.version.version)
         self.signature = signature
         self.validator = RequestValidator(signature, model=self.name)
+        #: With online features (``serving.features``): requests carry the entity keys, which
+        #: ``validator`` checks; the batcher fetches the features and checks them against the
+        #: signature (``features.validator``).
+        self.features: FeatureJoin | None = None
+        if features is not None:
+            self.features = FeatureJoin(features, self.validator)
+            self.validator = RequestValidator(
+                entity_signature(features.entity_keys), model=self.name
+            )
         self.outputs = ("predict", "predict_proba") if loaded.predictor.has_proba else ("predict",)
         #: The numpy type each numeric output is answered in: the signature's, which the model
         #: metadata states, whatever the runtime computes in (the ONNX twin and the tree kernel
@@ -120,13 +132,20 @@ class ServedModel:
             max_queue=settings.max_queue,
             max_batch_tokens=settings.max_batch_tokens if self.text is not None else None,
             on_batch=on_batch,
+            prepare=self.features.prepare if self.features is not None else None,
         )
+        if self.features is not None and self.text is not None:
+            raise NotReadyError(
+                f"Model {loaded.version.ref} is a text model; online features serve tabular "
+                "models only."
+            )
         layout = getattr(loaded.predictor, "layout", None)
         #: Whether validated rows go to the model as the float matrix, uncoerced: a tensor model,
         #: or the ONNX twin of a numeric model; native models get the DataFrame (or array) they
         #: were trained on.
+        feature_rows = self.features.validator if self.features is not None else self.validator
         self.matrix_direct = signature.kind == "tensor" or (
-            loaded.runtime == "onnx" and layout == "tensor" and self.validator.numeric
+            loaded.runtime == "onnx" and layout == "tensor" and feature_rows.numeric
         )
 
     def run_batch(self, rows: Rows, wanted: tuple[str, ...]) -> dict[str, Array]:
@@ -198,7 +217,7 @@ class ServedModel:
         sig = self.signature
         inputs = [
             {"name": spec.name, "datatype": datatype_for(spec.dtype), "shape": list(spec.shape)}
-            for spec in sig.inputs
+            for spec in self.validator.signature.inputs
         ]
         outputs = [
             {"name": spec.name, "datatype": datatype_for(spec.dtype), "shape": list(spec.shape)}
@@ -217,12 +236,21 @@ class ServedModel:
         example = self.loaded.version.input_example
         if example is None:
             return
+        validator = self.features.validator if self.features is not None else self.validator
         if "columns" in example:
-            rows = self.validator.from_split(example["columns"], example["data"])
+            rows = validator.from_split(example["columns"], example["data"])
         else:
-            rows = self.validator.from_rows(example["data"])
-        result = await self.predict(rows, self.outputs, timeout_s=timeout_s)
-        for name, values in result.outputs.items():
+            rows = validator.from_rows(example["data"])
+        if self.features is not None:
+            # the example holds features, not entity keys: the model runs on it directly
+            loop = asyncio.get_running_loop()
+            outputs = await asyncio.wait_for(
+                loop.run_in_executor(self._executor, self.run_batch, rows, self.outputs),
+                timeout_s,
+            )
+        else:
+            outputs = (await self.predict(rows, self.outputs, timeout_s=timeout_s)).outputs
+        for name, values in outputs.items():
             datatype_of(np.asarray(values))
             if len(values) != rows.n:
                 raise NotReadyError(f"Warm-up of {self.loaded.version.ref}: bad {name} length.")
@@ -232,6 +260,8 @@ class ServedModel:
             await self._tokenizer.drain()
         await self.batcher.close()
         self._executor.shutdown(wait=False)
+        if self.features is not None:
+            self.features.source.close()
         if self._tokenizer is not None:
             self._tokenizer.close()
         if self._on_close is not None:
@@ -302,7 +332,9 @@ class ModelHub:
         on_unload: Callable[[str, str], None] | None = None,
         on_route: Callable[[str, str, float, bool], None] | None = None,
         deployments: list[str] | None = None,
+        features: FeatureSourceFactory | None = None,
     ) -> None:
+        """``features`` gives the online feature source of each version that declares one."""
         names = [ref.name for ref in refs]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -326,6 +358,7 @@ class ModelHub:
         self._on_tokenize = on_tokenize
         self._on_load = on_load
         self._on_unload = on_unload
+        self._features = features
         self._watch: asyncio.Task[None] | None = None
         self.ready = False
 
@@ -384,6 +417,7 @@ class ModelHub:
         on_tokenize = self._on_tokenize
         on_unload = self._on_unload
         name, version = loaded.version.name, str(loaded.version.version)
+        source = self._features(loaded.version) if self._features is not None else None
         served = ServedModel(
             loaded,
             self.settings,
@@ -393,6 +427,7 @@ class ModelHub:
             ),
             on_tokenize=(lambda secs: on_tokenize(name, secs)) if on_tokenize else None,
             on_close=(lambda: on_unload(name, version)) if on_unload else None,
+            features=source,
         )  # fmt: skip
         served.batcher.start()
         try:

@@ -23,6 +23,7 @@ from modelyard.serving.http import ModelServer
 from modelyard.settings import Settings
 
 if TYPE_CHECKING:
+    from modelyard.serving.features import FeatureSourceFactory
     from modelyard.serving.metrics import ServingMetrics
     from modelyard.serving.sink import PredictionSink
 
@@ -31,9 +32,14 @@ SPEC_ENV = "MODELYARD_SERVE_SPEC"
 
 
 def build_app(
-    settings: Settings, refs: list[str], deployments: list[str] | None = None
+    settings: Settings,
+    refs: list[str],
+    deployments: list[str] | None = None,
+    *,
+    features: FeatureSourceFactory | None = None,
 ) -> ModelServer:
-    """The ASGI application for ``refs`` (models load when the server starts)."""
+    """The ASGI application for ``refs`` (models load when the server starts); ``features``
+    gives the online feature source of a version that declares one (the CLI makes it)."""
     from modelyard.registry import Registry
     from modelyard.serving.metrics import ServingMetrics
     from modelyard.serving.models import ModelHub
@@ -79,7 +85,7 @@ def build_app(
         registry, [parse_ref(r) for r in refs], settings.serving,
         on_batch=on_batch, on_tokenize=on_tokenize, on_load=on_load, on_unload=on_unload,
         on_route=metrics.observe_route,
-        deployments=deployments or [],
+        deployments=deployments or [], features=features,
     )  # fmt: skip
     tokens = TokenChecker(registry.db) if settings.serving.auth else None
     sink = _prediction_sink(settings, metrics) if settings.monitoring.log else None
@@ -163,12 +169,13 @@ def serve(
     *,
     wrap: Callable[[ModelServer], Any] | None = None,
     factory: str = "modelyard.serving.server:app_from_env",
+    features: FeatureSourceFactory | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT; in-flight requests and batches finish first.
 
     ``wrap`` puts an application in front of the server (``yard serve --ui``); with several
     workers, ``factory`` names the import path each worker builds its application from, which
-    must do the same.
+    must do the same (``features`` included).
     """
     import uvicorn
 
@@ -192,7 +199,7 @@ def serve(
     # then re-raises it to the handler it found; this one lets the process exit 0.
     signal.signal(signal.SIGTERM, _drained)
     if opts.workers == 1:
-        app = build_app(settings, refs, deployments)
+        app = build_app(settings, refs, deployments, features=features)
         uvicorn.run(wrap(app) if wrap is not None else app, **common)
         return
     metrics_dir = tempfile.mkdtemp(prefix="modelyard-metrics-")
