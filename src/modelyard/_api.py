@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from modelyard.core.types import AliasEvent, ModelVersion
+    from modelyard.integrations.runs import MirrorDefaults
     from modelyard.registry import ActiveRun, Registry
     from modelyard.registry.loaded import LoadedModel
 
@@ -96,16 +97,25 @@ def start_run(
       ``[runs] wandb_project`` setting): an offline W&B run, for ``wandb sync``;
     - ``"neptune"``: an offline Neptune run, for ``neptune sync``.
 
+    Without ``mirror``, the ``[runs] mirror`` setting applies; ``mirror=[]`` mirrors nothing.
     See ``modelyard.integrations.runs``."""
-    from modelyard.integrations.runs import MirrorDefaults, parse_mirrors, start_mirrored_run
+    from modelyard.integrations.runs import parse_mirrors, start_mirrored_run
 
-    specs = parse_mirrors(mirror)
     registry = get_registry()
+    specs = parse_mirrors(registry.settings.runs.mirror if mirror is None else mirror)
     if not specs:
         return registry.start_run(name, **options)
-    defaults = MirrorDefaults(
+    defaults = mirror_defaults(registry)
+    return start_mirrored_run(registry, name, specs, defaults=defaults, **options)
+
+
+def mirror_defaults(registry: Registry) -> MirrorDefaults:
+    """Where run mirrors go when a mirror names no target: the settings and, read here at the
+    edge, ``MLFLOW_TRACKING_URI`` and ``MLFLOW_EXPERIMENT_NAME``."""
+    from modelyard.integrations.runs import MirrorDefaults
+
+    return MirrorDefaults(
         mlflow_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI"),
         mlflow_experiment=os.environ.get("MLFLOW_EXPERIMENT_NAME"),
         wandb_project=registry.settings.runs.wandb_project,
     )
-    return start_mirrored_run(registry, name, specs, defaults=defaults, **options)

@@ -316,11 +316,14 @@ class LoopPolicy(BaseModel):
 
 
 class RunsSettings(BaseModel):
-    """Where mirrored runs go (``[runs]``; ``modelyard.start_run(mirror=...)``):
-    ``wandb_project`` is ``PROJECT`` or ``ENTITY/PROJECT`` for ``mirror="wandb"`` without one."""
+    """Run mirrors (``[runs]``, see ``modelyard.integrations.runs``): ``mirror`` lists the
+    trackers every run goes to when none are named (``start_run`` without ``mirror=``, and
+    pipeline runs), e.g. ``["wandb", "neptune"]``; ``wandb_project`` is ``PROJECT`` or
+    ``ENTITY/PROJECT`` for a ``"wandb"`` mirror that names none."""
 
     model_config = {"extra": "forbid"}
 
+    mirror: list[str] = Field(default_factory=list)
     wandb_project: str | None = None
 
 

@@ -297,3 +297,80 @@ def test_a_missing_extra_names_its_install_and_leaves_no_run_anywhere(
     # the W&B run opened first was ended as failed, not left running
     (offline_dir,) = offline_runs(offline_root) - before
     assert offline_dir.parent.name == "wandb" and wandb_run(str(offline_dir))["exit_code"] == 1
+
+
+# -- pipeline runs and the [runs] mirror setting -----------------------------------------------
+
+
+def test_runs_mirror_setting_mirrors_pipeline_runs_and_start_run(
+    offline_root: Path, tmp_path: Path
+) -> None:
+    """``[runs] mirror`` sends a pipeline run (params, each step's metrics as STEP.NAME, tags,
+    a failed end) and a plain ``start_run`` to Neptune; ``mirror=[]`` turns it off for one run."""
+    from tests.integration._tiny_pipeline import TinyPipeline
+
+    settings = Settings(home=tmp_path / "home", runs=RunsSettings(mirror=["neptune"]))
+    reg = Registry(settings)
+    modelyard.set_registry(reg)
+    tiny = TinyPipeline(tmp_path / "project")
+    try:
+        ok, failed = tiny.run(reg, n=4), tiny.run(reg, n=4, fail=True)
+        with modelyard.start_run("train") as plain:
+            plain.log_metrics({"auc": 0.9})
+        with modelyard.start_run("quiet", mirror=[]) as quiet:
+            pass
+    finally:
+        tiny.close()
+        modelyard.set_registry(None)
+        reg.close()
+    fields = neptune_fields(ok.tags["neptune.run_id"], offline_root / ".neptune")
+    assert fields["sys/name"] == "tiny" and fields["sys/failed"] is False
+    assert fields["parameters/n"] == "4" and fields["parameters/fail"] == "false"
+    assert fields["metrics/total.total"] == [6.0]
+    assert {"modelyard.pipeline=tiny", f"modelyard.run_id={ok.id}"} <= fields["sys/tags"]
+    failed_fields = neptune_fields(failed.tags["neptune.run_id"], offline_root / ".neptune")
+    assert failed.status == "failed" and failed_fields["sys/failed"] is True
+    assert "metrics/total.total" not in failed_fields
+    plain_fields = neptune_fields(
+        reg.get_run(plain.id).tags["neptune.run_id"], offline_root / ".neptune"
+    )
+    assert plain_fields["metrics/auc"] == [0.9]
+    assert not any(key.startswith("neptune.") for key in reg.get_run(quiet.id).tags)
+
+
+def test_a_bad_mirror_setting_refuses_a_pipeline_run_before_it_is_recorded(
+    offline_root: Path, tmp_path: Path
+) -> None:
+    from tests.integration._tiny_pipeline import TinyPipeline
+
+    reg = Registry(Settings(home=tmp_path / "home", runs=RunsSettings(mirror=["wandb", "comet"])))
+    tiny = TinyPipeline(tmp_path / "project")
+    before = offline_runs(offline_root)
+    try:
+        with pytest.raises(InvalidSpecError, match=r"^Unknown run mirror 'comet'; use "):
+            tiny.run(reg)
+        assert reg.list_runs().total == 0 and offline_runs(offline_root) == before
+    finally:
+        tiny.close()
+        reg.close()
+
+
+def test_yard_run_mirror_sends_the_run_to_neptune_and_keeps_json_on_stdout(
+    offline_root: Path, tmp_path: Path
+) -> None:
+    import subprocess
+
+    from tests.integration._server import YARD, server_env
+    from tests.integration._tiny_pipeline import TINY
+
+    (tmp_path / "tiny.py").write_text(TINY)
+    env = server_env(tmp_path / "home", NEPTUNE_DATA_DIRECTORY=str(offline_root / ".neptune"))
+    done = subprocess.run(
+        [YARD, "run", "tiny.py", "--mirror", "neptune", "--json", "-p", "n=3"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    recorded = json.loads(done.stdout)  # nothing but the JSON: Neptune's own lines went to stderr
+    assert "Neptune initialized" in done.stderr
+    fields = neptune_fields(recorded["tags"]["neptune.run_id"], offline_root / ".neptune")
+    assert fields["metrics/total.total"] == [3.0] and fields["parameters/n"] == "3"

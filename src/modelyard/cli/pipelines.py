@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from types import TracebackType
@@ -39,6 +40,12 @@ def run(
     force: list[str] | None = typer.Option(
         None, "--force", metavar="STEP", help="Run STEP even on a cache hit (repeatable)."
     ),
+    mirror: list[str] | None = typer.Option(
+        None,
+        "--mirror",
+        metavar="TOOL[:TARGET]",
+        help="Mirror the run to mlflow, wandb or neptune (repeatable); default: [runs] mirror.",
+    ),
     json: bool = typer.Option(False, "--json", help="Print the run as JSON for scripts."),
 ) -> None:
     """Run a pipeline: cached steps are reused, the others run; exit 1 if a step fails."""
@@ -55,10 +62,13 @@ def run(
     try:
         pipeline = build_pipeline(load_pipeline(target), params)
         chosen = make_executor(executor, address=address, workers=workers)
-        with _Progress([n.name for n in pipeline.nodes], enabled=not json) as progress:
+        # with --json, stdout is the JSON only: what a mirror's client prints (Neptune logs to
+        # stdout) goes to stderr
+        quiet = contextlib.redirect_stdout(sys.stderr) if json else contextlib.nullcontext()
+        with quiet, _Progress([n.name for n in pipeline.nodes], enabled=not json) as progress:
             result = run_pipeline(
                 pipeline, registry=registry, executor=chosen, no_cache=no_cache,
-                force=force or (), on_event=progress.update,
+                force=force or (), on_event=progress.update, mirror=mirror,
             )  # fmt: skip
     except PipelineDefinitionError as exc:
         sys.stderr.write(f"error: {exc}\n")

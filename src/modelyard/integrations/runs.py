@@ -30,12 +30,10 @@ from modelyard.errors import ConfigError, InvalidSpecError, ModelyardError, Stor
 
 if TYPE_CHECKING:
     from modelyard.registry import ActiveRun, Registry
-    from modelyard.registry.runs import RunMirror
 
 logger = logging.getLogger(__name__)
 
 MIRROR_TOOLS: tuple[str, ...] = ("mlflow", "neptune", "wandb")
-TAG_MODELYARD_RUN = "modelyard.run_id"
 _WANDB_PROJECT = re.compile(r"^(?:[\w.-]{1,128}/)?[^/\\#?%:]{1,128}$")
 
 
@@ -104,21 +102,38 @@ def start_mirrored_run(
     tags: dict[str, object] | None = None,
 ) -> ActiveRun:
     """A modelyard run mirrored to a new run in each of ``specs``' tools."""
+    opened = open_mirrors(specs, name, defaults=defaults)
+    link_tags = link_tags_of(opened)
+    try:
+        run = registry.start_run(name, params=params, tags={**(tags or {}), **link_tags},
+                                 mirrors=opened)  # fmt: skip
+    except BaseException:
+        end_quietly(opened)
+        raise
+    recorded = run.info()  # the values as start_run cleaned them
+    user_tags = {k: v for k, v in recorded.tags.items() if k not in link_tags}
+    run.send_to_mirrors(params=recorded.params, tags=user_tags)
+    return run
+
+
+def open_mirrors(
+    specs: Sequence[MirrorSpec], name: str | None, *, defaults: MirrorDefaults
+) -> tuple[OpenedMirror, ...]:
+    """A new run named ``name`` in each tool of ``specs``; if one cannot be opened, those opened
+    already are ended as failed and the error is raised."""
     opened: list[OpenedMirror] = []
     try:
         for spec in specs:
             opened.append(_open(spec, name, defaults))
-        link_tags = {key: value for mirror in opened for key, value in mirror.link_tags.items()}
-        mirrors: tuple[RunMirror, ...] = tuple(opened)
-        run = registry.start_run(name, params=params, tags={**(tags or {}), **link_tags},
-                                 mirrors=mirrors)  # fmt: skip
     except BaseException:
-        _end_quietly(opened)
+        end_quietly(opened)
         raise
-    recorded = run.info()  # the values as start_run cleaned them
-    user_tags = {k: v for k, v in recorded.tags.items() if k not in link_tags}
-    run.send_to_mirrors(params=recorded.params, tags={**user_tags, TAG_MODELYARD_RUN: run.id})
-    return run
+    return tuple(opened)
+
+
+def link_tags_of(mirrors: Sequence[OpenedMirror]) -> dict[str, str]:
+    """The tags that name each mirrored run on modelyard's run (``wandb.run_id``...)."""
+    return {key: value for mirror in mirrors for key, value in mirror.link_tags.items()}
 
 
 def _open(spec: MirrorSpec, name: str | None, defaults: MirrorDefaults) -> OpenedMirror:
@@ -158,7 +173,7 @@ def _checked_default(tool: str, target: str | None) -> str | None:
     return _check_target(tool, target) if target else None
 
 
-def _end_quietly(opened: Sequence[OpenedMirror]) -> None:
+def end_quietly(opened: Sequence[OpenedMirror]) -> None:
     """End the mirrors already opened as failed when a later step refused the run."""
     for mirror in opened:
         try:

@@ -9,16 +9,20 @@ artifact store and match their sha256) or handed to the executor.
 A step that fails marks the run failed; the steps that depend on it are ``skipped``, and steps
 that do not depend on it still run, so that their outputs are cached for the next run.
 Interrupted (Ctrl-C), running steps are cancelled and the run is marked failed.
+
+Run mirrors (``mirror=``, else ``[runs] mirror``; ``modelyard.integrations.runs``) are opened
+before the run is recorded and get its params and tags, each step's metrics as ``STEP.NAME`` when
+the step succeeds, and its end; one that fails on the way is detached and tagged on the run.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from modelyard.errors import IntegrityError, PipelineDefinitionError, StepFailedError
 from modelyard.pipelines import cache, records
@@ -27,10 +31,12 @@ from modelyard.pipelines.plan import Plan, importable
 from modelyard.pipelines.recorder import RunRecorder, new_run_id
 from modelyard.pipelines.tracing import PipelineDef
 from modelyard.pipelines.worker import InputArtifact, StepResult, StepTask
+from modelyard.registry.runs import RunMirrors
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Row
 
+    from modelyard.integrations.runs import MirrorDefaults, MirrorSpec, OpenedMirror
     from modelyard.pipelines.executors import Executor
     from modelyard.pipelines.records import ArtifactRecord, PipelineRun
     from modelyard.registry import Registry
@@ -63,11 +69,16 @@ def run(
     on_event: Callable[[PipelineEvent], None] | None = None,
     package_versions: cache.PackageVersionsFn | None = None,
     run_id: str | None = None,
+    mirror: str | Sequence[str] | None = None,
 ) -> PipelineRun:
     """Run a pipeline and return its record; ``StepFailedError`` (with ``run_id``) if a step
     failed. ``params`` go to a ``@pipeline`` function; ``no_cache`` runs every step; ``force``
     names steps to run even on a cache hit; ``run_id``: the id to record the run under (a new
-    one when ``None``), for a caller that records which run it started before starting it."""
+    one when ``None``), for a caller that records which run it started before starting it;
+    ``mirror``: trackers that receive the run too, as in ``modelyard.start_run`` (default the
+    ``[runs] mirror`` setting, ``[]`` for none)."""
+    from modelyard._api import mirror_defaults
+    from modelyard.integrations.runs import parse_mirrors
     from modelyard.pipelines.executors import LocalExecutor
 
     pipeline = build_pipeline(target, params)
@@ -78,6 +89,7 @@ def run(
         from modelyard._api import get_registry
 
         registry = get_registry()
+    specs = parse_mirrors(registry.settings.runs.mirror if mirror is None else mirror)
     parallelism = pipeline.width
     if executor is None:  # the default: worker processes only for steps they can import
         executor = LocalExecutor()
@@ -87,6 +99,7 @@ def run(
     try:
         plan = Plan.prepare(pipeline, registry, executor, package_versions)
         runner = _Runner(plan, registry, executor, on_event or (lambda event: None), run_id)
+        runner.mirror_to(specs, mirror_defaults(registry))
         runner.execute(no_cache=no_cache, forced=forced)
     except BaseException:
         executor.close(cancel=True)
@@ -138,6 +151,12 @@ class _Runner:
         self.status: dict[str, str] = {n.name: "pending" for n in self.pipeline.nodes}
         self.outputs: dict[str, dict[str, ArtifactRecord]] = {}
         self.metrics: dict[str, float] = {}
+        self.mirror_specs: tuple[MirrorSpec, ...] = ()
+        self.mirror_defaults: MirrorDefaults | None = None
+        self.mirrors = RunMirrors(self.run_id)
+
+    def mirror_to(self, specs: tuple[MirrorSpec, ...], defaults: MirrorDefaults) -> None:
+        self.mirror_specs, self.mirror_defaults = specs, defaults
 
     def execute(self, *, no_cache: bool, forced: set[str]) -> None:
         tags = {
@@ -146,7 +165,7 @@ class _Runner:
         }
         if self.pipeline.source is not None:
             tags["modelyard.source"] = str(self.pipeline.source)
-        self.recorder.create(self.pipeline, user=self.registry.identity, tags=tags)
+        self._create(tags)
         self.emit(PipelineEvent(self.run_id, None, "running"))
         running: dict[Future[StepResult], str] = {}
         try:
@@ -164,7 +183,31 @@ class _Runner:
             raise
         failed = any(s == "failed" for s in self.status.values())
         self.recorder.finish("failed" if failed else "finished", self.metrics)
+        self._end_mirrors("failed" if failed else "finished")
         self.emit(PipelineEvent(self.run_id, None, "failed" if failed else "finished"))
+
+    def _create(self, tags: dict[str, str]) -> None:
+        """Open the mirrors (a mirror that cannot start refuses the run before anything is
+        recorded), record the run and its steps, and start the mirrored runs."""
+        from modelyard.integrations.runs import end_quietly, link_tags_of, open_mirrors
+
+        opened: tuple[OpenedMirror, ...] = ()
+        if self.mirror_specs and self.mirror_defaults is not None:
+            opened = open_mirrors(
+                self.mirror_specs, self.pipeline.name, defaults=self.mirror_defaults
+            )
+        try:
+            params = self.recorder.create(
+                self.pipeline, user=self.registry.identity, tags={**tags, **link_tags_of(opened)}
+            )
+        except BaseException:
+            end_quietly(opened)
+            raise
+        self.mirrors = RunMirrors(self.run_id, opened)
+        self.recorder.add_tags(self.mirrors.start(params=params, tags=tags))
+
+    def _end_mirrors(self, status: Literal["finished", "failed"]) -> None:
+        self.recorder.add_tags(self.mirrors.send(lambda mirror: mirror.end(status)))
 
     def _advance(
         self,
@@ -310,7 +353,10 @@ class _Runner:
         )
 
     def _add_metrics(self, step: str, metrics: Mapping[str, float]) -> None:
-        self.metrics.update({f"{step}.{k}": v for k, v in metrics.items()})
+        named = {f"{step}.{k}": v for k, v in metrics.items()}
+        self.metrics.update(named)
+        if named:
+            self.recorder.add_tags(self.mirrors.send(lambda mirror: mirror.log_metrics(named)))
 
     def _set(self, name: str, status: str, *, record: bool = True, note: str | None = None) -> None:
         if record:
@@ -328,5 +374,6 @@ class _Runner:
             pending = [n for n, s in self.status.items() if s == "pending"]
             self.recorder.mark(pending, "skipped", "the run was interrupted")
             self.recorder.finish("failed", self.metrics)
+            self._end_mirrors("failed")
         except Exception:  # the interruption is what the caller needs to see
             logger.warning("could not record run %s as interrupted", self.run_id, exc_info=True)

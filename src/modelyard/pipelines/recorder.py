@@ -35,9 +35,11 @@ class RunRecorder:
         self.db = db
         self.run_id = run_id
 
-    def create(self, pipeline: Pipeline, *, user: str, tags: Mapping[str, str]) -> None:
+    def create(self, pipeline: Pipeline, *, user: str, tags: Mapping[str, str]) -> dict[str, str]:
+        """Record the run and its steps; the run's params as recorded."""
         now = datetime.now(UTC)
         params = {k: v if isinstance(v, str) else _text(v) for k, v in pipeline.params.items()}
+        params = clean_strings("param", params)
         with self.db.write() as conn:
             conn.execute(
                 sa.insert(runs).values(
@@ -45,7 +47,7 @@ class RunRecorder:
                     name=pipeline.name,
                     status="running",
                     start_time=now,
-                    params=clean_strings("param", params),
+                    params=params,
                     metrics={},
                     tags=clean_strings("tag", dict(tags)),
                     user=user,
@@ -69,6 +71,7 @@ class RunRecorder:
                     for i, node in enumerate(pipeline.nodes)
                 ],
             )
+        return params
 
     def running(
         self, step: str, *, key: str, parts: dict[str, Any], note: str, inputs: dict[str, str]
@@ -158,6 +161,15 @@ class RunRecorder:
                 .where(run_steps.c.run_id == self.run_id, run_steps.c.name.in_(names))
                 .values(status=status, cache_note=note)
             )
+
+    def add_tags(self, tags: dict[str, str]) -> None:
+        """``tags`` merged into the run's (nothing written when empty)."""
+        if not tags:
+            return
+        with self.db.write() as conn:
+            current = conn.execute(sa.select(runs.c.tags).where(runs.c.id == self.run_id)).one()
+            merged = {**(current.tags or {}), **tags}
+            conn.execute(sa.update(runs).where(runs.c.id == self.run_id).values(tags=merged))
 
     def finish(self, status: str, metrics: dict[str, float]) -> None:
         with self.db.write() as conn:

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 RunKind = Literal["training", "pipeline"]
+#: The tag that names modelyard's run on each mirrored run.
+TAG_MODELYARD_RUN = "modelyard.run_id"
 RUN_KINDS: tuple[str, ...] = get_args(RunKind)
 MAX_NAME_FILTER_CHARS = 256
 
@@ -76,38 +78,76 @@ def mirror_error_tag(mirror: RunMirror) -> str:
     return f"{mirror.name}.mirror_error"
 
 
+class RunMirrors:
+    """The mirrors of one run. A mirror that fails is detached, not fatal: the caller records the
+    value all the same, one warning is logged, and ``send`` returns the ``NAME.mirror_error`` tag
+    to record; that mirror receives nothing more (a training job does not die at epoch 90
+    because a side tracker did; the run record says which mirror is incomplete)."""
+
+    def __init__(self, run_id: str, mirrors: Sequence[RunMirror] = ()) -> None:
+        self.run_id = run_id
+        self.all = tuple(mirrors)
+        self._detached: list[RunMirror] = []
+
+    @property
+    def detached(self) -> tuple[str, ...]:
+        """The names of the mirrors that failed and receive nothing more."""
+        return tuple(mirror.name for mirror in self._detached)
+
+    def send(self, call: Callable[[RunMirror], None]) -> dict[str, str]:
+        """``call`` on each mirror still attached; the error tags of those that failed now."""
+        failed: dict[str, str] = {}
+        for mirror in self.all:
+            if any(mirror is gone for gone in self._detached):
+                continue
+            try:
+                call(mirror)
+            except ModelyardError as exc:
+                self._detached.append(mirror)
+                failed[mirror_error_tag(mirror)] = str(exc)[:1000]
+                logger.warning(
+                    "The %s mirror of run %s failed and receives nothing more; modelyard keeps "
+                    "recording the run: %s",
+                    mirror.name, self.run_id, exc,
+                )  # fmt: skip
+        return failed
+
+    def start(self, *, params: dict[str, str], tags: dict[str, str]) -> dict[str, str]:
+        """A new run's ``params`` and ``tags`` (with ``modelyard.run_id``) to every mirror."""
+        failed = self.send(lambda mirror: mirror.log_params(params))
+        tagged = {**tags, TAG_MODELYARD_RUN: self.run_id}
+        failed.update(self.send(lambda mirror: mirror.set_tags(tagged)))
+        return failed
+
+
 class ActiveRun:
     """A run being recorded; a context manager that ends it as ``finished`` or ``failed``.
-    ``mirrors`` receive every param, metric, tag and the end as well.
-
-    A mirror that fails during the run is detached, not fatal: modelyard records the value all the
-    same, logs one warning and tags the run ``NAME.mirror_error`` with the first error, and that
-    mirror receives nothing more (a training job does not die at epoch 90 because a side tracker
-    did; the run record says which mirror is incomplete)."""
+    ``mirrors`` receive every param, metric, tag and the end as well; one that fails is detached
+    (``RunMirrors``) and the run goes on."""
 
     def __init__(self, db: Database, run_id: str, mirrors: Sequence[RunMirror] = ()) -> None:
         self._db = db
         self.id = run_id
-        self.mirrors = tuple(mirrors)
-        self._detached: list[RunMirror] = []
+        self._mirrors = RunMirrors(run_id, mirrors)
+        self.mirrors = self._mirrors.all
 
     def log_params(self, params: dict[str, Any]) -> None:
         clean = clean_strings("param", params)
-        failed = self._send(lambda mirror: mirror.log_params(clean))
+        failed = self._mirrors.send(lambda mirror: mirror.log_params(clean))
         self._merge("params", clean, failed)
 
     def log_metrics(self, metrics: dict[str, Any]) -> None:
         clean = clean_metrics(metrics)
-        failed = self._send(lambda mirror: mirror.log_metrics(clean))
+        failed = self._mirrors.send(lambda mirror: mirror.log_metrics(clean))
         self._merge("metrics", clean, failed)
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         clean = clean_strings("tag", tags)
-        failed = self._send(lambda mirror: mirror.set_tags(clean))
+        failed = self._mirrors.send(lambda mirror: mirror.set_tags(clean))
         self._merge("tags", {**clean, **failed})
 
     def end(self, status: Literal["finished", "failed"] = "finished") -> Run:
-        failed = self._send(lambda mirror: mirror.end(status))
+        failed = self._mirrors.send(lambda mirror: mirror.end(status))
         if failed:
             self._merge("tags", failed)
         with self._db.write() as conn:
@@ -119,35 +159,15 @@ class ActiveRun:
             return fetch_run(conn, self.id)
 
     def send_to_mirrors(self, *, params: dict[str, str], tags: dict[str, str]) -> None:
-        """``params`` and ``tags`` to the mirrors only (what a mirror opened for this run must
-        have that modelyard's record holds already); a mirror that fails is detached."""
-        failed = self._send(lambda mirror: mirror.log_params(params))
-        failed.update(self._send(lambda mirror: mirror.set_tags(tags)))
+        """A new run's ``params`` and ``tags`` to its mirrors only (``RunMirrors.start``)."""
+        failed = self._mirrors.start(params=params, tags=tags)
         if failed:
             self._merge("tags", failed)
 
     @property
     def detached(self) -> tuple[str, ...]:
         """The names of the mirrors that failed and receive nothing more."""
-        return tuple(mirror.name for mirror in self._detached)
-
-    def _send(self, call: Callable[[RunMirror], None]) -> dict[str, str]:
-        """``call`` on each mirror still attached; the error tags of those that failed now."""
-        failed: dict[str, str] = {}
-        for mirror in self.mirrors:
-            if any(mirror is gone for gone in self._detached):
-                continue
-            try:
-                call(mirror)
-            except ModelyardError as exc:
-                self._detached.append(mirror)
-                failed[mirror_error_tag(mirror)] = str(exc)[:1000]
-                logger.warning(
-                    "The %s mirror of run %s failed and receives nothing more; modelyard keeps "
-                    "recording the run: %s",
-                    mirror.name, self.id, exc,
-                )  # fmt: skip
-        return failed
+        return self._mirrors.detached
 
     def info(self) -> Run:
         with self._db.read() as conn:
