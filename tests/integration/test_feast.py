@@ -91,6 +91,7 @@ class Served:
     env: dict[str, str]
     #: what ``feast_training_data`` gave for ``entity_rows``
     data: FeastTrainingData
+    home: Path
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +114,7 @@ def served(stores: Stores, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         home, "churn/1", "--feast-url", stores.sqlite.url, "--log-predictions", env=env
     ).wait_ready()
     try:
-        yield Served(server, model, env, data)
+        yield Served(server, model, env, data, home)
     finally:
         server.stop()
 
@@ -136,6 +137,15 @@ def test_training_data_is_point_in_time_and_declares_the_service(served: Served)
     assert data.tags["feast.project"] == "churn"
     view, digest = data.tags["feast.feature_views"].split(":")
     assert view.startswith("customer_stats@") and len(digest) == 16
+    # the version's lineage records the service and its feature views; yard models show says
+    # how to retrieve the same features again
+    out = subprocess.run(
+        [YARD, "models", "show", "churn/1"], env=served.env, capture_output=True, text=True,
+        check=True,
+    )  # fmt: skip
+    assert f"feast://churn/{SERVICE}" in out.stdout
+    assert data.tags["feast.feature_views"] in out.stdout
+    assert "feast_training_data(" in out.stdout
 
 
 def test_an_unknown_service_or_repository_is_one_line(stores: Stores, tmp_path: Path) -> None:

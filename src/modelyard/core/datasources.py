@@ -1,7 +1,9 @@
 """Where training data came from: the Delta table version or the DVC-tracked file a DataFrame
-was read from, carried with the frame to the lineage of the version registered on it.
+was read from, or the Feast feature service and feature views it was retrieved from, carried
+with the frame to the lineage of the version registered on it.
 
-``modelyard.pipelines.builtin.load_table`` attaches a ``DataSource`` to the DataFrame it returns
+``modelyard.pipelines.builtin.load_table`` (and ``feast_training_data``) attaches a
+``DataSource`` to the DataFrame it returns
 (in ``DataFrame.attrs``, which pandas keeps through ``drop``, slicing, ``train_test_split`` and
 ``concat`` of frames that share it; the pipelines' Parquet step outputs keep it too), and the
 registry records the sources of the data a version is registered on. ``fetch_hint`` says how to
@@ -43,6 +45,13 @@ def fetch_hint(source: DataSource) -> tuple[str, str | None]:
     (none for a Delta table: its URI and version are what ``load_table`` takes)."""
     if source.kind == "delta":
         return f"{source.uri} version {source.version}", None
+    if source.kind == "feast":
+        service = source.uri.rsplit("/", 1)[-1]
+        views = ", ".join(source.feature_views) or "-"
+        return (
+            f"{source.uri} in {source.repo} (feature views {views})",
+            f"feast_training_data(<the same entity rows>, {service!r}, {source.repo!r})",
+        )
     what = (
         f"{source.path} md5 {source.md5} on DVC remote {source.remote or '-'} "
         f"({source.remote_url or '-'})"

@@ -91,10 +91,12 @@ class DataSource(msgspec.Struct, frozen=True, kw_only=True):
     ``kind == "delta"``: ``uri`` is ``delta://<absolute path or URL>`` and ``version`` the table
     version read. ``kind == "dvc"``: ``path`` is the file's path in the DVC repository ``repo``
     at git revision ``rev``, ``md5`` its DVC hash and ``remote`` / ``remote_url`` the DVC remote
-    that holds it (``url`` is the object's own address there).
+    that holds it (``url`` is the object's own address there). ``kind == "feast"``: ``uri`` is
+    ``feast://<project>/<feature service>``, ``repo`` the Feast repository and ``feature_views``
+    each view the service read, as ``name@version:sha256`` (of the view's definition, 16 hex).
     """
 
-    kind: Literal["delta", "dvc"]
+    kind: Literal["delta", "dvc", "feast"]
     uri: str
     version: int | None = None
     repo: str | None = None
@@ -104,6 +106,7 @@ class DataSource(msgspec.Struct, frozen=True, kw_only=True):
     remote: str | None = None
     remote_url: str | None = None
     url: str | None = None
+    feature_views: tuple[str, ...] = ()
 
 
 class Lineage(msgspec.Struct, frozen=True, kw_only=True):

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from modelyard.core.types import DataSource
 from modelyard.errors import ConfigError, NotReadyError, StorageError
 from modelyard.serving.features import EntityKey, FetchedFeatures
 
@@ -49,6 +50,15 @@ def feast_tags(info: dict[str, Any]) -> dict[str, str]:
         SERVICE_TAG: info["service"], ENTITY_KEYS_TAG: keys, VIEWS_TAG: views,
         PROJECT_TAG: info["project"],
     }  # fmt: skip
+
+
+def feast_source(info: dict[str, Any], repo: str) -> DataSource:
+    """The lineage record of training data retrieved from the described feature service."""
+    views = feast_tags(info)[VIEWS_TAG]
+    return DataSource(
+        kind="feast", uri=f"feast://{info['project']}/{info['service']}", repo=repo,
+        feature_views=tuple(filter(None, views.split(","))),
+    )  # fmt: skip
 
 
 def entity_keys(version: ModelVersion) -> tuple[EntityKey, ...]:

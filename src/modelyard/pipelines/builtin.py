@@ -147,13 +147,17 @@ def feast_training_data(
     """The features of Feast feature service ``service`` (repository ``repo``) for each entity
     row as of its ``event_timestamp`` (point in time), then the rows' other columns (labels).
     ``python``: an interpreter with Feast (default ``MODELYARD_FEAST__PYTHON``)."""
-    from modelyard.integrations.feast import feast_tags
+    from modelyard.core.datasources import attach_sources, sources_of
+    from modelyard.integrations.feast import feast_source, feast_tags
     from modelyard.integrations.feast_offline import training_data
     from modelyard.settings import Settings
 
+    repo = str(Path(repo).resolve())
     rows = load_table.fn(entities)
     data = training_data(
-        rows, repo=str(Path(repo).resolve()), service=service,
+        rows, repo=repo, service=service,
         python=python or Settings().feast.python,
     )  # fmt: skip
+    # the version registered on the table records the service and its feature views
+    attach_sources(data.table, (*sources_of(rows), feast_source(data.info, repo)))
     return FeastTrainingData(data.table, feast_tags(data.info))
