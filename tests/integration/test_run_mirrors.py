@@ -44,6 +44,7 @@ def offline_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         env.setenv("WANDB_MODE", "online")
         env.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
         env.setenv("WANDB_SILENT", "true")
+        env.setenv("WANDB_ERROR_REPORTING", "false")  # wandb-core sends its own crashes otherwise
         env.setenv("WANDB_CONFIG_DIR", str(root / "wandb-config"))
         env.delenv("WANDB_API_KEY", raising=False)
         env.setenv("NEPTUNE_MODE", "async")

@@ -2,7 +2,9 @@
 
 W&B's client writes the run to ``WANDB_DIR/wandb/offline-run-*`` (``WANDB_DIR`` defaults to the
 working directory); ``wandb sync`` on that folder uploads it later. The mode is always
-``offline``, whatever ``WANDB_MODE`` says, so nothing reaches W&B's servers from here.
+``offline``, whatever ``WANDB_MODE`` says, so no run data reaches W&B's servers from here
+(``wandb-core`` still reports its own crashes unless ``WANDB_ERROR_REPORTING=false``, an
+environment variable only W&B reads).
 
 - params go to the run's config (a param logged again with a new value replaces it, as in
   modelyard's record);
