@@ -16,6 +16,7 @@ from modelyard.errors import ConfigError, InvalidInputError, NotFoundError
 from modelyard.pipelines import LocalExecutor, pipeline, run, step
 from modelyard.pipelines.builtin import load_table, register, split
 from modelyard.registry import Registry
+from modelyard.registry.compare import compare_versions
 from tests.integration._server import YARD, server_env
 
 deltalake = pytest.importorskip("deltalake")
@@ -73,6 +74,11 @@ def test_a_version_trained_on_a_delta_table_records_the_table_version(
     latest = registry.get_version("churn/2")
     assert latest.lineage.data_sources[0].version == 1
     assert latest.lineage.dataset is not None and latest.lineage.dataset.rows == 45
+    rows = {r.name: r for r in compare_versions(first, latest).lineage}
+    assert (rows["data source 1"].a, rows["data source 1"].b) == (
+        f"{uri} version 0",
+        f"{uri} version 1",
+    )
     registry.close()
 
     show = subprocess.run(

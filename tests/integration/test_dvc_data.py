@@ -5,6 +5,7 @@ the same bytes again."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -15,7 +16,7 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from modelyard.errors import InvalidInputError, StorageError
+from modelyard.errors import ConfigError, InvalidInputError, StorageError
 from modelyard.pipelines import LocalExecutor, pipeline, run, step
 from modelyard.pipelines.builtin import load_table, register
 from modelyard.registry import Registry
@@ -52,6 +53,10 @@ def rows(start: int, n: int) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> DvcRepo:
+    """Two data versions, each committed and pushed; DVC's own Repo API, in this process (the
+    dvc command costs 1-2 s a call here)."""
+    from dvc.repo import Repo
+
     base = tmp_path_factory.mktemp("dvc")
     root, remote = base / "repo", base / "remote"
     root.mkdir()
@@ -59,21 +64,20 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> DvcRepo:
     sh(root, "git", "init", "-q")
     sh(root, "git", "config", "user.email", "t@example.com")
     sh(root, "git", "config", "user.name", "t")
-    sh(root, "dvc", "init", "-q")
-    sh(root, "dvc", "config", "core.analytics", "false")
-    sh(root, "dvc", "remote", "add", "-d", "store", str(remote))
     (root / "data").mkdir()
-    rows(0, 20).to_csv(root / "data" / "train.csv", index=False)
-    sh(root, "dvc", "add", "-q", "data/train.csv")
-    sh(root, "git", "add", "-A")
-    sh(root, "git", "commit", "-qm", "data v1")
-    first = sh(root, "git", "rev-parse", "HEAD")
-    sh(root, "dvc", "push", "-q")
-    rows(100, 30).to_csv(root / "data" / "train.csv", index=False)
-    sh(root, "dvc", "add", "-q", "data/train.csv")
-    sh(root, "git", "commit", "-qam", "data v2")
-    sh(root, "dvc", "push", "-q")
-    return DvcRepo(root, remote, first)
+    commits = []
+    with contextlib.chdir(root), Repo.init(str(root)) as dvc_repo:
+        with dvc_repo.config.edit() as conf:
+            conf["core"].update(analytics=False, remote="store")
+            conf["remote"]["store"] = {"url": str(remote)}
+        for start, n in ((0, 20), (100, 30)):
+            rows(start, n).to_csv(root / "data" / "train.csv", index=False)
+            dvc_repo.add("data/train.csv")
+            sh(root, "git", "add", "-A")
+            sh(root, "git", "commit", "-qm", f"data from {start}")
+            commits.append(sh(root, "git", "rev-parse", "HEAD"))
+            dvc_repo.push()
+    return DvcRepo(root, remote, commits[0])
 
 
 @step
@@ -142,9 +146,26 @@ def test_bad_dvc_inputs_get_one_line_errors(tmp_path: Path, repo: DvcRepo) -> No
     rows(7, 4).to_csv(edited, index=False)
     with pytest.raises(InvalidInputError, match=r"differs from what DVC tracks .* 'dvc checkout'"):
         load_table(str(edited))
-    sh(copy, "dvc", "add", "-q", "data/train.csv")  # tracked now, but never pushed
+    from dvc.repo import Repo
+
+    with contextlib.chdir(copy), Repo(str(copy)) as dvc_repo:
+        dvc_repo.add("data/train.csv")  # tracked now, but never pushed
     with pytest.raises(InvalidInputError, match=r"is not on DVC remote 'store' .* run 'dvc push'"):
         load_table(str(edited))
-    sh(copy, "dvc", "remote", "modify", "store", "url", str(tmp_path / "gone"))
+    with Repo(str(copy)) as dvc_repo, dvc_repo.config.edit() as conf:
+        conf["remote"]["store"]["url"] = str(tmp_path / "gone")
     with pytest.raises(StorageError, match=r"DVC remote 'store' at .*gone cannot be reached"):
         load_table(str(edited))
+
+
+def test_without_dvc_a_tracked_file_reads_plainly_and_dvc_uris_name_the_extra(
+    repo: DvcRepo, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "dvc.api", None)  # what an absent package looks like
+    with pytest.raises(ConfigError, match=r"needs DVC; run pip install 'modelyard\[dvc\]'"):
+        load_table(f"dvc://{repo.data}")
+    frame = load_table(str(repo.data))  # as before the bridge: a plain file, nothing recorded
+    assert frame.equals(rows(100, 30)) and "modelyard.data_sources" not in frame.attrs
+    assert "tracked by DVC, which is not installed" in caplog.text

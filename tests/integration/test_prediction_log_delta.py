@@ -14,10 +14,12 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pyarrow as pa
 import pytest
 
-from modelyard.errors import ConfigError
-from modelyard.monitoring.predlog import ParquetSink, UploadOptions, open_sink
+from modelyard.errors import ConfigError, InvalidInputError
+from modelyard.monitoring.predlog import ParquetSink, UploadOptions, open_sink, write_parquet
+from modelyard.monitoring.query import read_log
 from tests.integration._server import YARD, Server, server_env
 from tests.integration.conftest import ServedHome
 
@@ -76,6 +78,18 @@ def test_a_served_delta_log_reads_back_with_monitor_log_drift_and_time_travel(
         assert row["in_a"] + 10 * row["in_b"] + 100 * row["in_c"] == pytest.approx(
             row["out_predict"]
         )
+    then = subprocess.run(
+        [YARD, "monitor", "log", "lin", "--json", "--limit", "1000", "--log-version", "0"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert then.returncode == 0, then.stderr
+    assert len(json.loads(then.stdout)) == first.num_rows  # the log as of its first append
+    beyond = subprocess.run(
+        [YARD, "monitor", "log", "lin", "--log-version", "999"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert beyond.returncode != 0 and len(beyond.stderr.strip().splitlines()) == 1
+    assert f"has no version 999 (versions 0 to {latest.version()})" in beyond.stderr
     drift = subprocess.run(
         [YARD, "monitor", "drift", "lin", "--window", "1h", "--json"],
         env=env, capture_output=True, text=True, timeout=120, check=False,
@@ -89,6 +103,10 @@ def test_a_served_delta_log_reads_back_with_monitor_log_drift_and_time_travel(
 def test_a_delta_log_needs_deltalake_and_a_local_root(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    plain = tmp_path / "plain"
+    write_parquet(pa.table({"time": [1]}), plain / "deployment=lin" / "hour=2026-12-06T10")
+    with pytest.raises(InvalidInputError, match="is Parquet files, not a Delta table"):
+        read_log(plain, "lin", version=0)
     upload = UploadOptions(interval_s=1, backoff_s=1, backoff_max_s=1, drain_s=0)
     with pytest.raises(ConfigError, match=r"writes to a local folder, not s3://bucket/log"):
         open_sink("s3://bucket/log", spool_dir=tmp_path, upload=upload, log_format="delta")

@@ -28,6 +28,9 @@ def log(
     since: str = typer.Option("1h", "--since", help="How far back, e.g. 15m, 1h, 2d."),
     limit: int = typer.Option(20, "--limit", min=1, help="Rows shown, newest first."),
     json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    log_version: int | None = typer.Option(
+        None, "--log-version", min=0, help="A Delta log as of this table version."
+    ),
 ) -> None:
     """The latest logged predictions of NAME ('yard serve --log-predictions')."""
     from modelyard.core.durations import parse_duration
@@ -38,7 +41,7 @@ def log(
     settings = load_settings()
     with store_named(settings):
         root = readable_root(settings, name)
-        rows = read_log(root, name, since=window, limit=limit).to_pylist()
+        rows = read_log(root, name, since=window, limit=limit, version=log_version).to_pylist()
     if json:
         print_json(rows)
         return

@@ -15,6 +15,7 @@ without importing DVC (about 2 s); DVC is imported only for a file that may be t
 from __future__ import annotations
 
 import hashlib
+import logging
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from modelyard.errors import ConfigError, InvalidInputError, StorageError
 __all__ = [
     "EXTRA_HINT", "SCHEME", "is_dvc_uri", "resolve_dvc", "revision_key", "tracked_candidate",
 ]  # fmt: skip
+
+logger = logging.getLogger(__name__)
 
 SCHEME = "dvc://"
 EXTRA_HINT = "pip install 'modelyard[dvc]'"
@@ -61,7 +64,17 @@ def resolve_dvc(path: str, rev: str | None) -> tuple[Path | bytes, DataSource | 
             "pass a plain path."
         )
     rel = file.relative_to(root).as_posix()
-    api = _dvc_api()
+    try:
+        api = _dvc_api()
+    except ConfigError:
+        if explicit or rev is not None:
+            raise
+        # a plain path that loaded before the DVC bridge existed keeps loading without DVC
+        logger.warning(
+            "%s is tracked by DVC, which is not installed: read as a plain file, and its DVC "
+            "md5 is not recorded in the lineage; run %s to record it.", rel, EXTRA_HINT,
+        )  # fmt: skip
+        return file, None
     info = _info(api, root, rel, rev)
     if info is None:
         if explicit or rev is not None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelyard.errors import ConfigError
+from modelyard.errors import ConfigError, InvalidInputError, NotFoundError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -53,12 +53,25 @@ def append(table: pa.Table, folder: Path) -> None:
     )
 
 
-def active_names(folder: Path) -> frozenset[str] | None:
-    """The names of the data files of the Delta table at ``folder`` as of its latest version,
-    or ``None`` when ``folder`` is not a Delta table (a Parquet log: every file counts)."""
+def active_names(folder: Path, version: int | None = None) -> frozenset[str] | None:
+    """The names of the data files of the Delta table at ``folder`` as of ``version`` (the
+    latest when ``None``), or ``None`` when ``folder`` is not a Delta table (a Parquet log:
+    every file counts)."""
     if not is_table(folder):
+        if version is not None and folder.is_dir():
+            raise InvalidInputError(
+                f"The prediction log in {folder} is Parquet files, not a Delta table, so it has "
+                "no versions; leave --log-version out (or log with monitoring.log_format = "
+                "'delta')."
+            )
         return None
     deltalake = import_deltalake()
-    return frozenset(
-        uri.rsplit("/", 1)[-1] for uri in deltalake.DeltaTable(str(folder)).file_uris()
-    )
+    table = deltalake.DeltaTable(str(folder))
+    if version is not None and version != table.version():
+        if not 0 <= version < table.version():
+            raise NotFoundError(
+                f"The prediction log in {folder} has no version {version} (versions 0 to "
+                f"{table.version()}); pass one of them."
+            )
+        table = deltalake.DeltaTable(str(folder), version=version)
+    return frozenset(uri.rsplit("/", 1)[-1] for uri in table.file_uris())

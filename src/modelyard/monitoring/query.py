@@ -24,10 +24,16 @@ def _describe(since: timedelta | None) -> str:
 
 
 def read_log(
-    root: str | Path, name: str, *, since: timedelta | None = None, limit: int | None = 20
+    root: str | Path,
+    name: str,
+    *,
+    since: timedelta | None = None,
+    limit: int | None = 20,
+    version: int | None = None,
 ) -> pa.Table:
     """The latest log rows of deployment (or model) ``name``, newest first, optionally only those
-    of the last ``since``; ``PredictionLogEmptyError`` when there are none."""
+    of the last ``since``; ``PredictionLogEmptyError`` when there are none. ``version``: a Delta
+    log as of that table version (time travel)."""
     import duckdb
 
     folder = Path(root) / f"deployment={name}"
@@ -35,7 +41,7 @@ def read_log(
         f"No predictions logged for {name!r} {_describe(since)}; serve it with "
         f"'yard serve --log-predictions' (log root {root}) or widen --since."
     )
-    active = _deltalog.active_names(folder)  # a Delta log: only its current files
+    active = _deltalog.active_names(folder, version)  # a Delta log: only its current files
     files = [
         str(f)
         for f in sorted(folder.glob("hour=*/*.parquet"))

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from modelyard.core.datasources import fetch_hint
 from modelyard.core.types import ModelVersion, Signature, TensorSpec
 
 if TYPE_CHECKING:
@@ -130,6 +131,8 @@ def _lineage(v: ModelVersion) -> dict[str, Value]:
         "source": lineage.source,
         "run": v.run_id,
     }
+    for number, source in enumerate(lineage.data_sources, start=1):
+        out[f"data source {number}"] = fetch_hint(source)[0]  # the table version or DVC md5
     out.update({f"package {k}": val for k, val in lineage.packages.items()})
     return out
 
