@@ -9,6 +9,7 @@ batches by one ``np.concatenate``), else one array per column. Errors name the i
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -143,10 +144,13 @@ class RequestValidator:
         if n <= 0 or (n and isinstance(ordered[0][0], list)):
             return None
         try:
-            matrix = np.array(ordered, dtype=np.float64).T.copy()
+            if n == 1:  # one row: a flat list converts in a third of the time of a 2-D one
+                matrix = np.array([[values[0] for values in ordered]], dtype=np.float64)
+            else:
+                matrix = np.array(ordered, dtype=np.float64).T.copy()
         except (TypeError, ValueError, OverflowError):
             return None
-        return self._checked_columns(matrix, [(i.name, i.datatype) for i in inputs])
+        return self._checked_columns(matrix, inputs)
 
     def from_column_block(self, names: Sequence[str], datatype: str, block: Array) -> Rows | None:
         """One numpy call for ``len(names)`` columns of one numeric ``datatype`` given as the
@@ -159,12 +163,17 @@ class RequestValidator:
             return None
         matrix = np.empty((block.shape[1], self.width), dtype=np.float64)
         matrix[:, order] = block.T
-        return self._checked_columns(matrix, [(name, datatype) for name in names])
-
-    def _checked_columns(self, matrix: Array, declared: list[tuple[str, str]]) -> Rows | None:
-        for name, datatype in declared:
-            if datatype != "FP64":
+        if datatype != "FP64":
+            for name in names:
                 check_number_range(name, datatype, matrix[:, self.index[name]])
+        return self._checked_columns(matrix, ())
+
+    def _checked_columns(self, matrix: Array, inputs: Sequence[RequestInput]) -> Rows | None:
+        """``matrix`` checked against the signature; ``inputs``: the tensors it came from, each
+        checked against its declared datatype's range (FP64 has none)."""
+        for item in inputs:
+            if item.datatype != "FP64":
+                check_number_range(item.name, item.datatype, matrix[:, self.index[item.name]])
         if self._int_columns:
             block = matrix[:, self._int_columns]
             finite = np.isfinite(block)
@@ -315,7 +324,8 @@ class RequestValidator:
             ) from None
 
     def _check_matrix(self, matrix: Array) -> None:
-        if not self._any_nan_check or not np.isnan(matrix).any():
+        # the largest value is NaN when any is (numpy's max propagates NaN, and warns of nothing)
+        if not self._any_nan_check or not matrix.size or not math.isnan(matrix.max()):
             return
         nan_columns = np.isnan(matrix).any(axis=0).reshape(-1).tolist()
         for i, flagged in enumerate(nan_columns):

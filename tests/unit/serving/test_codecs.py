@@ -327,3 +327,22 @@ def test_any_mlflow_body_decodes_or_raises_a_validation_error(
                 validator.from_rows(value, field=fmt)
         except ValidationError:
             pass
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+def test_missing_values_are_refused_and_infinities_kept_in_one_and_many_rows(rows: int) -> None:
+    columns = tuple(TensorSpec(name=n, dtype="float64") for n in ("a", "b", "c"))
+    validator = RequestValidator(Signature(kind="columns", inputs=columns), model="m")
+    body = {"inputs": [column("a", [1.0] * rows), column("b", [None] * rows),
+                       column("c", [0.5] * rows)]}  # fmt: skip
+    with pytest.raises(ValidationError, match="'b' has missing values"):
+        validator.from_request(decode_v2(json.dumps(body).encode())[0].inputs)
+    # binary tensors (the gRPC door's block of columns) can hold infinities, which are no
+    # missing value
+    block = np.array([[np.inf] * rows, [-np.inf] * rows, [0.5] * rows])
+    rows_ = validator.from_column_block(["a", "b", "c"], "FP64", block)
+    assert rows_ is not None and rows_.matrix is not None
+    assert np.isinf(rows_.matrix[:, :2]).all() and rows_.matrix.shape == (rows, 3)
+    block[1, -1] = np.nan
+    with pytest.raises(ValidationError, match="'b' has missing values"):
+        validator.from_column_block(["a", "b", "c"], "FP64", block)
