@@ -77,6 +77,15 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> DvcRepo:
             sh(root, "git", "commit", "-qm", f"data from {start}")
             commits.append(sh(root, "git", "rev-parse", "HEAD"))
             dvc_repo.push()
+        # a pipeline stage's output: tracked by dvc.lock, with no .dvc file of its own
+        dvc_repo.stage.add(
+            name="head", cmd="head -n 6 data/train.csv > data/head.csv",
+            deps=["data/train.csv"], outs=["data/head.csv"],
+        )  # fmt: skip
+        dvc_repo.reproduce("head")
+        sh(root, "git", "add", "-A")
+        sh(root, "git", "commit", "-qm", "head stage")
+        dvc_repo.push()
     return DvcRepo(root, remote, commits[0])
 
 
@@ -126,6 +135,15 @@ def test_a_tracked_workspace_file_records_the_last_commit(repo: DvcRepo) -> None
     (source,) = frame.attrs["modelyard.data_sources"]
     assert source["rev"] == sh(repo.root, "git", "rev-parse", "HEAD")
     assert source["md5"] == sh(repo.root, "md5sum", "data/train.csv").split()[0]
+
+
+def test_a_stage_output_in_dvc_lock_is_tracked_too(repo: DvcRepo) -> None:
+    assert not (repo.root / "data" / "head.csv.dvc").exists()
+    frame = load_table(str(repo.root / "data" / "head.csv"))
+    assert frame.equals(rows(100, 30).head(5))
+    (source,) = frame.attrs["modelyard.data_sources"]
+    assert (source["path"], source["remote"]) == ("data/head.csv", "store")
+    assert source["rev"] == sh(repo.root, "git", "rev-parse", "HEAD")
 
 
 def test_bad_dvc_inputs_get_one_line_errors(tmp_path: Path, repo: DvcRepo) -> None:
