@@ -286,6 +286,19 @@ def test_a_bad_mirror_is_refused_before_any_run_starts(
     assert offline_runs(offline_root) == before
 
 
+def test_a_bad_param_or_tag_is_refused_before_any_tracker_has_a_run(
+    registry: Registry, offline_root: Path
+) -> None:
+    from modelyard.errors import InvalidInputError
+
+    before = offline_runs(offline_root)
+    with pytest.raises(InvalidInputError, match=r"^Tag key '' must be a non-empty string"):
+        modelyard.start_run("train", mirror=["wandb", "neptune"], tags={"": "x"})
+    with pytest.raises(InvalidInputError, match=r"^Param key 3 must be a non-empty string"):
+        modelyard.start_run("train", mirror="wandb", params={3: "x"})
+    assert registry.list_runs().total == 0 and offline_runs(offline_root) == before
+
+
 def test_a_missing_extra_names_its_install_and_leaves_no_run_anywhere(
     registry: Registry, offline_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -102,6 +102,10 @@ def start_mirrored_run(
     tags: dict[str, object] | None = None,
 ) -> ActiveRun:
     """A modelyard run mirrored to a new run in each of ``specs``' tools."""
+    from modelyard.registry.runs import clean_strings
+
+    clean_strings("param", params)  # a bad key is refused before any tracker has a run
+    clean_strings("tag", tags)
     opened = open_mirrors(specs, name, defaults=defaults)
     link_tags = link_tags_of(opened)
     try:
