@@ -16,6 +16,8 @@
   declares the service (``yard serve --feast-url`` then fetches the same features online).
 - ``validate``, ``evaluate``, ``register``, ``gate`` and ``deploy_canary``: see
   ``modelyard.pipelines._model_steps``.
+- ``tune(table, target, estimator, space, n_trials=20, ...)``: an Optuna study whose best model
+  flows on to ``evaluate`` and ``register``; see ``modelyard.pipelines.tune``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 from modelyard.errors import InvalidInputError
 from modelyard.pipelines._model_steps import deploy_canary, evaluate, gate, register, validate
 from modelyard.pipelines.steps import step
+from modelyard.pipelines.tune import tune
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,6 +43,7 @@ __all__ = [
     "load_table",
     "register",
     "split",
+    "tune",
     "validate",
 ]
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, Literal, ParamSpec, Protocol, TypeVar, overload
 
 from modelyard.errors import PipelineDefinitionError
+from modelyard.pipelines.resources import clean_resources
 
 __all__ = ["OutputSpec", "Step", "step"]
 
@@ -67,6 +68,7 @@ class Step(Generic[P, R]):
         trusted_types: Sequence[str] = (),
         input_files: Sequence[str] = (),
         check: Callable[[Mapping[str, Any]], None] | None = None,
+        resources: Mapping[str, float] | None = None,
     ) -> None:
         self.fn = fn
         self.name = name or fn.__name__
@@ -75,6 +77,7 @@ class Step(Generic[P, R]):
         self.trusted_types = tuple(trusted_types)
         self.input_files = tuple(input_files)
         self.check = check
+        self.resources = clean_resources(resources, owner=f"Step {self.name!r}")
         self.signature = inspect.signature(fn)
         functools.update_wrapper(self, fn)
         _check_definition(self)
@@ -116,6 +119,7 @@ def step(
     trusted_types: Sequence[str] = (),
     input_files: Sequence[str] = (),
     check: Callable[[Mapping[str, Any]], None] | None = None,
+    resources: Mapping[str, float] | None = None,
 ) -> Callable[[Callable[P, R]], Step[P, R]]: ...
 
 
@@ -129,6 +133,7 @@ def step(
     trusted_types: Sequence[str] = (),
     input_files: Sequence[str] = (),
     check: Callable[[Mapping[str, Any]], None] | None = None,
+    resources: Mapping[str, float] | None = None,
 ) -> Step[P, R] | Callable[[Callable[P, R]], Step[P, R]]:
     """Make ``fn`` a pipeline step: ``@step`` or ``@step(cache=False, ...)``.
 
@@ -142,6 +147,10 @@ def step(
       their content is part of the cache key, and the step receives their absolute path.
     - ``check``: called with the step's constant parameters before anything runs; raise
       ``PipelineDefinitionError`` to stop the run with a message.
+    - ``resources``: what the step needs, ``{"cpus": 4}`` (also ``gpus``, ``memory`` in bytes,
+      or a custom Ray resource): the Ray executor reserves them for the step's task and refuses
+      a request its cluster cannot meet; the local executor checks their form and ignores them
+      (``modelyard.pipelines.resources``).
     """
 
     def wrap(func: Callable[P, R]) -> Step[P, R]:
@@ -153,6 +162,7 @@ def step(
             trusted_types=trusted_types,
             input_files=input_files,
             check=check,
+            resources=resources,
         )
 
     return wrap(fn) if fn is not None else wrap

@@ -4,6 +4,9 @@ With ``workers=1``, or when the graph has no two steps that can run at once, ste
 process one after the other. Otherwise up to ``workers`` processes (default: the CPU count)
 started with ``forkserver``: a fresh interpreter that imports the pipeline file by its path, so
 steps must be defined at module level.
+
+A step's ``resources`` (``@step(resources={"cpus": 4})``) are checked when the step is defined
+and otherwise ignored here: every step shares this machine, and ``workers`` bounds how many run.
 """
 
 from __future__ import annotations

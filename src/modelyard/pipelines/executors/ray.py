@@ -5,6 +5,9 @@ Without ``address`` a local Ray is started (and shut down after the run); with o
 artifact root (an object store such as ``s3://...`` rather than a local folder) and import the
 project's code (give ``runtime_env={"working_dir": "."}``). When Ray is already initialised in this
 process it is used as it is and left running.
+
+A step's ``resources`` (``@step(resources={"cpus": 4})``) are reserved for its task; one the
+cluster cannot meet at all fails the run before the step is submitted, naming the step.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
+from modelyard.pipelines.resources import check_capacity, ray_options
 from modelyard.pipelines.worker import execute_task
 
 if TYPE_CHECKING:
@@ -47,7 +51,11 @@ class RayExecutor:
     def submit(self, task: StepTask, step: Step[Any, Any]) -> Future[StepResult]:
         if self._remote is None:
             self._start()
-        ref = self._remote.remote(task)
+        if step.resources:
+            check_capacity(step.resources, owner=f"Step {step.name!r}")
+            ref = self._remote.options(**ray_options(step.resources)).remote(task)
+        else:
+            ref = self._remote.remote(task)
         self._refs.append(ref)
         future: Future[StepResult] = ref.future()
         return future
