@@ -369,6 +369,7 @@ def test_a_bad_mirror_setting_refuses_a_pipeline_run_before_it_is_recorded(
         reg.close()
 
 
+@pytest.mark.slow  # a yard subprocess: about 10 s
 def test_yard_run_mirror_sends_the_run_to_neptune_and_keeps_json_on_stdout(
     offline_root: Path, tmp_path: Path
 ) -> None:
