@@ -28,6 +28,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, NoReturn
 
+from modelyard.serving._wire import GatheringTransport
+
 logger = logging.getLogger(__name__)
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -211,7 +213,8 @@ class Connection(asyncio.Protocol):
     # -- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
+        # The answers of one batch finish in one turn of the loop: one write for all of them
+        self.transport = GatheringTransport(transport, asyncio.get_running_loop())  # type: ignore[arg-type]
         self.server.connections.add(self)
         settings = b"".join(
             key.to_bytes(2, "big") + value.to_bytes(4, "big")
