@@ -14,10 +14,13 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 
 from modelyard.errors import ConfigError, InvalidInputError
+from modelyard.monitoring.labels import ingest_labels
+from modelyard.monitoring.performance import compute_performance
 from modelyard.monitoring.predlog import ParquetSink, UploadOptions, open_sink, write_parquet
 from modelyard.monitoring.query import read_log
 from tests.integration._server import YARD, Server, server_env
@@ -90,6 +93,14 @@ def test_a_served_delta_log_reads_back_with_monitor_log_drift_and_time_travel(
     )  # fmt: skip
     assert beyond.returncode != 0 and len(beyond.stderr.strip().splitlines()) == 1
     assert f"has no version 999 (versions 0 to {latest.version()})" in beyond.stderr
+    # the readers that join labels to the log (performance, label coverage) skip the orphan too
+    labels = pd.DataFrame({"request_id": [r["request_id"] for r in logged],
+                           "row": [r["row"] for r in logged],
+                           "label": [r["out_predict"] for r in logged]})  # fmt: skip
+    assert ingest_labels(root, "lin", labels).matched == 40
+    performance = compute_performance(root, "lin", task="regression")
+    assert (performance.predictions, performance.labelled) == (40, 40)
+    assert performance.metrics["mae"] == pytest.approx(0.0)
     drift = subprocess.run(
         [YARD, "monitor", "drift", "lin", "--window", "1h", "--json"],
         env=env, capture_output=True, text=True, timeout=120, check=False,

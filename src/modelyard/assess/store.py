@@ -171,9 +171,9 @@ def label_delay(root: str, deployment: str) -> tuple[float | None, int]:
     ``deployment``; and their count. ``(None, 0)`` when no label matches a prediction."""
     import duckdb
 
-    from modelyard.monitoring.labels import latest_labels_sql, prediction_files_glob
+    from modelyard.monitoring.labels import latest_labels_sql, prediction_files_sql
 
-    predictions = "'" + prediction_files_glob(root, deployment).replace("'", "''") + "'"
+    predictions = prediction_files_sql(root, deployment)
     query = (
         "SELECT median(epoch(l.time) - epoch(p.time)), count(*) "
         f"FROM ({latest_labels_sql(root, deployment)}) l "

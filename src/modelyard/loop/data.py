@@ -94,16 +94,15 @@ def labelled_window(
         has_labels,
         has_predictions,
         latest_labels_sql,
-        prediction_files_glob,
+        prediction_files_sql,
     )
 
     if not has_predictions(log_root, deployment) or not has_labels(log_root, deployment):
         return None
     start = now - timedelta(seconds=window_s)
-    glob = "'" + prediction_files_glob(log_root, deployment).replace("'", "''") + "'"
     source = (
-        f"read_parquet({glob}, hive_partitioning = true, union_by_name = true, "
-        "hive_types = {'deployment': VARCHAR, 'hour': VARCHAR})"
+        f"read_parquet({prediction_files_sql(log_root, deployment)}, hive_partitioning = true, "
+        "union_by_name = true, hive_types = {'deployment': VARCHAR, 'hour': VARCHAR})"
     )
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")

@@ -5,7 +5,15 @@ land in ``hour=<YYYY-MM-DDTHH>/`` like the Parquet log's parts, so the readers k
 (hours prune folders, hourly profiles cache per file) and only ask the table which files are
 current (``active_names``): a file a failed commit left behind, or one a compaction removed, is
 not read. Each flush appends once per deployment (one commit: a new table version), so the log
-can be read as of any version (``deltalake.DeltaTable(folder, version=N)``).
+can be read as of any version (``yard monitor log --log-version N``). The readers that glob the
+log in SQL (labels, performance, estimates, outcomes, the loop, assess) take
+``labels.prediction_files_sql``, the same list for a Delta log.
+
+Measured here (deltalake 1.6.6, 2 shared cores): an append of 100 or 1,000 rows x 22 columns
+takes 19 or 25 ms of the writer thread (median of 60), a Parquet part 1.5 or 2.2 ms; delta-rs
+writes a checkpoint under ``_delta_log/`` every 100 versions (a ``*.parquet`` file there, which
+is why the readers list ``hour=*`` folders only); opening a 300-version table and listing its
+files: 15 ms. Two processes appending 60 times each at once: 120 versions, no failed commit.
 
 DuckDB's ``delta`` extension was not used: DuckDB downloads extensions on first use, and these
 machines (and many servers) have no internet; the file list comes from deltalake itself.

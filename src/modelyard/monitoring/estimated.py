@@ -28,9 +28,13 @@ from modelyard.monitoring.estimation import (
     row_chunks,
     time_chunks,
 )
-from modelyard.monitoring.labels import has_labels, has_predictions, latest_labels_sql
-from modelyard.monitoring.labels import prediction_files_glob as files_glob
-from modelyard.monitoring.performance import _literal, _utc, _where
+from modelyard.monitoring.labels import (
+    has_labels,
+    has_predictions,
+    latest_labels_sql,
+    prediction_files_sql,
+)
+from modelyard.monitoring.performance import _utc, _where
 from modelyard.settings import EstimationSettings
 
 if TYPE_CHECKING:
@@ -208,7 +212,7 @@ class _Log:
         self.con = duckdb.connect()
         self.con.execute("SET TimeZone = 'UTC'")
         self.source = (
-            f"read_parquet({_literal(files_glob(root, name))}, hive_partitioning = true, "
+            f"read_parquet({prediction_files_sql(root, name)}, hive_partitioning = true, "
             "union_by_name = true, hive_types = {'deployment': VARCHAR, 'hour': VARCHAR})"
         )
         described = self.con.execute(f"DESCRIBE SELECT * FROM {self.source}").fetchall()

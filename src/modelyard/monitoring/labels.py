@@ -29,6 +29,7 @@ import msgspec
 import numpy as np
 
 from modelyard.errors import InvalidInputError, PredictionLogEmptyError
+from modelyard.monitoring import _deltalog
 from modelyard.monitoring.predlog import write_parquet
 
 if TYPE_CHECKING:
@@ -58,12 +59,24 @@ def labels_folder(root: str | Path, name: str) -> Path:
     return Path(root) / "labels" / f"deployment={name}"
 
 
-def prediction_files_glob(root: str | Path, name: str) -> str:
-    return str(Path(root) / f"deployment={name}" / "*" / "*.parquet")
+def prediction_files_sql(root: str | Path, name: str) -> str:
+    """What ``read_parquet(...)`` takes for ``name``'s log, as a SQL literal: the glob of its
+    hour folders' files, or for a Delta log the list of the table's current files (a file a
+    failed append left, or one a compaction removed, is not the log)."""
+    folder = Path(root) / f"deployment={name}"
+    active = _deltalog.active_names(folder)
+    if active is None:
+        return _quoted(str(folder / "hour=*" / "*.parquet"))
+    files = [f for f in sorted(folder.glob("hour=*/*.parquet")) if f.name in active]
+    return "[" + ", ".join(_quoted(str(f)) for f in files) + "]"
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def has_predictions(root: str | Path, name: str) -> bool:
-    return any((Path(root) / f"deployment={name}").glob("*/*.parquet"))
+    return any((Path(root) / f"deployment={name}").glob("hour=*/*.parquet"))
 
 
 def has_labels(root: str | Path, name: str) -> bool:
@@ -168,12 +181,12 @@ def count_matching(root: str | Path, name: str, keys: pa.Table) -> int:
         return 0
     sql = (
         'SELECT count(*) FROM keys SEMI JOIN (SELECT DISTINCT request_id, "row" '
-        "FROM read_parquet(?, union_by_name = true, hive_partitioning = false)) "
-        'AS logged USING (request_id, "row")'
+        f"FROM read_parquet({prediction_files_sql(root, name)}, union_by_name = true, "
+        'hive_partitioning = false)) AS logged USING (request_id, "row")'
     )
     with duckdb.connect() as con:
         con.register("keys", keys.select(["request_id", "row"]))
-        found = con.execute(sql, [prediction_files_glob(root, name)]).fetchone()
+        found = con.execute(sql).fetchone()
     return int(found[0]) if found else 0
 
 

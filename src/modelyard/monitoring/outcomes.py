@@ -32,7 +32,7 @@ from modelyard.monitoring.labels import (
     check_duplicates,
     has_predictions,
     ingest_table,
-    prediction_files_glob,
+    prediction_files_sql,
     request_ids,
     row_numbers,
     row_place,
@@ -219,7 +219,7 @@ def summarize_outcomes(
             "'yard serve --log-predictions' (or check the name)."
         )
     source = (
-        f"read_parquet({sql_literal(prediction_files_glob(root, name))}, hive_partitioning = true, "
+        f"read_parquet({prediction_files_sql(root, name)}, hive_partitioning = true, "
         "union_by_name = true, hive_types = {'deployment': VARCHAR, 'hour': VARCHAR})"
     )
     where, params = window_where(start, end)

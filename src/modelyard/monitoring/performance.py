@@ -39,7 +39,7 @@ from modelyard.monitoring.labels import (
     label_number,
     label_text,
     latest_labels_sql,
-    prediction_files_glob,
+    prediction_files_sql,
 )
 from modelyard.monitoring.types import Performance
 
@@ -170,7 +170,7 @@ def _collect(
             "'yard serve --log-predictions' (or check the name)."
         )
     source = (
-        f"read_parquet({_literal(prediction_files_glob(root, name))}, hive_partitioning = true, "
+        f"read_parquet({prediction_files_sql(root, name)}, hive_partitioning = true, "
         "union_by_name = true, hive_types = {'deployment': VARCHAR, 'hour': VARCHAR})"
     )
     where, params = _where(start, end)
