@@ -3,27 +3,28 @@
 One ``yard serve`` holds the same LogisticRegression twice: ``plain`` takes its two features in
 each request, ``churn`` takes ``customer_id`` only and fetches the features from Feast's feature
 server (``feast serve``, SQLite online store, the repository the tests build) once per batch.
-Each is loaded with an httpx async client at c=32 (1-row v2 requests) for the same number of
-requests; the script prints throughput and latency percentiles of both, and from the server's
-own metrics the mean model time per batch (for ``churn`` it includes the one Feast call) and the
-mean rows per batch. Needs ``make feast-server``. Results: benchmarks/results/feast.json.
+Each is loaded with wrk at c=32 (1-row v2 requests, one thread) for the same time; the script
+prints throughput and latency percentiles of both, and from the server's own metrics the mean
+model time per batch (for ``churn`` it includes the one Feast call) and the mean rows per batch.
+Needs ``make feast-server`` and wrk. Results: benchmarks/results/feast.json.
 
-    .venv/bin/python benchmarks/feast.py [--requests 4000]
+    .venv/bin/python benchmarks/feast.py [--seconds 15]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import json
+import os
 import re
+import shutil
+import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import _harness
 import httpx
-import numpy as np
 
 sys.path.insert(0, str(_harness.REPO))
 
@@ -39,6 +40,7 @@ from tests.integration._feast import (
 from tests.integration._server import Server, server_env
 
 CONCURRENCY = 32
+POST = Path(__file__).resolve().parent / "_serving_peers" / "post.lua"
 
 
 def register(home: Path, repo: Path, python: str) -> None:
@@ -61,24 +63,30 @@ def register(home: Path, repo: Path, python: str) -> None:
     registry.close()
 
 
-async def load(url: str, bodies: list[dict], requests: int) -> tuple[float, np.ndarray]:
-    latencies: list[float] = []
-    queue = iter(range(requests))
-    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
-
-        async def worker() -> None:
-            for i in queue:
-                started = time.perf_counter()
-                response = await client.post(url, json=bodies[i % len(bodies)])
-                if response.status_code != 200:
-                    raise RuntimeError(f"{response.status_code}: {response.text}")
-                latencies.append(time.perf_counter() - started)
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-        elapsed = time.perf_counter() - started
-    return requests / elapsed, np.array(latencies) * 1000
+def load(url: str, body: dict, seconds: int) -> dict[str, float]:
+    """wrk at c=32 for ``seconds``, every request ``body`` (benchmarks/_serving_peers/post.lua);
+    throughput and latency percentiles; any non-2xx answer fails the run."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as file:
+        json.dump(body, file)
+        file.flush()
+        done = subprocess.run(
+            ["wrk", "-t1", f"-c{CONCURRENCY}", f"-d{seconds}s", "--latency", "-s", str(POST),
+             url],
+            env={**os.environ, "BENCH_BODY_FILE": file.name}, capture_output=True, text=True,
+            timeout=seconds + 60, check=False,
+        )  # fmt: skip
+    line = next((x for x in done.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
+    if done.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed: {done.stderr or done.stdout}")
+    raw = json.loads(line.removeprefix("WRK_JSON "))
+    if raw["errors"]["status"] or raw["errors"]["timeout"]:
+        raise RuntimeError(f"failed requests at {url}: {raw}")
+    latency = raw["latency_us"]
+    return {
+        "rps": raw["requests"] / (raw["duration_us"] / 1e6),
+        "p50_ms": latency["p50"] / 1000,
+        "p99_ms": latency["p99"] / 1000,
+    }
 
 
 def per_batch(metrics: str, model: str) -> tuple[float, float]:
@@ -97,46 +105,45 @@ def per_batch(metrics: str, model: str) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--seconds", type=int, default=15, help="seconds of wrk per model")
     args = parser.parse_args()
     if not (FEAST_BIN / "feast").is_file():
         sys.exit(f"no Feast at {FEAST_BIN}: run 'make feast-server'")
+    if shutil.which("wrk") is None:
+        sys.exit("wrk not found: apt-get install -y wrk")
     with tempfile.TemporaryDirectory(prefix="feast-bench-") as tmp:
         root = Path(tmp)
         setup = write_repo(root / "repo", "  type: sqlite\n  path: data/online.db")
-        with feature_server(root / "repo", setup) as repo:
+        # feast serve restarts its worker every 1,000 requests by default (gunicorn's
+        # max_requests), and online-feature calls time out while the new worker starts
+        with feature_server(root / "repo", setup, "--max-requests", "0") as repo:
             home = root / "home"
             home.mkdir()
             register(home, repo.path, repo.python)
             server = Server(home, "plain/1", "churn/1", "--feast-url", repo.url,
                             env=server_env(home)).wait_ready()  # fmt: skip
             try:
-                rows = expected(T2).loc[CUSTOMERS]
-                plain = [
-                    {"inputs": [
-                        {"name": "tenure", "shape": [1], "datatype": "FP64", "data": [t]},
-                        {"name": "spend", "shape": [1], "datatype": "FP64", "data": [s]}]}
-                    for t, s in zip(rows["tenure"], rows["spend"], strict=True)
-                ]  # fmt: skip
-                keyed = [
-                    {"inputs": [{"name": "customer_id", "shape": [1], "datatype": "INT64",
-                                 "data": [int(c)]}]}
-                    for c in CUSTOMERS
-                ]  # fmt: skip
+                customer = int(CUSTOMERS[1])
+                tenure, spend = expected(T2).loc[customer]
+                bodies = {
+                    "plain": {"inputs": [
+                        {"name": "tenure", "shape": [1], "datatype": "FP64", "data": [tenure]},
+                        {"name": "spend", "shape": [1], "datatype": "FP64", "data": [spend]}]},
+                    "churn": {"inputs": [{"name": "customer_id", "shape": [1],
+                                          "datatype": "INT64", "data": [customer]}]},
+                }  # fmt: skip
                 results = {}
-                for name, bodies in (("plain", plain), ("churn", keyed)):
+                for name, body in bodies.items():
                     url = f"{server.url}/v2/models/{name}/infer"
-                    asyncio.run(load(url, bodies, 500))  # warm-up
-                    rps, ms = asyncio.run(load(url, bodies, args.requests))
-                    results[name] = {"rps": rps, "p50_ms": float(np.percentile(ms, 50)),
-                                     "p99_ms": float(np.percentile(ms, 99))}  # fmt: skip
+                    load(url, body, 3)  # warm-up
+                    results[name] = load(url, body, args.seconds)
                 metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
                 for name, result in results.items():
                     batch_ms, batch_rows = per_batch(metrics, name)
                     result.update(batch_ms=batch_ms, batch_rows=batch_rows)
             finally:
                 server.stop()
-    print(f"c={CONCURRENCY}, {args.requests} one-row v2 requests per model (after 500 warm-up)")
+    print(f"wrk c={CONCURRENCY}, {args.seconds} s of one-row v2 requests per model (after 3 s)")
     print(f"{'model':<26}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'ms/batch':>10}{'rows/batch':>12}")
     for name, label in (("plain", "features in the request"), ("churn", "customer_id + Feast")):
         r = results[name]
@@ -150,7 +157,7 @@ def main() -> None:
     _harness.write_report(
         _harness.REPO / "benchmarks" / "results" / "feast.json",
         {"machine": _harness.machine(), **_harness.git_commit(), "concurrency": CONCURRENCY,
-         "requests": args.requests, "results": results, "feast_ms_per_batch": added},
+         "seconds": args.seconds, "results": results, "feast_ms_per_batch": added},
     )  # fmt: skip
 
 

@@ -113,8 +113,11 @@ def write_repo(path: Path, online_store: str) -> subprocess.Popen[bytes]:
 
 
 @contextmanager
-def feature_server(path: Path, setup: subprocess.Popen[bytes]) -> Iterator[FeastRepo]:
-    """After ``setup`` finished, ``feast serve`` on the repository until the block ends."""
+def feature_server(
+    path: Path, setup: subprocess.Popen[bytes], *options: str
+) -> Iterator[FeastRepo]:
+    """After ``setup`` finished, ``feast serve`` (with ``options``) on the repository until the
+    block ends."""
     if setup.wait(timeout=300) != 0:
         raise RuntimeError(f"Feast setup failed: {(path / 'setup.log').read_text()[-3000:]}")
     port = free_port()
@@ -122,7 +125,7 @@ def feature_server(path: Path, setup: subprocess.Popen[bytes]) -> Iterator[Feast
     with log.open("w") as out:
         proc = subprocess.Popen(
             [str(FEAST_BIN / "feast"), "serve", "-h", "127.0.0.1", "-p", str(port),
-             "--no-access-log"],
+             "--no-access-log", *options],
             cwd=path, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"

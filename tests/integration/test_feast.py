@@ -186,6 +186,19 @@ def test_an_unknown_entity_is_404_naming_it_and_a_missing_key_is_400(served: Ser
     assert "missing customer_id" in response.json()["error"]
 
 
+def test_a_version_that_declares_a_service_is_not_served_without_feast(served: Served) -> None:
+    server = Server(served.home, "churn/1", env=served.env)
+    try:
+        server.proc.wait(120)
+    finally:
+        server.stop()
+    assert server.proc.returncode != 0
+    assert (
+        "takes its features from Feast feature service 'churn_features'; give the feature "
+        "server with --feast-url" in server.log.read_text()
+    )
+
+
 def test_the_prediction_log_holds_the_features_used(served: Served) -> None:
     ids = [4, 5]
     assert infer(served.server.url, ids).status_code == 200

@@ -14,7 +14,6 @@ from modelyard.cli._output import console, print_json, slots_dict, table, when
 
 if TYPE_CHECKING:
     from modelyard.registry import Registry
-    from modelyard.serving.features import FeatureSourceFactory
     from modelyard.settings import Settings
 
 tokens_app = typer.Typer(help="API tokens for the server.", no_args_is_help=True)
@@ -96,30 +95,22 @@ def serve(
         serving_logger.setLevel(logging.INFO)
     final = settings.model_copy(update=update)
     refs = mlflow_refs(final, list(refs or []), os.environ.get("MLFLOW_TRACKING_URI"))
-    features, factory = feast_features(final)
+    # a version that declares a Feast feature service fetches its features (and without
+    # --feast-url it refuses to load, saying so, rather than ask clients for the features)
+    from modelyard.integrations.feast import FACTORY, online_features
+
+    features = online_features(final.feast)
     if ui:
         from modelyard.ui.app import SERVED_FACTORY, with_dashboard
 
-        if features is not None and final.serving.workers > 1:
+        if final.feast.url and final.serving.workers > 1:
             raise typer.BadParameter(
                 "--ui with Feast features serves one worker", param_hint="--workers"
             )
         run(final, refs, list(deployment), wrap=with_dashboard(final),
             factory=SERVED_FACTORY, features=features)  # fmt: skip
-    elif factory is not None:
-        run(final, refs, list(deployment), features=features, factory=factory)
     else:
-        run(final, refs, list(deployment))
-
-
-def feast_features(settings: Settings) -> tuple[FeatureSourceFactory | None, str | None]:
-    """With a Feast feature server configured, the server's feature sources (and the worker
-    factory that makes them in each worker process)."""
-    if not settings.feast.url:
-        return None, None
-    from modelyard.integrations.feast import online_features
-
-    return online_features(settings.feast), "modelyard.integrations.feast:app_from_env"
+        run(final, refs, list(deployment), features=features, factory=FACTORY)
 
 
 def mlflow_refs(settings: Settings, refs: list[str], tracking_uri: str | None) -> list[str]:

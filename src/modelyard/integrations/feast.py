@@ -38,6 +38,8 @@ SERVICE_TAG = "feast.feature_service"
 ENTITY_KEYS_TAG = "feast.entity_keys"
 VIEWS_TAG = "feast.feature_views"
 PROJECT_TAG = "feast.project"
+#: uvicorn's factory for each worker process of a server whose versions may fetch features.
+FACTORY = "modelyard.integrations.feast:app_from_env"
 
 
 def feast_tags(info: dict[str, Any]) -> dict[str, str]:
@@ -85,13 +87,18 @@ class FeastOnlineFeatures:
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"Feast URL {url!r} is not http(s)://HOST:PORT; give the feature "
-                              "server's address (feast serve).")  # fmt: skip
-        self.url = url.rstrip("/")
+            raise ConfigError(
+                "The Feast URL is not http(s)://HOST:PORT; give the feature server's address "
+                "(feast serve) with --feast-url."
+            )
+        # shown in messages and logs: never a user or password the URL may carry
+        host = parts.hostname + (f":{parts.port}" if parts.port else "")
+        self.url = f"{parts.scheme}://{host}{parts.path}".rstrip("/")
         self.label = f"feature service '{service}' at {self.url}"
         self.entity_keys = keys
         self._service = service
         self._parts = parts
+        self._path = parts.path.rstrip("/") + "/get-online-features"
         self._timeout_s = timeout_s
         self._conn: http.client.HTTPConnection | None = None
 
@@ -129,7 +136,7 @@ class FeastOnlineFeatures:
             conn = self._conn or self._connect()
             try:
                 conn.request(
-                    "POST", "/get-online-features", body,
+                    "POST", self._path, body,
                     {"Content-Type": "application/json", "Accept": "application/json"},
                 )  # fmt: skip
                 response = conn.getresponse()
@@ -169,8 +176,9 @@ def online_features(settings: FeastSettings) -> FeatureSourceFactory:
                 f"{service!r}; give the feature server with --feast-url (or MODELYARD_FEAST__URL)."
             )
         keys = entity_keys(version)
-        logger.info("%s fetches features from %s (%s)", version.ref, settings.url, service)
-        return FeastOnlineFeatures(settings.url, service, keys, timeout_s=settings.timeout_s)
+        source = FeastOnlineFeatures(settings.url, service, keys, timeout_s=settings.timeout_s)
+        logger.info("%s fetches its features from %s", version.ref, source.label)
+        return source
 
     return source
 
