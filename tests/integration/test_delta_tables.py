@@ -17,6 +17,8 @@ from modelyard.pipelines import LocalExecutor, pipeline, run, step
 from modelyard.pipelines.builtin import load_table, register, split
 from modelyard.registry import Registry
 from modelyard.registry.compare import compare_versions
+from modelyard.settings import Settings
+from tests.e2e.ui.conftest import UIServer
 from tests.integration._server import YARD, server_env
 
 deltalake = pytest.importorskip("deltalake")
@@ -46,10 +48,15 @@ def table(tmp_path: Path) -> Path:
     return folder
 
 
+def make_settings(home: Path) -> Settings:
+    return Settings(
+        home=home, database_url=f"sqlite:///{home / 'modelyard.db'}",
+        artifact_root=str(home / "artifacts"),
+    )  # fmt: skip
+
+
 def registry_at(home: Path) -> Registry:
-    return Registry(
-        database_url=f"sqlite:///{home / 'modelyard.db'}", artifact_root=str(home / "artifacts")
-    )
+    return Registry(make_settings(home))
 
 
 def test_a_version_trained_on_a_delta_table_records_the_table_version(
@@ -87,6 +94,12 @@ def test_a_version_trained_on_a_delta_table_records_the_table_version(
     )  # fmt: skip
     assert show.returncode == 0, show.stderr
     assert f"{uri} version 0" in show.stdout
+    dashboard = UIServer(make_settings(home))  # the version page's lineage lists it too
+    try:
+        page = dashboard.get("/ui/models/churn/versions/2").text
+    finally:
+        dashboard.stop()
+    assert f'data-testid="data-source"><code>{uri} version 1</code>' in page
     # and what the line names gives the same rows back
     again = load_table(uri, version=0)
     assert len(again) == 40 and again["x"].max() == 39.0

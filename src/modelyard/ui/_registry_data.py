@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup
 
+from modelyard.core.datasources import fetch_hint
 from modelyard.core.refs import check_alias, check_name
 from modelyard.core.types import ModelVersion, Page
 from modelyard.errors import IntegrityError, InvalidInputError, NotFoundError
@@ -216,6 +217,8 @@ def version_view(
         "verified": registry.checks(version.ref, limit=5),
         "profile_error": profile_error,
         "pipeline": (tags.get("pipeline"), tags.get("pipeline_run")),
+        # each Delta table / DVC file / Feast service read: (what, the command to fetch it)
+        "sources": [fetch_hint(s) for s in version.lineage.data_sources],
     }
 
 
