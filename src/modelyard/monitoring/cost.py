@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from modelyard.errors import PredictionLogEmptyError
+from modelyard.monitoring._partitions import empty_window, hours, log_columns, log_folder
 from modelyard.monitoring.types import CostReport, ModelCost, Prices
-from modelyard.monitoring.windows import empty_window, hours, log_columns, log_folder
 
 __all__ = ["CostReport", "ModelCost", "Prices", "cost_report", "model_costs"]
 

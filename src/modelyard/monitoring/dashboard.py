@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from modelyard.errors import InvalidInputError, ModelyardError, NotFoundError
+from modelyard.monitoring._partitions import HOUR, hours, log_folder
 from modelyard.monitoring.alerts import Incident, alert_history
 from modelyard.monitoring.labels import labels_folder
 from modelyard.monitoring.service import DriftOptions, build_report, deployment_drift
 from modelyard.monitoring.traffic import traffic_points
 from modelyard.monitoring.types import DriftResult, ReportData
-from modelyard.monitoring.windows import HOUR, hours, log_folder
 
 if TYPE_CHECKING:
     from modelyard.registry.client import Registry

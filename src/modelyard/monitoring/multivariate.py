@@ -50,17 +50,10 @@ from modelyard.core.profile import column_kind
 from modelyard.core.signature import column_dtype
 from modelyard.core.tables import read_data_file
 from modelyard.errors import InvalidInputError, ModelyardError
+from modelyard.monitoring._partitions import Hour, empty_window, hours, log_columns, log_folder
 from modelyard.monitoring.text import looks_like_text
 from modelyard.monitoring.types import Reconstruction, ReconstructionWindow
-from modelyard.monitoring.windows import (
-    Hour,
-    empty_window,
-    hours,
-    log_columns,
-    log_folder,
-    log_inputs,
-    read_rows,
-)
+from modelyard.monitoring.windows import log_inputs, read_rows
 from modelyard.settings import ReconstructionSettings
 
 if TYPE_CHECKING:

@@ -45,6 +45,7 @@ from modelyard.core.tables import read_data_file
 from modelyard.core.types import ModelVersion
 from modelyard.errors import InvalidInputError, ModelyardError, PredictionLogEmptyError
 from modelyard.monitoring import _logfacts
+from modelyard.monitoring._partitions import HOUR, Hour, empty_window, hours, log_folder
 from modelyard.monitoring.drift import DEFAULT_THRESHOLDS, ColumnRule, DriftDetector, WindowProfile
 from modelyard.monitoring.embeddings import MAX_ROWS, EmbeddingDetector
 from modelyard.monitoring.text import (
@@ -64,12 +65,7 @@ from modelyard.monitoring.types import (
     ReportData,
 )
 from modelyard.monitoring.windows import (
-    HOUR,
-    Hour,
-    empty_window,
     hour_profiles,
-    hours,
-    log_folder,
     log_frames,
     log_inputs,
     read_embeddings,

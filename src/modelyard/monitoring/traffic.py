@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from modelyard.monitoring._partitions import log_columns
 from modelyard.monitoring.types import WindowPoint
-from modelyard.monitoring.windows import log_columns
 
 __all__ = ["traffic_points"]
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,24 +22,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from modelyard.errors import InvalidInputError, PredictionLogEmptyError
-from modelyard.monitoring import _deltalog
+from modelyard.errors import InvalidInputError
+from modelyard.monitoring._partitions import _HOUR_FORMAT, Hour, log_columns
 from modelyard.monitoring.drift import DriftDetector, WindowProfile, merge_profiles
-
-HOUR = timedelta(hours=1)
-_HOUR_FORMAT = "%Y-%m-%dT%H"
-
-
-@dataclass(frozen=True, slots=True)
-class Hour:
-    """One ``hour=`` partition of a deployment's log and its files."""
-
-    start: datetime
-    files: tuple[Path, ...]
-
-    @property
-    def end(self) -> datetime:
-        return self.start + HOUR
 
 
 class FileProfile(msgspec.Struct, frozen=True):
@@ -50,32 +34,6 @@ class FileProfile(msgspec.Struct, frozen=True):
     first: datetime
     last: datetime
     profile: WindowProfile
-
-
-def log_folder(root: str | Path, name: str) -> Path:
-    return Path(root) / f"deployment={name}"
-
-
-def hours(root: str | Path, name: str, start: datetime, end: datetime) -> list[Hour]:
-    """The hours of ``name``'s log that overlap ``[start, end)``, oldest first."""
-    folder = log_folder(root, name)
-    if not folder.is_dir():
-        return []
-    first = start.replace(minute=0, second=0, microsecond=0)
-    active = _deltalog.active_names(folder)  # a Delta log: only its current files
-    found = []
-    for entry in sorted(folder.glob("hour=*")):
-        try:
-            begin = datetime.strptime(entry.name[5:], _HOUR_FORMAT).replace(tzinfo=UTC)
-        except ValueError:
-            continue
-        if first <= begin < end:
-            files = tuple(
-                f for f in sorted(entry.glob("*.parquet")) if active is None or f.name in active
-            )
-            if files:
-                found.append(Hour(begin, files))
-    return found
 
 
 def read_rows(
@@ -173,12 +131,6 @@ def read_embeddings(
         )
     matrix = np.array([vector for vector, _ in found], dtype=np.float64)
     return matrix.reshape(len(found), lengths.pop()), int(found[0][1])
-
-
-def log_columns(con: Any, paths: Sequence[str]) -> set[str]:
-    """The columns of log files (files written before a column existed lack it)."""
-    source = "read_parquet(?, union_by_name = true, hive_partitioning = false)"
-    return {str(r[0]) for r in con.execute(f"DESCRIBE SELECT * FROM {source}", [paths]).fetchall()}
 
 
 def log_frames(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -355,10 +307,3 @@ def _store(path: Path, profiles: list[FileProfile]) -> None:
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
-
-
-def empty_window(root: str | Path, name: str, what: str) -> PredictionLogEmptyError:
-    return PredictionLogEmptyError(
-        f"No predictions logged for {name!r} {what} (log root {root}); serve it with "
-        "'yard serve --log-predictions' or widen the window."
-    )

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from modelyard.monitoring._partitions import hours
 from modelyard.monitoring.drift import DriftDetector
 from modelyard.monitoring.windows import (
     file_profiles,
     hour_profiles,
-    hours,
     log_frames,
     read_rows,
     window_profile,
