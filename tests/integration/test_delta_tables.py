@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import deltalake  # the delta extra, in dev: make test fails without it, never skips
 import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
@@ -20,8 +21,6 @@ from modelyard.registry.compare import compare_versions
 from modelyard.settings import Settings
 from tests.e2e.ui.conftest import UIServer
 from tests.integration._server import YARD, server_env
-
-deltalake = pytest.importorskip("deltalake")
 
 
 @step

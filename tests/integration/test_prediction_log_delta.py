@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import deltalake  # the delta extra, in dev: make test fails without it, never skips
 import httpx
 import numpy as np
 import pandas as pd
@@ -25,8 +26,6 @@ from modelyard.monitoring.predlog import ParquetSink, UploadOptions, open_sink, 
 from modelyard.monitoring.query import read_log
 from tests.integration._server import YARD, Server, server_env
 from tests.integration.conftest import ServedHome
-
-deltalake = pytest.importorskip("deltalake")
 
 
 def infer(client: httpx.Client, url: str, rows: np.ndarray) -> str:
