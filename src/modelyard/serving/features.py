@@ -4,7 +4,7 @@ feature store, once per batch.
 A model version that declares a feature store's feature service is served with a
 ``FeatureSource`` (the server factory gets one per version from a ``FeatureSourceFactory``; the
 Feast bridge in ``modelyard.integrations.feast`` makes them, and serving never imports it). The
-request validator then checks the entity keys only (``entity_signature``); in the model's thread,
+request validator then checks the entity keys only (``EntityValidator``); in the model's thread,
 ``FeatureJoin.prepare`` merges the batch's entity rows, fetches their features with one call,
 and validates each request's features against the version's signature like any input. An entity
 the store does not know fails its own request (``EntityNotFoundError``, naming the key and
@@ -22,10 +22,11 @@ import numpy.typing as npt
 
 from modelyard.core.types import Signature, TensorSpec
 from modelyard.errors import ModelyardError, NotFoundError, ValidationError
+from modelyard.serving.validation import RequestValidator
 
 if TYPE_CHECKING:
     from modelyard.core.types import ModelVersion
-    from modelyard.serving.validation import RequestValidator, Rows
+    from modelyard.serving.validation import Rows
 
 Array = npt.NDArray[Any]
 
@@ -74,6 +75,15 @@ def entity_signature(keys: Sequence[EntityKey]) -> Signature:
     """The signature requests are validated against: the entity keys, one column each."""
     inputs = tuple(TensorSpec(name=k.name, dtype=k.dtype, shape=(-1,)) for k in keys)
     return Signature(kind="columns", inputs=inputs, outputs=())
+
+
+class EntityValidator(RequestValidator):
+    """Checks requests' entity keys: one column each, kept in its own dtype (an all-numeric
+    signature would give a float64 matrix, which rounds int64 ids above 2**53)."""
+
+    def __init__(self, keys: Sequence[EntityKey], *, model: str | None = None) -> None:
+        super().__init__(entity_signature(keys), model=model)
+        self.numeric = False
 
 
 class FeatureJoin:

@@ -33,7 +33,7 @@ from modelyard.errors import (
 from modelyard.flavors import TextPredictor, Tokens, predict_in_groups
 from modelyard.serving.batching import AdaptiveBatcher, BatchResult, length_groups
 from modelyard.serving.codecs import datatype_for, datatype_of
-from modelyard.serving.features import FeatureJoin, entity_signature
+from modelyard.serving.features import EntityValidator, FeatureJoin
 from modelyard.serving.tokenizing import TokenizerThread
 from modelyard.serving.validation import RequestValidator, Rows
 
@@ -90,9 +90,7 @@ class ServedModel:
         self.features: FeatureJoin | None = None
         if features is not None:
             self.features = FeatureJoin(features, self.validator)
-            self.validator = RequestValidator(
-                entity_signature(features.entity_keys), model=self.name
-            )
+            self.validator = EntityValidator(features.entity_keys, model=self.name)
         self.outputs = ("predict", "predict_proba") if loaded.predictor.has_proba else ("predict",)
         #: The numpy type each numeric output is answered in: the signature's, which the model
         #: metadata states, whatever the runtime computes in (the ONNX twin and the tree kernel

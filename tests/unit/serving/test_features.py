@@ -5,6 +5,7 @@ only its own request, with a message naming the key or the feature."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -18,9 +19,9 @@ from modelyard.serving.batching import AdaptiveBatcher, BatchResult
 from modelyard.serving.features import (
     EntityKey,
     EntityNotFoundError,
+    EntityValidator,
     FeatureJoin,
     FetchedFeatures,
-    entity_signature,
 )
 from modelyard.serving.validation import RequestValidator, Rows
 
@@ -64,7 +65,7 @@ def model(rows: Rows, wanted: tuple[str, ...]) -> dict[str, np.ndarray]:
 async def submit_all(ids: list[list[int]]) -> tuple[list[BatchResult | BaseException], Any, int]:
     source = TableFeatures()
     join = FeatureJoin(source, RequestValidator(SIGNATURE, model="churn"))
-    keys = RequestValidator(entity_signature(source.entity_keys), model="churn")
+    keys = EntityValidator(source.entity_keys, model="churn")
     batches: list[int] = []
     executor = ThreadPoolExecutor(1, thread_name_prefix="model-churn")
     batcher = AdaptiveBatcher(
@@ -119,6 +120,20 @@ def test_a_missing_feature_value_fails_its_request_naming_the_feature() -> None:
 
 
 def test_requests_are_validated_against_the_entity_keys() -> None:
-    keys = RequestValidator(entity_signature(TableFeatures.entity_keys), model="churn")
+    keys = EntityValidator(TableFeatures.entity_keys, model="churn")
     with pytest.raises(SignatureMismatchError, match="missing customer_id"):
         keys.from_tensors([("tenure", np.array([1.0]))])
+
+
+def test_int64_entity_keys_keep_every_digit() -> None:
+    from modelyard.serving import codecs
+
+    big = 2**60 + 1  # float64 would round it to 2**60
+    keys = EntityValidator(TableFeatures.entity_keys, model="churn")
+    body = {"inputs": [{"name": "customer_id", "shape": [2], "datatype": "INT64",
+                        "data": [big, 3]}]}  # fmt: skip
+    request, arrays = codecs.decode_v2(json.dumps(body).encode())
+    rows = keys.from_request(request.inputs, arrays)
+    source = TableFeatures()
+    FeatureJoin(source, RequestValidator(SIGNATURE, model="churn")).prepare([rows])
+    assert source.fetches == [[big, 3]]
