@@ -5,6 +5,7 @@ as a second online store."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import time
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -19,9 +21,11 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from modelyard.core.types import ModelVersion
 from modelyard.integrations.feast import FeastOnlineFeatures
 from modelyard.integrations.feast_offline import measure_skew
-from modelyard.pipelines.builtin import FeastTrainingData, feast_training_data
+from modelyard.pipelines import LocalExecutor, pipeline, run, step
+from modelyard.pipelines.builtin import feast_training_data, register
 from modelyard.registry import Registry
 from modelyard.serving.features import EntityKey
 from modelyard.settings import Settings
@@ -84,27 +88,35 @@ def entity_rows(path: Path) -> Path:
     return path
 
 
+@step
+def fit_churn(table: pd.DataFrame) -> LogisticRegression:
+    return LogisticRegression().fit(table[["tenure", "spend"]], table["churned"])
+
+
+@pipeline
+def churn_training(entities: str = "", repo: str = "", python: str = "") -> None:
+    data = feast_training_data(entities, SERVICE, repo, python=python)
+    register(fit_churn(data.table), data.table, name="churn", target="churned", tags=data.tags)
+
+
 @dataclass
 class Served:
     server: Server
-    model: LogisticRegression
     env: dict[str, str]
-    #: what ``feast_training_data`` gave for ``entity_rows``
-    data: FeastTrainingData
     home: Path
 
 
 @pytest.fixture(scope="module")
 def served(stores: Stores, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """The pipeline run (training data from Feast, fit, register with the service's tags), then
+    ``yard serve churn/1 --feast-url``."""
     home = tmp_path_factory.mktemp("home")
     entities = entity_rows(home / "entities.parquet")
-    data = feast_training_data.fn(
-        str(entities), SERVICE, str(stores.sqlite.path), python=stores.sqlite.python
-    )
-    X, y = data.table[["tenure", "spend"]], data.table["churned"]
-    model = LogisticRegression().fit(X, y)
     registry = Registry(Settings(home=home))
-    registry.register(model, name="churn", data=X, target=y, tags=data.tags)
+    params = {"entities": str(entities), "repo": str(stores.sqlite.path),
+              "python": stores.sqlite.python}  # fmt: skip
+    done = run(churn_training, registry=registry, executor=LocalExecutor(workers=1), params=params)
+    assert done.status == "finished"
     registry.close()
     env = server_env(
         home, MODELYARD_MONITORING__LOG_ROOT=str(home / "log"),
@@ -114,9 +126,21 @@ def served(stores: Stores, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         home, "churn/1", "--feast-url", stores.sqlite.url, "--log-predictions", env=env
     ).wait_ready()
     try:
-        yield Served(server, model, env, data, home)
+        yield Served(server, env, home)
     finally:
         server.stop()
+
+
+def registered(served: Served) -> tuple[ModelVersion, pd.DataFrame, Any]:
+    """The version the pipeline registered, its training features (the reference sample: all
+    80 rows) and its model."""
+    registry = Registry(Settings(home=served.home))
+    try:
+        version = registry.get_version("churn/1")
+        sample = pd.read_parquet(io.BytesIO(registry.read_file("churn/1", "sample")))
+        return version, sample, registry.load("churn/1").predictor
+    finally:
+        registry.close()
 
 
 def infer(url: str, ids: list[int], name: str = "customer_id") -> httpx.Response:
@@ -125,17 +149,17 @@ def infer(url: str, ids: list[int], name: str = "customer_id") -> httpx.Response
 
 
 def test_training_data_is_point_in_time_and_declares_the_service(served: Served) -> None:
-    data = served.data
-    table = data.table
-    assert list(table.columns) == ["tenure", "spend", "churned"]
+    version, sample, _ = registered(served)
+    assert [spec.name for spec in version.signature.inputs] == ["tenure", "spend"]
     # Feast returns rows in its own order: compare by value, as of each row's timestamp
     want = pd.concat([expected(T1).loc[CUSTOMERS], expected(T2).loc[CUSTOMERS]])
-    got = table[["tenure", "spend"]].sort_values(["tenure", "spend"]).to_numpy()
+    got = sample[["tenure", "spend"]].sort_values(["tenure", "spend"]).to_numpy()
     assert np.allclose(got, want.sort_values(["tenure", "spend"]).to_numpy())
-    assert data.tags["feast.feature_service"] == SERVICE
-    assert data.tags["feast.entity_keys"] == "customer_id:int64"
-    assert data.tags["feast.project"] == "churn"
-    view, digest = data.tags["feast.feature_views"].split(":")
+    tags = version.tags
+    assert tags["feast.feature_service"] == SERVICE
+    assert tags["feast.entity_keys"] == "customer_id:int64"
+    assert tags["feast.project"] == "churn"
+    view, digest = tags["feast.feature_views"].split(":")
     assert view.startswith("customer_stats@") and len(digest) == 16
     # the version's lineage records the service and its feature views; yard models show says
     # how to retrieve the same features again
@@ -144,7 +168,7 @@ def test_training_data_is_point_in_time_and_declares_the_service(served: Served)
         check=True,
     )  # fmt: skip
     assert f"feast://churn/{SERVICE}" in out.stdout
-    assert data.tags["feast.feature_views"] in out.stdout
+    assert tags["feast.feature_views"] in out.stdout
     assert "feast_training_data(" in out.stdout
 
 
@@ -173,8 +197,8 @@ def test_serve_answers_v2_requests_that_carry_only_entity_keys(served: Served) -
     assert response.status_code == 200, response.text
     (predict,) = (o for o in response.json()["outputs"] if o["name"] == "predict")
     # the online store holds the newest values (materialized after T2)
-    features = expected(T2).loc[ids]
-    assert predict["data"] == served.model.predict(features).tolist()
+    _, _, model = registered(served)
+    assert predict["data"] == model.predict(expected(T2).loc[ids]).tolist()
 
 
 def test_an_unknown_entity_is_404_naming_it_and_a_missing_key_is_400(served: Served) -> None:
