@@ -12,7 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from modelyard.errors import InvalidInputError, PipelineDefinitionError, PipelineError
-from modelyard.pipelines import pipeline, run
+from modelyard.pipelines import RayExecutor, pipeline, run
+from modelyard.pipelines._study import study_url
 from modelyard.pipelines.artifacts import decode_value
 from modelyard.pipelines.builtin import evaluate, load_table, register, split, tune
 from modelyard.registry import Registry
@@ -87,10 +88,18 @@ def test_the_best_trial_is_evaluated_and_registered(registry: Registry, table: P
     try:
         assert database.current_revision() == HEAD_REVISION
         assert database.upgrade() == HEAD_REVISION
-        tables = set(sa.inspect(database.engine).get_table_names())
+        inspector = sa.inspect(database.engine)
+        tables = set(inspector.get_table_names())
+        if database.dialect == "postgresql":
+            kept_apart = set(inspector.get_table_names(schema="optuna"))
+        else:  # a file beside the metadata database
+            beside = sa.create_engine(study_url(registry.settings.resolved_database_url))
+            kept_apart = set(sa.inspect(beside).get_table_names())
+            beside.dispose()
     finally:
         database.close()
     assert "runs" in tables and not tables & {"studies", "trials", "version_info"}
+    assert {"studies", "trials"} <= kept_apart
 
 
 def test_a_failing_trial_is_recorded_and_the_study_goes_on(sqlite_registry: Registry) -> None:
@@ -145,14 +154,25 @@ def test_a_pipeline_with_a_bad_space_is_refused_before_it_runs(
     assert sqlite_registry.list_runs().items == ()
 
 
-@pytest.mark.slow  # two Ray workers each import scikit-learn and Optuna: about 10 s
-def test_trials_on_ray(sqlite_registry: Registry, ray_cluster: Any) -> None:
-    model = _direct(
-        sqlite_registry, _frame(), SPACE, n_trials=2, parallel=2, backend="ray", study="on-ray"
-    )
-    runs = sqlite_registry.list_runs(name="on-ray/", page_size=100).items
-    assert len(runs) == 2 and {r.status for r in runs} == {"finished"}
-    assert hasattr(model, "predict")
+@pipeline
+def search_on_ray(data: str) -> None:
+    model = tune(load_table(data), "label", HGB, SPACE, n_trials=2, parallel=2, backend="ray")
+    evaluate(model, load_table(data), "label")
+
+
+@pytest.mark.slow  # the step and two trial workers on Ray each import scikit-learn: about 15 s
+def test_trials_on_ray_from_a_step_on_the_ray_executor(
+    sqlite_registry: Registry, table: Path, ray_cluster: Any
+) -> None:
+    result = run(
+        search_on_ray, params={"data": str(table)}, registry=sqlite_registry,
+        executor=RayExecutor(),
+    )  # fmt: skip
+    trials = _trials(sqlite_registry, result.id)
+    assert len(trials) == 2 and {t.status for t in trials} == {"finished"}
+    assert result.metrics["tune.trials_complete"] + result.metrics["tune.trials_pruned"] == 2
+    assert result.metrics["evaluate.accuracy"] > 0.7
+    assert "2 trials, 2 at a time (ray)" in (result.step("tune").log or "")
 
 
 def test_trials_asking_more_cpus_than_ray_has_are_refused(
@@ -189,3 +209,13 @@ def _direct(registry: Registry, frame: pd.DataFrame, space: Any, **kwargs: Any) 
         return tune.fn(frame, "label", HGB, space, fixed={"random_state": 0}, **kwargs)
     finally:
         _api.set_registry(None)
+
+
+def test_studies_need_a_sqlite_file_or_postgresql() -> None:
+    from modelyard.errors import ConfigError
+
+    assert (
+        study_url("sqlite:////srv/yard/modelyard.db") == "sqlite:////srv/yard/modelyard.optuna.db"
+    )
+    with pytest.raises(ConfigError, match="not in 'sqlite://'; use one of those"):
+        study_url("sqlite://")
