@@ -18,6 +18,7 @@ from modelyard.pipelines.artifacts import decode_value
 from modelyard.pipelines.builtin import evaluate, load_table, register, split, tune
 from modelyard.registry import Registry
 from modelyard.store.db import HEAD_REVISION, Database
+from tests.conftest import POSTGRES_URL
 
 HGB = "sklearn.ensemble.HistGradientBoostingClassifier"
 SPACE = {
@@ -219,3 +220,29 @@ def test_studies_need_a_sqlite_file_or_postgresql() -> None:
     )
     with pytest.raises(ConfigError, match="not in 'sqlite://'; use one of those"):
         study_url("sqlite://")
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not POSTGRES_URL, reason="needs MODELYARD_TEST_POSTGRES_URL")
+def test_a_user_who_cannot_create_the_optuna_schema_is_told_what_to_do() -> None:
+    from modelyard.errors import StorageError
+    from modelyard.pipelines._study import storage_for
+
+    assert POSTGRES_URL is not None
+    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    role = "modelyard_tune_reader"
+    with admin.connect() as conn:
+        conn.execute(sa.text("DROP SCHEMA IF EXISTS optuna CASCADE"))  # as on a new database
+        conn.execute(sa.text(f"DROP ROLE IF EXISTS {role}"))
+        conn.execute(sa.text(f"CREATE ROLE {role} LOGIN"))
+    try:
+        url = sa.make_url(POSTGRES_URL).set(username=role)
+        with pytest.raises(StorageError) as exc:
+            storage_for(url.render_as_string(hide_password=False))
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP ROLE {role}"))
+        admin.dispose()
+    message = str(exc.value)
+    assert message.startswith("Cannot create the schema 'optuna' for Optuna's studies in ")
+    assert "permission denied" in message and "grant this user CREATE" in message

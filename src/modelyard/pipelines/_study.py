@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelyard.errors import ConfigError
+from modelyard.errors import ConfigError, StorageError
 
 if TYPE_CHECKING:
     import optuna
@@ -81,8 +81,16 @@ def storage_for(database_url: str) -> Any:
     if sa.make_url(url).get_backend_name() == "postgresql":
         engine = sa.create_engine(url)
         try:
-            with engine.begin() as conn:
-                conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {OPTUNA_SCHEMA}"))
+            with engine.begin() as conn:  # PostgreSQL checks the privilege before existence
+                if not sa.inspect(conn).has_schema(OPTUNA_SCHEMA):
+                    conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {OPTUNA_SCHEMA}"))
+        except sa.exc.DBAPIError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            raise StorageError(
+                f"Cannot create the schema {OPTUNA_SCHEMA!r} for Optuna's studies in "
+                f"{engine.url.render_as_string(hide_password=True)} ({reason}); create it there "
+                "or grant this user CREATE on the database."
+            ) from exc
         finally:
             engine.dispose()
         kwargs: dict[str, Any] = {"connect_args": {"options": f"-csearch_path={OPTUNA_SCHEMA}"}}
