@@ -109,7 +109,7 @@ class Served:
 @pytest.fixture(scope="module")
 def served(stores: Stores, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """The pipeline run (training data from Feast, fit, register with the service's tags), then
-    ``yard serve churn/1 --feast-url``."""
+    ``yard serve churn/1 --feast-url URL --workers 2``."""
     home = tmp_path_factory.mktemp("home")
     entities = entity_rows(home / "entities.parquet")
     registry = Registry(Settings(home=home))
@@ -122,9 +122,11 @@ def served(stores: Stores, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         home, MODELYARD_MONITORING__LOG_ROOT=str(home / "log"),
         MODELYARD_MONITORING__FLUSH_INTERVAL_S="30",  # SIGTERM's flush writes them
     )  # fmt: skip
+    # two workers: each builds its Feast sources itself (integrations.feast.app_from_env)
     server = Server(
-        home, "churn/1", "--feast-url", stores.sqlite.url, "--log-predictions", env=env
-    ).wait_ready()
+        home, "churn/1", "--feast-url", stores.sqlite.url, "--log-predictions", "--workers", "2",
+        env=env,
+    ).wait_ready()  # fmt: skip
     try:
         yield Served(server, env, home)
     finally:
