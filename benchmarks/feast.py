@@ -89,17 +89,20 @@ def load(url: str, body: dict, seconds: int) -> dict[str, float]:
     }
 
 
-def per_batch(metrics: str, model: str) -> tuple[float, float]:
-    """Mean model seconds per batch (ms) and mean rows per batch, from /metrics."""
+def per_batch(metrics: str, model: str) -> tuple[float, float, float]:
+    """Mean model time per batch (ms), mean rows per batch and mean online-features call per
+    batch (ms; 0 without Feast), from /metrics."""
 
     def value(name: str) -> float:
         found = re.search(rf'^{name}\{{model="{model}"\}} (\S+)$', metrics, re.M)
         return float(found.group(1)) if found else float("nan")
 
     batches = value("modelyard_model_compute_seconds_count")
+    fetches = value("modelyard_feature_fetch_seconds_count")
     return (
         value("modelyard_model_compute_seconds_sum") / batches * 1000,
         value("modelyard_batch_rows_sum") / value("modelyard_batch_rows_count"),
+        value("modelyard_feature_fetch_seconds_sum") / fetches * 1000 if fetches else 0.0,
     )
 
 
@@ -139,8 +142,8 @@ def main() -> None:
                     results[name] = load(url, body, args.seconds)
                 metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
                 for name, result in results.items():
-                    batch_ms, batch_rows = per_batch(metrics, name)
-                    result.update(batch_ms=batch_ms, batch_rows=batch_rows)
+                    batch_ms, batch_rows, fetch_ms = per_batch(metrics, name)
+                    result.update(batch_ms=batch_ms, batch_rows=batch_rows, fetch_ms=fetch_ms)
             finally:
                 server.stop()
     print(f"wrk c={CONCURRENCY}, {args.seconds} s of one-row v2 requests per model (after 3 s)")
@@ -151,8 +154,10 @@ def main() -> None:
               f"{r['batch_ms']:>10.2f}{r['batch_rows']:>12.1f}")  # fmt: skip
     added = results["churn"]["batch_ms"] - results["plain"]["batch_ms"]
     print(
-        f"Feast adds {added:.2f} ms per batch (model time with the fetch minus without); "
-        f"p50 {results['churn']['p50_ms'] / results['plain']['p50_ms']:.1f}x"
+        f"Feast adds {added:.2f} ms per batch (model time with the fetch minus without); the "
+        f"fetch itself {results['churn']['fetch_ms']:.2f} ms per batch "
+        f"(modelyard_feature_fetch_seconds); p50 "
+        f"{results['churn']['p50_ms'] / results['plain']['p50_ms']:.1f}x"
     )
     _harness.write_report(
         _harness.REPO / "benchmarks" / "results" / "feast.json",

@@ -198,6 +198,8 @@ def test_serve_answers_v2_requests_that_carry_only_entity_keys(served: Served) -
     response = infer(url, ids)
     assert response.status_code == 200, response.text
     (predict,) = (o for o in response.json()["outputs"] if o["name"] == "predict")
+    metrics = httpx.get(f"{url}/metrics", timeout=5).text
+    assert 'modelyard_feature_fetch_seconds_count{model="churn"}' in metrics
     # the online store holds the newest values (materialized after T2)
     _, _, model = registered(served)
     assert predict["data"] == model.predict(expected(T2).loc[ids]).tolist()

@@ -13,6 +13,7 @@ value), never the batch.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -89,10 +90,18 @@ class EntityValidator(RequestValidator):
 class FeatureJoin:
     """Turns a batch of entity rows into feature rows for one served version."""
 
-    def __init__(self, source: FeatureSource, features: RequestValidator) -> None:
+    def __init__(
+        self,
+        source: FeatureSource,
+        features: RequestValidator,
+        *,
+        on_fetch: Callable[[float], None] | None = None,
+    ) -> None:
+        """``on_fetch`` hears the seconds of each batch's fetch."""
         self.source = source
         self.validator = features
         self._keys = [k.name for k in source.entity_keys]
+        self._on_fetch = on_fetch
 
     def prepare(self, parts: Sequence[Rows]) -> list[Rows | ModelyardError]:
         """Each request's feature rows, or the error that fails that request only; one
@@ -101,7 +110,10 @@ class FeatureJoin:
         for rows in parts:
             for i, key in enumerate(self._keys):
                 entities[key].extend(_column(rows, i).tolist())
+        started = time.perf_counter()
         fetched = self.source.fetch(entities)
+        if self._on_fetch is not None:
+            self._on_fetch(time.perf_counter() - started)
         out: list[Rows | ModelyardError] = []
         offset = 0
         for rows in parts:

@@ -70,6 +70,12 @@ class ServingMetrics:
             "Time to tokenize a request's texts (a text model; in its tokenizer thread).",
             ["model"], buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
+        self.feature_fetch = Histogram(
+            "modelyard_feature_fetch_seconds",
+            "Time of a batch's one online-features call (a version that declares a feature "
+            "service; in the model's thread).",
+            ["model"], buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
         self.serialize = Histogram(
             "modelyard_serialize_seconds", "Time to encode an answer.",
             ["model"], buckets=LATENCY_BUCKETS, registry=r,

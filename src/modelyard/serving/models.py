@@ -72,6 +72,7 @@ class ServedModel:
         on_tokenize: Callable[[float], None] | None = None,
         on_close: Callable[[], None] | None = None,
         features: FeatureSource | None = None,
+        on_fetch: Callable[[float], None] | None = None,
     ) -> None:
         signature = loaded.version.signature
         if signature is None:
@@ -89,7 +90,7 @@ class ServedModel:
         #: signature (``features.validator``).
         self.features: FeatureJoin | None = None
         if features is not None:
-            self.features = FeatureJoin(features, self.validator)
+            self.features = FeatureJoin(features, self.validator, on_fetch=on_fetch)
             self.validator = EntityValidator(features.entity_keys, model=self.name)
         self.outputs = ("predict", "predict_proba") if loaded.predictor.has_proba else ("predict",)
         #: The numpy type each numeric output is answered in: the signature's, which the model
@@ -331,8 +332,10 @@ class ModelHub:
         on_route: Callable[[str, str, float, bool], None] | None = None,
         deployments: list[str] | None = None,
         features: FeatureSourceFactory | None = None,
+        on_fetch: Callable[[str, float], None] | None = None,
     ) -> None:
-        """``features`` gives the online feature source of each version that declares one."""
+        """``features`` gives the online feature source of each version that declares one;
+        ``on_fetch(model, seconds)`` hears of each batch's fetch."""
         names = [ref.name for ref in refs]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -357,6 +360,7 @@ class ModelHub:
         self._on_load = on_load
         self._on_unload = on_unload
         self._features = features
+        self._on_fetch = on_fetch
         self._watch: asyncio.Task[None] | None = None
         self.ready = False
 
@@ -416,6 +420,7 @@ class ModelHub:
         on_unload = self._on_unload
         name, version = loaded.version.name, str(loaded.version.version)
         source = self._features(loaded.version) if self._features is not None else None
+        on_fetch = self._on_fetch
         served = ServedModel(
             loaded,
             self.settings,
@@ -426,6 +431,7 @@ class ModelHub:
             on_tokenize=(lambda secs: on_tokenize(name, secs)) if on_tokenize else None,
             on_close=(lambda: on_unload(name, version)) if on_unload else None,
             features=source,
+            on_fetch=(lambda secs: on_fetch(name, secs)) if on_fetch else None,
         )  # fmt: skip
         served.batcher.start()
         try:

@@ -73,6 +73,9 @@ def build_app(
     def on_tokenize(model: str, seconds: float) -> None:
         metrics.child(metrics.tokenize, model).observe(seconds)
 
+    def on_fetch(model: str, seconds: float) -> None:
+        metrics.child(metrics.feature_fetch, model).observe(seconds)
+
     def on_load(model: str, version: str, ok: bool, memory_bytes: int) -> None:
         metrics.child(metrics.loads, model, version, "ok" if ok else "failed").inc()
         if ok:
@@ -85,7 +88,7 @@ def build_app(
         registry, [parse_ref(r) for r in refs], settings.serving,
         on_batch=on_batch, on_tokenize=on_tokenize, on_load=on_load, on_unload=on_unload,
         on_route=metrics.observe_route,
-        deployments=deployments or [], features=features,
+        deployments=deployments or [], features=features, on_fetch=on_fetch,
     )  # fmt: skip
     tokens = TokenChecker(registry.db) if settings.serving.auth else None
     sink = _prediction_sink(settings, metrics) if settings.monitoring.log else None

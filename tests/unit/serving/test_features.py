@@ -64,7 +64,8 @@ def model(rows: Rows, wanted: tuple[str, ...]) -> dict[str, np.ndarray]:
 
 async def submit_all(ids: list[list[int]]) -> tuple[list[BatchResult | BaseException], Any, int]:
     source = TableFeatures()
-    join = FeatureJoin(source, RequestValidator(SIGNATURE, model="churn"))
+    fetch_s: list[float] = []
+    join = FeatureJoin(source, RequestValidator(SIGNATURE, model="churn"), on_fetch=fetch_s.append)
     keys = EntityValidator(source.entity_keys, model="churn")
     batches: list[int] = []
     executor = ThreadPoolExecutor(1, thread_name_prefix="model-churn")
@@ -82,6 +83,7 @@ async def submit_all(ids: list[list[int]]) -> tuple[list[BatchResult | BaseExcep
     results = await asyncio.gather(*(one(r) for r in ids), return_exceptions=True)
     await batcher.close()
     executor.shutdown()
+    assert len(fetch_s) == len(source.fetches) and all(s >= 0 for s in fetch_s)  # timed, each
     return results, source, len(batches)
 
 
