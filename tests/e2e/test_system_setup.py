@@ -1,5 +1,5 @@
 """``make test`` installs what its tests need outside .venv with ``.ci/setup-system`` (the one copy
-``.ci/run`` uses too): Chromium, h2load and promtool; without Chromium the browser tests skip
+``.ci/run`` uses too): Chromium, h2load, promtool and redis-server; without Chromium the browser tests skip
 saying why, or fail under CI.
 
 The script runs with a PATH of stand-ins (``apt-get``, ``id``, ``sudo``, ``chromium``) that record
@@ -48,8 +48,8 @@ def setup_system(
     return out, [c for c in recorded if not c.startswith("id ")]
 
 
-def test_nothing_happens_when_chromium_h2load_and_promtool_are_there(tmp_path: Path) -> None:
-    out, calls = setup_system(tmp_path, "chromium", "h2load", "promtool", "apt-get")
+def test_nothing_happens_when_chromium_h2load_promtool_and_redis_are_there(tmp_path: Path) -> None:
+    out, calls = setup_system(tmp_path, "chromium", "h2load", "promtool", "redis-server", "apt-get")
     assert out.returncode == 0, out.stderr
     assert calls == []  # no apt-get update, nothing installed
     assert out.stderr == ""
@@ -60,12 +60,12 @@ def test_root_installs_what_is_missing_with_apt(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert calls == [
         "apt-get update -qq",
-        "apt-get install -y -qq chromium nghttp2-client prometheus",
+        "apt-get install -y -qq chromium nghttp2-client prometheus redis-server",
     ]
 
 
 def test_only_the_missing_package_is_installed(tmp_path: Path) -> None:
-    out, calls = setup_system(tmp_path, "apt-get", "chromium", "promtool")
+    out, calls = setup_system(tmp_path, "apt-get", "chromium", "promtool", "redis-server")
     assert out.returncode == 0, out.stderr
     assert calls == ["apt-get update -qq", "apt-get install -y -qq nghttp2-client"]
 
@@ -77,8 +77,8 @@ def test_a_user_with_password_less_sudo_installs_through_sudo(tmp_path: Path) ->
         "sudo -n true",
         "sudo -n apt-get update -qq",
         "apt-get update -qq",
-        "sudo -n apt-get install -y -qq chromium nghttp2-client prometheus",
-        "apt-get install -y -qq chromium nghttp2-client prometheus",
+        "sudo -n apt-get install -y -qq chromium nghttp2-client prometheus redis-server",
+        "apt-get install -y -qq chromium nghttp2-client prometheus redis-server",
     ]
 
 
@@ -97,7 +97,8 @@ def test_where_it_cannot_install_it_says_so_and_goes_on(
     out, calls = setup_system(tmp_path, *tools, uid=uid)
     assert out.returncode == 0  # make test goes on; the browser tests skip
     assert says in out.stderr
-    assert "the tests that need chromium nghttp2-client prometheus will skip" in out.stderr
+    needing = "the tests that need chromium nghttp2-client prometheus redis-server will skip"
+    assert needing in out.stderr
     assert [c for c in calls if c.startswith("apt-get")] == []
 
 
@@ -110,13 +111,13 @@ def test_a_failing_install_is_reported_not_fatal(tmp_path: Path) -> None:
         timeout=60, check=False,
     )  # fmt: skip
     assert out.returncode == 0
-    assert "apt-get install chromium nghttp2-client prometheus failed" in out.stderr
+    assert "apt-get install chromium nghttp2-client prometheus redis-server failed" in out.stderr
 
 
 def test_make_test_and_ci_run_use_the_one_set_up() -> None:
     makefile = (ROOT / "Makefile").read_text()
     assert "system:\n\t.ci/setup-system\n" in makefile
-    assert "test: check system\n" in makefile
+    assert re.search(r"^test: check system\b", makefile, re.M)
     ci_run = (ROOT / ".ci" / "run").read_text()
     assert "apt-get" not in ci_run and "make test" in ci_run  # no second copy
 
