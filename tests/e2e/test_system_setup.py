@@ -1,6 +1,6 @@
 """``make test`` installs what its tests need outside .venv with ``.ci/setup-system`` (the one copy
-``.ci/run`` uses too): Chromium, h2load, promtool and redis-server; without Chromium the browser tests skip
-saying why, or fail under CI.
+``.ci/run`` uses too): Chromium, h2load, promtool and redis-server; without Chromium the browser
+tests skip saying why, or fail under CI.
 
 The script runs with a PATH of stand-ins (``apt-get``, ``id``, ``sudo``, ``chromium``) that record
 their calls, so the test never installs or removes anything on this machine."""
