@@ -437,3 +437,38 @@ def test_hpack_decoding_refuses_bad_blocks() -> None:
     ):
         with pytest.raises((ValueError, IndexError)):
             HpackDecoder().decode(bad)
+
+
+def test_remembered_header_blocks_decode_as_the_table_stands_now() -> None:
+    """A block decoded before is answered from memory only while the dynamic table is as it
+    was: the same bytes naming dynamic entry 62 decode to whatever entry 62 holds now."""
+    import random
+
+    from hpack import Decoder, HeaderTuple, NeverIndexedHeaderTuple
+
+    from modelyard.serving.http2 import HpackDecoder
+
+    newest = b"\xbe"  # indexed field 62: the newest entry of the dynamic table
+    add = b"\x40" + bytes((1,)) + b"x" + bytes((1,))  # literal with indexing, name "x"
+    ours = HpackDecoder()
+    ours.decode(add + b"1")
+    assert ours.decode(newest) == [("x", "1")]
+    assert ours.decode(newest) == [("x", "1")]  # answered from memory
+    ours.decode(add + b"2")  # the table changes: entry 62 is now x: 2
+    assert ours.decode(newest) == [("x", "2")]
+
+    # a few header lists sent again and again, some added to the table, some never indexed,
+    # with table size changes and evictions between: every block as hpack decodes it
+    rng = random.Random(1)
+    lists = [
+        [(":method", "POST"), (":path", f"/s.S/M{i}"), HeaderTuple("x-key", f"v{i}"),
+         NeverIndexedHeaderTuple("authorization", f"Bearer {i}")]
+        for i in range(4)
+    ]  # fmt: skip
+    encoder, reference, ours = Encoder(), Decoder(), HpackDecoder()
+    for block_number in range(400):
+        if block_number % 97 == 96:
+            encoder.header_table_size = rng.choice((0, 64, 4096))
+        block = encoder.encode(rng.choice(lists), huffman=rng.random() < 0.5)
+        expected = [(str(k), str(v)) for k, v in reference.decode(block)]
+        assert ours.decode(block) == expected, block_number
