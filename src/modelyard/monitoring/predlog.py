@@ -354,7 +354,7 @@ def _group_table(
     else:
         rows = np.concatenate([np.arange(n, dtype=np.int64) for n in counts])
 
-    def each(values: list[Any], dtype: Any = object) -> np.ndarray:
+    def each(values: Any, dtype: Any = object) -> np.ndarray:
         array = np.array(values, dtype=dtype)
         return array if single else np.repeat(array, counts)
 
@@ -379,7 +379,9 @@ def _group_table(
         "latency_ms": pa.array(each([r.latency_s for r in records], np.float64) * 1000),
         "status": pa.array(each([r.status for r in records], np.int16)),
         # a request's CPU time shared by its rows, so that a sum over rows is the total
-        "cpu_ms": pa.array(each([r.cpu_s for r in records], np.float64) * 1000 / _per(counts)),
+        "cpu_ms": pa.array(
+            each(np.array([r.cpu_s for r in records]) * 1000 / np.maximum(counts, 1), np.float64)
+        ),
         "memory_bytes": pa.array(each([r.memory_bytes for r in records], np.int64)),
     }
     for name, column in zip(names, _input_columns(records, len(names)), strict=True):
@@ -392,14 +394,6 @@ def _group_table(
     for output in outputs:
         data[f"out_{output}"] = _output_array([r.outputs[output] for r in records], counts)
     return pa.table(data)
-
-
-def _per(counts: np.ndarray) -> np.ndarray | int:
-    """Each row's divisor of its request's totals: its request's row count (1 for all when
-    every request has one row)."""
-    if (counts == 1).all():
-        return 1
-    return np.repeat(np.maximum(counts, 1), counts)
 
 
 def _sha256(values: np.ndarray) -> list[str]:

@@ -670,12 +670,13 @@ class ModelServer:
             )
         requests, latency, serialize, queue_wait, cpu = children
         now = time.perf_counter()
-        # the event loop's share: decoding and validating, then encoding, sending, counting
-        loop_s = answer.decode_s + (now - answer.encoded)
+        encoded_s = now - answer.encoded  # encoding and sending
+        # the event loop's share: decoding and validating, then encoding and sending
+        loop_s = answer.decode_s + encoded_s
         cpu.inc(loop_s)
         requests.inc()
         latency.observe(now - started)
-        serialize.observe(now - answer.encoded)
+        serialize.observe(encoded_s)
         queue_wait.observe(answer.queue_s)
         if answer.deployment is not None and answer.route is not None:
             m = self.metrics
