@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import numpy as np
 
-from modelyard.core.durations import parse_duration
+from modelyard.core.durations import format_duration, parse_duration
 from modelyard.core.types import Scalar  # at run time: msgspec reads the annotations
 from modelyard.errors import InvalidInputError, NotFoundError, PredictionLogEmptyError
 from modelyard.monitoring.estimation import (
@@ -157,7 +157,7 @@ def estimate_performance(
         version=ver,
         classes=tuple(known),
         metrics=METRICS,
-        chunk=f"{size} rows" if every is None else _period(every),
+        chunk=f"{size} rows" if every is None else format_duration(every),
         reference=source,
         reference_rows=reference_rows,
         calibrated=cbpe.calibrated_,
@@ -417,14 +417,6 @@ def _chunking(chunk: str | int) -> tuple[timedelta | None, int | None]:
     if seconds <= 0:
         raise InvalidInputError(f"Invalid chunk {chunk!r}; give a period such as 1h, or rows.")
     return timedelta(seconds=seconds), None
-
-
-def _period(every: timedelta) -> str:
-    seconds = int(every.total_seconds())
-    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 def _as_datetime(value: Any) -> datetime:

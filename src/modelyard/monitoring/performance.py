@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from modelyard.core.durations import format_duration
 from modelyard.errors import InvalidInputError, NotFoundError, PredictionLogEmptyError
 from modelyard.monitoring.labels import (
     has_labels,
@@ -254,11 +255,7 @@ def _where(start: datetime | None, end: datetime | None) -> tuple[str, list[Any]
 
 def _describe(since: timedelta | None, start: datetime | None, end: datetime | None) -> str:
     if since is not None:
-        seconds = int(since.total_seconds())
-        for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
-            if seconds and seconds % size == 0:
-                return f"in the last {seconds // size}{unit}"
-        return f"in the last {seconds}s"
+        return f"in the last {format_duration(since)}"
     if start is None and end is None:
         return "at all"
     shown = [t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if t else "..." for t in (start, end)]

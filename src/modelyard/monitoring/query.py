@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelyard.core.durations import format_duration
 from modelyard.errors import PredictionLogEmptyError
 from modelyard.monitoring import _deltalog
 
@@ -14,13 +15,7 @@ if TYPE_CHECKING:
 
 
 def _describe(since: timedelta | None) -> str:
-    if since is None:
-        return "at all"
-    seconds = int(since.total_seconds())
-    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
-        if seconds and seconds % size == 0:
-            return f"in the last {seconds // size}{unit}"
-    return f"in the last {seconds}s"
+    return "at all" if since is None else f"in the last {format_duration(since)}"
 
 
 def read_log(

@@ -34,6 +34,7 @@ import msgspec
 import numpy as np
 import pandas as pd
 
+from modelyard.core.durations import format_duration
 from modelyard.core.profile import (
     ColumnProfile,
     Profile,
@@ -337,7 +338,7 @@ def build_report(
     return ReportData(
         name=name,
         generated_at=now.isoformat(timespec="seconds"),
-        window=_duration(window),
+        window=format_duration(window),
         drift=drift,
         series=tuple(points[k] for k in sorted(points)),
         performance=_performance(registry, root, name, start=span.start, end=now),
@@ -368,7 +369,7 @@ def _estimated(
 
     try:
         return estimate_performance(
-            root, name, since=window, chunk=_duration(every), registry=registry,
+            root, name, since=window, chunk=format_duration(every), registry=registry,
             settings=options.estimation if options is not None else None, now=now,
         )  # fmt: skip
     except ModelyardError:
@@ -460,8 +461,8 @@ class _Span:
             if span <= timedelta(0):
                 raise InvalidInputError(f"The window {span} is empty; use e.g. --window 1h.")
             start = now - span
-            what = f"in the last {_duration(span)}"
-            description = f"{name}, last {_duration(span)}"
+            what = f"in the last {format_duration(span)}"
+            description = f"{name}, last {format_duration(span)}"
         found = hours(root, name, start, now + timedelta(seconds=1))
         if not found:
             raise empty_window(root, name, what)
@@ -818,11 +819,3 @@ def _comparable(detector: DriftDetector, logged: pd.DataFrame) -> pd.DataFrame:
         values = logged[ref.name] if ref.name in logged else pd.Series(np.nan, index=logged.index)
         columns[ref.name] = values if ref.numeric else values.astype(str).astype("string")
     return pd.DataFrame(columns, index=logged.index)
-
-
-def _duration(span: timedelta) -> str:
-    seconds = int(span.total_seconds())
-    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
-        if seconds and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
