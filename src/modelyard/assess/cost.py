@@ -33,7 +33,7 @@ def collect_cost(store: StoreFacts, settings: Settings) -> CostReport:
             "'yard serve NAME --log-predictions'"
         )
     if logged(settings.resolved_log_root, f"deployment={name}") is False:
-        return _no_log(name)  # before importing the log's readers (seconds: scipy, pandas)
+        return _no_log(name)  # before importing the log's readers (DuckDB)
     from modelyard.monitoring.cost import cost_report
     from modelyard.monitoring.mirror import readable_root
     from modelyard.monitoring.types import Prices

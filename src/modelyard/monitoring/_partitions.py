@@ -1,7 +1,7 @@
 """Where a deployment's prediction log lies: its ``hour=`` partitions, their files and columns.
 
 Kept free of pandas, scipy and the drift code, so that what only lists files (``yard monitor
-cost``, ``yard assess``) starts without importing them; ``windows`` re-exports each name.
+cost``, ``yard assess``) starts without importing them.
 """
 
 from __future__ import annotations

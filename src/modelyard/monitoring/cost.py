@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from modelyard.core.durations import format_duration
 from modelyard.errors import PredictionLogEmptyError
 from modelyard.monitoring._partitions import empty_window, hours, log_columns, log_folder
 from modelyard.monitoring.types import CostReport, ModelCost, Prices
@@ -61,19 +62,15 @@ def model_costs(
 def _cost(row: tuple[Any, ...], prices: Prices) -> ModelCost:
     """A ``model_costs`` query row: model, version, rows, requests, CPU seconds, memory and
     the seconds between the first and the last request."""
-    model, version = str(row[0]), str(row[1])
-    predictions, requests, cpu_s, memory_bytes = (
-        int(row[2]),
-        int(row[3]),
-        float(row[4]),
-        int(row[5]),
-    )
-    served_h = max(float(row[6] or 0.0), 1.0) / 3600
+    model, version, rows, requests, cpu, memory, span_s = row
+    predictions, cpu_s, memory_bytes = int(rows), float(cpu), int(memory)  # DuckDB: 0.0 is DECIMAL
+    served_h = max(float(span_s or 0.0), 1.0) / 3600
     gb_h = memory_bytes / _GB * served_h
     cost = cpu_s / 3600 * prices.cpu_hour + gb_h * prices.gb_hour
     per = _PER / predictions if predictions else 0.0
     return ModelCost(
-        model=model, version=version, predictions=predictions, requests=requests, cpu_s=cpu_s,
+        model=str(model), version=str(version), predictions=predictions, requests=int(requests),
+        cpu_s=cpu_s,
         memory_bytes=memory_bytes, served_h=served_h, cpu_s_per_1k=cpu_s * per,
         gb_h_per_1k=gb_h * per, cost=cost, cost_per_1k=cost * per,
     )  # fmt: skip
@@ -98,7 +95,7 @@ def cost_report(
         )
     found = hours(root, name, start, now + timedelta(seconds=1))
     if not found:
-        raise empty_window(root, name, f"in the last {window}")
+        raise empty_window(root, name, f"in the last {format_duration(window)}")
     costs, measured = model_costs(
         [f for hour in found for f in hour.files], start=start, end=now, prices=prices
     )
