@@ -8,6 +8,18 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+#: The longest exception line a message quotes; a longer one ends in "...".
+_LINE_CHARS = 200
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (native libraries append stack traces), at most
+    200 characters, or the exception's type when it has no message: what a one-line error quotes
+    of the failure behind it."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line if len(line) <= _LINE_CHARS else line[: _LINE_CHARS - 3] + "..."
+
 
 class ModelyardError(Exception):
     """Base of every error modelyard raises on purpose."""

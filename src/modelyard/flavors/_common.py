@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from modelyard.core.types import Scalar
-from modelyard.errors import InvalidInputError, ModelLoadError
+from modelyard.errors import InvalidInputError, ModelLoadError, first_line
 from modelyard.flavors._base import Array, Artifact, as_array
 
 
@@ -91,14 +91,6 @@ def labels_from_proba(proba: Array, classes: Array) -> Array:
     """The label of the most probable class of each row (the first one on ties)."""
     result: Array = classes[np.argmax(proba, axis=1)]
     return result
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (native libraries append stack traces), at most
-    200 characters, or the exception's type when it has no message."""
-    text = str(exc).strip()
-    line = text.splitlines()[0] if text else type(exc).__name__
-    return line if len(line) <= 200 else line[:197] + "..."
 
 
 def rejected_input(what: str, exc: BaseException) -> InvalidInputError:

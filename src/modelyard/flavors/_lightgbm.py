@@ -12,13 +12,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from modelyard.errors import InvalidInputError, ModelLoadError, UnsupportedFormatError
+from modelyard.errors import InvalidInputError, ModelLoadError, UnsupportedFormatError, first_line
 from modelyard.flavors._base import Array, Artifact, LoadOptions, Predictor
 from modelyard.flavors._common import (
     BoosterPredictor,
     artifact_file,
     binary_proba,
-    first_line,
     json_classes,
     no_proba_error,
     qualified_name,

@@ -16,11 +16,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from modelyard.errors import ConfigError, InvalidInputError, ModelLoadError, UnsupportedFormatError
+from modelyard.errors import (
+    ConfigError,
+    InvalidInputError,
+    ModelLoadError,
+    UnsupportedFormatError,
+    first_line,
+)
 from modelyard.flavors._base import Array, Artifact, LoadOptions, Predictor, as_array
 from modelyard.flavors._common import (
     artifact_file,
-    first_line,
     is_frame,
     json_classes,
     no_proba_error,

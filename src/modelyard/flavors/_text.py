@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from modelyard.errors import InvalidInputError, ModelLoadError
+from modelyard.errors import InvalidInputError, ModelLoadError, first_line
 from modelyard.flavors._base import (
     CALL_COST_TOKENS,
     Array,
@@ -24,7 +24,7 @@ from modelyard.flavors._base import (
     Tokens,
     predict_in_groups,
 )
-from modelyard.flavors._common import artifact_file, first_line, is_frame, no_proba_error
+from modelyard.flavors._common import artifact_file, is_frame, no_proba_error
 from modelyard.flavors._onnx import new_session
 
 if TYPE_CHECKING:

@@ -38,9 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from modelyard.errors import ModelyardError, UnsupportedFormatError
+from modelyard.errors import ModelyardError, UnsupportedFormatError, first_line
 from modelyard.flavors._base import Array, Artifact, LoadOptions
-from modelyard.flavors._common import first_line
 from modelyard.flavors._text import MODEL_FILE, TextOnnxPredictor, cosines, load_text_predictor
 from modelyard.flavors._transformers import (
     TextModel,

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 
-from modelyard.errors import InvalidInputError, UnsupportedFormatError
+from modelyard.errors import InvalidInputError, UnsupportedFormatError, first_line
 from modelyard.flavors._base import Array, Artifact, LoadOptions, Predictor, as_array
-from modelyard.flavors._common import artifact_file, first_line, is_frame, require_extra
+from modelyard.flavors._common import artifact_file, is_frame, require_extra
 from modelyard.flavors._onnx import OnnxFlavor, onnx_meta
 
 if TYPE_CHECKING:

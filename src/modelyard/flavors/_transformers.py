@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from modelyard.errors import InvalidInputError, UnsupportedFormatError
+from modelyard.errors import InvalidInputError, UnsupportedFormatError, first_line
 from modelyard.flavors._base import Artifact, LoadOptions, Predictor
-from modelyard.flavors._common import first_line, qualified_name, require_extra
+from modelyard.flavors._common import qualified_name, require_extra
 from modelyard.flavors._text import (
     MODEL_FILE,
     TEXT_COLUMN,

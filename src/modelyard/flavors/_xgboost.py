@@ -20,13 +20,13 @@ from modelyard.errors import (
     InvalidInputError,
     ModelLoadError,
     UnsupportedFormatError,
+    first_line,
 )
 from modelyard.flavors._base import Array, Artifact, LoadOptions, Predictor
 from modelyard.flavors._common import (
     BoosterPredictor,
     artifact_file,
     binary_proba,
-    first_line,
     json_classes,
     no_proba_error,
     qualified_name,

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from modelyard.errors import ModelyardError
+from modelyard.errors import ModelyardError, first_line
 from modelyard.flavors._base import Array, Artifact, LoadOptions, Predictor
-from modelyard.flavors._common import EstimatorPredictor, first_line, is_frame, json_classes
+from modelyard.flavors._common import EstimatorPredictor, is_frame, json_classes
 from modelyard.flavors._lookup import get_flavor
 from modelyard.flavors._onnx import OnnxFlavor
 

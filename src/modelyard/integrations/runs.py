@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from modelyard.errors import ConfigError, InvalidSpecError, ModelyardError, StorageError
+from modelyard.errors import ConfigError, InvalidSpecError, ModelyardError, StorageError, first_line
 
 if TYPE_CHECKING:
     from modelyard.registry import ActiveRun, Registry
@@ -211,8 +211,7 @@ def client_errors(label: str, what: str) -> Iterator[None]:
         raise
     except Exception as exc:
         logger.debug("%s failed during %s", label, what, exc_info=True)
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise StorageError(
-            f"{label} failed during {what} ({type(exc).__name__}: {first_line}); check its "
+            f"{label} failed during {what} ({type(exc).__name__}: {first_line(exc)}); check its "
             "offline folder and disk."
         ) from None

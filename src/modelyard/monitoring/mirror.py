@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from modelyard.errors import ModelyardError, StorageError
+from modelyard.errors import ModelyardError, StorageError, first_line
 from modelyard.monitoring.predlog import is_remote, root_slug
 from modelyard.settings import Settings
 
@@ -52,7 +52,7 @@ def check_log_root(root: str) -> None:
         found = fs.exists(bucket)
     except Exception as exc:
         raise StorageError(
-            f"Cannot reach the prediction log root {root} ({_reason(exc)}); check "
+            f"Cannot reach the prediction log root {root} ({first_line(exc)}); check "
             "MODELYARD_MONITORING__LOG_ROOT, the store's endpoint and its credentials."
         ) from exc
     if not found:
@@ -93,7 +93,7 @@ def publish(settings: Settings, path: str | Path) -> None:
     except Exception as exc:  # the store's errors are not all OSError
         Path(path).unlink(missing_ok=True)
         raise StorageError(
-            f"Cannot write {relative} to the prediction log at {root} ({_reason(exc)}); nothing "
+            f"Cannot write {relative} to the prediction log at {root} ({first_line(exc)}); nothing "
             "was stored: check MODELYARD_MONITORING__LOG_ROOT and the store's credentials."
         ) from exc
 
@@ -144,10 +144,6 @@ def _sync(fs: Any, remote: str, local: Path, root: str) -> None:
 
 def _unreadable(action: str, root: str, exc: BaseException) -> StorageError:
     return StorageError(
-        f"Cannot {action} the prediction log at {root} ({_reason(exc)}); check "
+        f"Cannot {action} the prediction log at {root} ({first_line(exc)}); check "
         "MODELYARD_MONITORING__LOG_ROOT and the store's credentials."
     )
-
-
-def _reason(exc: BaseException) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelyard.errors import ConfigError, StorageError
+from modelyard.errors import ConfigError, StorageError, first_line
 
 if TYPE_CHECKING:
     import optuna
@@ -85,7 +85,7 @@ def storage_for(database_url: str) -> Any:
                 if not sa.inspect(conn).has_schema(OPTUNA_SCHEMA):
                     conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {OPTUNA_SCHEMA}"))
         except sa.exc.DBAPIError as exc:
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            reason = first_line(exc.orig) if exc.orig else type(exc).__name__
             raise StorageError(
                 f"Cannot create the schema {OPTUNA_SCHEMA!r} for Optuna's studies in "
                 f"{engine.url.render_as_string(hide_password=True)} ({reason}); create it there "

@@ -50,6 +50,7 @@ from modelyard.errors import (
     InvalidSpecError,
     NotReadyError,
     SignatureMismatchError,
+    first_line,
 )
 from modelyard.pipelines._batch_scorer import BatchScorer, Scored, validation_warnings
 
@@ -323,10 +324,9 @@ def _footer(path: str) -> tuple[pq.FileMetaData, pa.Schema]:
         parquet = pq.ParquetFile(path)
         return parquet.metadata, parquet.schema_arrow
     except (pa.ArrowException, OSError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InvalidInputError(
-            f"Input file {path!r} is not a readable Parquet file ({first}); batch scoring reads "
-            "Parquet."
+            f"Input file {path!r} is not a readable Parquet file ({first_line(exc)}); batch "
+            "scoring reads Parquet."
         ) from None
 
 

@@ -26,7 +26,7 @@ from modelyard.core.listing import listed
 from modelyard.core.profile import compute_profile, profile_to_json
 from modelyard.core.signature import infer_signature, output_specs
 from modelyard.core.types import Lineage, Signature, describe_mismatch
-from modelyard.errors import InvalidInputError, ModelyardError, SignatureMismatchError
+from modelyard.errors import InvalidInputError, ModelyardError, SignatureMismatchError, first_line
 from modelyard.flavors import (
     REFERENCE_TEXTS,
     TEXT_COLUMN,
@@ -104,7 +104,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
         if suffix in {".csv", ".txt"}:
             return pd.read_csv(p)
     except (ValueError, OSError, pd.errors.ParserError) as exc:
-        raise InvalidInputError(f"Cannot read data file {str(p)!r}: {_first_line(exc)}.") from exc
+        raise InvalidInputError(f"Cannot read data file {str(p)!r}: {first_line(exc)}.") from exc
     raise InvalidInputError(
         f"Data file {str(p)!r} has an unsupported suffix {suffix!r}; use .csv or .parquet."
     )
@@ -250,7 +250,7 @@ def _with_outputs(name: str, signature: Signature, predictor: Predictor, X: Any)
         raise
     except Exception as exc:
         raise SignatureMismatchError(
-            f"Model {name!r} cannot predict on the data given ({_first_line(exc)}); pass the "
+            f"Model {name!r} cannot predict on the data given ({first_line(exc)}); pass the "
             f"data it was trained on (columns: {listed(signature.column_names)})."
         ) from exc
     classes = predictor.classes
@@ -464,8 +464,3 @@ def _parquet(frame: pd.DataFrame) -> bytes:
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
     return buffer.getvalue()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -34,6 +34,7 @@ from modelyard.errors import (
     ModelyardError,
     OverloadedError,
     PredictionError,
+    first_line,
 )
 from modelyard.flavors import CALL_COST_TOKENS, Tokens
 from modelyard.serving.validation import Rows
@@ -282,7 +283,7 @@ class AdaptiveBatcher:
             return
         except Exception as exc:
             logger.exception("model failed on a batch of %d requests", len(batch))
-            _fail(batch, PredictionError(f"The model failed on this batch: {exception_line(exc)}."))
+            _fail(batch, PredictionError(f"The model failed on this batch: {first_line(exc)}."))
             return
         finally:
             self._running = []
@@ -398,9 +399,3 @@ def _expire(future: asyncio.Future[BatchResult], timeout_s: float) -> None:
 def _release(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
-
-
-def exception_line(exc: BaseException) -> str:
-    """The first line of an exception's message, or its type when it has none."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -20,9 +20,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from modelyard.errors import InvalidInputError, ModelyardError, OverloadedError, PredictionError
+from modelyard.errors import (
+    InvalidInputError,
+    ModelyardError,
+    OverloadedError,
+    PredictionError,
+    first_line,
+)
 from modelyard.flavors import TextPredictor, Tokens
-from modelyard.serving.batching import exception_line
 from modelyard.serving.codecs import shown
 from modelyard.serving.validation import Rows
 
@@ -164,7 +169,7 @@ class TokenizerThread:
         except Exception as exc:
             logger.exception("tokenizing %d texts of %r failed", len(texts), name)
             raise PredictionError(
-                f"The model's tokenizer failed on input '{name}': {exception_line(exc)}."
+                f"The model's tokenizer failed on input '{name}': {first_line(exc)}."
             ) from None
         if tokens.n != len(texts):
             raise PredictionError(

@@ -21,7 +21,7 @@ import sys
 import uuid
 from typing import Any
 
-from modelyard.errors import IntegrityError, StorageError
+from modelyard.errors import IntegrityError, StorageError, first_line
 
 
 def sha256_hex(data: bytes) -> str:
@@ -124,10 +124,7 @@ class ArtifactStore:
                 f"The bucket {bucket!r} of the artifact root {self.root} does not exist; create "
                 "it or fix MODELYARD_ARTIFACT_ROOT."
             )
-        if isinstance(exc, OSError) and exc.strerror:
-            reason = exc.strerror
-        else:
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc)
         return StorageError(
             f"Cannot {action} the artifact root {self.root} ({reason}); check "
             "MODELYARD_ARTIFACT_ROOT, its permissions and that the store is reachable."

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-from modelyard.errors import ConfigError, StorageError
+from modelyard.errors import ConfigError, StorageError, first_line
 from modelyard.store.schema import HEAD_REVISION
 
 logger = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ class Database:
         try:
             yield
         except sa.exc.OperationalError as exc:
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            reason = first_line(exc.orig) if exc.orig else str(exc)
             raise StorageError(
                 f"Cannot use the metadata database {self.display_url} ({reason}); "
                 "check MODELYARD_DATABASE_URL and that the server is running."
