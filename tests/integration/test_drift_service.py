@@ -4,6 +4,7 @@ profiles, output drift, reference and current files, and the errors."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -212,6 +213,7 @@ def test_yard_monitor_drift_prints_json(
         env=env, capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert out.stdout.startswith(f"Wrote {tmp_path / 'r.html'}") and "1 of 2 columns" in out.stdout
+    assert re.search(r" \(\d+\.\d (KiB|MiB)\): ", out.stdout), out.stdout
 
 
 def test_window_metrics_and_the_report_cover_the_window(

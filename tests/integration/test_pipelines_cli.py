@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -57,6 +58,7 @@ def test_yard_run_then_runs_list_and_show(project: Path, env: dict[str, str]) ->
     for text in ("steps", "inputs", "artifacts", "series/parquet", "array/npy", "json/json",
                  f"make.output of run {first_id}", f"hit: run {first_id}"):  # fmt: skip
         assert text in shown, text
+    assert re.search(r"\b\d+(\.\d)? (B|KiB)\b", shown), shown  # artifact sizes in binary units
     log = yard(env, project, "runs", "show", first_id, "--log", "means").stdout
     assert log == "grouping\n\n"
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from modelyard.cli._output import console
+from modelyard.core.sizes import format_size
 from modelyard.deploy import container as entry
 
 container_app = typer.Typer(
@@ -53,8 +54,8 @@ def build(
     out.print(f"wrote {result.path} for {served}: Dockerfile, requirements.txt "
               f"({len(result.pins)} pins), wheels/{result.wheel}")  # fmt: skip
     if result.bundle is not None:
-        size_kb = result.bundle.size_bytes / 1024
-        out.print(f"bundle/: {len(result.bundle.files)} files, {size_kb:,.0f} KiB, sha256 in "
+        size = format_size(result.bundle.size_bytes)
+        out.print(f"bundle/: {len(result.bundle.files)} files, {size}, sha256 in "
                   "bundle/manifest.json")  # fmt: skip
     for pin in result.recorded_differences:
         typer.echo(f"warning: {pin.name}=={pin.version} is pinned as {pin.note}", err=True)

@@ -12,6 +12,7 @@ import typer
 
 from modelyard.cli._output import print_json, table
 from modelyard.cli._registry import load_settings
+from modelyard.core.sizes import format_size
 
 if TYPE_CHECKING:
     from modelyard.monitoring.alerts import Incident
@@ -148,7 +149,7 @@ def report(
     path = write_report(data, output)
     drift = data.drift
     print(
-        f"Wrote {path} ({path.stat().st_size // 1024} KB): {drift.drifted} of "
+        f"Wrote {path} ({format_size(path.stat().st_size)}): {drift.drifted} of "
         f"{len(drift.columns)} columns drifted, {len(data.series)} points over {data.window}."
     )
     if data.estimated is not None:
@@ -411,8 +412,8 @@ def cost(
     currency = report.prices.currency
     rows = [
         [m.model, m.version, f"{m.predictions:,}", f"{m.cpu_s:.3f}", f"{m.cpu_s_per_1k:.4g}",
-         _megabytes(m.memory_bytes), f"{m.gb_h_per_1k:.3g}", f"{m.cost_per_1k:.3g}",
-         f"{m.cost:.3g}"]
+         format_size(m.memory_bytes) if m.memory_bytes else "-", f"{m.gb_h_per_1k:.3g}",
+         f"{m.cost_per_1k:.3g}", f"{m.cost:.3g}"]
         for m in report.models
     ]  # fmt: skip
     columns = ["model", "version", "predictions", "CPU s", "CPU s / 1k", "memory",
@@ -423,10 +424,6 @@ def cost(
     if not report.measured:
         typer.echo("This log was written before the server measured cost; serve it again with "
                    "'yard serve --log-predictions' to measure it.")  # fmt: skip
-
-
-def _megabytes(size_bytes: int) -> str:
-    return f"{size_bytes / 1e6:.1f} MB" if size_bytes else "-"
 
 
 @app.command("check")

@@ -13,6 +13,7 @@ import typer
 
 from modelyard.cli._output import console, kv, print_json, table, when
 from modelyard.cli._registry import open_registry
+from modelyard.core.sizes import format_size
 
 if TYPE_CHECKING:
     from rich.live import Live
@@ -204,7 +205,7 @@ def render_run(result: PipelineRun, *, log_step: str | None = None) -> None:
     if lineage:
         table("inputs", ["step", "input", "produced by", "sha256"], lineage)
     artifacts = [
-        (s.name, name, f"{a.kind}/{a.format}", a.sha256[:12], _size(a.size_bytes),
+        (s.name, name, f"{a.kind}/{a.format}", a.sha256[:12], format_size(a.size_bytes),
          f"run {a.run_id}" + (" (cached)" if a.run_id != result.id else ""))
         for s in result.steps
         for name, a in s.outputs.items()
@@ -228,17 +229,8 @@ def _cache_text(step: StepRecord) -> str | None:
 
 
 def _artifact(a: ArtifactRecord) -> str:
-    return f"{a.format} {a.sha256[:10]} {_size(a.size_bytes)}"
+    return f"{a.format} {a.sha256[:10]} {format_size(a.size_bytes)}"
 
 
 def _seconds(value: float | None) -> str | None:
     return None if value is None else f"{value:.2f}s"
-
-
-def _size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"

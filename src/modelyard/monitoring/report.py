@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 from markupsafe import Markup
 
+from modelyard.core.sizes import format_size
 from modelyard.monitoring.charts import (
     CURRENT_COLOUR,
     REFERENCE_COLOUR,
@@ -373,6 +374,7 @@ def render_report(data: ReportData) -> str:
         reconstruction_chart=_reconstruction_chart(data.reconstruction),
         reconstruction_rows=_reconstruction_rows(data.reconstruction),
         cost=data.cost,
+        size=format_size,
         reference_colour=REFERENCE_COLOUR,
         current_colour=CURRENT_COLOUR,
     )

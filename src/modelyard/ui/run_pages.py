@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from modelyard.core.sizes import format_size
 from modelyard.errors import InvalidInputError, NotFoundError, RunNotFoundError
 from modelyard.registry.runs import RUN_KINDS
 from modelyard.ui._base import (
@@ -123,7 +124,7 @@ def _steps_context(shown: Shown, record: PipelineRun) -> dict[str, Any]:
         title=f"The steps of pipeline run {record.id}",
     )
     return {"run": shown.run, "record": record, "versions": shown.versions, "graph": graph,
-            "duration": duration, "seconds": seconds, "size": size,
+            "duration": duration, "seconds": seconds, "size": format_size,
             "status_class": status_class, "error_tail": error_tail}  # fmt: skip
 
 
@@ -197,16 +198,6 @@ def seconds(value: float | None) -> str:
 
 def duration(start: datetime, end: datetime | None) -> str:
     return "" if end is None else seconds((end - start).total_seconds())
-
-
-def size(value: int) -> str:
-    """``812 B``, ``14.2 KiB``, ``3.1 MiB``."""
-    amount = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if amount < 1024 or unit == "GiB":
-            return f"{int(amount)} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
-        amount /= 1024
-    return f"{amount:.1f} GiB"
 
 
 def error_tail(text: str | None, lines: int = 20) -> str:

@@ -461,7 +461,7 @@ def test_cost_shows_each_version_at_the_prices_and_says_when_not_measured(
     page = parse(render_report(msgspec.structs.replace(data, cost=cost)))
     assert "At 0.05 EUR per CPU-hour and 0.005 per GB-hour" in page.text("cost")
     row = page.text("cost-table")
-    assert "<churn>/3 12,345 1.500 0.1215 250.0 MB 0.0405 0.000996 0.0123" in row
+    assert "<churn>/3 12,345 1.500 0.1215 238.4 MiB 0.0405 0.000996 0.0123" in row
     assert "&lt;churn&gt;" in page.html  # escaped
     old = msgspec.structs.replace(cost, measured=False)
     page = parse(render_report(msgspec.structs.replace(data, cost=old)))
