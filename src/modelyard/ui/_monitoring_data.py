@@ -74,8 +74,8 @@ class TTLCache:
     A stale value (older, or its stamp changed) is still answered at once while a background
     thread computes its replacement (stale while revalidate): a week over a million predictions
     takes seconds to compute, and a page should not wait for it every minute. ``lookup`` does
-    not wait for a key never computed either (it answers ``None`` and starts it); ``get`` does.
-    At most ``workers`` computations run at once, one per key."""
+    not wait for a key never computed either: it answers ``None`` and starts it. At most
+    ``workers`` computations run at once, one per key."""
 
     def __init__(self, ttl: float = TTL_S, size: int = MAX_ENTRIES, workers: int = 2) -> None:
         self.ttl = ttl
@@ -102,15 +102,6 @@ class TTLCache:
                 self._refreshing.add(key)
                 self._pool.submit(self._refresh, key, stamp, compute)
             return (None if found is None else found.value), False
-
-    def get(self, key: Hashable, stamp: Hashable, compute: Callable[[], T]) -> tuple[T, bool]:
-        """As ``lookup``, but a value never computed is computed now, in this thread."""
-        with self._lock:
-            known = key in self._items
-        if known:
-            value, fresh = self.lookup(key, stamp, compute)
-            return value, fresh  # type: ignore[return-value]  # known: never None
-        return self._store(key, stamp, compute()), True
 
     def _store(self, key: Hashable, stamp: Hashable, value: T) -> T:
         with self._lock:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from modelyard.ui._monitoring_data import TTLCache
 
@@ -16,6 +17,12 @@ def wait_for(predicate: object, timeout: float = 5.0) -> None:
         time.sleep(0.01)
 
 
+def computed(cache: TTLCache, key: str, stamp: object, compute: Callable[[], object]) -> None:
+    """Look ``key`` up and wait until its value is fresh (a first value is computed behind)."""
+    cache.lookup(key, stamp, compute)
+    wait_for(lambda: cache.lookup(key, stamp, compute)[1])
+
+
 def test_fresh_values_are_kept_and_a_new_stamp_is_computed_in_the_background() -> None:
     cache = TTLCache(ttl=60)
     calls: list[int] = []
@@ -24,11 +31,11 @@ def test_fresh_values_are_kept_and_a_new_stamp_is_computed_in_the_background() -
         calls.append(1)
         return len(calls)
 
-    assert cache.get("k", "v1", compute) == (1, True)
-    assert cache.get("k", "v1", compute) == (1, True)
+    computed(cache, "k", "v1", compute)
+    assert cache.lookup("k", "v1", compute) == (1, True)
     assert calls == [1]
-    assert cache.get("k", "v2", compute) == (1, False)  # stale at once, refreshed behind
-    wait_for(lambda: cache.get("k", "v2", compute) == (2, True))
+    assert cache.lookup("k", "v2", compute) == (1, False)  # stale at once, refreshed behind
+    wait_for(lambda: cache.lookup("k", "v2", compute) == (2, True))
     assert len(calls) == 2
 
 
@@ -44,7 +51,7 @@ def test_an_expired_value_is_refreshed_once_however_many_ask() -> None:
 
     cache._store("k", "v", 0)
     for _ in range(5):
-        assert cache.get("k", "v", slow) == (0, False)
+        assert cache.lookup("k", "v", slow) == (0, False)
     gate.set()
     wait_for(lambda: not cache._refreshing)
     assert calls == [1]
@@ -57,15 +64,15 @@ def test_a_failed_refresh_keeps_the_stale_value() -> None:
     def broken() -> str:
         raise RuntimeError("boom")
 
-    assert cache.get("k", "v", broken) == ("old", False)
+    assert cache.lookup("k", "v", broken) == ("old", False)
     wait_for(lambda: not cache._refreshing)
-    assert cache.get("k", "v", broken)[0] == "old"
+    assert cache.lookup("k", "v", broken)[0] == "old"
 
 
 def test_the_oldest_entries_go_past_the_size() -> None:
     cache = TTLCache(ttl=60, size=2)
     for key in "abc":
-        cache.get(key, 0, lambda key=key: key)
+        computed(cache, key, 0, lambda key=key: key)
     assert list(cache._items) == ["b", "c"]
 
 
