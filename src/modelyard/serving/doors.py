@@ -18,6 +18,7 @@ from modelyard.serving import codecs
 
 if TYPE_CHECKING:
     from modelyard.serving.models import ServedModel
+    from modelyard.serving.protobuf import RawTable
     from modelyard.serving.validation import Rows
 
 
@@ -104,32 +105,53 @@ class V2Door(_Validated):
 
 class GrpcDoor(_Validated):
     """An Open Inference Protocol ``ModelInferRequest`` over gRPC (raw or typed tensors); its
-    tensors are decoded when a model first asks for its rows."""
+    tensors are decoded when a model first asks for its rows. A call whose metadata matched a
+    kept ``RawTable`` comes with the table's request (everything but the tensors), its body and
+    its tensors as a block; the body is parsed whole only if a model wants it some other way."""
 
-    __slots__ = ("_decoded", "raw", "request")
+    __slots__ = ("_block", "_body", "_decoded", "_table", "columnar", "raw", "request")
     route = "v2_infer"
 
-    def __init__(self, request: Any) -> None:
+    def __init__(
+        self,
+        request: Any,
+        body: bytes | None = None,
+        table: RawTable | None = None,
+        block: Any = None,
+    ) -> None:
         super().__init__()
         self.request = request
-        self.raw = bool(request.raw_input_contents)
+        self.raw = table is not None or bool(request.raw_input_contents)
         self._decoded: tuple[list[codecs.RequestInput], list[Any]] | None = None
+        self._body, self._table, self._block = body, table, block
+        #: Whether a model took the parsed request's tensors as one column block (so that its
+        #: metadata may be kept as a ``RawTable``).
+        self.columnar = False
 
     def decoded(self) -> tuple[list[codecs.RequestInput], list[Any]]:
         """The inputs and their arrays (``InvalidInputError`` for a malformed request)."""
         if self._decoded is None:
             from modelyard.serving import protobuf
 
+            if self._body is not None:  # the whole request, tensors included
+                self.request = protobuf.ModelInferRequest.FromString(self._body)
+                self._body = self._table = self._block = None
             inputs, arrays, _ = protobuf.decode_inputs(self.request)
             self._decoded = inputs, arrays
         return self._decoded
 
     def _validate(self, served: ServedModel) -> Rows:
-        if self.raw and self._decoded is None:
+        if self._table is not None:
+            table = self._table
+            rows = served.validator.from_column_block(table.names, table.datatype, self._block)
+            if rows is not None:
+                return rows
+        elif self.raw and self._decoded is None:
             from modelyard.serving import protobuf
 
             rows = protobuf.column_block(self.request, served.validator)
             if rows is not None:
+                self.columnar = True
                 return rows
         inputs, arrays = self.decoded()
         return served.validator.from_request(inputs, arrays)
@@ -151,10 +173,12 @@ class GrpcDoor(_Validated):
     def encode(self, name: str, served: ServedModel, outputs: dict[str, Any]) -> bytes:
         from modelyard.serving import protobuf
 
+        if self.raw:
+            return protobuf.encode_raw_response(name, served.version, self.request.id, outputs)
         response = protobuf.ModelInferResponse(
             model_name=name, model_version=served.version, id=self.request.id
         )
-        protobuf.encode_response(response, outputs, raw=self.raw)
+        protobuf.encode_response(response, outputs, raw=False)
         data: bytes = response.SerializeToString()
         return data
 

@@ -52,6 +52,8 @@ class GrpcEdge:
         self.host = host
         self.port = port
         self.server: GrpcServer | None = None
+        #: The metadata of the raw table calls seen lately (read once, not on every call).
+        self.tables = protobuf.RawTables()
 
     async def start(self) -> None:
         handlers = {
@@ -134,8 +136,11 @@ class GrpcEdge:
         route = "v2_infer"
         try:
             large = len(body) > _OFF_LOOP_BYTES
+            hit = None if large else self.tables.match(body)
             if large:
                 request = await asyncio.to_thread(_parse, "ModelInfer", body)
+            elif hit is not None:
+                request = hit[0].request  # the call's metadata, as kept; its tensors are in hit
             else:
                 request = _parse("ModelInfer", body)
             name, version = request.model_name, request.model_version or None
@@ -143,11 +148,14 @@ class GrpcEdge:
             model = app.label(name)
             if not app.routed(name, version):
                 app.hub.get(name, version)  # an unknown model or version: before the tensors
-            door = GrpcDoor(request)  # decodes its tensors with its rows (off the loop if large)
+            # the door decodes its tensors with its rows (off the loop if large)
+            door = GrpcDoor(request) if hit is None else GrpcDoor(request, body, *hit)
             answer = await app.predict(
                 name, version, door, headers=headers, large=large,
                 timeout_s=_timeout(app.settings.timeout_ms / 1000, context), received=started,
             )  # fmt: skip
+            if door.columnar and not large:
+                self.tables.learn(body, request)
         except ModelyardError as exc:
             status = STATUS.get(exc.kind, 500)
             app.count(model, route, status, started, protocol="grpc")

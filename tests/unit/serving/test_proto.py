@@ -136,3 +136,151 @@ def test_the_one_call_column_path_answers_as_the_general_path(
     assert fast is not None
     assert fast.n == expected.n
     np.testing.assert_array_equal(fast.matrix, expected.matrix)
+
+
+# -- the kept metadata of raw table calls, and answers written directly ----------------------
+
+
+def _validator(*names: str, int_column: str | None = None) -> Any:
+    from modelyard.core.types import Signature, TensorSpec
+    from modelyard.serving.validation import RequestValidator
+
+    specs = tuple(
+        TensorSpec(name=n, dtype="int64" if n == int_column else "float64") for n in names
+    )
+    return RequestValidator(Signature(kind="columns", inputs=specs), model="m")
+
+
+def test_a_kept_table_reads_each_calls_own_tensors() -> None:
+    import numpy as np
+
+    tables = protobuf.RawTables()
+    first = _request({"a": [0.5, 1.5], "b": [1, 2]}, "FP64")
+    body = first.SerializeToString()
+    assert tables.match(body) is None
+    tables.learn(body, first)
+    again = _request({"a": [7.0, -8.25], "b": [3, 4]}, "FP64").SerializeToString()
+    hit = tables.match(again)
+    assert hit is not None
+    table, block = hit
+    assert table.names == ("a", "b") and table.datatype == "FP64"
+    assert block.tolist() == [[7.0, -8.25], [3.0, 4.0]]
+    expected = protobuf.column_block(
+        protobuf.ModelInferRequest.FromString(again), _validator("a", "b")
+    )
+    assert expected is not None
+    rows = _validator("a", "b").from_column_block(table.names, table.datatype, block)
+    assert rows is not None
+    np.testing.assert_array_equal(rows.matrix, expected.matrix)
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        _request({"a": [0.5, 1.5, 2.5], "b": [1, 2, 3]}, "FP64"),  # more rows
+        _request({"a": [0.5, 1.5], "c": [1, 2]}, "FP64"),  # another name, same length
+        _request({"a": [0.5, 1.5], "b": [1, 2]}, "INT64"),  # another datatype
+        _request({"a": [0.5, 1.5], "b": [1, 2]}, "FP64", shape2=True),
+    ],
+)
+def test_other_metadata_is_not_the_kept_table(other: Any) -> None:
+    tables = protobuf.RawTables()
+    first = _request({"a": [0.5, 1.5], "b": [1, 2]}, "FP64")
+    tables.learn(first.SerializeToString(), first)
+    assert tables.match(other.SerializeToString()) is None
+
+
+def test_bytes_that_are_not_raw_tensors_after_the_prefix_do_not_match() -> None:
+    tables = protobuf.RawTables()
+    first = _request({"a": [0.5, 1.5], "b": [1, 2]}, "FP64")
+    body = first.SerializeToString()
+    tables.learn(body, first)
+    stride = 2 + 16  # tag, length 16, then two float64
+    start = len(body) - 2 * stride
+    for at in (start, start + 1, start + stride, start + stride + 1):
+        broken = bytearray(body)
+        broken[at] ^= 0x40
+        assert tables.match(bytes(broken)) is None, at
+    assert tables.match(body + b"") is not None
+
+
+def test_a_request_whose_tensors_are_not_its_last_bytes_is_not_kept() -> None:
+    request = _request({"a": [0.5, 1.5], "b": [1, 2]}, "FP64")
+    late = protobuf.ModelInferRequest(id="late")  # field 3 after field 7: still a valid message
+    body = request.SerializeToString() + late.SerializeToString()
+    parsed = protobuf.ModelInferRequest.FromString(body)
+    assert parsed.id == "late"
+    tables = protobuf.RawTables()
+    tables.learn(body, parsed)
+    assert tables.match(body) is None
+
+
+def test_the_tables_forget_the_oldest_past_their_limit() -> None:
+    tables = protobuf.RawTables(limit=2)
+    bodies = []
+    for name in ("a", "b", "c"):
+        request = _request({name: [1.0], "z": [2.0]}, "FP64")
+        bodies.append(request.SerializeToString())
+        tables.learn(bodies[-1], request)
+    assert [tables.match(b) is not None for b in bodies] == [False, True, True]
+
+
+def test_a_kept_table_steps_aside_for_a_model_that_wants_other_columns() -> None:
+    """After a hot swap to a version with other columns, the same call is read whole and gets
+    the general path's error naming the input."""
+    from types import SimpleNamespace
+
+    from modelyard.errors import ModelyardError
+    from modelyard.serving.doors import GrpcDoor
+
+    tables = protobuf.RawTables()
+    first = _request({"a": [0.5], "b": [1.0]}, "FP64")
+    body = first.SerializeToString()
+    tables.learn(body, first)
+    hit = tables.match(body)
+    assert hit is not None
+    door = GrpcDoor(hit[0].request, body, *hit)
+    swapped = SimpleNamespace(validator=_validator("a", "x"))
+    with pytest.raises(ModelyardError) as fast:
+        door.rows(swapped)  # type: ignore[arg-type]
+    general = GrpcDoor(protobuf.ModelInferRequest.FromString(body))
+    with pytest.raises(ModelyardError) as slow:
+        general.rows(swapped)  # type: ignore[arg-type]
+    assert str(fast.value) == str(slow.value) and "x" in str(fast.value)
+    fraction = _request({"a": [0.5], "b": [1.5]}, "FP64").SerializeToString()
+    hit = tables.match(fraction)
+    assert hit is not None
+    picky = SimpleNamespace(validator=_validator("a", "b", int_column="b"))
+    with pytest.raises(ModelyardError, match="b"):
+        GrpcDoor(hit[0].request, fraction, *hit).rows(picky)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "outputs",
+    [
+        {"p": [[1.5, 2.5]], "label": ["a", "bé"]},
+        {"predict": [1, 0, 1]},
+        {"x": [[True, False]], "h": [[1.0, 2.0]]},
+        {"empty": [[], []]},
+        {"scalar": 3.25},
+    ],
+)
+@pytest.mark.parametrize(("version", "request_id"), [("1", ""), ("", "req-7"), ("12", "é")])
+def test_raw_answers_are_written_as_protobuf_writes_them(
+    outputs: dict[str, Any], version: str, request_id: str
+) -> None:
+    import numpy as np
+
+    arrays = {
+        name: np.asarray(value, dtype=object if name == "label" else None)
+        for name, value in outputs.items()
+    }
+    if "h" in arrays:
+        arrays["h"] = arrays["h"].astype(np.float16)
+    if "predict" in arrays:
+        arrays["predict"] = arrays["predict"].astype(">i8")  # big-endian in, little-endian out
+    response = protobuf.ModelInferResponse(model_name="m", model_version=version, id=request_id)
+    protobuf.encode_response(response, arrays, raw=True)
+    assert protobuf.encode_raw_response("m", version, request_id, arrays) == (
+        response.SerializeToString()
+    )
