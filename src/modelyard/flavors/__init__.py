@@ -26,6 +26,7 @@ from modelyard.flavors._lookup import (
 from modelyard.flavors._onnx import OnnxFlavor, choose_providers
 from modelyard.flavors._pickle import PickleFlavor
 from modelyard.flavors._sklearn import SKOPS_TRUSTED_TYPES, SklearnFlavor
+from modelyard.flavors._skops_io import skops_io
 from modelyard.flavors._text import TEXT_COLUMN, TextOnnxPredictor, cosines, texts_of
 from modelyard.flavors._text_checks import (
     EMBEDDING_ATOL,
@@ -106,4 +107,5 @@ __all__ = [
     "texts_of",
     "load_weights",
     "predict_in_groups",
+    "skops_io",
 ]

@@ -33,6 +33,7 @@ from modelyard.flavors._common import (
     estimator_meta,
     read_model_file,
 )
+from modelyard.flavors._skops_io import skops_io
 
 SKOPS_TRUSTED_TYPES: frozenset[str] = frozenset(
     {
@@ -85,7 +86,7 @@ class SklearnFlavor:
             )
 
     def dump(self, model: object) -> Artifact:
-        import skops.io as sio
+        sio = skops_io()
         from sklearn.exceptions import NotFittedError
         from sklearn.utils.validation import check_is_fitted
 
@@ -123,7 +124,7 @@ def _meta(model: object, untrusted: list[str]) -> dict[str, Any]:
 def _untrusted_types(
     data: bytes, source: str, error: type[ModelLoadError | UnsupportedFormatError]
 ) -> list[str]:
-    import skops.io as sio
+    sio = skops_io()
 
     try:
         return sorted(sio.get_untrusted_types(data=data))
@@ -141,7 +142,7 @@ def _load(
     error: type[ModelLoadError | UnsupportedFormatError],
 ) -> tuple[object, list[str]]:
     """The estimator in ``data`` and the types it needed trusted, refusing any not trusted."""
-    import skops.io as sio
+    sio = skops_io()
 
     untrusted = _untrusted_types(data, source, error)
     refused = [

@@ -164,7 +164,7 @@ def _write_model_dir(
     python = platform.python_version()
     flavors: dict[str, Any]
     if flavor == "sklearn":
-        import skops.io
+        from modelyard.flavors import skops_io
 
         flavors = {
             "python_function": {
@@ -175,7 +175,7 @@ def _write_model_dir(
                 "pickled_model": file_name, "serialization_format": "skops", "code": None,
                 "sklearn_version": _installed("scikit-learn"),
                 # the types modelyard checked when the version was registered
-                "skops_trusted_types": list(skops.io.get_untrusted_types(data=data)) or None,
+                "skops_trusted_types": list(skops_io().get_untrusted_types(data=data)) or None,
             },
         }  # fmt: skip
         requirements = ["scikit-learn", "skops"]

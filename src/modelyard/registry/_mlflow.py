@@ -18,7 +18,14 @@ import yaml
 
 from modelyard.core.types import Signature, TensorSpec
 from modelyard.errors import InvalidInputError, UnsupportedFormatError, UntrustedTypeError
-from modelyard.flavors import SKOPS_TRUSTED_TYPES, Artifact, Flavor, LoadOptions, get_flavor
+from modelyard.flavors import (
+    SKOPS_TRUSTED_TYPES,
+    Artifact,
+    Flavor,
+    LoadOptions,
+    get_flavor,
+    skops_io,
+)
 
 _ORDER = ("onnx", "xgboost", "lightgbm", "sklearn")
 #: The library's own classes, trusted when MLflow saved an XGBoost/LightGBM model with skops.
@@ -109,7 +116,7 @@ def _read_mlmodel(path: Path) -> dict[str, Any]:
 
 def _load_library_skops(model_file: Path, name: str, options: LoadOptions) -> object:
     """An XGBoost/LightGBM sklearn-API model MLflow saved with skops; re-saved natively."""
-    import skops.io as sio
+    sio = skops_io()
 
     untrusted = sio.get_untrusted_types(file=model_file)
     allowed = set(_LIBRARY_TYPES.get(name, ())) | set(SKOPS_TRUSTED_TYPES)
