@@ -29,9 +29,12 @@ class OnnxSettings(BaseModel):
     intra_op_threads: int = Field(default=1, ge=0)
     inter_op_threads: int = Field(default=1, ge=0)
     #: Where tree ensembles (one TreeEnsemble node) run on modelyard's compiled kernel instead of
-    #: onnxruntime's operator: ``batch`` (batch scoring), ``always`` (the server too) or ``off``.
-    #: Needs numba (``modelyard[trees]``); a model the kernel does not cover stays on onnxruntime.
-    tree_kernel: Literal["batch", "always", "off"] = "batch"
+    #: onnxruntime's operator: ``auto`` (batch scoring at load; the server answers with
+    #: onnxruntime from the start and moves the model onto the kernel in the background once it is
+    #: built and agrees, so that readiness never waits for numba), ``always`` (everywhere at
+    #: load), ``batch`` (batch scoring only) or ``off``. Needs numba (``modelyard[trees]``); a
+    #: model the kernel does not cover stays on onnxruntime.
+    tree_kernel: Literal["auto", "batch", "always", "off"] = "auto"
     #: Where onnxruntime runs models (``MODELYARD_ONNX__EXECUTION_PROVIDER``): ``cpu`` (the
     #: default), ``cuda`` (needs onnxruntime-gpu and a GPU; a server refuses to start without
     #: them) or ``auto`` (CUDA when onnxruntime offers it, else the CPU). The server's log and
@@ -39,8 +42,15 @@ class OnnxSettings(BaseModel):
     execution_provider: Literal["auto", "cpu", "cuda"] = "cpu"
 
     def uses_tree_kernel(self, where: Literal["batch", "server"]) -> bool:
-        """Whether models loaded for ``where`` run tree ensembles on the kernel."""
-        return self.tree_kernel == "always" or (where == "batch" and self.tree_kernel == "batch")
+        """Whether models loaded for ``where`` run tree ensembles on the kernel from the start."""
+        if where == "batch":
+            return self.tree_kernel != "off"
+        return self.tree_kernel == "always"
+
+    @property
+    def swaps_in_tree_kernel(self) -> bool:
+        """Whether the server moves a loaded tree ensemble onto the kernel in the background."""
+        return self.tree_kernel == "auto"
 
 
 class ServingSettings(BaseModel):

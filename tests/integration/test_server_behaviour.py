@@ -376,5 +376,32 @@ def test_the_server_runs_tree_ensembles_on_the_kernel_when_told(served_home: Ser
         response = httpx.post(f"{server.url}/models/hgb/invocations", json=body, timeout=30)
         assert response.status_code == 200, response.text
         assert response.json()["predictions"] == native.predict(X).tolist()
-    with Server(served_home.home, "hgb/1", "--runtime", "onnx") as server:  # default: batch only
+    batch_only = server_env(served_home.home, MODELYARD_ONNX__TREE_KERNEL="batch")
+    with Server(served_home.home, "hgb/1", "--runtime", "onnx", env=batch_only) as server:
         assert httpx.get(f"{server.url}/admin/models").json()[0]["kernel"] == "onnxruntime"
+
+
+def test_by_default_the_server_moves_tree_ensembles_onto_the_kernel_once_ready(
+    served_home: ServedHome,
+) -> None:
+    """``onnx.tree_kernel = "auto"``: ready on onnxruntime, then on the kernel, answering all
+    along with the same labels."""
+    X = served_home.X.head(64)
+    native = served_home.registry().load("hgb/1")
+    body = {"dataframe_split": {"columns": list(X.columns), "data": X.to_numpy().tolist()}}
+    with Server(served_home.home, "hgb/1", "--runtime", "onnx") as server:
+        kernels = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            response = httpx.post(f"{server.url}/models/hgb/invocations", json=body, timeout=30)
+            assert response.status_code == 200, response.text
+            assert response.json()["predictions"] == native.predict(X).tolist()
+            kernels.append(httpx.get(f"{server.url}/admin/models").json()[0]["kernel"])
+            if kernels[-1] == "tree kernel":
+                break
+            time.sleep(0.2)
+        assert kernels[-1] == "tree kernel", kernels
+        assert set(kernels) <= {"onnxruntime", "tree kernel"}
+        response = httpx.post(f"{server.url}/models/hgb/invocations", json=body, timeout=30)
+        assert response.json()["predictions"] == native.predict(X).tolist()
+        assert "hgb/1 runs on the tree kernel from now" in server.log.read_text()

@@ -173,6 +173,7 @@ class OnnxPredictor:
     ) -> None:
         self._session = session
         self._kernel = kernel
+        self._data = data
         self._inputs = [_input(arg) for arg in session.get_inputs()]
         self._layout = "tensor" if len(self._inputs) == 1 else "columns"
         outputs = session.get_outputs()
@@ -208,6 +209,17 @@ class OnnxPredictor:
         """What runs the model: ``onnxruntime``, or ``tree kernel`` (``_onnx_trees``)."""
         return "onnxruntime" if self._kernel is None else "tree kernel"
 
+    def use_tree_kernel(self, name: str) -> bool:
+        """Build the tree kernel and run the model on it from the next call, when the kernel
+        covers the model and agrees with onnxruntime (``flavors._onnx_trees``); whether it runs
+        on the kernel now. Safe while another thread predicts: a call takes the kernel or the
+        session once, at its start."""
+        if self._kernel is None:
+            from modelyard.flavors._onnx_trees import tree_kernel
+
+            self._kernel = tree_kernel(_parse(self._data, name), self._session, name=name)
+        return self._kernel is not None
+
     def predict(self, X: Any) -> Array:
         index = 0 if self._label_index is None else self._label_index
         return as_array(self._run(X, index))
@@ -225,8 +237,9 @@ class OnnxPredictor:
         asking for them one at a time ran the whole tree ensemble twice)."""
         if not self._has_proba or self._proba_index is None or self._label_index is None:
             raise no_proba_error("ONNX")
-        if self._kernel is not None:
-            labels, proba = self._kernel.run(self._matrix(X))
+        kernel = self._kernel
+        if kernel is not None:
+            labels, proba = kernel.run(self._matrix(X))
             return labels, proba
         names = [self._output_names[self._label_index], self._output_names[self._proba_index]]
         try:
@@ -238,8 +251,9 @@ class OnnxPredictor:
         )
 
     def _run(self, X: Any, index: int) -> Any:
-        if self._kernel is not None:
-            outputs = self._kernel.run(self._matrix(X))
+        kernel = self._kernel
+        if kernel is not None:
+            outputs = kernel.run(self._matrix(X))
             if len(outputs) == 1:
                 return outputs[0]
             return outputs[0] if index == self._label_index else outputs[1]

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -447,6 +448,8 @@ class ModelHub:
         )  # fmt: skip
         if self._on_load is not None:
             self._on_load(name, served.version, True, served.memory_bytes)
+        if self.registry.settings.onnx.swaps_in_tree_kernel:
+            _swap_in_tree_kernel(loaded)
         return served
 
     def load_failed(self, name: str, version: str) -> None:
@@ -489,3 +492,29 @@ class ModelHub:
         slot.swaps += 1
         logger.info("%s moved: version %s -> %s", slot.ref, current.version, new.version)
         await current.close()
+
+
+def _swap_in_tree_kernel(loaded: LoadedModel) -> None:
+    """Move an ONNX tree ensemble onto the compiled tree kernel in a thread of its own, while
+    onnxruntime goes on answering (``onnx.tree_kernel = "auto"``). Importing numba and loading
+    or compiling the kernel takes seconds, which readiness does not wait for; on the serving
+    benchmark's model the kernel then takes a 1-row call at about half onnxruntime's CPU time,
+    and a 1,000-row call at a sixth."""
+    use = getattr(loaded.predictor, "use_tree_kernel", None)
+    if use is None:
+        return
+    ref = loaded.version.ref
+
+    def build() -> None:
+        started = time.perf_counter()
+        try:
+            on = use(ref)
+        except Exception:
+            logger.warning("%s stays on onnxruntime: building the tree kernel failed", ref,
+                           exc_info=True)  # fmt: skip
+            return
+        if on:
+            took = (time.perf_counter() - started) * 1000
+            logger.info("%s runs on the tree kernel from now (built in %.0f ms)", ref, took)
+
+    threading.Thread(target=build, name=f"tree kernel for {ref}", daemon=True).start()
