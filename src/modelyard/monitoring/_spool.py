@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from modelyard.errors import StorageError
+from modelyard.monitoring._encoding import dictionary_columns
 
 logger = logging.getLogger(__name__)
 
@@ -240,7 +241,10 @@ class Spool:
         target = f"{self._base}/{deployment}/{hour}/{batch.name}.parquet"
         temporary = batch / f".upload-{uuid.uuid4().hex}"
         try:
-            pq.write_table(table, temporary, compression="zstd")
+            pq.write_table(
+                table, temporary, compression="zstd",
+                use_dictionary=dictionary_columns(table.schema),
+            )  # fmt: skip
             self._fs.put_file(str(temporary), target)
         finally:
             temporary.unlink(missing_ok=True)

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from modelyard.errors import PredictionLogEmptyError
-from modelyard.monitoring.predlog import ParquetSink
+from modelyard.monitoring.predlog import ParquetSink, records_table
 from modelyard.monitoring.query import read_log
 from modelyard.serving.sink import PredictionRecord
 from modelyard.serving.validation import Rows
@@ -140,6 +140,29 @@ def test_column_inputs_and_mixed_outputs_share_one_file(tmp_path: Path) -> None:
     table = pq.read_table(only)
     assert table.column("in_city").to_pylist() == [None, None, "paris", "rome"]
     assert table.column("out_predict_proba").to_pylist()[2:] == [None, None]
+
+
+def test_a_flush_of_one_model_matches_its_records_one_by_one(tmp_path: Path) -> None:
+    # the usual flush (one model, one row a request) takes one concatenation per column;
+    # the result is the rows of each record's own table, in order, with the same types
+    records = [record(i, n=1, at=1_780_000_000.0 + i) for i in range(5)]
+    whole = records_table(records)
+    assert whole.equals(pa.concat_tables([records_table([r]) for r in records]))
+    sink = ParquetSink(tmp_path, flush_interval_s=60)
+    for r in records:
+        sink.submit(r)
+    sink.close()
+    (only,) = files(tmp_path)
+    assert pq.read_table(only).equals(whole)
+    # text and integers dictionary-encoded, float inputs and request ids plain
+    column_chunks = pq.ParquetFile(only).metadata.row_group(0)
+    encodings = {
+        column_chunks.column(i).path_in_schema: column_chunks.column(i).encodings
+        for i in range(column_chunks.num_columns)
+    }
+    assert "RLE_DICTIONARY" in encodings["deployment"]
+    assert "RLE_DICTIONARY" not in encodings["in_a"]
+    assert "RLE_DICTIONARY" not in encodings["request_id"]
 
 
 def test_each_row_is_filed_under_the_hour_of_its_time_column(tmp_path: Path) -> None:
