@@ -87,6 +87,11 @@ def test_register_from_object_stores_parity_and_the_int8_twin(text_home: TextHom
     }  # fmt: skip
     parity = version.flavor_meta["parity"]
     assert parity["rows"] == len(REFERENCE_TEXTS) and parity["min_cosine"] > 0.9999
+    fusion = version.flavor_meta["fusion"]  # the stored graph is onnxruntime's fused one
+    assert fusion["kept"] is True and fusion["fused"]["Attention"] == 2
+    assert fusion["parity"] == parity
+    stored = next(f for f in version.files if f.name == "model.onnx")
+    assert b"com.microsoft" in registry.artifacts.get(stored.sha256, label="model.onnx")
     twin = version.flavor_meta["quantized"]
     assert twin["kept"] is True and twin["mean_cosine"] >= 0.99 and twin["min_cosine"] >= 0.95
     assert twin["size_bytes_int8"] < twin["size_bytes_fp32"]
@@ -143,6 +148,8 @@ def test_yard_registers_a_folder_with_its_twin_and_shows_the_numbers(text_home: 
     sizes = f"{twin['size_bytes_fp32']} B fp32 -> {twin['size_bytes_int8']} B int8"
     assert f"│ int8 twin │ kept; {sizes}; rows=8, mean_cosine={twin['mean_cosine']:.6g}," in text
     assert "│ onnx parity │ rows=8, max_abs_diff=" in text
+    fused = "Attention 2, SkipLayerNormalization 4, BiasGelu 2, EmbedLayerNormalization 1"
+    assert f"│ fusion │ onnxruntime: {fused} │" in text
 
 
 def test_a_twin_that_misses_its_bar_is_not_kept_and_says_why(
@@ -292,6 +299,8 @@ def test_all_minilm_l6_v2_matches_sentence_transformers(tmp_path: Path) -> None:
     meta = version.flavor_meta
     assert meta["model"]["max_length"] == 256 and meta["model"]["normalize"] is True
     assert meta["parity"]["rows"] == len(texts) and meta["parity"]["min_cosine"] > 0.9999
+    fused = {"Attention": 6, "SkipLayerNormalization": 12, "BiasGelu": 6}
+    assert meta["fusion"]["kept"] is True and fused.items() <= meta["fusion"]["fused"].items()
     expected = SentenceTransformer(str(folder), device="cpu").encode(texts)
     got = registry.load(version.ref, runtime="native").predict(texts)
     assert cosines(got, expected).min() > 0.999

@@ -173,6 +173,11 @@ def _text_rows(meta: dict[str, Any]) -> list[tuple[str, Any]]:
     parity = meta.get("parity")
     if parity:
         rows.append(("onnx parity", _numbers(parity)))
+    fusion = meta.get("fusion")
+    if fusion:
+        fused = ", ".join(f"{op} {n}" for op, n in (fusion.get("fused") or {}).items())
+        rows.append(("fusion", f"onnxruntime: {fused}" if fusion.get("kept")
+                     else f"none ({fusion.get('reason')})"))  # fmt: skip
     twin = meta.get("quantized")
     if twin:
         state = "kept" if twin.get("kept") else f"not kept ({twin.get('reason')})"

@@ -27,6 +27,7 @@ from modelyard.flavors._onnx import OnnxFlavor, choose_providers
 from modelyard.flavors._pickle import PickleFlavor
 from modelyard.flavors._sklearn import SKOPS_TRUSTED_TYPES, SklearnFlavor
 from modelyard.flavors._skops_io import skops_io
+from modelyard.flavors._text import MODEL_FILE as TEXT_MODEL_FILE
 from modelyard.flavors._text import TEXT_COLUMN, TextOnnxPredictor, cosines, texts_of
 from modelyard.flavors._text_checks import (
     EMBEDDING_ATOL,
@@ -35,9 +36,11 @@ from modelyard.flavors._text_checks import (
     QUANTIZED_MIN_COSINE,
     QUANTIZED_MIN_MEAN_COSINE,
     TEXT_PROBA_ATOL,
+    FusedText,
     QuantizedTwin,
     check_text_parity,
     eager_outputs,
+    fuse_text_model,
     quantize_text_model,
 )
 from modelyard.flavors._torch import WEIGHTS_FILE, TorchFlavor, load_weights
@@ -62,6 +65,7 @@ __all__ = [
     "EMBEDDING_ATOL",
     "EMBEDDING_MIN_COSINE",
     "FLAVOR_NAMES",
+    "FusedText",
     "LABEL_TIE_MARGIN",
     "PROBA_ATOL",
     "QUANTIZED_MIN_AGREEMENT",
@@ -72,6 +76,7 @@ __all__ = [
     "REFERENCE_TEXTS",
     "SKOPS_TRUSTED_TYPES",
     "TEXT_COLUMN",
+    "TEXT_MODEL_FILE",
     "TEXT_PROBA_ATOL",
     "WEIGHTS_FILE",
     "Array",
@@ -99,6 +104,7 @@ __all__ = [
     "cosines",
     "eager_outputs",
     "flavor_for_file",
+    "fuse_text_model",
     "flavor_for_object",
     "get_flavor",
     "is_text_model_folder",

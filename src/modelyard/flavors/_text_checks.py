@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ import numpy as np
 from modelyard.errors import ModelyardError, UnsupportedFormatError, first_line
 from modelyard.flavors._base import Array, Artifact, LoadOptions
 from modelyard.flavors._text import MODEL_FILE, TextOnnxPredictor, cosines, load_text_predictor
+from modelyard.flavors._text_fusion import FusedGraph, fuse_text_graph
 from modelyard.flavors._transformers import (
     TextModel,
     describe_text_model,
@@ -99,6 +101,20 @@ def check_text_parity(
     """The export's agreement with the eager ``model`` on ``texts`` (numbers for the version's
     meta), or ``UnsupportedFormatError`` in one line when it disagrees (see the module
     docstring for the bounds)."""
+    numbers, disagreement = text_parity(model, predictor, texts)
+    if disagreement is not None:
+        raise UnsupportedFormatError(
+            f"The ONNX export disagrees with the model on the {len(texts)} reference texts "
+            f"({disagreement}); nothing was registered."
+        )
+    return numbers
+
+
+def text_parity(
+    model: object, predictor: TextOnnxPredictor, texts: list[str]
+) -> tuple[dict[str, Any], str | None]:
+    """The parity numbers of ``predictor``'s graph against the eager ``model`` on ``texts``,
+    and what is out of bounds (``None`` when it agrees)."""
     wanted = ("predict_proba",) if predictor.has_proba else ("predict",)
     got = np.asarray(predictor.predict_outputs(texts, wanted)[wanted[0]], dtype=np.float64)
     expected = eager_outputs(model, texts)
@@ -115,23 +131,64 @@ def check_text_parity(
         differ = int(np.sum(np.argmax(got, axis=1)[clear] != np.argmax(expected, axis=1)[clear]))
         numbers["label_agreement"] = _agreement(got, expected)
         if diff > TEXT_PROBA_ATOL or differ:
-            raise UnsupportedFormatError(
-                f"The ONNX export disagrees with the model on the {len(texts)} reference texts "
-                f"(max probability difference {diff:.3g}, bound {TEXT_PROBA_ATOL:g}; {differ} "
-                "labels differ away from ties); nothing was registered."
+            return numbers, (
+                f"max probability difference {diff:.3g}, bound {TEXT_PROBA_ATOL:g}; {differ} "
+                "labels differ away from ties"
             )
-        return numbers
+        return numbers, None
     cos = cosines(got, expected)
     numbers["min_cosine"] = float(cos.min())
     numbers["mean_cosine"] = float(cos.mean())
     bound = EMBEDDING_ATOL * max(1.0, float(np.max(np.abs(expected), initial=0.0)))
     if numbers["min_cosine"] < EMBEDDING_MIN_COSINE or diff > bound:
-        raise UnsupportedFormatError(
-            f"The ONNX export disagrees with the model on the {len(texts)} reference texts "
-            f"(min cosine {numbers['min_cosine']:.6f}, bound {EMBEDDING_MIN_COSINE}; max "
-            f"difference {diff:.3g}, bound {bound:.3g}); nothing was registered."
+        return numbers, (
+            f"min cosine {numbers['min_cosine']:.6f}, bound {EMBEDDING_MIN_COSINE}; max "
+            f"difference {diff:.3g}, bound {bound:.3g}"
         )
-    return numbers
+    return numbers, None
+
+
+@dataclass(frozen=True, slots=True)
+class FusedText:
+    """The artifact with the fused ``model.onnx`` and its loaded predictor when the fused graph
+    passed parity, else ``None`` for both; ``meta`` says what was fused, or why not."""
+
+    artifact: Artifact | None
+    predictor: TextOnnxPredictor | None
+    meta: dict[str, Any]
+
+
+def fuse_text_model(
+    model: object,
+    artifact: Artifact,
+    texts: list[str],
+    *,
+    options: LoadOptions | None = None,
+    fuse: Callable[[TextModel], FusedGraph] = fuse_text_graph,
+) -> FusedText:
+    """``artifact`` with its graph replaced by onnxruntime's fused one (``_text_fusion``) when
+    that passes the export's parity check against the eager ``model`` on ``texts``. Never
+    raises for a graph that does not fuse or disagrees: ``meta["reason"]`` says why."""
+    options = options or LoadOptions()
+    result = fuse(describe_text_model(model))
+    meta: dict[str, Any] = {"kept": False, "optimizer": "onnxruntime.transformers (bert)"}
+    if result.fused:
+        meta["fused"] = result.fused
+    if result.graph is None:
+        meta["reason"] = result.reason
+        return FusedText(None, None, meta)
+    fused = Artifact(files={**artifact.files, MODEL_FILE: result.graph}, meta=artifact.meta)
+    try:
+        predictor = load_text_predictor(fused, options)
+        meta["parity"], disagreement = text_parity(model, predictor, texts)
+    except ModelyardError as exc:
+        meta["reason"] = f"the fused graph does not run ({exc})"
+        return FusedText(None, None, meta)
+    if disagreement is not None:
+        meta["reason"] = f"the fused graph disagrees with the model ({disagreement})"
+        return FusedText(None, None, meta)
+    meta["kept"] = True
+    return FusedText(fused, predictor, meta)
 
 
 def quantize_text_model(
@@ -233,6 +290,7 @@ def _after_gelu(graph: bytes) -> list[str]:
 
 
 def _quantize(graph: bytes) -> bytes:
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     advice = _NoAdvice()
@@ -246,7 +304,11 @@ def _quantize(graph: bytes) -> bytes:
             quantize_dynamic(
                 source, target, weight_type=QuantType.QInt8, per_channel=True,
                 nodes_to_exclude=_after_gelu(graph),
-                extra_options={"MatMulConstBOnly": True},
+                # a fused graph's contrib ops (Attention, SkipLayerNormalization) have no
+                # types in ONNX's shape inference: their weights are float32
+                extra_options={
+                    "MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT,
+                },
             )  # fmt: skip
             return target.read_bytes()
     finally:

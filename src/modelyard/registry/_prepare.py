@@ -30,6 +30,7 @@ from modelyard.errors import InvalidInputError, ModelyardError, SignatureMismatc
 from modelyard.flavors import (
     REFERENCE_TEXTS,
     TEXT_COLUMN,
+    TEXT_MODEL_FILE,
     Artifact,
     ExampleFlavor,
     Flavor,
@@ -38,6 +39,7 @@ from modelyard.flavors import (
     TextOnnxPredictor,
     check_text_parity,
     convert_to_onnx,
+    fuse_text_model,
     quantize_text_model,
     texts_of,
 )
@@ -383,6 +385,18 @@ def _check_text_model(
         )
     texts = [str(t) for t in texts_of(rows, TEXT_COLUMN)[:TEXT_CHECK_ROWS]]
     meta["parity"] = check_text_parity(model, predictor, texts)
+    fused = fuse_text_model(model, artifact, texts, options=options)
+    meta["fusion"] = fused.meta
+    if fused.artifact is not None and fused.predictor is not None:
+        # the fused graph is the one stored, served and quantized
+        artifact, predictor = fused.artifact, fused.predictor
+        meta["parity"] = fused.meta["parity"]
+        graph = artifact.files[TEXT_MODEL_FILE]
+        files[:] = [
+            StoredFile(f.role, f.name, graph) if f.name == TEXT_MODEL_FILE else f for f in files
+        ]
+    else:
+        logger.info("%s: the unfused graph is kept: %s", name, fused.meta.get("reason"))
     if optimize != "quantize":
         return []
     twin_files, meta["quantized"], note = _quantize(name, artifact, texts, options, predictor)

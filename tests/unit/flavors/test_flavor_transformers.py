@@ -24,6 +24,7 @@ from modelyard.errors import InvalidInputError, UnsupportedFormatError
 from modelyard.flavors import (
     REFERENCE_TEXTS,
     Artifact,
+    FusedText,
     LoadOptions,
     TextOnnxPredictor,
     TextPredictor,
@@ -34,8 +35,10 @@ from modelyard.flavors import (
     eager_outputs,
     flavor_for_file,
     flavor_for_object,
+    fuse_text_model,
     quantize_text_model,
 )
+from modelyard.flavors._transformers import describe_text_model
 
 TEXTS = [*REFERENCE_TEXTS, "the dog", "a good film with a great story and a bad ending"]
 
@@ -319,3 +322,86 @@ def test_a_text_model_runs_where_the_execution_provider_setting_says(
         TransformersFlavor().load(encoder_artifact, LoadOptions(onnx_execution_provider="cuda"))
     auto = TransformersFlavor().load(encoder_artifact, LoadOptions(onnx_execution_provider="auto"))
     assert getattr(auto, "provider", None) == "CPUExecutionProvider"
+
+
+# -- onnxruntime's transformer fusions ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fused_encoder(encoder: tuple[Any, Any], encoder_artifact: Artifact) -> FusedText:
+    return fuse_text_model(encoder, encoder_artifact, TEXTS)
+
+
+def test_fusion_makes_one_attention_node_per_layer_and_keeps_parity(
+    encoder: tuple[Any, Any], encoder_artifact: Artifact, fused_encoder: FusedText
+) -> None:
+    import onnx
+
+    meta = fused_encoder.meta
+    assert meta["kept"] is True, meta.get("reason")
+    assert meta["fused"]["Attention"] == 2 and meta["fused"]["SkipLayerNormalization"] == 4
+    assert meta["parity"]["rows"] == len(TEXTS) and meta["parity"]["min_cosine"] > 0.9999
+    assert fused_encoder.artifact is not None and fused_encoder.predictor is not None
+    graph = fused_encoder.artifact.files["model.onnx"]
+    assert graph != encoder_artifact.files["model.onnx"]
+    ops = {node.op_type for node in onnx.load_from_string(graph).graph.node}
+    assert {"Attention", "SkipLayerNormalization", "BiasGelu"} <= ops and "Softmax" not in ops
+    assert (
+        fused_encoder.artifact.files["tokenizer.json"] == encoder_artifact.files["tokenizer.json"]
+    )
+    np.testing.assert_allclose(
+        fused_encoder.predictor.predict(TEXTS), eager_outputs(encoder, TEXTS), atol=1e-5
+    )
+    # the export switched the user's model to eager attention only while it ran
+    assert encoder[0].config._attn_implementation == "sdpa"
+
+
+def test_fused_classifier_keeps_its_labels(
+    classifier: tuple[Any, Any], classifier_artifact: Artifact
+) -> None:
+    fused = fuse_text_model(classifier, classifier_artifact, TEXTS)
+    assert fused.meta["kept"] is True and fused.meta["fused"]["Attention"] == 2
+    assert fused.meta["parity"]["label_agreement"] == 1.0
+    assert fused.predictor is not None
+    assert set(fused.predictor.predict(TEXTS)) <= set(LABELS)
+
+
+def test_a_graph_that_does_not_fuse_or_disagrees_is_not_kept_and_says_why(
+    encoder: tuple[Any, Any], encoder_artifact: Artifact
+) -> None:
+    from modelyard.flavors._text_fusion import FusedGraph, fuse_text_graph
+
+    unfused = fuse_text_model(
+        encoder, encoder_artifact, TEXTS, fuse=lambda _: FusedGraph(None, reason="no attention")
+    )
+    assert (unfused.artifact, unfused.meta["kept"], unfused.meta["reason"]) == (
+        None, False, "no attention"
+    )  # fmt: skip
+    other = fuse_text_graph(describe_text_model(tiny_encoder(seed=1)))  # other weights
+    wrong = fuse_text_model(encoder, encoder_artifact, TEXTS, fuse=lambda _: other)
+    assert wrong.artifact is None and wrong.meta["kept"] is False
+    assert wrong.meta["reason"].startswith("the fused graph disagrees with the model (min cosine")
+    broken = fuse_text_model(
+        encoder, encoder_artifact, TEXTS, fuse=lambda _: FusedGraph(b"not onnx", {"Attention": 2})
+    )
+    assert broken.meta["reason"].startswith("the fused graph does not run (onnxruntime cannot")
+
+
+def test_int8_twin_of_the_fused_graph_quantizes_attention_but_not_after_gelu(
+    fused_encoder: FusedText,
+) -> None:
+    import onnx
+
+    from modelyard.flavors._text_checks import _after_gelu
+
+    assert fused_encoder.artifact is not None
+    after_gelu = _after_gelu(fused_encoder.artifact.files["model.onnx"])
+    assert len(after_gelu) == 2  # the down projections take BiasGelu's output
+    twin = quantize_text_model(fused_encoder.artifact, TEXTS)
+    assert twin.files is not None, twin.reason
+    ops = {
+        node.name: node.op_type
+        for node in onnx.load_from_string(twin.files["model.onnx"]).graph.node
+    }
+    assert list(ops.values()).count("QAttention") == 2
+    assert all(ops.get(name) == "MatMul" for name in after_gelu)
