@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelyard.flavors._common import first_line
+from modelyard.errors import first_line
 from modelyard.flavors._transformers import TextModel, encode_batch, input_names, output_name
 
 #: The contrib ops the optimizer's statistics count that a kept graph reports.
