@@ -8,26 +8,30 @@ import json
 import subprocess
 import sys
 import threading
+import types
+from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 import sklearn
 
 from modelyard.flavors._sklearn_estimators import ESTIMATORS
-from modelyard.flavors._skops_io import listing, stand_ins
+from modelyard.flavors._skops_io import first_holder, listing, stand_ins
 
 # What a process reports: every default-trust list skops built, and whether scikit-learn's own
 # all_estimators() ran (it imports sklearn.utils._testing) and was put back.
 _REPORT = """
 import json, sys
-import skops.io._trusted_types as t
+import skops.io._trusted_types as t, skops.io._utils as u
 import sklearn.utils, sklearn.utils.discovery as d
 print(json.dumps({
     "names": {k: list(getattr(t, k)) for k in dir(t) if k.endswith("_TYPE_NAMES")},
     "walked": "sklearn.utils._testing" in sys.modules,
     "heavy": sorted(m for m in ("torch", "pytest") if m in sys.modules),
     "restored": sklearn.utils.all_estimators is d.all_estimators
-    and d.all_estimators.__module__ == "sklearn.utils.discovery",
+    and d.all_estimators.__module__ == "sklearn.utils.discovery"
+    and u.whichmodule.__module__ == "skops.io._utils",
 }))
 """
 _QUICK = "from modelyard.flavors import skops_io\nskops_io()\n"
@@ -81,7 +85,7 @@ _FALLBACKS = {
     ),
     "import-fails": (
         "import modelyard.flavors._skops_io as q\n"
-        "def broken(real, names, thread):\n"
+        "def broken(*args, **kwargs):\n"
         "    def all_estimators(type_filter=None):\n"
         "        raise RuntimeError('boom')\n"
         "    return all_estimators\n"
@@ -153,3 +157,48 @@ def test_only_the_importing_threads_unfiltered_call_gets_the_stand_ins():
     assert quick("classifier") == [("real", int)]
     assert elsewhere == [[("real", int)]]
     assert calls == [None, "classifier"]  # the other thread, then the filtered call
+
+
+class _Lazy(types.ModuleType):
+    """A module type of its own whose attributes come from a method."""
+
+    def __getattr__(self, name: str) -> object:
+        return _THING if name == "thing" else None
+
+
+_THING = object()  # no __module__: whichmodule walks the modules for it
+
+
+@pytest.fixture
+def holders() -> Iterator[list[str]]:
+    """Modules that hold _THING as ``thing``: under another name, through a module
+    ``__getattr__``, through a module type's ``__getattr__``, plainly; in that order."""
+    made = {
+        "_t_other_name": {"other": _THING},
+        "_t_module_getattr": {"__getattr__": lambda n: _THING if n == "thing" else None},
+        "_t_plain": {"thing": _THING},
+    }
+    names = []
+    for name, attrs in made.items():
+        module = types.ModuleType(name)
+        module.__dict__.update(attrs)
+        sys.modules[name] = module
+        names.append(name)
+    sys.modules["_t_lazy"] = _Lazy("_t_lazy")
+    names.append("_t_lazy")
+    yield names
+    for name in names:
+        sys.modules.pop(name, None)
+
+
+def test_first_holder_answers_as_skops_whichmodule(holders):
+    from skops.io._utils import whichmodule
+
+    quick = first_holder(whichmodule)
+    for expected in ("_t_module_getattr", "_t_plain", "_t_lazy"):
+        assert quick(_THING, "thing") == whichmodule(_THING, "thing") == expected
+        del sys.modules[expected]  # the next holder answers
+    assert quick(_THING, "thing") == whichmodule(_THING, "thing") == "__main__"
+    assert quick(_THING, "missing") == "__main__"
+    add = np.add  # it has a __module__: skops' own function answers
+    assert quick(add, "add") == whichmodule(add, "add") == "numpy"
