@@ -662,11 +662,11 @@ class ModelServer:
             m = self.metrics
             route = answer.door_route
             children = served.metric_children[key] = (
-                m.child(m.requests, called, served.version, route, "200", protocol),
-                m.child(m.latency, called, route, protocol),
-                m.child(m.serialize, served.name),
-                m.child(m.queue_wait, served.name),
-                m.child(m.model_cpu, served.name, served.version),
+                m.tally(m.requests, called, served.version, route, "200", protocol),
+                m.tally(m.latency, called, route, protocol),
+                m.tally(m.serialize, served.name),
+                m.tally(m.queue_wait, served.name),
+                m.tally(m.model_cpu, served.name, served.version),
             )
         requests, latency, serialize, queue_wait, cpu = children
         now = time.perf_counter()

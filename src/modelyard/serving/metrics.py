@@ -6,6 +6,7 @@ starts; each worker writes its values there and ``/metrics`` adds them up across
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from typing import Any
@@ -206,6 +207,36 @@ class ServingMetrics:
         if self.multiprocess_dir is None:
             ProcessCollector(registry=r)
         self._children: dict[tuple[Any, ...], Any] = {}
+        self._tallies: dict[tuple[Any, ...], Tally] = {}
+        self._dirty: list[Tally] = []
+        self._flush_due = False
+
+    def tally(self, metric: Any, *labels: str) -> Tally:
+        """A ``Tally`` of one label set of a counter or histogram: what the request path adds
+        to it reaches the metric in bulk (see ``Tally``)."""
+        key = (id(metric), *labels)
+        found = self._tallies.get(key)
+        if found is None:
+            found = self._tallies[key] = Tally(self.child(metric, *labels), self)
+        return found
+
+    def mark(self, tally: Tally) -> None:
+        """``tally`` holds values not yet in its metric: add them within ``FLUSH_S`` (and before
+        any rendering)."""
+        self._dirty.append(tally)
+        if not self._flush_due:
+            self._flush_due = True
+            try:
+                asyncio.get_running_loop().call_later(FLUSH_S, self.flush)
+            except RuntimeError:  # no event loop: at once
+                self.flush()
+
+    def flush(self) -> None:
+        """Add every tally's pending values to its metric."""
+        self._flush_due = False
+        dirty, self._dirty = self._dirty, []
+        for tally in dirty:
+            tally.flush()
 
     def child(self, metric: Any, *labels: str) -> Any:
         key = (id(metric), *labels)
@@ -217,6 +248,9 @@ class ServingMetrics:
 
     def drop(self, metric: Any, *labels: str) -> None:
         """Forget one label set of ``metric`` (a version no longer served)."""
+        tally = self._tallies.pop((id(metric), *labels), None)
+        if tally is not None:
+            tally.flush()
         self._children.pop((id(metric), *labels), None)
         with contextlib.suppress(KeyError):
             metric.remove(*labels)
@@ -256,6 +290,7 @@ class ServingMetrics:
                 self.outcome.labels(deployment, name).set(value)
 
     def render(self) -> tuple[bytes, str]:
+        self.flush()
         if self.multiprocess_dir is None:
             return generate_latest(self.registry), CONTENT_TYPE_LATEST
         from prometheus_client import multiprocess
@@ -263,3 +298,60 @@ class ServingMetrics:
         merged = CollectorRegistry()
         multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]  # untyped upstream
         return generate_latest(merged), CONTENT_TYPE_LATEST
+
+
+#: How long a ``Tally`` may hold values before they reach their metric (and the other workers'
+#: ``/metrics``; a worker's own ``/metrics`` adds them at once).
+FLUSH_S = 0.05
+
+
+class Tally:
+    """One label set of a counter or histogram, added to on the event loop in plain Python and
+    brought to the metric in bulk: ``prometheus_client``'s ``observe`` takes about 1.3 us and
+    ``inc`` about 1 us (a lock, and a walk over the buckets), five of them per prediction, while
+    a list append takes 0.06 us. A flush adds each bucket's count and the sum once, through the
+    same value objects ``observe`` uses (so multiprocess mode works alike); a metric without
+    them (another prometheus_client) takes the values one at a time."""
+
+    __slots__ = ("_amount", "_bulk", "_child", "_metrics", "_values")
+
+    def __init__(self, child: Any, metrics: ServingMetrics) -> None:
+        self._child = child
+        self._metrics = metrics
+        self._values: list[float] = []
+        self._amount = 0.0
+        self._bulk = all(hasattr(child, a) for a in ("_upper_bounds", "_buckets", "_sum"))
+
+    def observe(self, value: float) -> None:
+        values = self._values
+        values.append(value)
+        if len(values) == 1 and not self._amount:
+            self._metrics.mark(self)
+
+    def inc(self, amount: float = 1.0) -> None:
+        fresh = not self._values and not self._amount
+        self._amount += amount
+        if fresh:
+            self._metrics.mark(self)
+
+    def flush(self) -> None:
+        child = self._child
+        if self._amount:
+            amount, self._amount = self._amount, 0.0
+            child.inc(amount)
+        if not self._values:
+            return
+        values, self._values = self._values, []
+        if not self._bulk or len(values) < 4:
+            for value in values:
+                child.observe(value)
+            return
+        import numpy as np
+
+        # bucket i counts values <= its bound (prometheus keeps them apart, adds them up on
+        # exposition): the first bound at or above the value
+        where = np.searchsorted(np.asarray(child._upper_bounds), values, side="left")
+        for i, count in enumerate(np.bincount(where, minlength=len(child._buckets)).tolist()):
+            if count:
+                child._buckets[i].inc(count)
+        child._sum.inc(float(sum(values)))
