@@ -77,6 +77,10 @@ class RequestValidator:
             for nullable, family in zip(self.nullable, self.families, strict=True)
         ]
         self._any_nan_check = any(self._check_nan)
+        #: ``from_column_block``'s reading of the column orders it was sent lately: the rows of
+        #: a block in the signature's order (``None`` when already in it), or ``False`` when
+        #: the names are not the signature's.
+        self._block_orders: dict[tuple[str, ...], Array | bool | None] = {}
 
     # -- tensors (Open Inference Protocol) --------------------------------------------------
 
@@ -158,15 +162,34 @@ class RequestValidator:
         ``None`` sends anything unusual down the general path, which names the problem."""
         if self.tensor or not self.numeric or len(names) != self.width or block.shape[1] == 0:
             return None
-        order = [self.index.get(name, -1) for name in names]
-        if -1 in order or len(set(order)) != self.width:
+        key = tuple(names)
+        rows = self._block_orders.get(key, False)
+        if rows is False and key not in self._block_orders:
+            rows = self._block_order(key)
+        if rows is False:
             return None
-        matrix = np.empty((block.shape[1], self.width), dtype=np.float64)
-        matrix[:, order] = block.T
+        ordered = block if rows is None else block[rows]
+        matrix = np.array(ordered.T, dtype=np.float64, order="C")  # a copy: blocks may be views
         if datatype != "FP64":
             for name in names:
                 check_number_range(name, datatype, matrix[:, self.index[name]])
         return self._checked_columns(matrix, ())
+
+    def _block_order(self, names: tuple[str, ...]) -> Array | bool | None:
+        """Which of a block's rows holds each signature column, for ``names`` (kept, at most 16
+        orders: a client sends its columns in one order)."""
+        order = [self.index.get(name, -1) for name in names]
+        rows: Array | bool | None
+        if -1 in order or len(set(order)) != self.width:
+            rows = False
+        elif order == list(range(self.width)):
+            rows = None
+        else:
+            rows = np.argsort(order)
+        if len(self._block_orders) >= 16:
+            self._block_orders.clear()
+        self._block_orders[names] = rows
+        return rows
 
     def _checked_columns(self, matrix: Array, inputs: Sequence[RequestInput]) -> Rows | None:
         """``matrix`` checked against the signature; ``inputs``: the tensors it came from, each
@@ -324,8 +347,15 @@ class RequestValidator:
             ) from None
 
     def _check_matrix(self, matrix: Array) -> None:
-        # the largest value is NaN when any is (numpy's max propagates NaN, and warns of nothing)
-        if not self._any_nan_check or not matrix.size or not math.isnan(matrix.max()):
+        # the sum, or for many values the largest, is NaN when any value is (both propagate
+        # NaN; a sum of +inf and -inf is NaN too, and then the columns are looked at); a sum of
+        # a few floats in Python costs a fraction of numpy's reduction
+        if not self._any_nan_check or not matrix.size:
+            return
+        if matrix.size <= 64:
+            if not math.isnan(sum(matrix.ravel().tolist())):
+                return
+        elif not math.isnan(matrix.max()):
             return
         nan_columns = np.isnan(matrix).any(axis=0).reshape(-1).tolist()
         for i, flagged in enumerate(nan_columns):

@@ -284,3 +284,35 @@ def test_raw_answers_are_written_as_protobuf_writes_them(
     assert protobuf.encode_raw_response("m", version, request_id, arrays) == (
         response.SerializeToString()
     )
+
+
+@pytest.mark.parametrize("n", [1, 3, 100])  # a few values summed in Python, many by numpy
+def test_missing_values_are_found_in_blocks_small_and_large(n: int) -> None:
+    import numpy as np
+
+    from modelyard.errors import SignatureMismatchError
+
+    validator = _validator("a", "b")
+    block = np.ones((2, n))
+    block[0, 0], block[1, -1] = np.inf, -np.inf  # a NaN sum, but no missing value
+    rows = validator.from_column_block(("a", "b"), "FP64", block)
+    assert rows is not None and np.isinf(rows.matrix).sum() == 2
+    block[1, n // 2] = np.nan
+    with pytest.raises(SignatureMismatchError, match="Input 'b' has missing values"):
+        validator.from_column_block(("a", "b"), "FP64", block)
+
+
+def test_blocks_in_any_column_order_land_in_the_signatures_order() -> None:
+    import itertools
+
+    import numpy as np
+
+    names = ("a", "b", "c", "d")
+    validator = _validator(*names)
+    for order in itertools.permutations(names):  # 24 orders: more than it keeps
+        block = np.array([[float(ord(name))] for name in order])
+        rows = validator.from_column_block(order, "FP64", block)
+        assert rows is not None and rows.matrix.tolist() == [[97.0, 98.0, 99.0, 100.0]], order
+        assert rows.matrix.flags.writeable and rows.matrix.flags.c_contiguous
+    assert validator.from_column_block(("a", "b", "c", "e"), "FP64", np.ones((4, 1))) is None
+    assert validator.from_column_block(("a", "a", "b", "c"), "FP64", np.ones((4, 1))) is None
