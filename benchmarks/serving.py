@@ -7,7 +7,9 @@ yard and MLServer over the Open Inference Protocol's gRPC, 1-row and 1000-row re
 by h2load (and with --grpc-aio a grpc.aio client); see benchmarks/_grpc_load.py. The prediction
 log's cost: yard-onnx against yard-onnx-logged (a local folder) and yard-onnx-logged-s3 (a bucket
 on moto's S3 server, a process of its own), and a check that every answer reached the log; see
-benchmarks/_logcheck.py.
+benchmarks/_logcheck.py. A yard server on ONNX is measured once the tree kernel runs its model
+(onnx.tree_kernel = "auto" moves it there in the background after ready; the JSON records the
+kernel and how long after ready it took).
 
     .venv/bin/python benchmarks/serving.py [--duration 15] [--conns 1,8,32]
         [--only yard,mlflow,bentoml,mlserver,asgi,grpc] [--quick] [--grpc-aio]
@@ -243,6 +245,9 @@ class Launch:
     # answer (benchmarks/_logcheck.py checks it after the runs, before the server stops).
     log_rows: Callable[[], tuple[int, int]] | None = None
     log_wait_s: float = 0.0
+    # yard on ONNX: wait, after ready, until /admin/models says the tree kernel runs the model
+    # (onnx.tree_kernel = "auto" builds it in the background), so that no run measures the build
+    kernel_path: str | None = None
 
 
 @dataclass
@@ -337,6 +342,7 @@ def prepare_yard(
             grpc=target,
             log_rows=log_rows if log else None,
             log_wait_s=log_wait_s,
+            kernel_path="/admin/models" if runtime == "onnx" else None,
         )
 
     return prepare
@@ -646,6 +652,21 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, started: float, timeout:
     raise RuntimeError(f"not ready after {timeout:.0f} s")
 
 
+def wait_kernel(url: str, timeout_s: float) -> tuple[str, float]:
+    """What runs the first model once it is on the tree kernel, or after ``timeout_s`` (numba
+    missing, or a model the kernel does not cover: onnxruntime), and the seconds waited."""
+    started = time.perf_counter()
+    kernel = "onnxruntime"
+    while time.perf_counter() - started < timeout_s:
+        status, body = http(url)
+        if status == 200:
+            kernel = json.loads(body)[0]["kernel"]
+            if kernel != "onnxruntime":
+                break
+        time.sleep(0.1)
+    return kernel, time.perf_counter() - started
+
+
 def run_wrk(
     url: str, body_file: Path, conns: int, duration: int, cpu: str, script: Path | None = None
 ) -> dict[str, Any]:
@@ -699,6 +720,14 @@ def measure(server: Server, ctx: Context) -> dict[str, Any]:
             result["ready_s"] = wait_ready(
                 proc, base + launch.ready_path, started, args.ready_timeout
             )
+            if launch.kernel_path is not None:
+                result["kernel"], result["kernel_after_ready_s"] = wait_kernel(
+                    base + launch.kernel_path, timeout_s=60.0
+                )
+                print(
+                    f"    runs on {result['kernel']} "
+                    f"({result['kernel_after_ready_s']:.1f} s after ready)", flush=True,
+                )  # fmt: skip
             if launch.grpc is not None:
                 alive = lambda: proc.poll() is None  # noqa: E731
                 # 1 row: the REST request's row; 1000 rows: it, then 999 rows of the sample.
