@@ -36,7 +36,6 @@ from modelyard.flavors._transformers import TextModel, encode_batch, input_names
 #: The contrib ops the optimizer's statistics count that a kept graph reports.
 FUSED_OPS = ("Attention", "SkipLayerNormalization", "BiasGelu", "EmbedLayerNormalization")
 _OPSET = 17
-_QUIET = ("onnxruntime.transformers", "torch.onnx")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +56,9 @@ def fuse_text_graph(model: TextModel) -> FusedGraph:
     hidden = getattr(config, "hidden_size", None)
     if not isinstance(heads, int) or not isinstance(hidden, int):
         return FusedGraph(None, reason="the model config names no num_attention_heads/hidden_size")
-    levels = {name: logging.getLogger(name).level for name in _QUIET}
-    for name in _QUIET:
-        logging.getLogger(name).setLevel(logging.ERROR)
+    # the optimizer's modules log under their bare names (fusion_embedlayer, onnx_model...)
+    disabled = logging.root.manager.disable
+    logging.disable(logging.WARNING)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -68,8 +67,7 @@ def fuse_text_graph(model: TextModel) -> FusedGraph:
     except Exception as exc:  # the exporter and the optimizer raise anything; reported
         return FusedGraph(None, reason=f"fusion failed ({type(exc).__name__}: {first_line(exc)})")
     finally:
-        for name, level in levels.items():
-            logging.getLogger(name).setLevel(level)
+        logging.disable(disabled)
 
 
 def _torchscript_export(model: TextModel) -> bytes:

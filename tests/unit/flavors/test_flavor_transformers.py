@@ -306,11 +306,44 @@ def test_int8_twin_keeps_weights_int8_but_the_projections_after_gelu_float32(
         node.name: node.op_type
         for node in onnx.load_from_string(twin.files["model.onnx"]).graph.node
     }
-    assert all(ops.get(name) == "MatMul" for name in after_gelu)  # left as they were
+    made_int8 = twin.meta["int8_after_gelu"]  # those that cost little cosine, last layer first
+    assert set(made_int8) <= set(after_gelu)
+    kept_float = [name for name in after_gelu if name not in made_int8]
+    assert all(ops.get(name) == "MatMul" for name in kept_float)  # left as they were
+    assert not any(name in ops for name in made_int8)  # replaced by int8 nodes
     assert "DynamicQuantizeLinear" in ops.values() or "MatMulInteger" in ops.values()
     float_matmuls = [n for n, op in ops.items() if op == "MatMul"]
-    # attention's two activation products per layer and the two projections stay float32
-    assert len(float_matmuls) == 2 * 2 + 2
+    # attention's two activation products per layer and the projections kept float32
+    assert len(float_matmuls) == 2 * 2 + len(kept_float)
+    assert twin.meta["mean_cosine"] >= 0.99 and twin.meta["min_cosine"] >= 0.95
+
+
+def test_down_projections_go_int8_only_while_they_cost_little_cosine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import modelyard.flavors._text_checks as checks
+
+    names = ["layer0", "layer1", "layer2"]
+    losses = {"layer0": 0.0008, "layer1": 0.0004, "layer2": 0.0001}  # invented per projection
+    base = np.array([0.995, 0.993])
+    # a "graph" here names its int8 projections; its cosines lose what each one costs
+    monkeypatch.setattr(checks, "_after_gelu", lambda _: names)
+    monkeypatch.setattr(
+        checks,
+        "_quantize",
+        lambda _, keep_float=None: ",".join(n for n in names if n not in keep_float).encode(),
+    )
+
+    def cosine_of(graph: bytes) -> Any:
+        return base - sum(losses[n] for n in graph.decode().split(",") if n)
+
+    graph, cos, chosen = checks._more_int8(
+        b"", b"", base, cosine_of, mean_bound=0.99, min_bound=0.95
+    )
+    # last layer first: layer2 (0.0001), layer1 (0.0005 in all), not layer0 (0.0013 > 0.001)
+    assert checks.AFTER_GELU_MAX_COSINE_LOSS == 0.001
+    assert chosen == ["layer2", "layer1"] and graph == b"layer1,layer2"
+    np.testing.assert_allclose(cos, base - 0.0005)
 
 
 def test_a_text_model_runs_where_the_execution_provider_setting_says(
@@ -387,7 +420,7 @@ def test_a_graph_that_does_not_fuse_or_disagrees_is_not_kept_and_says_why(
     assert broken.meta["reason"].startswith("the fused graph does not run (onnxruntime cannot")
 
 
-def test_int8_twin_of_the_fused_graph_quantizes_attention_but_not_after_gelu(
+def test_int8_twin_of_the_fused_graph_quantizes_attention(
     fused_encoder: FusedText,
 ) -> None:
     import onnx
@@ -404,4 +437,5 @@ def test_int8_twin_of_the_fused_graph_quantizes_attention_but_not_after_gelu(
         for node in onnx.load_from_string(twin.files["model.onnx"]).graph.node
     }
     assert list(ops.values()).count("QAttention") == 2
-    assert all(ops.get(name) == "MatMul" for name in after_gelu)
+    kept_float = [name for name in after_gelu if name not in twin.meta["int8_after_gelu"]]
+    assert all(ops.get(name) == "MatMul" for name in kept_float)
