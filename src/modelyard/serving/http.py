@@ -95,6 +95,8 @@ STATUS = {
 #: Bodies larger than this are decoded and validated in a thread, so that a large request does
 #: not hold the event loop (and the health probes behind it).
 _OFF_LOOP_BYTES = 1 << 20
+#: How long after the startup the models' tree kernels start building (``ModelHub.serving``).
+_KERNELS_AFTER_S = 1.0
 _SERVER_METADATA = {"name": "modelyard", "version": "0.1.0", "extensions": []}
 
 
@@ -196,6 +198,9 @@ class ModelServer:
                 if self.monitor is not None:
                     self.monitor.start()
                 await send({"type": "lifespan.startup.complete"})
+                # the port opens after this message: the tree kernels start building once the
+                # server has answered its first probes
+                asyncio.get_running_loop().call_later(_KERNELS_AFTER_S, self.hub.serving)
             elif message["type"] == "lifespan.shutdown":
                 await self._stop()
                 await send({"type": "lifespan.shutdown.complete"})
