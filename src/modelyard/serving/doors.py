@@ -173,14 +173,9 @@ class GrpcDoor(_Validated):
     def encode(self, name: str, served: ServedModel, outputs: dict[str, Any]) -> bytes:
         from modelyard.serving import protobuf
 
-        if self.raw:
-            return protobuf.encode_raw_response(name, served.version, self.request.id, outputs)
-        response = protobuf.ModelInferResponse(
-            model_name=name, model_version=served.version, id=self.request.id
+        return protobuf.encode_response(
+            name, served.version, self.request.id, outputs, raw=self.raw
         )
-        protobuf.encode_response(response, outputs, raw=False)
-        data: bytes = response.SerializeToString()
-        return data
 
 
 class MlflowDoor(_Validated):

@@ -211,20 +211,24 @@ def _typed(item: codecs.RequestInput, proto: Any) -> Array:
     return codecs.reshaped(item, array)
 
 
-def encode_response(response: Any, outputs: dict[str, Array], *, raw: bool) -> None:
-    """Add ``outputs`` to a ``ModelInferResponse``: raw when the request was raw (or when an
-    output has no typed field, FP16), else in typed contents."""
+def encode_response(
+    model_name: str, model_version: str, request_id: str, outputs: dict[str, Array], *, raw: bool
+) -> bytes:
+    """A serialized ``ModelInferResponse``: raw when the request was raw (or when an output has
+    no typed field, FP16; ``encode_raw_response``), else in typed contents."""
     datatypes = {name: codecs.datatype_of(array) for name, array in outputs.items()}
-    raw = raw or any(d not in CONTENTS_FIELD for d in datatypes.values())
+    if raw or any(d not in CONTENTS_FIELD for d in datatypes.values()):
+        return encode_raw_response(model_name, model_version, request_id, outputs)
+    response = ModelInferResponse(model_name=model_name, model_version=model_version, id=request_id)
     for name, array in outputs.items():
         datatype = datatypes[name]
         tensor = response.outputs.add(name=name, datatype=datatype, shape=array.shape)
-        if raw:
-            response.raw_output_contents.append(_raw_bytes(array, datatype))
-        elif datatype == "BYTES":
+        if datatype == "BYTES":
             tensor.contents.bytes_contents.extend(_text_bytes(v) for v in array.ravel().tolist())
         else:
             getattr(tensor.contents, CONTENTS_FIELD[datatype]).extend(array.ravel().tolist())
+    data: bytes = response.SerializeToString()
+    return data
 
 
 def _raw_bytes(array: Array, datatype: str) -> bytes:

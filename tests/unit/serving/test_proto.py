@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from modelyard.serving import protobuf
+from modelyard.serving import codecs, protobuf
 
 PROTO_DIR = Path(protobuf.__file__).parent / "_proto"
 
@@ -69,13 +69,22 @@ def test_raw_answers_round_trip_through_the_standard_messages() -> None:
     import numpy as np
     from tritonclient.grpc import service_pb2 as standard
 
-    response = protobuf.ModelInferResponse(model_name="m", model_version="1", id="r")
     outputs = {"p": np.array([[1.5, 2.5]]), "label": np.array(["a", "bé"], dtype=object)}
-    protobuf.encode_response(response, outputs, raw=True)
-    back = standard.ModelInferResponse.FromString(response.SerializeToString())
+    data = protobuf.encode_response("m", "1", "r", outputs, raw=True)
+    back = standard.ModelInferResponse.FromString(data)
     assert [o.datatype for o in back.outputs] == ["FP64", "BYTES"]
     assert np.frombuffer(back.raw_output_contents[0], "<f8").tolist() == [1.5, 2.5]
     assert back.raw_output_contents[1] == b"\x01\x00\x00\x00a\x03\x00\x00\x00b\xc3\xa9"
+    # FP16 has no typed field: a typed request's answer comes raw
+    half = {"h": np.array([0.5], dtype=np.float16), "p": np.array([1.5])}
+    back = standard.ModelInferResponse.FromString(
+        protobuf.encode_response("m", "1", "", half, raw=False)
+    )
+    assert len(back.raw_output_contents) == 2 and not back.outputs[1].contents.fp64_contents
+    typed = standard.ModelInferResponse.FromString(
+        protobuf.encode_response("m", "1", "", {"p": np.array([1.5])}, raw=False)
+    )
+    assert not typed.raw_output_contents and list(typed.outputs[0].contents.fp64_contents) == [1.5]
 
 
 def _request(columns: dict[str, Any], datatype: str, *, shape2: bool = False) -> Any:
@@ -279,8 +288,12 @@ def test_raw_answers_are_written_as_protobuf_writes_them(
         arrays["h"] = arrays["h"].astype(np.float16)
     if "predict" in arrays:
         arrays["predict"] = arrays["predict"].astype(">i8")  # big-endian in, little-endian out
+    # protobuf's own serialization of the same message is the reference
     response = protobuf.ModelInferResponse(model_name="m", model_version=version, id=request_id)
-    protobuf.encode_response(response, arrays, raw=True)
+    for name, array in arrays.items():
+        datatype = codecs.datatype_of(array)
+        response.outputs.add(name=name, datatype=datatype, shape=array.shape)
+        response.raw_output_contents.append(protobuf._raw_bytes(array, datatype))
     assert protobuf.encode_raw_response("m", version, request_id, arrays) == (
         response.SerializeToString()
     )
