@@ -532,8 +532,8 @@ def _swap_in_tree_kernel(loaded: LoadedModel) -> None:
             logger.info("%s runs on the tree kernel from now (built in %.0f ms)", ref, took)
         if gc.get_freeze_count():
             # the server froze what it had loaded (ModelServer's startup) so that full
-            # collections do not walk it; numba and llvmlite came after: freeze them too (they
-            # took p99 at c=32 from 21 to 56-87 ms before this, measured with wrk)
+            # collections do not walk it; numba and llvmlite came after: freeze them too (wrk
+            # at c=32 measured p99 46 ms before this, 7-9 ms after)
             gc.collect()
             gc.freeze()
 

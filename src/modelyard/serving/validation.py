@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Array = npt.NDArray[Any]
+#: ``from_column_block``: a column order not read yet.
+_UNSEEN: Any = object()
 _NUMERIC = "fiub"
 #: Datatypes the one-call path takes (BOOL needs its true/false check, BYTES is refused).
 _NUMERIC_DATATYPES = {
@@ -163,8 +165,8 @@ class RequestValidator:
         if self.tensor or not self.numeric or len(names) != self.width or block.shape[1] == 0:
             return None
         key = tuple(names)
-        rows = self._block_orders.get(key, False)
-        if rows is False and key not in self._block_orders:
+        rows = self._block_orders.get(key, _UNSEEN)
+        if rows is _UNSEEN:
             rows = self._block_order(key)
         if rows is False:
             return None
