@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modelyard.core.threads import run_in_background
 from modelyard.errors import StorageError
 from modelyard.monitoring._encoding import dictionary_columns
 
@@ -153,6 +154,7 @@ class Spool:
     # -- the upload thread -------------------------------------------------------------------
 
     def _run(self) -> None:
+        run_in_background()
         try:
             self._loop()
         finally:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
+from modelyard.core.threads import run_in_background
 from modelyard.errors import ConfigError
 from modelyard.monitoring import _deltalog
 from modelyard.monitoring._encoding import dictionary_columns
@@ -164,6 +165,7 @@ class ParquetSink:
             self.on_drop(count)
 
     def _run(self) -> None:
+        run_in_background()
         while not self._stop.wait(self.flush_interval_s):
             self.flush()
         self.flush()
