@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from modelyard.errors import PredictionLogEmptyError
+from modelyard.monitoring import predlog
 from modelyard.monitoring.predlog import ParquetSink, records_table
 from modelyard.monitoring.query import read_log
 from modelyard.serving.sink import PredictionRecord
@@ -164,6 +165,27 @@ def test_a_flush_of_one_model_matches_its_records_one_by_one(tmp_path: Path) -> 
     assert "RLE_DICTIONARY" in encodings["deployment"]
     assert "RLE_DICTIONARY" not in encodings["in_a"]
     assert "RLE_DICTIONARY" not in encodings["request_id"]
+
+
+def test_a_flush_larger_than_one_concatenation_keeps_every_row_in_order() -> None:
+    # past _CONCAT_CHUNK records the inputs and outputs are joined in pieces (the writer lets
+    # the event loop run between them); mixed widths still take the general path
+    count = predlog._CONCAT_CHUNK * 2 + 7
+    records = [record(i, n=1, at=1_780_000_000.0 + i) for i in range(count)]
+    whole = records_table(records)
+    assert whole.num_rows == count
+    assert whole.column("in_a").to_pylist() == [100.0 * i for i in range(count)]
+    assert whole.column("out_predict").to_pylist() == [300.0 * i + 3 for i in range(count)]
+    pieces = [records_table(records[i : i + 100]) for i in range(0, count, 100)]
+    assert whole.equals(pa.concat_tables(pieces))
+    wide = PredictionRecord(
+        request_id="wide", time=1_780_000_000.0, model="lin", version="1", route="v2_infer",
+        inputs=Rows(1, np.ones((1, 4)), None), outputs={"predict": np.ones(1)}, latency_s=0.0,
+        input_names=("a", "b", "c", "d"),
+    )  # fmt: skip
+    mixed = records_table([*records, wide])
+    assert mixed.num_rows == count + 1
+    assert mixed.column("in_d").null_count == count
 
 
 def test_queued_records_are_not_left_to_the_garbage_collector(tmp_path: Path) -> None:
