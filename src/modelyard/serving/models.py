@@ -16,7 +16,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -195,21 +195,30 @@ class ServedModel:
             frame = pd.DataFrame(dict(zip(self._names, rows.columns, strict=True)), copy=False)
         return self.loaded.prepare(frame)
 
-    async def predict(
+    def predict(
         self, rows: Rows, outputs: tuple[str, ...], *, timeout_s: float
+    ) -> Awaitable[BatchResult]:
+        """The batcher's answer for ``rows``. Not a coroutine of its own for rows that need no
+        tokenizing: each level of coroutines is walked again every time a request resumes."""
+        if self._tokenizer is not None and rows.tokens is None:
+            return self._tokenized(rows, outputs, timeout_s)
+        return self.batcher.submit(rows, outputs, timeout_s=timeout_s)
+
+    async def _tokenized(
+        self, rows: Rows, outputs: tuple[str, ...], timeout_s: float
     ) -> BatchResult:
         tokenizer = self._tokenizer
-        if tokenizer is not None and rows.tokens is None:
-            loop = asyncio.get_running_loop()
-            started = loop.time()
-            tokenizer.in_flight += 1  # until it joins the batch queue: close() waits for it
-            try:
-                rows = await tokenizer.tokenized(rows)
-            finally:
-                tokenizer.in_flight -= 1
-            timeout_s -= loop.time() - started
-            if timeout_s <= 0:
-                raise BatchTimeoutError("The request's texts took its whole deadline to tokenize.")
+        assert tokenizer is not None
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        tokenizer.in_flight += 1  # until it joins the batch queue: close() waits for it
+        try:
+            rows = await tokenizer.tokenized(rows)
+        finally:
+            tokenizer.in_flight -= 1
+        timeout_s -= loop.time() - started
+        if timeout_s <= 0:
+            raise BatchTimeoutError("The request's texts took its whole deadline to tokenize.")
         # no await before the request joins the queue (submit's first step)
         return await self.batcher.submit(rows, outputs, timeout_s=timeout_s)
 
