@@ -86,7 +86,21 @@ def test_every_other_python_snippet_runs_as_written(tmp_path: Path) -> None:
         script.write_text(snippet)
         home = tmp_path / f"home{number}"
         done = run([sys.executable, str(script)], cwd=tmp_path, env=server_env(home))
+        if _delta_exit_abort(snippet, done):
+            # delta-rs aborts now and then as the interpreter exits after write_deltalake
+            # (delta-io/delta-rs#2184; seen here once under load): once more, in a new folder
+            again = tmp_path / f"again{number}"
+            again.mkdir()
+            done = run([sys.executable, str(script)], cwd=again, env=server_env(again / "home"))
         assert done.returncode == 0, snippet + done.stdout + done.stderr
+
+
+def _delta_exit_abort(snippet: str, done: subprocess.CompletedProcess[str]) -> bool:
+    return (
+        "write_deltalake" in snippet
+        and done.returncode == -6
+        and done.stderr.strip() == "terminate called without an active exception"
+    )
 
 
 @pytest.mark.slow
