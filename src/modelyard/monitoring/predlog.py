@@ -20,6 +20,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -35,6 +36,7 @@ from modelyard.core.threads import run_in_background
 from modelyard.errors import ConfigError
 from modelyard.monitoring import _deltalog
 from modelyard.monitoring._encoding import dictionary_columns
+from modelyard.monitoring._logblock import Block, block_columns, block_key, hours_of, output_column
 from modelyard.monitoring._spool import Spool, UploadOptions
 
 __all__ = [
@@ -133,6 +135,12 @@ class ParquetSink:
 
         self._queue: deque[Pending] = deque()
         self._shapes: dict[Any, tuple[Any, Shape]] = {}
+        # the usual answers, column by column (``_logblock``): the open block of each shape,
+        # the full ones, and how many answers they hold; the writer takes them under the lock
+        self._lock = threading.Lock()
+        self._blocks: dict[tuple[Any, ...], Block] = {}
+        self._full: list[Block] = []
+        self._block_rows = 0
         self._stop = threading.Event()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
@@ -142,10 +150,35 @@ class ParquetSink:
 
     def submit(self, record: PredictionRecord) -> None:
         """Queue ``record``; a full queue (or a closed sink) drops it and counts it."""
-        if self._closed or len(self._queue) >= self.queue_size:
+        if self._closed or len(self._queue) + self._block_rows >= self.queue_size:
             self._lost(1)
             return
+        key = block_key(record)
+        if key is not None and self._into_block(key, record):
+            return
         self._queue.append(pending(record, self._shapes))
+
+    def _into_block(self, key: tuple[Any, ...], record: PredictionRecord) -> bool:
+        """Copy a one-row answer into its shape's block; ``False`` when it fits none."""
+        matrix, outputs = record.inputs.matrix, record.outputs
+        with self._lock:
+            block = self._blocks.get(key)
+            if block is None:
+                if not Block.takes(matrix, outputs):
+                    return False
+                block = self._blocks[key] = Block(
+                    model=record.model, version=record.version, route=record.route,
+                    deployment=record.deployment or record.model,
+                    input_names=record.input_names, matrix=matrix, outputs=outputs,
+                )  # fmt: skip
+            full = block.add(record, matrix, outputs)
+            if full is None:
+                return False
+            self._block_rows += 1
+            if full:
+                self._full.append(block)
+                del self._blocks[key]
+        return True
 
     def close(self) -> None:
         """Write everything queued and stop the writer thread."""
@@ -172,44 +205,51 @@ class ParquetSink:
 
     def flush(self) -> None:
         """Write what is queued now (the writer thread calls this; tests may too)."""
+        with self._lock:
+            blocks = [block for block in (*self._full, *self._blocks.values()) if block.n]
+            self._full, self._blocks, self._block_rows = [], {}, 0
         taken = [self._queue.popleft() for _ in range(len(self._queue))]
-        if not taken:
+        if not taken and not blocks:
             return
-        groups = _hour_groups(taken)
+        hour_groups = _hour_groups(taken) if taken else {}
+        groups = {key: _Part(records) for key, records in hour_groups.items()}
+        for block in blocks:
+            for key, rows in _block_hours(block):
+                groups.setdefault(key, _Part([])).blocks.append((block, rows))
         try:
             if self.log_format == "delta":
                 self._flush_delta(groups)
             else:
                 self._flush_parquet(groups)
         finally:
-            for records in groups.values():
-                _release(records)
+            for part in groups.values():
+                _release(part.records)
             _release(taken)
 
-    def _flush_parquet(self, groups: dict[tuple[str, int], list[Pending]]) -> None:
-        for (deployment, hours), records in groups.items():
+    def _flush_parquet(self, groups: dict[tuple[str, int], _Part]) -> None:
+        for (deployment, hours), part in groups.items():
             hour = datetime.fromtimestamp(hours * 3600, UTC).strftime("%Y-%m-%dT%H")
             try:
-                table = pending_table(records, drop=self.drop_columns, hashed=self.hash_columns)
+                table = self._table(part)
                 self._write(table, deployment, hour)
-                self.written += len(records)
+                self.written += part.count
             except Exception:
-                logger.exception("could not write %d predictions of %s", len(records), deployment)
-                self._lost(len(records))
+                logger.exception("could not write %d predictions of %s", part.count, deployment)
+                self._lost(part.count)
 
-    def _flush_delta(self, groups: dict[tuple[str, int], list[Pending]]) -> None:
+    def _flush_delta(self, groups: dict[tuple[str, int], _Part]) -> None:
         """One Delta append per deployment: its hours' tables with an ``hour`` column."""
         import pyarrow as pa
 
-        by_deployment: dict[str, list[tuple[int, list[Pending]]]] = {}
-        for (deployment, hours), records in groups.items():
-            by_deployment.setdefault(deployment, []).append((hours, records))
+        by_deployment: dict[str, list[tuple[int, _Part]]] = {}
+        for (deployment, hours), part in groups.items():
+            by_deployment.setdefault(deployment, []).append((hours, part))
         for deployment, parts in by_deployment.items():
-            count = sum(len(records) for _, records in parts)
+            count = sum(part.count for _, part in parts)
             try:
                 tables = []
-                for hours, records in parts:
-                    table = pending_table(records, drop=self.drop_columns, hashed=self.hash_columns)
+                for hours, part in parts:
+                    table = self._table(part)
                     hour = datetime.fromtimestamp(hours * 3600, UTC).strftime("%Y-%m-%dT%H")
                     column = pa.array([hour], pa.string()).take(np.zeros(table.num_rows, np.int32))
                     tables.append(table.append_column(_deltalog.HOUR_COLUMN, column))
@@ -223,6 +263,28 @@ class ParquetSink:
             except Exception:
                 logger.exception("could not append %d predictions of %s", count, deployment)
                 self._lost(count)
+
+    def _table(self, part: _Part) -> pa.Table:
+        """One table of a part's blocks and queued records, in the order they were answered.
+
+        Queued records are converted a slice of ``_SLICE`` at a time with a pause after each:
+        the conversion holds the GIL, which passes to the event loop only when the loop has
+        waited a switch interval for it; with the pauses, the loop waits at most one slice."""
+        import pyarrow as pa
+
+        drop, hashed = self.drop_columns, self.hash_columns
+        tables = [block_table(block, rows, drop=drop, hashed=hashed) for block, rows in part.blocks]
+        records = part.records
+        for start in range(0, len(records), _SLICE):
+            tables.append(pending_table(records[start : start + _SLICE], drop=drop, hashed=hashed))
+            if start + _SLICE < len(records):
+                time.sleep(_PAUSE_S)
+        if len(tables) == 1:
+            return tables[0]
+        whole = pa.concat_tables(tables, promote_options="permissive")
+        if part.blocks and not _in_order(whole):
+            whole = whole.sort_by("time")  # blocks and records side by side: answer order
+        return whole
 
     def _write(self, table: pa.Table, deployment: str, hour: str) -> None:
         if self.spool is None:
@@ -445,8 +507,85 @@ def _stacked(matrices: list[np.ndarray | None]) -> np.ndarray | None:
         return None
 
 
+class _Part:
+    """What one flush writes for one deployment and hour: queued records and block rows."""
+
+    __slots__ = ("blocks", "records")
+
+    def __init__(self, records: list[Pending]) -> None:
+        self.records = records
+        #: blocks, each with the rows of this hour (``None``: all of its rows)
+        self.blocks: list[tuple[Block, np.ndarray | None]] = []
+
+    @property
+    def count(self) -> int:
+        rows = (block.n if mask is None else int(mask.sum()) for block, mask in self.blocks)
+        return len(self.records) + sum(rows)
+
+
+def _in_order(table: pa.Table) -> bool:
+    """Whether the table's rows are in the order of their ``time`` (a flush's blocks of one
+    shape are, one after the other; sorting them anyway was most of a flush's time)."""
+    times = table.column("time").cast("int64").to_numpy()
+    return bool((times[1:] >= times[:-1]).all())
+
+
+def _block_hours(block: Block) -> list[tuple[tuple[str, int], np.ndarray | None]]:
+    """A block's rows by hour: ``((deployment, hour), rows)``, ``rows`` ``None`` for all."""
+    hours = hours_of(np.frombuffer(block.numbers, np.float64)[::4])
+    first = int(hours[0])
+    if hours.min() == hours.max():
+        return [((block.deployment, first), None)]
+    return [((block.deployment, int(h)), hours == h) for h in np.unique(hours)]
+
+
+def block_table(
+    block: Block, rows: np.ndarray | None, *, drop: frozenset[str], hashed: frozenset[str]
+) -> pa.Table:
+    """The log's table of a block's answers (of ``rows`` of them, a mask, when given): the
+    columns ``records_table`` gives the same answers, from the block's columns at once."""
+    import pyarrow as pa
+
+    fields = block_columns(block)
+    if rows is not None:
+        fields = {
+            key: ([v for v, keep in zip(value, rows, strict=True) if keep] if key == "ids" else
+                  [o[rows] for o in value] if key == "outputs" else value[rows])
+            for key, value in fields.items()
+        }  # fmt: skip
+    n = len(fields["ids"])
+    zeros = np.zeros(n, np.int32)
+
+    def same(value: str) -> pa.Array:
+        return pa.array([value], pa.string()).take(zeros)
+
+    data: dict[str, pa.Array] = {
+        "request_id": pa.array(fields["ids"], pa.string()),
+        "row": pa.array(np.zeros(n, np.int64)),
+        "time": pa.array((fields["times"] * 1e6).astype(np.int64), pa.timestamp("us", tz="UTC")),
+        "deployment": same(block.deployment),
+        "route": same(block.route),
+        "model": same(block.model),
+        "version": same(block.version),
+        "latency_ms": pa.array(fields["latency"] * 1000),
+        "status": pa.array(np.full(n, 200, np.int16)),
+        "cpu_ms": pa.array(fields["cpu"] * 1000),
+        "memory_bytes": pa.array(fields["memory"]),
+    }
+    inputs = fields["inputs"]
+    names = _input_names(tuple(block.input_names), inputs.shape[1])
+    _add_inputs(data, {name: inputs[:, j] for j, name in enumerate(names)}, drop, hashed)
+    for name, column in zip(block.output_names, fields["outputs"], strict=True):
+        data[f"out_{name}"] = output_column(column)
+    return pa.table(data)
+
+
 #: How many records ``_release`` frees at a time.
 _FREE_CHUNK = 512
+#: How many records a flush turns into Arrow at a time, and the writer's pause after each slice
+#: and each freed piece (``ParquetSink._table``, ``_release``).
+_SLICE = 256
+_PAUSE_S = 0.001
 
 
 def _release(records: list[Pending]) -> None:
@@ -455,6 +594,8 @@ def _release(records: list[Pending]) -> None:
     it, at the end of every flush; in pieces of ``_FREE_CHUNK`` the longest wait was 1 to 1.6 ms."""
     while records:
         del records[-_FREE_CHUNK:]
+        if records:
+            time.sleep(_PAUSE_S)
 
 
 #: The most arrays one ``np.concatenate`` call joins here. The call holds the GIL throughout,
@@ -530,6 +671,21 @@ def _group_table(
         "cpu_ms": pa.array(each(numbers(_CPU, np.float64) * 1000 / np.maximum(counts, 1))),
         "memory_bytes": pa.array(each(numbers(_MEMORY, np.int64))),
     }
+    _add_inputs(data, columns, drop, hashed)
+    for i, output in enumerate(outputs, _OUTPUTS):
+        data[f"out_{output}"] = _output_array(list(map(itemgetter(i), records)), counts)
+    return pa.table(data)
+
+
+def _add_inputs(
+    data: dict[str, pa.Array],
+    columns: dict[str, np.ndarray],
+    drop: frozenset[str],
+    hashed: frozenset[str],
+) -> None:
+    """The ``in_*`` columns, less the dropped ones, the hashed ones as sha256 hex."""
+    import pyarrow as pa
+
     for name, column in columns.items():
         if name in drop:
             continue
@@ -537,9 +693,6 @@ def _group_table(
             data[f"in_{name}"] = pa.array(_sha256(column), pa.string())
         else:
             data[f"in_{name}"] = pa.array(column)
-    for i, output in enumerate(outputs, _OUTPUTS):
-        data[f"out_{output}"] = _output_array(list(map(itemgetter(i), records)), counts)
-    return pa.table(data)
 
 
 def _sha256(values: np.ndarray) -> list[str]:

@@ -16,6 +16,7 @@ import pytest
 
 from modelyard.errors import PredictionLogEmptyError
 from modelyard.monitoring import predlog
+from modelyard.monitoring._logblock import BLOCK_ROWS
 from modelyard.monitoring.predlog import ParquetSink, records_table
 from modelyard.monitoring.query import read_log
 from modelyard.serving.sink import PredictionRecord
@@ -188,6 +189,63 @@ def test_a_flush_larger_than_one_concatenation_keeps_every_row_in_order() -> Non
     assert mixed.column("in_d").null_count == count
 
 
+def written(root: Path) -> pa.Table:
+    return pa.concat_tables([pq.read_table(path) for path in files(root)])
+
+
+def test_one_row_answers_are_kept_as_columns_and_written_as_their_records_are(
+    tmp_path: Path,
+) -> None:
+    # one-row answers of one shape are copied into a block's columns as they arrive (their
+    # objects are freed at once); the file holds what records_table makes of the same records
+    start = 1_780_000_000.0
+    count = BLOCK_ROWS + 10  # past one full block
+    records = [record(i, n=1, at=start + i / 1000) for i in range(count)]
+    sink = ParquetSink(tmp_path, flush_interval_s=60, hash_columns=["b"], drop_columns=["c"])
+    for r in records:
+        sink.submit(r)
+    assert sink._block_rows == count and not sink._queue
+    sink.close()
+    expected = records_table(records, drop=frozenset({"c"}), hashed=frozenset({"b"}))
+    assert written(tmp_path).equals(expected)
+    assert sink.written == count and sink.dropped == 0
+
+
+def test_blocks_and_queued_records_share_a_file_in_answer_order(tmp_path: Path) -> None:
+    start = 1_780_000_000.0
+    ones = [record(i, n=1, at=start + i) for i in range(0, 6, 2)]
+    many = [record(i, n=2, at=start + i) for i in range(1, 6, 2)]  # the general path
+    other = PredictionRecord(
+        request_id="f32", time=start + 6, model="lin", version="1", route="v2_infer",
+        inputs=Rows(1, np.ones((1, 3), np.float32), None),  # another dtype: not the block's
+        outputs={"predict": np.ones(1), "predict_proba": np.full((1, 2), 0.5)},
+        latency_s=0.002, input_names=("a", "b", "c"),
+    )  # fmt: skip
+    sink = ParquetSink(tmp_path, flush_interval_s=60)
+    for r in [*ones, *many, other]:
+        sink.submit(r)
+    assert sink._block_rows == 3 and len(sink._queue) == 4
+    sink.close()
+    (only,) = files(tmp_path)
+    table = pq.read_table(only)
+    assert table.column("request_id").to_pylist() == [
+        "req0", "req1", "req1", "req2", "req3", "req3", "req4", "req5", "req5", "f32"
+    ]  # fmt: skip
+    assert table.column("in_a").to_pylist()[:4] == [0.0, 100.0, 103.0, 200.0]
+    assert table.column("out_predict_proba").to_pylist()[0] == [0.5, 0.5]
+
+
+def test_a_block_that_spans_an_hour_is_filed_under_each_hour(tmp_path: Path) -> None:
+    boundary = 1_780_002_000.0  # 2026-05-28T21:00:00 UTC
+    sink = ParquetSink(tmp_path, flush_interval_s=60)
+    for i, at in enumerate([boundary - 2, boundary - 1, boundary, boundary + 1]):
+        sink.submit(record(i, n=1, at=at))
+    sink.close()
+    hours = sorted(path.parent.name for path in files(tmp_path))
+    assert hours == ["hour=2026-05-28T20", "hour=2026-05-28T21"]
+    assert read_log(tmp_path, "lin").shape[0] == 4
+
+
 def test_queued_records_are_not_left_to_the_garbage_collector(tmp_path: Path) -> None:
     # a second of queued records kept tracked made every collection walk them (and full
     # collections of 3 to 29 ms); the queue holds tuples the collector lets go of at once
@@ -208,8 +266,11 @@ def test_queued_records_are_not_left_to_the_garbage_collector(tmp_path: Path) ->
         gc.collect()
         gc.collect()
         gc.collect()
-        assert [gc.is_tracked(item) for item in sink._queue] == [False, False, False]
-        sink.submit(record(2, n=1))
+        # the one-row answer went into a block (its values copied into columns), the others
+        # into the queue
+        assert sink._block_rows == 1
+        assert [gc.is_tracked(item) for item in sink._queue] == [False, False]
+        sink.submit(record(2, n=2))
         gc.collect(0)
         assert not gc.is_tracked(sink._queue[-1])
     finally:

@@ -1,0 +1,147 @@
+"""The prediction log's usual records, one-row answers of one shape, kept column by column.
+
+The writer turns a flush's queued records (a tuple each, ``predlog.pending``) into Arrow with a
+pass per field over all of them, holding the GIL the event loop needs. In the serving benchmark
+(one core, c=32, 1-row requests of 20 inputs) that took 57 ticks of the writer's CPU in 10 s, and
+the logged server's p99 was 1.9 to 2.8 times the unlogged one's in eight runs. A ``Block`` takes
+each answer's values into byte buffers as it is logged (2.2 us on the event loop, against 1.4 us
+for a record's tuple), and the writer reads those as numpy columns with no loop per record: 13
+ticks in 10 s, and p99 1.4 to 1.7 times the unlogged one's in six runs.
+"""
+
+from __future__ import annotations
+
+from array import array
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+#: Rows a block holds; a full block waits for the flush and a new one starts.
+BLOCK_ROWS = 4096
+
+
+class Block:
+    """Answers with one row of inputs each, of one model version, route and deployment, with
+    the same outputs (names, dtypes and shapes), all answered (status 200).
+
+    The values go into growing byte buffers (``array``, ``bytearray``): appending to those is
+    a few tens of nanoseconds, against a hundred or more for each numpy item assignment, and
+    the event loop pays it on every answer."""
+
+    __slots__ = (
+        "_dtype", "_out", "_shape", "deployment", "ids", "input_names", "inputs", "model", "n",
+        "numbers", "output_names", "outputs", "route", "version",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        version: str,
+        route: str,
+        deployment: str,
+        input_names: tuple[str, ...],
+        matrix: np.ndarray,
+        outputs: dict[str, np.ndarray],
+    ) -> None:
+        self.model, self.version, self.route, self.deployment = model, version, route, deployment
+        self.input_names = input_names  # kept: the sink's key holds its id
+        self.output_names = tuple(outputs)
+        self.n = 0
+        self.ids: list[str] = []
+        #: time, latency_s, cpu_s and memory_bytes of each answer, one after the other
+        self.numbers = array("d")
+        self.inputs = bytearray()
+        self.outputs = [bytearray() for _ in outputs]
+        self._shape, self._dtype = matrix.shape, matrix.dtype
+        self._out = tuple((value.shape, value.dtype) for value in outputs.values())
+
+    @staticmethod
+    def takes(matrix: np.ndarray, outputs: dict[str, np.ndarray]) -> bool:
+        """Whether a block can start from this answer: one row of plain values (no Python
+        objects), and outputs that are such arrays of one row."""
+        return (
+            matrix.ndim == 2
+            and matrix.shape[0] == 1
+            and not matrix.dtype.hasobject
+            and all(
+                type(value) is np.ndarray
+                and value.ndim >= 1
+                and value.shape[0] == 1
+                and not value.dtype.hasobject
+                for value in outputs.values()
+            )
+        )
+
+    def add(self, record: Any, matrix: np.ndarray, outputs: dict[str, np.ndarray]) -> bool | None:
+        """Copy one answer in (``record`` is a ``PredictionRecord``, ``matrix`` and ``outputs``
+        its row and outputs): ``None`` when they do not have this block's dtypes and shapes
+        (nothing is copied), else whether the block is full after it."""
+        dtype = matrix.dtype
+        if matrix.shape != self._shape or (dtype is not self._dtype and dtype != self._dtype):
+            return None
+        values = outputs.values()
+        for value, (shape, want) in zip(values, self._out, strict=True):
+            if type(value) is not np.ndarray or value.shape != shape:
+                return None
+            dtype = value.dtype
+            if dtype is not want and dtype != want:
+                return None
+        self.ids.append(record.request_id)
+        self.numbers.extend((record.time, record.latency_s, record.cpu_s, record.memory_bytes))
+        self.inputs += matrix.tobytes()
+        for value, buffer in zip(values, self.outputs, strict=True):
+            buffer.extend(value.tobytes())
+        self.n += 1
+        return self.n >= BLOCK_ROWS
+
+
+def block_key(record: Any) -> tuple[Any, ...] | None:
+    """The block a record goes to, or ``None`` when it takes the general path (a failed or a
+    multi-row request, inputs as columns, outputs that are not arrays)."""
+    inputs = record.inputs
+    if inputs is None or inputs.n != 1 or inputs.matrix is None or record.status != 200:
+        return None
+    return (
+        record.model, record.version, record.route, record.deployment or record.model,
+        id(record.input_names), *record.outputs,
+    )  # fmt: skip
+
+
+def block_columns(block: Block) -> dict[str, Any]:
+    """The block's fields for ``predlog.block_table``: each a column over its rows."""
+    n = block.n
+    numbers = np.frombuffer(block.numbers, np.float64).reshape(n, 4)
+    width = block._shape[1]
+    return {
+        "ids": block.ids,
+        "times": numbers[:, 0],
+        "latency": numbers[:, 1],
+        "cpu": numbers[:, 2],
+        "memory": numbers[:, 3].astype(np.int64),
+        "inputs": np.frombuffer(block.inputs, block._dtype).reshape(n, width),
+        "outputs": [
+            np.frombuffer(buffer, dtype).reshape(n, *shape[1:])
+            for buffer, (shape, dtype) in zip(block.outputs, block._out, strict=True)
+        ],
+    }
+
+
+def hours_of(times: np.ndarray) -> np.ndarray:
+    """The hour of each time (microseconds over an hour's, as the log's ``time`` column)."""
+    return (times * 1e6).astype(np.int64) // 3_600_000_000
+
+
+def output_column(values: np.ndarray) -> pa.Array:
+    """One output over the rows: a plain column for one value per row, ``list<double>`` for a
+    row of several (class probabilities, an embedding)."""
+    import pyarrow as pa
+
+    if values.ndim == 1:
+        return pa.array(values)
+    flat = values.reshape(values.shape[0], -1).astype(np.float64, copy=False)
+    offsets = np.arange(flat.shape[0] + 1, dtype=np.int32) * flat.shape[1]
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat.ravel()))
