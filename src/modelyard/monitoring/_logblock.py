@@ -12,15 +12,24 @@ ticks in 10 s, and p99 1.4 to 1.7 times the unlogged one's in six runs.
 from __future__ import annotations
 
 from array import array
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-if TYPE_CHECKING:
-    import pyarrow as pa
-
 #: Rows a block holds; a full block waits for the flush and a new one starts.
 BLOCK_ROWS = 4096
+
+
+class Columns(NamedTuple):
+    """A block's answers field by field, each over its rows (``Block.columns``)."""
+
+    ids: list[str]
+    times: np.ndarray
+    latency_s: np.ndarray
+    cpu_s: np.ndarray
+    memory_bytes: np.ndarray
+    inputs: np.ndarray
+    outputs: list[np.ndarray]
 
 
 class Block:
@@ -98,6 +107,27 @@ class Block:
         self.n += 1
         return self.n >= BLOCK_ROWS
 
+    def times(self) -> np.ndarray:
+        """Each answer's time (``time.time()``), over the block's rows."""
+        return np.frombuffer(self.numbers, np.float64)[::4]
+
+    def columns(self) -> Columns:
+        """The block's answers as numpy columns (views of its buffers where they can be)."""
+        n = self.n
+        numbers = np.frombuffer(self.numbers, np.float64).reshape(n, 4)
+        return Columns(
+            ids=self.ids,
+            times=numbers[:, 0],
+            latency_s=numbers[:, 1],
+            cpu_s=numbers[:, 2],
+            memory_bytes=numbers[:, 3].astype(np.int64),
+            inputs=np.frombuffer(self.inputs, self._dtype).reshape(n, self._shape[1]),
+            outputs=[
+                np.frombuffer(buffer, dtype).reshape(n, *shape[1:])
+                for buffer, (shape, dtype) in zip(self.outputs, self._out, strict=True)
+            ],
+        )
+
 
 def block_key(record: Any) -> tuple[Any, ...] | None:
     """The block a record goes to, or ``None`` when it takes the general path (a failed or a
@@ -109,39 +139,3 @@ def block_key(record: Any) -> tuple[Any, ...] | None:
         record.model, record.version, record.route, record.deployment or record.model,
         id(record.input_names), *record.outputs,
     )  # fmt: skip
-
-
-def block_columns(block: Block) -> dict[str, Any]:
-    """The block's fields for ``predlog.block_table``: each a column over its rows."""
-    n = block.n
-    numbers = np.frombuffer(block.numbers, np.float64).reshape(n, 4)
-    width = block._shape[1]
-    return {
-        "ids": block.ids,
-        "times": numbers[:, 0],
-        "latency": numbers[:, 1],
-        "cpu": numbers[:, 2],
-        "memory": numbers[:, 3].astype(np.int64),
-        "inputs": np.frombuffer(block.inputs, block._dtype).reshape(n, width),
-        "outputs": [
-            np.frombuffer(buffer, dtype).reshape(n, *shape[1:])
-            for buffer, (shape, dtype) in zip(block.outputs, block._out, strict=True)
-        ],
-    }
-
-
-def hours_of(times: np.ndarray) -> np.ndarray:
-    """The hour of each time (microseconds over an hour's, as the log's ``time`` column)."""
-    return (times * 1e6).astype(np.int64) // 3_600_000_000
-
-
-def output_column(values: np.ndarray) -> pa.Array:
-    """One output over the rows: a plain column for one value per row, ``list<double>`` for a
-    row of several (class probabilities, an embedding)."""
-    import pyarrow as pa
-
-    if values.ndim == 1:
-        return pa.array(values)
-    flat = values.reshape(values.shape[0], -1).astype(np.float64, copy=False)
-    offsets = np.arange(flat.shape[0] + 1, dtype=np.int32) * flat.shape[1]
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat.ravel()))

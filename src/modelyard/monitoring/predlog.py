@@ -36,7 +36,7 @@ from modelyard.core.threads import run_in_background
 from modelyard.errors import ConfigError
 from modelyard.monitoring import _deltalog
 from modelyard.monitoring._encoding import dictionary_columns
-from modelyard.monitoring._logblock import Block, block_columns, block_key, hours_of, output_column
+from modelyard.monitoring._logblock import Block, block_key
 from modelyard.monitoring._spool import Spool, UploadOptions
 
 __all__ = [
@@ -251,7 +251,7 @@ class ParquetSink:
                 for hours, part in parts:
                     table = self._table(part)
                     hour = datetime.fromtimestamp(hours * 3600, UTC).strftime("%Y-%m-%dT%H")
-                    column = pa.array([hour], pa.string()).take(np.zeros(table.num_rows, np.int32))
+                    column = _repeated(hour, table.num_rows)
                     tables.append(table.append_column(_deltalog.HOUR_COLUMN, column))
                 whole = (
                     tables[0]
@@ -457,8 +457,7 @@ def _hour_groups(records: list[Pending]) -> dict[tuple[str, int], list[Pending]]
     """``records`` by deployment and hour (as a number: the ``time`` column's microseconds over
     an hour's, as ``_group_table`` computes them); named once per group by the caller."""
     deployments = list(map(itemgetter(_DEPLOYMENT), records))
-    times = np.fromiter(map(itemgetter(_TIME), records), np.float64, len(records))
-    hours = (times * 1e6).astype(np.int64) // _US_PER_HOUR
+    hours = _hours(np.fromiter(map(itemgetter(_TIME), records), np.float64, len(records)))
     if _uniform(deployments) and hours.min() == hours.max():
         return {(deployments[0], int(hours[0])): records}
     groups: dict[tuple[str, int], list[Pending]] = {}
@@ -468,6 +467,12 @@ def _hour_groups(records: list[Pending]) -> dict[tuple[str, int], list[Pending]]
             groups[key] = group = []
         group.append(record)
     return groups
+
+
+def _hours(times: np.ndarray) -> np.ndarray:
+    """The hour of each time (``time.time()``), as the ``time`` column's microseconds over an
+    hour's."""
+    return (times * 1e6).astype(np.int64) // _US_PER_HOUR
 
 
 def _input_names(names: tuple[str, ...], width: int) -> tuple[str, ...]:
@@ -532,7 +537,7 @@ def _in_order(table: pa.Table) -> bool:
 
 def _block_hours(block: Block) -> list[tuple[tuple[str, int], np.ndarray | None]]:
     """A block's rows by hour: ``((deployment, hour), rows)``, ``rows`` ``None`` for all."""
-    hours = hours_of(np.frombuffer(block.numbers, np.float64)[::4])
+    hours = _hours(block.times())
     first = int(hours[0])
     if hours.min() == hours.max():
         return [((block.deployment, first), None)]
@@ -546,38 +551,28 @@ def block_table(
     columns ``records_table`` gives the same answers, from the block's columns at once."""
     import pyarrow as pa
 
-    fields = block_columns(block)
-    if rows is not None:
-        fields = {
-            key: ([v for v, keep in zip(value, rows, strict=True) if keep] if key == "ids" else
-                  [o[rows] for o in value] if key == "outputs" else value[rows])
-            for key, value in fields.items()
-        }  # fmt: skip
-    n = len(fields["ids"])
-    zeros = np.zeros(n, np.int32)
-
-    def same(value: str) -> pa.Array:
-        return pa.array([value], pa.string()).take(zeros)
-
-    data: dict[str, pa.Array] = {
-        "request_id": pa.array(fields["ids"], pa.string()),
-        "row": pa.array(np.zeros(n, np.int64)),
-        "time": pa.array((fields["times"] * 1e6).astype(np.int64), pa.timestamp("us", tz="UTC")),
-        "deployment": same(block.deployment),
-        "route": same(block.route),
-        "model": same(block.model),
-        "version": same(block.version),
-        "latency_ms": pa.array(fields["latency"] * 1000),
-        "status": pa.array(np.full(n, 200, np.int16)),
-        "cpu_ms": pa.array(fields["cpu"] * 1000),
-        "memory_bytes": pa.array(fields["memory"]),
-    }
-    inputs = fields["inputs"]
+    columns = block.columns()
+    n = block.n
+    data = _base_columns(
+        request_id=pa.array(columns.ids, pa.string()),
+        rows=np.zeros(n, np.int64),
+        times=columns.times,
+        deployment=_repeated(block.deployment, n),
+        route=_repeated(block.route, n),
+        model=_repeated(block.model, n),
+        version=_repeated(block.version, n),
+        latency_s=columns.latency_s,
+        status=np.full(n, 200, np.int16),
+        cpu_ms=columns.cpu_s * 1000,
+        memory_bytes=columns.memory_bytes,
+    )
+    inputs = columns.inputs
     names = _input_names(tuple(block.input_names), inputs.shape[1])
     _add_inputs(data, {name: inputs[:, j] for j, name in enumerate(names)}, drop, hashed)
-    for name, column in zip(block.output_names, fields["outputs"], strict=True):
-        data[f"out_{name}"] = output_column(column)
-    return pa.table(data)
+    for name, values in zip(block.output_names, columns.outputs, strict=True):
+        data[f"out_{name}"] = _output_column(values)
+    table = pa.table(data)
+    return table if rows is None else table.filter(pa.array(rows))
 
 
 #: How many records ``_release`` frees at a time.
@@ -651,30 +646,68 @@ def _group_table(
         # from the list itself (no object ndarray), and a value repeated when all are one
         values = list(map(itemgetter(field), records))
         if _uniform(values):
-            return pa.array([values[0]], pa.string()).take(np.zeros(int(counts.sum()), np.int32))
+            return _repeated(values[0], int(counts.sum()))
         return pa.array(values if single else each(np.array(values, object)), pa.string())
 
-    data: dict[str, pa.Array] = {
-        "request_id": text(_ID),
-        "row": pa.array(rows),
-        "time": pa.array(
-            (each(numbers(_TIME, np.float64)) * 1e6).astype(np.int64),
-            pa.timestamp("us", tz="UTC"),
-        ),
-        "deployment": text(_DEPLOYMENT),
-        "route": text(_ROUTE),
-        "model": text(_MODEL),
-        "version": text(_VERSION),
-        "latency_ms": pa.array(each(numbers(_LATENCY, np.float64)) * 1000),
-        "status": pa.array(each(numbers(_STATUS, np.int16))),
+    data = _base_columns(
+        request_id=text(_ID),
+        rows=rows,
+        times=each(numbers(_TIME, np.float64)),
+        deployment=text(_DEPLOYMENT),
+        route=text(_ROUTE),
+        model=text(_MODEL),
+        version=text(_VERSION),
+        latency_s=each(numbers(_LATENCY, np.float64)),
+        status=each(numbers(_STATUS, np.int16)),
         # a request's CPU time shared by its rows, so that a sum over rows is the total
-        "cpu_ms": pa.array(each(numbers(_CPU, np.float64) * 1000 / np.maximum(counts, 1))),
-        "memory_bytes": pa.array(each(numbers(_MEMORY, np.int64))),
-    }
+        cpu_ms=each(numbers(_CPU, np.float64) * 1000 / np.maximum(counts, 1)),
+        memory_bytes=each(numbers(_MEMORY, np.int64)),
+    )
     _add_inputs(data, columns, drop, hashed)
     for i, output in enumerate(outputs, _OUTPUTS):
         data[f"out_{output}"] = _output_array(list(map(itemgetter(i), records)), counts)
     return pa.table(data)
+
+
+def _base_columns(
+    *,
+    request_id: pa.Array,
+    rows: np.ndarray,
+    times: np.ndarray,
+    deployment: pa.Array,
+    route: pa.Array,
+    model: pa.Array,
+    version: pa.Array,
+    latency_s: np.ndarray,
+    status: np.ndarray,
+    cpu_ms: np.ndarray,
+    memory_bytes: np.ndarray,
+) -> dict[str, pa.Array]:
+    """The ``BASE_COLUMNS`` of the log's rows, each field given over the rows (``times`` in
+    seconds since the epoch, ``latency_s`` in seconds): one schema for queued records and
+    blocks alike."""
+    import pyarrow as pa
+
+    return {
+        "request_id": request_id,
+        "row": pa.array(rows),
+        "time": pa.array((times * 1e6).astype(np.int64), pa.timestamp("us", tz="UTC")),
+        "deployment": deployment,
+        "route": route,
+        "model": model,
+        "version": version,
+        "latency_ms": pa.array(latency_s * 1000),
+        "status": pa.array(status),
+        "cpu_ms": pa.array(cpu_ms),
+        "memory_bytes": pa.array(memory_bytes),
+    }
+
+
+def _repeated(value: str, n: int) -> pa.Array:
+    """A string column of ``n`` times ``value``."""
+    import pyarrow as pa
+
+    return pa.array([value], pa.string()).take(np.zeros(n, np.int32))
 
 
 def _add_inputs(
@@ -695,6 +728,18 @@ def _add_inputs(
             data[f"in_{name}"] = pa.array(column)
 
 
+def _output_column(values: np.ndarray) -> pa.Array:
+    """One output over the rows (the first axis): a plain column for one value per row, a
+    ``list<double>`` column of each row's values, flattened, for several."""
+    import pyarrow as pa
+
+    if values.ndim == 1:
+        return pa.array(values)
+    flat = values.reshape(values.shape[0], -1).astype(np.float64, copy=False)  # rows x width
+    offsets = np.arange(flat.shape[0] + 1, dtype=np.int32) * flat.shape[1]
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat.ravel()))
+
+
 def _sha256(values: np.ndarray) -> list[str]:
     return [hashlib.sha256(str(v).encode()).hexdigest() for v in values.tolist()]
 
@@ -710,12 +755,8 @@ def _output_array(arrays: list[Any], counts: np.ndarray) -> pa.Array:
         whole = _concatenate(arrays)
     except (ValueError, TypeError):
         whole = None
-    if whole is not None and whole.ndim == 1:
-        return pa.array(whole)
-    if whole is not None and whole.ndim == 2:
-        flat = whole.astype(np.float64, copy=False)  # rows x width
-        offsets = np.arange(flat.shape[0] + 1, dtype=np.int32) * flat.shape[1]
-        return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat.ravel()))
+    if whole is not None and whole.ndim in (1, 2):
+        return _output_column(whole)
     values = [np.asarray(a) for a in arrays]
     shaped = [v.reshape(int(n), -1) for v, n in zip(values, counts, strict=True)]
     widths = np.concatenate([np.full(f.shape[0], f.shape[1], dtype=np.int32) for f in shaped])
