@@ -85,3 +85,99 @@ def score_blocks(  # noqa: PLR0917  # numba passes arguments by position
                 leaf = _BIT_OF_RESIDUE[(v & (~v + np.uint64(1))) % np.uint64(67)]
                 for c in range(n_columns):
                     out[start + i, c] += leaves[tr, leaf, c]
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _goes_false(code: Any, x: Any, t: Any) -> Any:
+    """Whether a row with value ``x`` leaves a node of test ``code`` and threshold ``t`` by its
+    false branch: the same expressions as ``score_blocks``' loops, so NaN goes the same way."""
+    if code == 0:
+        return x > t
+    if code == 1:
+        return not x <= t
+    if code == 2:
+        return x >= t
+    if code == 3:
+        return not x < t
+    if code == 4:
+        return x < t
+    if code == 5:
+        return not x >= t
+    if code == 6:
+        return x <= t
+    if code == 7:
+        return not x > t
+    if code == 8:
+        return x < t or x > t
+    if code == 9:
+        return x != t  # NaN too, as not (x == t)
+    return x == t
+
+
+@numba.njit(nogil=True, cache=True)
+def walk_rows(  # noqa: PLR0917  # numba passes arguments by position
+    X: Any,
+    feature: Any,
+    threshold: Any,
+    test: Any,
+    follow: Any,
+    roots: Any,
+    leaves: Any,
+    out: Any,
+) -> None:
+    """Add each tree's exit-leaf values to ``out`` for the rows of ``X`` by walking every tree
+    from its root, row by row: for a few rows, where ``score_blocks`` would test every node of
+    the ensemble. ``follow[k]`` holds node ``k``'s true and false children, a leaf as
+    ``-1 - its number``; ``roots[tree]`` likewise. The sums run in the same order (tree by tree)
+    as ``score_blocks``', so both give the same floats."""
+    n = X.shape[0]
+    n_trees, _, n_columns = leaves.shape
+    for i in range(n):
+        for tr in range(n_trees):
+            k = roots[tr]
+            while k >= 0:
+                false = _goes_false(test[k], X[i, feature[k]], threshold[k])
+                k = follow[k, 1] if false else follow[k, 0]
+            leaf = -1 - k
+            for c in range(n_columns):
+                out[i, c] += leaves[tr, leaf, c]
+
+
+@numba.njit(nogil=True, cache=True)
+def classify(scores: Any, binary: bool, post: int) -> Any:
+    """A classifier's probabilities (float32) and each row's top column from its summed
+    ``scores``, as the ONNX node's post transform gives them: ``post`` 0 NONE, 1 LOGISTIC,
+    2 SOFTMAX; a ``binary`` node's one column ``s`` is the pair (1 - s, s) under NONE, else
+    (-s, s). One compiled pass: numpy took 11 us for these few steps on a one-row batch."""
+    n, columns = scores.shape
+    width = 2 if binary else columns
+    proba = np.empty((n, width), dtype=np.float32)
+    top = np.empty(n, dtype=np.int64)
+    one = np.float32(1.0)
+    for i in range(n):
+        if binary:
+            s = scores[i, 0]
+            proba[i, 0] = one - s if post == 0 else -s
+            proba[i, 1] = s
+        else:
+            for c in range(columns):
+                proba[i, c] = scores[i, c]
+        if post == 1:
+            for c in range(width):
+                proba[i, c] = one / (one + np.exp(-proba[i, c]))
+        elif post == 2:
+            peak = proba[i, 0]
+            for c in range(1, width):
+                peak = max(peak, proba[i, c])
+            total = np.float32(0.0)
+            for c in range(width):
+                proba[i, c] = np.exp(proba[i, c] - peak)
+                total += proba[i, c]
+            for c in range(width):
+                proba[i, c] = proba[i, c] / total
+        best = 0
+        for c in range(1, width):
+            if proba[i, c] > proba[i, best]:
+                best = c
+        top[i] = best
+    return proba, top

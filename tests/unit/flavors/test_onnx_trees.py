@@ -22,6 +22,8 @@ from sklearn.ensemble import (
 
 from modelyard.flavors import LoadOptions, OnnxFlavor, convert_to_onnx, flavor_for_object
 from modelyard.flavors._onnx_trees import (
+    _SIZES,
+    BLOCK,
     disagreement,
     probe_rows,
     tree_kernel,
@@ -177,17 +179,19 @@ def _stump_forest(mode: str, missing_true: int) -> onnx.ModelProto:
     )
 
 
+@pytest.mark.parametrize("walk", [False, True], ids=["blocks", "walk"])
 @pytest.mark.parametrize("missing_true", [0, 1])
 @pytest.mark.parametrize(
     "mode", ["BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT", "BRANCH_EQ", "BRANCH_NEQ"]
 )
 def test_every_comparison_and_missing_rule_matches_onnxruntime(
-    mode: str, missing_true: int
+    mode: str, missing_true: int, walk: bool
 ) -> None:
     model = _stump_forest(mode, missing_true)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     kernel = tree_kernel(model, session, name="stumps")
     assert kernel is not None
+    kernel.block_rows = 10**9 if walk else 1
     edges = np.array([0.5, np.nextafter(np.float32(0.5), 0), np.nextafter(np.float32(0.5), 1)])
     values = np.array([*edges, -1.0, -2.0, 3.0, np.nan], dtype=np.float32)
     grid = np.array([[a, b] for a in values for b in values], dtype=np.float32)
@@ -216,3 +220,26 @@ def test_probe_rows_straddle_every_threshold() -> None:
     assert (column == np.nextafter(np.float32(0.5), np.float32(1))).any()
     assert (column == np.nextafter(np.float32(0.5), np.float32(0))).any()
     assert np.isnan(rows).any()
+
+
+def test_walking_the_trees_gives_the_floats_of_scoring_blocks() -> None:
+    """Batches under ``block_rows`` (timed per model: a size of ``_SIZES``, at most a block) are
+    walked tree by tree, larger ones scored a block at a time: the same floats either way, and a
+    kernel whose walk disagrees is not used."""
+    X, y, test = _data("classifier", n_classes=3)
+    fast, slow = _both(HistGradientBoostingClassifier(max_iter=20, random_state=0).fit(X, y), X)
+    kernel = fast._kernel  # type: ignore[attr-defined]
+    assert kernel.block_rows in _SIZES and kernel.block_rows <= BLOCK
+    for n in (1, 2, 7, 300, 1000):
+        np.testing.assert_array_equal(kernel.walked(test[:n]), kernel.blocks(test[:n]))
+    kernel.block_rows = 10**9  # every batch walked
+    np.testing.assert_allclose(fast.predict_proba(test), slow.predict_proba(test), atol=1e-5)
+
+    model = _stump_forest("BRANCH_LEQ", 1)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    stumps = tree_kernel(model, session, name="stumps")
+    assert stumps is not None
+    stumps.tables.follow[0] = stumps.tables.follow[0, ::-1].copy()  # the root's branches swapped
+    assert disagreement(stumps, session) == (
+        "gives other values walking the trees than scoring blocks of rows"
+    )
