@@ -382,8 +382,8 @@ def block_rows(kernel: TreeKernel, *, repeats: int = 5) -> int:
     at most one block (``BLOCK``), the batches QuickScorer is built for.
 
     A block costs every node of the ensemble once whatever its number of rows, while a walk
-    costs one path a tree per row: on the serving benchmark's model (100 trees, 2,998 nodes)
-    blocks took 44 us for one row, 4.3x onnxruntime's 13 us, and 56 us for 32 rows, where
+    costs one path a tree per row: on a 100-tree HistGradientBoosting model (2,998 nodes)
+    blocks took 44 us for one row, 3.4x onnxruntime's 13 us, and 56 us for 32 rows, where
     onnxruntime took 121 us. A model of fewer nodes crosses over sooner, which is why this is
     timed per model; it takes some 30 ms."""
     rows = probe_rows(kernel.tables, n=_SIZES[0])
@@ -431,8 +431,9 @@ def disagreement(kernel: TreeKernel, session: onnxruntime.InferenceSession) -> s
     rows = probe_rows(kernel.tables)
     expected = session.run(None, {session.get_inputs()[0].name: rows})
     got = kernel.run(rows)
-    if not np.array_equal(kernel.walked(rows), kernel.blocks(rows)):
-        return "gives other values walking the trees than scoring blocks of rows"
+    for layout in (rows, np.asfortranarray(rows)):  # both compiled now, not mid-job
+        if not np.array_equal(kernel.walked(layout), kernel.blocks(layout)):
+            return "gives other values walking the trees than scoring blocks of rows"
     # column-major rows too (what batch scoring's validator builds): numba compiles that layout
     # now rather than in the middle of a job, and it must give the same answers
     again = kernel.run(np.asfortranarray(rows))
