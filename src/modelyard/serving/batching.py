@@ -42,7 +42,10 @@ from modelyard.serving.validation import Rows
 logger = logging.getLogger(__name__)
 
 Array = npt.NDArray[Any]
-#: A batch that is filling closes when no request arrived for this long.
+#: A batch that is filling closes when no request arrived for this long. Measured: libuv keeps
+#: timers in whole milliseconds, so under uvloop (the server's loop) a 0.2 ms timer fires on the
+#: loop's next pass (3 us later), i.e. the batch closes once a pass brought no request; asyncio's
+#: own loop rounds the wait up to 1 ms (epoll's unit), 1.09 ms measured.
 FILL_GAP_S = 0.0002
 #: How often deadlines are checked (a late request is failed at most this much after it).
 SWEEP_S = 0.005
