@@ -78,6 +78,11 @@ class ServingSettings(BaseModel):
     poll_interval_s: float = Field(default=1.0, gt=0)
     #: How long SIGTERM waits for in-flight requests before closing connections.
     graceful_timeout_s: float = Field(default=30.0, ge=0)
+    #: How long an idle keep-alive connection stays open. Longer than the 60 s that AWS's load
+    #: balancers and nginx keep an idle upstream connection, so that the proxy closes it first:
+    #: a server closing a connection the proxy is reusing at that moment fails that request with
+    #: a 502/503 (uvicorn's default, 5 s, did; kserve/kserve#5446, vLLM's keep-alive variable).
+    keep_alive_s: float = Field(default=75.0, gt=0)
     access_log: bool = False
     #: How often the in-server rollout controller judges deployments with --auto.
     rollout_interval_s: float = Field(default=2.0, gt=0)

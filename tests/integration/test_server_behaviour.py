@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -417,3 +418,31 @@ def test_by_default_the_server_moves_tree_ensembles_onto_the_kernel_once_ready(
         assert log.index("Application startup complete") < log.index(
             "hgb/1 runs on the tree kernel from now"
         )
+
+
+def _exchange(sock: socket.socket, path: str) -> bytes:
+    """One keep-alive GET on ``sock``: the answer's bytes (``b""`` once the server closed)."""
+    sock.sendall(f"GET {path} HTTP/1.1\r\nhost: x\r\n\r\n".encode())
+    return sock.recv(65536)
+
+
+def test_idle_connections_outlive_proxies_idle_timeouts(served_home: ServedHome) -> None:
+    """A connection left idle stays open ``serving.keep_alive_s`` (75 s by default), longer than
+    a proxy's pool keeps it (60 s for AWS ALB and nginx), so that the proxy, not the server,
+    closes it: a server closing a connection the proxy is about to reuse gives that request a
+    502/503 (uvicorn's own default is 5 s; kserve/kserve#5446). A shorter setting closes it."""
+    with (
+        Server(served_home.home, "hgb/1") as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock,
+    ):
+        assert _exchange(sock, "/v2/health/live").startswith(b"HTTP/1.1 200")
+        time.sleep(6.5)  # past uvicorn's 5 s
+        assert _exchange(sock, "/v2/health/live").startswith(b"HTTP/1.1 200")
+    env = server_env(served_home.home, MODELYARD_SERVING__KEEP_ALIVE_S="1")
+    with (
+        Server(served_home.home, "hgb/1", env=env) as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock,
+    ):
+        assert _exchange(sock, "/v2/health/live").startswith(b"HTTP/1.1 200")
+        time.sleep(2.5)
+        assert sock.recv(65536) == b""  # closed by the server

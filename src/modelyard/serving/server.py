@@ -200,6 +200,7 @@ def serve(
         "proxy_headers": opts.access_log,
         "log_level": "info",
         "timeout_graceful_shutdown": opts.graceful_timeout_s,
+        "timeout_keep_alive": opts.keep_alive_s,
         "server_header": False,
     }
     # uvicorn handles SIGTERM (stop accepting, finish in-flight requests, run the shutdown),
