@@ -90,7 +90,9 @@ def score_blocks(  # noqa: PLR0917  # numba passes arguments by position
 @numba.njit(nogil=True, cache=True, inline="always")
 def _goes_false(code: Any, x: Any, t: Any) -> Any:
     """Whether a row with value ``x`` leaves a node of test ``code`` and threshold ``t`` by its
-    false branch: the same expressions as ``score_blocks``' loops, so NaN goes the same way."""
+    false branch: the same expressions as ``score_blocks``' loops, so NaN goes the same way.
+    ``score_blocks`` keeps a loop per code instead of calling this: with this call in one loop
+    (the code tested per row) it took 15x as long on 256 and on 20,000 rows (no SIMD)."""
     if code == 0:
         return x > t
     if code == 1:
