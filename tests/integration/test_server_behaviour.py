@@ -374,6 +374,20 @@ def test_unknown_reference_fails_before_binding(served_home: ServedHome) -> None
     )
 
 
+def test_a_bad_serving_setting_is_one_line_before_binding(served_home: ServedHome) -> None:
+    yard = str(Path(sys.executable).parent / "yard")
+    env = server_env(served_home.home, MODELYARD_SERVING__KEEP_ALIVE_S="0")
+    proc = subprocess.run(
+        [yard, "serve", "hgb/1", "--port", "1"], env=env,
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        "error: Invalid setting serving.keep_alive_s (Input should be greater than 0); fix it in "
+        "modelyard.toml or the MODELYARD_ environment variables."
+    )
+
+
 def test_the_server_runs_tree_ensembles_on_the_kernel_when_told(served_home: ServedHome) -> None:
     X = served_home.X.head(64)
     native = served_home.registry().load("hgb/1")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from modelyard.cli._output import console
-from modelyard.settings import Settings
+from modelyard.cli._registry import load_settings
 
 app = typer.Typer(help="The metadata database.", no_args_is_help=True)
 
@@ -15,7 +15,7 @@ def upgrade() -> None:
     """Upgrade the metadata schema to the newest revision (it also upgrades itself on use)."""
     from modelyard.store.db import Database
 
-    database = Database(Settings().resolved_database_url, upgrade=False)
+    database = Database(load_settings().resolved_database_url, upgrade=False)
     revision = database.upgrade()
     console().print(f"{database.display_url} is at schema revision {revision}")
 
@@ -25,5 +25,5 @@ def current() -> None:
     """Print the schema revision of the metadata database."""
     from modelyard.store.db import Database
 
-    database = Database(Settings().resolved_database_url, upgrade=False)
+    database = Database(load_settings().resolved_database_url, upgrade=False)
     console().print(database.current_revision() or "none (run 'yard db upgrade')")

@@ -25,12 +25,12 @@ def skew(
     each row's event_timestamp, or now) and print each feature's mismatch share."""
     from pathlib import Path
 
+    from modelyard.cli._registry import load_settings
     from modelyard.errors import ConfigError
     from modelyard.integrations.feast_offline import measure_skew
     from modelyard.pipelines.builtin import load_table
-    from modelyard.settings import Settings
 
-    settings = Settings().feast
+    settings = load_settings().feast
     url = feast_url or settings.url
     if not url:
         raise ConfigError("Give Feast's feature server with --feast-url (or MODELYARD_FEAST__URL).")

@@ -27,11 +27,11 @@ def ingest(
     json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
     """Store labels for NAME's logged predictions (the latest label of a request wins)."""
+    from modelyard.cli._registry import load_settings
     from modelyard.monitoring.labels import ingest_labels
     from modelyard.monitoring.mirror import publish, readable_root, store_named
-    from modelyard.settings import Settings
 
-    settings = Settings()
+    settings = load_settings()
     with store_named(settings), ingest_steps(enabled=not json) as on_step:
         result = ingest_labels(readable_root(settings, name), name, file, on_step=on_step)
         publish(settings, result.path)
@@ -48,14 +48,13 @@ def performance(
     joined NAME's predictions of the last --window."""
     from datetime import timedelta
 
-    from modelyard.cli._registry import open_registry
+    from modelyard.cli._registry import load_settings, open_registry
     from modelyard.core.durations import parse_duration
     from modelyard.monitoring.mirror import readable_root, store_named
     from modelyard.monitoring.performance import compute_performance
-    from modelyard.settings import Settings
 
     since = timedelta(seconds=parse_duration(window))
-    settings = Settings()
+    settings = load_settings()
     registry = open_registry()
     try:
         with store_named(settings):

@@ -32,14 +32,14 @@ def ingest(
 ) -> None:
     """Store outcomes for a deployment's logged predictions (the latest value of a request
     wins)."""
+    from modelyard.cli._registry import load_settings
     from modelyard.monitoring.mirror import publish, readable_root, store_named
     from modelyard.monitoring.outcomes import OutcomeColumns, ingest_outcomes
-    from modelyard.settings import Settings
 
     columns = OutcomeColumns(
         request_id=id_column, value=value_column, time=time_column, row=row_column
     )
-    settings = Settings()
+    settings = load_settings()
     with store_named(settings), ingest_steps(enabled=not json, noun="outcomes") as on_step:
         root = readable_root(settings, deployment)
         result = ingest_outcomes(root, deployment, file, columns=columns, on_step=on_step)
@@ -57,13 +57,13 @@ def show(
     last --since, per model, version and route."""
     from datetime import timedelta
 
+    from modelyard.cli._registry import load_settings
     from modelyard.core.durations import parse_duration
     from modelyard.monitoring.mirror import readable_root, store_named
     from modelyard.monitoring.outcomes import summarize_outcomes
-    from modelyard.settings import Settings
 
     window = timedelta(seconds=parse_duration(since))
-    settings = Settings()
+    settings = load_settings()
     with store_named(settings):
         root = readable_root(settings, deployment)
         result = summarize_outcomes(root, deployment, since=window)

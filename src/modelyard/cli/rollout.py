@@ -55,7 +55,7 @@ def deploy(
 ) -> None:
     """Set the stable route (--model REF) or start a candidate (--canary, --ab or --shadow REF)."""
     from modelyard import rollout
-    from modelyard.settings import Settings
+    from modelyard.cli._registry import load_settings
 
     given = {"model": model, "canary": canary, "ab": ab, "shadow": shadow}
     chosen = [(mode, ref) for mode, ref in given.items() if ref is not None]
@@ -74,7 +74,7 @@ def deploy(
             sticky_field=sticky_field, sample=1.0 if sample is None else sample,
             steps=rollout.parse_steps(steps) if steps is not None else None, bake_s=bake,
             policy=parse_pairs("--policy", policy) or None, auto=auto, retry_on_stable=retry,
-            force=force, reason=reason, prediction_log=Settings().monitoring.log,
+            force=force, reason=reason, prediction_log=load_settings().monitoring.log,
         )  # fmt: skip
     _print_deployment(result, json)
 
@@ -206,10 +206,10 @@ def _log_root() -> Callable[[str], str]:
     """Where a deployment's prediction log (and business outcomes) can be read from here."""
     from functools import partial
 
+    from modelyard.cli._registry import load_settings
     from modelyard.monitoring.mirror import readable_root
-    from modelyard.settings import Settings
 
-    return partial(readable_root, Settings())
+    return partial(readable_root, load_settings())
 
 
 # -- rendering ---------------------------------------------------------------------------------

@@ -62,12 +62,12 @@ def serve(
 ) -> None:
     """Serve models over the Open Inference Protocol v2 (REST, and gRPC with --grpc-port),
     MLflow's /invocations and TF Serving's REST API."""
+    from modelyard.cli._registry import load_settings
     from modelyard.serving.server import serve as run
-    from modelyard.settings import Settings
 
     if runtime not in (None, "auto", "native", "onnx", "quantized"):
         raise typer.BadParameter("use auto, native, onnx or quantized", param_hint="--runtime")
-    settings = Settings()
+    settings = load_settings()
     serving = settings.serving.model_copy(
         update={
             k: v
