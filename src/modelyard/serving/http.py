@@ -144,6 +144,8 @@ class ModelServer:
         self.settings = settings
         self.metrics = metrics
         self.sink = sink or NullSink()
+        #: The sink's lanes for one-row answers, when it has them (``ParquetSink.lane``).
+        self._lane_of: Callable[..., Any] | None = getattr(self.sink, "lane", None)
         self.tokens = tokens
         self._timeout_s = settings.timeout_ms / 1000
         self._max_body = settings.max_body_bytes
@@ -688,6 +690,21 @@ class ModelServer:
             m.child(m.route_requests, answer.deployment, answer.route, served.version).inc()
         if isinstance(self.sink, NullSink):
             return
+        rows = answer.rows
+        if rows.n == 1 and rows.matrix is not None and self._lane_of is not None:
+            lane_key = (answer.route or answer.door_route, answer.deployment, *answer.outputs)
+            lane = served.log_lanes.get(lane_key)
+            if lane is None:
+                lane = served.log_lanes[lane_key] = self._lane_of(
+                    model=served.name, version=served.version, route=lane_key[0],
+                    deployment=answer.deployment, input_names=served.input_names,
+                    output_names=tuple(answer.outputs),
+                )  # fmt: skip
+            if lane.add(
+                request_id, time.time(), time.perf_counter() - started,
+                answer.model_cpu_s + loop_s, served.memory_bytes, rows.matrix, answer.outputs,
+            ):  # fmt: skip
+                return
         self.sink.submit(
             PredictionRecord(
                 request_id=request_id, time=time.time(), model=served.name,

@@ -102,6 +102,8 @@ class ServedModel:
         #: Prometheus label children by route, protocol and the name called (a deployment's
         #: or the model's), cached by the HTTP edge.
         self.metric_children: dict[tuple[str, str, str], Any] = {}
+        #: The prediction log's lane of each kind of one-row answer (``ModelServer.finish``).
+        self.log_lanes: dict[tuple[Any, ...], Any] = {}
         self._names = signature.column_names
         self.input_names = tuple(self._names)
         #: The resident memory the process grew by while this version loaded and warmed up

@@ -32,6 +32,9 @@ class PredictionRecord:
 
 
 class PredictionSink(Protocol):
+    """Takes the server's records. A sink may also offer ``lane(...)``, a way in for one-row
+    answers without a record (``modelyard.monitoring.predlog.ParquetSink.lane``)."""
+
     def submit(self, record: PredictionRecord) -> None:
         """Take a record without blocking (drop it if full)."""
         ...

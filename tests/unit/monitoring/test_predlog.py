@@ -211,6 +211,78 @@ def test_one_row_answers_are_kept_as_columns_and_written_as_their_records_are(
     assert sink.written == count and sink.dropped == 0
 
 
+def lane_of(sink: ParquetSink) -> predlog.Lane:
+    return sink.lane(
+        model="lin", version="1", route="v2_infer", deployment=None, input_names=("a", "b", "c"),
+        output_names=("predict", "predict_proba"),
+    )  # fmt: skip
+
+
+def add(lane: predlog.Lane, r: PredictionRecord) -> bool:
+    assert r.inputs.matrix is not None
+    return lane.add(
+        r.request_id, r.time, r.latency_s, r.cpu_s, r.memory_bytes, r.inputs.matrix, r.outputs
+    )
+
+
+def test_answers_added_through_a_lane_are_written_as_their_records_are(tmp_path: Path) -> None:
+    # the server logs one-row answers through a lane, with their fields and no record; they
+    # share the block of the records submitted for the same kind of answer
+    start = 1_780_000_000.0
+    count = BLOCK_ROWS + 10
+    records = [record(i, n=1, at=start + i / 1000) for i in range(count)]
+    sink = ParquetSink(tmp_path, flush_interval_s=60, hash_columns=["b"])
+    lane = lane_of(sink)
+    for i, r in enumerate(records):
+        if i % 3:
+            assert add(lane, r)
+        else:
+            sink.submit(r)
+    assert sink._block_rows == count and not sink._queue
+    sink.close()
+    expected = records_table(records, drop=frozenset(), hashed=frozenset({"b"}))
+    assert written(tmp_path).equals(expected)
+    assert sink.written == count and sink.dropped == 0
+
+
+def test_a_lane_refuses_an_answer_that_fits_no_block_and_takes_nothing(tmp_path: Path) -> None:
+    sink = ParquetSink(tmp_path, flush_interval_s=60)
+    lane = lane_of(sink)
+    assert add(lane, record(0, n=1))
+    two_rows = record(1, n=2)
+    f32 = PredictionRecord(
+        request_id="f32", time=time.time(), model="lin", version="1", route="v2_infer",
+        inputs=Rows(1, np.ones((1, 3), np.float32), None),
+        outputs={"predict": np.ones(1), "predict_proba": np.full((1, 2), 0.5)},
+        latency_s=0.002, input_names=("a", "b", "c"),
+    )  # fmt: skip
+    listed = PredictionRecord(
+        request_id="listed", time=time.time(), model="lin", version="1", route="v2_infer",
+        inputs=Rows(1, np.ones((1, 3)), None),
+        outputs={"predict": [1.0], "predict_proba": np.full((1, 2), 0.5)},
+        latency_s=0.002, input_names=("a", "b", "c"),
+    )  # fmt: skip
+    for refused in (two_rows, f32, listed):
+        assert not add(lane, refused)
+        sink.submit(refused)  # what the server does next
+    assert sink._block_rows == 1 and len(sink._queue) == 3
+    sink.close()
+    ids = written(tmp_path).column("request_id").to_pylist()
+    assert sorted(set(ids)) == ["f32", "listed", "req0", "req1"] and len(ids) == 5
+
+
+def test_a_lane_drops_and_counts_when_the_queue_is_full(tmp_path: Path) -> None:
+    heard: list[int] = []
+    sink = ParquetSink(tmp_path, queue_size=2, flush_interval_s=60, on_drop=heard.append)
+    lane = lane_of(sink)
+    assert all(add(lane, record(i, n=1)) for i in range(3))
+    assert sink.dropped == 1 and heard == [1] and sink._block_rows == 2
+    sink.close()
+    assert add(lane, record(9, n=1))  # after close: counted, not lost silently
+    assert sink.dropped == 2
+    assert written(tmp_path).column("request_id").to_pylist() == ["req0", "req1"]
+
+
 def test_blocks_and_queued_records_share_a_file_in_answer_order(tmp_path: Path) -> None:
     start = 1_780_000_000.0
     ones = [record(i, n=1, at=start + i) for i in range(0, 6, 2)]
@@ -266,7 +338,7 @@ def test_queued_records_are_not_left_to_the_garbage_collector(tmp_path: Path) ->
         gc.collect()
         gc.collect()
         gc.collect()
-        # the one-row answer went into a block (its values copied into columns), the others
+        # the one-row answer went into a block (its arrays kept in the block's lists), the others
         # into the queue
         assert sink._block_rows == 1
         assert [gc.is_tracked(item) for item in sink._queue] == [False, False]
