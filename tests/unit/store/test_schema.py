@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -34,6 +35,34 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path: Path) -> None:
     with database.read() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 10_000
+
+
+def test_processes_opening_a_new_sqlite_database_at_once_all_get_in(tmp_path: Path) -> None:
+    # The first connection of a new file switches it to WAL; one switching at the same time got
+    # "database is locked" at once, whatever the busy timeout (seen in CI as two alert engines
+    # starting together).
+    failures: list[BaseException] = []
+    for attempt in range(15):
+        url = f"sqlite:///{tmp_path / f'new{attempt}.db'}"
+        gate = threading.Barrier(4)
+
+        def first_connection(url: str = url, gate: threading.Barrier = gate) -> None:
+            database = Database(url)
+            try:
+                gate.wait(timeout=30)
+                with database.read() as conn:  # the first one in creates the schema
+                    assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            except BaseException as exc:
+                failures.append(exc)
+            finally:
+                database.close()
+
+        threads = [threading.Thread(target=first_connection) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert failures == []
 
 
 def test_settings_defaults_and_environment(tmp_path: Path, monkeypatch) -> None:
