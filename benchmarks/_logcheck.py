@@ -42,9 +42,9 @@ class S3Store:
     def env(self) -> dict[str, str]:
         return {**CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint}
 
-    @property
-    def log_root(self) -> str:
-        return f"s3://{BUCKET}/{PREFIX}"
+    def log_root(self, name: str) -> str:
+        """The URL of one server's log, under its own prefix (a run may start several)."""
+        return f"s3://{BUCKET}/{PREFIX}/{name}"
 
     def client(self) -> Any:
         import boto3
@@ -57,13 +57,14 @@ class S3Store:
             region_name=CREDENTIALS["AWS_DEFAULT_REGION"],
         )
 
-    def rows(self) -> tuple[int, int]:
-        """Rows and objects under the log's prefix (Parquet footers only)."""
+    def rows(self, name: str) -> tuple[int, int]:
+        """Rows and objects of one server's log (``log_root(name)``; Parquet footers only)."""
         import pyarrow.parquet as pq
 
         s3 = self.client()
         rows = objects = 0
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=PREFIX):
+        prefix = f"{PREFIX}/{name}/"
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
             for item in page.get("Contents", []):
                 if not item["Key"].endswith(".parquet"):
                     continue

@@ -20,6 +20,11 @@ Needs wrk (`apt-get install -y wrk`), taskset, and for gRPC h2load
 (`--only yard-onnx,yard-onnx-logged,yard-onnx-logged-s3`). The peers are installed into their own
 virtualenvs under benchmarks/.envs/ on first run. Prints a table, the ratios and the targets;
 writes JSON to benchmarks/results/serving.json (serving-quick.json with --quick).
+
+On a machine whose speed drifts (a shared host), ``--rounds N`` measures the servers in turn N
+times (A B C, A B C, ...): the ratios and targets are each round's median, and each round's
+ratios are printed and kept in the JSON (``rounds``), so that a ratio of two servers is not the
+drift between two minutes.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -309,8 +315,9 @@ def prepare_yard(
         log_wait_s = 15.0  # a flush every second
         if log and log_store == "s3":
             store = s3_store(ctx)
-            env |= store.env | {"MODELYARD_MONITORING__LOG_ROOT": store.log_root}
-            log_rows = store.rows
+            name = f"log-{port}"
+            env |= store.env | {"MODELYARD_MONITORING__LOG_ROOT": store.log_root(name)}
+            log_rows = lambda: store.rows(name)  # noqa: E731
             log_wait_s = 45.0  # an upload every 10 s, then retries with backoff
         ref = f"{model_name}@production"
         cmd = [str(BIN / "yard"), "serve", ref, "--host", "127.0.0.1", "--port", str(port)]
@@ -856,10 +863,10 @@ def check_targets(found: dict[str, Any]) -> list[dict[str, Any]]:
     return checks
 
 
-def print_report(
-    results: dict[str, Any], found: dict[str, Any], checks: list[dict[str, Any]]
-) -> None:
+def print_report(results: dict[str, Any], found: dict[str, Any], *, title: str) -> None:
     print()
+    if title != "round 1 of 1":
+        print(f"{title}:")
     head = f"{'server':<19} {'ready s':>7} {'c':>3} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8}"
     print(head + f" {'p99 ms':>8} {'non-2xx':>8} {'sock err':>8}")
     for name, result in results.items():
@@ -909,6 +916,9 @@ def print_report(
             for n in peers:
                 print(f"  {n:<15} {run_at(results[n], top)['rps'] / limit:8.2%}")
     print_grpc_report(results, found)
+
+
+def print_targets(checks: list[dict[str, Any]]) -> None:
     print("\ntargets:")
     for check in checks:
         value = check["value"]
@@ -942,6 +952,10 @@ def parse_args() -> argparse.Namespace:
         "--only", default="", help="servers or groups: " + ",".join(s.name for s in SERVERS)
     )
     parser.add_argument("--quick", action="store_true", help="3 s runs, 1 s warm-up (smoke)")
+    parser.add_argument(
+        "--rounds", type=int, default=1,
+        help="measure the servers in turn this many times; ratios are the rounds' median",
+    )  # fmt: skip
     parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up at c=8")
     parser.add_argument("--yard-body", choices=["per-column", "tensor"], default="per-column")
     parser.add_argument("--bento-max-latency-ms", type=int, default=1000)
@@ -971,6 +985,8 @@ def parse_args() -> argparse.Namespace:
         parser.error("--conns takes comma-separated integers, e.g. 1,8,32")
     if not args.conns or min(args.conns) < 1 or args.duration < 1:
         parser.error("--conns needs at least one value >= 1 and --duration >= 1")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if args.quick:
         args.duration, args.warmup = 3, 1
     if args.out is None:
@@ -1002,6 +1018,76 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def measure_round(ctx: Context, index: int) -> dict[str, Any]:
+    """Every server of the run, one after the other."""
+    if ctx.args.rounds > 1:
+        print(f"round {index + 1} of {ctx.args.rounds}", flush=True)
+    results: dict[str, Any] = {}
+    for server in ctx.args.servers:
+        print(f"{server.name}: {server.describe}", flush=True)
+        try:
+            results[server.name] = measure(server, ctx)
+            print(f"    ready in {results[server.name]['ready_s']:.2f} s", flush=True)
+        except Exception as e:
+            if server.group == "yard":
+                print(f"    yard serve not available: {e}", flush=True)
+            else:
+                print(f"    {server.name} not available: {e}", flush=True)
+            results[server.name] = {"describe": server.describe, "error": str(e)}
+    return results
+
+
+def round_ratios(results: dict[str, Any], conns: list[int]) -> dict[str, Any]:
+    """One round's ratios, REST and gRPC."""
+    found = ratios(results, conns)
+    rest = run_at(results.get("yard-onnx"), found["at_conns"])
+    return found | grpc_ratios(
+        results,
+        top=found["at_conns"],
+        yard="yard-grpc",
+        peers=["mlserver-grpc", "mlserver-batch-grpc"],
+        rest_rps=rest["rps"] if rest else None,
+    )
+
+
+#: Counts, added over the rounds; every other number is the rounds' median.
+_SUMMED = ("errors", "log_lost", "grpc_errors")
+#: The ratios printed round by round with ``--rounds``.
+_ROUND_KEYS = (
+    "yard_rps", "of_bare_asgi", "vs_mlserver", "log_on_vs_off", "log_s3_on_vs_off",
+    "log_p99_ratio", "log_s3_p99_ratio", "grpc_vs_rest",
+)  # fmt: skip
+
+
+def combined(each: list[dict[str, Any]]) -> dict[str, Any]:
+    """The rounds' ratios as one: a number found in every round is their median (counts are
+    added); anything else (names, the per-mode gRPC table) is the first round's."""
+    if len(each) == 1:
+        return each[0]
+    out = dict(each[0])
+    for key, first in each[0].items():
+        values = [found.get(key) for found in each]
+        if isinstance(first, bool) or not all(isinstance(v, int | float) for v in values):
+            continue
+        out[key] = sum(values) if key in _SUMMED else statistics.median(values)
+    return out
+
+
+def print_rounds(each: list[dict[str, Any]], found: dict[str, Any]) -> None:
+    print(f"\neach round ({len(each)}), and the median the targets read:")
+    for key in _ROUND_KEYS:
+        if key not in found:
+            continue
+        shown = "  ".join(_shown(found_round.get(key)) for found_round in each)
+        print(f"  {key:<19} {shown}   median {_shown(found[key])}")
+
+
+def _shown(value: Any) -> str:
+    if not isinstance(value, int | float):
+        return "-"
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3f}"
+
+
 def main() -> None:
     args = parse_args()
     for tool in ("wrk", "taskset"):
@@ -1014,7 +1100,6 @@ def main() -> None:
     # Turn SIGTERM into an exception so every running server's finally: block kills it.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = datetime.now(UTC)
-    results: dict[str, Any] = {}
     with (
         tempfile.TemporaryDirectory(prefix="serving-bench-") as tmp,
         contextlib.ExitStack() as stack,
@@ -1023,28 +1108,15 @@ def main() -> None:
         fit = any(s.group != "asgi" for s in args.servers)
         print("making the data and training the model ..." if fit else "making the data ...")
         train(ctx, fit)
-        for server in args.servers:
-            print(f"{server.name}: {server.describe}", flush=True)
-            try:
-                results[server.name] = measure(server, ctx)
-                print(f"    ready in {results[server.name]['ready_s']:.2f} s", flush=True)
-            except Exception as e:
-                if server.group == "yard":
-                    print(f"    yard serve not available: {e}", flush=True)
-                else:
-                    print(f"    {server.name} not available: {e}", flush=True)
-                results[server.name] = {"describe": server.describe, "error": str(e)}
-    found = ratios(results, args.conns)
-    rest = run_at(results.get("yard-onnx"), found["at_conns"])
-    found |= grpc_ratios(
-        results,
-        top=found["at_conns"],
-        yard="yard-grpc",
-        peers=["mlserver-grpc", "mlserver-batch-grpc"],
-        rest_rps=rest["rps"] if rest else None,
-    )
+        rounds = [measure_round(ctx, index) for index in range(args.rounds)]
+    each = [round_ratios(results, args.conns) for results in rounds]
+    found = combined(each)
     checks = check_targets(found)
-    print_report(results, found, checks)
+    for index, results in enumerate(rounds):
+        print_report(results, each[index], title=f"round {index + 1} of {len(rounds)}")
+    if len(rounds) > 1:
+        print_rounds(each, found)
+    print_targets(checks)
     report = {
         "scenario": "serving: HGB(max_iter=100) on make_classification(100k, 20), 1-row JSON",
         "started_at": started.isoformat(),
@@ -1054,6 +1126,7 @@ def main() -> None:
             "duration_s": args.duration,
             "warmup_s": args.warmup,
             "conns": args.conns,
+            "rounds": args.rounds,
             "server_cpu": args.server_cpu,
             "client_cpu": args.client_cpu,
             "wrk": "wrk -t1 --latency -s benchmarks/_serving_peers/post.lua",
@@ -1064,8 +1137,11 @@ def main() -> None:
             },
             "seed": SEED,
         },
-        "servers": results,
+        "servers": rounds[0],
         "ratios": found,
+        "rounds": [{"servers": r, "ratios": f} for r, f in zip(rounds, each, strict=True)]
+        if len(rounds) > 1
+        else None,
         "targets": checks,
     }
     write_report(args.out, report)
