@@ -12,6 +12,7 @@ times the unlogged one's in six runs.
 from __future__ import annotations
 
 from array import array
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -99,9 +100,9 @@ class Block:
         matrix: np.ndarray,
         outputs: dict[str, np.ndarray],
     ) -> bool | None:
-        """Copy one answer in (``matrix`` and ``outputs`` its row and outputs, the rest its
+        """Take one answer in (``matrix`` and ``outputs`` its row and outputs, the rest its
         record's fields): ``None`` when they do not have this block's dtypes and shapes (nothing
-        is copied), else whether the block is full after it. Built-in dtypes are singletons, so
+        is kept), else whether the block is full after it. Built-in dtypes are singletons, so
         the identity test settles the usual answer before any comparison."""
         dtype = matrix.dtype
         if (dtype is not self._dtype and dtype != self._dtype) or matrix.shape != self._shape:
@@ -148,7 +149,22 @@ def block_key(record: Any) -> tuple[Any, ...] | None:
     inputs = record.inputs
     if inputs is None or inputs.n != 1 or inputs.matrix is None or record.status != 200:
         return None
-    return (
-        record.model, record.version, record.route, record.deployment or record.model,
-        id(record.input_names), *record.outputs,
+    return kind_key(
+        model=record.model, version=record.version, route=record.route,
+        deployment=record.deployment, input_names=record.input_names, output_names=record.outputs,
     )  # fmt: skip
+
+
+def kind_key(
+    *,
+    model: str,
+    version: str,
+    route: str,
+    deployment: str | None,
+    input_names: tuple[str, ...],
+    output_names: Iterable[str],
+) -> tuple[Any, ...]:
+    """The key of one kind of one-row answer, shared by a record's block (``block_key``) and
+    a lane (``ParquetSink.lane``), so that both reach the same block. The input names count by
+    identity: whoever holds the key keeps that tuple alive."""
+    return (model, version, route, deployment or model, id(input_names), *output_names)

@@ -36,7 +36,7 @@ from modelyard.core.threads import run_in_background
 from modelyard.errors import ConfigError
 from modelyard.monitoring import _deltalog
 from modelyard.monitoring._encoding import dictionary_columns
-from modelyard.monitoring._logblock import Block, block_key
+from modelyard.monitoring._logblock import Block, block_key, kind_key
 from modelyard.monitoring._spool import Spool, UploadOptions
 
 __all__ = [
@@ -180,15 +180,17 @@ class ParquetSink:
     ) -> Lane:
         """Where one-row answers of this kind go without a record (``Lane.add``): the server
         keeps one per kind of answer it gives."""
-        deployment = deployment or model
-        key = (model, version, route, deployment, id(input_names), *output_names)
+        key = kind_key(
+            model=model, version=version, route=route, deployment=deployment,
+            input_names=input_names, output_names=output_names,
+        )  # fmt: skip
         lane = self._lanes.get(key)
         if lane is None:
             if len(self._lanes) >= _LANES_KEPT:
                 self._lanes.clear()
             lane = self._lanes[key] = Lane(
-                self, key, model=model, version=version, route=route, deployment=deployment,
-                input_names=input_names,
+                self, key, model=model, version=version, route=route,
+                deployment=deployment or model, input_names=input_names,
             )  # fmt: skip
         return lane
 

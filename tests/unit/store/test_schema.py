@@ -39,8 +39,8 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path: Path) -> None:
 
 def test_processes_opening_a_new_sqlite_database_at_once_all_get_in(tmp_path: Path) -> None:
     # The first connection of a new file switches it to WAL; one switching at the same time got
-    # "database is locked" at once, whatever the busy timeout (seen in CI as two alert engines
-    # starting together).
+    # "database is locked" at once, whatever the busy timeout (seen in a fresh-clone check as
+    # two alert engines starting together).
     failures: list[BaseException] = []
     for attempt in range(15):
         url = f"sqlite:///{tmp_path / f'new{attempt}.db'}"
