@@ -199,3 +199,48 @@ def test_schemathesis_finds_no_server_error(server: Server, tmp_path: Path) -> N
         capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+def _raw_exchange(server: Server, request: bytes) -> tuple[bytes, dict[bytes, bytes], bytes]:
+    """One request on a fresh connection: the answer's status line, headers and body."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        headers = dict(line.split(b": ", 1) for line in lines[1:])
+        while len(body) < int(headers[b"content-length"]):
+            body += sock.recv(65536)
+    return lines[0], headers, body
+
+
+def test_the_short_path_answers_exactly_as_the_asgi_path(
+    server: Server, served_home: ServedHome
+) -> None:
+    """A request with a Content-Length takes the server's short path (no ASGI cycle); the same
+    request sent chunked takes the ASGI path. The answers are the same, byte for byte, apart
+    from the date; so are the errors."""
+    import json
+
+    one_row = columns_body(served_home.X, slice(5, 6))
+    for body, status in (
+        (one_row, b"HTTP/1.1 200 OK"),
+        (one_row | {"id": "abc", "outputs": [{"name": "predict_proba"}]}, b"HTTP/1.1 200 OK"),
+        ({"inputs": one_row["inputs"][:19]}, b"HTTP/1.1 400 Bad Request"),  # type: ignore[index]
+        ({"inputs": []}, b"HTTP/1.1 400 Bad Request"),
+    ):
+        raw = json.dumps(body).encode()
+        head = b"POST /v2/models/hgb/infer HTTP/1.1\r\nhost: x\r\nx-request-id: same-id\r\n"
+        short = _raw_exchange(server, head + b"content-length: %d\r\n\r\n%s" % (len(raw), raw))
+        chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(raw), raw)
+        asgi = _raw_exchange(server, head + b"transfer-encoding: chunked\r\n\r\n" + chunked)
+        assert short[0] == asgi[0] == status, (short, asgi)
+        assert short[2] == asgi[2]
+        assert {k: v for k, v in short[1].items() if k != b"date"} == {
+            k: v for k, v in asgi[1].items() if k != b"date"
+        }
+        assert short[1][b"x-request-id"] == b"same-id" and b"date" in short[1]

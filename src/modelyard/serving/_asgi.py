@@ -6,14 +6,15 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from modelyard.serving import codecs
-
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 JSON = b"application/json"
+#: The largest body the short path (``_wire.ServingProtocol``) takes; a larger one goes down the
+#: ASGI path as it streams.
+FAST_BODY_BYTES = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -41,10 +42,6 @@ class HttpError(Exception):
         super().__init__(message)
         self.status = status
         self.close = close
-
-
-def error_body(exc: Exception) -> bytes:
-    return codecs.encode_json({"error": str(exc)})
 
 
 def too_large(limit: int) -> HttpError:

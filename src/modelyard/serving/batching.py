@@ -140,6 +140,12 @@ class AdaptiveBatcher:
         self, rows: Rows, outputs: tuple[str, ...], *, timeout_s: float
     ) -> BatchResult:
         """Queue ``rows``; the result holds exactly this request's rows of each output."""
+        return await self.enqueue(rows, outputs, timeout_s=timeout_s)
+
+    def enqueue(
+        self, rows: Rows, outputs: tuple[str, ...], *, timeout_s: float
+    ) -> asyncio.Future[BatchResult]:
+        """``submit`` for a caller that takes the future itself (a callback, not a task)."""
         if self._closing:
             raise OverloadedError("The model is shutting down; retry on another replica.")
         if len(self._queue) >= self.max_queue:
@@ -161,7 +167,7 @@ class AdaptiveBatcher:
         fill = self._fill
         if fill is not None and self._full() and not fill.done():
             fill.set_result(None)
-        return await future
+        return future
 
     def _full(self) -> bool:
         """Whether the queue holds at least one full batch (by rows or by tokens)."""

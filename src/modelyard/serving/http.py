@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import itertools
 import logging
+import re
 import signal
 import threading
 import time
@@ -38,12 +40,12 @@ from modelyard.errors import (
 from modelyard.monitoring.predlog import ParquetSink
 from modelyard.serving import codecs
 from modelyard.serving._asgi import (
+    FAST_BODY_BYTES,
     Call,
     HttpError,
     Receive,
     Scope,
     Send,
-    error_body,
     expect,
     read_headers,
     respond,
@@ -64,6 +66,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from modelyard.monitoring.labels import IngestResult
+    from modelyard.serving._wire import FastExchange
+    from modelyard.serving.batching import BatchResult
     from modelyard.serving.metrics import ServingMetrics
     from modelyard.serving.models import ModelHub, ServedModel
     from modelyard.serving.monitor import MonitorLoop
@@ -92,6 +96,9 @@ STATUS = {
     "storage": 503,
     "timeout": 504,
 }
+#: What uvicorn refuses in a header value: a client's ``X-Request-Id`` with it is answered by
+#: the ASGI path.
+_BAD_HEADER_VALUE = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
 #: Bodies larger than this are decoded and validated in a thread, so that a large request does
 #: not hold the event loop (and the health probes behind it).
 _OFF_LOOP_BYTES = 1 << 20
@@ -126,6 +133,20 @@ class Answer:
     decode_s: float = 0.0
 
 
+@dataclass(slots=True)
+class _FastCall:
+    """A request on the short path (``ModelServer.fast_handler``) waiting for its batch."""
+
+    exchange: FastExchange
+    name: str
+    served: ServedModel
+    door: V2Door
+    rows: Rows
+    request_id: str
+    #: The event loop's time from the body to the batch queue.
+    decode_s: float
+
+
 class ModelServer:
     """The ASGI application serving a ``ModelHub``."""
 
@@ -149,6 +170,8 @@ class ModelServer:
         self.tokens = tokens
         self._timeout_s = settings.timeout_ms / 1000
         self._max_body = settings.max_body_bytes
+        #: The largest body the short path takes (``fast_handler``).
+        self._fast_body = min(self._max_body, FAST_BODY_BYTES)
         self._id_prefix = uuid.uuid4().hex[:16]
         self._ids = itertools.count(1)
         router = hub.router
@@ -262,21 +285,27 @@ class ModelServer:
         call = Call(receive, send, headers, request_id, started)
         try:
             await self._route(call, method, path)
-        except ModelyardError as exc:
-            status = STATUS.get(exc.kind, 500)
-            await self._error(send, status, str(exc), request_id, exc)
+        except Exception as exc:
+            status, message, extra = self._failure(exc, method, path)
+            body = codecs.encode_json({"error": message})
+            await respond(send, status, body, request_id, extra=extra)
             self.count(call.model, call.route, status, started)
             self.record_error(call.model, call.route, request_id, status, started)
-        except HttpError as exc:
-            extra = [(b"connection", b"close")] if exc.close else None
-            await respond(send, exc.status, error_body(exc), request_id, extra=extra)
-            self.count(call.model, call.route, exc.status, started)
-            self.record_error(call.model, call.route, request_id, exc.status, started)
-        except Exception as exc:
+
+    def _failure(
+        self, exc: Exception, method: object, path: object
+    ) -> tuple[int, str, list[tuple[bytes, bytes]]]:
+        """The status, message and extra headers that answer a request that failed."""
+        if isinstance(exc, ModelyardError):
+            status, message = STATUS.get(exc.kind, 500), str(exc)
+        elif isinstance(exc, HttpError):
+            return exc.status, str(exc), [(b"connection", b"close")] if exc.close else []
+        else:
             logger.exception("unexpected failure on %r %r", method, path)
-            await self._error(send, 500, f"Internal error: {type(exc).__name__}.", request_id, exc)
-            self.count(call.model, call.route, 500, started)
-            self.record_error(call.model, call.route, request_id, 500, started)
+            status, message = 500, f"Internal error: {type(exc).__name__}."
+        if status >= 500:
+            logger.warning("%d %r", status, message)  # %r: a message may quote client input
+        return status, message, [(b"retry-after", b"1")] if status == 503 else []
 
     async def _route(self, call: Call, method: str, path: str) -> None:
         """Answer one request; ``call.route`` and ``call.model`` (a served name, set once the
@@ -570,6 +599,102 @@ class ModelServer:
         door = await asyncio.to_thread(VertexDoor, body) if large else VertexDoor(body)
         await self._predict(call, name, None, door, large=large)
 
+    # -- the short path ----------------------------------------------------------------------
+
+    def fast_handler(
+        self, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]]
+    ) -> Callable[[FastExchange], None] | None:
+        """The handler of a request that ``ServingProtocol`` may answer without an ASGI cycle,
+        asked once its headers are in: ``POST /v2/models/{name}/infer`` for a model served here
+        under its own name (not a deployment's), with a ``Content-Length`` within the limits
+        and, under ``--auth``, a token the cache holds and allows. Anything else, and anything
+        this path would answer with an error, goes to the ASGI path (``_http``), which is the
+        reference: it refuses a bad token or a body too large before reading the body."""
+        if method != b"POST" or not url.startswith(b"/v2/models/") or url[-6:] != b"/infer":
+            return None
+        raw_name = url[11:-6]
+        if b"/" in raw_name or b"%" in raw_name or b"?" in raw_name:
+            return None
+        name = raw_name.decode("ascii", "replace")
+        if name not in self.hub.slots or self.hub.router is not None:
+            return None
+        length = authorization = given_id = header_length = None
+        for key, value in headers:
+            if key == b"content-length":
+                length = value
+            elif key == b"authorization":
+                authorization = value
+            elif key == b"x-request-id":
+                given_id = value
+            elif key == b"inference-header-content-length":
+                header_length = value.decode("latin-1")
+        if length is None or not length.isdigit() or int(length) > self._fast_body:
+            return None  # chunked, or large: the ASGI path reads it as it streams
+        if given_id and _BAD_HEADER_VALUE.search(given_id):
+            return None  # the ASGI path refuses it
+        if self.tokens is not None:
+            presented = None if authorization is None else authorization.decode("latin-1")
+            try:
+                if self.tokens.check_cached(presented, scope="predict", model=name) is None:
+                    return None  # not cached: the ASGI path reads it
+            except ModelyardError:
+                return None  # refused: the ASGI path answers why, before the body
+        request_id = given_id.decode("latin-1") if given_id else None
+        return functools.partial(self._fast_infer, name, request_id, header_length)
+
+    def _fast_infer(
+        self, name: str, given_id: str | None, header_length: str | None, exchange: FastExchange
+    ) -> None:
+        """Decode, validate and queue the request now; answer it when its batch finishes."""
+        try:
+            received = time.perf_counter()
+            door = V2Door(*codecs.decode_v2(bytes(exchange.body), header_length=header_length))
+            served = self.hub.get(name)
+            wanted = door.outputs(served)
+            rows = door.rows(served)
+            joined = time.perf_counter()
+            future = served.enqueue(rows, wanted, timeout_s=self._timeout_s)
+        except Exception:
+            exchange.fallback()  # the ASGI path answers the error the same way as always
+            return
+        if future is None:
+            exchange.fallback()
+            return
+        request_id = given_id or self.next_id()
+        call = _FastCall(exchange, name, served, door, rows, request_id, joined - received)
+        future.add_done_callback(functools.partial(self._fast_answer, call))
+
+    def _fast_answer(self, call: _FastCall, done: asyncio.Future[BatchResult]) -> None:
+        exchange, name, served, request_id = call.exchange, call.name, call.served, call.request_id
+        started = exchange.started
+        try:
+            result = done.result()
+            encode_started = time.perf_counter()
+            payload = call.door.encode(name, served, result.outputs)
+        except Exception as exc:
+            status, message, extra = self._failure(exc, "POST", exchange.url)
+            head = b"content-type: application/json\r\nx-request-id: %s\r\n%s" % (
+                request_id.encode(),
+                b"".join(b"%s: %s\r\n" % pair for pair in extra),
+            )
+            exchange.reply(status, head, codecs.encode_json({"error": message}))
+            self.count(name, "v2_infer", status, started)
+            self.record_error(name, "v2_infer", request_id, status, started)
+            return
+        exchange.reply(
+            200,
+            b"content-type: application/json\r\nx-request-id: %s\r\nx-model-version: %s\r\n"
+            % (request_id.encode(), served.version.encode()),
+            payload,
+        )
+        self.finish(
+            Answer(
+                payload, served, "v2_infer", None, None, result.inputs or call.rows,
+                result.outputs, result.queue_wait_s, encode_started, result.cpu_s, call.decode_s,
+            ),
+            request_id, started, protocol="http",
+        )  # fmt: skip
+
     def routed(self, name: str, version: str | None) -> bool:
         """Whether requests for ``name`` go through a deployment's routes."""
         router = self.hub.router
@@ -742,14 +867,6 @@ class ModelServer:
                 deployment=deployment, status=status,
             )
         )  # fmt: skip
-
-    async def _error(
-        self, send: Send, status: int, message: str, request_id: str, exc: BaseException
-    ) -> None:
-        if status >= 500:
-            logger.warning("%d %r", status, message)  # %r: a message may quote client input
-        extra = [(b"retry-after", b"1")] if status == 503 else []
-        await respond(send, status, codecs.encode_json({"error": message}), request_id, extra=extra)
 
 
 def _route_view(route: str, served: ServedModel) -> dict[str, Any]:

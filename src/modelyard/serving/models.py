@@ -206,6 +206,15 @@ class ServedModel:
             return self._tokenized(rows, outputs, timeout_s)
         return self.batcher.submit(rows, outputs, timeout_s=timeout_s)
 
+    def enqueue(
+        self, rows: Rows, outputs: tuple[str, ...], *, timeout_s: float
+    ) -> asyncio.Future[BatchResult] | None:
+        """The batcher's future for ``rows`` (``predict`` without the awaiting), or ``None``
+        when the rows need tokenizing first."""
+        if self._tokenizer is not None and rows.tokens is None:
+            return None
+        return self.batcher.enqueue(rows, outputs, timeout_s=timeout_s)
+
     async def _tokenized(
         self, rows: Rows, outputs: tuple[str, ...], timeout_s: float
     ) -> BatchResult:

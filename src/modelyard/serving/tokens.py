@@ -157,30 +157,27 @@ class TokenChecker:
         permit(info, scope=scope, model=model)
         return info
 
+    def check_cached(
+        self, authorization: str | None, *, scope: Scope, model: str | None
+    ) -> TokenInfo | None:
+        """``check`` from the cache alone, without waiting: ``None`` when the token is not
+        cached (``check`` reads it)."""
+        token_id, secret = _presented(authorization)
+        entry = self._cached(token_id)
+        if entry is None:
+            return None
+        info = _verified(entry, secret)
+        permit(info, scope=scope, model=model)
+        return info
+
     async def authenticate(self, authorization: str | None) -> TokenInfo:
         """The stored token the header presents, or ``UnauthorizedError``."""
-        if not authorization:
-            raise UnauthorizedError(
-                "This endpoint needs a token: send 'Authorization: Bearer ...'."
-            )
-        kind, _, value = authorization.partition(" ")
-        match = _TOKEN_RE.fullmatch(value.strip()) if kind.lower() == "bearer" else None
-        if match is None:
-            raise UnauthorizedError("The token is malformed; send 'Authorization: Bearer myd_...'.")
-        token_id = match[1]
+        token_id, secret = _presented(authorization)
         entry: tuple[str, TokenInfo | None] | None = self._cached(token_id)
         if entry is None:
             entry = await asyncio.to_thread(self._read, token_id)
             self._remember(token_id, entry[0], entry[1])
-        stored_hash, info = entry
-        presented = _hash(match[2])
-        if info is None or not hmac.compare_digest(presented, stored_hash):
-            raise UnauthorizedError("The token is not valid.")
-        if info.revoked:
-            raise UnauthorizedError("The token was revoked.")
-        if info.expires_at is not None and info.expires_at <= datetime.now(UTC):
-            raise UnauthorizedError("The token has expired; create a new one.")
-        return info
+        return _verified(entry, secret)
 
     def _cached(self, token_id: str) -> tuple[str, TokenInfo] | None:
         cached = self._cache.get(token_id)
@@ -219,3 +216,26 @@ def permit(info: TokenInfo, *, scope: Scope, model: str | None) -> None:
         )
     if scope == "predict" and info.model is not None and info.model != model:
         raise ForbiddenError(f"The token is limited to model {info.model!r}.")
+
+
+def _presented(authorization: str | None) -> tuple[str, str]:
+    """The token id and secret an ``Authorization`` header presents."""
+    if not authorization:
+        raise UnauthorizedError("This endpoint needs a token: send 'Authorization: Bearer ...'.")
+    kind, _, value = authorization.partition(" ")
+    match = _TOKEN_RE.fullmatch(value.strip()) if kind.lower() == "bearer" else None
+    if match is None:
+        raise UnauthorizedError("The token is malformed; send 'Authorization: Bearer myd_...'.")
+    return match[1], match[2]
+
+
+def _verified(entry: tuple[str, TokenInfo | None], secret: str) -> TokenInfo:
+    """The stored token when ``secret`` is its secret and it is still good."""
+    stored_hash, info = entry
+    if info is None or not hmac.compare_digest(_hash(secret), stored_hash):
+        raise UnauthorizedError("The token is not valid.")
+    if info.revoked:
+        raise UnauthorizedError("The token was revoked.")
+    if info.expires_at is not None and info.expires_at <= datetime.now(UTC):
+        raise UnauthorizedError("The token has expired; create a new one.")
+    return info

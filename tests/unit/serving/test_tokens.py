@@ -80,3 +80,24 @@ def test_a_read_token_opens_the_dashboard_and_nothing_else(db: Database) -> None
         create_token(db, scope="write", model=None, expires=None, created_by="t")
     with pytest.raises(InvalidInputError, match="Only predict tokens"):
         create_token(db, scope="read", model="churn", expires=None, created_by="t")
+
+
+def test_the_cache_alone_answers_for_cached_tokens_and_reads_nothing(db: Database) -> None:
+    """``check_cached`` (the server's short path, which cannot wait for the database): ``None``
+    for a token not cached yet, the token once ``check`` read it, and the same refusals."""
+    token = create_token(db, scope="predict", model="lin", expires=None, created_by="t")[0]
+    checker = TokenChecker(db)
+    header = f"Bearer {token}"
+    assert checker.check_cached(header, scope="predict", model="lin") is None
+    assert checker.cached == 0  # nothing read
+    asyncio.run(checker.check(header, scope="predict", model="lin"))
+    info = checker.check_cached(header, scope="predict", model="lin")
+    assert info is not None and info.id == token.split("_")[1]
+    with pytest.raises(ForbiddenError):
+        checker.check_cached(header, scope="predict", model="other")
+    with pytest.raises(UnauthorizedError, match="not valid"):
+        checker.check_cached(header[:-4] + "AAAA", scope="predict", model="lin")
+    with pytest.raises(UnauthorizedError, match="malformed"):
+        checker.check_cached("Bearer nope", scope="predict", model="lin")
+    with pytest.raises(UnauthorizedError, match="needs a token"):
+        checker.check_cached(None, scope="predict", model="lin")
