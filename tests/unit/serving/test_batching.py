@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -111,5 +113,52 @@ def test_overload_timeout_and_model_failure() -> None:
         assert ok.outputs["predict"][0, 0] == 6
         await batcher.close()
         executor.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_a_cheap_model_runs_on_the_loop_and_a_slow_one_in_its_thread() -> None:
+    """The first batch runs in the model's thread; a model that takes little time per batch
+    then runs on the event loop (no hand-off to the thread and back); one that takes long, or a
+    batch too large for the loop, stays in the thread. A runtime that computes in threads of its
+    own looks cheap from its thread's CPU time; its first batch on the loop is timed whole and
+    sends it back to the thread."""
+
+    async def scenario() -> None:
+        loop_thread = threading.get_ident()
+        ran_on: list[tuple[str, int]] = []
+
+        def model(kind: str, sleep_s: float = 0.0, spin_s: float = 0.0):  # type: ignore[no-untyped-def]
+            def run_batch(rows: Rows, wanted: tuple[str, ...]) -> dict[str, np.ndarray]:
+                ran_on.append((kind, rows.n))
+                if threading.get_ident() == loop_thread:
+                    ran_on[-1] = (kind + "@loop", rows.n)
+                if spin_s:
+                    end = time.thread_time() + spin_s
+                    while time.thread_time() < end:
+                        pass
+                time.sleep(sleep_s)  # waits as for threads of the runtime's own: no CPU here
+                return echo(rows, wanted)
+
+            return run_batch
+
+        executor = ThreadPoolExecutor(1)
+        for kind, kwargs in (
+            ("cheap", {}), ("busy", {"spin_s": 0.002}), ("threaded", {"sleep_s": 0.002}),
+        ):  # fmt: skip
+            batcher = AdaptiveBatcher(model(kind, **kwargs), executor=executor)  # type: ignore[arg-type]
+            batcher.start()
+            for i in range(4):
+                await batcher.submit(rows_for(i, 1), ("predict",), timeout_s=10)
+            await batcher.submit(rows_for(9, 10_000), ("predict",), timeout_s=10)
+            await batcher.close()
+        executor.shutdown()
+        assert ran_on == [
+            ("cheap", 1), ("cheap@loop", 1), ("cheap@loop", 1), ("cheap@loop", 1),
+            ("cheap", 10_000),  # too many rows for the loop at the cheap model's cost
+            ("busy", 1), ("busy", 1), ("busy", 1), ("busy", 1), ("busy", 10_000),
+            ("threaded", 1), ("threaded@loop", 1), ("threaded", 1), ("threaded", 1),
+            ("threaded", 10_000),
+        ], ran_on  # fmt: skip
 
     asyncio.run(scenario())
