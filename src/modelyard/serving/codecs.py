@@ -7,6 +7,7 @@ signature. Nothing here knows about HTTP statuses: bad input raises ``InvalidInp
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import reprlib
@@ -456,13 +457,18 @@ def _path(stack: list[list[Any]]) -> str:
 
 def datatype_of(array: Array) -> str:
     """The Open Inference Protocol datatype of a numpy array."""
-    kind = array.dtype.kind
+    return _datatype_of_dtype(array.dtype)
+
+
+@functools.lru_cache(maxsize=256)  # text dtypes differ by length (<U5, <U12...)
+def _datatype_of_dtype(dtype: np.dtype[Any]) -> str:
+    kind = dtype.kind
     if kind in _KIND_TO_DATATYPE:
         return _KIND_TO_DATATYPE[kind]
     return {
-        "i": f"INT{array.dtype.itemsize * 8}",
-        "u": f"UINT{array.dtype.itemsize * 8}",
-        "f": f"FP{array.dtype.itemsize * 8}",
+        "i": f"INT{dtype.itemsize * 8}",
+        "u": f"UINT{dtype.itemsize * 8}",
+        "f": f"FP{dtype.itemsize * 8}",
     }.get(kind, "BYTES")
 
 

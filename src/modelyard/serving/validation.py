@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 Array = npt.NDArray[Any]
 #: ``from_column_block``: a column order not read yet.
 _UNSEEN: Any = object()
+_LIST = {list}
+_NUMBERS = {float, int}
+_FP64 = {"FP64"}
 _NUMERIC = "fiub"
 #: Datatypes the one-call path takes (BOOL needs its true/false check, BYTES is refused).
 _NUMERIC_DATATYPES = {
@@ -127,36 +130,42 @@ class RequestValidator:
             )
 
     def _numeric_columns(self, inputs: Sequence[RequestInput]) -> Rows | None:
-        """One numpy call for the common request: one flat JSON list per numeric column.
-        ``None`` sends anything unusual down the general path, which names the problem."""
-        ordered: list[Any] = [None] * self.width
-        n = -1
-        for item in inputs:
-            position = self.index.get(item.name)
-            values = item.data
-            if (
-                position is None
-                or ordered[position] is not None
-                or item.datatype not in _NUMERIC_DATATYPES
-                or not isinstance(values, list)
-            ):
-                return None
-            shape = item.shape
-            if n < 0:
-                n = len(values)
-            if len(values) != n or shape not in ([n], [n, 1]) or (n and type(values[0]) is str):
-                return None  # the general path names what is wrong
-            ordered[position] = values
-        if n <= 0 or (n and isinstance(ordered[0][0], list)):
+        """One numpy call for the common request: one flat JSON list of numbers per numeric
+        column, all of one length. ``None`` sends anything unusual down the general path,
+        which names the problem.
+
+        Each check looks at all the inputs in one pass of C (a comprehension or a set), not
+        input by input: 3-4 us instead of 8-9 us for 20 one-value columns."""
+        names = tuple([item.name for item in inputs])
+        order = self._block_orders.get(names, _UNSEEN)
+        if order is _UNSEEN:
+            order = self._block_order(names)
+        if order is False:
+            return None  # a name the model lacks, or one twice
+        datatypes = {item.datatype for item in inputs}
+        datas = [item.data for item in inputs]
+        if not datatypes <= _NUMERIC_DATATYPES or set(map(type, datas)) != _LIST:
             return None
+        lengths = set(map(len, datas))
+        n = lengths.pop()
+        if lengths or n == 0:
+            return None
+        shapes = [item.shape for item in inputs]
+        if shapes.count([n]) + shapes.count([n, 1]) != len(shapes):
+            return None
+        heads = [values[0] for values in datas]
+        if not set(map(type, heads)) <= _NUMBERS:
+            return None  # text, null, nested lists or booleans: the general path
         try:
             if n == 1:  # one row: a flat list converts in a third of the time of a 2-D one
-                matrix = np.array([[values[0] for values in ordered]], dtype=np.float64)
+                matrix = np.array([heads], dtype=np.float64)
             else:
-                matrix = np.array(ordered, dtype=np.float64).T.copy()
+                matrix = np.array(datas, dtype=np.float64).T
         except (TypeError, ValueError, OverflowError):
             return None
-        return self._checked_columns(matrix, inputs)
+        # in the signature's order, C-contiguous (a transposed matrix is not)
+        matrix = np.ascontiguousarray(matrix) if order is None else matrix[:, order]
+        return self._checked_columns(matrix, () if datatypes == _FP64 else inputs)
 
     def from_column_block(self, names: Sequence[str], datatype: str, block: Array) -> Rows | None:
         """One numpy call for ``len(names)`` columns of one numeric ``datatype`` given as the

@@ -346,3 +346,47 @@ def test_missing_values_are_refused_and_infinities_kept_in_one_and_many_rows(row
     block[1, -1] = np.nan
     with pytest.raises(ValidationError, match="'b' has missing values"):
         validator.from_column_block(["a", "b", "c"], "FP64", block)
+
+
+def _outcome(validator: RequestValidator, body: bytes) -> object:
+    try:
+        rows = validator.from_request(decode_v2(body)[0].inputs)
+    except ValidationError as exc:
+        return type(exc).__name__, str(exc)
+    assert rows.matrix is not None
+    return rows.n, rows.matrix.tolist()
+
+
+_VALUES = st.one_of(
+    st.floats(allow_nan=False, width=64), st.integers(-(2**70), 2**70), st.booleans(),
+    st.none(), st.just("1.5"), st.lists(st.floats(allow_nan=False), max_size=2),
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    order=st.permutations(["a", "b", "c"]),
+    n=st.integers(1, 3),
+    values=st.lists(_VALUES, min_size=9, max_size=9),
+    datatypes=st.lists(st.sampled_from(["FP64", "FP32", "INT64", "BYTES"]), min_size=3,
+                       max_size=3),
+    shapes=st.lists(st.sampled_from(["n", "n1", "other"]), min_size=3, max_size=3),
+)  # fmt: skip
+def test_the_one_call_path_for_numeric_columns_agrees_with_the_general_path(
+    order: list[str], n: int, values: list[object], datatypes: list[str], shapes: list[str]
+) -> None:
+    """``_numeric_columns`` (one numpy call for the usual request) gives the rows the general
+    path gives, or leaves the request to it: same rows, same errors, for any body."""
+    columns = (TensorSpec(name="a", dtype="float64"), TensorSpec(name="b", dtype="float64"),
+               TensorSpec(name="c", dtype="int64"))  # fmt: skip
+    signature = Signature(kind="columns", inputs=columns)
+    inputs = []
+    for i, name in enumerate(order):
+        shape = {"n": [n], "n1": [n, 1], "other": [n + 1]}[shapes[i]]
+        inputs.append({"name": name, "shape": shape, "datatype": datatypes[i],
+                       "data": values[3 * i : 3 * i + n]})  # fmt: skip
+    body = v2_body(*inputs)
+    usual = _outcome(RequestValidator(signature, model="m"), body)
+    general = RequestValidator(signature, model="m")
+    general._numeric_columns = lambda inputs: None  # type: ignore[method-assign]
+    assert usual == _outcome(general, body)
