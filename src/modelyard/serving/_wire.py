@@ -219,6 +219,23 @@ class ServingProtocol(GatheringHttpToolsProtocol):
             fast = None  # what the ASGI cycle does for them is not repeated here
         self._fast = fast
 
+    def on_message_begin(self) -> None:
+        if self._fast is None:
+            super().on_message_begin()
+            return
+        # uvicorn's scope (a dict of ten entries and a copy of the app's state) is built only
+        # for a request that takes the ASGI path (``_begin_scope``)
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+
+    def _begin_scope(self) -> None:
+        """uvicorn's ``on_message_begin``, late: the scope of the request being read."""
+        url, headers, expect = self.url, self.headers, self.expect_100_continue
+        super().on_message_begin()
+        self.url, self.expect_100_continue = url, expect
+        self.headers = self.scope["headers"] = headers
+
     def on_headers_complete(self) -> None:
         fast = self._fast
         cycle = self.cycle
@@ -238,6 +255,8 @@ class ServingProtocol(GatheringHttpToolsProtocol):
                     keep_alive=parser.should_keep_alive(), started=time.perf_counter(),
                 )  # fmt: skip
                 return
+        if fast is not None:
+            self._begin_scope()
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
@@ -258,6 +277,7 @@ class ServingProtocol(GatheringHttpToolsProtocol):
 
     def to_asgi(self, exchange: FastExchange, *, more_body: bool) -> None:
         """Hand a claimed request to uvicorn's ASGI cycle, as if it had never been claimed."""
+        self._begin_scope()
         url = exchange.url
         parsed = httptools.parse_url(url)
         path = parsed.path.decode("ascii")

@@ -88,11 +88,47 @@ class BatchResult:
     inputs: Rows | None = None
 
 
+class Reply:
+    """How the batcher answers a caller that takes a callback instead of a future (the HTTP
+    short path): ``callback(argument, result, error)`` runs on the loop as soon as the batch is
+    done, without a future's scheduling. It has the three methods of a future the batcher
+    calls; an exception in the callback is logged and fails no other request of the batch."""
+
+    __slots__ = ("_argument", "_callback", "_done")
+
+    def __init__(
+        self,
+        callback: Callable[[Any, BatchResult | None, BaseException | None], None],
+        argument: Any,
+    ) -> None:
+        self._callback = callback
+        self._argument = argument
+        self._done = False
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, result: BatchResult) -> None:
+        self._answer(result, None)
+
+    def set_exception(self, error: BaseException) -> None:
+        self._answer(None, error)
+
+    def _answer(self, result: BatchResult | None, error: BaseException | None) -> None:
+        if self._done:
+            return
+        self._done = True
+        try:
+            self._callback(self._argument, result, error)
+        except Exception:
+            logger.exception("answering a request failed")
+
+
 @dataclass(slots=True)
 class _Pending:
     rows: Rows
     outputs: tuple[str, ...]
-    future: asyncio.Future[BatchResult]
+    future: asyncio.Future[BatchResult] | Reply
     enqueued: float
     deadline: float
     timeout_s: float
@@ -164,26 +200,30 @@ class AdaptiveBatcher:
         self, rows: Rows, outputs: tuple[str, ...], *, timeout_s: float
     ) -> BatchResult:
         """Queue ``rows``; the result holds exactly this request's rows of each output."""
-        return await self.enqueue(rows, outputs, timeout_s=timeout_s)
+        future: asyncio.Future[BatchResult] = asyncio.get_running_loop().create_future()
+        self.enqueue(rows, outputs, timeout_s=timeout_s, reply=future)
+        return await future
 
     def enqueue(
-        self, rows: Rows, outputs: tuple[str, ...], *, timeout_s: float
-    ) -> asyncio.Future[BatchResult]:
-        """``submit`` for a caller that takes the future itself (a callback, not a task)."""
+        self,
+        rows: Rows,
+        outputs: tuple[str, ...],
+        *,
+        timeout_s: float,
+        reply: asyncio.Future[BatchResult] | Reply,
+    ) -> None:
+        """``submit`` for a caller that is answered through ``reply`` (a future it awaits, or
+        a callback); raises at once when the request cannot join the queue."""
         if self._closing:
             raise OverloadedError("The model is shutting down; retry on another replica.")
         if len(self._queue) >= self.max_queue:
             raise OverloadedError(
                 f"The model's queue is full ({self.max_queue} requests); retry shortly."
             )
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[BatchResult] = loop.create_future()
-        now = loop.time()
+        now = asyncio.get_running_loop().time()
         tokens = rows.tokens
         longest = int(tokens.lengths.max()) if tokens is not None and tokens.n else 0
-        self._queue.append(
-            _Pending(rows, outputs, future, now, now + timeout_s, timeout_s, longest)
-        )
+        self._queue.append(_Pending(rows, outputs, reply, now, now + timeout_s, timeout_s, longest))
         self._queued_rows += rows.n
         self._queued_tokens += rows.n * longest
         assert self._wake is not None, "start() the batcher first"
@@ -191,7 +231,6 @@ class AdaptiveBatcher:
         fill = self._fill
         if fill is not None and self._full() and not fill.done():
             fill.set_result(None)
-        return future
 
     def _full(self) -> bool:
         """Whether the queue holds at least one full batch (by rows or by tokens)."""
@@ -443,7 +482,7 @@ def _fail(batch: list[_Pending], exc: BaseException) -> None:
             item.future.set_exception(exc)
 
 
-def _expire(future: asyncio.Future[BatchResult], timeout_s: float) -> None:
+def _expire(future: asyncio.Future[BatchResult] | Reply, timeout_s: float) -> None:
     if not future.done():
         future.set_exception(
             BatchTimeoutError(f"The prediction did not finish within {timeout_s * 1000:.0f} ms.")

@@ -53,6 +53,7 @@ from modelyard.serving._asgi import (
 )
 from modelyard.serving._labels import decode_labels, labels_frame
 from modelyard.serving._outcomes import decode_outcomes, outcomes_frame
+from modelyard.serving.batching import BatchResult, Reply
 from modelyard.serving.doors import Door, MlflowDoor, V2Door
 from modelyard.serving.openapi import DOCS_HTML, openapi_document
 from modelyard.serving.platforms import VertexDoor
@@ -67,7 +68,6 @@ if TYPE_CHECKING:
 
     from modelyard.monitoring.labels import IngestResult
     from modelyard.serving._wire import FastExchange
-    from modelyard.serving.batching import BatchResult
     from modelyard.serving.metrics import ServingMetrics
     from modelyard.serving.models import ModelHub, ServedModel
     from modelyard.serving.monitor import MonitorLoop
@@ -663,22 +663,27 @@ class ModelServer:
             wanted = door.outputs(served)
             rows = door.rows(served)
             joined = time.perf_counter()
-            future = served.enqueue(rows, wanted, timeout_s=self._timeout_s)
+            call = _FastCall(
+                exchange, name, served, door, rows, given_id or self.next_id(), joined - received
+            )
+            queued = served.enqueue(
+                rows, wanted, timeout_s=self._timeout_s, reply=Reply(self._fast_answer, call)
+            )
         except Exception:
             exchange.fallback()  # the ASGI path answers the error the same way as always
             return
-        if future is None:
+        if not queued:
             exchange.fallback()
-            return
-        request_id = given_id or self.next_id()
-        call = _FastCall(exchange, name, served, door, rows, request_id, joined - received)
-        future.add_done_callback(functools.partial(self._fast_answer, call))
 
-    def _fast_answer(self, call: _FastCall, done: asyncio.Future[BatchResult]) -> None:
+    def _fast_answer(
+        self, call: _FastCall, result: BatchResult | None, error: BaseException | None
+    ) -> None:
         exchange, name, served, request_id = call.exchange, call.name, call.served, call.request_id
         started = exchange.started
         try:
-            result = done.result()
+            if error is not None:
+                raise error
+            assert result is not None
             encode_started = time.perf_counter()
             payload = call.door.encode(name, served, result.outputs)
         except Exception as exc:

@@ -33,7 +33,7 @@ from modelyard.errors import (
     VersionNotFoundError,
 )
 from modelyard.flavors import TextPredictor, Tokens, predict_in_groups
-from modelyard.serving.batching import AdaptiveBatcher, BatchResult, length_groups
+from modelyard.serving.batching import AdaptiveBatcher, BatchResult, Reply, length_groups
 from modelyard.serving.codecs import datatype_for, datatype_of
 from modelyard.serving.features import EntityValidator, FeatureJoin
 from modelyard.serving.tokenizing import TokenizerThread
@@ -207,13 +207,14 @@ class ServedModel:
         return self.batcher.submit(rows, outputs, timeout_s=timeout_s)
 
     def enqueue(
-        self, rows: Rows, outputs: tuple[str, ...], *, timeout_s: float
-    ) -> asyncio.Future[BatchResult] | None:
-        """The batcher's future for ``rows`` (``predict`` without the awaiting), or ``None``
-        when the rows need tokenizing first."""
+        self, rows: Rows, outputs: tuple[str, ...], *, timeout_s: float, reply: Reply
+    ) -> bool:
+        """``predict`` answered through ``reply`` (a callback); ``False`` when the rows need
+        tokenizing first, which only ``predict`` does."""
         if self._tokenizer is not None and rows.tokens is None:
-            return None
-        return self.batcher.enqueue(rows, outputs, timeout_s=timeout_s)
+            return False
+        self.batcher.enqueue(rows, outputs, timeout_s=timeout_s, reply=reply)
+        return True
 
     async def _tokenized(
         self, rows: Rows, outputs: tuple[str, ...], timeout_s: float

@@ -162,3 +162,37 @@ def test_a_cheap_model_runs_on_the_loop_and_a_slow_one_in_its_thread() -> None:
         ], ran_on  # fmt: skip
 
     asyncio.run(scenario())
+
+
+def test_callers_answered_through_a_callback_get_their_rows_and_a_failing_one_harms_none() -> None:
+    """``Reply`` (the HTTP short path): each callback gets its own rows, at once, in the batch;
+    one that raises is logged, and the rest of the batch is answered."""
+    from modelyard.serving.batching import Reply
+
+    async def scenario() -> list[object]:
+        executor = ThreadPoolExecutor(1)
+        batcher = AdaptiveBatcher(echo, executor=executor, max_batch_delay_ms=50)
+        batcher.start()
+        answers: list[object] = []
+        done = asyncio.Event()
+
+        def answer(request: int, result, error) -> None:  # type: ignore[no-untyped-def]
+            if request == 2:
+                raise RuntimeError("a broken callback")
+            answers.append((request, result.outputs["predict"][:, 0].tolist(), error))
+            if len(answers) == 4:
+                done.set()
+
+        for request in range(5):
+            batcher.enqueue(rows_for(request, request + 1), ("predict",), timeout_s=10,
+                            reply=Reply(answer, request))  # fmt: skip
+        await asyncio.wait_for(done.wait(), 10)
+        ok = await batcher.submit(rows_for(9, 1), ("predict",), timeout_s=10)  # still working
+        await batcher.close()
+        executor.shutdown()
+        return [*sorted(answers), ok.outputs["predict"][:, 0].tolist()]  # type: ignore[type-var]
+
+    assert asyncio.run(scenario()) == [
+        (0, [0.0], None), (1, [1.0, 1.0], None), (3, [3.0] * 4, None), (4, [4.0] * 5, None),
+        [9.0],
+    ]  # fmt: skip
