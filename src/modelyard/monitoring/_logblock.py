@@ -12,7 +12,7 @@ times the unlogged one's in six runs.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -128,8 +128,9 @@ class Block:
         """Each answer's time (``time.time()``), over the block's rows."""
         return np.frombuffer(self.numbers, np.float64)[::4]
 
-    def columns(self) -> Columns:
-        """The block's answers as numpy columns (the numbers are views of its buffer)."""
+    def columns(self, join: Callable[[list[Any]], np.ndarray] = np.concatenate) -> Columns:
+        """The block's answers as numpy columns (the numbers are views of its buffer); ``join``
+        joins each column's arrays (``np.concatenate``)."""
         n = self.n
         numbers = np.frombuffer(self.numbers, np.float64).reshape(n, 4)
         return Columns(
@@ -138,8 +139,8 @@ class Block:
             latency_s=numbers[:, 1],
             cpu_s=numbers[:, 2],
             memory_bytes=numbers[:, 3].astype(np.int64),
-            inputs=np.concatenate(self.inputs),
-            outputs=[np.concatenate(kept) for kept in self.outputs],
+            inputs=join(self.inputs),
+            outputs=[join(kept) for kept in self.outputs],
         )
 
 

@@ -633,7 +633,7 @@ def block_table(
     columns ``records_table`` gives the same answers, from the block's columns at once."""
     import pyarrow as pa
 
-    columns = block.columns()
+    columns = block.columns(join=_concatenate)
     n = block.n
     data = _base_columns(
         request_id=pa.array(columns.ids, pa.string()),
@@ -683,13 +683,17 @@ _CONCAT_CHUNK = 512
 
 
 def _concatenate(arrays: list[Any]) -> np.ndarray:
-    """``np.concatenate(arrays)``, letting other threads run between pieces of it."""
+    """``np.concatenate(arrays)``, letting other threads run between pieces of it (a pause
+    gives the GIL up; without one the event loop waits a switch interval for it)."""
     if len(arrays) <= _CONCAT_CHUNK:
         return np.concatenate(arrays)
     step = _CONCAT_CHUNK
-    return np.concatenate(
-        [np.concatenate(arrays[i : i + step]) for i in range(0, len(arrays), step)]
-    )
+    pieces: list[np.ndarray] = []
+    for i in range(0, len(arrays), step):
+        if pieces:
+            time.sleep(_PAUSE_S)
+        pieces.append(np.concatenate(arrays[i : i + step]))
+    return np.concatenate(pieces)
 
 
 def _group_table(
