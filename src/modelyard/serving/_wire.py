@@ -345,3 +345,15 @@ class ServingProtocol(GatheringHttpToolsProtocol):
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
+
+
+#: The uvicorn releases whose protocol internals ``ServingProtocol`` was checked against (it
+#: takes uvicorn's place in the request cycle and the keep-alive timer).
+SHORT_PATH_UVICORN = ((0, 55),)
+
+
+def http_protocol(uvicorn_version: str) -> type[GatheringHttpToolsProtocol]:
+    """``ServingProtocol`` on a uvicorn release it was checked against, else only the one-write
+    transport: another release may move what the short path relies on."""
+    release = tuple(int(part) for part in uvicorn_version.split(".")[:2] if part.isdigit())
+    return ServingProtocol if release in SHORT_PATH_UVICORN else GatheringHttpToolsProtocol

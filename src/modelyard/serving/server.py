@@ -182,7 +182,7 @@ def serve(
     """
     import uvicorn
 
-    from modelyard.serving._wire import ServingProtocol
+    from modelyard.serving._wire import http_protocol
 
     deployments = deployments or []
     check_refs(settings, refs, deployments)
@@ -191,7 +191,7 @@ def serve(
         "host": opts.host,
         "port": opts.port,
         "loop": "uvloop",
-        "http": ServingProtocol,
+        "http": http_protocol(uvicorn.__version__),
         "lifespan": "on",
         "access_log": opts.access_log,
         # uvicorn's proxy-headers middleware rewrites each request's client address from

@@ -282,3 +282,12 @@ def test_keep_alive_closes_idle_connections_and_never_one_with_a_request_in_prog
             writer.close()
 
     asyncio.run(scenario())
+
+
+def test_the_short_path_runs_only_on_the_uvicorn_releases_it_was_checked_against() -> None:
+    from modelyard.serving._wire import http_protocol
+
+    assert http_protocol(uvicorn.__version__) is ServingProtocol  # the installed one is checked
+    assert http_protocol("0.55.3") is ServingProtocol
+    assert http_protocol("0.56.0") is GatheringHttpToolsProtocol
+    assert http_protocol("1.0") is GatheringHttpToolsProtocol
