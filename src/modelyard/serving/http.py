@@ -220,7 +220,8 @@ class ModelServer:
                 # young collection every ~20 requests or fewer. They die by reference count
                 # long before a collection; what a collection walks is what is alive (the
                 # requests in flight), so fewer collections do less work in all. Measured at
-                # c=32 on one core, interleaved: 4-7% more requests per CPU-second.
+                # c=32 on one core, four interleaved pairs: 7% more requests per CPU-second
+                # (3-15% a pair).
                 gc.set_threshold(_GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
                 if self.settings.grpc_port is not None:
                     try:
