@@ -112,8 +112,8 @@ class FastExchange:
     """
 
     __slots__ = (
-        "body", "disconnected", "handler", "headers", "keep_alive", "message_event", "method",
-        "protocol", "response_complete", "started", "url",
+        "body", "disconnected", "handler", "keep_alive", "message_event", "method", "protocol",
+        "response_complete", "started", "url",
     )  # fmt: skip
 
     def __init__(
@@ -123,7 +123,6 @@ class FastExchange:
         handler: Any,
         method: bytes,
         url: bytes,
-        headers: list[tuple[bytes, bytes]],
         keep_alive: bool,
         started: float,
     ) -> None:
@@ -131,7 +130,6 @@ class FastExchange:
         self.handler = handler
         self.method = method
         self.url = url
-        self.headers = headers
         self.keep_alive = keep_alive
         self.started = started
         self.body = bytearray()
@@ -251,7 +249,7 @@ class ServingProtocol(GatheringHttpToolsProtocol):
                 handler = fast(method, self.url, self.headers)
             if handler is not None:
                 self.cycle = FastExchange(  # type: ignore[assignment]
-                    self, handler=handler, method=method, url=self.url, headers=self.headers,
+                    self, handler=handler, method=method, url=self.url,
                     keep_alive=parser.should_keep_alive(), started=time.perf_counter(),
                 )  # fmt: skip
                 return

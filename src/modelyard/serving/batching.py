@@ -378,13 +378,11 @@ class AdaptiveBatcher:
         """The model on ``batch``: each request's prepared rows (or ``None`` without
         ``prepare``), the rows it ran on, its outputs and its thread's CPU time. A model cheap
         enough runs on the loop (``INLINE_MAX_S``), any other in its thread."""
-        prepared: list[Rows | ModelyardError] | None = None
         if self._prepare is not None:
-            prepared, merged, outputs, cpu_s = await loop.run_in_executor(
+            return await loop.run_in_executor(
                 self._executor, _prepared_on_cpu, self._prepare, self._run_batch,
                 [p.rows for p in batch], wanted,
             )  # fmt: skip
-            return prepared, merged, outputs, cpu_s
         merged = batch[0].rows if len(batch) == 1 else _merge([p.rows for p in batch])
         cost = self._row_cost_s
         if cost is not None and cost * merged.n <= INLINE_MAX_S:
