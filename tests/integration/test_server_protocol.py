@@ -244,3 +244,27 @@ def test_the_short_path_answers_exactly_as_the_asgi_path(
             k: v for k, v in asgi[1].items() if k != b"date"
         }
         assert short[1][b"x-request-id"] == b"same-id" and b"date" in short[1]
+
+
+def test_escaped_names_and_queries_reach_the_same_model(
+    server: Server, served_home: ServedHome
+) -> None:
+    """The short path leaves a name with ``%``, ``/`` or ``?`` to the ASGI path, which decodes
+    it: ``%68gb`` is ``hgb``, a query string is ignored, and an escaped slash is no route."""
+    import json
+
+    raw = json.dumps(columns_body(served_home.X, slice(2, 3))).encode()
+    answers = {}
+    for path in (b"hgb/infer", b"%68gb/infer", b"hgb/infer?trace=1", b"a%2Fb/infer"):
+        request = b"POST /v2/models/%s HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n%s" % (
+            path,
+            len(raw),
+            raw,
+        )
+        answers[path] = _raw_exchange(server, request)
+    plain = answers[b"hgb/infer"]
+    assert plain[0] == b"HTTP/1.1 200 OK", plain
+    for path in (b"%68gb/infer", b"hgb/infer?trace=1"):
+        assert answers[path][0] == plain[0] and answers[path][2] == plain[2], answers[path]
+    status, _, body = answers[b"a%2Fb/infer"]
+    assert status == b"HTTP/1.1 404 Not Found" and b"No route /v2/models/a/b/infer" in body, body

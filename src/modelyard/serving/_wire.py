@@ -84,6 +84,11 @@ class GatheringTransport:
         self.flush()
         self._transport.write_eof()
 
+    def is_closing(self) -> bool:
+        # asked on every answer: through ``__getattr__`` each call first raised and discarded
+        # an AttributeError
+        return self._transport.is_closing()
+
     def get_write_buffer_size(self) -> int:
         kept = self._kept
         waiting = sum(len(data) for data in kept) if kept else 0

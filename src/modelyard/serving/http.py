@@ -623,10 +623,11 @@ class ModelServer:
         reference: it refuses a bad token or a body too large before reading the body."""
         if method != b"POST" or not url.startswith(b"/v2/models/") or url[-6:] != b"/infer":
             return None
-        raw_name = url[11:-6]
-        if b"/" in raw_name or b"%" in raw_name or b"?" in raw_name:
+        # a str, not bytes: ``b"/" in raw`` first tries the needle as an int, and raises and
+        # discards a TypeError (with its formatted message) for each test
+        name = url[11:-6].decode("ascii", "replace")
+        if "/" in name or "%" in name or "?" in name:
             return None
-        name = raw_name.decode("ascii", "replace")
         if name not in self.hub.slots or self.hub.router is not None:
             return None
         length = authorization = given_id = header_length = None
