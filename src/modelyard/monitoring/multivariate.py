@@ -53,7 +53,7 @@ from modelyard.errors import InvalidInputError, ModelyardError
 from modelyard.monitoring._partitions import Hour, empty_window, hours, log_columns, log_folder
 from modelyard.monitoring.text import looks_like_text
 from modelyard.monitoring.types import Reconstruction, ReconstructionWindow
-from modelyard.monitoring.windows import log_inputs, read_rows
+from modelyard.monitoring.windows import log_inputs, read_by_file, read_rows
 from modelyard.settings import ReconstructionSettings
 
 if TYPE_CHECKING:
@@ -469,8 +469,7 @@ def _window_sums(
         cached = {f.name: f for f in _load_sums(path)}
         new = [f for f in hour.files if f.name not in cached]
         if new:
-            frame = read_rows(new, with_file=True)
-            groups = dict(tuple(frame.groupby("filename", sort=False))) if not frame.empty else {}
+            groups = read_by_file(new)[0]
             for file in new:
                 part = groups.get(str(file))
                 if part is None:  # only failed requests

