@@ -371,10 +371,13 @@ class AdaptiveBatcher:
             return
         finally:
             self._running = []
-        compute_s = loop.time() - started
+        now = loop.time()
+        compute_s = now - started
         if self._on_batch is not None and merged.n:
             self._on_batch(merged.n, compute_s, cpu_s)
         per_row_s = cpu_s / merged.n if merged.n else 0.0
+        # A batch on the loop held it (no sweep ran): a request whose deadline passed meanwhile
+        # fails as it would have in the thread.
         offset = 0
         for i, item in enumerate(batch):
             rows = item.rows
@@ -386,7 +389,9 @@ class AdaptiveBatcher:
                     continue
                 rows = inputs = ready
             end = offset + rows.n
-            if not item.future.done():
+            if now >= item.deadline:
+                _expire(item.future, item.timeout_s)
+            elif not item.future.done():
                 own = {name: outputs[name][offset:end] for name in item.outputs}
                 share = per_row_s * rows.n
                 item.future.set_result(

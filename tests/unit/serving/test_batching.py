@@ -268,6 +268,48 @@ def test_a_cheap_model_stays_on_the_loop_through_a_batch_slowed_once() -> None:
     assert [o for o in outcomes if o[0] == "spin"][-1] == ["spin", "loop", "loop"], outcomes
 
 
+def test_a_batch_on_the_loop_that_ends_past_a_deadline_fails_that_request() -> None:
+    """No answer after a request's deadline, on the loop as in the thread: a batch on the loop
+    holds the loop (no deadline sweep runs meanwhile), so the batch's own end checks it."""
+
+    async def scenario() -> tuple[list[str], BaseException | None]:
+        loop_thread = threading.get_ident()
+        places: list[str] = []
+
+        def run_batch(rows: Rows, wanted: tuple[str, ...]) -> dict[str, np.ndarray]:
+            places.append("loop" if threading.get_ident() == loop_thread else "thread")
+            assert rows.matrix is not None
+            if rows.matrix[0, 0] == 99:  # this request's batch takes 20 ms
+                end = time.perf_counter() + 0.02
+                while time.perf_counter() < end:
+                    pass
+            return echo(rows, wanted)
+
+        executor = ThreadPoolExecutor(1)
+        executor.submit(np.ones, 1024).result()
+        batcher = AdaptiveBatcher(run_batch, executor=executor)
+        batcher.start()
+        failure: BaseException | None = None
+        try:
+            for i in range(40):
+                await batcher.submit(rows_for(i, 1), ("predict",), timeout_s=10)
+                if places[-3:] == ["loop"] * 3:
+                    break
+            try:
+                await batcher.submit(rows_for(99, 1), ("predict",), timeout_s=0.005)
+            except BatchTimeoutError as exc:
+                failure = exc
+            await batcher.submit(rows_for(1, 1), ("predict",), timeout_s=10)  # still serving
+        finally:
+            await batcher.close()
+            executor.shutdown()
+        return places, failure
+
+    places, failure = asyncio.run(scenario())
+    assert places[-2] == "loop", places  # the slow batch ran on the loop
+    assert isinstance(failure, BatchTimeoutError), places
+
+
 def test_callers_answered_through_a_callback_get_their_rows_and_a_failing_one_harms_none() -> None:
     """``Reply`` (the HTTP short path): each callback gets its own rows, at once, in the batch;
     one that raises is logged, and the rest of the batch is answered."""
