@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -50,6 +48,7 @@ from modelyard.core.profile import column_kind
 from modelyard.core.signature import column_dtype
 from modelyard.core.tables import read_data_file
 from modelyard.errors import InvalidInputError, ModelyardError
+from modelyard.monitoring._filecache import load_cached, store_cached
 from modelyard.monitoring._partitions import Hour, empty_window, hours, log_columns, log_folder
 from modelyard.monitoring.text import looks_like_text
 from modelyard.monitoring.types import Reconstruction, ReconstructionWindow
@@ -504,21 +503,11 @@ def _utc(value: object) -> datetime:
 
 
 def _load_sums(path: Path) -> list[_FileErrors]:
-    try:
-        return msgspec.json.decode(path.read_bytes(), type=list[_FileErrors])
-    except (OSError, msgspec.DecodeError):
-        return []
+    return load_cached(path, _FileErrors)
 
 
 def _store_sums(path: Path, sums: list[_FileErrors]) -> None:
-    """Write atomically (a temporary file renamed over it): readers see all of it or none."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        temporary.write_bytes(msgspec.json.encode(sums))
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    store_cached(path, sums)
 
 
 def _reference_rows(

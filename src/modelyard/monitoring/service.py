@@ -55,7 +55,7 @@ from modelyard.monitoring.text import (
     looks_like_text,
     profile_descriptors,
 )
-from modelyard.monitoring.traffic import traffic_points
+from modelyard.monitoring.traffic import traffic_points, window_traffic
 from modelyard.monitoring.types import (
     ColumnDrift,
     CostReport,
@@ -238,7 +238,8 @@ def window_metrics(
     except PredictionLogEmptyError:
         return {"rows": 0.0}
     metrics: dict[str, float] = {}
-    for point in traffic_points(span.files, start=span.start, end=now):
+    point = window_traffic(root, name, span.hours, start=span.start, end=now)
+    if point is not None:
         metrics.update(rows=float(point.rows), requests=float(point.requests))
         for key in ("error_rate", "p50_latency_ms", "p99_latency_ms"):
             value = getattr(point, key)

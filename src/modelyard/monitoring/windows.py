@@ -10,8 +10,6 @@ reads one minute of new traffic, not the hour.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +21,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from modelyard.errors import InvalidInputError
+from modelyard.monitoring._filecache import load_cached, store_cached
 from modelyard.monitoring._partitions import _HOUR_FORMAT, Hour, log_columns
 from modelyard.monitoring.drift import DriftDetector, WindowProfile, merge_profiles
 
@@ -319,17 +318,8 @@ def _utc(value: Any) -> datetime:
 
 
 def _load(path: Path) -> list[FileProfile]:
-    try:
-        return msgspec.json.decode(path.read_bytes(), type=list[FileProfile])
-    except (OSError, msgspec.DecodeError):
-        return []
+    return load_cached(path, FileProfile)
 
 
 def _store(path: Path, profiles: list[FileProfile]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        temporary.write_bytes(msgspec.json.encode(profiles))
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    store_cached(path, profiles)

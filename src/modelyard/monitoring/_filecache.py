@@ -1,0 +1,35 @@
+"""The caches kept beside a prediction log, one JSON list per hour of what was computed from each
+log file (drift profiles, reconstruction error sums, traffic): log files never change once
+written, so each is read once. Written atomically (a temporary file renamed over the old one):
+readers see all of a list or none; one that cannot be read counts as empty (computed again)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+
+T = TypeVar("T")
+
+
+def load_cached(path: Path, kind: type[T]) -> list[T]:
+    """The cached items at ``path``, as ``kind``; none when it is missing or unreadable."""
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=list[kind])  # type: ignore[valid-type]
+    except (OSError, msgspec.DecodeError):
+        return []
+
+
+def store_cached(path: Path, items: Sequence[Any]) -> None:
+    """Replace the cached items at ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        temporary.write_bytes(msgspec.json.encode(items))
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
