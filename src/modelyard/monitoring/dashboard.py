@@ -20,7 +20,7 @@ from modelyard.monitoring._partitions import HOUR, hours, log_folder
 from modelyard.monitoring.alerts import Incident, alert_history
 from modelyard.monitoring.labels import labels_folder
 from modelyard.monitoring.service import DriftOptions, build_report, deployment_drift
-from modelyard.monitoring.traffic import traffic_points
+from modelyard.monitoring.traffic import window_traffic
 from modelyard.monitoring.types import DriftResult, ReportData
 
 if TYPE_CHECKING:
@@ -128,10 +128,15 @@ def log_summary(
     """The summary of ``name``'s log at ``now``."""
     now = now or datetime.now(UTC)
     every = hours(root, name, datetime(1970, 1, 1, tzinfo=UTC), now + timedelta(seconds=1))
-    day = [f for h in every if h.end > now - DAY for f in h.files]
-    last = [f for h in every if h.end > now - HOUR for f in h.files]
-    rows_day = sum(p.rows for p in traffic_points(day, start=now - DAY, end=now))
-    rows_hour = sum(p.rows for p in traffic_points(last, start=now - HOUR, end=now))
+    # from the per-file traffic cache the server's gauges keep: a page reads new files only
+    day = window_traffic(
+        root, name, [h for h in every if h.end > now - DAY], start=now - DAY, end=now
+    )
+    last = window_traffic(
+        root, name, [h for h in every if h.end > now - HOUR], start=now - HOUR, end=now
+    )
+    rows_day = day.rows if day is not None else 0
+    rows_hour = last.rows if last is not None else 0
     drift, error = None, None
     if rows_hour:
         try:
