@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -214,18 +215,17 @@ def _read_requests(
             params,
         ).fetchnumpy()
     files_of = np.asarray(found["file"], dtype=np.int64)
-    out: dict[int, _Requests] = {}
     if not len(files_of):
-        return out
-    cuts = np.flatnonzero(np.diff(files_of)) + 1
-    for part in np.split(np.arange(len(files_of)), cuts):
-        out[int(files_of[part[0]])] = _Requests(
-            times=np.asarray(found["time"], dtype=np.int64)[part],
-            rows=np.asarray(found["rows"], dtype=np.int64)[part],
-            latency_ms=_floats(found["latency_ms"])[part],
-            status=np.asarray(found["status"], dtype=np.int64)[part],
-        )
-    return out
+        return {}
+    times = np.asarray(found["time"], dtype=np.int64)
+    rows = np.asarray(found["rows"], dtype=np.int64)
+    latency_ms = _floats(found["latency_ms"])
+    statuses = np.asarray(found["status"], dtype=np.int64)
+    bounds = [0, *(np.flatnonzero(np.diff(files_of)) + 1).tolist(), len(files_of)]
+    return {
+        int(files_of[a]): _Requests(times[a:b], rows[a:b], latency_ms[a:b], statuses[a:b])
+        for a, b in pairwise(bounds)
+    }
 
 
 def _floats(values: Any) -> npt.NDArray[np.float64]:
