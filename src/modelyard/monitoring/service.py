@@ -408,8 +408,13 @@ def _stored(reference: str | None) -> bool:
 def _performance(
     registry: Registry, root: str | Path, name: str, *, start: datetime, end: datetime
 ) -> Performance | None:
+    from modelyard.monitoring.labels import has_labels
     from modelyard.monitoring.performance import compute_performance
 
+    # Without labels there is no performance to compute, and computing it would still read
+    # every prediction of the window (its request ids, to join them with none) each round.
+    if not has_labels(root, name):
+        return None
     try:
         performance = compute_performance(root, name, start=start, end=end, registry=registry)
     except ModelyardError:
