@@ -69,9 +69,12 @@ def compute_performance(
     task: Task | None = None,
     classes: Sequence[Scalar] | None = None,
     registry: Registry | None = None,
+    count_unmatched: bool = True,
 ) -> Performance:
     """The performance of deployment (or model) ``name`` over the predictions of the last
-    ``since`` (or of ``[start, end)``; all of them when neither is given).
+    ``since`` (or of ``[start, end)``; all of them when neither is given). Counting the labels
+    that match no logged prediction reads every prediction ever logged (their ids): with
+    ``count_unmatched=False`` (the server's monitoring rounds) it is left at 0.
 
     ``PredictionLogEmptyError`` when nothing was logged in the window; a window without labels
     gives empty ``metrics`` and ``labelled == 0``.
@@ -82,7 +85,7 @@ def compute_performance(
     if since is not None:
         end = datetime.now(UTC)
         start = end - since
-    joined = _collect(root, name, start, end, bucket=None)
+    joined = _collect(root, name, start, end, bucket=None, count_unmatched=count_unmatched)
     if not joined.predictions:
         raise PredictionLogEmptyError(
             f"No predictions logged for {name!r} {_describe(since, start, end)} (log root "
@@ -162,6 +165,7 @@ def _collect(
     end: datetime | None,
     *,
     bucket: timedelta | None,
+    count_unmatched: bool = True,
 ) -> _Joined:
     from modelyard.monitoring import _duck
 
@@ -217,7 +221,7 @@ def _collect(
                 'SELECT count(*) FROM l ANTI JOIN (SELECT DISTINCT request_id, "row" '
                 f'FROM {source}) AS logged USING (request_id, "row")'
             ).fetchone()
-            if labelled
+            if labelled and count_unmatched
             else (0,)
         )
         latest = con.execute("SELECT model, version FROM p ORDER BY time DESC LIMIT 1").fetchone()

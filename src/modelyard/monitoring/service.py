@@ -416,7 +416,9 @@ def _performance(
     if not has_labels(root, name):
         return None
     try:
-        performance = compute_performance(root, name, start=start, end=end, registry=registry)
+        performance = compute_performance(
+            root, name, start=start, end=end, registry=registry, count_unmatched=False
+        )
     except ModelyardError:
         return None
     return performance if performance.labelled else None
