@@ -6,7 +6,7 @@ cost``, ``yard assess``) starts without importing them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import KeysView, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -59,10 +59,12 @@ def hours(root: str | Path, name: str, start: datetime, end: datetime) -> list[H
     return found
 
 
-def log_columns(con: Any, paths: Sequence[str]) -> set[str]:
-    """The columns of log files (files written before a column existed lack it)."""
+def log_columns(con: Any, paths: Sequence[str]) -> KeysView[str]:
+    """The columns of log files (files written before a column existed lack it), in the
+    order the files give them."""
     source = "read_parquet(?, union_by_name = true, hive_partitioning = false)"
-    return {str(r[0]) for r in con.execute(f"DESCRIBE SELECT * FROM {source}", [paths]).fetchall()}
+    described = con.execute(f"DESCRIBE SELECT * FROM {source}", [paths]).fetchall()
+    return dict.fromkeys(str(r[0]) for r in described).keys()
 
 
 def empty_window(root: str | Path, name: str, what: str) -> PredictionLogEmptyError:

@@ -465,7 +465,7 @@ def _window_sums(
     straddling: list[Path] = []
     for hour in selected:
         path = folder / f"{hour.start:%Y-%m-%dT%H}.json"
-        cached = {f.name: f for f in _load_sums(path)}
+        cached = {f.name: f for f in load_cached(path, _FileErrors)}
         new = [f for f in hour.files if f.name not in cached]
         if new:
             groups = read_by_file(new)[0]
@@ -479,7 +479,7 @@ def _window_sums(
                     file.name, _utc(part["time"].min()), _utc(part["time"].max()), len(errors),
                     float(errors.sum()), float(errors @ errors),
                 )  # fmt: skip
-            _store_sums(path, [cached[f.name] for f in hour.files])
+            store_cached(path, [cached[f.name] for f in hour.files])
         for file in hour.files:
             sums = cached[file.name]
             if not sums.rows or sums.last < start or sums.first >= end:
@@ -500,14 +500,6 @@ def _window_sums(
 def _utc(value: object) -> datetime:
     moment: datetime = pd.Timestamp(value).to_pydatetime()  # type: ignore[arg-type]  # a time
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _load_sums(path: Path) -> list[_FileErrors]:
-    return load_cached(path, _FileErrors)
-
-
-def _store_sums(path: Path, sums: list[_FileErrors]) -> None:
-    store_cached(path, sums)
 
 
 def _reference_rows(
