@@ -189,6 +189,9 @@ class AdaptiveBatcher:
         #: bound of what they cost together).
         self._queued_tokens = 0
         self._wake: asyncio.Event | None = None
+        #: The loop ``start`` ran on: ``asyncio.get_running_loop`` makes a ``getpid`` system
+        #: call on every call in Python 3.11 (0.27 us here), once a request in ``enqueue``.
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._fill: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -214,7 +217,7 @@ class AdaptiveBatcher:
     def start(self) -> None:
         if self._task is None:
             self._wake = asyncio.Event()
-            loop = asyncio.get_running_loop()
+            self._loop = loop = asyncio.get_running_loop()
             self._task = loop.create_task(self._work())
             self._sweeper = loop.create_task(self._sweep())
 
@@ -242,13 +245,13 @@ class AdaptiveBatcher:
             raise OverloadedError(
                 f"The model's queue is full ({self.max_queue} requests); retry shortly."
             )
-        now = asyncio.get_running_loop().time()
+        assert self._loop is not None and self._wake is not None, "start() the batcher first"
+        now = self._loop.time()
         tokens = rows.tokens
         longest = int(tokens.lengths.max()) if tokens is not None and tokens.n else 0
         self._queue.append(_Pending(rows, outputs, reply, now, now + timeout_s, timeout_s, longest))
         self._queued_rows += rows.n
         self._queued_tokens += rows.n * longest
-        assert self._wake is not None, "start() the batcher first"
         self._wake.set()
         fill = self._fill
         if fill is not None and self._full() and not fill.done():
