@@ -8,8 +8,9 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
@@ -33,3 +34,14 @@ def store_cached(path: Path, items: Sequence[Any]) -> None:
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def place(
+    rows: int, first: datetime, last: datetime, *, start: datetime, end: datetime
+) -> Literal["out", "inside", "edge"]:
+    """Where a file whose ``rows`` run from ``first`` to ``last`` falls against the window
+    ``[start, end)``: ``out`` (none of its rows in it), ``inside`` (all of them: its cached
+    result counts whole) or ``edge`` (some: its rows are read with the window's bounds)."""
+    if not rows or last < start or first >= end:
+        return "out"
+    return "inside" if first >= start and last < end else "edge"

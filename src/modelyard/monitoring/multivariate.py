@@ -48,7 +48,7 @@ from modelyard.core.profile import column_kind
 from modelyard.core.signature import column_dtype
 from modelyard.core.tables import read_data_file
 from modelyard.errors import InvalidInputError, ModelyardError
-from modelyard.monitoring._filecache import load_cached, store_cached
+from modelyard.monitoring._filecache import load_cached, place, store_cached
 from modelyard.monitoring._partitions import Hour, empty_window, hours, log_columns, log_folder
 from modelyard.monitoring.text import looks_like_text
 from modelyard.monitoring.types import Reconstruction, ReconstructionWindow
@@ -482,11 +482,10 @@ def _window_sums(
             store_cached(path, [cached[f.name] for f in hour.files])
         for file in hour.files:
             sums = cached[file.name]
-            if not sums.rows or sums.last < start or sums.first >= end:
-                continue
-            if sums.first >= start and sums.last < end:
+            where = place(sums.rows, sums.first, sums.last, start=start, end=end)
+            if where == "inside":
                 rows, total, squares = rows + sums.rows, total + sums.total, squares + sums.squares
-            else:
+            elif where == "edge":
                 straddling.append(file)
     if straddling:
         frame = read_rows(straddling, start=start, end=end)

@@ -23,7 +23,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from modelyard.monitoring._filecache import load_cached, store_cached
+from modelyard.monitoring._filecache import load_cached, place, store_cached
 from modelyard.monitoring._partitions import _HOUR_FORMAT, Hour, log_columns
 from modelyard.monitoring.types import WindowPoint
 
@@ -157,11 +157,10 @@ def window_traffic(
             store_cached(path, [cached[f.name] for f in hour.files])
         for file in hour.files:
             traffic = cached[file.name]
-            if not traffic.requests or traffic.last < start or traffic.first >= end:
-                continue
-            if traffic.first >= start and traffic.last < end:
+            where = place(traffic.requests, traffic.first, traffic.last, start=start, end=end)
+            if where == "inside":
                 parts.append(traffic)
-            else:
+            elif where == "edge":
                 straddling.append(file)
     if straddling:
         edges = _read_requests(straddling, start=start, end=end)

@@ -21,7 +21,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from modelyard.errors import InvalidInputError
-from modelyard.monitoring._filecache import load_cached, store_cached
+from modelyard.monitoring._filecache import load_cached, place, store_cached
 from modelyard.monitoring._partitions import _HOUR_FORMAT, Hour, log_columns
 from modelyard.monitoring.drift import DriftDetector, WindowProfile, merge_profiles
 
@@ -290,11 +290,10 @@ def window_profile(
             detector, root, name, hour, prepare=prepare, read=read.get(hour.start)
         )
         for file, profile in zip(hour.files, found, strict=True):
-            if profile.profile.rows == 0 or profile.last < start or profile.first >= end:
-                continue
-            if profile.first >= start and profile.last < end:
+            where = place(profile.profile.rows, profile.first, profile.last, start=start, end=end)
+            if where == "inside":
                 parts.append(profile.profile)
-            else:
+            elif where == "edge":
                 straddling.append(file)
     if straddling:
         frame = read_rows(straddling, start=start, end=end)
