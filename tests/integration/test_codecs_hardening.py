@@ -65,6 +65,10 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Home:
         LogisticRegression(),
     ).fit(mixed, (mixed["city"] == "rome").astype(int))  # fmt: skip
     registry.register(pipe, name="mixed", data=mixed)
+    # fitted on a bare array: one tensor input, and pandas writes its columns as 0,1,2
+    bare = rng.normal(size=(200, 3))
+    registry.register(LinearRegression().fit(bare, bare @ [1.0, 2.0, 3.0]), name="bare",
+                      data=bare)  # fmt: skip
     registry.close()
     return Home(path, X)
 
@@ -74,7 +78,9 @@ SERVED = ("trees/1", "words/1", "narrow/1", "flags/1", "reg/1")
 
 @pytest.fixture(scope="module")
 def native(home: Home) -> Iterator[Server]:
-    with Server(home.path, *SERVED, "counts/1", "mixed/1", "--runtime", "native") as server:
+    with Server(
+        home.path, *SERVED, "counts/1", "mixed/1", "bare/1", "--runtime", "native"
+    ) as server:
         yield server
 
 
@@ -183,6 +189,20 @@ def test_huge_csv_number_gets_400(native: Server) -> None:
     response = invocations(native, "counts", body, headers={"Content-Type": "text/csv"})
     assert response.status_code == 400, response.text
     assert "Input 'n' takes int values, got object (e.g. 999" in response.json()["error"]
+
+
+def test_pandas_header_of_an_array_model_is_not_scored_as_a_row(native: Server, home: Home) -> None:
+    values = home.X.to_numpy()[:4, :3]
+    want = (values @ [1.0, 2.0, 3.0]).tolist()  # the model's own coefficients
+    csv = {"Content-Type": "text/csv"}
+    for body in (pd.DataFrame(values).to_csv(index=False),  # header 0,1,2
+                 pd.DataFrame(values).to_csv(index=False, header=False)):  # fmt: skip
+        response = invocations(native, "bare", body.encode(), headers=csv)
+        assert response.status_code == 200, response.text
+        assert response.json()["predictions"] == pytest.approx(want)
+    # one line alone is a row, whatever its values
+    response = invocations(native, "bare", b"0,1,2\n", headers=csv)
+    assert response.json()["predictions"] == pytest.approx([8.0])
 
 
 def test_no_traceback_in_the_server_log(native: Server) -> None:

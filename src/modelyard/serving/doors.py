@@ -228,11 +228,17 @@ def _csv_header(body: bytes, names: list[str], *, tensor: bool) -> dict[str, Any
 
     MLflow's clients send a header; SageMaker's (and most batch tools) send rows only. A first
     line that names an input of the model is a header (for a one-tensor model: a line that is
-    not all numbers); any other line is a row, which must then have one value per input."""
+    not all numbers); so is pandas' header for unnamed columns (``0,1,...,n-1``, what
+    ``pd.DataFrame(X).to_csv(index=False)`` writes) when rows follow it and n is at least 3
+    (a row ``0,1`` of two binary features is as likely as a header). Any other line is a row,
+    which must then have one value per input."""
     import csv
 
-    first = body.split(b"\n", 1)[0].decode("utf-8", "replace").rstrip("\r")
-    fields = [f.strip() for f in next(csv.reader([first]), [])]
+    first, _, rest = body.partition(b"\n")
+    first_line = first.decode("utf-8", "replace").rstrip("\r")
+    fields = [f.strip() for f in next(csv.reader([first_line]), [])]
+    if len(fields) >= 3 and rest.strip() and fields == [str(i) for i in range(len(fields))]:
+        return {}  # pandas' own column names: the rows follow
     if tensor:
         return {"header": None} if all(_is_number(f) for f in fields) else {}
     if not set(fields).isdisjoint(names):
