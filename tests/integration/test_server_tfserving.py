@@ -58,9 +58,32 @@ def test_metadata_is_a_serving_default_signature(client: httpx.Client) -> None:
     assert {k: v["dtype"] for k, v in signature["inputs"].items()} == {
         "age": "DT_DOUBLE", "city": "DT_STRING",
     }  # fmt: skip
+    assert list(signature["outputs"]) == ["predict"]
     assert signature["outputs"]["predict"]["dtype"] == "DT_INT64"
     assert signature["method_name"] == "tensorflow/serving/predict"
+    # each other output is a signature of its own, with the same inputs
+    proba = body["metadata"]["signature_def"]["signature_def"]["predict_proba"]
+    assert proba["inputs"] == signature["inputs"]
+    assert proba["outputs"]["predict_proba"]["dtype"] == "DT_DOUBLE"
     assert client.get("/v1/models/hgb/versions/1/metadata").status_code == 200
+
+
+def test_a_signature_name_picks_the_output(client: httpx.Client, served_home: ServedHome) -> None:
+    X = served_home.X.iloc[:3]
+    want = served_home.registry().load("hgb/1").predict_proba(X)
+    rows = {"instances": X.to_numpy().tolist(), "signature_name": "predict_proba"}
+    answer = client.post("/v1/models/hgb:predict", json=rows)
+    assert answer.status_code == 200, answer.text
+    assert np.allclose(answer.json()["predictions"], want)
+    columns = {"inputs": {c: X[c].tolist() for c in X.columns}, "signature_name": "predict_proba"}
+    assert np.allclose(client.post("/v1/models/hgb:predict", json=columns).json()["outputs"], want)
+    rows = {"instances": [[1, 1, 0]], "signature_name": "predict_proba"}
+    lin = client.post("/v1/models/lin:predict", json=rows)
+    assert lin.status_code == 400
+    assert lin.json()["error"] == (
+        "'signature_name' is 'predict_proba'; model 'lin' has the signatures serving_default "
+        "(or leave it out for serving_default)."
+    )
 
 
 def test_predict_rows_and_columns(client: httpx.Client, served_home: ServedHome) -> None:
@@ -101,6 +124,10 @@ def test_binary_values_come_as_b64(client: httpx.Client) -> None:
     assert bad.status_code == 400 and "not base64" in bad.json()["error"]
 
 
+#: One row's 20 values given flat: TF Serving reads 20 instances of one value each.
+FLAT_ROW = b'{"instances": [' + b", ".join([b"1"] * 20) + b"]}"
+
+
 @pytest.mark.parametrize(
     ("body", "status", "needle"),
     [
@@ -110,6 +137,7 @@ def test_binary_values_come_as_b64(client: httpx.Client) -> None:
         (b'{"instances": [[1]], "extra": 1}', 400, "unknown 'extra'"),
         (b'{"instances": {"f0": 1}}', 400, "send a list of rows"),
         (b'{"instances": [[1, 2]]}', 400, "Input 'instances' has shape [1, 2]"),
+        (FLAT_ROW, 400, "'instances' is a flat list of 20 values, one per row"),
         (b'{"instances": [[1]], "signature_name": "classify_x"}', 400, "'classify_x'"),
         (b'{"inputs": {}}', 400, "'inputs' is empty"),
         (b'{"instances": ' + b"[" * 200 + b"]" * 200 + b"}", 400, "'instances' is not a table"),

@@ -30,7 +30,7 @@ class VertexDoor(TfServingDoor):
 
     def __init__(self, body: bytes) -> None:
         _Validated.__init__(self)  # not TF Serving's decoding: Vertex AI's
-        self.field_name, self.payload = "instances", decode(body)
+        self.field_name, self.payload, self.signature = "instances", decode(body), ""
 
 
 def decode(body: bytes) -> Any:

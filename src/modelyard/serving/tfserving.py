@@ -4,7 +4,10 @@
 ``.../metadata`` its signature (as a ``serving_default`` signature def), and
 ``POST .../{name}[/versions/{v}|/labels/{label}]:predict`` predicts: ``instances`` (rows: lists
 of values or objects keyed by input name) answers ``{"predictions": [...]}``, ``inputs``
-(columns: an object of input names, or one tensor) answers ``{"outputs": [...]}``. Errors are
+(columns: an object of input names, or one tensor) answers ``{"outputs": [...]}``. The
+``serving_default`` signature answers the model's ``predict`` output; each other output (a
+classifier's ``predict_proba``) is a signature of its own name, chosen by ``signature_name``
+as TF Serving clients choose a signature. Errors are
 ``{"error": "..."}`` with the same statuses as the other doors. A label is the alias a served
 model follows (``yard serve NAME@LABEL``); a version is the registry's version number.
 """
@@ -113,24 +116,35 @@ def metadata_body(name: str, served: ServedModel) -> bytes:
             for item in items
         }
 
+    inputs = tensors(meta["inputs"])
+    outputs = {item["name"]: item for item in meta["outputs"]}
+    signatures = {
+        "serving_default" if output == "predict" else output: {
+            "inputs": inputs, "outputs": tensors([outputs[output]]),
+            "method_name": "tensorflow/serving/predict",
+        }
+        for output in _signature_outputs(served)
+    }  # fmt: skip
     return codecs.encode_json({
         "model_spec": {"name": name, "signature_name": "", "version": served.version},
-        "metadata": {"signature_def": {"signature_def": {"serving_default": {
-            "inputs": tensors(meta["inputs"]), "outputs": tensors(meta["outputs"]),
-            "method_name": "tensorflow/serving/predict",
-        }}}},
+        "metadata": {"signature_def": {"signature_def": signatures}},
     })  # fmt: skip
+
+
+def _signature_outputs(served: ServedModel) -> list[str]:
+    """The outputs that are signatures: ``predict`` (``serving_default``) first."""
+    return ["predict", *(o for o in served.outputs if o != "predict")]
 
 
 class TfServingDoor(_Validated):
     """A TF Serving ``:predict`` request: ``instances`` (rows) or ``inputs`` (columns)."""
 
-    __slots__ = ("field_name", "payload")
+    __slots__ = ("field_name", "payload", "signature")
     route = "tf_predict"
 
     def __init__(self, body: bytes) -> None:
         super().__init__()
-        self.field_name, self.payload = decode(body)
+        self.field_name, self.payload, self.signature = decode(body)
 
     def _validate(self, served: ServedModel) -> Rows:
         payload = self.payload
@@ -145,7 +159,21 @@ class TfServingDoor(_Validated):
         return validator.from_rows(payload, field=self.field_name)
 
     def outputs(self, served: ServedModel) -> tuple[str, ...]:
-        return ("predict",)
+        return (self._output(served),)
+
+    def _output(self, served: ServedModel) -> str:
+        signature = self.signature
+        if signature in _SIGNATURES:
+            return "predict"
+        if signature in served.outputs:
+            return str(signature)
+        names = ", ".join(
+            "serving_default" if o == "predict" else o for o in _signature_outputs(served)
+        )
+        raise InvalidInputError(
+            f"'signature_name' is {codecs.shown(signature)}; model {served.name!r} has the "
+            f"signatures {names} (or leave it out for serving_default)."
+        )
 
     def field(self, name: str, served: ServedModel) -> str | None:
         payload = self.payload
@@ -159,12 +187,13 @@ class TfServingDoor(_Validated):
 
     def encode(self, name: str, served: ServedModel, outputs: dict[str, Any]) -> bytes:
         key = "predictions" if self.field_name == "instances" else "outputs"
-        return codecs.encode_predictions(outputs["predict"], key=key)
+        return codecs.encode_predictions(outputs[self._output(served)], key=key)
 
 
-def decode(body: bytes) -> tuple[str, Any]:
-    """``(field, payload)`` of a ``:predict`` body: exactly one of ``instances`` and
-    ``inputs``, and an optional ``signature_name`` (the default signature)."""
+def decode(body: bytes) -> tuple[str, Any, Any]:
+    """``(field, payload, signature)`` of a ``:predict`` body: exactly one of ``instances``
+    and ``inputs``, and an optional ``signature_name`` (checked against the model's outputs
+    once the model is known)."""
     parsed = codecs.parse_json(body)
     if not isinstance(parsed, dict):
         raise InvalidInputError(
@@ -173,17 +202,12 @@ def decode(body: bytes) -> tuple[str, Any]:
         )
     field = codecs.one_format(parsed, _KEYS, also=("signature_name",))
     signature = parsed.get("signature_name", "")
-    if signature not in _SIGNATURES:
-        raise InvalidInputError(
-            f"'signature_name' is {codecs.shown(signature)}; this model has one signature, "
-            "'serving_default' (or leave it out)."
-        )
     if field == "instances" and not isinstance(parsed[field], list):
         raise InvalidInputError(
             f"'instances' is {codecs.shown(parsed[field])}; send a list of rows (or send "
             "columns as 'inputs')."
         )
-    return field, _unwrap_b64(parsed[field], field)
+    return field, _unwrap_b64(parsed[field], field), signature
 
 
 def _unwrap_b64(value: Any, field: str, depth: int = 0) -> Any:

@@ -471,6 +471,13 @@ class RequestValidator:
             # a one-input model's rows may each be the value itself (TF Serving's
             # {"instances": ["some text", ...]}): one row per value
             array = array.reshape(-1, 1)
+        elif array.ndim == 1 and self.width > 1:
+            # each element is an instance: a flat list is that many one-value rows
+            raise SignatureMismatchError(
+                f"'{field}' is a flat list of {array.shape[0]} values, one per row, but the "
+                f"model takes {self.width} values a row ({self._shown()}); send a list of "
+                f"{self.width} values per row, e.g. [[...], [...]]."
+            )
         return self._matrix_input(field, array)
 
 
