@@ -205,6 +205,13 @@ def test_pandas_header_of_an_array_model_is_not_scored_as_a_row(native: Server, 
     assert response.json()["predictions"] == pytest.approx([8.0])
 
 
+def test_a_csv_text_column_that_looks_numeric_stays_text(native: Server) -> None:
+    csv = {"Content-Type": "text/csv"}
+    response = invocations(native, "mixed", b"age,city\n30,75001\n40,rome\n", headers=csv)
+    assert response.status_code == 200, response.text
+    assert len(response.json()["predictions"]) == 2
+
+
 def test_no_traceback_in_the_server_log(native: Server) -> None:
     for _, body, headers, _ in V2_CASES:
         assert v2(native, "trees", body, headers=headers).status_code == 400

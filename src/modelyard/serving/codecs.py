@@ -169,6 +169,15 @@ def shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def json_shown(value: object) -> str:
+    """A value as the client wrote it in JSON (``null``, ``true``), else as ``shown`` does."""
+    if value is None:
+        return "null"
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    return shown(value)
+
+
 def tensor_array(item: RequestInput) -> Array:
     """The numpy array of an input whose values came as JSON.
 
@@ -228,9 +237,11 @@ def _number_array(item: RequestInput, data: list[Any]) -> Array:
         if array.dtype.kind != "b":
             raise ValueError("not true/false")
         return array.ravel()
-    if isinstance(_depth_and_sample(data)[1], str):
-        # numbers written as JSON strings: refused, not parsed (numpy would parse "1.5"); the
-        # first value tells, as one look is all the one-call path can afford
+    sample = _depth_and_sample(data)[1]
+    if isinstance(sample, str) or type(sample) is bool:
+        # numbers written as JSON strings or true/false: refused, not cast (numpy would parse
+        # "1.5" and take true as 1); the first value tells, as one look is all the one-call
+        # path can afford
         raise ValueError("text")
     if datatype not in _INTEGER_DATATYPES:
         array = np.asarray(data, dtype=np.float64).ravel()

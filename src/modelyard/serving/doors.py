@@ -291,8 +291,11 @@ def _mlflow_rows(served: ServedModel, content_type: str, body: bytes) -> Rows:
         import pandas as pd
 
         header = _csv_header(body, validator.names, tensor=validator.tensor)
+        # a text input's values stay text, however they look (zip codes, ids like 007)
+        text = {n: str for n, f in zip(validator.names, validator.families, strict=True)
+                if f == "string"}  # fmt: skip
         try:
-            frame = pd.read_csv(io.BytesIO(body), **header)
+            frame = pd.read_csv(io.BytesIO(body), dtype=text or None, **header)
         except (ValueError, pd.errors.ParserError) as exc:
             raise InvalidInputError(f"The CSV body cannot be read: {exc}.") from None
         return validator.from_frame(frame)

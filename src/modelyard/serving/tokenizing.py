@@ -28,7 +28,7 @@ from modelyard.errors import (
     first_line,
 )
 from modelyard.flavors import TextPredictor, Tokens
-from modelyard.serving.codecs import shown
+from modelyard.serving.codecs import json_shown
 from modelyard.serving.validation import Rows
 
 logger = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ class TokenizerThread:
         if bad is not None:
             raise InvalidInputError(
                 f"Input '{self.predictor.text_input}' takes text, but row {bad} is "
-                f"{_json_shown(texts[bad])}; send one string per row."
+                f"{json_shown(texts[bad])}; send one string per row."
             )
         return texts
 
@@ -176,12 +176,3 @@ class TokenizerThread:
                 f"The model's tokenizer gave {tokens.n} rows for {len(texts)} texts of '{name}'."
             )
         return tokens
-
-
-def _json_shown(value: object) -> str:
-    """A value as the client wrote it in JSON (``null``, ``true``), else as ``shown`` does."""
-    if value is None:
-        return "null"
-    if isinstance(value, (bool, np.bool_)):
-        return "true" if value else "false"
-    return shown(value)

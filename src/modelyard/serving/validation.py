@@ -23,6 +23,7 @@ from modelyard.serving.codecs import (
     RequestInput,
     check_number_range,
     datatype_for,
+    json_shown,
     shown,
     tensor_array,
 )
@@ -316,17 +317,17 @@ class RequestValidator:
                 )
             return column
         if family == "string":
-            if kind in _NUMERIC and kind != "b":
+            if kind == "f" and np.isnan(column).all():
+                # a table's column of nothing but missing values comes as float NaN
+                column, kind = np.full(column.shape, None, dtype=object), "O"
+            if kind in _NUMERIC:
+                got = "true/false values" if kind == "b" else "numbers"
                 raise SignatureMismatchError(
-                    f"Input '{name}' takes text (BYTES), got numbers of type {column.dtype}."
+                    f"Input '{name}' takes text (BYTES), got {got} of type {column.dtype}; "
+                    "send strings."
                 )
             if kind == "O":
-                nested = next((v for v in column.ravel() if isinstance(v, (list, dict))), None)
-                if nested is not None:
-                    raise SignatureMismatchError(
-                        f"Input '{name}' takes text (BYTES), got a {type(nested).__name__} "
-                        f"(e.g. {shown(nested)}); send one string per row."
-                    )
+                self._check_text(i, column)
             known = self.categories[i]
             if known is not None:
                 unseen = {v for v in column.tolist() if v is not None and v not in known}
@@ -338,6 +339,29 @@ class RequestValidator:
                     )
             return column
         return column
+
+    def _check_text(self, i: int, column: Array) -> None:
+        """An object column of a text input holds strings, and nulls (``None`` or NaN, as
+        tables carry them) only where the training data had some, as for numbers."""
+        values = column.ravel().tolist()
+        nullable = self.nullable[i]
+        bad = next(
+            (k for k, v in enumerate(values)
+             if type(v) is not str and not (nullable and _is_null(v))),
+            None,
+        )  # fmt: skip
+        if bad is None:
+            return
+        value = values[bad]
+        if _is_null(value):
+            raise InvalidInputError(
+                f"Input '{self.names[i]}' takes text, but row {bad} is null and the training "
+                "data had no missing values; send one string per row."
+            )
+        raise InvalidInputError(
+            f"Input '{self.names[i]}' takes text, but row {bad} is {json_shown(value)}; send "
+            "one string per row."
+        )
 
     def _to_number(self, i: int, column: Array) -> Array:
         """An object or text column of a table as float64. Tables (MLflow, CSV, Parquet in
@@ -389,6 +413,14 @@ class RequestValidator:
         columns = [str(c) for c in frame.columns]
         if len(set(columns)) != len(columns):
             raise InvalidInputError("The table has duplicate column names.")
+        for name, dtype in zip(columns, frame.dtypes, strict=True):
+            position = self.index.get(name)
+            family = self.families[position] if position is not None else None
+            if dtype.kind == "b" and family in ("int", "float"):
+                # a table says nothing of its types but the values: true is not a number
+                raise SignatureMismatchError(
+                    f"Input '{name}' takes {family} values, got true/false; send numbers."
+                )
         tensors = [
             (name, frame[col].to_numpy()) for name, col in zip(columns, frame.columns, strict=False)
         ]
@@ -479,6 +511,11 @@ class RequestValidator:
                 f"{self.width} values per row, e.g. [[...], [...]]."
             )
         return self._matrix_input(field, array)
+
+
+def _is_null(value: object) -> bool:
+    """``None``, or a float NaN (a table's missing value)."""
+    return value is None or (type(value) is float and math.isnan(value))
 
 
 def _is_number(value: object) -> bool:

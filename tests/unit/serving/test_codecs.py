@@ -6,13 +6,20 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modelyard.core.types import Signature, TensorSpec
 from modelyard.errors import InvalidInputError, ValidationError
-from modelyard.serving.codecs import decode_mlflow_json, decode_v2, deep_json_path, tensor_array
+from modelyard.serving.codecs import (
+    RequestInput,
+    decode_mlflow_json,
+    decode_v2,
+    deep_json_path,
+    tensor_array,
+)
 from modelyard.serving.validation import RequestValidator
 
 DEEP_LIST = "[" * 1000 + "1" + "]" * 1000
@@ -237,11 +244,43 @@ def test_text_columns_take_no_lists_or_objects() -> None:
     columns = (TensorSpec(name="age", dtype="float64"), TensorSpec(name="city", dtype="string"))
     validator = RequestValidator(Signature(kind="columns", inputs=columns), model="m")
     assert validator.from_rows([{"age": 30.0, "city": "rome"}]).columns is not None
-    for city in ([1], {"a": 1}):
-        with pytest.raises(ValidationError, match=r"Input 'city' takes text .*got a"):
+    said = "Input 'city' takes text, but row"
+    for city, shown in (([1], r"\[1\]"), ({"a": 1}, "{'a': 1}")):
+        with pytest.raises(ValidationError, match=rf"{said} 1 is {shown}"):
             validator.from_rows([{"age": 30.0, "city": "rome"}, {"age": 1.0, "city": city}])
-    with pytest.raises(ValidationError, match=r"Input 'city' takes text .*got a list"):
+    with pytest.raises(ValidationError, match=rf"{said} 0 is \['rome'\]"):
         validator.from_split(["age", "city"], [[30.0, ["rome"]]])
+
+
+def test_text_columns_take_strings_and_nulls_only_where_training_had_them() -> None:
+    columns = (TensorSpec(name="age", dtype="float64"), TensorSpec(name="city", dtype="string"),
+               TensorSpec(name="plan", dtype="string", nullable=True))  # fmt: skip
+    validator = RequestValidator(Signature(kind="columns", inputs=columns), model="m")
+
+    def v2(city: object, plan: object = "a") -> list[RequestInput]:
+        body = {"inputs": [column("age", [30.0]), column("city", [city], "BYTES"),
+                           column("plan", [plan], "BYTES")]}  # fmt: skip
+        return decode_v2(json.dumps(body).encode())[0].inputs
+
+    for city, shown in ((5, "5"), (5.5, "5.5"), (True, "true"), (None, "null")):
+        with pytest.raises(ValidationError, match=f"Input 'city' takes text, but row 0 is {shown}"):
+            validator.from_request(v2(city))
+        with pytest.raises(ValidationError, match="Input 'city' takes text"):
+            validator.from_rows([{"age": 30.0, "city": city, "plan": "a"}])
+    rows = validator.from_request(v2("rome", None))  # plan had nulls in training
+    assert rows.columns is not None and rows.columns[2].tolist() == [None]
+    # a CSV-like table whose text column looks numeric stays text (see _mlflow_rows)
+    frame = pd.DataFrame({"age": [30.0], "city": ["75001"], "plan": [float("nan")]})
+    assert validator.from_frame(frame).columns is not None
+
+
+def test_true_and_false_are_not_numbers() -> None:
+    validator = numeric_validator()
+    body = {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP64", "data": [True, False]}]}
+    with pytest.raises(ValidationError, match="does not match datatype FP64"):
+        validator.from_request(decode_v2(json.dumps(body).encode())[0].inputs)
+    with pytest.raises(ValidationError, match="Input 'a' takes float values, got true/false"):
+        validator.from_rows([{"a": True, "b": 1.0}])
 
 
 @pytest.mark.parametrize(
