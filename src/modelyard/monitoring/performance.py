@@ -7,8 +7,10 @@
   ``signature.classes``: set for classifiers), else from the log: an ``out_predict_proba``
   column or text/boolean predictions mean classification, numbers mean regression.
 - Classification: accuracy, precision, recall and F1 on rows with a predicted class. Binary
-  models use the second class (the larger label when inferred) as the positive class; more
-  classes, or labels outside the model's two, use the macro average over the classes present.
+  models use the second class (the larger label when inferred) as the positive class, and a
+  label outside their two classes is a row that is not positive (it does not turn the scores
+  into averages over three classes); more classes use the macro average over the model's
+  classes present in the labels or predictions.
   ``roc_auc`` (binary: the positive class's probability; more classes: one-vs-rest macro over the
   classes present in the labels, skipped with fewer than two) and ``log_loss`` (probabilities
   renormalised to sum to 1) need the model's class order: from the registry or ``classes``, else
@@ -376,7 +378,7 @@ def _classification(
         index[extra] = len(index)
     t = np.array([index[v] for v in truth], dtype=np.int64)
     p = np.array([-1 if v is None else index[v] for v in predicted], dtype=np.int64)
-    metrics, counts = _class_metrics(t, p, binary=len(known) == 2 and len(index) == 2)
+    metrics, counts = _class_metrics(t, p, k=len(known))
     proba = _probabilities(rows.column("out_predict_proba").to_pylist(), len(known))
     if proba is not None:
         more, more_counts = _proba_metrics(t, *proba, k=len(known))
@@ -386,8 +388,10 @@ def _classification(
 
 
 def _class_metrics(
-    t: np.ndarray, p: np.ndarray, *, binary: bool
+    t: np.ndarray, p: np.ndarray, *, k: int
 ) -> tuple[dict[str, float], dict[str, int]]:
+    """Scores of class indices ``t`` (truth) and ``p`` (predicted, -1 for none), where the
+    model's classes are ``0..k-1`` and higher indices are labels outside them."""
     from sklearn import config_context
     from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
@@ -396,17 +400,26 @@ def _class_metrics(
     if n == 0:
         return {}, {}
     y, q = t[used], p[used]
-    options: dict[str, Any] = (
-        {"average": "binary", "pos_label": 1} if binary else {"average": "macro"}
-    )
+    # precision, recall and F1 are over the model's classes whatever else the labels hold: a
+    # label outside them is one more row of no class of the model (a binary model's scores
+    # stay its positive class's; a macro average does not take in a class the model lacks)
+    binary = k == 2
+    options: dict[str, Any]
+    if binary:
+        options = {"average": "binary", "pos_label": True}
+    else:
+        present = np.union1d(y, q)
+        ours = present[present < k]
+        options = {"average": "macro", "labels": ours if ours.size else present}
+    y_for, q_for = (y == 1, q == 1) if binary else (y, q)
     # the arrays are built here, well formed: checking them again costs a third of the time
     # of a week's hourly series
     with config_context(skip_parameter_validation=True, assume_finite=True):
         metrics = {
             "accuracy": float(accuracy_score(y, q)),
-            "precision": float(precision_score(y, q, zero_division=0, **options)),
-            "recall": float(recall_score(y, q, zero_division=0, **options)),
-            "f1": float(f1_score(y, q, zero_division=0, **options)),
+            "precision": float(precision_score(y_for, q_for, zero_division=0, **options)),
+            "recall": float(recall_score(y_for, q_for, zero_division=0, **options)),
+            "f1": float(f1_score(y_for, q_for, zero_division=0, **options)),
         }
     return metrics, dict.fromkeys(metrics, n)
 

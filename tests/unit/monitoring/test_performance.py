@@ -208,6 +208,25 @@ def test_labels_outside_the_model_classes_count_as_wrong(tmp_path: Path) -> None
     assert result.counts["roc_auc"] == result.counts["log_loss"] == 3  # "maybe" has no column
     known = [0, 1, 3]
     assert result.metrics["roc_auc"] == pytest.approx(skm.roc_auc_score([0, 1, 1], proba[known, 1]))
+    # still the binary scores of "yes": "maybe" is one more row that is not "yes" (one label
+    # outside the classes used to switch all three to macro averages over three classes)
+    positive = [False, True, False, True], [False, True, True, False]
+    assert result.metrics["precision"] == pytest.approx(skm.precision_score(*positive))
+    assert result.metrics["recall"] == pytest.approx(skm.recall_score(*positive))
+    assert result.metrics["f1"] == pytest.approx(skm.f1_score(*positive))
+
+
+def test_a_label_outside_three_classes_is_no_class_of_the_macro_average(tmp_path: Path) -> None:
+    ids = ["a", "b", "c", "d", "e"]
+    predicted = ["x", "y", "z", "x", "y"]
+    write_log(tmp_path, "tri", ids=ids, predict=predicted)
+    label(tmp_path, "tri", ids, ["x", "y", "z", "zzz", "x"])
+    result = compute_performance(tmp_path, "tri", classes=["x", "y", "z"])
+    truth = ["x", "y", "z", "zzz", "x"]
+    macro = {"average": "macro", "labels": ["x", "y", "z"], "zero_division": 0}
+    assert result.metrics["accuracy"] == pytest.approx(3 / 5)
+    assert result.metrics["f1"] == pytest.approx(skm.f1_score(truth, predicted, **macro))
+    assert result.metrics["recall"] == pytest.approx(skm.recall_score(truth, predicted, **macro))
 
 
 def test_no_labels_yet_gives_no_metrics(tmp_path: Path) -> None:
