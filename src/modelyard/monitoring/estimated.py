@@ -367,14 +367,18 @@ def _reference(
         source = "table"
     else:
         assert labelled is not None
-        if labelled.num_rows < config.min_reference_rows:
-            raise InvalidInputError(
-                f"Only {labelled.num_rows} predictions of {what} have labels, fewer than "
-                f"min_reference_rows ({config.min_reference_rows}); ingest labels with 'yard "
-                "labels ingest' or give a labelled reference table."
-            )
         proba, usable = _proba(labelled, len(classes), what)
         labelled = labelled.filter(usable)
+        # counted once the rows without probabilities are out: the calibration uses the rest
+        if labelled.num_rows < config.min_reference_rows:
+            without = len(usable) - labelled.num_rows
+            raise InvalidInputError(
+                f"Only {labelled.num_rows} predictions of {what} have labels and class "
+                f"probabilities"
+                + (f" ({without} more have labels only)" if without else "")
+                + f", fewer than min_reference_rows ({config.min_reference_rows}); ingest "
+                "labels with 'yard labels ingest' or give a labelled reference table."
+            )
         truth, predicted, source = _labels(labelled, classes), _predictions(labelled), "log"
     rows = len(proba)
     chunk = size if size is not None else max(1, rows // config.reference_chunks)

@@ -300,6 +300,30 @@ def test_log_inputs_that_cannot_be_estimated(tmp_path: Path) -> None:
         estimate_performance(tmp_path, "plain")
 
 
+def test_labelled_rows_without_probabilities_do_not_count_toward_the_reference(
+    tmp_path: Path,
+) -> None:
+    # the same model called through a door that asked for predict_proba and one that did not
+    rng = np.random.default_rng(3)
+    proba = rng.dirichlet([1.0, 1.0], 600)
+    start = datetime.now(UTC) - timedelta(hours=1)
+    times = [start + timedelta(seconds=i) for i in range(600)]
+    frame = pd.DataFrame({"x": proba[:, 0]})
+    first = write_log(tmp_path, "churn", frame, times, model="churn", version="1",
+                      predict=proba.argmax(axis=1), proba=proba)  # fmt: skip
+    second = write_log(tmp_path, "churn", frame, times, model="churn", version="1",
+                       predict=proba.argmax(axis=1))  # fmt: skip
+    labels = rng.integers(0, 2, 1200)
+    ingest_labels(tmp_path, "churn", pd.DataFrame({"request_id": first + second, "label": labels}))
+    settings = EstimationSettings(reference_rows=1200, min_reference_rows=1000)
+    with pytest.raises(InvalidInputError) as caught:
+        estimate_performance(tmp_path, "churn", settings=settings)
+    assert str(caught.value).startswith(
+        "Only 600 predictions of churn/1 have labels and class probabilities (600 more have "
+        "labels only), fewer than min_reference_rows (1000)"
+    )
+
+
 def test_multiclass_text_labels_from_the_log(tmp_path: Path) -> None:
     rng = np.random.default_rng(8)
     names = np.array(["cat", "dog", "eel"])
