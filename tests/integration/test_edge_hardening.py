@@ -247,6 +247,20 @@ def test_wrong_paths_get_404_and_wrong_methods_name_the_one_allowed(guarded: Ser
     assert r.status_code == 404, r.text
     r = httpx.post(f"{guarded.url}/v2/health/live")
     assert r.status_code == 405 and r.json()["error"] == "Method POST is not allowed here; use GET."
+    assert r.headers["allow"] == "GET, HEAD"  # RFC 9110: a 405 lists what the route takes
+    r = httpx.put(f"{guarded.url}/v2/models/lin/infer", json=LIN_ROW)
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    # HEAD goes where GET does: the GET answer's head, no body
+    head = httpx.head(f"{guarded.url}/v2/health/ready")
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-length"] == str(
+        len(httpx.get(f"{guarded.url}/v2/health/ready").content)
+    )
+
+
+def test_a_401_names_the_scheme_it_wants(guarded: Server) -> None:
+    r = httpx.post(f"{guarded.url}/v2/models/lin/infer", json=LIN_ROW)
+    assert r.status_code == 401 and r.headers["www-authenticate"] == 'Bearer realm="modelyard"'
 
 
 def test_readiness_is_503_while_the_models_load(served_home: ServedHome) -> None:

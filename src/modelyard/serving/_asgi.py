@@ -38,10 +38,18 @@ class HttpError(Exception):
     """An answer decided by the HTTP layer itself (405, 413); ``close`` ends the connection
     (the rest of a refused body is not read)."""
 
-    def __init__(self, status: int, message: str, *, close: bool = False) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        close: bool = False,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.close = close
+        self.headers = headers or []
 
 
 def too_large(limit: int) -> HttpError:
@@ -54,8 +62,17 @@ def too_large(limit: int) -> HttpError:
 
 
 def expect(method: str, *allowed: str) -> None:
-    if method not in allowed:
-        raise HttpError(405, f"Method {method} is not allowed here; use {' or '.join(allowed)}.")
+    """Refuse a method a route does not take with 405 and the ``Allow`` header RFC 9110 asks
+    for; ``HEAD`` goes wherever ``GET`` does (uvicorn sends the head without the body)."""
+    readable = "GET" in allowed
+    if method in allowed or (method == "HEAD" and readable):
+        return
+    methods = [*allowed, "HEAD"] if readable else list(allowed)
+    raise HttpError(
+        405,
+        f"Method {method} is not allowed here; use {' or '.join(allowed)}.",
+        headers=[(b"allow", ", ".join(methods).encode())],
+    )
 
 
 def read_headers(scope: Scope, extra: set[bytes] | None = None) -> dict[str, str]:

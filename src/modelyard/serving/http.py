@@ -310,12 +310,18 @@ class ModelServer:
         if isinstance(exc, ModelyardError):
             status, message = STATUS.get(exc.kind, 500), str(exc)
         elif isinstance(exc, HttpError):
-            return exc.status, str(exc), [(b"connection", b"close")] if exc.close else []
+            return (
+                exc.status,
+                str(exc),
+                exc.headers + ([(b"connection", b"close")] if exc.close else []),
+            )
         else:
             logger.exception("unexpected failure on %r %r", method, path)
             status, message = 500, f"Internal error: {type(exc).__name__}."
         if status >= 500:
             logger.warning("%d %r", status, message)  # %r: a message may quote client input
+        if status == 401:  # RFC 9110: a 401 names the scheme it wants
+            return status, message, [(b"www-authenticate", b'Bearer realm="modelyard"')]
         return status, message, [(b"retry-after", b"1")] if status == 503 else []
 
     async def _route(self, call: Call, method: str, path: str) -> None:
