@@ -319,3 +319,36 @@ def test_triton_client_reads_the_datatypes_it_was_told(runtime_server: Server, h
         result = client.infer(name, inputs, outputs=wanted)
         for output in meta["outputs"]:
             assert result.as_numpy(output["name"]).dtype == triton_to_np_dtype(output["datatype"])
+
+
+def test_compressed_bodies_are_inflated_as_triton_clients_send_them(
+    native: Server, home: Home
+) -> None:
+    import gzip
+    import zlib
+
+    import tritonclient.http as triton
+
+    client = triton.InferenceServerClient(url=native.url.removeprefix("http://"))
+    X = home.X.head(3)
+    inputs = []
+    for column in FEATURES:
+        tensor = triton.InferInput(column, [3], "FP64")
+        tensor.set_data_from_numpy(X[column].to_numpy())
+        inputs.append(tensor)
+    plain = client.infer("reg", inputs).as_numpy("predict")
+    for algorithm in ("gzip", "deflate"):
+        packed = client.infer("reg", inputs, request_compression_algorithm=algorithm)
+        assert np.array_equal(packed.as_numpy("predict"), plain), algorithm
+    body = json.dumps({"inputs": columns(X)}).encode()
+    for encoding, packed_body in (("gzip", gzip.compress(body)), ("deflate", zlib.compress(body)),
+                                  ("deflate", zlib.compress(body)[2:-4])):  # fmt: skip
+        answer = v2(native, "reg", packed_body, headers={"Content-Encoding": encoding})
+        assert answer.status_code == 200, answer.text
+        assert np.allclose(answer.json()["outputs"][0]["data"], plain)
+    refused = v2(native, "reg", body, headers={"Content-Encoding": "br"})
+    assert refused.status_code == 415 and "Content-Encoding 'br' is not supported" in refused.text
+    broken = v2(native, "reg", b"not gzip", headers={"Content-Encoding": "gzip"})
+    assert broken.status_code == 400 and "not valid gzip data" in broken.text
+    bomb = gzip.compress(b" " * ((64 << 20) + 1))  # 64 KB that inflate past the 64 MiB limit
+    assert v2(native, "reg", bomb, headers={"Content-Encoding": "gzip"}).status_code == 413

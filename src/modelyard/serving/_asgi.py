@@ -61,6 +61,38 @@ def too_large(limit: int) -> HttpError:
     )
 
 
+def decoded_body(body: bytes, encoding: str, limit: int) -> bytes:
+    """``body`` sent with ``Content-Encoding: encoding``, decompressed: ``gzip`` and
+    ``deflate`` (zlib's format, or raw deflate) as Triton's clients send them, at most
+    ``limit`` bytes once decompressed (413 past it, however small the compressed body)."""
+    import zlib
+
+    name = encoding.strip().lower()
+    if name in ("", "identity"):
+        return body
+    if name not in ("gzip", "x-gzip", "deflate"):
+        raise HttpError(
+            415,
+            f"Content-Encoding {encoding!r} is not supported; send the body uncompressed or "
+            "with gzip or deflate.",
+        )
+    # 47: a gzip or zlib header, told apart by zlib; -15: raw deflate, which some clients send
+    for wbits in (47,) if name != "deflate" else (47, -15):
+        inflater = zlib.decompressobj(wbits)
+        try:
+            out = inflater.decompress(body, limit + 1)
+        except zlib.error:
+            continue
+        if len(out) > limit or inflater.unconsumed_tail:
+            raise too_large(limit)
+        if not inflater.eof:
+            break  # cut short
+        return out
+    raise HttpError(
+        400, f"The request body is not valid {name} data (Content-Encoding: {encoding})."
+    )
+
+
 def expect(method: str, *allowed: str) -> None:
     """Refuse a method a route does not take with 405 and the ``Allow`` header RFC 9110 asks
     for; ``HEAD`` goes wherever ``GET`` does (uvicorn sends the head without the body)."""
@@ -85,7 +117,7 @@ def read_headers(scope: Scope, extra: set[bytes] | None = None) -> dict[str, str
 
 WANTED_HEADERS = {
     b"x-request-id", b"authorization", b"content-type", b"content-length",
-    b"inference-header-content-length",
+    b"inference-header-content-length", b"content-encoding",
 }  # fmt: skip
 
 

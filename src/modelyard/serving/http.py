@@ -46,6 +46,7 @@ from modelyard.serving._asgi import (
     Receive,
     Scope,
     Send,
+    decoded_body,
     expect,
     read_headers,
     respond,
@@ -472,20 +473,25 @@ class ModelServer:
         body: bytes = message.get("body", b"")
         if len(body) > limit:
             raise too_large(limit)
-        if not message.get("more_body"):
-            call.received = time.perf_counter()
-            return body
-        chunks = [body]
-        size = len(body)
-        while message.get("more_body"):
-            message = await call.receive()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise too_large(limit)
-            chunks.append(chunk)
+        if message.get("more_body"):
+            chunks = [body]
+            size = len(body)
+            while message.get("more_body"):
+                message = await call.receive()
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise too_large(limit)
+                chunks.append(chunk)
+            body = b"".join(chunks)
+        encoding = call.headers.get("content-encoding")
+        if encoding is not None:
+            if len(body) > _OFF_LOOP_BYTES // 8:  # inflates to up to 8 times that, or more
+                body = await asyncio.to_thread(decoded_body, body, encoding, limit)
+            else:
+                body = decoded_body(body, encoding, limit)
         call.received = time.perf_counter()
-        return b"".join(chunks)
+        return body
 
     # -- labels ------------------------------------------------------------------------------
 
@@ -646,6 +652,8 @@ class ModelServer:
                 given_id = value
             elif key == b"inference-header-content-length":
                 header_length = value.decode("latin-1")
+            elif key == b"content-encoding":
+                return None  # compressed: the ASGI path inflates it
         if length is None or not length.isdigit() or int(length) > self._fast_body:
             return None  # chunked, or large: the ASGI path reads it as it streams
         if given_id and _BAD_HEADER_VALUE.search(given_id):
