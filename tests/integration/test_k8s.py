@@ -64,7 +64,7 @@ def test_yard_k8s_writes_valid_manifests_and_says_how_to_make_the_secret(
         "--from-literal=artifact-root='s3://BUCKET/PREFIX'"
     )
     assert secret_line in done.stdout.splitlines()
-    docs = [d for p in sorted(out.iterdir()) for d in yaml.safe_load_all(p.read_text())]
+    docs = [d for p in sorted(out.glob("*.yaml")) for d in yaml.safe_load_all(p.read_text())]
     kinds = {d["kind"] for d in docs}
     assert kinds == {"InferenceService", "PodDisruptionBudget", "ServiceMonitor", "PrometheusRule"}
     for doc in docs:
@@ -112,15 +112,35 @@ def test_a_folder_with_files_needs_force(
     home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "notes.txt").write_text("mine")
+    assert in_process("k8s", "churn@production", "-o", str(out)) == 0
+    assert "image churn:1" in capsys.readouterr().out  # the default: SLUG:VERSION
     assert in_process("k8s", "churn@production", "-o", str(out)) == 1
     err = capsys.readouterr().err
     assert err == (
         f"error: Output folder '{out}' is not empty; pass --force to replace it or choose "
         "another -o.\n"
     )
-    assert [p.name for p in out.iterdir()] == ["notes.txt"]
-    assert in_process("k8s", "churn@production", "-o", str(out), "--force") == 0
-    assert "notes.txt" not in {p.name for p in out.iterdir()}
-    assert "image churn:1" in capsys.readouterr().out  # the default: SLUG:VERSION
+    assert in_process("k8s", "churn@production", "-o", str(out), "--force", "--kserve") == 0
+    assert (out / "inferenceservice.yaml").exists() and not (out / "deployment.yaml").exists()
+
+
+def test_force_leaves_a_folder_yard_k8s_did_not_write_alone(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / ".git" / "HEAD").write_text("ref: refs/heads/main")
+    (repo / "src").mkdir()
+    (repo / "src" / "main.py").write_text("print('mine')")
+    assert in_process("k8s", "churn@production", "-o", str(repo), "--force") == 1
+    assert capsys.readouterr().err == (
+        f"error: Output folder '{repo}' is not one yard k8s wrote (no .yard-generated of it "
+        "inside), so --force leaves it alone; remove it yourself or choose another -o.\n"
+    )
+    assert sorted(str(p.relative_to(repo)) for p in repo.rglob("*")) == [
+        ".git",
+        ".git/HEAD",
+        "src",
+        "src/main.py",
+    ]
+    assert (repo / "src" / "main.py").read_text() == "print('mine')"

@@ -38,7 +38,7 @@ def k8s(
     monitoring_label: list[str] = typer.Option(
         [], help="KEY=VALUE on the ServiceMonitor and PrometheusRule (e.g. release=prometheus)."
     ),
-    force: bool = typer.Option(False, "--force", help="Replace a non-empty output folder."),
+    force: bool = typer.Option(False, "--force", help="Replace a folder yard k8s wrote before."),
 ) -> None:
     """Write Kubernetes manifests (Deployment, Service, HorizontalPodAutoscaler,
     PodDisruptionBudget, ServiceMonitor, PrometheusRule), or with --kserve a KServe

@@ -9,7 +9,9 @@ import typer
 
 def observability(
     output: Path = typer.Option(..., "--output", "-o", help="A new (or empty) folder."),
-    force: bool = typer.Option(False, "--force", help="Replace DIR when it is not empty."),
+    force: bool = typer.Option(
+        False, "--force", help="Replace a DIR yard observability wrote before."
+    ),
     error_ratio: float = typer.Option(0.05, help="Alert: share of predictions answered 5xx."),
     p99_ms: float = typer.Option(500.0, help="Alert: p99 request time, in milliseconds."),
     queue_saturation: float = typer.Option(0.8, help="Alert: share of --max-queue queued."),

@@ -47,6 +47,7 @@ SECRET_KEYS: tuple[tuple[str, str, bool], ...] = (
     ("AWS_ENDPOINT_URL", "aws-endpoint-url", True),
     ("MODELYARD_MONITORING__LOG_ROOT", "log-root", True),
 )
+_COMMAND = "yard k8s"
 KSERVE_CONTAINER = "kserve-container"  # the name KServe's custom predictors use
 
 
@@ -479,10 +480,11 @@ def write_manifests(
     """Write the manifests to ``out`` (whole or not at all); returns the file names."""
     from modelyard.deploy._folder import check_output_dir, write_folder
 
-    check_output_dir(out, force=force)
+    check_output_dir(out, force=force, command=_COMMAND)
     manifests = build_manifests(target, opts, rule_groups=rule_groups)
     source = " ".join(target.serve_args)
-    write_folder(out, {n: render(m, source) for n, m in manifests.items()}, force=force)
+    texts = {n: render(m, source) for n, m in manifests.items()}
+    write_folder(out, texts, force=force, command=_COMMAND)
     return list(manifests)
 
 
