@@ -14,7 +14,7 @@ import yaml
 from sklearn.linear_model import LogisticRegression
 
 from modelyard.registry import Registry
-from modelyard.rollout import deploy
+from modelyard.rollout import deploy, start_candidate
 from modelyard.settings import Settings
 from tests.integration._server import YARD
 from tests.unit.deploy._schemas import K8S_VERSIONS, validate_builtin, validate_custom
@@ -144,3 +144,36 @@ def test_force_leaves_a_folder_yard_k8s_did_not_write_alone(
         "src/main.py",
     ]
     assert (repo / "src" / "main.py").read_text() == "print('mine')"
+
+
+def test_yard_k8s_deploys_the_image_yard_build_tags(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], modelyard_wheel: Path
+) -> None:
+    """The default --image is the tag 'yard build' prints for the same target: for a deployment
+    with a candidate, build said web:1-2 while the pods were to run web:1, never built."""
+    registry = Registry(Settings(home=home), identity="setup")
+    X = np.random.default_rng(2).normal(size=(30, 3))
+    registry.register(LogisticRegression().fit(X, (X[:, 1] > 0).astype(int)), name="churn", data=X)
+    deploy(registry, "web2", model_ref="churn/1")
+    start_candidate(registry, "web2", ref="churn/2", mode="canary", weight=10)
+    registry.close()
+    cases = {
+        "churn:2": ["churn/2"],
+        "churn:1": ["churn@production"],
+        "web:1": ["--deployment", "web"],
+        "web2:1-2": ["--deployment", "web2"],
+    }
+    for i, (tag, target) in enumerate(cases.items()):
+        ctx, manifests, kserve = (tmp_path / f"{kind}{i}" for kind in ("ctx", "k8s", "kserve"))
+        wheel = ["--wheel", str(modelyard_wheel)]
+        assert in_process("build", *target, "-o", str(ctx), *wheel) == 0, capsys.readouterr().err
+        built = capsys.readouterr().out
+        assert f"next: docker build -t {tag} {ctx}" in built, (tag, built)
+        assert in_process("k8s", *target, "-o", str(manifests)) == 0, capsys.readouterr().err
+        assert f"image {tag};" in capsys.readouterr().out
+        pod = yaml.safe_load((manifests / "deployment.yaml").read_text())["spec"]["template"]
+        assert pod["spec"]["containers"][0]["image"] == tag
+        assert in_process("k8s", *target, "-o", str(kserve), "--kserve") == 0
+        service = yaml.safe_load((kserve / "inferenceservice.yaml").read_text())
+        assert service["spec"]["predictor"]["containers"][0]["image"] == tag
+        capsys.readouterr()

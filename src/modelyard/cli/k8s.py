@@ -14,7 +14,7 @@ def k8s(
     deployment: str | None = typer.Option(None, help="A deployment (yard deploy) instead."),
     output: Path = typer.Option(..., "-o", "--output", help="The folder to write (made whole)."),
     image: str | None = typer.Option(
-        None, help="The image 'yard build' made, as pushed (default SLUG:VERSION)."
+        None, help="The image 'yard build' made, as pushed (default: the tag it printed)."
     ),
     replicas: int = typer.Option(2, help="Fewest pods (the autoscaler's minimum); at least 1."),
     max_replicas: int | None = typer.Option(None, help="Most pods (default max(10, replicas))."),
@@ -57,7 +57,7 @@ def k8s(
     if drain_s is None:
         drain_s = registry.settings.serving.graceful_timeout_s
     opts = manifests.K8sOptions(
-        image=image or f"{target.slug}:{target.versions[0].version}", replicas=replicas,
+        image=image or target.image_tag, replicas=replicas,
         max_replicas=max_replicas, cpu_target_percent=cpu_target, namespace=namespace,
         secret=secret, cpu_request=cpu_request, cpu_limit=cpu_limit,
         memory_request=memory_request, memory_limit=memory_limit, pre_stop_s=pre_stop_s,

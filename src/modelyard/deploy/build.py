@@ -99,7 +99,7 @@ def build_context(
         built = copy_wheel(wheel, tmp / "wheels")
         manifest = write_bundle(registry, target, tmp / "bundle") if bake else None
         result = BuildResult(
-            path=out, target=target, image_tag=_image_tag(target), base_image=base,
+            path=out, target=target, image_tag=target.image_tag, base_image=base,
             pins=pins, wheel=built.name, bundle=manifest,
         )  # fmt: skip
         _write_files(tmp, result, registry, extras)
@@ -183,10 +183,6 @@ def _container_env(result: BuildResult, registry: Registry) -> dict[str, str]:
     if registry.settings.trusted_types:
         env["MODELYARD_TRUSTED_TYPES"] = json.dumps(registry.settings.trusted_types)
     return env
-
-
-def _image_tag(target: Target) -> str:
-    return f"{target.slug}:{'-'.join(str(v.version) for v in target.versions)}"
 
 
 def _seconds(value: float) -> str:
