@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from modelyard.deploy import container
 from modelyard.deploy._folder import check_output_dir, staged_folder
+from modelyard.deploy._k8s_checks import check_image
 from modelyard.deploy.bundle import BundleManifest, write_bundle
 from modelyard.deploy.requirements import (
     Pin,
@@ -90,6 +91,8 @@ def build_context(
                 "loaded and needs its Python classes, which an image cannot know; register it "
                 "with skops or ONNX and build that version."
             )
+    if base_image is not None:
+        check_image(base_image, what="--base-image", example="python:3.12-slim-bookworm")
     out = out.expanduser().absolute()
     check_output_dir(out, force=force, command=_COMMAND)
     extras = extras_for(target)

@@ -230,6 +230,24 @@ def test_force_keeps_a_checkout_and_files_added_to_a_context(
     assert {p: (out / p).read_bytes() for p in listing(out) if (out / p).is_file()} == before
 
 
+@pytest.mark.parametrize("image", ["not an image!", "python", "Python:3.11", "python:3.11 AS x"])
+def test_a_base_image_that_is_no_image_reference_is_refused(
+    sqlite_registry: Registry, modelyard_wheel: Path, tmp_path: Path, image: str
+) -> None:
+    """--base-image went into the FROM line unchecked: 'not an image!' gave a Dockerfile docker
+    cannot parse, and the command exited 0."""
+    before = listing(tmp_path)
+    with pytest.raises(InvalidInputError, match="is not a container image reference") as caught:
+        build_context(
+            sqlite_registry, target(version()), tmp_path / "ctx", wheel=modelyard_wheel,
+            base_image=image,
+        )  # fmt: skip
+    message = str(caught.value)
+    assert message.startswith(f"--base-image {image!r} is not") and "\n" not in message
+    assert "python:3.12-slim-bookworm" in message  # an example of what to give
+    assert listing(tmp_path) == before
+
+
 def test_a_failure_leaves_nothing_behind(
     sqlite_registry: Registry, modelyard_wheel: Path, tmp_path: Path
 ) -> None:
