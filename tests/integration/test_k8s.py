@@ -94,6 +94,7 @@ def test_a_deployment_in_process(home: Path, tmp_path: Path) -> None:
         (["churn@production", "--replicas", "0"], "error: --replicas 0 is below 1"),
         (["churn@production", "--image", "Churn:latest"], "error: Image 'Churn:latest' is not"),
         (["churn@production", "--cpu-limit", "two"], "error: --cpu-limit 'two' is not a"),
+        (["churn@production", "--cpu-request", "0"], "error: --cpu-request 0 is zero"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(

@@ -74,6 +74,13 @@ class Drain:
         return self.pre_stop_s + self.drain_s + math.ceil(self.upload_drain_s) + self.margin_s
 
 
+#: Why a zero request is refused, and what to give instead.
+_ZERO_REQUEST = {
+    "cpu": "the autoscaler scales on a percentage of it, which it cannot compute; give e.g. 500m",
+    "memory": "the scheduler would keep no memory for the pod; give e.g. 512Mi",
+}
+
+
 @dataclass(frozen=True, kw_only=True)
 class K8sOptions:
     """What ``yard k8s`` lets a user choose; ``validate`` says what is wrong in one sentence."""
@@ -145,6 +152,10 @@ class K8sOptions:
             check_label(key, value)
         for kind in ("cpu", "memory"):
             request, limit = getattr(self, f"{kind}_request"), getattr(self, f"{kind}_limit")
+            if quantity(f"--{kind}-request", request) == 0:
+                raise InvalidInputError(
+                    f"--{kind}-request {request} is zero: {_ZERO_REQUEST[kind]}."
+                )
             if quantity(f"--{kind}-request", request) > quantity(f"--{kind}-limit", limit):
                 raise InvalidInputError(
                     f"--{kind}-request {request} is above --{kind}-limit {limit}; Kubernetes "
