@@ -114,7 +114,9 @@ def test_a_folder_with_files_needs_force(
 ) -> None:
     out = tmp_path / "out"
     assert in_process("k8s", "churn@production", "-o", str(out)) == 0
-    assert "image churn:1" in capsys.readouterr().out  # the default: SLUG:VERSION
+    printed = capsys.readouterr().out
+    assert "image churn:1" in printed  # the default: SLUG:VERSION
+    assert "the alerts link to RUNBOOK.md#<alert>: give --runbook-url the address" in printed
     assert in_process("k8s", "churn@production", "-o", str(out)) == 1
     err = capsys.readouterr().err
     assert err == (
@@ -178,3 +180,24 @@ def test_yard_k8s_deploys_the_image_yard_build_tags(
         service = yaml.safe_load((kserve / "inferenceservice.yaml").read_text())
         assert service["spec"]["predictor"]["containers"][0]["image"] == tag
         capsys.readouterr()
+
+
+def test_runbook_url_means_what_it_means_for_yard_observability(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = "https://wiki.example.com/modelyard/RUNBOOK.md"
+    out, bundle = tmp_path / "k8s", tmp_path / "observability"
+    assert in_process("k8s", "churn@production", "-o", str(out), "--runbook-url", url) == 0
+    assert "--runbook-url" not in capsys.readouterr().out
+    assert in_process("observability", "-o", str(bundle), "--runbook-url", url) == 0
+    rule = yaml.safe_load((out / "prometheusrule.yaml").read_text())
+    rules = yaml.safe_load((bundle / "modelyard-alerts.yaml").read_text())
+    assert rule["spec"]["groups"] == rules["groups"]
+    assert rules["groups"][0]["rules"][0]["annotations"]["runbook_url"].startswith(f"{url}#")
+    capsys.readouterr()
+    assert (
+        in_process("k8s", "churn@production", "-o", str(tmp_path / "x"), "--runbook-url", "a b")
+        == 1
+    )
+    assert capsys.readouterr().err.startswith("error: Runbook URL 'a b' must be an address")
+    assert not (tmp_path / "x").exists()

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from modelyard.cli._output import console, parse_pairs
+from modelyard.cli.observability import runbook_url_option
 
 
 def k8s(
@@ -38,6 +39,7 @@ def k8s(
     monitoring_label: list[str] = typer.Option(
         [], help="KEY=VALUE on the ServiceMonitor and PrometheusRule (e.g. release=prometheus)."
     ),
+    runbook_url: str = runbook_url_option(),
     force: bool = typer.Option(False, "--force", help="Replace a folder yard k8s wrote before."),
 ) -> None:
     """Write Kubernetes manifests (Deployment, Service, HorizontalPodAutoscaler,
@@ -46,6 +48,7 @@ def k8s(
     from modelyard.cli._registry import open_registry
     from modelyard.deploy import k8s as manifests
     from modelyard.deploy import resolve_target
+    from modelyard.deploy.observability import RUNBOOK_FILE
 
     labels = parse_pairs("--monitoring-label", monitoring_label)
     registry = open_registry()
@@ -63,11 +66,14 @@ def k8s(
         memory_request=memory_request, memory_limit=memory_limit, pre_stop_s=pre_stop_s,
         graceful_timeout_s=drain_s, startup_timeout_s=startup_timeout_s, auth=auth,
         kserve=kserve, monitoring_labels=labels, log_predictions=log_predictions,
-        upload_drain_s=registry.settings.monitoring.upload_drain_s,
+        upload_drain_s=registry.settings.monitoring.upload_drain_s, runbook_url=runbook_url,
     )  # fmt: skip
     names = manifests.write_manifests(target, opts, output, force=force)
     out = console()
     out.print(f"wrote {len(names)} manifests to {output}: {', '.join(names)}")
     out.print(f"image {opts.image}; the pods read their settings from Secret '{secret}':")
     print(f"  {manifests.secret_command(opts)}")  # one line, to copy
+    if runbook_url == RUNBOOK_FILE:  # relative: no alert receiver can open it
+        out.print("the alerts link to RUNBOOK.md#<alert>: give --runbook-url the address where "
+                  "the RUNBOOK.md of 'yard observability' is published", style="dim")  # fmt: skip
     out.print(f"then: kubectl apply -f {output}", style="dim")

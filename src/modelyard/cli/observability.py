@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
+
+
+def runbook_url_option() -> Any:  # typer.Option's own type
+    """``--runbook-url``, the same option in ``yard observability`` and ``yard k8s``: where the
+    runbook is published; each alert's ``runbook_url`` is it plus ``#`` and the alert's section
+    (default: ``RUNBOOK.md``, next to the rules in the bundle)."""
+    return typer.Option(
+        "RUNBOOK.md",
+        help="Where RUNBOOK.md (of 'yard observability') will be published; each alert links "
+        "to its section.",
+    )
 
 
 def observability(
@@ -22,9 +34,7 @@ def observability(
         None, help="Alert: share of columns drifted (default: monitoring.drift.share_threshold)."
     ),
     log_backlog_rows: int = typer.Option(10_000, help="Alert: prediction-log rows spooled."),
-    runbook_url: str = typer.Option(
-        "RUNBOOK.md", help="Where RUNBOOK.md will be published; each alert links to its section."
-    ),
+    runbook_url: str = runbook_url_option(),
 ) -> None:
     """Write a Grafana dashboard, Prometheus alerting rules with promtool tests, and a runbook
     for the metrics of 'yard serve'."""

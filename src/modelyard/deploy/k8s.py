@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from modelyard.deploy import observability
 from modelyard.deploy._k8s_checks import check_image, check_label, check_name, quantity
+from modelyard.deploy.observability import RUNBOOK_FILE
 from modelyard.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -105,6 +107,8 @@ class K8sOptions:
     log_predictions: bool = False
     upload_drain_s: float = 10.0
     monitoring_labels: dict[str, str] = field(default_factory=dict)
+    #: Where RUNBOOK.md is published: the alerts' runbook_url (as ``yard observability``'s).
+    runbook_url: str = RUNBOOK_FILE
 
     @property
     def max_replicas_resolved(self) -> int:
@@ -435,11 +439,10 @@ def prometheus_rule(
     target: Target, opts: K8sOptions, groups: list[Manifest] | None = None
 ) -> Manifest:
     """Prometheus Operator's PrometheusRule holding ``groups`` (default: the alerts of
-    ``yard observability`` with their default thresholds; they are grouped by job)."""
+    ``yard observability`` with their default thresholds and ``opts.runbook_url``; they are
+    grouped by job)."""
     if groups is None:
-        from modelyard.deploy.observability import rule_groups
-
-        groups = rule_groups()
+        groups = observability.rule_groups(runbook_url=opts.runbook_url)
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",

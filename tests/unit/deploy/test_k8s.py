@@ -373,6 +373,22 @@ def test_the_rule_groups_can_be_given(target: Target) -> None:
     validate_custom(rule)
 
 
+def test_the_alerts_link_to_the_runbook_where_it_is_published(
+    target: Target, tmp_path: Path
+) -> None:
+    """The PrometheusRule's runbook_url was always the relative RUNBOOK.md#section, which no
+    alert receiver can open; runbook_url means what yard observability's --runbook-url does."""
+    url = "https://wiki.example.com/modelyard/RUNBOOK.md"
+    docs = written_any(target, k8s.K8sOptions(image=IMAGE, runbook_url=url), tmp_path / "k8s")
+    groups = docs["PrometheusRule"]["spec"]["groups"]
+    assert groups == rule_groups(runbook_url=url)
+    links = [r["annotations"]["runbook_url"] for g in groups for r in g["rules"]]
+    assert links and all(link.startswith(f"{url}#") for link in links)
+    with pytest.raises(InvalidInputError, match="Runbook URL 'x#y' must be an address"):
+        k8s.write_manifests(target, k8s.K8sOptions(image=IMAGE, runbook_url="x#y"), tmp_path / "b")
+    assert [p.name for p in tmp_path.iterdir()] == ["k8s"]
+
+
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (make system)")
 def test_the_default_rules_are_yard_observabilitys_and_pass_promtool(
     target: Target, tmp_path: Path
