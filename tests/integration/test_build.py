@@ -347,8 +347,9 @@ BAD = [
     (["echo/1"], "echo/1 was registered as a pickle"),
     (["hgb/1", "--wheel", "missing.whl"], "--wheel 'missing.whl' is not a wheel file"),
     (["hgb/1", "--bake", "--wheel", "modelyard-0.0.1-py3-none-any.whl"], "is modelyard 0.0.1"),
-    (["hgb/1", "-o", "taken"], "exists and is not empty; pass --force"),
-    (["hgb/1", "-o", "taken", "--force"], "not a build context yard build wrote"),
+    (["hgb/1", "--base-image", "not an image!"], "--base-image 'not an image!' is not a"),
+    (["hgb/1", "-o", "taken"], "is not empty; pass --force"),
+    (["hgb/1", "-o", "taken", "--force"], "is not one yard build wrote"),
 ]
 
 

@@ -314,3 +314,42 @@ def test_batch_score_refuses_urls_for_its_files_in_one_line(
         assert f"{flag} {given!r} is a URL" in shown and "local Parquet files only" in shown
     assert not (tmp_path / "s3:").exists() and not (tmp_path / "out").exists()
     assert all(k.startswith(f"{PREFIX}/") for k in s3.keys(bucket))  # the model's blobs only
+
+
+@pytest.mark.parametrize(
+    ("root", "message"),
+    [
+        ("s3:/models/x", "The artifact root 's3:/models/x' has one '/' after 's3:'; write "
+         "s3://models/x"),
+        ("s3://", "The artifact root 's3://' has no bucket; give s3://BUCKET/PREFIX"),
+        ("s3:///models", "The artifact root 's3:///models' has no bucket"),
+        ("gs://", "The artifact root 'gs://' has no bucket; give gs://BUCKET/PREFIX"),
+    ],
+)  # fmt: skip
+def test_a_malformed_root_url_is_refused_before_anything_is_written(
+    root: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """s3:/models/x (one slash) was taken as the local folder ./s3:/models/x and the files went
+    there; s3:// (no bucket) answered "The bucket '' ... does not exist"."""
+    from modelyard.cli.main import main
+    from modelyard.errors import ConfigError
+
+    monkeypatch.chdir(tmp_path)
+    settings = Settings(
+        home=tmp_path / "home", database_url=f"sqlite:///{tmp_path / 'meta.db'}",
+        artifact_root=root,
+    )  # fmt: skip
+    with pytest.raises(ConfigError) as info:
+        Registry(settings)
+    assert str(info.value).startswith(message) and "MODELYARD_ARTIFACT_ROOT" in str(info.value)
+    assert "\n" not in str(info.value)
+    for key in ("MODELYARD_DATABASE_URL", "MODELYARD_HOME"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("MODELYARD_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MODELYARD_ARTIFACT_ROOT", root)
+    with pytest.raises(SystemExit) as exited:
+        main(["models", "list"])
+    assert exited.value.code == 1
+    assert capsys.readouterr().err == f"error: {info.value}\n"
+    assert list(tmp_path.iterdir()) == []  # no database, no ./s3: folder

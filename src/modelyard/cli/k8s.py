@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from modelyard.cli._output import console, parse_pairs
+from modelyard.cli.observability import runbook_url_option
 
 
 def k8s(
@@ -14,7 +15,7 @@ def k8s(
     deployment: str | None = typer.Option(None, help="A deployment (yard deploy) instead."),
     output: Path = typer.Option(..., "-o", "--output", help="The folder to write (made whole)."),
     image: str | None = typer.Option(
-        None, help="The image 'yard build' made, as pushed (default SLUG:VERSION)."
+        None, help="The image 'yard build' made, as pushed (default: the tag it printed)."
     ),
     replicas: int = typer.Option(2, help="Fewest pods (the autoscaler's minimum); at least 1."),
     max_replicas: int | None = typer.Option(None, help="Most pods (default max(10, replicas))."),
@@ -38,7 +39,8 @@ def k8s(
     monitoring_label: list[str] = typer.Option(
         [], help="KEY=VALUE on the ServiceMonitor and PrometheusRule (e.g. release=prometheus)."
     ),
-    force: bool = typer.Option(False, "--force", help="Replace a non-empty output folder."),
+    runbook_url: str = runbook_url_option(),
+    force: bool = typer.Option(False, "--force", help="Replace a folder yard k8s wrote before."),
 ) -> None:
     """Write Kubernetes manifests (Deployment, Service, HorizontalPodAutoscaler,
     PodDisruptionBudget, ServiceMonitor, PrometheusRule), or with --kserve a KServe
@@ -46,6 +48,7 @@ def k8s(
     from modelyard.cli._registry import open_registry
     from modelyard.deploy import k8s as manifests
     from modelyard.deploy import resolve_target
+    from modelyard.deploy.observability import RUNBOOK_FILE
 
     labels = parse_pairs("--monitoring-label", monitoring_label)
     registry = open_registry()
@@ -57,17 +60,20 @@ def k8s(
     if drain_s is None:
         drain_s = registry.settings.serving.graceful_timeout_s
     opts = manifests.K8sOptions(
-        image=image or f"{target.slug}:{target.versions[0].version}", replicas=replicas,
+        image=image or target.image_tag, replicas=replicas,
         max_replicas=max_replicas, cpu_target_percent=cpu_target, namespace=namespace,
         secret=secret, cpu_request=cpu_request, cpu_limit=cpu_limit,
         memory_request=memory_request, memory_limit=memory_limit, pre_stop_s=pre_stop_s,
         graceful_timeout_s=drain_s, startup_timeout_s=startup_timeout_s, auth=auth,
         kserve=kserve, monitoring_labels=labels, log_predictions=log_predictions,
-        upload_drain_s=registry.settings.monitoring.upload_drain_s,
+        upload_drain_s=registry.settings.monitoring.upload_drain_s, runbook_url=runbook_url,
     )  # fmt: skip
     names = manifests.write_manifests(target, opts, output, force=force)
     out = console()
     out.print(f"wrote {len(names)} manifests to {output}: {', '.join(names)}")
     out.print(f"image {opts.image}; the pods read their settings from Secret '{secret}':")
     print(f"  {manifests.secret_command(opts)}")  # one line, to copy
+    if runbook_url == RUNBOOK_FILE:  # relative: no alert receiver can open it
+        out.print("the alerts link to RUNBOOK.md#<alert>: give --runbook-url the address where "
+                  "the RUNBOOK.md of 'yard observability' is published", style="dim")  # fmt: skip
     out.print(f"then: kubectl apply -f {output}", style="dim")

@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
 
+def runbook_url_option() -> Any:  # typer.Option's own type
+    """``--runbook-url``, the same option in ``yard observability`` and ``yard k8s``: where the
+    runbook is published; each alert's ``runbook_url`` is it plus ``#`` and the alert's section
+    (default: ``RUNBOOK.md``, next to the rules in the bundle)."""
+    return typer.Option(
+        "RUNBOOK.md",
+        help="Where RUNBOOK.md (of 'yard observability') will be published; each alert links "
+        "to its section.",
+    )
+
+
 def observability(
     output: Path = typer.Option(..., "--output", "-o", help="A new (or empty) folder."),
-    force: bool = typer.Option(False, "--force", help="Replace DIR when it is not empty."),
+    force: bool = typer.Option(
+        False, "--force", help="Replace a DIR yard observability wrote before."
+    ),
     error_ratio: float = typer.Option(0.05, help="Alert: share of predictions answered 5xx."),
     p99_ms: float = typer.Option(500.0, help="Alert: p99 request time, in milliseconds."),
     queue_saturation: float = typer.Option(0.8, help="Alert: share of --max-queue queued."),
@@ -20,9 +34,7 @@ def observability(
         None, help="Alert: share of columns drifted (default: monitoring.drift.share_threshold)."
     ),
     log_backlog_rows: int = typer.Option(10_000, help="Alert: prediction-log rows spooled."),
-    runbook_url: str = typer.Option(
-        "RUNBOOK.md", help="Where RUNBOOK.md will be published; each alert links to its section."
-    ),
+    runbook_url: str = runbook_url_option(),
 ) -> None:
     """Write a Grafana dashboard, Prometheus alerting rules with promtool tests, and a runbook
     for the metrics of 'yard serve'."""

@@ -1,5 +1,6 @@
 """The checks ``yard k8s`` makes of its options before writing anything: image references,
-Kubernetes names, labels and resource quantities, each refused with one sentence."""
+Kubernetes names, labels and resource quantities, each refused with one sentence. ``yard build``
+checks its ``--base-image`` with the same ``check_image``."""
 
 from __future__ import annotations
 
@@ -30,13 +31,19 @@ _LABEL_KEY = re.compile(
 )
 
 
-def check_image(image: str) -> None:
-    """``image`` is a container image reference (``[REGISTRY/]PATH[:TAG][@DIGEST]``)."""
+def check_image(
+    image: str,
+    *,
+    what: str = "Image",
+    example: str = "registry.example.com/team/churn:3 (what 'yard build' was tagged and pushed as)",
+) -> None:
+    """``image`` is a container image reference (``[REGISTRY/]PATH[:TAG][@DIGEST]``); ``what``
+    names it in the error, which gives ``example`` as the next step."""
     match = _IMAGE.fullmatch(image)
     if match is None or len(image) > 255 or not (match["tag"] or match["digest"]):
         raise InvalidInputError(
-            f"Image {image!r} is not a container image reference with a tag or digest; give "
-            "e.g. registry.example.com/team/churn:3 (what 'yard build' was tagged and pushed as)."
+            f"{what} {image!r} is not a container image reference with a tag or digest; give "
+            f"e.g. {example}."
         )
 
 

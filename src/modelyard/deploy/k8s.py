@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from modelyard.deploy import observability
 from modelyard.deploy._k8s_checks import check_image, check_label, check_name, quantity
+from modelyard.deploy.observability import RUNBOOK_FILE
 from modelyard.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -47,6 +49,7 @@ SECRET_KEYS: tuple[tuple[str, str, bool], ...] = (
     ("AWS_ENDPOINT_URL", "aws-endpoint-url", True),
     ("MODELYARD_MONITORING__LOG_ROOT", "log-root", True),
 )
+_COMMAND = "yard k8s"
 KSERVE_CONTAINER = "kserve-container"  # the name KServe's custom predictors use
 
 
@@ -73,6 +76,13 @@ class Drain:
         return self.pre_stop_s + self.drain_s + math.ceil(self.upload_drain_s) + self.margin_s
 
 
+#: Why a zero request is refused, and what to give instead.
+_ZERO_REQUEST = {
+    "cpu": "the autoscaler scales on a percentage of it, which it cannot compute; give e.g. 500m",
+    "memory": "the scheduler would keep no memory for the pod; give e.g. 512Mi",
+}
+
+
 @dataclass(frozen=True, kw_only=True)
 class K8sOptions:
     """What ``yard k8s`` lets a user choose; ``validate`` says what is wrong in one sentence."""
@@ -97,6 +107,8 @@ class K8sOptions:
     log_predictions: bool = False
     upload_drain_s: float = 10.0
     monitoring_labels: dict[str, str] = field(default_factory=dict)
+    #: Where RUNBOOK.md is published: the alerts' runbook_url (as ``yard observability``'s).
+    runbook_url: str = RUNBOOK_FILE
 
     @property
     def max_replicas_resolved(self) -> int:
@@ -144,6 +156,10 @@ class K8sOptions:
             check_label(key, value)
         for kind in ("cpu", "memory"):
             request, limit = getattr(self, f"{kind}_request"), getattr(self, f"{kind}_limit")
+            if quantity(f"--{kind}-request", request) == 0:
+                raise InvalidInputError(
+                    f"--{kind}-request {request} is zero: {_ZERO_REQUEST[kind]}."
+                )
             if quantity(f"--{kind}-request", request) > quantity(f"--{kind}-limit", limit):
                 raise InvalidInputError(
                     f"--{kind}-request {request} is above --{kind}-limit {limit}; Kubernetes "
@@ -423,11 +439,10 @@ def prometheus_rule(
     target: Target, opts: K8sOptions, groups: list[Manifest] | None = None
 ) -> Manifest:
     """Prometheus Operator's PrometheusRule holding ``groups`` (default: the alerts of
-    ``yard observability`` with their default thresholds; they are grouped by job)."""
+    ``yard observability`` with their default thresholds and ``opts.runbook_url``; they are
+    grouped by job)."""
     if groups is None:
-        from modelyard.deploy.observability import rule_groups
-
-        groups = rule_groups()
+        groups = observability.rule_groups(runbook_url=opts.runbook_url)
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
@@ -479,10 +494,11 @@ def write_manifests(
     """Write the manifests to ``out`` (whole or not at all); returns the file names."""
     from modelyard.deploy._folder import check_output_dir, write_folder
 
-    check_output_dir(out, force=force)
+    check_output_dir(out, force=force, command=_COMMAND)
     manifests = build_manifests(target, opts, rule_groups=rule_groups)
     source = " ".join(target.serve_args)
-    write_folder(out, {n: render(m, source) for n, m in manifests.items()}, force=force)
+    texts = {n: render(m, source) for n, m in manifests.items()}
+    write_folder(out, texts, force=force, command=_COMMAND)
     return list(manifests)
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "write_bundle",
 ]
 
+_COMMAND = "yard observability"
 DASHBOARD_FILE = "modelyard-dashboard.json"
 RULES_FILE = "modelyard-alerts.yaml"
 RULES_TEST_FILE = "modelyard-alerts.test.yaml"
@@ -73,14 +74,14 @@ def write_bundle(
     t = thresholds or AlertThresholds()
     groups = rule_groups(t, runbook_url=runbook_url)
     directory = Path(directory)
-    check_output_dir(directory, force=force)
+    check_output_dir(directory, force=force, command=_COMMAND)
     texts = {
         DASHBOARD_FILE: json.dumps(grafana_dashboard(t), indent=2) + "\n",
         RULES_FILE: _yaml({"groups": groups}),
         RULES_TEST_FILE: _yaml(rule_tests(t, rules_file=RULES_FILE, runbook_url=runbook_url)),
         RUNBOOK_FILE: _runbook(t),
     }
-    write_folder(directory, texts, force=force)
+    write_folder(directory, texts, force=force, command=_COMMAND)
     return [directory / name for name in BUNDLE_FILES]
 
 

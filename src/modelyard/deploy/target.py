@@ -41,6 +41,12 @@ class Target:
         return slug or "model"
 
     @property
+    def image_tag(self) -> str:
+        """The image ``yard build`` tags and ``yard k8s`` deploys unless told otherwise: ``slug``
+        and the served versions (``churn:3``; a deployment with a candidate ``web:3-4``)."""
+        return f"{self.slug}:{'-'.join(str(v.version) for v in self.versions)}"
+
+    @property
     def packages(self) -> dict[str, str]:
         """The package versions the served versions were registered with (the first version's
         pin wins where two differ: it is the stable route's)."""

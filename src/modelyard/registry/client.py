@@ -101,8 +101,9 @@ class Registry:
         self.settings = base.with_overrides(
             database_url=database_url, artifact_root=artifact_root, identity=identity
         )
-        self.db = Database(self.settings.resolved_database_url)
+        # the store first: a malformed root is refused before the database is opened or made
         self.artifacts = ArtifactStore(self.settings.resolved_artifact_root)
+        self.db = Database(self.settings.resolved_database_url)
         self.identity = self.settings.identity or _os_user()
         self.lineage = LineageCollector()
 

@@ -17,11 +17,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sys
 import uuid
 from typing import Any
 
-from modelyard.errors import IntegrityError, StorageError, first_line
+from modelyard.errors import ConfigError, IntegrityError, StorageError, first_line
+
+#: Object stores whose URLs start with a bucket (or container): ``SCHEME://BUCKET/PREFIX``.
+_BUCKET_SCHEMES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
+#: A URL's scheme (two letters at least: ``C:/models`` is a Windows folder), its slashes, the rest.
+_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):(/*)(.*)", re.DOTALL)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -34,6 +40,7 @@ class ArtifactStore:
     def __init__(self, root: str) -> None:
         import fsspec
 
+        _check_root(root)
         self.root = root
         try:
             fs, path = fsspec.core.url_to_fs(root, use_listings_cache=False)
@@ -128,6 +135,26 @@ class ArtifactStore:
         return StorageError(
             f"Cannot {action} the artifact root {self.root} ({reason}); check "
             "MODELYARD_ARTIFACT_ROOT, its permissions and that the store is reachable."
+        )
+
+
+def _check_root(root: str) -> None:
+    """Refuse a root that looks like a URL but is not one fsspec would read as meant: a scheme and
+    one slash (``s3:/models/x``, which is a relative local folder) or an object store's URL
+    without a bucket (``s3://``, ``s3:///x``)."""
+    match = _URL.fullmatch(root)
+    if match is None:
+        return
+    scheme, slashes, rest = match.groups()
+    if slashes == "/" and scheme.lower() != "file":  # file:/path is a file URL
+        raise ConfigError(
+            f"The artifact root {root!r} has one '/' after '{scheme}:'; write {scheme}://{rest} "
+            "in MODELYARD_ARTIFACT_ROOT (or a folder path without a scheme)."
+        )
+    if scheme.lower() in _BUCKET_SCHEMES and (slashes != "//" or not rest.split("/", 1)[0]):
+        raise ConfigError(
+            f"The artifact root {root!r} has no bucket; give {scheme}://BUCKET/PREFIX in "
+            "MODELYARD_ARTIFACT_ROOT."
         )
 
 

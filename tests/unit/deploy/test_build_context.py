@@ -15,7 +15,7 @@ from modelyard.core.types import Lineage, ModelVersion
 from modelyard.deploy import Target
 from modelyard.deploy.build import build_context
 from modelyard.deploy.requirements import extras_for, requirement_pins
-from modelyard.errors import InvalidInputError, UntrustedTypeError
+from modelyard.errors import AlreadyExistsError, InvalidInputError, UntrustedTypeError
 from modelyard.registry import Registry
 from modelyard.settings import ServingSettings, Settings
 from tests._dockerfile import final_stage, hadolint, instructions
@@ -194,22 +194,58 @@ def test_an_existing_folder_is_replaced_only_when_asked_and_only_a_build_context
     out = tmp_path / "ctx"
     build_context(sqlite_registry, target(version()), out, wheel=modelyard_wheel)
     before = listing(tmp_path)
-    with pytest.raises(InvalidInputError, match=r"ctx' exists and is not empty; pass --force"):
+    with pytest.raises(AlreadyExistsError, match=r"ctx' is not empty; pass --force"):
         build_context(sqlite_registry, target(version(2)), out, wheel=modelyard_wheel)
     assert listing(tmp_path) == before
     build_context(sqlite_registry, target(version(2)), out, wheel=modelyard_wheel, force=True)
     assert "churn/2" in (out / "Dockerfile").read_text()
     assert listing(tmp_path) == before  # replaced in place: no temporary sibling is left
+    recorded = (out / ".yard-generated").read_text().splitlines()[1:]
+    assert set(recorded) == set(listing(out)) - {".yard-generated"}  # every path it wrote
 
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep me")
-    with pytest.raises(InvalidInputError, match="not a build context yard build wrote"):
+    with pytest.raises(AlreadyExistsError, match="is not one yard build wrote"):
         build_context(sqlite_registry, target(version()), mine, wheel=modelyard_wheel, force=True)
     assert (mine / "notes.txt").read_text() == "keep me"
     (tmp_path / "file").write_text("x")
     with pytest.raises(InvalidInputError, match="is a file"):
         build_context(sqlite_registry, target(version()), tmp_path / "file", force=True)
+
+
+def test_force_keeps_a_checkout_and_files_added_to_a_context(
+    sqlite_registry: Registry, modelyard_wheel: Path, tmp_path: Path
+) -> None:
+    """A folder with a Dockerfile of yard build's is not all yard build's: --force replaced the
+    whole folder, files the user had added to it included."""
+    out = tmp_path / "ctx"
+    build_context(sqlite_registry, target(version()), out, wheel=modelyard_wheel)
+    (out / ".git").mkdir()
+    (out / ".git" / "HEAD").write_text("ref: refs/heads/main")
+    (out / "wheels" / "extra.txt").write_text("mine")
+    before = {p: (out / p).read_bytes() for p in listing(out) if (out / p).is_file()}
+    with pytest.raises(AlreadyExistsError, match=r"holds \.git and 2 more, which yard build did"):
+        build_context(sqlite_registry, target(version(2)), out, wheel=modelyard_wheel, force=True)
+    assert {p: (out / p).read_bytes() for p in listing(out) if (out / p).is_file()} == before
+
+
+@pytest.mark.parametrize("image", ["not an image!", "python", "Python:3.11", "python:3.11 AS x"])
+def test_a_base_image_that_is_no_image_reference_is_refused(
+    sqlite_registry: Registry, modelyard_wheel: Path, tmp_path: Path, image: str
+) -> None:
+    """--base-image went into the FROM line unchecked: 'not an image!' gave a Dockerfile docker
+    cannot parse, and the command exited 0."""
+    before = listing(tmp_path)
+    with pytest.raises(InvalidInputError, match="is not a container image reference") as caught:
+        build_context(
+            sqlite_registry, target(version()), tmp_path / "ctx", wheel=modelyard_wheel,
+            base_image=image,
+        )  # fmt: skip
+    message = str(caught.value)
+    assert message.startswith(f"--base-image {image!r} is not") and "\n" not in message
+    assert "python:3.12-slim-bookworm" in message  # an example of what to give
+    assert listing(tmp_path) == before
 
 
 def test_a_failure_leaves_nothing_behind(

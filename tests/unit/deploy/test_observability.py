@@ -226,6 +226,11 @@ def test_bad_thresholds_are_one_line_errors(kwargs: dict[str, Any], message: str
     assert "\n" not in str(caught.value)
 
 
+def tree(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` and its text."""
+    return {str(p.relative_to(folder)): p.read_text() for p in folder.rglob("*") if p.is_file()}
+
+
 def test_a_non_empty_folder_is_kept_unless_forced(tmp_path: Path) -> None:
     target = tmp_path / "bundle"
     target.mkdir()
@@ -233,24 +238,52 @@ def test_a_non_empty_folder_is_kept_unless_forced(tmp_path: Path) -> None:
     with pytest.raises(AlreadyExistsError, match="is not empty; pass --force to replace it"):
         write_bundle(target)
     assert [p.name for p in target.iterdir()] == ["mine.txt"]
-    write_bundle(target, force=True)
-    assert sorted(p.name for p in target.iterdir()) == sorted(obs.BUNDLE_FILES)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]  # no temporary left
+    with pytest.raises(AlreadyExistsError, match="is not one yard observability wrote"):
+        write_bundle(target, force=True)
+    assert [p.name for p in target.iterdir()] == ["mine.txt"]
+
+
+def test_force_replaces_only_a_bundle_yard_observability_wrote(tmp_path: Path) -> None:
+    """--force replaced any folder whole: a checkout given as -o lost .git and its sources."""
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / ".git" / "HEAD").write_text("ref: refs/heads/main")
+    before = tree(repo)
+    with pytest.raises(AlreadyExistsError, match="is not one yard observability wrote") as caught:
+        write_bundle(repo, force=True)
+    assert "\n" not in str(caught.value) and "choose another -o" in str(caught.value)
+    assert tree(repo) == before
+
+    bundle = tmp_path / "bundle"
+    write_bundle(bundle)
+    write_bundle(bundle, thresholds=AlertThresholds(p99_ms=250), force=True)
+    assert sorted(p.name for p in bundle.iterdir()) == sorted(
+        [*obs.BUNDLE_FILES, ".yard-generated"]
+    )
+    assert "250 ms" in (bundle / obs.RUNBOOK_FILE).read_text()
+    (bundle / "grafana").mkdir()
+    (bundle / "grafana" / "provisioning.yaml").write_text("mine")
+    before = tree(bundle)
+    with pytest.raises(AlreadyExistsError, match="holds grafana and 1 more, which yard observ"):
+        write_bundle(bundle, force=True)
+    assert tree(bundle) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "repo"]  # no temporary left
 
 
 def test_a_failed_write_leaves_no_half_bundle(tmp_path: Path, monkeypatch) -> None:
     target = tmp_path / "bundle"
-    target.mkdir()
-    (target / "old.txt").write_text("the previous bundle")
+    write_bundle(target, thresholds=AlertThresholds(p99_ms=250))
+    before = tree(target)
 
     def broken(staging: Path, directory: Path) -> None:
-        assert sorted(p.name for p in staging.iterdir()) == sorted(obs.BUNDLE_FILES)
+        names = sorted(p.name for p in staging.iterdir())
+        assert names == sorted([*obs.BUNDLE_FILES, ".yard-generated"])
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(_folder, "_swap_into_place", broken)
     with pytest.raises(OSError, match="No space left"):
         write_bundle(target, force=True)
-    assert [p.name for p in target.iterdir()] == ["old.txt"]
+    assert tree(target) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
     with pytest.raises(OSError):
         write_bundle(tmp_path / "new")
