@@ -252,3 +252,36 @@ def test_only_the_logged_outputs_are_compared(
     result = deployment_drift(registry, root, "churn", now=NOW)
     assert [(c.name, c.current_rows) for c in result.outputs] == [("predict", 2_000)]
     assert not result.outputs[0].drifted
+
+
+def test_rows_without_the_probabilities_are_missing_in_the_output_drift(
+    churn: tuple[Registry, LogisticRegression], tmp_path: Path
+) -> None:
+    """A log mixing requests that asked for ``predict_proba`` (the V2 door) and requests that
+    did not (``/invocations``): drift, the last rows, the metrics and the report compare the
+    probabilities of the rows that have them."""
+    registry, model = churn
+    root = tmp_path / "log"
+    X = data(2_000, 3)[["a", "b"]]
+    for half, start in ((X.iloc[:1_000], 0), (X.iloc[1_000:], 25)):
+        times = [NOW - timedelta(minutes=start + 1 + 20 * i / len(half)) for i in range(len(half))]
+        write_log(
+            root, "churn", half, times, model="churn", version="1", predict=model.predict(half)
+        )
+        proba = model.predict_proba(half)
+        write_log(
+            root, "churn", half, times, model="churn", version="1",
+            predict=model.predict(half), proba=proba,
+        )  # fmt: skip
+    for found in (
+        deployment_drift(registry, root, "churn", now=NOW),
+        deployment_drift(registry, root, "churn", last=3_000, now=NOW),
+    ):
+        outputs = {c.name: c for c in found.outputs}
+        assert set(outputs) == {"predict", "proba_0", "proba_1"}
+        assert outputs["proba_1"].current_rows == found.current_rows // 2
+        assert not outputs["proba_1"].drifted
+    metrics = window_metrics(registry, root, "churn", window=timedelta(hours=1), now=NOW)
+    assert metrics["rows"] == 4_000 and "output_drift:proba_1" in metrics
+    report = build_report(registry, root, "churn", window=timedelta(hours=1), now=NOW)
+    assert {c.name for c in report.drift.outputs} == {"predict", "proba_0", "proba_1"}
