@@ -437,3 +437,71 @@ def test_a_server_with_an_invalid_rule_does_not_start(served_home: Any, tmp_path
     )  # fmt: skip
     assert out.returncode != 0
     assert "Alert rule 'bad'" in out.stderr and "drift-share" in out.stderr, out.stderr
+
+
+def test_a_deployment_whose_log_cannot_be_read_does_not_stop_the_other_rules(
+    churn_home: Path, tmp_path: Path
+) -> None:
+    """A truncated log file makes the first rule's deployment unreadable: that rule is reported
+    as not evaluated (one line, no traceback) and the check exits 1, while the rules after it
+    are evaluated, fire and record their incident."""
+    home = shutil.copytree(churn_home, tmp_path / "home")
+    times = [NOW - timedelta(minutes=5)] * 10
+    write_log(home / "predictions", "broken", frame(10, 3), times, model="churn", version="1")
+    (log,) = (home / "predictions").glob("deployment=broken/*/*.parquet")
+    log.write_bytes(log.read_bytes()[:100])
+    toml = tmp_path / "modelyard.toml"
+    toml.write_text("""
+[[monitoring.alerts.rules]]
+name = "broken-rows"
+deployment = "broken"
+metric = "rows"
+threshold = 1
+
+[[monitoring.alerts.rules]]
+name = "churn-rows"
+deployment = "churn"
+metric = "rows"
+op = ">="
+threshold = 1
+""")
+    env = server_env(home, MODELYARD_CONFIG=str(toml))
+    out = yard(env, "check", "--json")
+    assert out.returncode == 1 and out.stdout.startswith("["), out.stderr
+    states = {o["rule"]: o for o in json.loads(out.stdout)}
+    assert states["broken-rows"]["state"] == "error"
+    assert (states["churn-rows"]["state"], states["churn-rows"]["value"]) == ("firing", 600)
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: rule 'broken-rows' was not evaluated: {states['broken-rows']['detail']}"
+    ]
+    assert "could not be read" in errors[0] and "yard --debug monitor check" in errors[0]
+    assert "Traceback" not in out.stderr
+    db = Database(f"sqlite:///{home / 'modelyard.db'}")
+    assert [i.rule for i in alert_history(db)] == ["churn-rows"]
+    db.close()
+
+
+def test_the_servers_gauges_skip_a_deployment_whose_log_cannot_be_read(
+    churn_home: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server's monitoring loop exports the gauges of the deployments it can read when
+    another one's log is corrupt, and logs which one it skipped."""
+    from modelyard.serving.metrics import ServingMetrics
+    from modelyard.serving.monitor import MonitorLoop
+
+    home = shutil.copytree(churn_home, tmp_path / "home")
+    times = [NOW - timedelta(minutes=5)] * 10
+    write_log(home / "predictions", "broken", frame(10, 3), times, model="churn", version="1")
+    (log,) = (home / "predictions").glob("deployment=broken/*/*.parquet")
+    log.write_bytes(log.read_bytes()[:100])
+    settings = Settings(home=home)
+    registry, metrics = Registry(settings), ServingMetrics()
+    try:
+        MonitorLoop(registry, settings, metrics, lambda: ["broken", "churn"]).refresh_gauges()
+    finally:
+        registry.close()
+    gauges = metrics.render()[0].decode()
+    assert 'modelyard_window_rows{deployment="churn"}' in gauges
+    assert 'deployment="broken"' not in gauges
+    assert any("broken" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")

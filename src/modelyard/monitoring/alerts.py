@@ -216,7 +216,8 @@ def evaluate(
 ) -> list[AlertOutcome]:
     """Evaluate each rule once at ``now``: deliver the pending notifications of earlier rounds,
     then record each rule's state, fire or resolve its incident and notify. A metric that cannot
-    be read gives an ``error`` outcome and leaves the state alone. ``claim_s``: how long a
+    be read (a typed error, or any failure reading one deployment's log) gives an ``error``
+    outcome and leaves the state alone; the other rules are still evaluated. ``claim_s``: how long a
     delivery may take before another round may deliver it again."""
     now = now or datetime.now(UTC)
     notifier = notifier or WebhookNotifier()
@@ -243,6 +244,15 @@ def _evaluate_rule(
     except ModelyardError as exc:
         logger.warning("alert rule %s: cannot read %s: %s", rule.name, rule.metric, exc)
         return _outcome(rule, None, "error", detail=str(exc))
+    except Exception as exc:  # one rule's failure (a corrupt log file) must not stop the others
+        logger.debug("alert rule %s: reading %s failed", rule.name, rule.metric, exc_info=True)
+        (reason, *_) = str(exc).strip().splitlines() or [""]
+        failed = (
+            f"{rule.metric} of deployment {rule.deployment!r} could not be read "
+            f"({type(exc).__name__}: {reason}); run 'yard --debug monitor check' for the traceback."
+        )
+        logger.warning("alert rule %s: %s", rule.name, failed)
+        return _outcome(rule, None, "error", detail=failed)
     if value is not None and math.isnan(value):
         value = None
     firing = state is not None and state.incident is not None
