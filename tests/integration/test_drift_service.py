@@ -163,6 +163,16 @@ def test_bad_inputs_are_one_line_errors(
         deployment_drift(registry, root, "ghost", now=NOW)
     with pytest.raises(PredictionLogEmptyError, match=r"'churn' in the last 1h"):
         deployment_drift(registry, root, "churn", now=NOW + timedelta(days=1))
+    # the hour's folder is there, but nothing was logged in the second before ``later``
+    empty = r"No predictions logged for 'churn' in the last 1s \(log root .*widen the window"
+    second, later = timedelta(seconds=1), NOW + timedelta(minutes=20)
+    train = tmp_path / "train.csv"
+    data(100, 4)[["a", "b"]].to_csv(train, index=False)
+    for reference in (None, str(train)):
+        with pytest.raises(PredictionLogEmptyError, match=empty):
+            deployment_drift(registry, root, "churn", window=second, reference=reference, now=later)
+    with pytest.raises(PredictionLogEmptyError, match=empty):
+        build_report(registry, root, "churn", window=second, now=later)
     wrong = tmp_path / "wrong.csv"
     pd.DataFrame({"a": [1.0], "zz": [2.0]}).to_csv(wrong, index=False)
     with pytest.raises(InvalidInputError, match=r"columns the reference churn/1 .* lacks: 'zz'"):
