@@ -173,6 +173,11 @@ def test_bad_inputs_are_one_line_errors(
             deployment_drift(registry, root, "churn", window=second, reference=reference, now=later)
     with pytest.raises(PredictionLogEmptyError, match=empty):
         build_report(registry, root, "churn", window=second, now=later)
+    for window, shown in ((timedelta(0), "0s"), (-HOURS, "-1h")):  # not the default hour
+        with pytest.raises(InvalidInputError, match=rf"^The window '{shown}' is empty; use "):
+            deployment_drift(registry, root, "churn", window=window, now=NOW)
+        with pytest.raises(InvalidInputError, match=rf"^The window '{shown}' is empty; use "):
+            build_report(registry, root, "churn", window=window, now=NOW)
     wrong = tmp_path / "wrong.csv"
     pd.DataFrame({"a": [1.0], "zz": [2.0]}).to_csv(wrong, index=False)
     with pytest.raises(InvalidInputError, match=r"columns the reference churn/1 .* lacks: 'zz'"):
@@ -218,6 +223,14 @@ def test_yard_monitor_drift_prints_json(
     )
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1
     assert "No prediction log for 'nobody'" in bad.stderr
+    zero = subprocess.run(
+        [YARD, "monitor", "drift", "churn", "--window", "0s"],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert (zero.returncode, zero.stdout) == (1, "")
+    assert (
+        zero.stderr == "error: The window '0s' is empty; use a positive one such as --window 1h.\n"
+    )
     out = subprocess.run(
         [YARD, "monitor", "report", "churn", "--window", "2h", "-o", str(tmp_path / "r.html")],
         env=env, capture_output=True, text=True, check=True,

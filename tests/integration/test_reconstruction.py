@@ -127,8 +127,9 @@ def test_bad_inputs_are_one_line_errors(
         PredictionLogEmptyError, match=r"'churn' from 2026-01-02 11:30 to 2026-01-02 12:30 UTC"
     ):
         reconstruction_error(registry, root, "churn", now=NOW + timedelta(days=1))
-    with pytest.raises(InvalidInputError, match=r"The window -1 day.* is empty"):
-        reconstruction_error(registry, root, "churn", window=-HOUR, now=NOW)
+    for window, shown in ((-HOUR, "-1h"), (timedelta(0), "0s")):
+        with pytest.raises(InvalidInputError, match=rf"^The window '{shown}' is empty; use a"):
+            reconstruction_error(registry, root, "churn", window=window, now=NOW)
     small = tmp_path / "small.csv"
     inputs(30, rho=0.9, seed=5).to_csv(small, index=False)
     with pytest.raises(InvalidInputError, match=r"small.csv has 30 rows; .* at least 100"):

@@ -46,7 +46,14 @@ from modelyard.core.tables import read_data_file
 from modelyard.core.types import ModelVersion
 from modelyard.errors import InvalidInputError, ModelyardError, PredictionLogEmptyError
 from modelyard.monitoring import _logfacts
-from modelyard.monitoring._partitions import HOUR, Hour, empty_window, hours, log_folder
+from modelyard.monitoring._partitions import (
+    HOUR,
+    Hour,
+    empty_window,
+    hours,
+    log_folder,
+    require_window,
+)
 from modelyard.monitoring.drift import DEFAULT_THRESHOLDS, ColumnRule, DriftDetector, WindowProfile
 from modelyard.monitoring.embeddings import MAX_ROWS, EmbeddingDetector
 from modelyard.monitoring.text import (
@@ -467,9 +474,8 @@ class _Span:
             what = f"in its last {last} rows"
             description = f"last {last} predictions"
         else:
-            span = window or timedelta(hours=1)
-            if span <= timedelta(0):
-                raise InvalidInputError(f"The window {span} is empty; use e.g. --window 1h.")
+            span = timedelta(hours=1) if window is None else window
+            require_window(span)
             start = now - span
             what = f"in the last {format_duration(span)}"
             description = f"{name}, last {format_duration(span)}"
