@@ -143,7 +143,7 @@ def test_bad_inputs_are_one_line_errors(
 def test_a_reconstruction_error_rule_fires_on_the_flipped_window(
     churn: tuple[Registry, LogisticRegression], tmp_path: Path
 ) -> None:
-    from modelyard.monitoring.alerts import check_alerts, metric_source, validate_rules
+    from modelyard.monitoring.alerts import NoData, check_alerts, metric_source, validate_rules
     from modelyard.settings import AlertRule, Settings
 
     registry, _ = churn
@@ -175,7 +175,7 @@ def test_a_reconstruction_error_rule_fires_on_the_flipped_window(
     assert source(rule, now) == pytest.approx(expected)
     assert source(rule, now + timedelta(hours=3)) is None  # nothing logged then: no data
     (ghost,) = validate_rules([AlertRule.model_validate({**rules[0], "deployment": "ghost"})])
-    assert source(ghost, now) is None
+    assert isinstance(source(ghost, now), NoData)  # no log at all: no data, saying so
 
 
 def test_yard_monitor_reconstruction_prints_each_hour_and_json(
