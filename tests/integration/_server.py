@@ -24,7 +24,9 @@ def free_port() -> int:
 
 def server_env(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}
-    env.update(MODELYARD_HOME=str(home), PYTHONPATH=str(ROOT), OMP_WAIT_POLICY="PASSIVE")
+    # the checkout's code, whichever checkout the virtual environment was installed from
+    path = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
+    env.update(MODELYARD_HOME=str(home), PYTHONPATH=path, OMP_WAIT_POLICY="PASSIVE")
     env.update(extra)
     return env
 

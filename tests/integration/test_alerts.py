@@ -19,6 +19,7 @@ from sklearn.linear_model import LogisticRegression
 
 from modelyard.monitoring.alerts import (
     AlertOutcome,
+    NoData,
     ParsedRule,
     alert_history,
     check_alerts,
@@ -215,7 +216,8 @@ def test_the_log_source_reads_each_window_once_per_round(churn_home: Path, tmp_p
     shutil.rmtree(home / "predictions" / "deployment=churn")
     assert source(rows, now) == 600  # the same window in the same round: not read again
     assert source(rows, now + timedelta(seconds=1)) == 0  # a new round reads the log again
-    assert source(ghost, now) is None  # nothing logged: no data
+    missing = source(ghost, now)  # nothing logged: no data, with the reason a typo would need
+    assert isinstance(missing, NoData) and missing.reason.startswith("deployment 'ghost' has no ")
     registry.close()
 
 
@@ -437,3 +439,122 @@ def test_a_server_with_an_invalid_rule_does_not_start(served_home: Any, tmp_path
     )  # fmt: skip
     assert out.returncode != 0
     assert "Alert rule 'bad'" in out.stderr and "drift-share" in out.stderr, out.stderr
+
+
+def test_a_deployment_whose_log_cannot_be_read_does_not_stop_the_other_rules(
+    churn_home: Path, tmp_path: Path
+) -> None:
+    """A truncated log file makes the first rule's deployment unreadable: that rule is reported
+    as not evaluated (one line, no traceback) and the check exits 1, while the rules after it
+    are evaluated, fire and record their incident."""
+    home = shutil.copytree(churn_home, tmp_path / "home")
+    times = [NOW - timedelta(minutes=5)] * 10
+    write_log(home / "predictions", "broken", frame(10, 3), times, model="churn", version="1")
+    (log,) = (home / "predictions").glob("deployment=broken/*/*.parquet")
+    log.write_bytes(log.read_bytes()[:100])
+    toml = tmp_path / "modelyard.toml"
+    toml.write_text("""
+[[monitoring.alerts.rules]]
+name = "broken-rows"
+deployment = "broken"
+metric = "rows"
+threshold = 1
+
+[[monitoring.alerts.rules]]
+name = "churn-rows"
+deployment = "churn"
+metric = "rows"
+op = ">="
+threshold = 1
+""")
+    env = server_env(home, MODELYARD_CONFIG=str(toml))
+    out = yard(env, "check", "--json")
+    assert out.returncode == 1 and out.stdout.startswith("["), out.stderr
+    states = {o["rule"]: o for o in json.loads(out.stdout)}
+    assert states["broken-rows"]["state"] == "error"
+    assert (states["churn-rows"]["state"], states["churn-rows"]["value"]) == ("firing", 600)
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: rule 'broken-rows' was not evaluated: {states['broken-rows']['detail']}"
+    ]
+    assert "could not be read" in errors[0] and "yard --debug monitor check" in errors[0]
+    assert "Traceback" not in out.stderr
+    db = Database(f"sqlite:///{home / 'modelyard.db'}")
+    assert [i.rule for i in alert_history(db)] == ["churn-rows"]
+    db.close()
+
+
+def test_the_servers_gauges_skip_a_deployment_whose_log_cannot_be_read(
+    churn_home: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server's monitoring loop exports the gauges of the deployments it can read when
+    another one's log is corrupt, and logs which one it skipped."""
+    from modelyard.serving.metrics import ServingMetrics
+    from modelyard.serving.monitor import MonitorLoop
+
+    home = shutil.copytree(churn_home, tmp_path / "home")
+    times = [NOW - timedelta(minutes=5)] * 10
+    write_log(home / "predictions", "broken", frame(10, 3), times, model="churn", version="1")
+    (log,) = (home / "predictions").glob("deployment=broken/*/*.parquet")
+    log.write_bytes(log.read_bytes()[:100])
+    settings = Settings(home=home)
+    registry, metrics = Registry(settings), ServingMetrics()
+    try:
+        MonitorLoop(registry, settings, metrics, lambda: ["broken", "churn"]).refresh_gauges()
+    finally:
+        registry.close()
+    gauges = metrics.render()[0].decode()
+    assert 'modelyard_window_rows{deployment="churn"}' in gauges
+    assert 'deployment="broken"' not in gauges
+    assert any("broken" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+
+
+def test_rules_naming_what_the_log_lacks_warn_and_the_check_still_passes(
+    churn_home: Path, tmp_path: Path
+) -> None:
+    """A typo in a rule's deployment, input column or output stays no data (the deployment may
+    not be served yet), but the check says what the log lacks on stderr, one line a rule."""
+    home = shutil.copytree(churn_home, tmp_path / "home")
+    toml = tmp_path / "modelyard.toml"
+    toml.write_text("""
+[[monitoring.alerts.rules]]
+name = "typo-deployment"
+deployment = "chrun"
+metric = "error_rate"
+threshold = 0.1
+
+[[monitoring.alerts.rules]]
+name = "typo-column"
+deployment = "churn"
+metric = "drift:nocol"
+threshold = 0.5
+
+[[monitoring.alerts.rules]]
+name = "typo-output"
+deployment = "churn"
+metric = "output_drift:nope"
+threshold = 0.5
+
+[[monitoring.alerts.rules]]
+name = "fine"
+deployment = "churn"
+metric = "drift:a"
+threshold = 100
+""")
+    out = yard(server_env(home, MODELYARD_CONFIG=str(toml)), "check", "--json")
+    assert out.returncode == 0, out.stderr
+    states = {o["rule"]: o["state"] for o in json.loads(out.stdout)}
+    assert states == {
+        "typo-deployment": "no_data", "typo-column": "no_data", "typo-output": "no_data",
+        "fine": "ok",
+    }  # fmt: skip
+    root = home / "predictions"
+    assert out.stderr.splitlines() == [
+        f"warning: rule 'typo-deployment': deployment 'chrun' has no prediction log under {root} "
+        "(logged: churn); check the rule's deployment, or serve it with 'yard serve "
+        "--log-predictions'.",
+        "warning: rule 'typo-column': deployment 'churn' has no input column 'nocol' (its "
+        "columns: a, b); check the rule's metric.",
+        "warning: rule 'typo-output': deployment 'churn' has no output 'nope' compared (its "
+        "outputs: predict); check the rule's metric.",
+    ]

@@ -163,6 +163,21 @@ def test_bad_inputs_are_one_line_errors(
         deployment_drift(registry, root, "ghost", now=NOW)
     with pytest.raises(PredictionLogEmptyError, match=r"'churn' in the last 1h"):
         deployment_drift(registry, root, "churn", now=NOW + timedelta(days=1))
+    # the hour's folder is there, but nothing was logged in the second before ``later``
+    empty = r"No predictions logged for 'churn' in the last 1s \(log root .*widen the window"
+    second, later = timedelta(seconds=1), NOW + timedelta(minutes=20)
+    train = tmp_path / "train.csv"
+    data(100, 4)[["a", "b"]].to_csv(train, index=False)
+    for reference in (None, str(train)):
+        with pytest.raises(PredictionLogEmptyError, match=empty):
+            deployment_drift(registry, root, "churn", window=second, reference=reference, now=later)
+    with pytest.raises(PredictionLogEmptyError, match=empty):
+        build_report(registry, root, "churn", window=second, now=later)
+    for window, shown in ((timedelta(0), "0s"), (-HOURS, "-1h")):  # not the default hour
+        with pytest.raises(InvalidInputError, match=rf"^The window '{shown}' is empty; use "):
+            deployment_drift(registry, root, "churn", window=window, now=NOW)
+        with pytest.raises(InvalidInputError, match=rf"^The window '{shown}' is empty; use "):
+            build_report(registry, root, "churn", window=window, now=NOW)
     wrong = tmp_path / "wrong.csv"
     pd.DataFrame({"a": [1.0], "zz": [2.0]}).to_csv(wrong, index=False)
     with pytest.raises(InvalidInputError, match=r"columns the reference churn/1 .* lacks: 'zz'"):
@@ -208,6 +223,14 @@ def test_yard_monitor_drift_prints_json(
     )
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1
     assert "No prediction log for 'nobody'" in bad.stderr
+    zero = subprocess.run(
+        [YARD, "monitor", "drift", "churn", "--window", "0s"],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert (zero.returncode, zero.stdout) == (1, "")
+    assert (
+        zero.stderr == "error: The window '0s' is empty; use a positive one such as --window 1h.\n"
+    )
     out = subprocess.run(
         [YARD, "monitor", "report", "churn", "--window", "2h", "-o", str(tmp_path / "r.html")],
         env=env, capture_output=True, text=True, check=True,
@@ -252,3 +275,36 @@ def test_only_the_logged_outputs_are_compared(
     result = deployment_drift(registry, root, "churn", now=NOW)
     assert [(c.name, c.current_rows) for c in result.outputs] == [("predict", 2_000)]
     assert not result.outputs[0].drifted
+
+
+def test_rows_without_the_probabilities_are_missing_in_the_output_drift(
+    churn: tuple[Registry, LogisticRegression], tmp_path: Path
+) -> None:
+    """A log mixing requests that asked for ``predict_proba`` (the V2 door) and requests that
+    did not (``/invocations``): drift, the last rows, the metrics and the report compare the
+    probabilities of the rows that have them."""
+    registry, model = churn
+    root = tmp_path / "log"
+    X = data(2_000, 3)[["a", "b"]]
+    for half, start in ((X.iloc[:1_000], 0), (X.iloc[1_000:], 25)):
+        times = [NOW - timedelta(minutes=start + 1 + 20 * i / len(half)) for i in range(len(half))]
+        write_log(
+            root, "churn", half, times, model="churn", version="1", predict=model.predict(half)
+        )
+        proba = model.predict_proba(half)
+        write_log(
+            root, "churn", half, times, model="churn", version="1",
+            predict=model.predict(half), proba=proba,
+        )  # fmt: skip
+    for found in (
+        deployment_drift(registry, root, "churn", now=NOW),
+        deployment_drift(registry, root, "churn", last=3_000, now=NOW),
+    ):
+        outputs = {c.name: c for c in found.outputs}
+        assert set(outputs) == {"predict", "proba_0", "proba_1"}
+        assert outputs["proba_1"].current_rows == found.current_rows // 2
+        assert not outputs["proba_1"].drifted
+    metrics = window_metrics(registry, root, "churn", window=timedelta(hours=1), now=NOW)
+    assert metrics["rows"] == 4_000 and "output_drift:proba_1" in metrics
+    report = build_report(registry, root, "churn", window=timedelta(hours=1), now=NOW)
+    assert {c.name for c in report.drift.outputs} == {"predict", "proba_0", "proba_1"}

@@ -127,8 +127,9 @@ def test_bad_inputs_are_one_line_errors(
         PredictionLogEmptyError, match=r"'churn' from 2026-01-02 11:30 to 2026-01-02 12:30 UTC"
     ):
         reconstruction_error(registry, root, "churn", now=NOW + timedelta(days=1))
-    with pytest.raises(InvalidInputError, match=r"The window -1 day.* is empty"):
-        reconstruction_error(registry, root, "churn", window=-HOUR, now=NOW)
+    for window, shown in ((-HOUR, "-1h"), (timedelta(0), "0s")):
+        with pytest.raises(InvalidInputError, match=rf"^The window '{shown}' is empty; use a"):
+            reconstruction_error(registry, root, "churn", window=window, now=NOW)
     small = tmp_path / "small.csv"
     inputs(30, rho=0.9, seed=5).to_csv(small, index=False)
     with pytest.raises(InvalidInputError, match=r"small.csv has 30 rows; .* at least 100"):
@@ -142,7 +143,7 @@ def test_bad_inputs_are_one_line_errors(
 def test_a_reconstruction_error_rule_fires_on_the_flipped_window(
     churn: tuple[Registry, LogisticRegression], tmp_path: Path
 ) -> None:
-    from modelyard.monitoring.alerts import check_alerts, metric_source, validate_rules
+    from modelyard.monitoring.alerts import NoData, check_alerts, metric_source, validate_rules
     from modelyard.settings import AlertRule, Settings
 
     registry, _ = churn
@@ -174,7 +175,7 @@ def test_a_reconstruction_error_rule_fires_on_the_flipped_window(
     assert source(rule, now) == pytest.approx(expected)
     assert source(rule, now + timedelta(hours=3)) is None  # nothing logged then: no data
     (ghost,) = validate_rules([AlertRule.model_validate({**rules[0], "deployment": "ghost"})])
-    assert source(ghost, now) is None
+    assert isinstance(source(ghost, now), NoData)  # no log at all: no data, saying so
 
 
 def test_yard_monitor_reconstruction_prints_each_hour_and_json(

@@ -458,6 +458,8 @@ def check(
             typer.echo(f"error: rule {o.rule!r} was not evaluated: {o.detail}", err=True)
         elif o.notify_error:
             typer.echo(f"warning: rule {o.rule!r}: notification failed: {o.notify_error}", err=True)
+        if o.warning:
+            typer.echo(f"warning: rule {o.rule!r}: {o.warning}", err=True)
     firing = fail_on_firing and any(o.state == "firing" for o in outcomes)
     if firing or any(o.state == "error" for o in outcomes):
         raise typer.Exit(1)

@@ -108,8 +108,8 @@ def _metric(
     except ModelyardError as exc:
         logger.warning("loop %s: cannot read %s: %s", rule.deployment, rule.metric, exc)
         return None
-    if value is None or math.isnan(value) or not rule.holds(value):
-        return None
+    if not isinstance(value, float | int) or math.isnan(value) or not rule.holds(value):
+        return None  # no data (None, or NoData: the log lacks what the rule names)
     window = int(now.timestamp() // max(rule.window_s, 1.0))
     kind = "drift_share" if rule.metric == "drift_share" and rule.op == ">=" else "metric"
     return Fired(

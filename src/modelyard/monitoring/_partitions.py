@@ -12,10 +12,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from modelyard.errors import PredictionLogEmptyError
+from modelyard.core.durations import format_duration
+from modelyard.errors import InvalidInputError, PredictionLogEmptyError
 from modelyard.monitoring import _deltalog
 
-__all__ = ["HOUR", "Hour", "empty_window", "hours", "log_columns", "log_folder"]
+__all__ = [
+    "HOUR", "Hour", "empty_window", "hours", "log_columns", "log_folder", "require_window",
+]  # fmt: skip
 
 HOUR = timedelta(hours=1)
 _HOUR_FORMAT = "%Y-%m-%dT%H"
@@ -65,6 +68,15 @@ def log_columns(con: Any, paths: Sequence[str]) -> KeysView[str]:
     source = "read_parquet(?, union_by_name = true, hive_partitioning = false)"
     described = con.execute(f"DESCRIBE SELECT * FROM {source}", [paths]).fetchall()
     return dict.fromkeys(str(r[0]) for r in described).keys()
+
+
+def require_window(window: timedelta) -> None:
+    """Refuse a window of no time (``--window 0s``): it holds no predictions by definition."""
+    if window <= timedelta(0):
+        raise InvalidInputError(
+            f"The window {format_duration(window)!r} is empty; use a positive one such as "
+            "--window 1h."
+        )
 
 
 def empty_window(root: str | Path, name: str, what: str) -> PredictionLogEmptyError:

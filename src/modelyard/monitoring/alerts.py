@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
@@ -71,6 +72,7 @@ __all__ = [
     "Delivery",
     "Incident",
     "MetricSource",
+    "NoData",
     "Notifier",
     "ParsedRule",
     "WebhookNotifier",
@@ -112,6 +114,8 @@ class AlertOutcome(msgspec.Struct, frozen=True, kw_only=True):
     notify_error: str | None = None
     #: Why there is no value, the error, or that another evaluator recorded the change.
     detail: str | None = None
+    #: No data because the log lacks what the rule names (a typo?): what it lacks, and the fix.
+    warning: str | None = None
 
 
 class Incident(msgspec.Struct, frozen=True, kw_only=True):
@@ -186,8 +190,17 @@ def _incident(row: sa.Row[Any]) -> Incident:
 
 # --- evaluation --------------------------------------------------------------------------------
 
-#: A rule's current value at ``now`` over its window; ``None`` when there is no data.
-MetricSource = Callable[[ParsedRule, datetime], float | None]
+
+class NoData(msgspec.Struct, frozen=True):
+    """No value, because the log lacks what the rule names: a deployment, an input column, an
+    output (a typo, or not served yet); ``reason`` says which, and what to check."""
+
+    reason: str
+
+
+#: A rule's current value at ``now`` over its window; ``None`` (or ``NoData``, saying why the
+#: rule may be wrong) when there is no data.
+MetricSource = Callable[[ParsedRule, datetime], float | NoData | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +229,8 @@ def evaluate(
 ) -> list[AlertOutcome]:
     """Evaluate each rule once at ``now``: deliver the pending notifications of earlier rounds,
     then record each rule's state, fire or resolve its incident and notify. A metric that cannot
-    be read gives an ``error`` outcome and leaves the state alone. ``claim_s``: how long a
+    be read (a typed error, or any failure reading one deployment's log) gives an ``error``
+    outcome and leaves the state alone; the other rules are still evaluated. ``claim_s``: how long a
     delivery may take before another round may deliver it again."""
     now = now or datetime.now(UTC)
     notifier = notifier or WebhookNotifier()
@@ -243,6 +257,18 @@ def _evaluate_rule(
     except ModelyardError as exc:
         logger.warning("alert rule %s: cannot read %s: %s", rule.name, rule.metric, exc)
         return _outcome(rule, None, "error", detail=str(exc))
+    except Exception as exc:  # one rule's failure (a corrupt log file) must not stop the others
+        logger.debug("alert rule %s: reading %s failed", rule.name, rule.metric, exc_info=True)
+        (reason, *_) = str(exc).strip().splitlines() or [""]
+        failed = (
+            f"{rule.metric} of deployment {rule.deployment!r} could not be read "
+            f"({type(exc).__name__}: {reason}); run 'yard --debug monitor check' for the traceback."
+        )
+        logger.warning("alert rule %s: %s", rule.name, failed)
+        return _outcome(rule, None, "error", detail=failed)
+    warning = None
+    if isinstance(value, NoData):
+        warning, value = value.reason, None
     if value is not None and math.isnan(value):
         value = None
     firing = state is not None and state.incident is not None
@@ -253,11 +279,11 @@ def _evaluate_rule(
     detail = f"no data in the last {rule.window}" if value is None else None
     if incident is None:
         since = plan.pending_since if plan.state == "pending" else None
-        return _outcome(rule, value, plan.state, since=since, detail=detail)
+        return _outcome(rule, value, plan.state, since=since, detail=detail, warning=warning)
     if not (plan.fire or plan.resolve):
         return _outcome(
             rule, value, plan.state, since=incident.started_at, incident=incident.id,
-            detail=detail,
+            detail=detail, warning=warning,
         )  # fmt: skip
     assert outbox is not None
     delivery_id, status, payload = outbox
@@ -266,6 +292,7 @@ def _evaluate_rule(
     return _outcome(
         rule, value, plan.state, since=incident.started_at, incident=incident.id,
         event="fired" if plan.fire else "resolved", notify_error=delivery.error, detail=detail,
+        warning=warning,
     )  # fmt: skip
 
 
@@ -438,7 +465,7 @@ class _WindowMetrics:
         self._now: datetime | None = None
         self._cache: dict[tuple[str, float, str], Mapping[str, float] | ModelyardError] = {}
 
-    def __call__(self, rule: ParsedRule, now: datetime) -> float | None:
+    def __call__(self, rule: ParsedRule, now: datetime) -> float | NoData | None:
         from modelyard.monitoring.unlabelled import part_of
 
         if now != self._now:
@@ -451,7 +478,37 @@ class _WindowMetrics:
         found = self._cache[key]
         if isinstance(found, ModelyardError):
             raise found
-        return found.get(rule.metric)
+        value = found.get(rule.metric)
+        return value if value is not None else self._lacking(rule, found)
+
+    def _lacking(self, rule: ParsedRule, found: Mapping[str, float]) -> NoData | None:
+        """Why ``found`` has no ``rule.metric`` when the log lacks what the rule names; ``None``
+        when the window is only without traffic or labels."""
+        from modelyard.monitoring._partitions import log_folder
+
+        root = self.root if isinstance(self.root, str) else self.root(rule.deployment)
+        if not log_folder(root, rule.deployment).is_dir():
+            known = sorted(
+                p.name.removeprefix("deployment=") for p in Path(root).glob("deployment=*")
+            )
+            return NoData(
+                f"deployment {rule.deployment!r} has no prediction log under {root} (logged: "
+                f"{', '.join(known) or 'none'}); check the rule's deployment, or serve it with "
+                "'yard serve --log-predictions'."
+            )
+        if "drift_share" not in found:  # drift was not measured: nothing to say about names
+            return None
+        for prefix, what in (("drift:", "input column"), ("output_drift:", "output")):
+            if rule.metric.startswith(prefix):
+                names = [k.removeprefix(prefix) for k in found if k.startswith(prefix)]
+                kind = "columns" if prefix == "drift:" else "outputs"
+                compared = " compared" if prefix == "output_drift:" else ""
+                return NoData(
+                    f"deployment {rule.deployment!r} has no {what} "
+                    f"{rule.metric.removeprefix(prefix)!r}{compared} (its {kind}: "
+                    f"{', '.join(names) or 'none'}); check the rule's metric."
+                )
+        return None
 
     def _read(
         self, rule: ParsedRule, now: datetime, part: str | None

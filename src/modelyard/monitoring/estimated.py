@@ -21,6 +21,7 @@ import numpy as np
 from modelyard.core.durations import format_duration, parse_duration
 from modelyard.core.types import Scalar  # at run time: msgspec reads the annotations
 from modelyard.errors import InvalidInputError, NotFoundError, PredictionLogEmptyError
+from modelyard.monitoring._partitions import require_window
 from modelyard.monitoring.estimation import (
     CBPE,
     METRICS,
@@ -104,6 +105,8 @@ def estimate_performance(
     config = settings or EstimationSettings()
     if since is not None and (start is not None or end is not None):
         raise InvalidInputError("Give either since or start/end, not both.")
+    if since is not None:
+        require_window(since)
     _require_log(root, deployment)
     every, size = _chunking(config.chunk if chunk is None else chunk)
     start, end = _utc(start), _utc(end)

@@ -49,7 +49,14 @@ from modelyard.core.signature import column_dtype
 from modelyard.core.tables import read_data_file
 from modelyard.errors import InvalidInputError, ModelyardError
 from modelyard.monitoring._filecache import load_cached, place, store_cached
-from modelyard.monitoring._partitions import Hour, empty_window, hours, log_columns, log_folder
+from modelyard.monitoring._partitions import (
+    Hour,
+    empty_window,
+    hours,
+    log_columns,
+    log_folder,
+    require_window,
+)
 from modelyard.monitoring.text import looks_like_text
 from modelyard.monitoring.types import Reconstruction, ReconstructionWindow
 from modelyard.monitoring.windows import log_inputs, read_by_file, read_rows
@@ -344,8 +351,7 @@ def reconstruction_error(
     """
     params = options.reconstruction if options is not None else ReconstructionSettings()
     now = now or datetime.now(UTC)
-    if window <= timedelta(0):
-        raise InvalidInputError(f"The window {window} is empty; use e.g. --window 1h.")
+    require_window(window)
     if every is not None and every <= timedelta(0):
         raise InvalidInputError(f"--every {every} is empty; use e.g. --every 1h.")
     if not log_folder(root, name).is_dir():

@@ -178,7 +178,13 @@ def _run_command(
         return 0, None
     lines = stderr.decode(errors="replace").strip().splitlines()[:_STDERR_LINES]
     first = "\n".join(lines)[:_STDERR_CHARS] or None
-    logger.warning("alert command of rule %s exited %d: %s", rule.name, proc.returncode, first)
+    if first is None:
+        logger.warning(
+            "alert command of rule %s exited %d and wrote nothing to standard error",
+            rule.name, proc.returncode,
+        )  # fmt: skip
+    else:
+        logger.warning("alert command of rule %s exited %d: %s", rule.name, proc.returncode, first)
     return proc.returncode, first
 
 

@@ -36,6 +36,7 @@ import numpy as np
 
 from modelyard.core.durations import format_duration
 from modelyard.errors import InvalidInputError, NotFoundError, PredictionLogEmptyError
+from modelyard.monitoring._partitions import require_window
 from modelyard.monitoring.labels import (
     has_labels,
     has_predictions,
@@ -85,6 +86,7 @@ def compute_performance(
         raise InvalidInputError("Give either since or start/end, not both.")
     start, end = _utc(start), _utc(end)
     if since is not None:
+        require_window(since)
         end = datetime.now(UTC)
         start = end - since
     joined = _collect(root, name, start, end, bucket=None, count_unmatched=count_unmatched)

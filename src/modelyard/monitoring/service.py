@@ -46,7 +46,14 @@ from modelyard.core.tables import read_data_file
 from modelyard.core.types import ModelVersion
 from modelyard.errors import InvalidInputError, ModelyardError, PredictionLogEmptyError
 from modelyard.monitoring import _logfacts
-from modelyard.monitoring._partitions import HOUR, Hour, empty_window, hours, log_folder
+from modelyard.monitoring._partitions import (
+    HOUR,
+    Hour,
+    empty_window,
+    hours,
+    log_folder,
+    require_window,
+)
 from modelyard.monitoring.drift import DEFAULT_THRESHOLDS, ColumnRule, DriftDetector, WindowProfile
 from modelyard.monitoring.embeddings import MAX_ROWS, EmbeddingDetector
 from modelyard.monitoring.text import (
@@ -436,6 +443,8 @@ class _Span:
     hours: list[Hour]
     last: int | None
     description: str
+    #: Where the rows were looked for, for messages: "in the last 1h", "in its last 500 rows".
+    what: str
     #: Every column of the window's files, in first-seen order (read from their Parquet
     #: footers once, no rows read).
     columns: tuple[str, ...]
@@ -465,16 +474,15 @@ class _Span:
             what = f"in its last {last} rows"
             description = f"last {last} predictions"
         else:
-            span = window or timedelta(hours=1)
-            if span <= timedelta(0):
-                raise InvalidInputError(f"The window {span} is empty; use e.g. --window 1h.")
+            span = timedelta(hours=1) if window is None else window
+            require_window(span)
             start = now - span
             what = f"in the last {format_duration(span)}"
             description = f"{name}, last {format_duration(span)}"
         found = hours(root, name, start, now + timedelta(seconds=1))
         if not found:
             raise empty_window(root, name, what)
-        return cls(root, name, start, now, found, last, description, _columns(found))
+        return cls(root, name, start, now, found, last, description, what, _columns(found))
 
     @property
     def files(self) -> list[Path]:
@@ -486,7 +494,7 @@ class _Span:
         else:
             frame = read_rows(self.files, start=self.start, end=self.end)
         if frame.empty:
-            raise empty_window(self.root, self.name, f"in {self.description}")
+            raise empty_window(self.root, self.name, self.what)
         return frame
 
     def input_columns(self) -> list[str]:
@@ -500,6 +508,15 @@ class _Span:
     def versions(self) -> list[tuple[str, str, int]]:
         """(model, version, rows) in the window, most rows first."""
         return _logfacts.versions(self.files, self.start)
+
+    def version(self) -> str:
+        """The model version (``name/version``) that answered most of the window's rows; a
+        window of no rows (its hour's files hold only older ones) is ``PredictionLogEmptyError``."""
+        found = self.versions()
+        if not found:
+            raise empty_window(self.root, self.name, self.what)
+        model, number, _ = found[0]
+        return f"{model}/{number}"
 
 
 def _columns(hours: list[Hour]) -> tuple[str, ...]:
@@ -521,7 +538,7 @@ def _merged(  # noqa: PLR0917
     if progress is not None:
         progress(len(span.hours))
     if merged is None:
-        raise empty_window(root, name, f"in {span.description}")
+        raise empty_window(root, name, span.what)
     return merged
 
 
@@ -571,8 +588,7 @@ def _reference(  # noqa: PLR0917
         frame = read_data_file(reference, "reference")
         version, found = None, None
         if span is not None:
-            model, number, _ = span.versions()[0]
-            version = f"{model}/{number}"
+            version = span.version()
             found = registry.get_version(version)
         return _Ref(frame, Path(reference).name, version, found)
     if reference is None:
@@ -581,8 +597,7 @@ def _reference(  # noqa: PLR0917
                 "Comparing a current file needs a reference; pass --reference NAME/VERSION or "
                 "a reference data file."
             )
-        model, number, _ = span.versions()[0]
-        reference = f"{model}/{number}"
+        reference = span.version()
     found = registry.get_version(reference)
     try:
         profile = profile_from_json(registry.read_file(found.ref, "profile"))

@@ -165,17 +165,20 @@ def read_embeddings(
 
 def log_frames(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The inputs (``in_`` columns, prefix removed) and outputs (``out_``) of log rows; a list
-    column such as ``out_predict_proba`` becomes ``proba_0``, ``proba_1``..."""
+    column such as ``out_predict_proba`` becomes ``proba_0``, ``proba_1``..., missing in the
+    rows that lack it (a request that did not ask for that output)."""
     inputs = log_inputs(frame)
     outputs: dict[str, Any] = {}
     for column in (c for c in frame.columns if c.startswith("out_")):
         values = frame[column]
-        if len(values) and isinstance(values.iloc[0], list | tuple | np.ndarray):
-            expanded = pd.DataFrame(values.tolist(), index=frame.index)
-            for j in expanded.columns:
-                outputs[f"proba_{j}" if column == "out_predict_proba" else f"{column[4:]}_{j}"] = (
-                    expanded[j].astype("float64")
-                )
+        present = values.notna().to_numpy()
+        if present.any() and isinstance(values[present].iloc[0], list | tuple | np.ndarray):
+            expanded = pd.DataFrame(values[present].tolist()).to_numpy(dtype=np.float64)
+            for j in range(expanded.shape[1]):
+                filled = np.full(len(values), np.nan)
+                filled[present] = expanded[:, j]
+                key = f"proba_{j}" if column == "out_predict_proba" else f"{column[4:]}_{j}"
+                outputs[key] = pd.Series(filled, index=frame.index)
         else:
             outputs[column[4:]] = values
     return inputs, pd.DataFrame(outputs).reset_index(drop=True)

@@ -122,6 +122,9 @@ class MonitorLoop:
             except ModelyardError as exc:
                 logger.warning("no monitoring metrics for %s: %s", name, exc)
                 continue
+            except Exception:  # one deployment's failure (a corrupt log file) skips it alone
+                logger.exception("no monitoring metrics for %s: reading its log failed", name)
+                continue
             self.metrics.set_window(name, values)
 
     def check_alerts(self) -> None:

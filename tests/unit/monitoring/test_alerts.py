@@ -453,6 +453,17 @@ def test_a_failing_command_is_recorded_with_its_stderr(db: Database) -> None:
     )  # fmt: skip
 
 
+def test_a_silent_failing_command_is_logged_without_a_none(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    delivery = WebhookNotifier().notify(parsed(command="exit 3"), payload())
+    assert (delivery.command_exit, delivery.command_error) == (3, None)
+    (record,) = [r for r in caplog.records if "alert command" in r.getMessage()]
+    assert record.getMessage() == (
+        f"alert command of rule {parsed().name} exited 3 and wrote nothing to standard error"
+    )
+
+
 def test_a_command_that_hangs_is_killed_after_its_timeout() -> None:
     notifier = WebhookNotifier(command_timeout_s=0.3)
     delivery = notifier.notify(parsed(command="sleep 30; echo never"), payload())

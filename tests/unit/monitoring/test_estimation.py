@@ -287,6 +287,8 @@ def test_log_inputs_that_cannot_be_estimated(tmp_path: Path) -> None:
         estimate_performance(tmp_path, "ghost")
     with pytest.raises(PredictionLogEmptyError, match="No predictions of churn/9"):
         estimate_performance(tmp_path, "churn", version="churn/9")
+    with pytest.raises(InvalidInputError, match=r"^The window '0s' is empty; use a positive"):
+        estimate_performance(tmp_path, "churn", since=timedelta(0))
     with pytest.raises(InvalidInputError, match="Invalid version 'nine'"):
         estimate_performance(tmp_path, "churn", version="nine")
     with pytest.raises(InvalidInputError, match="no 'label' column"):

@@ -248,6 +248,8 @@ def test_empty_window_and_unknown_name_are_clear_errors(tmp_path: Path) -> None:
         compute_performance(tmp_path, "ghost")
     with pytest.raises(InvalidInputError, match="either since or start/end"):
         compute_performance(tmp_path, "bin", since=timedelta(hours=1), start=NOW)
+    with pytest.raises(InvalidInputError, match=r"^The window '0s' is empty; use a positive"):
+        compute_performance(tmp_path, "bin", since=timedelta(0))  # yard labels performance
 
 
 def test_hourly_series_matches_each_window_computed_alone(tmp_path: Path) -> None:

@@ -212,3 +212,24 @@ def test_the_window_traffic_equals_the_traffic_of_its_rows(
         assert found.error_rate == pytest.approx(point.error_rate)
         assert found.p50_latency_ms == pytest.approx(point.p50_latency_ms, rel=0.011)
         assert found.p99_latency_ms == pytest.approx(point.p99_latency_ms, rel=0.011)
+
+
+def test_an_output_some_rows_lack_is_missing_in_those_rows(tmp_path: Path) -> None:
+    """A log mixing rows with ``predict_proba`` (asked for through the V2 door) and rows
+    without it (``/invocations``), in either order and in files of their own: the rows without
+    it have missing ``proba_`` values, the others theirs."""
+    frame = pd.DataFrame({"a": [0.1, 0.2, 0.3], "colour": pd.Series(["red"] * 3, dtype="string")})
+    at = [T0 + timedelta(minutes=m) for m in (1, 2, 3)]
+    write_log(tmp_path, "d", frame.iloc[:1], at[:1], model="m", version="1", predict=np.array([1]))
+    write_log(
+        tmp_path, "d", frame.iloc[1:], at[1:], model="m", version="1",
+        predict=np.array([0, 1]), proba=np.array([[0.9, 0.1], [0.2, 0.8]]),
+    )  # fmt: skip
+    rows = read_rows([f for h in hours(tmp_path, "d", T0, at[-1]) for f in h.files])
+    for order in (rows, rows.iloc[::-1]):
+        outputs = log_frames(order)[1]
+        assert sorted(outputs.columns) == ["predict", "proba_0", "proba_1"]
+        by_input = dict(zip(order["in_a"], outputs["proba_1"], strict=True))
+        assert np.isnan(by_input[0.1]) and (by_input[0.2], by_input[0.3]) == (0.1, 0.8)
+    without = log_frames(rows.iloc[:1])[1]  # no row has it: a column of missing values
+    assert without["predict_proba"].isna().all()
