@@ -23,7 +23,7 @@ from modelyard.errors import IntegrityError, ModelNotFoundError, StorageError
 from modelyard.pipelines.batch import batch_score
 from modelyard.registry import Registry
 from modelyard.settings import Settings
-from tests._s3 import S3Server
+from tests._s3 import CREDENTIALS, S3Server
 from tests.integration._pipelines import DIAMOND
 from tests.integration._server import YARD, Server, server_env
 
@@ -292,6 +292,37 @@ def test_s3_down_is_one_line_and_leaves_no_version(
     with pytest.raises(ModelNotFoundError):
         registry.get_version("churn")
     assert s3.keys(bucket) == []
+
+
+def test_a_store_that_stops_answering_fails_in_seconds(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An endpoint that accepts connections and never answers (a hung store, a paused
+    process): botocore's defaults waited 60 s a read, retried, and held a model load or a
+    log upload for minutes with no failure counted."""
+    import socket
+    import time
+
+    from modelyard.core import remote
+    from modelyard.store.artifacts import ArtifactStore
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # the kernel accepts; nothing ever reads or answers
+    port = silent.getsockname()[1]
+    monkeypatch.setattr(remote, "READ_TIMEOUT_S", 1.0)
+    for key, value in CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    try:
+        store = ArtifactStore("s3://hung-bucket/art")
+        started = time.monotonic()
+        with pytest.raises(StorageError, match=r"^Cannot read the artifact root s3://hung-bucket"):
+            store.exists("0" * 64)
+        # two attempts of one second each, then the failure: not minutes
+        assert time.monotonic() - started < 10
+    finally:
+        silent.close()
 
 
 def test_batch_score_refuses_urls_for_its_files_in_one_line(

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from modelyard.core.remote import url_to_fs
 from modelyard.deploy.target import Target
 from modelyard.errors import IntegrityError, InvalidInputError, StorageError
 
@@ -160,10 +161,8 @@ def open_bundle(root: Path, workdir: Path) -> tuple[BundleManifest, str, str]:
 
 def fetch_bundle(url: str, dest: Path) -> Path:
     """Copy a bundle folder from an fsspec URL (``s3://...``, ``gs://...``) into ``dest``."""
-    import fsspec
-
     try:
-        fs, path = fsspec.core.url_to_fs(url)
+        fs, path = url_to_fs(url)
         if dest.exists():
             shutil.rmtree(dest)
         dest.mkdir(parents=True)

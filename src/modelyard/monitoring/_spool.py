@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modelyard.core.remote import url_to_fs
 from modelyard.core.threads import run_in_background
 from modelyard.errors import StorageError
 from modelyard.monitoring._encoding import dictionary_columns
@@ -74,14 +75,12 @@ class Spool:
         on_backlog: Callable[[int], None] | None = None,
         on_failure: Callable[[], None] | None = None,
     ) -> None:
-        import fsspec
-
         self.remote = remote.rstrip("/")
         self.options = options
         self.on_backlog = on_backlog
         self.on_failure = on_failure
         self._fs: Any
-        self._fs, self._base = fsspec.core.url_to_fs(self.remote)
+        self._fs, self._base = url_to_fs(self.remote)
         self._base = self._base.rstrip("/")
         self.root = Path(folder)
         # Made under a hidden name and locked before it is renamed into sight, so that no other

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from modelyard.core.remote import url_to_fs
 from modelyard.errors import ModelyardError, StorageError, first_line
 from modelyard.monitoring.predlog import is_remote, root_slug
 from modelyard.settings import Settings
@@ -99,10 +100,8 @@ def publish(settings: Settings, path: str | Path) -> None:
 
 
 def _open(root: str) -> tuple[Any, str]:
-    import fsspec
-
     try:
-        fs, base = fsspec.core.url_to_fs(root)
+        fs, base = url_to_fs(root)
     except (ImportError, ValueError) as exc:
         raise StorageError(
             f"Cannot open the prediction log root {root!r} ({exc}); check "

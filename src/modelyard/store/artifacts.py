@@ -22,6 +22,7 @@ import sys
 import uuid
 from typing import Any
 
+from modelyard.core.remote import url_to_fs
 from modelyard.errors import ConfigError, IntegrityError, StorageError, first_line
 
 #: Object stores whose URLs start with a bucket (or container): ``SCHEME://BUCKET/PREFIX``.
@@ -38,12 +39,10 @@ class ArtifactStore:
     """Blobs by sha256 under ``root`` (a folder or an fsspec URL such as ``s3://bucket/prefix``)."""
 
     def __init__(self, root: str) -> None:
-        import fsspec
-
         _check_root(root)
         self.root = root
         try:
-            fs, path = fsspec.core.url_to_fs(root, use_listings_cache=False)
+            fs, path = url_to_fs(root, use_listings_cache=False)
         except (ImportError, ValueError) as exc:
             raise StorageError(
                 f"Cannot open the artifact root {root!r} ({exc}); check MODELYARD_ARTIFACT_ROOT "
