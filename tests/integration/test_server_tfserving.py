@@ -157,6 +157,8 @@ def test_wrong_paths_and_methods(client: httpx.Client) -> None:
     classify = client.post("/v1/models/hgb:classify", json=row)
     assert classify.status_code == 404 and ":predict" in classify.json()["error"]
     assert client.post("/v1/models/nope:predict", json=row).status_code == 404
+    long = client.post(f"/v2/models/{'n' * 5000}/infer", json=row)  # not echoed whole
+    assert long.status_code == 404 and len(long.json()["error"]) < 200, long.text
     assert client.get("/v1/models/hgb:predict").status_code == 405
     assert client.post("/v1/models/hgb", json=row).status_code == 405
     assert client.get("/v1/models/hgb/versions").status_code == 404

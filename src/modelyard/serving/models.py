@@ -34,7 +34,7 @@ from modelyard.errors import (
 )
 from modelyard.flavors import TextPredictor, Tokens, predict_in_groups
 from modelyard.serving.batching import AdaptiveBatcher, BatchResult, Reply, length_groups
-from modelyard.serving.codecs import datatype_for, datatype_of
+from modelyard.serving.codecs import datatype_for, datatype_of, shown
 from modelyard.serving.features import EntityValidator, FeatureJoin
 from modelyard.serving.tokenizing import TokenizerThread
 from modelyard.serving.validation import RequestValidator, Rows
@@ -401,13 +401,15 @@ class ModelHub:
         if slot is None:
             names = [*self.slots, *(self.router.names if self.router else [])]
             served = ", ".join(sorted(names)) or "none"
-            raise NotFoundError(f"Model {name!r} is not served here (serving: {served}).")
+            # shown: a made-up name may be any length, and is not echoed whole
+            raise NotFoundError(f"Model {shown(name)} is not served here (serving: {served}).")
         current = slot.current
         if current is None:
             raise NotReadyError(f"Model {name!r} is still loading; retry shortly.")
         if version is not None and version != current.version:
             raise VersionNotFoundError(
-                f"Model {name!r} version {version} is not served (serving version "
+                f"Model {name!r} version {version[:40]}{'...' if len(version) > 40 else ''} "
+                f"is not served (serving version "
                 f"{current.version})."
             )
         return current

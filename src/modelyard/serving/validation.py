@@ -112,9 +112,23 @@ class RequestValidator:
             return self._single_tensor(pairs)
         if len(pairs) == 1:
             name, array = pairs[0]
-            if array.ndim == 2 and (name not in self.index or self.width == 1):
-                return self._matrix_input(name, array)
-        return self._column_tensors(pairs)
+            if array.ndim >= 2 and (name not in self.index or self.width == 1):
+                return self._matrix_input(name, array)  # more than 2-D: refused naming it
+        return self._column_tensors(self._normalized(pairs))
+
+    def _normalized(self, pairs: Sequence[tuple[str, Array]]) -> Sequence[tuple[str, Array]]:
+        """``pairs`` with a name the model lacks taken in Unicode NFC form where that is one
+        of the model's (``température`` typed on a system that writes it decomposed)."""
+        if all(name in self.index for name, _ in pairs):
+            return pairs
+        import unicodedata
+
+        composed = {unicodedata.normalize("NFC", n): n for n in self.names}
+        return [
+            (name if name in self.index else composed.get(unicodedata.normalize("NFC", name), name),
+             array)
+            for name, array in pairs
+        ]  # fmt: skip
 
     def _check_text_allowed(self, name: str, *, alone: bool) -> None:
         """A BYTES tensor for a numeric input is refused, not parsed: ``"1.5"`` is text. An
@@ -474,6 +488,12 @@ class RequestValidator:
                 raise InvalidInputError(
                     f"'{field}' mixes records (objects) and other rows; send one kind."
                 )
+            if (
+                isinstance(rows, dict)
+                and rows
+                and not any(isinstance(v, list | tuple | dict) for v in rows.values())
+            ):
+                rows = [rows]  # columns of one value each: one row
             try:
                 frame = pd.DataFrame(rows)
             except (TypeError, ValueError) as exc:

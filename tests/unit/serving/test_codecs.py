@@ -429,3 +429,24 @@ def test_the_one_call_path_for_numeric_columns_agrees_with_the_general_path(
     general = RequestValidator(signature, model="m")
     general._numeric_columns = lambda inputs: None  # type: ignore[method-assign]
     assert usual == _outcome(general, body)
+
+
+def test_names_in_another_unicode_form_a_3d_tensor_and_scalar_columns() -> None:
+    import unicodedata
+
+    columns = (
+        TensorSpec(name="température", dtype="float64"),
+        TensorSpec(name="b", dtype="float64"),
+    )
+    validator = RequestValidator(Signature(kind="columns", inputs=columns), model="m")
+    decomposed = unicodedata.normalize("NFD", "température")
+    assert decomposed != "température"
+    body = {"inputs": [column(decomposed, [1.5]), column("b", [2.0])]}
+    rows = validator.from_request(decode_v2(json.dumps(body).encode())[0].inputs)
+    assert rows.matrix is not None and rows.matrix.tolist() == [[1.5, 2.0]]
+    cube = {"inputs": [{"name": "x", "shape": [1, 1, 2], "datatype": "FP64", "data": [1.0, 2.0]}]}
+    with pytest.raises(ValidationError, match=r"^Input 'x' has shape \[1, 1, 2\]; the model takes"):
+        validator.from_request(decode_v2(json.dumps(cube).encode())[0].inputs)
+    # MLflow's inputs as columns of one value each: one row
+    one = validator.from_rows({"température": 1.5, "b": 2.0}, field="inputs")
+    assert one.matrix is not None and one.matrix.tolist() == [[1.5, 2.0]]
