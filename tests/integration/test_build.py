@@ -348,6 +348,7 @@ BAD = [
     (["hgb/1", "--wheel", "missing.whl"], "--wheel 'missing.whl' is not a wheel file"),
     (["hgb/1", "--bake", "--wheel", "modelyard-0.0.1-py3-none-any.whl"], "is modelyard 0.0.1"),
     (["hgb/1", "--base-image", "not an image!"], "--base-image 'not an image!' is not a"),
+    (["hgb/1", "--extras", "nosuch"], "modelyard has no extra 'nosuch'"),
     (["hgb/1", "-o", "taken"], "is not empty; pass --force"),
     (["hgb/1", "-o", "taken", "--force"], "is not one yard build wrote"),
 ]

@@ -38,6 +38,11 @@ def build(
     base_image: str | None = typer.Option(
         None, help="The Python base image (default: python:<this Python>-slim-bookworm)."
     ),
+    extras: str | None = typer.Option(
+        None,
+        help="modelyard extras to install beyond the served flavors' (comma-separated, e.g. "
+        "lightgbm,xgboost): for an image whose alias may move to another flavor.",
+    ),
 ) -> None:
     """Write a Docker build context that serves a model or a deployment."""
     from modelyard.cli._registry import open_registry
@@ -46,9 +51,11 @@ def build(
 
     registry = open_registry()
     target = resolve_target(registry, ref, deployment)
+    asked = [e.strip() for e in (extras or "").split(",") if e.strip()]
     result = build_context(
-        registry, target, output, bake=bake, force=force, wheel=wheel, base_image=base_image
-    )
+        registry, target, output, bake=bake, force=force, wheel=wheel, base_image=base_image,
+        extras=asked,
+    )  # fmt: skip
     out = console()
     served = " ".join(v.ref for v in target.versions)
     out.print(f"wrote {result.path} for {served}: Dockerfile, requirements.txt "
@@ -59,6 +66,11 @@ def build(
                   "bundle/manifest.json")  # fmt: skip
     for pin in result.recorded_differences:
         typer.echo(f"warning: {pin.name}=={pin.version} is pinned as {pin.note}", err=True)
+    if not bake and target.follows:
+        flavors = ", ".join(sorted({v.flavor for v in target.versions}))
+        out.print(f"note: the image loads {flavors} models; should the alias move to a version "
+                  "of another flavor, build with --extras (e.g. --extras lightgbm)",
+                  style="dim")  # fmt: skip
     out.print(f"next: docker build -t {result.image_tag} {result.path}", style="dim")
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import platform
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
@@ -82,8 +83,10 @@ def build_context(
     force: bool = False,
     wheel: Path | None = None,
     base_image: str | None = None,
+    extras: Sequence[str] = (),
 ) -> BuildResult:
-    """Write the build context for ``target`` into ``out`` (see the module docstring)."""
+    """Write the build context for ``target`` into ``out`` (see the module docstring);
+    ``extras``: modelyard's extras to install beyond what the target's flavors need."""
     for version in target.versions:
         if version.untrusted:
             raise UntrustedTypeError(
@@ -95,8 +98,8 @@ def build_context(
         check_image(base_image, what="--base-image", example="python:3.12-slim-bookworm")
     out = out.expanduser().absolute()
     check_output_dir(out, force=force, command=_COMMAND)
-    extras = extras_for(target)
-    pins = tuple(requirement_pins(target, extras))
+    installed = extras_for(target, also=extras)
+    pins = tuple(requirement_pins(target, installed))
     base = base_image or default_base_image()
     with staged_folder(out, command=_COMMAND) as tmp:
         built = copy_wheel(wheel, tmp / "wheels")
@@ -105,7 +108,7 @@ def build_context(
             path=out, target=target, image_tag=target.image_tag, base_image=base,
             pins=pins, wheel=built.name, bundle=manifest,
         )  # fmt: skip
-        _write_files(tmp, result, registry, extras)
+        _write_files(tmp, result, registry, installed)
     return result
 
 

@@ -41,11 +41,18 @@ class Pin:
         return f"{text}  # {self.note}" if self.note else text
 
 
-def extras_for(target: Target) -> list[str]:
-    """modelyard's extras the target's flavors need (``xgboost``, ``lightgbm``...), then the
-    optional extras that are installed here."""
+def extras_for(target: Target, also: Iterable[str] = ()) -> list[str]:
+    """modelyard's extras the target's flavors need (``xgboost``, ``lightgbm``...) and those
+    asked for (``also``: an image that follows an alias which may move to another flavor),
+    then the optional extras that are installed here."""
     provided = set(metadata.distribution("modelyard").metadata.get_all("Provides-Extra") or ())
-    serving = {SERVING_EXTRAS.get(v.flavor, v.flavor) for v in target.versions}
+    asked = set(also)
+    unknown = sorted(asked - provided)
+    if unknown:
+        raise ConfigError(
+            f"modelyard has no extra {unknown[0]!r}; --extras takes {', '.join(sorted(provided))}."
+        )
+    serving = {SERVING_EXTRAS.get(v.flavor, v.flavor) for v in target.versions} | asked
     needed = sorted(e for e in serving if e is not None and e in provided)
     for extra in needed:
         if not _extra_installed(extra):

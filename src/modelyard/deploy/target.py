@@ -35,6 +35,11 @@ class Target:
         return [self.ref]
 
     @property
+    def follows(self) -> bool:
+        """Whether what it serves can change after the build (an alias, or a deployment)."""
+        return self.deployment is not None or (self.ref is not None and "@" in self.ref)
+
+    @property
     def slug(self) -> str:
         """``name`` as a Kubernetes object name (RFC 1123 label, at most 63 characters)."""
         slug = _DNS_LABEL.sub("-", self.name.lower()).strip("-")[:63].rstrip("-")

@@ -15,7 +15,7 @@ from modelyard.core.types import Lineage, ModelVersion
 from modelyard.deploy import Target
 from modelyard.deploy.build import build_context
 from modelyard.deploy.requirements import extras_for, requirement_pins
-from modelyard.errors import AlreadyExistsError, InvalidInputError, UntrustedTypeError
+from modelyard.errors import AlreadyExistsError, ConfigError, InvalidInputError, UntrustedTypeError
 from modelyard.registry import Registry
 from modelyard.settings import ServingSettings, Settings
 from tests._dockerfile import final_stage, hadolint, instructions
@@ -62,6 +62,16 @@ def test_the_pins_are_modelyards_installed_closure_with_the_extras_the_flavors_n
     assert extras[:2] == ["lightgbm", "xgboost"]
     names = {p.name for p in requirement_pins(boosted, extras)}
     assert {"lightgbm", "xgboost-cpu", "onnxmltools"} <= names
+
+
+def test_extras_asked_for_are_installed_for_an_alias_that_may_change_flavor() -> None:
+    plain = target(version())  # churn@production on scikit-learn today
+    assert plain.follows
+    extras = extras_for(plain, also=["lightgbm"])
+    assert extras[0] == "lightgbm"
+    assert "lightgbm" in {p.name for p in requirement_pins(plain, extras)}
+    with pytest.raises(ConfigError, match=r"^modelyard has no extra 'lightgbmm'; --extras takes"):
+        extras_for(plain, also=["lightgbmm"])
 
 
 def test_a_text_or_torch_model_image_serves_on_onnxruntime_without_torch() -> None:
