@@ -93,11 +93,37 @@ def labels_from_proba(proba: Array, classes: Array) -> Array:
     return result
 
 
-def rejected_input(what: str, exc: BaseException) -> InvalidInputError:
+def rejected_input(what: str, exc: BaseException, X: Any = None) -> InvalidInputError:
+    """The model's own refusal of ``X``, naming the columns that hold values models commonly
+    refuse (infinities, or numbers past float32's range, which scikit-learn's trees cast to)."""
+    where = _out_of_range_columns(X)
     return InvalidInputError(
-        f"The {what} model rejected the input ({first_line(exc)}); check it against the "
-        "model's signature."
+        f"The {what} model rejected the input ({first_line(exc)})"
+        + (f"; {where}" if where else "")
+        + "; check it against the model's signature."
     )
+
+
+def _out_of_range_columns(X: Any) -> str:
+    """``infinite or beyond float32 in: age, income`` for the columns of ``X`` (a DataFrame or
+    a 2-D array) that hold such values; empty when none do (or ``X`` is something else)."""
+    import pandas as pd
+
+    limit = float(np.finfo(np.float32).max)
+    if isinstance(X, pd.DataFrame):
+        columns = [(str(name), X[name].to_numpy()) for name in X.columns]
+    elif isinstance(X, np.ndarray) and X.ndim == 2:
+        columns = [(f"column {i}", X[:, i]) for i in range(X.shape[1])]
+    else:
+        return ""
+    found = []
+    for name, values in columns:
+        if values.dtype.kind != "f":
+            continue
+        with np.errstate(invalid="ignore"):
+            if bool((np.abs(values[~np.isnan(values)]) > limit).any()):
+                found.append(name)
+    return f"infinite or beyond float32 in: {', '.join(found[:10])}" if found else ""
 
 
 def no_proba_error(what: str) -> InvalidInputError:
@@ -137,7 +163,7 @@ class EstimatorPredictor:
         try:
             return as_array(self._model.predict(X))
         except ValueError as exc:
-            raise rejected_input(type(self._model).__name__, exc) from exc
+            raise rejected_input(type(self._model).__name__, exc, X) from exc
 
     def predict_proba(self, X: Any) -> Array:
         if not self._has_proba:
@@ -145,7 +171,7 @@ class EstimatorPredictor:
         try:
             return np.asarray(self._model.predict_proba(X))
         except ValueError as exc:
-            raise rejected_input(type(self._model).__name__, exc) from exc
+            raise rejected_input(type(self._model).__name__, exc, X) from exc
 
 
 def estimator_meta(model: object) -> dict[str, Any]:

@@ -196,6 +196,21 @@ def test_wrong_width_is_an_input_error(flavor, iris, round_trip):
         round_trip(flavor, model).predict(np.zeros((2, 3)))
 
 
+def test_a_refused_infinity_names_its_column(flavor, iris, round_trip):
+    from sklearn.ensemble import RandomForestClassifier
+
+    model = RandomForestClassifier(n_estimators=3, random_state=0).fit(iris.X_train, iris.y_train)
+    X = iris.X_test.head(2).copy()
+    first, second = X.columns[:2]
+    X[first] = np.inf
+    X[second] = 1e308  # finite, but past float32, which the trees cast to
+    loaded = round_trip(flavor, model)
+    # scikit-learn warns of the float32 cast on its way to refusing the rows
+    with pytest.raises(InvalidInputError) as caught, pytest.warns(RuntimeWarning, match="overflow"):
+        loaded.predict(X)
+    assert f"infinite or beyond float32 in: {first}, {second};" in str(caught.value)
+
+
 def test_dump_refuses_an_unfitted_estimator(flavor):
     with pytest.raises(InvalidInputError, match="LogisticRegression is not fitted"):
         flavor.dump(LogisticRegression())
