@@ -62,6 +62,20 @@ _INFER_RESPONSE = {
         "outputs": {"type": "array", "items": _TENSOR},
     },
 }
+#: An inference answer: JSON, or (Triton's binary tensor data extension, when the request asks
+#: ``binary_data_output`` or an output's ``binary_data``) the JSON part followed by the binary
+#: outputs' bytes, its length in ``Inference-Header-Content-Length``.
+_INFER_ANSWER = {
+    "description": "OK",
+    "headers": {"Inference-Header-Content-Length": {
+        "description": "With binary outputs: the length of the JSON part of the body.",
+        "schema": {"type": "integer", "minimum": 0},
+    }},
+    "content": {
+        "application/json": {"schema": _INFER_RESPONSE},
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    },
+}  # fmt: skip
 _MLFLOW_REQUEST = {
     "type": "object",
     "description": "Exactly one of dataframe_split, dataframe_records, instances, inputs.",
@@ -205,7 +219,7 @@ def openapi_document(models: list[str] | None = None) -> dict[str, Any]:
             "summary": "Inference (Open Inference Protocol v2)", "parameters": params,
             "requestBody": {"required": True,
                             "content": {"application/json": {"schema": _INFER_REQUEST}}},
-            "responses": {"200": _json(_INFER_RESPONSE), **errors},
+            "responses": {"200": _INFER_ANSWER, **errors},
         }}  # fmt: skip
     _tf_paths(paths, sorted(models or []), errors)
     return {
