@@ -380,3 +380,53 @@ def test_triton_client_reads_binary_outputs(server: Server, served_home: ServedH
         assert ("data" in result.get_output("predict_proba")) is not binary
         np.testing.assert_allclose(result.as_numpy("predict_proba"), model.predict_proba(X))
         np.testing.assert_array_equal(result.as_numpy("predict"), model.predict(X))
+
+
+def _readme_routes() -> list[tuple[str, str]]:
+    """``(method, path)`` of every HTTP route in the README's route table, its optional parts
+    (``[/versions/{v}]``, ``[/ready]``...) expanded, path parameters written ``{}``."""
+    import re
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    table = readme.split("| route | what |", 1)[1].split("\n\n", 1)[0]
+    routes = []
+    for line in table.splitlines()[2:]:
+        cell = line.split(" | ", 1)[0].removeprefix("| ")
+        if cell.startswith("gRPC"):
+            continue  # not HTTP
+        method = "GET"
+        for token in re.findall(r"`([^`]+)`", cell):
+            if " " in token:
+                method = token.split(" ", 1)[0]
+            expanded = [token.split(" ")[-1].replace("\\|", "|")]
+            while any("[" in path for path in expanded):
+                done = []
+                for path in expanded:
+                    found = re.search(r"\[([^\[\]]*)\]", path)
+                    if found is None:
+                        done.append(path)
+                        continue
+                    for choice in ("", *found.group(1).split("|")):
+                        done.append(path[: found.start()] + choice + path[found.end() :])
+                expanded = done
+            routes += [(method, re.sub(r"\{[^}]*\}", "{}", path)) for path in expanded]
+    return routes
+
+
+def test_openapi_lists_every_route_the_readme_names_and_the_server_serves(
+    server: Server,
+) -> None:
+    import re
+
+    from modelyard.serving.http import _PLAIN_ROUTES
+    from modelyard.serving.openapi import openapi_document
+
+    spec = httpx.get(f"{server.url}/openapi.json").json()
+    paths = {re.sub(r"\{[^}]*\}", "{}", path): ops for path, ops in spec["paths"].items()}
+    wanted = _readme_routes()
+    assert ("POST", "/models/{}/invocations") in wanted and len(wanted) > 20  # the table read
+    wanted += [(method, path) for path, (_, methods) in _PLAIN_ROUTES.items() for method in methods]
+    missing = sorted({f"{m} {p}" for m, p in wanted if m.lower() not in paths.get(p, {})})
+    assert not missing, f"served but not in /openapi.json: {missing}"
+    vertex = openapi_document(["m"], predict_route="/predict/m", health_route="/healthz")["paths"]
+    assert "post" in vertex["/predict/m"] and "get" in vertex["/healthz"]

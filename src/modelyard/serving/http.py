@@ -187,7 +187,13 @@ class ModelServer:
         #: or a log line.
         self._served: tuple[str, ...] = (*hub.slots, *(router.names if router else ()))
         self._served_set = frozenset(self._served)
-        self._openapi = codecs.encode_json(openapi_document(list(self._served)))
+        self._openapi = codecs.encode_json(
+            openapi_document(
+                list(self._served),
+                predict_route=settings.predict_route,
+                health_route=settings.health_route,
+            )
+        )
         self._grpc: GrpcEdge | None = None
         self._grpc_drain: asyncio.Future[None] | None = None
 
