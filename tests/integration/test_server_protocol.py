@@ -34,6 +34,7 @@ def columns_body(X, rows: slice = slice(0, 3)) -> dict[str, object]:
 def test_server_metadata_and_health(server: Server) -> None:
     meta = httpx.get(f"{server.url}/v2").json()
     assert meta["name"] == "modelyard" and "version" in meta
+    assert meta["extensions"] == ["binary_tensor_data"]
     assert httpx.get(f"{server.url}/v2/health/live").status_code == 200
     assert httpx.get(f"{server.url}/v2/health/ready").status_code == 200
     model = httpx.get(f"{server.url}/v2/models/hgb").json()
@@ -232,6 +233,21 @@ def test_the_short_path_answers_exactly_as_the_asgi_path(
         (one_row | {"id": "abc", "outputs": [{"name": "predict_proba"}]}, b"HTTP/1.1 200 OK"),
         ({"inputs": one_row["inputs"][:19]}, b"HTTP/1.1 400 Bad Request"),  # type: ignore[index]
         ({"inputs": []}, b"HTTP/1.1 400 Bad Request"),
+        (one_row | {"parameters": {"binary_data_output": True}}, b"HTTP/1.1 200 OK"),
+        (
+            one_row
+            | {
+                "outputs": [
+                    {"name": "predict"},
+                    {"name": "predict_proba", "parameters": {"binary_data": True}},
+                ]
+            },
+            b"HTTP/1.1 200 OK",
+        ),
+        (
+            one_row | {"outputs": [{"name": "predict", "parameters": {"binary_data": 1}}]},
+            b"HTTP/1.1 400 Bad Request",
+        ),
     ):
         raw = json.dumps(body).encode()
         head = b"POST /v2/models/hgb/infer HTTP/1.1\r\nhost: x\r\nx-request-id: same-id\r\n"
@@ -268,3 +284,149 @@ def test_escaped_names_and_queries_reach_the_same_model(
         assert answers[path][0] == plain[0] and answers[path][2] == plain[2], answers[path]
     status, _, body = answers[b"a%2Fb/infer"]
     assert status == b"HTTP/1.1 404 Not Found" and b"No route /v2/models/a/b/infer" in body, body
+
+
+def _binary_answer(response: httpx.Response) -> tuple[dict[str, object], dict[str, np.ndarray]]:
+    """An answer with Triton's binary outputs: its JSON part and each binary output's array,
+    read from the bytes that follow the JSON in order."""
+    import json
+
+    assert response.headers["content-type"] == "application/octet-stream", response.headers
+    length = int(response.headers["inference-header-content-length"])
+    header = json.loads(response.content[:length])
+    rest = response.content[length:]
+    arrays = {}
+    for output in header["outputs"]:
+        size = (output.get("parameters") or {}).get("binary_data_size")
+        if size is None:
+            continue
+        assert "data" not in output
+        chunk, rest = rest[:size], rest[size:]
+        dtype = {"INT64": "<i8", "FP64": "<f8"}[output["datatype"]]
+        arrays[output["name"]] = np.frombuffer(chunk, dtype=dtype).reshape(output["shape"])
+    assert rest == b""  # the binary outputs add up to the body
+    return header, arrays
+
+
+def test_binary_outputs_as_triton_answers_them(server: Server, served_home: ServedHome) -> None:
+    """Triton's binary tensor data extension for outputs: ``binary_data_output`` for all
+    outputs, ``binary_data`` per output (overriding it); the JSON part lists each binary output
+    with its ``binary_data_size`` and no data, the bytes follow in order."""
+    X = served_home.X.head(4)
+    model = served_home.registry().load("hgb/1")
+    body = columns_body(served_home.X, slice(0, 4))
+    answer = infer(server, "hgb", body | {"parameters": {"binary_data_output": True}})
+    assert answer.status_code == 200, answer.text
+    header, arrays = _binary_answer(answer)
+    assert header["outputs"] == [{"name": "predict", "datatype": "INT64", "shape": [4],
+                                  "parameters": {"binary_data_size": 32}}]  # fmt: skip
+    assert arrays["predict"].tolist() == model.predict(X).tolist()
+    assert answer.headers["x-model-version"] == "1"
+    mixed = body | {
+        "parameters": {"binary_data_output": True},
+        "outputs": [{"name": "predict", "parameters": {"binary_data": False}},
+                    {"name": "predict_proba"}],
+    }  # fmt: skip
+    header, arrays = _binary_answer(infer(server, "hgb", mixed))
+    json_output, binary_output = header["outputs"]
+    assert json_output["data"] == model.predict(X).tolist() and "parameters" not in json_output
+    assert binary_output["parameters"] == {"binary_data_size": 64}
+    np.testing.assert_allclose(arrays["predict_proba"], model.predict_proba(X))
+    one = body | {"outputs": [{"name": "predict_proba", "parameters": {"binary_data": True}}]}
+    _, arrays = _binary_answer(infer(server, "hgb", one))
+    np.testing.assert_allclose(arrays["predict_proba"], model.predict_proba(X))
+    plain = infer(server, "hgb", body | {"parameters": {"binary_data_output": False}})
+    assert plain.headers["content-type"] == "application/json"
+    assert "inference-header-content-length" not in plain.headers
+    assert plain.json()["outputs"][0]["data"] == model.predict(X).tolist()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"parameters": {"binary_data_output": "yes"}}, "binary_data_output"),
+        ({"parameters": {"binary_data_output": 1}}, "binary_data_output"),
+        ({"outputs": [{"name": "predict", "parameters": {"binary_data": "true"}}]},
+         "Output 'predict' has binary_data 'true'"),
+    ],
+)  # fmt: skip
+def test_a_bad_binary_parameter_is_a_400_naming_it(server, served_home, extra, message) -> None:
+    response = infer(server, "hgb", columns_body(served_home.X) | extra)
+    assert response.status_code == 400, response.text
+    assert message in response.json()["error"] and "true or false" in response.json()["error"]
+
+
+def test_triton_client_reads_binary_outputs(server: Server, served_home: ServedHome) -> None:
+    """tritonclient.http asks every output in binary when it names none, and each named output
+    in binary unless told otherwise; its arrays are the model's own."""
+    import tritonclient.http as triton
+
+    client = triton.InferenceServerClient(url=server.url.removeprefix("http://"))
+    assert "binary_tensor_data" in client.get_server_metadata()["extensions"]
+    X = served_home.X.iloc[10:17]
+    model = served_home.registry().load("hgb/1")
+    inputs = []
+    for column in X.columns:
+        tensor = triton.InferInput(column, [len(X)], "FP64")
+        tensor.set_data_from_numpy(X[column].to_numpy(), binary_data=column != "f3")
+        inputs.append(tensor)
+    result = client.infer("hgb", inputs)  # no outputs named: binary_data_output
+    assert result.get_output("predict")["parameters"] == {"binary_data_size": 8 * len(X)}
+    np.testing.assert_array_equal(result.as_numpy("predict"), model.predict(X))
+    for binary in (True, False):
+        outputs = [triton.InferRequestedOutput("predict_proba", binary_data=binary),
+                   triton.InferRequestedOutput("predict", binary_data=not binary)]  # fmt: skip
+        result = client.infer("hgb", inputs, outputs=outputs)
+        assert ("data" in result.get_output("predict_proba")) is not binary
+        np.testing.assert_allclose(result.as_numpy("predict_proba"), model.predict_proba(X))
+        np.testing.assert_array_equal(result.as_numpy("predict"), model.predict(X))
+
+
+def _readme_routes() -> list[tuple[str, str]]:
+    """``(method, path)`` of every HTTP route in the README's route table, its optional parts
+    (``[/versions/{v}]``, ``[/ready]``...) expanded, path parameters written ``{}``."""
+    import re
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    table = readme.split("| route | what |", 1)[1].split("\n\n", 1)[0]
+    routes = []
+    for line in table.splitlines()[2:]:
+        cell = line.split(" | ", 1)[0].removeprefix("| ")
+        if cell.startswith("gRPC"):
+            continue  # not HTTP
+        method = "GET"
+        for token in re.findall(r"`([^`]+)`", cell):
+            if " " in token:
+                method = token.split(" ", 1)[0]
+            expanded = [token.split(" ")[-1].replace("\\|", "|")]
+            while any("[" in path for path in expanded):
+                done = []
+                for path in expanded:
+                    found = re.search(r"\[([^\[\]]*)\]", path)
+                    if found is None:
+                        done.append(path)
+                        continue
+                    for choice in ("", *found.group(1).split("|")):
+                        done.append(path[: found.start()] + choice + path[found.end() :])
+                expanded = done
+            routes += [(method, re.sub(r"\{[^}]*\}", "{}", path)) for path in expanded]
+    return routes
+
+
+def test_openapi_lists_every_route_the_readme_names_and_the_server_serves(
+    server: Server,
+) -> None:
+    import re
+
+    from modelyard.serving.http import _PLAIN_ROUTES
+    from modelyard.serving.openapi import openapi_document
+
+    spec = httpx.get(f"{server.url}/openapi.json").json()
+    paths = {re.sub(r"\{[^}]*\}", "{}", path): ops for path, ops in spec["paths"].items()}
+    wanted = _readme_routes()
+    assert ("POST", "/models/{}/invocations") in wanted and len(wanted) > 20  # the table read
+    wanted += [(method, path) for path, (_, methods) in _PLAIN_ROUTES.items() for method in methods]
+    missing = sorted({f"{m} {p}" for m, p in wanted if m.lower() not in paths.get(p, {})})
+    assert not missing, f"served but not in /openapi.json: {missing}"
+    vertex = openapi_document(["m"], predict_route="/predict/m", health_route="/healthz")["paths"]
+    assert "post" in vertex["/predict/m"] and "get" in vertex["/healthz"]

@@ -158,6 +158,36 @@ def test_a_classifier_answers_each_row_of_a_mixed_batch_as_alone(
         np.testing.assert_allclose(proba[i], alone["predict_proba"][0], atol=1e-5)
 
 
+def test_triton_http_client_reads_text_labels_in_binary(server: Server, text_home: Path) -> None:
+    """The standard tritonclient.http, asking its outputs in binary (its default): the text
+    labels come as length-prefixed BYTES elements, the probabilities as raw FP32 or FP64, each
+    equal to the model's own answer."""
+    import tritonclient.http as triton
+
+    registry = Registry(
+        database_url=f"sqlite:///{text_home / 'modelyard.db'}",
+        artifact_root=str(text_home / "artifacts"),
+    )
+    predictor = registry.load("sentiment/1").predictor
+    registry.close()
+    alone = [predictor.predict_tokens(predictor.tokenize([t]), ("predict", "predict_proba"))
+             for t in TEXTS]  # fmt: skip
+    client = triton.InferenceServerClient(url=server.url.removeprefix("http://"))
+    text = triton.InferInput("text", [len(TEXTS)], "BYTES")
+    text.set_data_from_numpy(np.array([t.encode() for t in TEXTS], dtype=object))
+    result = client.infer("sentiment", [text])  # no outputs named: binary_data_output
+    labels = result.as_numpy("predict")
+    assert result.get_output("predict")["datatype"] == "BYTES"
+    assert "data" not in result.get_output("predict")
+    assert [v.decode() for v in labels] == [str(a["predict"][0]) for a in alone]
+    asked = [triton.InferRequestedOutput("predict_proba"), triton.InferRequestedOutput("predict")]
+    result = client.infer("sentiment", [text], outputs=asked)
+    assert [v.decode() for v in result.as_numpy("predict")] == [v.decode() for v in labels]
+    np.testing.assert_allclose(
+        result.as_numpy("predict_proba"), [a["predict_proba"][0] for a in alone], atol=1e-5
+    )
+
+
 def test_grpc_bytes_raw_and_typed(server: Server, expected: Any) -> None:
     import grpc
     import tritonclient.grpc as triton

@@ -12,6 +12,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 JSON = b"application/json"
+#: The content type of an answer with Triton's binary tensors after its JSON part.
+OCTET_STREAM = b"application/octet-stream"
 #: The largest body the short path (``_wire.ServingProtocol``) takes; a larger one goes down the
 #: ASGI path as it streams.
 FAST_BODY_BYTES = 64 * 1024

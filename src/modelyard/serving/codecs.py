@@ -523,6 +523,93 @@ def encode_v2(
     return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
+#: Which outputs an answer carries as Triton binary tensors: the request's
+#: ``binary_data_output`` (for every output) and each named output's ``binary_data``.
+BinaryOutputs = tuple[bool, dict[str, bool]]
+
+
+def binary_outputs(request: InferenceRequest) -> BinaryOutputs | None:
+    """What ``request`` asks of Triton's binary tensor data extension for its outputs, or
+    ``None`` when every output is answered in JSON (the usual request: checked in two
+    attribute reads). A value other than ``true`` or ``false`` is refused, naming it."""
+    parameters, outputs = request.parameters, request.outputs
+    if parameters is None and outputs is None:
+        return None
+    every = (parameters or {}).get("binary_data_output", False)
+    if type(every) is not bool:
+        raise InvalidInputError(
+            f"The request's parameters.binary_data_output is {json_shown(every)}; it must be "
+            "true or false (Triton's binary tensor data extension)."
+        )
+    each: dict[str, bool] = {}
+    for output in outputs or ():
+        if output.parameters is None or "binary_data" not in output.parameters:
+            continue
+        value = output.parameters["binary_data"]
+        if type(value) is not bool:
+            raise InvalidInputError(
+                f"Output {output.name!r} has binary_data {json_shown(value)}; it must be true "
+                "or false (Triton's binary tensor data extension)."
+            )
+        each[output.name] = value
+    return (every, each) if every or any(each.values()) else None
+
+
+def encode_v2_binary(
+    *,
+    model_name: str,
+    model_version: str,
+    request_id: str | None,
+    outputs: dict[str, Array],
+    binary: BinaryOutputs,
+) -> tuple[bytes, int | None]:
+    """An inference response with Triton's binary outputs: the JSON part lists a binary
+    output with ``parameters.binary_data_size`` instead of ``data``, and the outputs' bytes
+    follow it in order (little-endian, row-major; BYTES elements each behind a 4-byte
+    little-endian length). Returns the body and the JSON part's length, the
+    ``Inference-Header-Content-Length``; ``None`` when no output has a byte (as Triton, the
+    body is then the JSON alone)."""
+    every, each = binary
+    described: list[dict[str, Any]] = []
+    chunks: list[bytes] = []
+    for name, array in outputs.items():
+        output: dict[str, Any] = {
+            "name": name, "datatype": datatype_of(array), "shape": list(array.shape),
+        }  # fmt: skip
+        if each.get(name, every):
+            raw = tensor_bytes(array)
+            output["parameters"] = {"binary_data_size": len(raw)}
+            chunks.append(raw)
+        else:
+            output["data"] = _json_values(array)
+        described.append(output)
+    body: dict[str, Any] = {
+        "model_name": model_name, "model_version": model_version, "outputs": described,
+    }  # fmt: skip
+    if request_id is not None:
+        body["id"] = request_id
+    header = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+    tail = b"".join(chunks)
+    return (header + tail, len(header)) if tail else (header, None)
+
+
+def tensor_bytes(array: Array) -> bytes:
+    """An array in the binary tensor form: its values little-endian and row-major; BYTES
+    (text) elements as UTF-8, each behind its length as 4 little-endian bytes (``None``, the
+    JSON answer's ``null``, as an empty element: the form has no null)."""
+    if datatype_of(array) != "BYTES":
+        return array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+    parts: list[bytes] = []
+    for value in array.ravel().tolist():
+        if isinstance(value, bytes):
+            raw = value
+        else:
+            raw = b"" if value is None else str(value).encode("utf-8")
+        parts.append(len(raw).to_bytes(4, "little"))
+        parts.append(raw)
+    return b"".join(parts)
+
+
 def encode_predictions(predictions: Array, *, key: str = "predictions") -> bytes:
     """MLflow's and TF Serving's ``{"predictions": [...]}`` answer (``key``: TF Serving's
     columnar answer is ``outputs``)."""

@@ -73,13 +73,23 @@ class _Validated:
 class V2Door(_Validated):
     """An Open Inference Protocol v2 request (JSON, or Triton's binary tensors)."""
 
-    __slots__ = ("arrays", "request")
+    __slots__ = ("arrays", "binary", "json_length", "request")
     route = "v2_infer"
 
     def __init__(self, request: codecs.InferenceRequest, arrays: Any) -> None:
         super().__init__()
         self.request = request
         self.arrays = arrays
+        #: The outputs asked in Triton's binary form, or ``None`` (all JSON: the usual case);
+        #: a bad ``binary_data`` parameter is refused here, before the model runs.
+        self.binary = (
+            None
+            if request.parameters is None and request.outputs is None
+            else codecs.binary_outputs(request)
+        )
+        #: The last answer's ``Inference-Header-Content-Length`` (its JSON part's length), or
+        #: ``None`` when it is JSON alone.
+        self.json_length: int | None = None
 
     def _validate(self, served: ServedModel) -> Rows:
         return served.validator.from_request(self.request.inputs, self.arrays)
@@ -97,6 +107,12 @@ class V2Door(_Validated):
         return None
 
     def encode(self, name: str, served: ServedModel, outputs: dict[str, Any]) -> bytes:
+        if self.binary is not None:
+            body, self.json_length = codecs.encode_v2_binary(
+                model_name=name, model_version=served.version, request_id=self.request.id,
+                outputs=outputs, binary=self.binary,
+            )  # fmt: skip
+            return body
         return codecs.encode_v2(
             model_name=name, model_version=served.version, request_id=self.request.id,
             outputs=outputs,

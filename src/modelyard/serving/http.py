@@ -41,6 +41,8 @@ from modelyard.monitoring.predlog import ParquetSink
 from modelyard.serving import codecs
 from modelyard.serving._asgi import (
     FAST_BODY_BYTES,
+    JSON,
+    OCTET_STREAM,
     Call,
     HttpError,
     Receive,
@@ -108,7 +110,9 @@ _OFF_LOOP_BYTES = 1 << 20
 _GC_YOUNG_THRESHOLD = 20_000
 #: How long after the startup the models' tree kernels start building (``ModelHub.serving``).
 _KERNELS_AFTER_S = 1.0
-_SERVER_METADATA = {"name": "modelyard", "version": "0.1.0", "extensions": []}
+#: ``extensions``: the Triton protocol extensions this server implements (over REST: binary
+#: tensors in requests and answers, ``serving.codecs``).
+_SERVER_METADATA = {"name": "modelyard", "version": "0.1.0", "extensions": ["binary_tensor_data"]}
 
 
 #: Routes whose failed requests go to the prediction log (with their status, without data).
@@ -183,7 +187,13 @@ class ModelServer:
         #: or a log line.
         self._served: tuple[str, ...] = (*hub.slots, *(router.names if router else ()))
         self._served_set = frozenset(self._served)
-        self._openapi = codecs.encode_json(openapi_document(list(self._served)))
+        self._openapi = codecs.encode_json(
+            openapi_document(
+                list(self._served),
+                predict_route=settings.predict_route,
+                health_route=settings.health_route,
+            )
+        )
         self._grpc: GrpcEdge | None = None
         self._grpc_drain: asyncio.Future[None] | None = None
 
@@ -712,12 +722,19 @@ class ModelServer:
             self.count(name, "v2_infer", status, started)
             self.record_error(name, "v2_infer", request_id, status, started)
             return
-        exchange.reply(
-            200,
-            b"content-type: application/json\r\nx-request-id: %s\r\nx-model-version: %s\r\n"
-            % (request_id.encode(), served.version.encode()),
-            payload,
-        )
+        json_length = call.door.json_length
+        if json_length is None:
+            head = (
+                b"content-type: application/json\r\nx-request-id: %s\r\nx-model-version: %s\r\n"
+                % (request_id.encode(), served.version.encode())
+            )
+        else:  # Triton's binary outputs, answered with the ASGI path's headers
+            head = (
+                b"content-type: application/octet-stream\r\nx-request-id: %s\r\n"
+                b"x-model-version: %s\r\ninference-header-content-length: %d\r\n"
+                % (request_id.encode(), served.version.encode(), json_length)
+            )
+        exchange.reply(200, head, payload)
         self.finish(
             Answer(
                 payload, served, "v2_infer", None, None, result.inputs or call.rows,
@@ -740,8 +757,14 @@ class ModelServer:
             received=call.received,
         )  # fmt: skip
         extra = [(b"x-route", answer.route.encode())] if answer.route is not None else None
+        content_type = JSON
+        if isinstance(door, V2Door) and door.json_length is not None:
+            # Triton's binary outputs: the JSON part's length, then the tensors' bytes
+            content_type = OCTET_STREAM
+            length = (b"inference-header-content-length", b"%d" % door.json_length)
+            extra = [*extra, length] if extra else [length]
         await respond(
-            call.send, 200, answer.payload, call.request_id,
+            call.send, 200, answer.payload, call.request_id, content_type=content_type,
             model_version=answer.served.version, extra=extra,
         )  # fmt: skip
         self.finish(answer, call.request_id, call.started, protocol="http")

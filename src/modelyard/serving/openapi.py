@@ -62,6 +62,20 @@ _INFER_RESPONSE = {
         "outputs": {"type": "array", "items": _TENSOR},
     },
 }
+#: An inference answer: JSON, or (Triton's binary tensor data extension, when the request asks
+#: ``binary_data_output`` or an output's ``binary_data``) the JSON part followed by the binary
+#: outputs' bytes, its length in ``Inference-Header-Content-Length``.
+_INFER_ANSWER = {
+    "description": "OK",
+    "headers": {"Inference-Header-Content-Length": {
+        "description": "With binary outputs: the length of the JSON part of the body.",
+        "schema": {"type": "integer", "minimum": 0},
+    }},
+    "content": {
+        "application/json": {"schema": _INFER_RESPONSE},
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    },
+}  # fmt: skip
 _MLFLOW_REQUEST = {
     "type": "object",
     "description": "Exactly one of dataframe_split, dataframe_records, instances, inputs.",
@@ -147,8 +161,14 @@ def _model_params(with_version: bool, models: list[str]) -> list[dict[str, Any]]
     return params
 
 
-def openapi_document(models: list[str] | None = None) -> dict[str, Any]:
-    """The API description; ``models`` (the served names) become the model_name values."""
+def openapi_document(
+    models: list[str] | None = None,
+    *,
+    predict_route: str | None = None,
+    health_route: str | None = None,
+) -> dict[str, Any]:
+    """The API description; ``models`` (the served names) become the model_name values;
+    ``predict_route`` and ``health_route``: Vertex AI's routes, when the server has them."""
     errors = {"400": _ERROR, "404": _ERROR, "500": _ERROR, "503": _ERROR, "504": _ERROR}
     paths: dict[str, Any] = {
         "/v2": {"get": {"summary": "Server metadata", "responses": {"200": _json({
@@ -205,9 +225,20 @@ def openapi_document(models: list[str] | None = None) -> dict[str, Any]:
             "summary": "Inference (Open Inference Protocol v2)", "parameters": params,
             "requestBody": {"required": True,
                             "content": {"application/json": {"schema": _INFER_REQUEST}}},
-            "responses": {"200": _json(_INFER_RESPONSE), **errors},
+            "responses": {"200": _INFER_ANSWER, **errors},
         }}  # fmt: skip
     _tf_paths(paths, sorted(models or []), errors)
+    _other_paths(paths, sorted(models or []), errors)
+    if predict_route is not None:
+        paths[predict_route] = {"post": {
+            "summary": "Vertex AI predict (AIP_PREDICT_ROUTE): instances -> predictions",
+            "requestBody": {"required": True,
+                            "content": {"application/json": {"schema": _TF_REQUEST}}},
+            "responses": {"200": _json({"type": "object"}), **errors},
+        }}  # fmt: skip
+    if health_route is not None:
+        ready = paths["/v2/health/ready"]["get"]
+        paths[health_route] = {"get": {**ready, "summary": "Vertex AI health (AIP_HEALTH_ROUTE)"}}
     return {
         "openapi": "3.0.3",
         "info": {"title": "modelyard model server", "version": "0.1.0"},
@@ -250,6 +281,37 @@ def _tf_paths(paths: dict[str, Any], models: list[str], errors: dict[str, Any]) 
                             "content": {"application/json": {"schema": _TF_REQUEST}}},
             "responses": {"200": _json({"type": "object"}), **errors},
         }}  # fmt: skip
+
+
+def _other_paths(paths: dict[str, Any], models: list[str], errors: dict[str, Any]) -> None:
+    """MLflow's per-model scoring, the health aliases, the admin view and these docs."""
+    invocations = copy.deepcopy(paths["/invocations"])
+    invocations["post"]["summary"] = "MLflow-compatible scoring of one model or deployment"
+    invocations["post"]["parameters"] = _model_params(False, models)
+    paths["/models/{model_name}/invocations"] = invocations
+    ready = paths["/v2/health/ready"]["get"]
+    paths["/ping"] = {"get": {**ready, "summary": "Server ready (SageMaker's /ping)"}}
+    paths["/health"] = {"get": {**ready, "summary": "Server ready (503 while loading)"}}
+    summary = "Served models and deployments (needs an admin token under --auth)"
+    admin = {
+        "summary": summary,
+        "responses": {
+            "200": _json({"type": "array", "items": {"type": "object", "required": ["name", "kind"],
+                          "properties": {"name": {"type": "string"},
+                                         "kind": {"type": "string",
+                                                  "enum": ["model", "deployment"]}}}}),
+            "401": _ERROR, "403": _ERROR,
+        },
+    }  # fmt: skip
+    listed = {**admin, "summary": summary + "; POST answers the same"}
+    paths["/admin/models"] = {"get": admin, "post": listed}
+    paths["/openapi.json"] = {"get": {"summary": "This API description (OpenAPI 3)",
+                                      "responses": {"200": _json({"type": "object"}),
+                                                    "401": _ERROR}}}  # fmt: skip
+    paths["/docs"] = {"get": {"summary": "The API's docs page", "responses": {
+        "200": {"description": "OK", "content": {"text/html": {"schema": {"type": "string"}}}},
+        "401": _ERROR,
+    }}}  # fmt: skip
 
 
 DOCS_HTML = b"""<!doctype html>

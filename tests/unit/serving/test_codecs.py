@@ -14,10 +14,13 @@ from hypothesis import strategies as st
 from modelyard.core.types import Signature, TensorSpec
 from modelyard.errors import InvalidInputError, ValidationError
 from modelyard.serving.codecs import (
+    InferenceRequest,
     RequestInput,
+    binary_outputs,
     decode_mlflow_json,
     decode_v2,
     deep_json_path,
+    encode_v2_binary,
     tensor_array,
 )
 from modelyard.serving.validation import RequestValidator
@@ -450,3 +453,64 @@ def test_names_in_another_unicode_form_a_3d_tensor_and_scalar_columns() -> None:
     # MLflow's inputs as columns of one value each: one row
     one = validator.from_rows({"température": 1.5, "b": 2.0}, field="inputs")
     assert one.matrix is not None and one.matrix.tolist() == [[1.5, 2.0]]
+
+
+def test_binary_outputs_follow_the_request_and_each_output() -> None:
+    def asked(**fields: object) -> object:
+        request = decode_v2(v2_body(column("a", [1.0]), **fields))[0]
+        assert isinstance(request, InferenceRequest)
+        return binary_outputs(request)
+
+    assert asked() is None
+    assert asked(outputs=[{"name": "p"}], parameters={"priority": 1}) is None
+    assert asked(parameters={"binary_data_output": False}) is None
+    assert asked(parameters={"binary_data_output": True}) == (True, {})
+    assert asked(
+        parameters={"binary_data_output": True},
+        outputs=[{"name": "p", "parameters": {"binary_data": False}}, {"name": "q"}],
+    ) == (True, {"p": False})
+    assert asked(outputs=[{"name": "q", "parameters": {"binary_data": True}}]) == (
+        False, {"q": True},
+    )  # fmt: skip
+    with pytest.raises(InvalidInputError, match=r"parameters.binary_data_output is null; it"):
+        asked(parameters={"binary_data_output": None})
+    with pytest.raises(InvalidInputError, match=r"Output 'q' has binary_data 'yes'; it must be"):
+        asked(outputs=[{"name": "q", "parameters": {"binary_data": "yes"}}])
+
+
+def test_binary_answers_hold_each_datatype_little_endian_in_order() -> None:
+    outputs = {
+        "labels": np.array([["rome", "paris"], [None, "été"]], dtype=object),
+        "flags": np.array([True, False, True]),
+        "half": np.array([1.5, np.nan], dtype=np.float16),
+        "big": np.array([1, -2], dtype=">i4"),
+        "kept": np.array([0.25, np.inf]),
+    }
+    body, length = encode_v2_binary(
+        model_name="m", model_version="3", request_id="r1", outputs=outputs,
+        binary=(True, {"kept": False}),
+    )  # fmt: skip
+    assert length is not None
+    header = json.loads(body[:length])
+    assert header["id"] == "r1" and header["model_version"] == "3"
+    described = {o["name"]: o for o in header["outputs"]}
+    assert [o["name"] for o in header["outputs"]] == list(outputs)
+    assert described["kept"]["data"] == [0.25, None] and "parameters" not in described["kept"]
+    text = "été".encode()
+    size = 16 + len(b"rome") + len(b"paris") + len(text)  # four 4-byte lengths, the texts
+    assert described["labels"] == {"name": "labels", "datatype": "BYTES", "shape": [2, 2],
+                                   "parameters": {"binary_data_size": size}}  # fmt: skip
+    assert body[length:] == (
+        b"\x04\x00\x00\x00rome\x05\x00\x00\x00paris\x00\x00\x00\x00"
+        + len(text).to_bytes(4, "little") + text
+        + b"\x01\x00\x01"
+        + np.array([1.5, np.nan], dtype="<f2").tobytes()
+        + b"\x01\x00\x00\x00\xfe\xff\xff\xff"
+    )  # fmt: skip
+    assert all("data" not in described[n] for n in ("labels", "flags", "half", "big"))
+    empty, none = encode_v2_binary(
+        model_name="m", model_version="3", request_id=None,
+        outputs={"p": np.zeros(0, dtype=np.int64)}, binary=(True, {}),
+    )  # fmt: skip
+    assert none is None  # no byte to follow: JSON alone, as Triton answers
+    assert json.loads(empty)["outputs"][0]["parameters"] == {"binary_data_size": 0}
