@@ -205,6 +205,15 @@ def test_pandas_header_of_an_array_model_is_not_scored_as_a_row(native: Server, 
     assert response.json()["predictions"] == pytest.approx([8.0])
 
 
+def test_a_csv_body_that_is_no_csv_gets_400(native: Server) -> None:
+    csv = {"Content-Type": "text/csv"}
+    # found by schemathesis once the route was in /openapi.json: csv.Error was a 500
+    for body in (b"\x13\xd2\r\xc2\x9c7\xc7\xa4N", b"a\rb,c\n1,2\n", b"f0,f1\n\xff\xfe,1\n"):
+        response = invocations(native, "trees", body, headers=csv)
+        assert response.status_code == 400, (body, response.text)
+        assert response.json()["error"].startswith("The CSV body"), response.text
+
+
 def test_a_csv_text_column_that_looks_numeric_stays_text(native: Server) -> None:
     csv = {"Content-Type": "text/csv"}
     response = invocations(native, "mixed", b"age,city\n30,75001\n40,rome\n", headers=csv)

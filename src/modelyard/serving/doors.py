@@ -252,7 +252,10 @@ def _csv_header(body: bytes, names: list[str], *, tensor: bool) -> dict[str, Any
 
     first, _, rest = body.partition(b"\n")
     first_line = first.decode("utf-8", "replace").rstrip("\r")
-    fields = [f.strip() for f in next(csv.reader([first_line]), [])]
+    try:
+        fields = [f.strip() for f in next(csv.reader([first_line]), [])]
+    except csv.Error as exc:  # a stray carriage return, a NUL...
+        raise InvalidInputError(f"The CSV body's first line cannot be read: {exc}.") from None
     if len(fields) >= 3 and rest.strip() and fields == [str(i) for i in range(len(fields))]:
         return {}  # pandas' own column names: the rows follow
     if tensor:
