@@ -332,7 +332,7 @@ def _drift_tables(result: DriftResult) -> None:
     from rich.text import Text
 
     from modelyard.cli._output import console
-    from modelyard.monitoring.drift import ranked
+    from modelyard.monitoring.drift import null_shares_text, ranked, score_text
 
     verdict = "DATASET DRIFT" if result.dataset_drift else "no dataset drift"
     console().print(
@@ -348,13 +348,14 @@ def _drift_tables(result: DriftResult) -> None:
         if columns:
             ordered = ranked(columns)
             rows = [
-                [c.name, c.kind, c.method, f"{c.score:.4g}", f"{c.threshold:g}",
-                 "DRIFT" if c.drifted else "ok", c.current_rows]
+                [c.name, c.kind, c.method, score_text(c), f"{c.threshold:g}",
+                 "DRIFT" if c.drifted else "ok", c.current_rows,
+                 null_shares_text(c) + (" DRIFT" if c.null_drifted else "")]
                 for c in ordered
             ]  # fmt: skip
             table(
                 f"drift of {title}",
-                ["column", "kind", "method", "score", "threshold", "drift", "rows"],
+                ["column", "kind", "method", "score", "threshold", "drift", "rows", "nulls"],
                 rows,
             )
 

@@ -31,6 +31,7 @@ __all__ = [
     "chi2_two_sample",
     "js_distance",
     "ks_sorted",
+    "null_share_test",
     "psi",
     "wasserstein_normalized",
     "wasserstein_sorted",
@@ -253,6 +254,34 @@ def chi2_two_sample(
     expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
     statistic = float(np.sum((table - expected) ** 2 / expected))
     return statistic, _chi2_sf(statistic, categories - 1)
+
+
+def null_share_test(
+    reference_nulls: int, reference_rows: int, current_nulls: int, current_rows: int
+) -> tuple[float, float]:
+    """Two-sided two-proportion z-test of the shares of null rows, as ``(z**2, p-value)``.
+
+    With shares ``p1 = reference_nulls / reference_rows`` and ``p2 = current_nulls /
+    current_rows`` and the pooled share ``p``, ``z = (p1 - p2) / sqrt(p (1 - p) (1 / n1 + 1 /
+    n2))``; its square is the chi-square statistic of the 2 x 2 table of null and present rows,
+    so this is ``chi2_two_sample`` on that table (scipy's ``chi2_contingency`` without Yates'
+    correction). No rows on a side, or a pooled share of 0 or 1 (no nulls anywhere, or nothing
+    but nulls on both sides), give ``(0.0, 1.0)``.
+
+    Raises ``ValueError`` for negative counts or more nulls than rows.
+    """
+    for nulls, rows, name in (
+        (reference_nulls, reference_rows, "reference"),
+        (current_nulls, current_rows, "current"),
+    ):
+        if not 0 <= nulls <= rows:
+            raise ValueError(f"{name} has {nulls} nulls in {rows} rows; pass 0 <= nulls <= rows.")
+    if reference_rows == 0 or current_rows == 0:
+        return 0.0, 1.0
+    return chi2_two_sample(
+        [reference_rows - reference_nulls, reference_nulls],
+        [current_rows - current_nulls, current_nulls],
+    )
 
 
 def binned_wasserstein(
