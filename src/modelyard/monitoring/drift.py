@@ -25,9 +25,10 @@ categorical/bool  either                       > 1,000     ``js`` (>= 0.1)
 proportions (``scipy.stats.chisquare``). ``chi2_contingency`` (only by name) is the two-sample
 test of homogeneity, which treats the reference as a sample too and so drifts later.
 ``wasserstein`` is the Wasserstein-1 distance divided by the reference's (population) standard
-deviation: exact on raw data; against a stored profile it can only be estimated from the quantile
-bins (mass spread evenly inside each bin), which overstates a shift (0.72 for a true 0.5 on
-normal data with 10 bins, measured), so profiles default to ``psi``. ``js`` is the
+deviation, floored at 0.001 as Evidently's (``stats.MIN_SCALE``: a constant reference then
+scores a finite number): exact on raw data; against a stored profile it can only be estimated
+from the quantile bins (mass spread evenly inside each bin), which overstates a shift (0.72 for
+a true 0.5 on normal data with 10 bins, measured), so profiles default to ``psi``. ``js`` is the
 Jensen-Shannon distance with log base 2 (0 to 1); ``psi`` the Population Stability Index on the
 reference's quantile bins (shares clipped below at 1e-4). Each column's method and threshold can
 be overridden (``ColumnRule``), and each method's default threshold too. The dataset drifts when
@@ -706,9 +707,10 @@ def _number(value: float) -> str:
 
 
 def _normalise(distance: float, std: float | None) -> float:
-    if std is None or std == 0:
+    """``distance`` over the reference's std, floored at ``stats.MIN_SCALE`` (finite)."""
+    if std is None:  # no reference values: nothing to scale by
         return 0.0 if distance == 0 else math.inf
-    return distance / std
+    return distance / max(std, stats.MIN_SCALE)
 
 
 def _check_threshold(what: str, method: str | None, value: float) -> None:

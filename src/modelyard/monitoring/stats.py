@@ -39,6 +39,14 @@ __all__ = [
 
 _Floats = npt.NDArray[np.float64]
 
+#: The smallest scale a Wasserstein distance is divided by, Evidently's floor
+#: (``max(std, 0.001)`` in its ``wasserstein_distance_norm``). A constant reference column (std 0,
+#: e.g. a text descriptor such as ``non_ascii_share`` that is 0 in every reference row) would
+#: otherwise score ``inf`` for any change, which says nothing of its size and goes to JSON as
+#: ``null``; with the floor it scores the mean distance in thousandths of the column's unit, and
+#: drifts at the default 0.1 once values stray by 0.0001 on average.
+MIN_SCALE = 1e-3
+
 #: scipy's ``ks_2samp(method="auto")`` computes the exact p-value when both samples have at most
 #: this many values, and Smirnov's asymptotic one otherwise (``MAX_AUTO_N`` in its source).
 _KS_EXACT_MAX_N = 10_000
@@ -137,8 +145,8 @@ def wasserstein_normalized(
 
     The standard deviation is the population one (``ddof=0``, as Evidently uses), computed from
     ``reference`` unless ``reference_std`` is given. A profile stores the sample std
-    (``ddof=1``); convert it with ``std * sqrt((n - 1) / n)``. When the std is 0 (a constant
-    reference) the result is 0.0 if the distance is 0 and ``math.inf`` otherwise.
+    (``ddof=1``); convert it with ``std * sqrt((n - 1) / n)``. A std below ``MIN_SCALE`` (0 for a
+    constant reference) counts as ``MIN_SCALE``, so the result is always finite.
 
     Raises ``ValueError`` for bad samples (see ``wasserstein_sorted``) or a negative or
     non-finite ``reference_std``.
@@ -153,10 +161,7 @@ def wasserstein_normalized(
         )
     else:
         std = float(reference_std)
-    distance = _wasserstein(ref, cur)
-    if std == 0.0:
-        return 0.0 if distance == 0.0 else math.inf
-    return distance / std
+    return _wasserstein(ref, cur) / max(std, MIN_SCALE)
 
 
 # --- counts --------------------------------------------------------------------------------------
