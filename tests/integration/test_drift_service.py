@@ -250,6 +250,15 @@ def test_yard_monitor_drift_prints_json(
         env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert (zero.returncode, zero.stdout) == (1, "")
+    both = subprocess.run(
+        [YARD, "monitor", "drift", "churn", "--window", "1h", "--last", "10"],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert (both.returncode, both.stdout) == (1, "")
+    assert both.stderr == (
+        "error: --window and --last both choose the rows to compare; pass one of them "
+        "(--last 10 alone for the newest 10 rows).\n"
+    )
     assert (
         zero.stderr == "error: The window '0s' is empty; use a positive one such as --window 1h.\n"
     )

@@ -87,7 +87,9 @@ def _fitting(
 @app.command("drift")
 def drift(
     name: str = typer.Argument(..., help="The deployment or model name (its prediction log)."),
-    window: str = typer.Option("1h", "--window", help="How far back, e.g. 15m, 1h, 1d."),
+    window: str | None = typer.Option(
+        None, "--window", help="How far back, e.g. 15m, 1h, 1d (default 1h)."
+    ),
     last: int | None = typer.Option(None, "--last", min=1, help="The newest N rows instead."),
     reference: str | None = typer.Option(
         None,
@@ -103,11 +105,17 @@ def drift(
     """Drift of NAME's inputs and outputs in a window of its prediction log."""
     from modelyard.cli._registry import open_registry
     from modelyard.core.durations import parse_duration
+    from modelyard.errors import InvalidInputError
     from modelyard.monitoring.mirror import readable_root, store_named
     from modelyard.monitoring.service import DriftOptions, deployment_drift
 
+    if window is not None and last is not None:
+        raise InvalidInputError(
+            "--window and --last both choose the rows to compare; pass one of them "
+            f"(--last {last} alone for the newest {last} rows)."
+        )
     settings = load_settings()
-    span = timedelta(seconds=parse_duration(window))
+    span = timedelta(seconds=parse_duration(window or "1h"))
     with store_named(settings), _progress("Scanning") as advance:
         result = deployment_drift(
             open_registry(), readable_root(settings, name), name, window=span, last=last,
