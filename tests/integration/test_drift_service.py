@@ -218,6 +218,28 @@ def test_yard_monitor_drift_prints_json(
         [YARD, "monitor", "drift", "churn"], env=env, capture_output=True, text=True, check=True
     ).stdout
     assert "drift of inputs" in text and "DRIFT" in text
+    # missing values: a of 70% null rows (the rest alike), b null in every row
+    nulls = data(1_000, 5)[["a", "b"]]
+    nulls.loc[:699, "a"] = np.nan
+    nulls["b"] = np.nan
+    nulls.to_csv(tmp_path / "nulls.csv", index=False)
+    command = [YARD, "monitor", "drift", "churn", "--reference", "churn/1", "--current"]
+    shown = subprocess.run(
+        [*command, str(tmp_path / "nulls.csv")], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    lines = {line.split()[1]: line for line in shown.splitlines() if line.startswith("│ ")}
+    assert re.search(r"│ a .* chi2 .* DRIFT .* 300 .* 0\.0% → 70\.0% DRIFT +│", lines["a"])
+    assert re.search(
+        r"│ b .* chi2 .* all null .* DRIFT .* 0 .* 0\.0% → 100\.0% DRIFT +│", lines["b"]
+    )
+    out = subprocess.run(
+        [*command, str(tmp_path / "nulls.csv"), "--json"],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    a, b = json.loads(out.stdout)["columns"]
+    assert (a["current_null_share"], a["null_drifted"], a["compared"]) == (0.7, True, True)
+    assert (b["current_null_share"], b["null_drifted"], b["compared"]) == (1.0, True, False)
+    assert a["drifted"] and b["drifted"] and a["null_p_value"] < 1e-12
     bad = subprocess.run(
         [YARD, "monitor", "drift", "nobody"], env=env, capture_output=True, text=True, check=False
     )
@@ -228,6 +250,15 @@ def test_yard_monitor_drift_prints_json(
         env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert (zero.returncode, zero.stdout) == (1, "")
+    both = subprocess.run(
+        [YARD, "monitor", "drift", "churn", "--window", "1h", "--last", "10"],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert (both.returncode, both.stdout) == (1, "")
+    assert both.stderr == (
+        "error: --window and --last both choose the rows to compare; pass one of them "
+        "(--last 10 alone for the newest 10 rows).\n"
+    )
     assert (
         zero.stderr == "error: The window '0s' is empty; use a positive one such as --window 1h.\n"
     )

@@ -87,7 +87,9 @@ def _fitting(
 @app.command("drift")
 def drift(
     name: str = typer.Argument(..., help="The deployment or model name (its prediction log)."),
-    window: str = typer.Option("1h", "--window", help="How far back, e.g. 15m, 1h, 1d."),
+    window: str | None = typer.Option(
+        None, "--window", help="How far back, e.g. 15m, 1h, 1d (default 1h)."
+    ),
     last: int | None = typer.Option(None, "--last", min=1, help="The newest N rows instead."),
     reference: str | None = typer.Option(
         None,
@@ -103,11 +105,17 @@ def drift(
     """Drift of NAME's inputs and outputs in a window of its prediction log."""
     from modelyard.cli._registry import open_registry
     from modelyard.core.durations import parse_duration
+    from modelyard.errors import InvalidInputError
     from modelyard.monitoring.mirror import readable_root, store_named
     from modelyard.monitoring.service import DriftOptions, deployment_drift
 
+    if window is not None and last is not None:
+        raise InvalidInputError(
+            "--window and --last both choose the rows to compare; pass one of them "
+            f"(--last {last} alone for the newest {last} rows)."
+        )
     settings = load_settings()
-    span = timedelta(seconds=parse_duration(window))
+    span = timedelta(seconds=parse_duration(window or "1h"))
     with store_named(settings), _progress("Scanning") as advance:
         result = deployment_drift(
             open_registry(), readable_root(settings, name), name, window=span, last=last,
@@ -332,7 +340,7 @@ def _drift_tables(result: DriftResult) -> None:
     from rich.text import Text
 
     from modelyard.cli._output import console
-    from modelyard.monitoring.drift import ranked
+    from modelyard.monitoring.drift import null_shares_text, ranked, score_text
 
     verdict = "DATASET DRIFT" if result.dataset_drift else "no dataset drift"
     console().print(
@@ -348,13 +356,14 @@ def _drift_tables(result: DriftResult) -> None:
         if columns:
             ordered = ranked(columns)
             rows = [
-                [c.name, c.kind, c.method, f"{c.score:.4g}", f"{c.threshold:g}",
-                 "DRIFT" if c.drifted else "ok", c.current_rows]
+                [c.name, c.kind, c.method, score_text(c), f"{c.threshold:g}",
+                 "DRIFT" if c.drifted else "ok", c.current_rows,
+                 null_shares_text(c) + (" DRIFT" if c.null_drifted else "")]
                 for c in ordered
             ]  # fmt: skip
             table(
                 f"drift of {title}",
-                ["column", "kind", "method", "score", "threshold", "drift", "rows"],
+                ["column", "kind", "method", "score", "threshold", "drift", "rows", "nulls"],
                 rows,
             )
 

@@ -25,13 +25,26 @@ categorical/bool  either                       > 1,000     ``js`` (>= 0.1)
 proportions (``scipy.stats.chisquare``). ``chi2_contingency`` (only by name) is the two-sample
 test of homogeneity, which treats the reference as a sample too and so drifts later.
 ``wasserstein`` is the Wasserstein-1 distance divided by the reference's (population) standard
-deviation: exact on raw data; against a stored profile it can only be estimated from the quantile
-bins (mass spread evenly inside each bin), which overstates a shift (0.72 for a true 0.5 on
-normal data with 10 bins, measured), so profiles default to ``psi``. ``js`` is the
+deviation, floored at 0.001 as Evidently's (``stats.MIN_SCALE``: a constant reference then
+scores a finite number): exact on raw data; against a stored profile it can only be estimated
+from the quantile bins (mass spread evenly inside each bin), which overstates a shift (0.72 for
+a true 0.5 on normal data with 10 bins, measured), so profiles default to ``psi``. ``js`` is the
 Jensen-Shannon distance with log base 2 (0 to 1); ``psi`` the Population Stability Index on the
 reference's quantile bins (shares clipped below at 1e-4). Each column's method and threshold can
 be overridden (``ColumnRule``), and each method's default threshold too. The dataset drifts when
 the share of drifted columns is at least ``share_threshold`` (0.5).
+
+Missing values are checked apart, in every column: the share of null rows (NaN, None, NA) in the
+current data against the reference's (a stored profile keeps its null counts), by a two-sided
+two-proportion z-test (``stats.null_share_test``). The column drifts when the p-value is below
+``NULL_P_VALUE`` (0.05) *and* the share moved by at least ``NULL_SHARE_CHANGE`` (0.01, one
+percentage point): the test alone flags a move of a few tenths of a point once windows hold
+100,000 rows, which is rarely worth an alert. Like Evidently's share-of-missing-values test and
+NannyML's missing-values calculator this reads the share of the whole column; unlike Evidently's
+default (fail when the share grows past 1.1 times the reference's) it flags a fall too, and
+allows for sampling noise in small windows. The values still present are compared as above,
+unchanged. A column with no values on one side (all null now) is not compared (``compared`` is
+false) and drifts unless both sides are empty.
 
 Current data can also be reduced to a ``WindowProfile``: counts on the reference's bins and
 categories, which add up. Hourly windows are profiled once and merged into days or any span
@@ -69,6 +82,8 @@ from modelyard.monitoring.types import ColumnDrift, DriftMethod, DriftResult, Hi
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
+    "NULL_P_VALUE",
+    "NULL_SHARE_CHANGE",
     "SMALL_ROWS",
     "ColumnCounts",
     "ColumnRule",
@@ -76,11 +91,15 @@ __all__ = [
     "WindowProfile",
     "compare",
     "merge_profiles",
+    "null_shares_text",
     "ranked",
+    "score_text",
     "severity",
 ]
 
 SMALL_ROWS = 1000
+NULL_P_VALUE = 0.05
+NULL_SHARE_CHANGE = 0.01
 DEFAULT_THRESHOLDS: Mapping[DriftMethod, float] = {
     "psi": 0.1, "js": 0.1, "wasserstein": 0.1, "ks": 0.05, "chi2": 0.05, "chi2_contingency": 0.05,
     "mmd": 0.05,
@@ -161,7 +180,9 @@ class _Reference:
 
     name: str
     kind: str  # numeric, datetime, categorical, bool
-    rows: int
+    rows: int  # values (finite numbers, non-null categories)
+    nulls: int
+    total: int  # rows of the reference, nulls included
     edges: tuple[float, ...] | None  # numeric: the quantile bin edges
     levels: tuple[str, ...] | None  # categorical: the top values, as text
     counts: npt.NDArray[np.int64]  # per bin, or per level then "other"
@@ -180,6 +201,9 @@ class DriftDetector:
     per method; ``share_threshold`` is the share of drifted columns at which the dataset drifts.
     ``bins`` and ``top_k`` shape the histograms of a raw reference (a stored profile brings its
     own). ``workers`` threads share the numeric columns (sorting releases the GIL).
+    ``nulls`` checks the share of null rows of each column (see the module); off, the null
+    shares are still reported but never drift (a model's outputs, where a null means a request
+    did not ask for that output).
     """
 
     def __init__(
@@ -191,6 +215,7 @@ class DriftDetector:
         bins: int = 20,
         top_k: int = 20,
         workers: int = 2,
+        nulls: bool = True,
     ) -> None:
         self.columns = dict(columns or {})
         self.thresholds = dict(thresholds or {})
@@ -198,6 +223,7 @@ class DriftDetector:
         self.bins = bins
         self.top_k = top_k
         self.workers = workers
+        self.nulls = nulls
 
     # -- fitting -------------------------------------------------------------------------------
 
@@ -306,7 +332,7 @@ class DriftDetector:
             )
 
         def one(job: tuple[_Reference, pd.Series | None, ColumnCounts | None]) -> ColumnDrift:
-            result = self._column(*job)
+            result = self._column(*job, total=rows)
             if progress is not None:
                 progress(1)
             return result
@@ -401,35 +427,47 @@ class DriftDetector:
         return self.thresholds.get(method, DEFAULT_THRESHOLDS[method])
 
     def _column(
-        self, ref: _Reference, values: pd.Series | None, window: ColumnCounts | None
+        self,
+        ref: _Reference,
+        values: pd.Series | None,
+        window: ColumnCounts | None,
+        *,
+        total: int,
     ) -> ColumnDrift:
         ordered: _Floats | None = None
         if values is not None:
             if ref.numeric and ref.ordered is not None:
-                ordered = _sorted_finite(numeric_values(values))
+                numbers = numeric_values(values)
+                nulls = int(np.count_nonzero(np.isnan(numbers)))
+                ordered = _sorted_finite(numbers)
                 counts = _sorted_counts(ordered, ref.edges or ())
                 rows = ordered.size
             else:
-                rows, _, counts = _counts(ref, values)
+                rows, nulls, counts = _counts(ref, values)
         else:
             assert window is not None
-            rows, counts = window.rows, np.asarray(window.counts, dtype=np.int64)
+            rows, nulls = window.rows, window.nulls
+            counts = np.asarray(window.counts, dtype=np.int64)
         method = self._method(ref, rows, raw=ordered is not None)
         threshold = self._threshold(ref.name, method)
         histogram = _histogram(ref, counts)
         base = ColumnDrift(
             name=ref.name, kind=ref.kind, method=method, score=0.0, threshold=threshold,
             drifted=False, reference_rows=ref.rows, current_rows=rows, histogram=histogram,
+            **_null_check(ref, nulls, total, test=self.nulls),
         )  # fmt: skip
         if rows == 0 or ref.rows == 0:  # a column that lost (or never had) every value drifted
             score = 0.0 if method in P_VALUE_METHODS else math.inf
-            return msgspec.structs.replace(base, score=score, drifted=rows != ref.rows)
+            drifted = rows != ref.rows or base.null_drifted
+            return msgspec.structs.replace(base, score=score, drifted=drifted, compared=False)
         try:
             score, statistic = self._score(method, ref, counts, ordered)
         except ValueError as exc:
             raise InvalidInputError(f"Cannot measure drift of column {ref.name!r}: {exc}") from exc
         drifted = score < threshold if method in P_VALUE_METHODS else score >= threshold
-        return msgspec.structs.replace(base, score=score, drifted=drifted, statistic=statistic)
+        return msgspec.structs.replace(
+            base, score=score, drifted=drifted or base.null_drifted, statistic=statistic
+        )
 
     def _score(
         self,
@@ -459,6 +497,23 @@ class DriftDetector:
         return _normalise(distance, ref.std), None
 
 
+def _null_check(ref: _Reference, nulls: int, total: int, *, test: bool) -> dict[str, Any]:
+    """The null-share fields of a column's ``ColumnDrift`` (see the module); never drifted
+    without ``test``."""
+    p_value = 1.0
+    if test:
+        _, p_value = stats.null_share_test(ref.nulls, ref.total, nulls, total)
+    reference_share = ref.nulls / ref.total if ref.total else 0.0
+    current_share = nulls / total if total else 0.0
+    moved = abs(current_share - reference_share) >= NULL_SHARE_CHANGE
+    return {
+        "reference_null_share": reference_share,
+        "current_null_share": current_share,
+        "null_p_value": p_value,
+        "null_drifted": p_value < NULL_P_VALUE and moved,
+    }
+
+
 def compare(
     reference: pd.DataFrame | Profile,
     current: pd.DataFrame | WindowProfile,
@@ -485,6 +540,20 @@ def severity(column: ColumnDrift) -> float:
     return column.score / column.threshold
 
 
+def score_text(column: ColumnDrift, digits: int = 4) -> str:
+    """The score as people read it: the number, or why there is none (no values compared)."""
+    if column.compared:
+        return f"{column.score:.{digits}g}"
+    if column.current_rows == 0 and column.current_null_share == 1.0:
+        return "all null"
+    return "no values"
+
+
+def null_shares_text(column: ColumnDrift) -> str:
+    """``"10.0% -> 70.0%"``: the reference's and the current share of null rows."""
+    return f"{column.reference_null_share:.1%} → {column.current_null_share:.1%}"
+
+
 def ranked(columns: Iterable[ColumnDrift]) -> list[ColumnDrift]:
     """Most drifted first: drifted columns, then by descending ``severity``, then by descending
     test statistic (p-values that underflowed to the same number), then by name."""
@@ -499,11 +568,14 @@ def ranked(columns: Iterable[ColumnDrift]) -> list[ColumnDrift]:
 def _from_raw_column(name: str, column: pd.Series, bins: int, top_k: int) -> _Reference:
     kind = column_kind(column_dtype(column))
     if kind in ("numeric", "datetime"):
-        ordered = _sorted_finite(numeric_values(column))
+        numbers = numeric_values(column)
+        nulls = int(np.count_nonzero(np.isnan(numbers)))
+        ordered = _sorted_finite(numbers)
         edges = tuple(quantile_edges(ordered, bins).tolist()) if ordered.size else ()
         std = float(np.std(ordered)) if ordered.size else None
         return _Reference(
-            name=name, kind=kind, rows=ordered.size, edges=edges, levels=None,
+            name=name, kind=kind, rows=ordered.size, nulls=nulls, total=len(column), edges=edges,
+            levels=None,
             counts=_sorted_counts(ordered, edges), std=std, ordered=ordered,
         )  # fmt: skip
     found = _value_counts(column)
@@ -513,12 +585,13 @@ def _from_raw_column(name: str, column: pd.Series, bins: int, top_k: int) -> _Re
     total = sum(found.values())
     counts = np.array([*kept, total - sum(kept)], dtype=np.int64)
     return _Reference(
-        name=name, kind=kind, rows=total, edges=None, levels=levels, counts=counts,
-        std=None, ordered=None,
+        name=name, kind=kind, rows=total, nulls=len(column) - total, total=len(column),
+        edges=None, levels=levels, counts=counts, std=None, ordered=None,
     )  # fmt: skip
 
 
 def _from_profile_column(column: Any) -> _Reference:
+    total = column.count + column.nulls + column.infinite
     if column.kind in ("numeric", "datetime"):
         edges = tuple(column.bin_edges or ())
         counts = np.asarray(column.bin_counts or (), dtype=np.int64)
@@ -528,15 +601,15 @@ def _from_profile_column(column: Any) -> _Reference:
         elif column.count == 1:
             std = 0.0
         return _Reference(
-            name=column.name, kind=column.kind, rows=column.count, edges=edges, levels=None,
-            counts=counts, std=std, ordered=None,
+            name=column.name, kind=column.kind, rows=column.count, nulls=column.nulls,
+            total=total, edges=edges, levels=None, counts=counts, std=std, ordered=None,
         )  # fmt: skip
     top = column.top or ()
     levels = tuple(str(c.value) for c in top)
     counts = np.array([*(c.count for c in top), column.other_count or 0], dtype=np.int64)
     return _Reference(
-        name=column.name, kind=column.kind, rows=column.count, edges=None, levels=levels,
-        counts=counts, std=None, ordered=None,
+        name=column.name, kind=column.kind, rows=column.count, nulls=column.nulls, total=total,
+        edges=None, levels=levels, counts=counts, std=None, ordered=None,
     )  # fmt: skip
 
 
@@ -634,9 +707,10 @@ def _number(value: float) -> str:
 
 
 def _normalise(distance: float, std: float | None) -> float:
-    if std is None or std == 0:
+    """``distance`` over the reference's std, floored at ``stats.MIN_SCALE`` (finite)."""
+    if std is None:  # no reference values: nothing to scale by
         return 0.0 if distance == 0 else math.inf
-    return distance / std
+    return distance / max(std, stats.MIN_SCALE)
 
 
 def _check_threshold(what: str, method: str | None, value: float) -> None:

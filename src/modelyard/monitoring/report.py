@@ -30,7 +30,7 @@ from modelyard.monitoring.charts import (
     percent,
     spark_svg,
 )
-from modelyard.monitoring.drift import P_VALUE_METHODS, ranked
+from modelyard.monitoring.drift import P_VALUE_METHODS, null_shares_text, ranked, score_text
 from modelyard.monitoring.types import (
     ColumnDrift,
     DriftResult,
@@ -79,6 +79,8 @@ class _Row:
     score: str
     threshold: str
     drifted: bool
+    nulls: str
+    nulls_drifted: bool
     spark: Markup | None
     anchor: str | None
 
@@ -110,7 +112,7 @@ def _histograms(columns: Sequence[ColumnDrift], prefix: str) -> list[_Figure]:
                 testid=f"histogram-{prefix}{column.name}",
                 anchor=f"hist-{prefix}{len(figures)}",
                 title=column.name,
-                subtitle=f"{column.kind} · {column.method} {column.score:.3g} "
+                subtitle=f"{column.kind} · {column.method} {score_text(column, 3)} "
                 f"(threshold {column.threshold:.3g})",
                 drifted=column.drifted,
                 svg=bars_svg(histogram, f"{column.name}: reference vs current shares"),
@@ -129,9 +131,11 @@ def _rows(columns: Sequence[ColumnDrift], figures: Sequence[_Figure]) -> list[_R
             rule="p-value: drifts below the threshold"
             if c.method in P_VALUE_METHODS
             else "distance: drifts at or above the threshold",
-            score=f"{c.score:.3g}",
+            score=score_text(c, 3),
             threshold=f"{c.threshold:.3g}",
             drifted=c.drifted,
+            nulls=null_shares_text(c),
+            nulls_drifted=c.null_drifted,
             spark=spark_svg(histogram, c.name) if (histogram := _histogram_of(c)) else None,
             anchor=anchors.get(c.name),
         )

@@ -815,7 +815,8 @@ def _output_detector(
     ]
     if not keep:
         return None
-    return DriftDetector(share_threshold=options.share_threshold).fit(
+    # an output is null where a request did not ask for it (no predict_proba): not drift
+    return DriftDetector(share_threshold=options.share_threshold, nulls=False).fit(
         outputs[keep], description=f"{ref.version} outputs on its reference sample"
     )
 

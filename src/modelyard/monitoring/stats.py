@@ -31,12 +31,21 @@ __all__ = [
     "chi2_two_sample",
     "js_distance",
     "ks_sorted",
+    "null_share_test",
     "psi",
     "wasserstein_normalized",
     "wasserstein_sorted",
 ]
 
 _Floats = npt.NDArray[np.float64]
+
+#: The smallest scale a Wasserstein distance is divided by, Evidently's floor
+#: (``max(std, 0.001)`` in its ``wasserstein_distance_norm``). A constant reference column (std 0,
+#: e.g. a text descriptor such as ``non_ascii_share`` that is 0 in every reference row) would
+#: otherwise score ``inf`` for any change, which says nothing of its size and goes to JSON as
+#: ``null``; with the floor it scores the mean distance in thousandths of the column's unit, and
+#: drifts at the default 0.1 once values stray by 0.0001 on average.
+MIN_SCALE = 1e-3
 
 #: scipy's ``ks_2samp(method="auto")`` computes the exact p-value when both samples have at most
 #: this many values, and Smirnov's asymptotic one otherwise (``MAX_AUTO_N`` in its source).
@@ -136,8 +145,8 @@ def wasserstein_normalized(
 
     The standard deviation is the population one (``ddof=0``, as Evidently uses), computed from
     ``reference`` unless ``reference_std`` is given. A profile stores the sample std
-    (``ddof=1``); convert it with ``std * sqrt((n - 1) / n)``. When the std is 0 (a constant
-    reference) the result is 0.0 if the distance is 0 and ``math.inf`` otherwise.
+    (``ddof=1``); convert it with ``std * sqrt((n - 1) / n)``. A std below ``MIN_SCALE`` (0 for a
+    constant reference) counts as ``MIN_SCALE``, so the result is always finite.
 
     Raises ``ValueError`` for bad samples (see ``wasserstein_sorted``) or a negative or
     non-finite ``reference_std``.
@@ -152,10 +161,7 @@ def wasserstein_normalized(
         )
     else:
         std = float(reference_std)
-    distance = _wasserstein(ref, cur)
-    if std == 0.0:
-        return 0.0 if distance == 0.0 else math.inf
-    return distance / std
+    return _wasserstein(ref, cur) / max(std, MIN_SCALE)
 
 
 # --- counts --------------------------------------------------------------------------------------
@@ -253,6 +259,34 @@ def chi2_two_sample(
     expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
     statistic = float(np.sum((table - expected) ** 2 / expected))
     return statistic, _chi2_sf(statistic, categories - 1)
+
+
+def null_share_test(
+    reference_nulls: int, reference_rows: int, current_nulls: int, current_rows: int
+) -> tuple[float, float]:
+    """Two-sided two-proportion z-test of the shares of null rows, as ``(z**2, p-value)``.
+
+    With shares ``p1 = reference_nulls / reference_rows`` and ``p2 = current_nulls /
+    current_rows`` and the pooled share ``p``, ``z = (p1 - p2) / sqrt(p (1 - p) (1 / n1 + 1 /
+    n2))``; its square is the chi-square statistic of the 2 x 2 table of null and present rows,
+    so this is ``chi2_two_sample`` on that table (scipy's ``chi2_contingency`` without Yates'
+    correction). No rows on a side, or a pooled share of 0 or 1 (no nulls anywhere, or nothing
+    but nulls on both sides), give ``(0.0, 1.0)``.
+
+    Raises ``ValueError`` for negative counts or more nulls than rows.
+    """
+    for nulls, rows, name in (
+        (reference_nulls, reference_rows, "reference"),
+        (current_nulls, current_rows, "current"),
+    ):
+        if not 0 <= nulls <= rows:
+            raise ValueError(f"{name} has {nulls} nulls in {rows} rows; pass 0 <= nulls <= rows.")
+    if reference_rows == 0 or current_rows == 0:
+        return 0.0, 1.0
+    return chi2_two_sample(
+        [reference_rows - reference_nulls, reference_nulls],
+        [current_rows - current_nulls, current_nulls],
+    )
 
 
 def binned_wasserstein(

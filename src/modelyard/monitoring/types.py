@@ -50,6 +50,14 @@ class ColumnDrift(msgspec.Struct, frozen=True, kw_only=True):
     column drifts when it is *below* the threshold; for the distances it drifts when the score is
     *at or above* it.
     ``statistic`` is the test statistic behind a p-value (``None`` for the distances).
+
+    Missing values are checked apart from the values' distribution: ``reference_null_share``
+    and ``current_null_share`` are the shares of null rows (NaN, None, NA; infinities are not
+    null), ``null_p_value`` the two-proportion test of them (``monitoring.drift``) and
+    ``null_drifted`` whether they moved significantly; ``drifted`` is true when either the
+    values or the null share drifted. ``compared`` is false when one side has no values at all
+    (``current_rows`` or ``reference_rows`` 0, e.g. a column that is all null now): the
+    distributions were not compared, and ``score`` holds the method's most drifted value.
     """
 
     name: str
@@ -62,6 +70,11 @@ class ColumnDrift(msgspec.Struct, frozen=True, kw_only=True):
     reference_rows: int = 0
     current_rows: int = 0
     histogram: Histogram | None = None
+    compared: bool = True
+    reference_null_share: float = 0.0
+    current_null_share: float = 0.0
+    null_p_value: float = 1.0
+    null_drifted: bool = False
 
 
 class DriftResult(msgspec.Struct, frozen=True, kw_only=True):

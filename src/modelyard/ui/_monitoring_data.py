@@ -41,7 +41,7 @@ from modelyard.monitoring.dashboard import (
     monitoring_report,
     parse_window,
 )
-from modelyard.monitoring.drift import ranked
+from modelyard.monitoring.drift import null_shares_text, ranked, score_text
 from modelyard.monitoring.mirror import mirror_folder, readable_root, store_named
 from modelyard.monitoring.predlog import is_remote
 from modelyard.monitoring.service import DriftOptions
@@ -189,6 +189,14 @@ class ColumnRow:
     column: ColumnDrift
     spark: Markup | None
 
+    @property
+    def score(self) -> str:
+        return score_text(self.column, 3)
+
+    @property
+    def nulls(self) -> str:
+        return null_shares_text(self.column)
+
 
 @dataclass(frozen=True)
 class Detail:
@@ -285,7 +293,7 @@ def _histograms(columns: Sequence[ColumnDrift]) -> list[Figure]:
     return [
         Figure(
             title=c.name,
-            subtitle=f"{c.method} {c.score:.3g} (threshold {c.threshold:.3g})",
+            subtitle=f"{c.method} {score_text(c, 3)} (threshold {c.threshold:.3g})",
             drifted=c.drifted,
             svg=bars_svg(c.histogram, f"{c.name}: reference vs current shares"),
         )

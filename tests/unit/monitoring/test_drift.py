@@ -134,12 +134,61 @@ def test_a_column_that_lost_every_value_drifted() -> None:
     current = frame(2_000, 2)
     current["a"] = np.nan
     column = compare(frame(2_000, 1), current).columns[0]
-    # no values: the smallest p-value (ks) or an infinite distance, and drifted either way
-    assert column.drifted and column.current_rows == 0
+    # no values: nothing was compared, the column is all null, and that is drift
+    assert column.drifted and column.current_rows == 0 and not column.compared
+    assert (column.reference_null_share, column.current_null_share) == (0.0, 1.0)
+    assert column.null_drifted and column.null_p_value < 1e-12
     assert (column.method, column.score) == ("ks", 0.0)
     current["b"] = np.nan
     lost = compare(frame(2_000, 1), current, columns={"b": ColumnRule(method="wasserstein")})
     assert lost.columns[1].drifted and math.isinf(lost.columns[1].score)
+
+
+def with_nulls(data: pd.DataFrame, share: float, seed: int) -> pd.DataFrame:
+    """``data`` with exactly ``share`` of ``a`` and of ``colour`` set to null, at random rows."""
+    data = data.copy()
+    rng = np.random.default_rng(seed)
+    nulls = round(share * len(data))
+    data.loc[rng.permutation(len(data))[:nulls], "a"] = np.nan
+    data.loc[rng.permutation(len(data))[:nulls], "colour"] = pd.NA
+    return data
+
+
+@pytest.mark.parametrize("reference_of", ["raw", "profile", "window"])
+def test_a_growing_share_of_nulls_is_drift_of_that_column(reference_of: str) -> None:
+    reference = with_nulls(frame(4_000, 1), 0.1, seed=5)
+    current = with_nulls(frame(2_000, 2), 0.7, seed=6)  # present values: the same distribution
+    detector = DriftDetector().fit(
+        compute_profile(reference, sample_rows=0)[0] if reference_of != "raw" else reference
+    )
+    result = detector.compare(detector.profile(current) if reference_of == "window" else current)
+    by_name = {c.name: c for c in result.columns}
+    for name in ("a", "colour"):
+        column = by_name[name]
+        assert column.drifted and column.null_drifted and column.compared, name
+        assert column.null_p_value < 1e-12
+        assert (column.reference_null_share, column.current_null_share) == (0.1, 0.7)
+        # the values still present are compared as before (600 rows: a test), and did not drift
+        assert column.method in ("ks", "chi2") and column.score >= column.threshold
+    for name in ("b", "n", "flag"):
+        column = by_name[name]
+        assert (column.reference_null_share, column.current_null_share) == (0.0, 0.0)
+        assert column.null_p_value == 1.0 and not column.null_drifted
+    assert result.drifted == 2
+    unchecked = DriftDetector(nulls=False).fit(reference).compare(current).columns[0]
+    assert unchecked.current_null_share == 0.7 and not unchecked.null_drifted
+
+
+def test_a_small_or_noisy_move_of_the_null_share_is_not_drift() -> None:
+    reference = with_nulls(frame(4_000, 1), 0.1, seed=5)
+    detector = DriftDetector().fit(reference)
+    for share in (0.1, 0.115):  # noise, and 1.5 points on 2,000 rows (not significant)
+        a = detector.compare(with_nulls(frame(2_000, 2), share, seed=6)).columns[0]
+        assert not a.null_drifted and not a.drifted, share
+    # significant on 100,000 rows a side, yet under one percentage point: not drift either
+    detector = DriftDetector().fit(with_nulls(frame(100_000, 1), 0.1, seed=5))
+    a = detector.compare(with_nulls(frame(100_000, 2), 0.108, seed=6)).columns[0]
+    assert a.null_p_value < 0.05 and not a.null_drifted and not a.drifted
 
 
 def test_severity_orders_across_methods() -> None:

@@ -298,6 +298,27 @@ def test_every_histogram_is_drawn_drifted_first(data: ReportData, page: Page) ->
     assert "0%" in page.text("histogram-age")  # share axis
 
 
+def test_null_shares_are_shown_and_an_all_null_column_says_so(data: ReportData) -> None:
+    changed = {
+        # every current value null: nothing compared
+        "plan": {"compared": False, "current_rows": 0, "current_null_share": 1.0,
+                 "null_drifted": True},
+        # the values alike, the nulls from 10% to 70%
+        "age": {"drifted": True, "reference_null_share": 0.1, "current_null_share": 0.7,
+                "null_p_value": 1e-30, "null_drifted": True},
+    }  # fmt: skip
+    columns = tuple(
+        msgspec.structs.replace(c, **changed.get(c.name, {})) for c in data.drift.columns
+    )
+    drift = msgspec.structs.replace(data.drift, columns=columns)
+    page = parse(render_report(msgspec.structs.replace(data, drift=drift)))
+    table = page.text("drift-table")
+    assert "plan categorical chi2 all null 0.05 drifted 0.0% → 100.0% drifted" in table
+    assert "age numeric psi 0.19 0.2 drifted 10.0% → 70.0% drifted" in table
+    assert "tenure_months numeric ks 1e-12 0.05 drifted 0.0% → 0.0% tenure" in table
+    assert "chi2 all null" in page.text("histogram-plan")
+
+
 def test_drift_rows_without_histogram_say_so(page: Page) -> None:
     rows = page.find("tr", "drift-table")
     assert {r.attrs["data-column"] for r in rows if "data-column" in r.attrs} >= NO_HISTOGRAM

@@ -19,6 +19,7 @@ from modelyard.monitoring.stats import (
     chi2_two_sample,
     js_distance,
     ks_sorted,
+    null_share_test,
     psi,
     wasserstein_normalized,
     wasserstein_sorted,
@@ -214,12 +215,10 @@ def test_wasserstein_normalized_divides_by_the_population_std(
     pair: tuple[Floats, Floats],
 ) -> None:
     reference, current = pair
-    std = float(np.std(reference))
+    std = max(float(np.std(reference)), 0.001)  # Evidently's floor on the scale
     got = wasserstein_normalized(reference, current)
-    if std == 0.0:
-        assert got in (0.0, math.inf)
-    else:
-        assert close(got, stats.wasserstein_distance(reference, current) / std)
+    assert math.isfinite(got)
+    assert close(got, stats.wasserstein_distance(reference, current) / std)
 
 
 def test_wasserstein_normalized_uses_the_given_std() -> None:
@@ -230,8 +229,12 @@ def test_wasserstein_normalized_uses_the_given_std() -> None:
 def test_wasserstein_normalized_with_a_constant_reference() -> None:
     constant = np.full(10, 3.0)
     assert wasserstein_normalized(constant, np.full(4, 3.0)) == 0.0
-    assert wasserstein_normalized(constant, np.array([3.0, 4.0])) == math.inf
-    assert wasserstein_normalized(np.array([0.0, 1.0]), constant, reference_std=0.0) == math.inf
+    # the scale is floored at 0.001, as Evidently's: a finite score that drifts at 0.1 when the
+    # current values stray from the constant by 0.0001 on average
+    assert close(wasserstein_normalized(constant, np.array([3.0, 4.0])), 0.5 / 0.001)
+    assert close(wasserstein_normalized(np.array([0.0, 1.0]), constant, reference_std=0.0), 2500.0)
+    assert close(wasserstein_normalized(constant, np.full(4, 3.00005)), 0.05)
+    assert close(wasserstein_normalized(constant * 0, np.array([0.0, 0.0004])), 0.2)
 
 
 # --- PSI -----------------------------------------------------------------------------------------
@@ -311,6 +314,28 @@ def test_chi2_of_disjoint_categories() -> None:
 def test_chi2_of_identical_shares_and_of_one_category() -> None:
     assert chi2_two_sample([4, 0, 6], [8, 0, 12]) == (0.0, 1.0)
     assert chi2_two_sample([4, 0], [9, 0]) == (0.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("reference", "current"),
+    [((400, 4_000), (1_400, 2_000)), ((7, 100), (3, 90)), ((0, 50), (5, 9))],
+)
+def test_null_share_test_is_the_two_proportion_z_test(
+    reference: tuple[int, int], current: tuple[int, int]
+) -> None:
+    (n1_null, n1), (n2_null, n2) = reference, current
+    statistic, p_value = null_share_test(n1_null, n1, n2_null, n2)
+    pooled = (n1_null + n2_null) / (n1 + n2)
+    z = (n1_null / n1 - n2_null / n2) / math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    assert close(statistic, z**2) and close(p_value, 2 * stats.norm.sf(abs(z)))
+
+
+def test_null_share_test_without_rows_or_without_a_difference_is_no_evidence() -> None:
+    assert null_share_test(0, 100, 0, 50) == (0.0, 1.0)  # no nulls anywhere
+    assert null_share_test(100, 100, 50, 50) == (0.0, 1.0)  # nothing but nulls
+    assert null_share_test(10, 100, 0, 0) == (0.0, 1.0)  # no current rows
+    with pytest.raises(ValueError, match="current has 5 nulls in 3 rows"):
+        null_share_test(1, 10, 5, 3)
 
 
 # --- binned Wasserstein --------------------------------------------------------------------------

@@ -3,6 +3,9 @@ where texts changed and only there."""
 
 from __future__ import annotations
 
+import math
+
+import msgspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -98,6 +101,24 @@ def test_accented_texts_drift_the_non_ascii_share() -> None:
     assert "non_ascii_share" in drifted_descriptors(
         texts(8_000, 1, accents=0.3), texts(4_000, 2), stored=True
     )
+
+
+def test_a_descriptor_constant_in_the_reference_scores_a_finite_number() -> None:
+    """ASCII-only reference texts (non_ascii_share 0 in every row, std 0); 10 of 1,200 current
+    texts hold an accent and an emoji. The score is finite and goes to JSON as a number."""
+    reference = pd.Series([f"order {i} arrived late, thanks." for i in range(1_500)], name="text")
+    current = pd.Series(
+        [f"parcel {i} is lovely, thanks." for i in range(1_190)] + ["Café 😀"] * 10, name="text"
+    )
+    text = TextDescriptors(["text"]).fit(reference.to_frame())
+    detector = DriftDetector().fit(text.reference_frame(reference.to_frame()))
+    result = detector.compare(text.transform(current.to_frame()))
+    column = {c.name: c for c in result.columns}["text.non_ascii_share"]
+    assert column.method == "wasserstein" and math.isfinite(column.score)
+    # 10/1,200 of the rows stray by 2/6 on average, over the floor of 0.001 on the scale
+    assert column.score == pytest.approx(10 / 1_200 * (2 / 6) / 0.001)
+    encoded = msgspec.json.decode(msgspec.json.encode(result))
+    assert all(isinstance(c["score"], float) for c in encoded["columns"])
 
 
 def test_which_string_columns_look_like_text() -> None:
