@@ -91,7 +91,9 @@ def decode_v2(
     except msgspec.ValidationError as exc:
         raise InvalidInputError(f"The inference request is malformed: {exc}.") from None
     except msgspec.DecodeError as exc:
-        raise InvalidInputError(f"The inference request is not valid JSON: {exc}.") from None
+        raise InvalidInputError(
+            f"The inference request is not valid JSON: {_json_problem(exc, json_part)}."
+        ) from None
     except RecursionError:
         raise too_deep("The inference request", deep_json_path(json_part, MAX_JSON_DEPTH)) from None
     if not request.inputs:
@@ -178,6 +180,22 @@ def json_shown(value: object) -> str:
     return shown(value)
 
 
+_LONE_SURROGATE = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])")
+
+
+def _json_problem(exc: Exception, body: bytes) -> str:
+    """msgspec's reason, except where it misleads: a string ending in a lone UTF-16 high
+    surrogate escape (``"x\\ud83d"``) is reported as truncated input."""
+    if "truncated" in str(exc):
+        lone = _LONE_SURROGATE.search(body)
+        if lone is not None:
+            return (
+                f"a string holds {lone.group().decode()} without its low surrogate (a lone "
+                f"UTF-16 surrogate escape, at byte {lone.start()}); send valid UTF-16 pairs"
+            )
+    return str(exc)
+
+
 def tensor_array(item: RequestInput) -> Array:
     """The numpy array of an input whose values came as JSON.
 
@@ -234,6 +252,8 @@ def _number_array(item: RequestInput, data: list[Any]) -> Array:
     datatype = item.datatype
     if datatype == "BOOL":
         array = np.asarray(data)
+        if array.size == 0:
+            return array.astype(np.bool_).ravel()  # no values: the shape says whether none is right
         if array.dtype.kind != "b":
             raise ValueError("not true/false")
         return array.ravel()
@@ -640,7 +660,9 @@ def parse_json(body: bytes) -> Any:
         path = deep_json_path(body, MAX_JSON_DEPTH)
         if path is not None:
             raise too_deep("The request body", path) from None
-        raise InvalidInputError(f"The request body is not valid JSON: {exc}.") from None
+        raise InvalidInputError(
+            f"The request body is not valid JSON: {_json_problem(exc, body)}."
+        ) from None
 
 
 def decode_mlflow_json(body: bytes) -> tuple[str, Any, dict[str, Any] | None]:

@@ -514,3 +514,16 @@ def test_binary_answers_hold_each_datatype_little_endian_in_order() -> None:
     )  # fmt: skip
     assert none is None  # no byte to follow: JSON alone, as Triton answers
     assert json.loads(empty)["outputs"][0]["parameters"] == {"binary_data_size": 0}
+
+
+def test_an_empty_batch_and_a_lone_surrogate_are_named_as_such() -> None:
+    columns = (TensorSpec(name="age", dtype="int64"), TensorSpec(name="active", dtype="bool"),
+               TensorSpec(name="city", dtype="string"))  # fmt: skip
+    validator = RequestValidator(Signature(kind="columns", inputs=columns), model="m")
+    kinds = (("age", "INT64"), ("active", "BOOL"), ("city", "BYTES"))
+    empty = {"inputs": [{"name": n, "shape": [0], "datatype": d, "data": []} for n, d in kinds]}
+    with pytest.raises(InvalidInputError, match=r"^The inputs have no rows"):
+        validator.from_request(decode_v2(json.dumps(empty).encode())[0].inputs)
+    lone = b'{"inputs":[{"name":"x","shape":[1],"datatype":"BYTES","data":["x\\ud83d"]}]}'
+    with pytest.raises(InvalidInputError, match=r"holds \\ud83d without its low surrogate"):
+        decode_v2(lone)
