@@ -19,7 +19,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from modelyard.errors import IntegrityError, ModelNotFoundError, StorageError
+from modelyard.errors import ConfigError, IntegrityError, ModelNotFoundError, StorageError
 from modelyard.pipelines.batch import batch_score
 from modelyard.registry import Registry
 from modelyard.settings import Settings
@@ -384,3 +384,28 @@ def test_a_malformed_root_url_is_refused_before_anything_is_written(
     assert exited.value.code == 1
     assert capsys.readouterr().err == f"error: {info.value}\n"
     assert list(tmp_path.iterdir()) == []  # no database, no ./s3: folder
+
+
+def test_a_malformed_log_root_url_is_refused_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The prediction log's root takes the artifact root's check: s3:/logs (one slash) would
+    be read as the local folder ./s3:/logs."""
+    from modelyard.cli.main import main
+    from modelyard.monitoring.mirror import check_log_root
+
+    with pytest.raises(ConfigError, match=r"^The prediction log root 's3:/logs' has one '/'"):
+        check_log_root("s3:/logs")
+    monkeypatch.chdir(tmp_path)
+    for key in ("MODELYARD_DATABASE_URL", "MODELYARD_ARTIFACT_ROOT"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("MODELYARD_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MODELYARD_MONITORING__LOG_ROOT", "s3://")
+    with pytest.raises(SystemExit) as exited:
+        main(["labels", "performance", "churn"])
+    assert exited.value.code == 1
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("error: The prediction log root 's3://' has no bucket")
+        and err.count("\n") == 1
+    )

@@ -19,16 +19,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from modelyard.core.remote import url_to_fs
+from modelyard.core.remote import check_url, url_to_fs
 from modelyard.errors import ModelyardError, StorageError, first_line
 from modelyard.monitoring.predlog import is_remote, root_slug
 from modelyard.settings import Settings
+
+_VARIABLE = "MODELYARD_MONITORING__LOG_ROOT"
 
 
 def readable_root(settings: Settings, name: str) -> str:
     """A local folder holding deployment (or model) ``name``'s log and labels as they are on
     ``settings``' log root now: the root itself when it is local."""
     root = settings.resolved_log_root
+    check_url(root, what="prediction log root", variable=_VARIABLE)
     if not is_remote(root):
         return root
     local = mirror_folder(settings)
@@ -45,6 +48,7 @@ def readable_root(settings: Settings, name: str) -> str:
 def check_log_root(root: str) -> None:
     """Fail, in one line, when ``root`` is on an object store whose bucket does not exist or
     cannot be reached (a server checks before it starts: its uploads would fail forever)."""
+    check_url(root, what="prediction log root", variable=_VARIABLE)
     if not is_remote(root):
         return
     fs, base = _open(root)

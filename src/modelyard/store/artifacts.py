@@ -17,18 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import sys
 import uuid
 from typing import Any
 
-from modelyard.core.remote import url_to_fs
-from modelyard.errors import ConfigError, IntegrityError, StorageError, first_line
-
-#: Object stores whose URLs start with a bucket (or container): ``SCHEME://BUCKET/PREFIX``.
-_BUCKET_SCHEMES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
-#: A URL's scheme (two letters at least: ``C:/models`` is a Windows folder), its slashes, the rest.
-_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):(/*)(.*)", re.DOTALL)
+from modelyard.core.remote import check_url, url_to_fs
+from modelyard.errors import IntegrityError, StorageError, first_line
 
 
 def sha256_hex(data: bytes) -> str:
@@ -39,7 +33,7 @@ class ArtifactStore:
     """Blobs by sha256 under ``root`` (a folder or an fsspec URL such as ``s3://bucket/prefix``)."""
 
     def __init__(self, root: str) -> None:
-        _check_root(root)
+        check_url(root, what="artifact root", variable="MODELYARD_ARTIFACT_ROOT")
         self.root = root
         try:
             fs, path = url_to_fs(root, use_listings_cache=False)
@@ -134,26 +128,6 @@ class ArtifactStore:
         return StorageError(
             f"Cannot {action} the artifact root {self.root} ({reason}); check "
             "MODELYARD_ARTIFACT_ROOT, its permissions and that the store is reachable."
-        )
-
-
-def _check_root(root: str) -> None:
-    """Refuse a root that looks like a URL but is not one fsspec would read as meant: a scheme and
-    one slash (``s3:/models/x``, which is a relative local folder) or an object store's URL
-    without a bucket (``s3://``, ``s3:///x``)."""
-    match = _URL.fullmatch(root)
-    if match is None:
-        return
-    scheme, slashes, rest = match.groups()
-    if slashes == "/" and scheme.lower() != "file":  # file:/path is a file URL
-        raise ConfigError(
-            f"The artifact root {root!r} has one '/' after '{scheme}:'; write {scheme}://{rest} "
-            "in MODELYARD_ARTIFACT_ROOT (or a folder path without a scheme)."
-        )
-    if scheme.lower() in _BUCKET_SCHEMES and (slashes != "//" or not rest.split("/", 1)[0]):
-        raise ConfigError(
-            f"The artifact root {root!r} has no bucket; give {scheme}://BUCKET/PREFIX in "
-            "MODELYARD_ARTIFACT_ROOT."
         )
 
 
