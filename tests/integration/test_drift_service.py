@@ -262,6 +262,15 @@ def test_yard_monitor_drift_prints_json(
     assert (
         zero.stderr == "error: The window '0s' is empty; use a positive one such as --window 1h.\n"
     )
+    ignored = subprocess.run(
+        [YARD, "monitor", "drift", "churn", "--current", "x.parquet", "--window", "1h"],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert (ignored.returncode, ignored.stdout) == (1, "")
+    assert ignored.stderr == (
+        "error: --current x.parquet is the rows to compare, so --window would be ignored; pass "
+        "one of them.\n"
+    )
     out = subprocess.run(
         [YARD, "monitor", "report", "churn", "--window", "2h", "-o", str(tmp_path / "r.html")],
         env=env, capture_output=True, text=True, check=True,

@@ -114,6 +114,12 @@ def drift(
             "--window and --last both choose the rows to compare; pass one of them "
             f"(--last {last} alone for the newest {last} rows)."
         )
+    if current is not None and (window is not None or last is not None):
+        given = "--window" if window is not None else "--last"
+        raise InvalidInputError(
+            f"--current {current} is the rows to compare, so {given} would be ignored; pass "
+            "one of them."
+        )
     settings = load_settings()
     span = timedelta(seconds=parse_duration(window or "1h"))
     with store_named(settings), _progress("Scanning") as advance:
