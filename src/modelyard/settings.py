@@ -153,7 +153,9 @@ class AlertRule(BaseModel):
     recall, accuracy: estimated without labels) or ``reconstruction_error``.
     """
 
-    model_config = {"populate_by_name": True}
+    #: Unknown keys are kept (``model_extra``) so that ``rule_warnings`` names them: a typo such
+    #: as ``windw`` would otherwise leave the default in place without a word.
+    model_config = {"populate_by_name": True, "extra": "allow"}
 
     name: str = Field(min_length=1)
     deployment: str = Field(min_length=1)

@@ -1,9 +1,12 @@
 """Alert rules (``[[monitoring.alerts.rules]]``): what a rule may say, checked before anything
 runs. ``validate_rules`` turns the settings' rules into ``ParsedRule``s or raises a one-line
-``ConfigError`` naming the rule, the field, the bad value and the fix."""
+``ConfigError`` naming the rule, the field, the bad value and the fix; ``rule_warnings`` names
+what a rule says that is ignored (an unknown key), which ``yard monitor check`` prints and a
+server logs at start."""
 
 from __future__ import annotations
 
+import difflib
 import math
 import operator
 import urllib.parse
@@ -19,7 +22,7 @@ from modelyard.settings import AlertRule
 
 __all__ = [
     "ESTIMATED_METRICS", "OUTCOME_METRICS", "PERFORMANCE_METRICS", "Op", "ParsedRule",
-    "validate_rules",
+    "rule_warnings", "validate_rules",
 ]  # fmt: skip
 
 Op = Literal[">", ">=", "<", "<="]
@@ -95,6 +98,22 @@ def validate_rules(rules: Sequence[AlertRule], *, webhooks: Sequence[str] = ()) 
                 "http(s) URL; use e.g. https://hooks.example.com/alerts."
             )
     return parsed
+
+
+def rule_warnings(rules: Sequence[AlertRule]) -> list[str]:
+    """One line per key of a rule that no rule takes (a typo: the rule still runs, with that
+    key's default), naming the rule, the key and the key it was probably meant to be."""
+    keys = [f.alias or name for name, f in AlertRule.model_fields.items()]
+    lines = []
+    for index, rule in enumerate(rules):
+        for key in rule.model_extra or {}:
+            close = difflib.get_close_matches(key, keys, n=1)
+            meant = f"did you mean {close[0]!r}? " if close else ""
+            lines.append(
+                f"Alert rule {rule.name!r} (monitoring.alerts.rules[{index}]): unknown key "
+                f"{key!r} is ignored; {meant}a rule takes {', '.join(keys)}."
+            )
+    return lines
 
 
 def _parse_rule(rule: AlertRule, where: str, index: int) -> ParsedRule:

@@ -52,7 +52,12 @@ from modelyard.monitoring._outbox import (
     record_delivery,
     redeliver,
 )
-from modelyard.monitoring.alert_rules import PERFORMANCE_METRICS, ParsedRule, validate_rules
+from modelyard.monitoring.alert_rules import (
+    PERFORMANCE_METRICS,
+    ParsedRule,
+    rule_warnings,
+    validate_rules,
+)
 from modelyard.monitoring.notify import Delivery, Notifier, WebhookNotifier
 from modelyard.settings import Settings
 from modelyard.store.schema import alert_incidents, alert_states
@@ -81,7 +86,9 @@ __all__ = [
     "check_alerts",
     "evaluate",
     "metric_source",
+    "outcome_warnings",
     "redeliver",
+    "rule_warnings",
     "validate_rules",
 ]
 
@@ -446,6 +453,12 @@ def _outcome(
         rule=rule.name, deployment=rule.deployment, metric=rule.metric, op=rule.op,
         threshold=rule.threshold, window=rule.window, value=value, state=state, **more,
     )  # fmt: skip
+
+
+def outcome_warnings(outcomes: Sequence[AlertOutcome]) -> list[str]:
+    """One line per rule of a round that names what the log lacks (a typo in its deployment,
+    column or output?), as ``yard monitor check`` prints them and the server logs them."""
+    return [f"rule {o.rule!r}: {o.warning}" for o in outcomes if o.warning]
 
 
 # --- the prediction log as the metric source ---------------------------------------------------
