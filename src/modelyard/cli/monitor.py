@@ -372,6 +372,8 @@ def _drift_tables(result: DriftResult) -> None:
                 ["column", "kind", "method", "score", "threshold", "drift", "rows", "nulls"],
                 rows,
             )
+    for note in result.notes:
+        console().print(Text(note))
 
 
 @contextmanager
