@@ -312,9 +312,9 @@ threshold = 0.5
     assert bad.returncode == 1
     assert bad.stderr == (
         "error: Alert rule 'typo' (monitoring.alerts.rules[1]): metric 'drift-share' is unknown; "
-        "use drift_share, drift:<column>, output_drift:<name>, error_rate, p50_latency_ms, "
-        "p99_latency_ms, rows, performance:<metric>, estimated:<metric>, reconstruction_error or "
-        "outcome:<mean|sum|count>.\n"
+        "use drift_share, drift:<column>, null_drift:<column>, output_drift:<name>, error_rate, "
+        "p50_latency_ms, p99_latency_ms, rows, performance:<metric>, estimated:<metric>, "
+        "reconstruction_error or outcome:<mean|sum|count>.\n"
     )
     assert not (home / "modelyard.db").exists()
 
@@ -430,6 +430,30 @@ def test_a_logging_server_evaluates_the_rules_and_fires_once(
     payload = json.loads(receiver.bodies[0])
     assert (payload["status"], payload["rule"]) == ("firing", "busy")
     assert 5.0 <= payload["value"] <= 8.0  # the rows logged when a round first saw >= 5
+
+
+def test_a_null_drift_rule_fires_when_a_columns_share_of_nulls_jumps(
+    churn_home: Path, tmp_path: Path
+) -> None:
+    """The drift computation flags a column whose share of nulls moved (e5b109f); a rule
+    watches it as null_drift:<column>, the test's p-value (1 below one point of change)."""
+    home = shutil.copytree(churn_home, tmp_path / "home")
+    holes = frame(600, 3)  # the values as trained, but a third of them missing
+    holes.loc[holes.index % 3 == 0, "a"] = np.nan
+    times = [NOW - timedelta(minutes=40) + timedelta(seconds=3 * i) for i in range(600)]
+    write_log(home / "predictions", "holes", holes, times, model="churn", version="1",
+              predict=np.zeros(600, dtype=np.int64))  # fmt: skip
+    toml = tmp_path / "modelyard.toml"
+    toml.write_text("".join(
+        f'[[monitoring.alerts.rules]]\nname = "{name}"\ndeployment = "{name}"\n'
+        'metric = "null_drift:a"\nop = "<"\nthreshold = 0.05\n'
+        for name in ("churn", "holes")
+    ))  # fmt: skip
+    out = yard(server_env(home, MODELYARD_CONFIG=str(toml)), "check", "--json")
+    assert out.returncode == 0, out.stderr
+    found = {o["rule"]: (o["state"], o["value"]) for o in json.loads(out.stdout)}
+    assert found["holes"][0] == "firing" and found["holes"][1] < 1e-6
+    assert found["churn"] == ("ok", 1.0)  # its values drifted, its nulls did not
 
 
 def test_a_server_logs_each_warning_of_its_rules_once(served_home: Any, tmp_path: Path) -> None:

@@ -43,7 +43,8 @@ PERFORMANCE_METRICS = (
 #: Business outcomes of the window's predictions (``monitoring.outcomes``).
 OUTCOME_METRICS = ("outcome:mean", "outcome:sum", "outcome:count")
 _METRIC_FORMS = (
-    "drift_share, drift:<column>, output_drift:<name>, error_rate, p50_latency_ms, "
+    "drift_share, drift:<column>, null_drift:<column>, output_drift:<name>, error_rate, "
+    "p50_latency_ms, "
     "p99_latency_ms, rows, performance:<metric>, estimated:<metric>, reconstruction_error or "
     "outcome:<mean|sum|count>"
 )
@@ -171,10 +172,16 @@ def _metric_problem(metric: str) -> str | None:
     if metric in _SIMPLE_METRICS or metric in OUTCOME_METRICS:
         return None
     kind, sep, name = metric.partition(":")
-    if not sep or kind not in ("drift", "output_drift", "performance", "estimated", "outcome"):
+    kinds = ("drift", "null_drift", "output_drift", "performance", "estimated", "outcome")
+    if not sep or kind not in kinds:
         return f"metric {metric!r} is unknown; use {_METRIC_FORMS}."
     if kind == "drift" and not name.strip():
         return f"metric {metric!r} names no column; use e.g. drift:age (a column's drift score)."
+    if kind == "null_drift" and not name.strip():
+        return (
+            f"metric {metric!r} names no column; use e.g. null_drift:age (the p-value of a "
+            "change in the column's share of nulls)."
+        )
     if kind == "output_drift" and not name.strip():
         return f"metric {metric!r} names no output; use e.g. output_drift:predict."
     if kind == "outcome":

@@ -511,10 +511,12 @@ class _WindowMetrics:
             )
         if "drift_share" not in found:  # drift was not measured: nothing to say about names
             return None
-        for prefix, what in (("drift:", "input column"), ("output_drift:", "output")):
+        lacking = (("drift:", "input column"), ("null_drift:", "input column"),
+                   ("output_drift:", "output"))  # fmt: skip
+        for prefix, what in lacking:
             if rule.metric.startswith(prefix):
                 names = [k.removeprefix(prefix) for k in found if k.startswith(prefix)]
-                kind = "columns" if prefix == "drift:" else "outputs"
+                kind = "outputs" if prefix == "output_drift:" else "columns"
                 compared = " compared" if prefix == "output_drift:" else ""
                 return NoData(
                     f"deployment {rule.deployment!r} has no {what} "

@@ -56,7 +56,13 @@ from modelyard.monitoring._partitions import (
     log_folder,
     require_window,
 )
-from modelyard.monitoring.drift import DEFAULT_THRESHOLDS, ColumnRule, DriftDetector, WindowProfile
+from modelyard.monitoring.drift import (
+    DEFAULT_THRESHOLDS,
+    ColumnRule,
+    DriftDetector,
+    WindowProfile,
+    null_score,
+)
 from modelyard.monitoring.embeddings import MAX_ROWS, EmbeddingDetector
 from modelyard.monitoring.text import (
     TextDescriptors,
@@ -240,7 +246,8 @@ def window_metrics(
 ) -> dict[str, float]:
     """What alert rules watch, over the last ``window`` of ``name``'s log: ``rows``,
     ``requests``, ``error_rate``, ``p50_latency_ms``, ``p99_latency_ms``, ``drift_share``,
-    ``drift:<column>``, ``output_drift:<output>``, ``performance:<metric>`` and
+    ``drift:<column>``, ``null_drift:<column>`` (``drift.null_score``),
+    ``output_drift:<output>``, ``performance:<metric>`` and
     ``outcome:<count|sum|mean>``; a metric without data is left out (an empty window gives
     ``rows`` 0 only)."""
     now = now or datetime.now(UTC)
@@ -265,6 +272,7 @@ def window_metrics(
     if drift is not None:
         metrics["drift_share"] = drift.share
         metrics.update({f"drift:{c.name}": c.score for c in drift.columns})
+        metrics.update({f"null_drift:{c.name}": null_score(c) for c in drift.columns})
         metrics.update({f"output_drift:{c.name}": c.score for c in drift.outputs})
     performance = _performance(registry, root, name, start=span.start, end=now)
     if performance is not None:
