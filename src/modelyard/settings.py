@@ -147,13 +147,16 @@ class AlertRule(BaseModel):
     """A rule of ``[[monitoring.alerts.rules]]``: fires when ``metric op threshold`` has held for
     ``for`` over the last ``window`` of ``deployment``'s traffic.
 
-    ``metric``: ``drift_share``, ``drift:<column>`` (the column's score), ``output_drift:<name>``,
+    ``metric``: ``drift_share``, ``drift:<column>`` (the column's score), ``null_drift:<column>``
+    (the p-value of a change in its share of nulls, 1 below one point), ``output_drift:<name>``,
     ``error_rate``, ``p99_latency_ms``, ``rows``, ``performance:<metric>`` (accuracy, f1,
     roc_auc, log_loss, mae, rmse, r2, ...), ``estimated:<metric>`` (roc_auc, f1, precision,
     recall, accuracy: estimated without labels) or ``reconstruction_error``.
     """
 
-    model_config = {"populate_by_name": True}
+    #: Unknown keys are kept (``model_extra``) so that ``rule_warnings`` names them: a typo such
+    #: as ``windw`` would otherwise leave the default in place without a word.
+    model_config = {"populate_by_name": True, "extra": "allow"}
 
     name: str = Field(min_length=1)
     deployment: str = Field(min_length=1)

@@ -312,9 +312,9 @@ threshold = 0.5
     assert bad.returncode == 1
     assert bad.stderr == (
         "error: Alert rule 'typo' (monitoring.alerts.rules[1]): metric 'drift-share' is unknown; "
-        "use drift_share, drift:<column>, output_drift:<name>, error_rate, p50_latency_ms, "
-        "p99_latency_ms, rows, performance:<metric>, estimated:<metric>, reconstruction_error or "
-        "outcome:<mean|sum|count>.\n"
+        "use drift_share, drift:<column>, null_drift:<column>, output_drift:<name>, error_rate, "
+        "p50_latency_ms, p99_latency_ms, rows, performance:<metric>, estimated:<metric>, "
+        "reconstruction_error or outcome:<mean|sum|count>.\n"
     )
     assert not (home / "modelyard.db").exists()
 
@@ -382,14 +382,27 @@ webhooks = ["{hook.url}/T0/s3cr3t"]
     ]
 
 
+def lin_server(home: Path, config: Path, log: Path) -> Any:
+    """A ready 'yard serve lin/1' logging to ``log`` (flushed every 0.2 s) with ``config``'s
+    rules, evaluated by its own rounds (drift gauges off)."""
+    from tests.integration._server import Server
+
+    env = server_env(
+        home,
+        MODELYARD_CONFIG=str(config),
+        MODELYARD_MONITORING__LOG_ROOT=str(log),
+        MODELYARD_MONITORING__FLUSH_INTERVAL_S="0.2",
+        MODELYARD_MONITORING__DRIFT__INTERVAL_S="0",
+    )
+    return Server(home, "lin/1", "--log-predictions", env=env).wait_ready()
+
+
 def test_a_logging_server_evaluates_the_rules_and_fires_once(
     served_home: Any, tmp_path: Path
 ) -> None:
     import time
 
     import httpx
-
-    from tests.integration._server import Server
 
     with Receiver() as receiver:
         config = tmp_path / "modelyard.toml"
@@ -400,14 +413,7 @@ def test_a_logging_server_evaluates_the_rules_and_fires_once(
             'name = "busy"\ndeployment = "lin"\nmetric = "rows"\nop = ">="\nthreshold = 5\n'
             f'window = "1h"\nwebhooks = ["{receiver.url}"]\n'
         )
-        env = server_env(
-            served_home.home,
-            MODELYARD_CONFIG=str(config),
-            MODELYARD_MONITORING__LOG_ROOT=str(tmp_path / "log"),
-            MODELYARD_MONITORING__FLUSH_INTERVAL_S="0.2",
-            MODELYARD_MONITORING__DRIFT__INTERVAL_S="0",
-        )
-        server = Server(served_home.home, "lin/1", "--log-predictions", env=env).wait_ready()
+        server = lin_server(served_home.home, config, tmp_path / "log")
         try:
             with httpx.Client(timeout=10) as client:
                 for i in range(8):
@@ -424,6 +430,72 @@ def test_a_logging_server_evaluates_the_rules_and_fires_once(
     payload = json.loads(receiver.bodies[0])
     assert (payload["status"], payload["rule"]) == ("firing", "busy")
     assert 5.0 <= payload["value"] <= 8.0  # the rows logged when a round first saw >= 5
+
+
+def test_a_null_drift_rule_fires_when_a_columns_share_of_nulls_jumps(
+    churn_home: Path, tmp_path: Path
+) -> None:
+    """The drift computation flags a column whose share of nulls moved (e5b109f); a rule
+    watches it as null_drift:<column>, the test's p-value (1 below one point of change)."""
+    home = shutil.copytree(churn_home, tmp_path / "home")
+    holes = frame(600, 3)  # the values as trained, but a third of them missing
+    holes.loc[holes.index % 3 == 0, "a"] = np.nan
+    times = [NOW - timedelta(minutes=40) + timedelta(seconds=3 * i) for i in range(600)]
+    write_log(home / "predictions", "holes", holes, times, model="churn", version="1",
+              predict=np.zeros(600, dtype=np.int64))  # fmt: skip
+    toml = tmp_path / "modelyard.toml"
+    toml.write_text("".join(
+        f'[[monitoring.alerts.rules]]\nname = "{name}"\ndeployment = "{name}"\n'
+        'metric = "null_drift:a"\nop = "<"\nthreshold = 0.05\n'
+        for name in ("churn", "holes")
+    ))  # fmt: skip
+    out = yard(server_env(home, MODELYARD_CONFIG=str(toml)), "check", "--json")
+    assert out.returncode == 0, out.stderr
+    found = {o["rule"]: (o["state"], o["value"]) for o in json.loads(out.stdout)}
+    assert found["holes"][0] == "firing" and found["holes"][1] < 1e-6
+    assert found["churn"] == ("ok", 1.0)  # its values drifted, its nulls did not
+
+
+def test_a_server_logs_each_warning_of_its_rules_once(served_home: Any, tmp_path: Path) -> None:
+    """From the new-user trial: 'yard monitor check' named a rule's unknown key and the column
+    its log lacks, the server's own rounds said nothing. It logs each once: the unknown key at
+    start, what the log lacks at the first round that sees it."""
+    import time
+
+    import httpx
+
+    config = tmp_path / "modelyard.toml"
+    config.write_text(
+        "[monitoring.alerts]\ninterval_s = 0.3\n"
+        '[[monitoring.alerts.rules]]\nname = "typo-key"\ndeployment = "lin"\n'
+        'metric = "rows"\nthreshold = 1e9\nwindw = "2h"\n'
+        '[[monitoring.alerts.rules]]\nname = "typo-column"\ndeployment = "lin"\n'
+        'metric = "drift:nocol"\nthreshold = 0.5\n'
+    )
+    lacks = (
+        "WARNING modelyard.serving.monitor: alert rule 'typo-column': deployment 'lin' has no "
+        "input column 'nocol' (its columns: a, b, c); check the rule's metric."
+    )
+    server = lin_server(served_home.home, config, tmp_path / "log")
+    try:
+        body = {"inputs": [{"name": c, "shape": [1], "datatype": "FP64", "data": [1.0]}
+                           for c in "abc"]}  # fmt: skip
+        for _ in range(3):
+            assert httpx.post(f"{server.url}/v2/models/lin/infer", json=body).is_success
+        deadline = time.monotonic() + 30
+        while lacks not in server.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.5)  # several more rounds: logged once
+    finally:
+        assert server.stop() == 0, server.log.read_text()
+    lines = server.log.read_text().splitlines()
+    unknown = (
+        "WARNING modelyard.serving.server: Alert rule 'typo-key' (monitoring.alerts.rules[0]): "
+        "unknown key 'windw' is ignored; did you mean 'window'? a rule takes name, deployment, "
+        "metric, op, threshold, window, for, webhooks, command."
+    )
+    assert lines.count(unknown) == 1, "\n".join(lines)
+    assert lines.count(lacks) == 1, "\n".join(lines)
 
 
 def test_a_server_with_an_invalid_rule_does_not_start(served_home: Any, tmp_path: Path) -> None:
@@ -540,6 +612,7 @@ name = "fine"
 deployment = "churn"
 metric = "drift:a"
 threshold = 100
+windw = "2h"
 """)
     out = yard(server_env(home, MODELYARD_CONFIG=str(toml)), "check", "--json")
     assert out.returncode == 0, out.stderr
@@ -550,6 +623,9 @@ threshold = 100
     }  # fmt: skip
     root = home / "predictions"
     assert out.stderr.splitlines() == [
+        "warning: Alert rule 'fine' (monitoring.alerts.rules[3]): unknown key 'windw' is "
+        "ignored; did you mean 'window'? a rule takes name, deployment, metric, op, threshold, "
+        "window, for, webhooks, command.",
         f"warning: rule 'typo-deployment': deployment 'chrun' has no prediction log under {root} "
         "(logged: churn); check the rule's deployment, or serve it with 'yard serve "
         "--log-predictions'.",

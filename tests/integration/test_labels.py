@@ -42,6 +42,19 @@ def label_files(log: Path) -> list[Path]:
     return sorted((log / "labels").rglob("*.parquet")) if (log / "labels").exists() else []
 
 
+def refused_file(env: dict[str, str], log: Path, name: str, lines: str) -> str:
+    """The stderr of 'yard labels ingest NAME bad.csv' (request_id,label then ``lines``), run
+    as a user runs it, which exits 1 and writes nothing."""
+    bad = log.parent / "bad.csv"
+    bad.write_text(f"request_id,label\n{lines}\n")
+    before = label_files(log)
+    refused = subprocess.run([YARD, "labels", "ingest", name, str(bad)], env=env,
+                             capture_output=True, text=True, check=False)  # fmt: skip
+    assert refused.returncode == 1
+    assert label_files(log) == before
+    return refused.stderr
+
+
 def hgb_body(rows: np.ndarray) -> dict[str, object]:
     inputs = [
         {"name": f"f{j}", "shape": [len(rows)], "datatype": "FP64", "data": rows[:, j].tolist()}
@@ -164,17 +177,10 @@ def test_labels_posted_to_the_server_and_ingested_by_the_cli(
     assert "4 labels written for hgb" in text and "matched a logged prediction: 3" in text
 
     # a bad file, as a user runs it: one line on stderr, exit 1, nothing written
-    bad = tmp_path / "bad.csv"
-    bad.write_text("request_id,label\none-1,1\none-1,0\n")
-    before = label_files(log)
-    refused = subprocess.run([YARD, "labels", "ingest", "hgb", str(bad)], env=env,
-                             capture_output=True, text=True, check=False)  # fmt: skip
-    assert refused.returncode == 1
-    assert refused.stderr == (
+    assert refused_file(env, log, "hgb", "one-1,1\none-1,0") == (
         "error: 1 request id appears more than once in labels file 'bad.csv' ('one-1'); keep "
         "one label per request (and row).\n"
     )
-    assert label_files(log) == before
     with pytest.raises(PredictionLogEmptyError, match=r"^No predictions logged for 'ghost' at all"):
         yard(env, "labels", "performance", "ghost")
 
@@ -197,3 +203,68 @@ def test_a_server_without_the_prediction_log_refuses_labels_and_outcomes(
         "error": "This server does not log predictions, so outcomes have nothing to join; start "
         "it with 'yard serve --log-predictions'."
     }
+
+
+def test_a_label_that_cannot_be_scored_is_refused_before_it_replaces_a_good_one(
+    served_home: ServedHome, tmp_path: Path
+) -> None:
+    """From the new-user trial: a regressor's label "abc" (or true) sent after a good one
+    replaced it, and was then dropped from the metrics, so the good label was lost."""
+    log = tmp_path / "log"
+    env = server_env(served_home.home, MODELYARD_MONITORING__LOG_ROOT=str(log))
+    lin_body = {"inputs": [{"name": c, "shape": [1], "datatype": "FP64", "data": [1.0]}
+                           for c in "abc"]}  # fmt: skip
+    X = served_home.X.to_numpy()
+    server = Server(served_home.home, "hgb/1", "lin/1", "--log-predictions", env=env)
+    server.wait_ready()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            answer = client.post("/v2/models/lin/infer", json=lin_body,
+                                 headers={"X-Request-Id": "lin-1"})  # fmt: skip
+            assert answer.status_code == 200, answer.text
+            answer = client.post("/v2/models/hgb/infer", json=hgb_body(X[:1]),
+                                 headers={"X-Request-Id": "hgb-1"})  # fmt: skip
+            assert answer.status_code == 200, answer.text
+
+            def post(name: str, *labels: object) -> httpx.Response:
+                body = {"deployment": name, "labels": [
+                    {"request_id": f"{name}-{i + 1}", "label": label}
+                    for i, label in enumerate(labels)
+                ]}  # fmt: skip
+                return client.post("/v1/labels", json=body)
+
+            assert post("lin", 120.0).status_code == 202
+            written = label_files(log)
+            for bad, shown in (("abc", "'abc'"), (True, "True"), ("nan", "'nan'")):
+                refused = post("lin", bad)
+                assert refused.status_code == 400, refused.text
+                assert refused.json()["error"] == (
+                    f"Label {shown} of request 'lin-1' (row 1 of the labels) is not a number, "
+                    "and model lin/1 is a regressor (its predictions are numbers); send the "
+                    "observed value as a number."
+                )
+            assert label_files(log) == written
+            # a classifier with integer classes: text is no class of it, an unseen class is
+            refused = post("hgb", "yes")
+            assert refused.status_code == 400, refused.text
+            assert refused.json()["error"] == (
+                "Label 'yes' of request 'hgb-1' (row 1 of the labels) cannot be a class of "
+                "model hgb/1, whose classes are numbers (0, 1); send the observed class as a "
+                "number."
+            )
+            assert label_files(log) == written
+            assert post("hgb", 7).status_code == 202
+    finally:
+        assert server.stop() == 0, server.log.read_text()
+
+    result = json.loads(yard(env, "labels", "performance", "lin", "--json"))
+    assert (result["labelled"], result["counts"]) == (1, {"mae": 1, "rmse": 1})
+    good = result["metrics"]["mae"]
+    # the CLI refuses a file the same way, naming its line, and writes nothing
+    assert refused_file(env, log, "lin", "lin-1,abc") == (
+        "error: Label 'abc' of request 'lin-1' (line 2 of labels file 'bad.csv') is not a "
+        "number, and model lin/1 is a regressor (its predictions are numbers); send the "
+        "observed value as a number.\n"
+    )
+    after = json.loads(yard(env, "labels", "performance", "lin", "--json"))
+    assert after["metrics"]["mae"] == good

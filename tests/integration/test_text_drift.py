@@ -15,6 +15,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from markupsafe import escape
 from sklearn.compose import make_column_transformer
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, Ridge
@@ -110,7 +111,9 @@ def test_a_served_text_classifier_drifts_on_its_text_descriptors(tmp_path: Path)
     registry.close()
 
 
-def embedder(registry: Registry) -> tuple[Registry, object]:
+def embedder(registry: Registry, *, example_only: bool = False) -> tuple[Registry, object]:
+    """``example_only``: registered with an input example, so without a reference profile or
+    sample."""
     X = texts(3_000, 1).to_frame()
     # vectors that are a linear map of the TF-IDF features, so the model does not fit noise in
     # its training texts (its outputs on them then differ from those on fresh texts, and MMD
@@ -120,7 +123,8 @@ def embedder(registry: Registry) -> tuple[Registry, object]:
     model = make_pipeline(
         make_column_transformer((TfidfVectorizer(), "text")), Ridge(alpha=1e-3)
     ).fit(X, targets)
-    version = registry.register(model, name="embedder", data=X)
+    given = {"input_example": X.head(20)} if example_only else {"data": X}
+    version = registry.register(model, name="embedder", **given)  # type: ignore[arg-type]
     assert [(s.name, s.shape) for s in version.signature.outputs] == [("predict", (-1, 8))]
     return registry, model
 
@@ -180,3 +184,74 @@ def test_an_embedders_vectors_drift_by_mmd(
         report = build_report(registry, root, "embedder", window=timedelta(hours=3), now=NOW)
         html = render_report(report)
         assert "text.oov_share" in html and "embedding" in html and "mmd" in html
+
+
+def test_an_embedder_without_a_reference_sample_is_compared_on_the_reference_file(
+    tmp_path: Path,
+) -> None:
+    """From the new-user trial: an embedder registered with an input example has no stored
+    sample, so with --reference FILE its embeddings section was left out without a word. The
+    model's outputs on the reference file's rows are the reference now."""
+    home = tmp_path / "home"
+    home.mkdir()
+    registry, model = embedder(registry_in(home), example_only=True)
+    root = tmp_path / "log"
+    log_hour(root, datetime(2026, 1, 1, 10, tzinfo=UTC), texts(1_500, 3), model)
+    unknown = pd.concat([texts(750, 4), texts(750, 5, vocabulary=OTHER)], ignore_index=True)
+    log_hour(root, datetime(2026, 1, 1, 11, tzinfo=UTC), unknown, model)
+    reference = tmp_path / "train.parquet"
+    texts(1_500, 2).to_frame().to_parquet(reference)
+
+    calm = deployment_drift(registry, root, "embedder", reference=str(reference),
+                            window=timedelta(hours=1), now=NOW - timedelta(hours=1))  # fmt: skip
+    late = deployment_drift(registry, root, "embedder", reference=str(reference), last=1_500,
+                            now=NOW)  # fmt: skip
+    registry.close()
+    for result, drifts in ((calm, False), (late, True)):
+        (vectors,) = result.outputs
+        assert (vectors.name, vectors.kind, vectors.method) == ("predict", "embedding", "mmd")
+        assert vectors.drifted is drifts
+        assert vectors.reference_rows == 1_000  # a seeded sample of the file's rows
+        assert result.notes == ()
+
+    env = server_env(home, MODELYARD_MONITORING__LOG_ROOT=str(root))
+    out = subprocess.run(
+        [YARD, "monitor", "drift", "embedder", "--last", "1500", "--reference", str(reference)],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "drift of outputs" in out.stdout and "mmd" in out.stdout
+
+
+class PickledEmbedder:
+    """Vectors of a text's length and vowels: a model only a trusted pickle can hold."""
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        text = X["text"].astype(str)
+        return np.column_stack([text.str.len(), text.str.count("[aeiou]")]).astype(np.float64)
+
+
+def test_an_embedding_section_that_cannot_be_computed_says_why(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    registry = registry_in(home)
+    X = texts(500, 1).to_frame()
+    registry.register(PickledEmbedder(), name="embedder", data=X, trust_pickle=True)
+    root = tmp_path / "log"
+    log_hour(root, datetime(2026, 1, 1, 11, tzinfo=UTC), texts(300, 3), PickledEmbedder())
+    result = deployment_drift(registry, root, "embedder", last=300, now=NOW)
+    registry.close()
+    assert result.outputs == ()
+    (note,) = result.notes
+    assert note == (
+        "Output 'predict' (embeddings) was not compared: embedder/1 is a pickle, loaded only "
+        "when trusted; set MODELYARD_SERVING__TRUST_PICKLE=true to compare it by MMD."
+    )
+
+    env = server_env(home, MODELYARD_MONITORING__LOG_ROOT=str(root))
+    out = subprocess.run(
+        [YARD, "monitor", "drift", "embedder", "--last", "300"],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert note in " ".join(out.stdout.split()), out.stdout
+    report = build_report(registry_in(home), root, "embedder", window=timedelta(hours=3), now=NOW)
+    assert str(escape(note)) in render_report(report)  # escaped as the template does

@@ -27,13 +27,20 @@ def ingest(
     json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
     """Store labels for NAME's logged predictions (the latest label of a request wins)."""
-    from modelyard.cli._registry import load_settings
+    from modelyard.cli._registry import load_settings, open_registry
+    from modelyard.monitoring.labelrules import logged_rule
     from modelyard.monitoring.labels import ingest_labels
     from modelyard.monitoring.mirror import publish, readable_root, store_named
 
     settings = load_settings()
     with store_named(settings), ingest_steps(enabled=not json) as on_step:
-        result = ingest_labels(readable_root(settings, name), name, file, on_step=on_step)
+        root = readable_root(settings, name)
+        registry = open_registry()
+        try:  # a regressor's labels must be numbers: the logged version's signature says
+            rule = logged_rule(root, name, registry)
+        finally:
+            registry.close()
+        result = ingest_labels(root, name, file, on_step=on_step, rule=rule)
         publish(settings, result.path)
     print_ingest(result, "labels", name, json=json)
 

@@ -372,6 +372,8 @@ def _drift_tables(result: DriftResult) -> None:
                 ["column", "kind", "method", "score", "threshold", "drift", "rows", "nulls"],
                 rows,
             )
+    for note in result.notes:
+        console().print(Text(note))
 
 
 @contextmanager
@@ -452,11 +454,18 @@ def check(
     notify the alerts that fire or resolve, and show each rule's state. Exits 1 when a rule
     cannot be evaluated, or with --fail-on-firing when an alert is firing; 0 otherwise."""
     from modelyard.cli._output import console
-    from modelyard.monitoring.alerts import check_alerts, validate_rules
+    from modelyard.monitoring.alerts import (
+        check_alerts,
+        outcome_warnings,
+        rule_warnings,
+        validate_rules,
+    )
 
     settings = load_settings()
     config = settings.monitoring.alerts
     validate_rules(config.rules, webhooks=config.webhooks)  # before the database is opened
+    for line in rule_warnings(config.rules):
+        typer.echo(f"warning: {line}", err=True)
     from modelyard.registry import Registry
 
     if not config.rules and not json:
@@ -473,8 +482,8 @@ def check(
             typer.echo(f"error: rule {o.rule!r} was not evaluated: {o.detail}", err=True)
         elif o.notify_error:
             typer.echo(f"warning: rule {o.rule!r}: notification failed: {o.notify_error}", err=True)
-        if o.warning:
-            typer.echo(f"warning: rule {o.rule!r}: {o.warning}", err=True)
+    for line in outcome_warnings(outcomes):
+        typer.echo(f"warning: {line}", err=True)
     firing = fail_on_firing and any(o.state == "firing" for o in outcomes)
     if firing or any(o.state == "error" for o in outcomes):
         raise typer.Exit(1)

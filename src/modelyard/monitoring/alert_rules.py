@@ -1,9 +1,12 @@
 """Alert rules (``[[monitoring.alerts.rules]]``): what a rule may say, checked before anything
 runs. ``validate_rules`` turns the settings' rules into ``ParsedRule``s or raises a one-line
-``ConfigError`` naming the rule, the field, the bad value and the fix."""
+``ConfigError`` naming the rule, the field, the bad value and the fix; ``rule_warnings`` names
+what a rule says that is ignored (an unknown key), which ``yard monitor check`` prints and a
+server logs at start."""
 
 from __future__ import annotations
 
+import difflib
 import math
 import operator
 import urllib.parse
@@ -19,7 +22,7 @@ from modelyard.settings import AlertRule
 
 __all__ = [
     "ESTIMATED_METRICS", "OUTCOME_METRICS", "PERFORMANCE_METRICS", "Op", "ParsedRule",
-    "validate_rules",
+    "rule_warnings", "validate_rules",
 ]  # fmt: skip
 
 Op = Literal[">", ">=", "<", "<="]
@@ -40,7 +43,8 @@ PERFORMANCE_METRICS = (
 #: Business outcomes of the window's predictions (``monitoring.outcomes``).
 OUTCOME_METRICS = ("outcome:mean", "outcome:sum", "outcome:count")
 _METRIC_FORMS = (
-    "drift_share, drift:<column>, output_drift:<name>, error_rate, p50_latency_ms, "
+    "drift_share, drift:<column>, null_drift:<column>, output_drift:<name>, error_rate, "
+    "p50_latency_ms, "
     "p99_latency_ms, rows, performance:<metric>, estimated:<metric>, reconstruction_error or "
     "outcome:<mean|sum|count>"
 )
@@ -95,6 +99,22 @@ def validate_rules(rules: Sequence[AlertRule], *, webhooks: Sequence[str] = ()) 
                 "http(s) URL; use e.g. https://hooks.example.com/alerts."
             )
     return parsed
+
+
+def rule_warnings(rules: Sequence[AlertRule]) -> list[str]:
+    """One line per key of a rule that no rule takes (a typo: the rule still runs, with that
+    key's default), naming the rule, the key and the key it was probably meant to be."""
+    keys = [f.alias or name for name, f in AlertRule.model_fields.items()]
+    lines = []
+    for index, rule in enumerate(rules):
+        for key in rule.model_extra or {}:
+            close = difflib.get_close_matches(key, keys, n=1)
+            meant = f"did you mean {close[0]!r}? " if close else ""
+            lines.append(
+                f"Alert rule {rule.name!r} (monitoring.alerts.rules[{index}]): unknown key "
+                f"{key!r} is ignored; {meant}a rule takes {', '.join(keys)}."
+            )
+    return lines
 
 
 def _parse_rule(rule: AlertRule, where: str, index: int) -> ParsedRule:
@@ -152,10 +172,16 @@ def _metric_problem(metric: str) -> str | None:
     if metric in _SIMPLE_METRICS or metric in OUTCOME_METRICS:
         return None
     kind, sep, name = metric.partition(":")
-    if not sep or kind not in ("drift", "output_drift", "performance", "estimated", "outcome"):
+    kinds = ("drift", "null_drift", "output_drift", "performance", "estimated", "outcome")
+    if not sep or kind not in kinds:
         return f"metric {metric!r} is unknown; use {_METRIC_FORMS}."
     if kind == "drift" and not name.strip():
         return f"metric {metric!r} names no column; use e.g. drift:age (a column's drift score)."
+    if kind == "null_drift" and not name.strip():
+        return (
+            f"metric {metric!r} names no column; use e.g. null_drift:age (the p-value of a "
+            "change in the column's share of nulls)."
+        )
     if kind == "output_drift" and not name.strip():
         return f"metric {metric!r} names no output; use e.g. output_drift:predict."
     if kind == "outcome":

@@ -52,7 +52,12 @@ from modelyard.monitoring._outbox import (
     record_delivery,
     redeliver,
 )
-from modelyard.monitoring.alert_rules import PERFORMANCE_METRICS, ParsedRule, validate_rules
+from modelyard.monitoring.alert_rules import (
+    PERFORMANCE_METRICS,
+    ParsedRule,
+    rule_warnings,
+    validate_rules,
+)
 from modelyard.monitoring.notify import Delivery, Notifier, WebhookNotifier
 from modelyard.settings import Settings
 from modelyard.store.schema import alert_incidents, alert_states
@@ -81,7 +86,9 @@ __all__ = [
     "check_alerts",
     "evaluate",
     "metric_source",
+    "outcome_warnings",
     "redeliver",
+    "rule_warnings",
     "validate_rules",
 ]
 
@@ -448,6 +455,12 @@ def _outcome(
     )  # fmt: skip
 
 
+def outcome_warnings(outcomes: Sequence[AlertOutcome]) -> list[str]:
+    """One line per rule of a round that names what the log lacks (a typo in its deployment,
+    column or output?), as ``yard monitor check`` prints them and the server logs them."""
+    return [f"rule {o.rule!r}: {o.warning}" for o in outcomes if o.warning]
+
+
 # --- the prediction log as the metric source ---------------------------------------------------
 
 
@@ -498,10 +511,12 @@ class _WindowMetrics:
             )
         if "drift_share" not in found:  # drift was not measured: nothing to say about names
             return None
-        for prefix, what in (("drift:", "input column"), ("output_drift:", "output")):
+        lacking = (("drift:", "input column"), ("null_drift:", "input column"),
+                   ("output_drift:", "output"))  # fmt: skip
+        for prefix, what in lacking:
             if rule.metric.startswith(prefix):
                 names = [k.removeprefix(prefix) for k in found if k.startswith(prefix)]
-                kind = "columns" if prefix == "drift:" else "outputs"
+                kind = "outputs" if prefix == "output_drift:" else "columns"
                 compared = " compared" if prefix == "output_drift:" else ""
                 return NoData(
                     f"deployment {rule.deployment!r} has no {what} "

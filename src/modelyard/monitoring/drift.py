@@ -91,6 +91,7 @@ __all__ = [
     "WindowProfile",
     "compare",
     "merge_profiles",
+    "null_score",
     "null_shares_text",
     "ranked",
     "score_text",
@@ -495,6 +496,14 @@ class DriftDetector:
             return stats.wasserstein_normalized(ref.ordered, ordered, reference_std=ref.std), None
         distance = stats.binned_wasserstein(ref.edges or (), ref.counts, counts)
         return _normalise(distance, ref.std), None
+
+
+def null_score(column: ColumnDrift) -> float:
+    """What an alert rule's ``null_drift:<column>`` reads: the null-share test's p-value, or 1
+    when the share moved by less than ``NULL_SHARE_CHANGE``; below ``NULL_P_VALUE`` exactly
+    when ``column.null_drifted``."""
+    moved = abs(column.current_null_share - column.reference_null_share) >= NULL_SHARE_CHANGE
+    return column.null_p_value if moved else 1.0
 
 
 def _null_check(ref: _Reference, nulls: int, total: int, *, test: bool) -> dict[str, Any]:

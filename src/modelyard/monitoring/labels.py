@@ -12,12 +12,14 @@ refused ingest leaves nothing behind. Columns:
 - ``time`` (timestamp, UTC): when the outcome was observed, as given, else the ingest time;
 - ``ingested_at`` (timestamp, UTC).
 
-A key labelled again later is not an error: the latest ingest wins (``latest_labels_sql``).
+A key labelled again later is not an error: the latest ingest wins (``latest_labels_sql``), so a
+label its model could not score is refused first (``labelrules``).
 Duplicate keys *within* one ingest are refused.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Callable
@@ -35,6 +37,8 @@ from modelyard.monitoring.predlog import write_parquet
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
+
+    from modelyard.monitoring.labelrules import LabelRule
 
 logger = logging.getLogger(__name__)
 
@@ -103,17 +107,22 @@ def ingest_labels(
     require_log: bool = True,
     count_matched: bool = True,
     on_step: Callable[[str], None] | None = None,
+    rule: LabelRule | None = None,
 ) -> IngestResult:
     """Validate ``source`` (a CSV or Parquet file, or a DataFrame) and write it as one labels
     file of deployment ``name``; nothing is written when anything is wrong.
+
+    ``rule``: what the labels of ``name``'s model must be to be scored (a regressor's must be
+    numbers; ``monitoring.labelrules``); a label that breaks it refuses the whole ingest.
 
     ``require_log``: refuse a name with no prediction log (a server passes ``False`` for the
     names it serves, whose first predictions may not be flushed yet). ``count_matched``: count
     how many keys match a logged prediction now (reads the whole log of ``name``).
     ``on_step`` hears ``"reading"``, ``"validating"``, ``"writing"`` and ``"matching"``.
     """
+    make_table = functools.partial(labels_table, rule=rule)
     return ingest_table(
-        root, name, source, TableKind("labels", "label", "request_id, label", labels_table),
+        root, name, source, TableKind("labels", "label", "request_id, label", make_table),
         require_log=require_log, count_matched=count_matched, on_step=on_step,
     )  # fmt: skip
 
@@ -233,10 +242,15 @@ def read_table_file(
 
 
 def labels_table(
-    frame: pd.DataFrame, what: str = "the labels", *, csv: bool = False, now: datetime | None = None
+    frame: pd.DataFrame,
+    what: str = "the labels",
+    *,
+    csv: bool = False,
+    now: datetime | None = None,
+    rule: LabelRule | None = None,
 ) -> pa.Table:
     """The validated labels file content of ``frame`` (columns request_id, label and
-    optionally row, time; other columns are ignored)."""
+    optionally row, time; other columns are ignored); with ``rule``, every label keeps it."""
     import pyarrow as pa
 
     found = [str(c) for c in frame.columns]
@@ -252,6 +266,8 @@ def labels_table(
     ids = request_ids(frame["request_id"], what, csv)
     rows = row_numbers(frame["row"], what, csv) if "row" in frame.columns else [0] * len(frame)
     texts, numbers = _labels(frame["label"], what, csv)
+    if rule is not None:
+        _check_rule(rule, frame["label"].tolist(), numbers, ids=ids, what=what, csv=csv)
     check_duplicates(ids, rows, what)
     ingested = now or datetime.now(UTC)
     times = times_of(frame["time"], what, csv, ingested) if "time" in frame.columns else None
@@ -333,6 +349,19 @@ def _labels(column: pd.Series[Any], what: str, csv: bool) -> tuple[list[str], li
             f"(first at {row_place(bad[0], csv)}); fill or drop them."
         )
     return texts, numbers
+
+
+def _check_rule(
+    rule: LabelRule, values: list[Any], numbers: list[float | None], *, ids: list[str], what: str,
+    csv: bool,
+) -> None:  # fmt: skip
+    for i, (value, number) in enumerate(zip(values, numbers, strict=True)):
+        why = rule.refusal(value, number)
+        if why is not None:
+            shown = value if not isinstance(value, str) or len(value) <= 40 else value[:40] + "..."
+            raise InvalidInputError(
+                f"Label {shown!r} of request {ids[i]!r} ({row_place(i, csv)} of {what}) {why}"
+            )
 
 
 def label_text(value: Any) -> str:

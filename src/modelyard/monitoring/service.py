@@ -16,7 +16,9 @@ server's gauges call.
   any string input that ``looks_like_text``.
 - An embedding output (a ``predict`` of rows x dim floats, as the signature records it) is
   compared by a kernel two-sample test (``monitoring.embeddings``) between the model's outputs
-  on up to 1,000 rows of its reference sample (cached) and up to 1,000 rows of the window.
+  on up to 1,000 rows of the reference data file, else of its stored reference sample (cached),
+  and up to 1,000 rows of the window; where neither can be had (a version registered with an
+  input example only, a model that cannot load here), ``DriftResult.notes`` says why.
 """
 
 from __future__ import annotations
@@ -54,7 +56,13 @@ from modelyard.monitoring._partitions import (
     log_folder,
     require_window,
 )
-from modelyard.monitoring.drift import DEFAULT_THRESHOLDS, ColumnRule, DriftDetector, WindowProfile
+from modelyard.monitoring.drift import (
+    DEFAULT_THRESHOLDS,
+    ColumnRule,
+    DriftDetector,
+    WindowProfile,
+    null_score,
+)
 from modelyard.monitoring.embeddings import MAX_ROWS, EmbeddingDetector
 from modelyard.monitoring.text import (
     TextDescriptors,
@@ -185,9 +193,11 @@ def deployment_drift(
 
             out = outputs.compare(_merged(outputs, root, name, span, prepare_outputs, None))
             result = msgspec.structs.replace(result, outputs=out.columns)
-    drifts = _embedding_drift(registry, root, ref, options, span, sorted(embedded))
-    if drifts:
-        result = msgspec.structs.replace(result, outputs=(*result.outputs, *drifts))
+    drifts, notes = _embedding_drift(registry, root, ref, options, span, sorted(embedded))
+    if drifts or notes:
+        result = msgspec.structs.replace(
+            result, outputs=(*result.outputs, *drifts), notes=(*result.notes, *notes)
+        )
     return result
 
 
@@ -236,7 +246,8 @@ def window_metrics(
 ) -> dict[str, float]:
     """What alert rules watch, over the last ``window`` of ``name``'s log: ``rows``,
     ``requests``, ``error_rate``, ``p50_latency_ms``, ``p99_latency_ms``, ``drift_share``,
-    ``drift:<column>``, ``output_drift:<output>``, ``performance:<metric>`` and
+    ``drift:<column>``, ``null_drift:<column>`` (``drift.null_score``),
+    ``output_drift:<output>``, ``performance:<metric>`` and
     ``outcome:<count|sum|mean>``; a metric without data is left out (an empty window gives
     ``rows`` 0 only)."""
     now = now or datetime.now(UTC)
@@ -261,6 +272,7 @@ def window_metrics(
     if drift is not None:
         metrics["drift_share"] = drift.share
         metrics.update({f"drift:{c.name}": c.score for c in drift.columns})
+        metrics.update({f"null_drift:{c.name}": null_score(c) for c in drift.columns})
         metrics.update({f"output_drift:{c.name}": c.score for c in drift.outputs})
     performance = _performance(registry, root, name, start=span.start, end=now)
     if performance is not None:
@@ -570,6 +582,8 @@ class _Ref:
     found: ModelVersion | None = None  # that version
     #: Fitted on the reference's text columns; ``data`` then holds their descriptors.
     text: TextDescriptors | None = None
+    #: A reference data file's rows as read (the model's inputs, whatever ``data`` holds).
+    rows: pd.DataFrame | None = None
 
     def names(self, columns: Sequence[str]) -> list[str]:
         """Input ``columns`` as the detector names them (text columns as descriptors)."""
@@ -590,7 +604,7 @@ def _reference(  # noqa: PLR0917
         if span is not None:
             version = span.version()
             found = registry.get_version(version)
-        return _Ref(frame, Path(reference).name, version, found)
+        return _Ref(frame, Path(reference).name, version, found, rows=frame)
     if reference is None:
         if span is None:
             raise InvalidInputError(
@@ -682,7 +696,7 @@ def _with_text(
     text = TextDescriptors(texts).fit(rows)
     described = text.reference_frame(rows)
     if isinstance(ref.data, pd.DataFrame):
-        return _Ref(described, ref.description, ref.version, ref.found, text)
+        return _Ref(described, ref.description, ref.version, ref.found, text, ref.rows)
     names = [n for c in texts for n in descriptor_names(c)]
     by_name = {c.name: c for c in profile_descriptors(described[names], bins=ref.data.bins)}
     kept: list[ColumnProfile] = []
@@ -692,7 +706,7 @@ def _with_text(
         else:
             kept.append(column)
     data = msgspec.structs.replace(ref.data, columns=tuple(kept))
-    return _Ref(data, ref.description, ref.version, ref.found, text)
+    return _Ref(data, ref.description, ref.version, ref.found, text, ref.rows)
 
 
 def _text_columns(
@@ -741,12 +755,18 @@ def _embedding_drift(  # noqa: PLR0917
     options: DriftOptions,
     span: _Span,
     names: Sequence[str],
-) -> tuple[ColumnDrift, ...]:
-    drifts = []
+) -> tuple[tuple[ColumnDrift, ...], tuple[str, ...]]:
+    """The drift of each embedding output in ``names``, and a note for each left out."""
+    drifts, notes = [], []
     threshold = options.thresholds.get("mmd", DEFAULT_THRESHOLDS["mmd"])
     for name in names:
         reference = _reference_embeddings(registry, root, ref, name, options)
-        if reference is None or len(reference) < 2:
+        if isinstance(reference, str) or len(reference) < 2:
+            why = reference if isinstance(reference, str) else (
+                "its reference has one row; pass --reference with a file of more rows to "
+                "compare it by MMD."
+            )  # fmt: skip
+            notes.append(f"Output {name!r} (embeddings) was not compared: {why}")
             continue
         if span.last is not None:
             current, rows = read_embeddings(span.files, f"out_{name}", last=span.last)
@@ -755,31 +775,57 @@ def _embedding_drift(  # noqa: PLR0917
                 span.files, f"out_{name}", start=span.start, end=span.end
             )
         if len(current) < 2:
-            continue
+            continue  # no traffic to compare: not a section left out
         detector = EmbeddingDetector(threshold=threshold).fit(reference, name=name)
         drifts.append(detector.compare(current, rows=rows))
-    return tuple(drifts)
+    return tuple(drifts), tuple(notes)
 
 
 def _reference_embeddings(
     registry: Registry, root: str | Path, ref: _Ref, name: str, options: DriftOptions
-) -> np.ndarray | None:
-    """The model's ``name`` output on a seeded sample of at most 1,000 rows of its reference
-    sample, cached per version; ``None`` when the version has no sample or cannot load here."""
+) -> np.ndarray | str:
+    """The model's ``name`` output on a seeded sample of at most 1,000 rows of the reference
+    data file, else of its stored reference sample (cached per version); or why there is none
+    and what to pass, as the end of a sentence."""
+    # (the reasons are tails of the note "Output 'predict' (embeddings) was not compared: ")
     assert ref.version is not None
     cache = Path(root) / "_profiles" / "outputs" / f"{ref.version.replace('/', '-')}.{name}.npy"
-    if cache.is_file():
+    if ref.rows is None and cache.is_file():
         cached: np.ndarray = np.load(cache, allow_pickle=False)
         return cached
+    inputs = ref.found.signature.column_names if ref.found and ref.found.signature else []
+    listed = ", ".join(inputs)
+    if ref.rows is not None:
+        missing = [c for c in inputs if c not in ref.rows.columns]
+        if missing:
+            return (
+                f"the reference file lacks {ref.version}'s input {', '.join(map(repr, missing))}; "
+                f"pass --reference with a file of its inputs ({listed}) to compare it by MMD."
+            )
+        sample = ref.rows[inputs]
+    elif ref.found is None or "sample" not in {f.role for f in ref.found.files}:
+        return (
+            f"{ref.version} has no stored reference sample (it was registered without data); "
+            f"pass --reference with a CSV or Parquet file of its inputs ({listed}) to compare it "
+            "by MMD."
+        )
+    if ref.found is not None and ref.found.flavor == "pickle" and not options.trust_pickle:
+        return (
+            f"{ref.version} is a pickle, loaded only when trusted; set "
+            "MODELYARD_SERVING__TRUST_PICKLE=true to compare it by MMD."
+        )
     try:
         model = registry.load(ref.version, trust_pickle=options.trust_pickle)
-        sample = pd.read_parquet(io.BytesIO(registry.read_file(ref.version, "sample")))
-    except ModelyardError:
-        return None
+        if ref.rows is None:
+            sample = pd.read_parquet(io.BytesIO(registry.read_file(ref.version, "sample")))
+    except ModelyardError as exc:
+        return f"{ref.version} cannot be loaded here: {exc}"
     if len(sample) > MAX_ROWS:
         keep = np.random.default_rng(0).choice(len(sample), MAX_ROWS, replace=False)
         sample = sample.iloc[np.sort(keep)].reset_index(drop=True)
     embeddings = np.asarray(model.predict(sample), dtype=np.float64)
+    if ref.rows is not None:  # a file's: not the version's, and not cached as it
+        return embeddings
     cache.parent.mkdir(parents=True, exist_ok=True)
     temporary = cache.with_name(f".{cache.name}.{os.getpid()}-{threading.get_ident()}.tmp.npy")
     np.save(temporary, embeddings, allow_pickle=False)

@@ -91,6 +91,8 @@ class DriftResult(msgspec.Struct, frozen=True, kw_only=True):
     threshold: float
     dataset_drift: bool
     outputs: tuple[ColumnDrift, ...] = ()
+    #: What was left out and why, one line each, naming what to pass to get it.
+    notes: tuple[str, ...] = ()
 
 
 class Performance(msgspec.Struct, frozen=True, kw_only=True):

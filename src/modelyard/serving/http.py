@@ -66,9 +66,11 @@ from modelyard.serving.tokens import permit
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
     import pandas as pd
 
+    from modelyard.monitoring.labelrules import LabelRule
     from modelyard.monitoring.labels import IngestResult
     from modelyard.serving._wire import FastExchange
     from modelyard.serving.metrics import ServingMetrics
@@ -509,10 +511,26 @@ class ModelServer:
         """``POST /v1/labels``: ground truth for logged predictions, written off the loop."""
         from modelyard.monitoring.labels import ingest_labels
 
+        def ingest(root: str | Path, name: str, frame: pd.DataFrame, **kw: Any) -> IngestResult:
+            return ingest_labels(root, name, frame, rule=self._label_rule(root, name), **kw)
+
         await self._per_request_file(
-            call, "labels", decode_labels,
-            lambda r: labels_frame(r.labels), ingest_labels,
-        )  # fmt: skip
+            call, "labels", decode_labels, lambda r: labels_frame(r.labels), ingest
+        )
+
+    def _label_rule(self, root: str | Path, name: str) -> LabelRule | None:
+        """What ``name``'s labels must be: the served version's signature says (a deployment's
+        stable version), else the registry's entry of the version that logged last."""
+        from modelyard.monitoring.labelrules import logged_rule, rule_of
+
+        if name in self._served_set:
+            try:
+                served = self.hub.get(name)
+            except ModelyardError:  # still loading
+                pass
+            else:
+                return rule_of(served.signature, f"{served.name}/{served.version}")
+        return logged_rule(root, name, self.hub.registry)
 
     async def _outcomes(self, call: Call) -> None:
         """``POST /v1/outcomes``: business outcomes of logged predictions, as labels are."""

@@ -54,6 +54,8 @@ class MonitorLoop:
         )
         self._last = {"gauges": 0.0, "alerts": 0.0}
         self._task: asyncio.Task[None] | None = None
+        #: The rules' warnings logged so far: each is logged once, not every round.
+        self._warned: set[str] = set()
 
     @property
     def enabled(self) -> bool:
@@ -128,9 +130,14 @@ class MonitorLoop:
             self.metrics.set_window(name, values)
 
     def check_alerts(self) -> None:
-        from modelyard.monitoring.alerts import check_alerts
+        from modelyard.monitoring.alerts import check_alerts, outcome_warnings
 
-        for outcome in check_alerts(self.registry, self.settings):
+        outcomes = check_alerts(self.registry, self.settings)
+        for line in outcome_warnings(outcomes):
+            if line not in self._warned:
+                self._warned.add(line)
+                logger.warning("alert %s", line)
+        for outcome in outcomes:
             if outcome.event is not None:
                 logger.warning(
                     "alert %s %s: %s = %s (%s %s)", outcome.rule, outcome.event, outcome.metric,

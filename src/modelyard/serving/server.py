@@ -141,9 +141,11 @@ def check_refs(settings: Settings, refs: list[str], deployments: list[str]) -> N
         raise InvalidInputError("Nothing to serve; give model references or --deployment NAME.")
     alerts = settings.monitoring.alerts
     if settings.monitoring.log and alerts.rules:
-        from modelyard.monitoring.alerts import validate_rules
+        from modelyard.monitoring.alerts import rule_warnings, validate_rules
 
         validate_rules(alerts.rules, webhooks=alerts.webhooks)  # a bad rule stops the start
+        for line in rule_warnings(alerts.rules):  # once, before the workers start
+            logger.warning("%s", line)
     if settings.monitoring.log:
         from modelyard.monitoring.mirror import check_log_root
 

@@ -147,6 +147,10 @@ def rows(db: Database) -> tuple[list[Any], list[Any]]:
             "metric 'drift_shar' is unknown; use drift_share, drift:<column>",
         ),
         ({"metric": "drift:"}, "metric 'drift:' names no column; use e.g. drift:age"),
+        (
+            {"metric": "null_drift: "},
+            "metric 'null_drift: ' names no column; use e.g. null_drift:age",
+        ),
         ({"metric": "output_drift: "}, "metric 'output_drift: ' names no output"),
         ({"metric": "performance:auc"}, "'auc' is not a performance metric; use one of accuracy"),
         ({"metric": "latency"}, "metric 'latency' is unknown"),

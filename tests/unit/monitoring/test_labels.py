@@ -13,10 +13,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from modelyard.core.types import Scalar, Signature, TensorSpec
 from modelyard.errors import InvalidInputError, PredictionLogEmptyError
+from modelyard.monitoring.labelrules import rule_of
 from modelyard.monitoring.labels import (
     ingest_labels,
     labels_folder,
+    labels_table,
     latest_labels_sql,
 )
 
@@ -245,3 +248,38 @@ def test_ingest_time_orders_labels_not_the_given_time(root: Path) -> None:
     ingest_labels(root, "churn", later)
     ingest_labels(root, "churn", earlier)
     assert latest(root) == {("a", 0): "1"}
+
+
+def signature_of(dtype: str, classes: tuple[Scalar, ...] | None) -> Signature:
+    spec = TensorSpec(name="x", dtype="float64")
+    return Signature(kind="columns", inputs=(spec,), classes=classes,
+                     outputs=(TensorSpec(name="predict", dtype=dtype, shape=(-1,)),))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("dtype", "classes", "taken", "refused"),
+    [
+        # a regressor: numbers, and number text as a CSV holds it; not booleans nor inf
+        ("float64", None, [2, 3.5, "4.5"], [True, "abc", float("inf"), "nan"]),
+        ("int64", None, [1], ["1 kg"]),
+        # numeric classes: any number (an unseen class is a real outcome), no text
+        ("int64", (0, 1), [0, 1, 7, 2.5, "1", True], ["yes"]),
+        # text or boolean classes, or text predictions: any label can be one
+        ("string", ("cat", "dog"), ["cow", 1, True], []),
+        ("bool", (False, True), [True, "yes"], []),
+        ("string", None, ["cow", 1], []),
+    ],
+)
+def test_a_label_the_model_cannot_score_is_refused(
+    dtype: str, classes: tuple[Scalar, ...] | None, taken: list[object], refused: list[object]
+) -> None:
+    rule = rule_of(signature_of(dtype, classes), "m/1")
+    frame = pd.DataFrame({"request_id": [f"r{i}" for i in range(len(taken))],
+                          "label": pd.Series(taken, dtype=object)})  # fmt: skip
+    assert labels_table(frame, rule=rule).num_rows == len(taken)
+    for value in refused:
+        labels = pd.Series([taken[0], value], dtype=object)
+        bad = pd.DataFrame({"request_id": ["a", "b"], "label": labels})
+        with pytest.raises(InvalidInputError, match=r"^Label .* of request 'b' \(row 2 of the"):
+            labels_table(bad, rule=rule)
+    assert rule_of(None, "m/1") is None
