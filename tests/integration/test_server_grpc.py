@@ -5,6 +5,7 @@ for typed ``contents`` (which tritonclient's own helpers never send)."""
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import itertools
 import os
 import re
@@ -218,6 +219,28 @@ def test_errors_are_the_rest_statuses_as_grpc_codes(
             garbage(b"\xff\xff\xff\xff")
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "not a valid inference.ModelInferRequest" in (info.value.details() or "")
+
+
+def test_a_streaming_call_is_refused_not_left_waiting(server: Server) -> None:
+    """tritonclient's ``start_stream`` opens ModelStreamInfer, which this server lacks: the
+    callback hears UNIMPLEMENTED at once (it waited for ever before)."""
+    import queue
+
+    assert server.grpc is not None
+    heard: queue.Queue[Any] = queue.Queue()
+    client = triton.InferenceServerClient(server.grpc)
+    client.start_stream(callback=lambda result, error: heard.put(error))
+    try:
+        # the refusal may come before the first message is sent: the client then says so
+        with contextlib.suppress(InferenceServerException):
+            client.async_stream_infer("lin", lin_inputs([1.0], [0.0], [0.0]))
+        error = heard.get(timeout=10)
+    finally:
+        client.stop_stream()
+        client.close()
+    assert isinstance(error, InferenceServerException)
+    assert str(error.status()) == "StatusCode.UNIMPLEMENTED"
+    assert "ModelStreamInfer" in error.message()
 
 
 def test_the_client_deadline_bounds_the_prediction(

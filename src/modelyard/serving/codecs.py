@@ -391,20 +391,21 @@ def binary_tensor(item: RequestInput, chunk: memoryview) -> Array:
 
 
 def _binary_strings(item: RequestInput, raw: bytes) -> list[str]:
-    """BYTES elements in Triton's binary form: a 4-byte little-endian length, then the bytes."""
+    """BYTES elements in Triton's binary form: a 4-byte little-endian length, then the bytes.
+    Errors name an element by its 0-based index, as every tensor index in messages is."""
     values: list[str] = []
     pos = 0
     while pos < len(raw):
         if pos + 4 > len(raw):
             raise InvalidInputError(
-                f"Input '{item.name}' binary BYTES element {len(values) + 1} has a cut length "
+                f"Input '{item.name}' binary BYTES element {len(values)} has a cut length "
                 f"prefix ({len(raw) - pos} of 4 bytes)."
             )
         length = int.from_bytes(raw[pos : pos + 4], "little")
         end = pos + 4 + length
         if end > len(raw):
             raise InvalidInputError(
-                f"Input '{item.name}' binary BYTES element {len(values) + 1} says {length} "
+                f"Input '{item.name}' binary BYTES element {len(values)} says {length} "
                 f"bytes but {len(raw) - pos - 4} are left."
             )
         values.append(utf8_text(item.name, len(values), raw[pos + 4 : end]))
@@ -419,7 +420,7 @@ def utf8_text(name: str, index: int, raw: bytes) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidInputError(
-            f"Input '{name}' BYTES element {index + 1} is not valid UTF-8 (byte {exc.start}: "
+            f"Input '{name}' BYTES element {index} is not valid UTF-8 (byte {exc.start}: "
             f"{raw[exc.start : exc.start + 1]!r}); send text encoded as UTF-8."
         ) from None
 

@@ -14,7 +14,7 @@ import math
 from typing import TYPE_CHECKING, Any, Protocol
 
 from modelyard.errors import InvalidInputError, ModelyardError, NotFoundError
-from modelyard.serving import codecs
+from modelyard.serving import _classification, codecs
 
 if TYPE_CHECKING:
     from modelyard.serving.models import ServedModel
@@ -73,7 +73,7 @@ class _Validated:
 class V2Door(_Validated):
     """An Open Inference Protocol v2 request (JSON, or Triton's binary tensors)."""
 
-    __slots__ = ("arrays", "binary", "json_length", "request")
+    __slots__ = ("arrays", "binary", "classify", "json_length", "request")
     route = "v2_infer"
 
     def __init__(self, request: codecs.InferenceRequest, arrays: Any) -> None:
@@ -81,12 +81,15 @@ class V2Door(_Validated):
         self.request = request
         self.arrays = arrays
         #: The outputs asked in Triton's binary form, or ``None`` (all JSON: the usual case);
-        #: a bad ``binary_data`` parameter is refused here, before the model runs.
-        self.binary = (
-            None
-            if request.parameters is None and request.outputs is None
-            else codecs.binary_outputs(request)
-        )
+        #: the class count of each output asked as top classes (Triton's classification), or
+        #: ``None``. A bad ``binary_data`` or ``classification`` is refused here, before the
+        #: model runs.
+        self.binary: codecs.BinaryOutputs | None = None
+        self.classify: _classification.Counts | None = None
+        if request.parameters is not None or request.outputs is not None:
+            self.binary = codecs.binary_outputs(request)
+            if request.outputs:
+                self.classify = _classification.rest_counts(request.outputs)
         #: The last answer's ``Inference-Header-Content-Length`` (its JSON part's length), or
         #: ``None`` when it is JSON alone.
         self.json_length: int | None = None
@@ -95,7 +98,10 @@ class V2Door(_Validated):
         return served.validator.from_request(self.request.inputs, self.arrays)
 
     def outputs(self, served: ServedModel) -> tuple[str, ...]:
-        return _outputs(served, self.request.outputs)
+        names = _outputs(served, self.request.outputs)
+        if self.classify is not None:
+            _classification.check(served, self.classify)
+        return names
 
     def field(self, name: str, served: ServedModel) -> str | None:
         for item in self.request.inputs:
@@ -107,6 +113,8 @@ class V2Door(_Validated):
         return None
 
     def encode(self, name: str, served: ServedModel, outputs: dict[str, Any]) -> bytes:
+        if self.classify is not None:
+            outputs = _classification.top_classes(outputs, self.classify, served.class_labels)
         if self.binary is not None:
             body, self.json_length = codecs.encode_v2_binary(
                 model_name=name, model_version=served.version, request_id=self.request.id,
@@ -125,7 +133,9 @@ class GrpcDoor(_Validated):
     kept ``RawTable`` comes with the table's request (everything but the tensors), its body and
     its tensors as a block; the body is parsed whole only if a model wants it some other way."""
 
-    __slots__ = ("_block", "_body", "_decoded", "_table", "columnar", "raw", "request")
+    __slots__ = (
+        "_block", "_body", "_decoded", "_table", "classify", "columnar", "raw", "request",
+    )  # fmt: skip
     route = "v2_infer"
 
     def __init__(
@@ -143,6 +153,8 @@ class GrpcDoor(_Validated):
         #: Whether a model took the parsed request's tensors as one column block (so that its
         #: metadata may be kept as a ``RawTable``).
         self.columnar = False
+        #: The class count of each output asked as top classes (read with the outputs).
+        self.classify: _classification.Counts | None = None
 
     def decoded(self) -> tuple[list[codecs.RequestInput], list[Any]]:
         """The inputs and their arrays (``InvalidInputError`` for a malformed request)."""
@@ -173,8 +185,13 @@ class GrpcDoor(_Validated):
         return served.validator.from_request(inputs, arrays)
 
     def outputs(self, served: ServedModel) -> tuple[str, ...]:
-        wanted = [codecs.RequestOutput(name=o.name) for o in self.request.outputs]
-        return _outputs(served, wanted)
+        requested = self.request.outputs
+        names = _outputs(served, [codecs.RequestOutput(name=o.name) for o in requested])
+        if requested:
+            self.classify = _classification.grpc_counts(requested)
+            if self.classify is not None:
+                _classification.check(served, self.classify)
+        return names
 
     def field(self, name: str, served: ServedModel) -> str | None:
         try:
@@ -189,6 +206,8 @@ class GrpcDoor(_Validated):
     def encode(self, name: str, served: ServedModel, outputs: dict[str, Any]) -> bytes:
         from modelyard.serving import protobuf
 
+        if self.classify is not None:
+            outputs = _classification.top_classes(outputs, self.classify, served.class_labels)
         return protobuf.encode_response(
             name, served.version, self.request.id, outputs, raw=self.raw
         )

@@ -113,8 +113,11 @@ _GC_YOUNG_THRESHOLD = 20_000
 #: How long after the startup the models' tree kernels start building (``ModelHub.serving``).
 _KERNELS_AFTER_S = 1.0
 #: ``extensions``: the Triton protocol extensions this server implements (over REST: binary
-#: tensors in requests and answers, ``serving.codecs``).
-_SERVER_METADATA = {"name": "modelyard", "version": "0.1.0", "extensions": ["binary_tensor_data"]}
+#: tensors in requests and answers, ``serving.codecs``; over REST and gRPC: an output's top
+#: classes, ``serving._classification``).
+_SERVER_METADATA = {
+    "name": "modelyard", "version": "0.1.0", "extensions": ["binary_tensor_data", "classification"],
+}  # fmt: skip
 
 
 #: Routes whose failed requests go to the prediction log (with their status, without data).

@@ -11,7 +11,8 @@ What it does: the connection preface and SETTINGS, HEADERS (+ CONTINUATION, padd
 DATA, flow control both ways (it opens its receive windows as data arrives and holds answers
 while the peer's windows are shut), PING, RST_STREAM (the call is cancelled), GOAWAY (a graceful
 stop sends one and lets calls in flight finish), ``grpc-timeout``, and one uncompressed message
-per call each way. What it refuses: compressed messages (UNIMPLEMENTED), a message over the
+per call each way. What it refuses: a method it lacks (UNIMPLEMENTED, on the call's headers, so
+that a streaming call is not left waiting), compressed messages (UNIMPLEMENTED), a message over the
 body limit (RESOURCE_EXHAUSTED), a content type other than ``application/grpc*`` (HTTP 415),
 more concurrent calls than it announced (REFUSED_STREAM), and protocol violations (GOAWAY with
 PROTOCOL_ERROR, then the connection closes). No TLS: put it behind a mesh or ingress, as the
@@ -361,6 +362,14 @@ class Connection(asyncio.Protocol):
             self._forget(stream)
             return
         stream.path = pseudo.get(":path", "")
+        if stream.path not in self.server.handlers:
+            # now, not once the client's half ends: a streaming call (ModelStreamInfer) keeps
+            # its half open while it waits for answers, and would wait for ever
+            self._finish(
+                stream, StatusCode.UNIMPLEMENTED,
+                f"No method {stream.path}; this server has inference.GRPCInferenceService.",
+            )  # fmt: skip
+            return
         metadata = [(k, v) for k, v in headers if not k.startswith(":") and k not in _RESERVED]
         encoding = next((v for k, v in headers if k == "grpc-encoding"), "identity")
         timeout = next((v for k, v in headers if k == "grpc-timeout"), None)
@@ -450,13 +459,7 @@ class Connection(asyncio.Protocol):
         metadata, encoding, deadline = call
         body = b"".join(stream.chunks)
         self._drop(stream)
-        handler = self.server.handlers.get(stream.path)
-        if handler is None:
-            self._finish(
-                stream, StatusCode.UNIMPLEMENTED,
-                f"No method {stream.path}; this server has inference.GRPCInferenceService.",
-            )  # fmt: skip
-            return
+        handler = self.server.handlers[stream.path]  # a known method (``_open``)
         if len(body) < 5 or int.from_bytes(body[1:5], "big") != len(body) - 5:
             self._finish(
                 stream, StatusCode.INVALID_ARGUMENT,

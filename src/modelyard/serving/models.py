@@ -33,6 +33,7 @@ from modelyard.errors import (
     VersionNotFoundError,
 )
 from modelyard.flavors import TextPredictor, Tokens, predict_in_groups
+from modelyard.serving._classification import labels_of
 from modelyard.serving.batching import AdaptiveBatcher, BatchResult, Reply, length_groups
 from modelyard.serving.codecs import datatype_for, datatype_of, shown
 from modelyard.serving.features import EntityValidator, FeatureJoin
@@ -95,6 +96,9 @@ class ServedModel:
             self.features = FeatureJoin(features, self.validator, on_fetch=on_fetch)
             self.validator = EntityValidator(features.entity_keys, model=self.name)
         self.outputs = ("predict", "predict_proba") if loaded.predictor.has_proba else ("predict",)
+        #: The class of each ``predict_proba`` column as text (the labels of Triton's
+        #: classification extension), or ``None``.
+        self.class_labels = labels_of(loaded.classes) if loaded.predictor.has_proba else None
         #: The numpy type each numeric output is answered in: the signature's, which the model
         #: metadata states, whatever the runtime computes in (the ONNX twin and the tree kernel
         #: give float32 probabilities, a native XGBoost model float32 too).

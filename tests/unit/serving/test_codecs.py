@@ -113,11 +113,11 @@ def test_binary_bytes_elements_may_not_run_past_their_tensor() -> None:
     item = {"name": "s", "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": 9}}
     head = json.dumps({"inputs": [item]}).encode()
     body = head + (3).to_bytes(4, "little") + b"abc" + b"\x05\x00"
-    with pytest.raises(InvalidInputError, match="element 2 has a cut length prefix"):
+    with pytest.raises(InvalidInputError, match="BYTES element 1 has a cut length prefix"):
         decode_v2(body, header_length=str(len(head)))
     body = head + (30).to_bytes(4, "little") + b"abcde"
     item["parameters"] = {"binary_data_size": 9}
-    with pytest.raises(InvalidInputError, match="element 1 says 30 bytes but 5 are left"):
+    with pytest.raises(InvalidInputError, match="BYTES element 0 says 30 bytes but 5 are left"):
         decode_v2(body, header_length=str(len(head)))
 
 

@@ -116,6 +116,16 @@ class Client:
         self.flush()
         return self.answer(stream, ack=ack)
 
+    def unended(self, path: str, message: bytes, chunk: int = 16384) -> dict[str, Any]:
+        """A call whose half stays open (no END_STREAM) after ``message``, sent in DATA frames
+        of ``chunk`` bytes; its answer."""
+        stream = self.h2.get_next_available_stream_id()
+        self.h2.send_headers(stream, self.headers(path))
+        for start in range(0, len(message), chunk):
+            self.h2.send_data(stream, message[start : start + chunk])
+            self.flush()
+        return self.answer(stream)
+
     def answer(self, stream: int, *, ack: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {"headers": [], "data": b"", "reset": None}
         while True:
@@ -201,17 +211,22 @@ def test_errors_are_trailers_only_with_a_percent_encoded_message(server: Running
     client.close()
 
 
+def test_an_unknown_method_is_answered_before_the_client_ends_its_half(server: Running) -> None:
+    """A streaming call (tritonclient's ``start_stream``: ``ModelStreamInfer``) keeps its half
+    open while it waits for answers: it is refused on its headers, not left waiting."""
+    client = Client(server.port)
+    answer = client.unended("/t.S/Stream", grpc_frame(b"first"))  # more may follow
+    assert header(answer, "grpc-status") == str(StatusCode.UNIMPLEMENTED.value)
+    assert "No method /t.S/Stream" in (header(answer, "grpc-message") or "")
+    assert client.call("/t.S/Echo", b"next")["data"] == grpc_frame(b"next")
+    client.close()
+
+
 def test_a_message_over_the_limit_is_refused_and_the_connection_lives_on(
     server: Running,
 ) -> None:
     client = Client(server.port)
-    stream = client.h2.get_next_available_stream_id()
-    client.h2.send_headers(stream, client.headers("/t.S/Echo"))
-    big = grpc_frame(b"x" * (LIMIT + 10))
-    for start in range(0, len(big), 16384):
-        client.h2.send_data(stream, big[start : start + 16384])
-        client.flush()
-    answer = client.answer(stream)
+    answer = client.unended("/t.S/Echo", grpc_frame(b"x" * (LIMIT + 10)))
     assert header(answer, "grpc-status") == str(StatusCode.RESOURCE_EXHAUSTED.value)
     assert "serving.max_body_bytes" in (header(answer, "grpc-message") or "")
     assert client.call("/t.S/Echo", b"next")["data"] == grpc_frame(b"next")

@@ -133,7 +133,7 @@ BAD: dict[str, tuple[Any, str]] = {
     "v2 too long": (lambda: v2(["the cat", " ".join(["dog"] * 20)]), "Input 'text' row 1 has 22"),
     "v2 binary invalid UTF-8": (
         lambda: v2_binary([b"ok", b"\xff\xfe"]),
-        "Input 'text' BYTES element 2 is not valid UTF-8",
+        "Input 'text' BYTES element 1 is not valid UTF-8",
     ),
     "invocations numbers": (
         lambda: mlflow({"dataframe_split": {"columns": ["text"], "data": [[1], [2]]}}),
@@ -146,12 +146,12 @@ BAD: dict[str, tuple[Any, str]] = {
     "invocations records empty": (lambda: mlflow({"dataframe_records": []}), "'dataframe_records'"),
     "grpc ints": (lambda: grpc_ints([5, 6]), "Input 'text' takes text (BYTES), got numbers"),
     "grpc invalid UTF-8": (
-        lambda: grpc([b"\xc3("], raw=False),
+        lambda: grpc([b"ok", b"\xc3("], raw=False),
         "Input 'text' BYTES element 1 is not valid UTF-8",
     ),
     "grpc raw invalid UTF-8": (
-        lambda: grpc([b"fine", b"\xe2\x82"], raw=True),
-        "Input 'text' BYTES element 2 is not valid UTF-8",
+        lambda: grpc([b"\xe2\x82", b"fine"], raw=True),
+        "Input 'text' BYTES element 0 is not valid UTF-8",
     ),
     "grpc empty": (lambda: grpc([], raw=True), "Input 'text' has no rows"),
     "tf numbers": (
