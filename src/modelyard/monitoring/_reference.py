@@ -1,12 +1,12 @@
 """The reference drift compares a deployment's traffic with (a version's stored profile or a data
 file), and the model's outputs on its rows, which the logged outputs are compared with.
 
-- Class labels, probabilities and numeric predictions: the model's outputs on its stored reference
-  sample, computed once per version and cached next to the hour profiles.
-- An embedding output (a ``predict`` of rows x dim floats, as the signature records it): the
-  model's outputs on up to 1,000 rows of the reference data file, else of its stored reference
-  sample (cached); where neither can be had (a version registered with an input example only, a
-  model that cannot load here), a note says why.
+The model's outputs are computed on a seeded sample of its reference rows: those of the reference
+data file (its input columns), else its stored reference sample (then cached per version next to
+the hour profiles); at most 10,000 rows for class labels, probabilities and numeric predictions,
+1,000 for an embedding output (a ``predict`` of rows x dim floats, as the signature records it,
+compared by MMD). Where neither can be had (a version registered with an input example only and no
+file, a pickle not trusted here, a model that cannot load here), a note says why and what to pass.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from modelyard.monitoring.windows import read_embeddings
 from modelyard.registry.client import Registry
 
 __all__ = [
+    "OUTPUT_ROWS",
     "Ref",
     "comparable",
     "embedding_drift",
@@ -42,6 +43,10 @@ __all__ = [
     "load_reference",
     "output_detector",
 ]
+
+#: Rows of a reference file the outputs are computed on: as many as a stored reference sample
+#: holds (``compute_profile``'s ``sample_rows``).
+OUTPUT_ROWS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,52 +150,22 @@ def embedding_drift(
 def _reference_embeddings(
     registry: Registry, root: str | Path, ref: Ref, name: str, *, trust_pickle: bool
 ) -> np.ndarray | str:
-    """The model's ``name`` output on a seeded sample of at most 1,000 rows of the reference
-    data file, else of its stored reference sample (cached per version); or why there is none
-    and what to pass, as the end of a sentence."""
-    # (the reasons are tails of the note "Output 'predict' (embeddings) was not compared: ")
+    """The model's ``name`` output on its reference rows (at most 1,000), cached per version
+    when they are its stored sample; or why there is none, as ``_reference_inputs`` says."""
     assert ref.version is not None
-    cache = Path(root) / "_profiles" / "outputs" / f"{ref.version.replace('/', '-')}.{name}.npy"
+    cache = _cache(root, ref.version, f"{name}.npy")
     if ref.rows is None and cache.is_file():
         cached: np.ndarray = np.load(cache, allow_pickle=False)
         return cached
-    inputs = ref.found.signature.column_names if ref.found and ref.found.signature else []
-    listed = ", ".join(inputs)
-    if ref.rows is not None:
-        missing = [c for c in inputs if c not in ref.rows.columns]
-        if missing:
-            return (
-                f"the reference file lacks {ref.version}'s input {', '.join(map(repr, missing))}; "
-                f"pass --reference with a file of its inputs ({listed}) to compare it by MMD."
-            )
-        sample = ref.rows[inputs]
-    elif ref.found is None or "sample" not in {f.role for f in ref.found.files}:
-        return (
-            f"{ref.version} has no stored reference sample (it was registered without data); "
-            f"pass --reference with a CSV or Parquet file of its inputs ({listed}) to compare it "
-            "by MMD."
-        )
-    if ref.found is not None and ref.found.flavor == "pickle" and not trust_pickle:
-        return (
-            f"{ref.version} is a pickle, loaded only when trusted; set "
-            "MODELYARD_SERVING__TRUST_PICKLE=true to compare it by MMD."
-        )
-    try:
-        model = registry.load(ref.version, trust_pickle=trust_pickle)
-        if ref.rows is None:
-            sample = pd.read_parquet(io.BytesIO(registry.read_file(ref.version, "sample")))
-    except ModelyardError as exc:
-        return f"{ref.version} cannot be loaded here: {exc}"
-    if len(sample) > MAX_ROWS:
-        keep = np.random.default_rng(0).choice(len(sample), MAX_ROWS, replace=False)
-        sample = sample.iloc[np.sort(keep)].reset_index(drop=True)
+    found = _reference_inputs(
+        registry, ref, limit=MAX_ROWS, trust_pickle=trust_pickle, purpose="compare it by MMD"
+    )
+    if isinstance(found, str):
+        return found
+    model, sample = found
     embeddings = np.asarray(model.predict(sample), dtype=np.float64)
-    if ref.rows is not None:  # a file's: not the version's, and not cached as it
-        return embeddings
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    temporary = cache.with_name(f".{cache.name}.{os.getpid()}-{threading.get_ident()}.tmp.npy")
-    np.save(temporary, embeddings, allow_pickle=False)
-    temporary.replace(cache)
+    if ref.rows is None:  # a file's are not the version's, and not cached as them
+        _store(cache, lambda path: np.save(path, embeddings, allow_pickle=False))
     return embeddings
 
 
@@ -202,25 +177,25 @@ def output_detector(
     *,
     trust_pickle: bool,
     share_threshold: float,
-) -> DriftDetector | None:
-    """A detector on the model's outputs for its reference sample, for the outputs the log
-    holds (``None`` when there are none or the model cannot be loaded here)."""
+) -> DriftDetector | str | None:
+    """A detector on the model's outputs on its reference rows (at most 10,000), for the
+    outputs the log holds; a note naming why when those cannot be had; ``None`` when the log
+    holds none of them."""
     if ref.version is None or not logged:
         return None
-    cache = Path(root) / "_profiles" / "outputs" / f"{ref.version.replace('/', '-')}.parquet"
-    if cache.is_file():
+    cache = _cache(root, ref.version, "parquet")
+    if ref.rows is None and cache.is_file():
         outputs = pd.read_parquet(cache)
     else:
-        try:
-            model = registry.load(ref.version, trust_pickle=trust_pickle)
-            sample = pd.read_parquet(io.BytesIO(registry.read_file(ref.version, "sample")))
-            outputs = _model_outputs(model, sample)
-        except ModelyardError:
-            return None
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        temporary = cache.with_name(f".{cache.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-        outputs.to_parquet(temporary)
-        temporary.replace(cache)
+        found = _reference_inputs(
+            registry, ref, limit=OUTPUT_ROWS, trust_pickle=trust_pickle, purpose="compare them"
+        )
+        if isinstance(found, str):
+            listed = ", ".join(map(repr, sorted(logged)))
+            return f"Outputs {listed} were not compared: {found}"
+        outputs = _model_outputs(*found)
+        if ref.rows is None:
+            _store(cache, outputs.to_parquet)
     keep = [
         c
         for c in outputs.columns
@@ -229,9 +204,65 @@ def output_detector(
     if not keep:
         return None
     # an output is null where a request did not ask for it (no predict_proba): not drift
+    on = ref.description if ref.rows is not None else "its reference sample"
     return DriftDetector(share_threshold=share_threshold, nulls=False).fit(
-        outputs[keep], description=f"{ref.version} outputs on its reference sample"
+        outputs[keep], description=f"{ref.version} outputs on {on}"
     )
+
+
+def _reference_inputs(
+    registry: Registry, ref: Ref, *, limit: int, trust_pickle: bool, purpose: str
+) -> tuple[Any, pd.DataFrame] | str:
+    """The loaded model and a seeded sample of at most ``limit`` rows of its inputs, from the
+    reference data file, else from the version's stored reference sample; or why not and what
+    to pass, as the end of a sentence ending in "to ``purpose``."."""
+    assert ref.version is not None
+    inputs = ref.found.signature.column_names if ref.found and ref.found.signature else []
+    listed = ", ".join(inputs)
+    if ref.rows is not None:
+        missing = [c for c in inputs if c not in ref.rows.columns]
+        if missing:
+            return (
+                f"the reference file lacks {ref.version}'s input {', '.join(map(repr, missing))}; "
+                f"pass --reference with a file of its inputs ({listed}) to {purpose}."
+            )
+        rows = ref.rows[inputs] if inputs else ref.rows
+    elif ref.found is None or "sample" not in {f.role for f in ref.found.files}:
+        return (
+            f"{ref.version} has no stored reference sample (it was registered without data); "
+            f"pass --reference with a CSV or Parquet file of its inputs ({listed}) to {purpose}."
+        )
+    if ref.found is not None and ref.found.flavor == "pickle" and not trust_pickle:
+        return (
+            f"{ref.version} is a pickle, loaded only when trusted; set "
+            f"MODELYARD_SERVING__TRUST_PICKLE=true to {purpose}."
+        )
+    try:
+        model = registry.load(ref.version, trust_pickle=trust_pickle)
+        if ref.rows is None:
+            rows = pd.read_parquet(io.BytesIO(registry.read_file(ref.version, "sample")))
+    except ModelyardError as exc:
+        return f"{ref.version} cannot be loaded here: {exc}"
+    if len(rows) > limit:
+        keep = np.random.default_rng(0).choice(len(rows), limit, replace=False)
+        rows = rows.iloc[np.sort(keep)]
+    return model, rows.reset_index(drop=True)
+
+
+def _cache(root: str | Path, version: str, suffix: str) -> Path:
+    """Where a version's outputs on its stored sample are cached (next to the hour profiles)."""
+    return Path(root) / "_profiles" / "outputs" / f"{version.replace('/', '-')}.{suffix}"
+
+
+def _store(cache: Path, write: Callable[[Path], object]) -> None:
+    """``write`` to a temporary file beside ``cache``, then moved over it (readers never see half
+    a file)."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    temporary = cache.with_name(
+        f".{cache.name}.{os.getpid()}-{threading.get_ident()}.tmp{cache.suffix}"
+    )
+    write(temporary)
+    temporary.replace(cache)
 
 
 def _model_outputs(model: Any, sample: pd.DataFrame) -> pd.DataFrame:

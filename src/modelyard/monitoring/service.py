@@ -9,7 +9,7 @@ server's gauges call.
   compared exactly.
 - Output drift compares the logged outputs with the model's outputs on its reference
   (``monitoring._reference``), embeddings by a kernel two-sample test (``monitoring.embeddings``);
-  where the embeddings cannot be had, ``DriftResult.notes`` says why.
+  where they cannot be had, ``DriftResult.notes`` says why.
 - A free-text input is compared by its descriptors (``monitoring.text``: length, unknown words,
   character classes), derived from the reference's rows (a stored version's reference sample) and
   from each window's rows. Which string inputs are text: ``DriftOptions.text_columns`` when set,
@@ -144,10 +144,11 @@ def deployment_drift(
     ref = _with_text(registry, ref, options, span.input_columns())
     detector = _detector(ref, options, columns=ref.names(span.input_columns()))
     embedded = embedding_outputs(ref, span.output_columns())
-    outputs = output_detector(
+    found = output_detector(
         registry, root, ref, span.output_columns() - embedded,
         trust_pickle=options.trust_pickle, share_threshold=options.share_threshold,
     )  # fmt: skip
+    outputs = found if isinstance(found, DriftDetector) else None
     if last is not None or isinstance(ref.data, pd.DataFrame):
         rows = span.rows()
         prepare = prepare_inputs(detector, ref.text)
@@ -174,6 +175,8 @@ def deployment_drift(
         registry, root, ref, span, sorted(embedded), trust_pickle=options.trust_pickle,
         threshold=options.thresholds.get("mmd", DEFAULT_THRESHOLDS["mmd"]),
     )  # fmt: skip
+    if isinstance(found, str):
+        notes = (found, *notes)
     if drifts or notes:
         result = msgspec.structs.replace(
             result, outputs=(*result.outputs, *drifts), notes=(*result.notes, *notes)
