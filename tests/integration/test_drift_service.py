@@ -397,6 +397,8 @@ class PickledClassifier:
     classes_ = np.array([0, 1])
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
+        if (X["a"] > 10).any():
+            raise ValueError("a above 10 is out of range")
         return (X["a"].to_numpy() > 0).astype(np.int64)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
@@ -427,3 +429,18 @@ def test_an_outputs_section_that_cannot_be_computed_says_why(
     )  # fmt: skip
     assert {c.name for c in trusted.outputs} == {"predict", "proba_0", "proba_1"}
     assert trusted.notes == ()
+    # a model that cannot predict on the file's rows: a note, not a failed drift
+    X.assign(a=X["a"] + 100).to_csv(reference, index=False)
+    failed = deployment_drift(
+        sqlite_registry, root, "churn", reference=str(reference), last=300, now=NOW,
+        options=DriftOptions(trust_pickle=True),
+    )  # fmt: skip
+    (note,) = failed.notes
+    assert (
+        note.startswith(
+            "Outputs 'predict', 'predict_proba' were not compared: churn/1 cannot predict on its "
+            "reference rows: "
+        )
+        and "a above 10" in note
+    ), note
+    assert failed.outputs == () and failed.columns  # the inputs are compared all the same

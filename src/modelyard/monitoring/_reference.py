@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -47,6 +47,8 @@ __all__ = [
 #: Rows of a reference file the outputs are computed on: as many as a stored reference sample
 #: holds (``compute_profile``'s ``sample_rows``).
 OUTPUT_ROWS = 10_000
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,20 +153,17 @@ def _reference_embeddings(
     registry: Registry, root: str | Path, ref: Ref, name: str, *, trust_pickle: bool
 ) -> np.ndarray | str:
     """The model's ``name`` output on its reference rows (at most 1,000), cached per version
-    when they are its stored sample; or why there is none, as ``_reference_inputs`` says."""
+    when they are its stored sample; or why there is none, as ``_reference_outputs`` says."""
     assert ref.version is not None
     cache = _cache(root, ref.version, f"{name}.npy")
     if ref.rows is None and cache.is_file():
         cached: np.ndarray = np.load(cache, allow_pickle=False)
         return cached
-    found = _reference_inputs(
-        registry, ref, limit=MAX_ROWS, trust_pickle=trust_pickle, purpose="compare it by MMD"
-    )
-    if isinstance(found, str):
-        return found
-    model, sample = found
-    embeddings = np.asarray(model.predict(sample), dtype=np.float64)
-    if ref.rows is None:  # a file's are not the version's, and not cached as them
+    embeddings = _reference_outputs(
+        registry, ref, lambda model, rows: np.asarray(model.predict(rows), dtype=np.float64),
+        limit=MAX_ROWS, trust_pickle=trust_pickle, purpose="compare it by MMD",
+    )  # fmt: skip
+    if ref.rows is None and not isinstance(embeddings, str):  # a file's are not the version's
         _store(cache, lambda path: np.save(path, embeddings, allow_pickle=False))
     return embeddings
 
@@ -187,13 +186,14 @@ def output_detector(
     if ref.rows is None and cache.is_file():
         outputs = pd.read_parquet(cache)
     else:
-        found = _reference_inputs(
-            registry, ref, limit=OUTPUT_ROWS, trust_pickle=trust_pickle, purpose="compare them"
-        )
+        found = _reference_outputs(
+            registry, ref, _model_outputs, limit=OUTPUT_ROWS, trust_pickle=trust_pickle,
+            purpose="compare them",
+        )  # fmt: skip
         if isinstance(found, str):
             listed = ", ".join(map(repr, sorted(logged)))
             return f"Outputs {listed} were not compared: {found}"
-        outputs = _model_outputs(*found)
+        outputs = found
         if ref.rows is None:
             _store(cache, outputs.to_parquet)
     keep = [
@@ -210,12 +210,18 @@ def output_detector(
     )
 
 
-def _reference_inputs(
-    registry: Registry, ref: Ref, *, limit: int, trust_pickle: bool, purpose: str
-) -> tuple[Any, pd.DataFrame] | str:
-    """The loaded model and a seeded sample of at most ``limit`` rows of its inputs, from the
-    reference data file, else from the version's stored reference sample; or why not and what
-    to pass, as the end of a sentence ending in "to ``purpose``."."""
+def _reference_outputs(
+    registry: Registry,
+    ref: Ref,
+    compute: Callable[[Any, pd.DataFrame], T],
+    *,
+    limit: int,
+    trust_pickle: bool,
+    purpose: str,
+) -> T | str:
+    """``compute(model, rows)``: the loaded model on a seeded sample of at most ``limit`` rows
+    of its inputs, from the reference data file, else from the version's stored reference
+    sample; or why not and what to pass, as the end of a sentence ending in "to ``purpose``."."""
     assert ref.version is not None
     inputs = ref.found.signature.column_names if ref.found and ref.found.signature else []
     listed = ", ".join(inputs)
@@ -246,7 +252,10 @@ def _reference_inputs(
     if len(rows) > limit:
         keep = np.random.default_rng(0).choice(len(rows), limit, replace=False)
         rows = rows.iloc[np.sort(keep)]
-    return model, rows.reset_index(drop=True)
+    try:
+        return compute(model, rows.reset_index(drop=True))
+    except ModelyardError as exc:
+        return f"{ref.version} cannot predict on its reference rows: {exc}"
 
 
 def _cache(root: str | Path, version: str, suffix: str) -> Path:
