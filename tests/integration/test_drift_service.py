@@ -190,11 +190,20 @@ def test_bad_inputs_are_one_line_errors(
     assert not (root / "_profiles" / "deployment=ghost").exists()
 
 
+def yard_env(registry: Registry, root: Path) -> dict[str, str]:
+    """The environment of a 'yard' subprocess on ``registry``'s store and the log at ``root``."""
+    return server_env(
+        Path(registry.settings.home),
+        MODELYARD_DATABASE_URL=registry.settings.resolved_database_url,
+        MODELYARD_ARTIFACT_ROOT=registry.settings.resolved_artifact_root,
+        MODELYARD_MONITORING__LOG_ROOT=str(root),
+    )
+
+
 def test_yard_monitor_drift_prints_json(
     churn: tuple[Registry, LogisticRegression], tmp_path: Path
 ) -> None:
     registry, _ = churn
-    home = Path(registry.settings.home)
     root = tmp_path / "log"
     now = datetime.now(UTC)
     frame = data(1_500, 3, shift=1.0)
@@ -202,12 +211,7 @@ def test_yard_monitor_drift_prints_json(
         root, "churn", frame[["a", "b"]], [now - timedelta(minutes=5)] * len(frame),
         model="churn", version="1",
     )  # fmt: skip
-    env = server_env(
-        home,
-        MODELYARD_DATABASE_URL=registry.settings.resolved_database_url,
-        MODELYARD_ARTIFACT_ROOT=registry.settings.resolved_artifact_root,
-        MODELYARD_MONITORING__LOG_ROOT=str(root),
-    )
+    env = yard_env(registry, root)
     out = subprocess.run(
         [YARD, "monitor", "drift", "churn", "--window", "1h", "--json"],
         env=env, capture_output=True, text=True, check=True,
@@ -343,3 +347,100 @@ def test_rows_without_the_probabilities_are_missing_in_the_output_drift(
     assert metrics["rows"] == 4_000 and "output_drift:proba_1" in metrics
     report = build_report(registry, root, "churn", window=timedelta(hours=1), now=NOW)
     assert {c.name for c in report.drift.outputs} == {"predict", "proba_0", "proba_1"}
+
+
+def test_a_classifier_without_a_reference_sample_is_compared_on_the_reference_file(
+    sqlite_registry: Registry, tmp_path: Path
+) -> None:
+    """A classifier registered with an input example has no stored sample, so with --reference
+    FILE its inputs were compared with the file and its outputs section left out without a
+    word. The model's outputs on a seeded sample of the file's rows are the reference now."""
+    X = data(12_000, 1)[["a", "b"]]
+    y = (X["a"] + np.random.default_rng(2).normal(size=len(X)) > 0).astype(int)
+    model = LogisticRegression().fit(X, y)
+    sqlite_registry.register(model, name="churn", input_example=X.head(20))
+    root = tmp_path / "log"
+    log_hour(root, datetime(2026, 1, 1, 11, 0, tzinfo=UTC), data(3_000, 3), model)
+    log_hour(root, datetime(2026, 1, 1, 12, 0, tzinfo=UTC), data(800, 4, shift=1.0), model)
+    reference = tmp_path / "train.parquet"
+    data(12_000, 1).to_parquet(reference)  # the inputs and a column the model does not take
+
+    calm = deployment_drift(sqlite_registry, root, "churn", reference=str(reference),
+                            window=timedelta(hours=1), now=NOW - HOURS)  # fmt: skip
+    late = deployment_drift(sqlite_registry, root, "churn", reference=str(reference), last=800,
+                            now=NOW)  # fmt: skip
+    for result, drifts in ((calm, False), (late, True)):
+        outputs = {c.name: c for c in result.outputs}
+        assert set(outputs) == {"predict", "proba_0", "proba_1"}
+        assert outputs["proba_1"].drifted is drifts  # a drives the prediction
+        assert outputs["proba_1"].reference_rows == 10_000  # a seeded sample of the file's rows
+        assert result.notes == ()
+    again = deployment_drift(sqlite_registry, root, "churn", reference=str(reference), last=800,
+                             now=NOW)  # fmt: skip
+    assert again == late  # the same seeded rows
+    assert not (root / "_profiles" / "outputs").exists()  # a file's outputs are not the version's
+
+    env = yard_env(sqlite_registry, root)
+    out = subprocess.run(
+        [YARD, "monitor", "drift", "churn", "--last", "800", "--reference", str(reference),
+         "--json"],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    shown = json.loads(out.stdout)
+    assert {c["name"]: c["drifted"] for c in shown["outputs"]}["proba_1"] is True
+    assert shown["notes"] == []
+
+
+class PickledClassifier:
+    """Class 1 where a is positive: a model only a trusted pickle can hold."""
+
+    classes_ = np.array([0, 1])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        if (X["a"] > 10).any():
+            raise ValueError("a above 10 is out of range")
+        return (X["a"].to_numpy() > 0).astype(np.int64)
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        p = 1 / (1 + np.exp(-X["a"].to_numpy()))
+        return np.column_stack([1 - p, p])
+
+
+def test_an_outputs_section_that_cannot_be_computed_says_why(
+    sqlite_registry: Registry, tmp_path: Path
+) -> None:
+    X = data(500, 1)[["a", "b"]]
+    sqlite_registry.register(PickledClassifier(), name="churn", input_example=X.head(20),
+                             trust_pickle=True)  # fmt: skip
+    root = tmp_path / "log"
+    log_hour(root, datetime(2026, 1, 1, 12, 0, tzinfo=UTC), data(300, 3), PickledClassifier())  # type: ignore[arg-type]
+    reference = tmp_path / "train.csv"
+    X.to_csv(reference, index=False)
+    result = deployment_drift(sqlite_registry, root, "churn", reference=str(reference), last=300,
+                              now=NOW)  # fmt: skip
+    assert result.outputs == ()
+    assert result.notes == (
+        "Outputs 'predict', 'predict_proba' were not compared: churn/1 is a pickle, loaded only "
+        "when trusted; set MODELYARD_SERVING__TRUST_PICKLE=true to compare them.",
+    )
+    trusted = deployment_drift(
+        sqlite_registry, root, "churn", reference=str(reference), last=300, now=NOW,
+        options=DriftOptions(trust_pickle=True),
+    )  # fmt: skip
+    assert {c.name for c in trusted.outputs} == {"predict", "proba_0", "proba_1"}
+    assert trusted.notes == ()
+    # a model that cannot predict on the file's rows: a note, not a failed drift
+    X.assign(a=X["a"] + 100).to_csv(reference, index=False)
+    failed = deployment_drift(
+        sqlite_registry, root, "churn", reference=str(reference), last=300, now=NOW,
+        options=DriftOptions(trust_pickle=True),
+    )  # fmt: skip
+    (note,) = failed.notes
+    assert (
+        note.startswith(
+            "Outputs 'predict', 'predict_proba' were not compared: churn/1 cannot predict on its "
+            "reference rows: "
+        )
+        and "a above 10" in note
+    ), note
+    assert failed.outputs == () and failed.columns  # the inputs are compared all the same

@@ -18,6 +18,7 @@ from modelyard.monitoring.predlog import ParquetSink, UploadOptions, open_sink
 from modelyard.monitoring.query import read_log
 from modelyard.settings import MonitoringSettings, Settings
 from tests._s3 import S3Server
+from tests.integration.conftest import ServedHome
 from tests.unit.monitoring.test_predlog import record
 
 FAST = UploadOptions(interval_s=0.2, backoff_s=0.1, backoff_max_s=0.5, drain_s=5.0)
@@ -272,3 +273,77 @@ def test_reading_a_name_with_no_log_in_the_bucket_names_the_bucket(
         "error: No predictions logged for 'nothing-here' in the last 1h; serve it with 'yard "
         f"serve --log-predictions' (log root s3://{bucket}/log) or widen --since.\n"
     )
+
+
+def test_yard_labels_ingest_checks_the_labels_against_the_model_logged_in_the_bucket(
+    s3: S3Server, served_home: ServedHome, tmp_path: Path
+) -> None:
+    """The label check reads the version that logged the newest prediction: from the bucket's
+    log too, so a regressor's label 'abc' is refused there as on a local log."""
+    import subprocess
+
+    from tests.integration._server import YARD, server_env
+
+    bucket = s3.bucket()
+    root = f"s3://{bucket}/log"
+    log = sink(root, tmp_path / "spool", Seen())
+    log.submit(record(0))  # lin/1, a regressor
+    log.close()
+    env = server_env(served_home.home, MODELYARD_MONITORING__LOG_ROOT=root, **s3.env)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("request_id,label\nreq0,abc\n")
+    done = subprocess.run(
+        [YARD, "labels", "ingest", "lin", str(bad)], env=env, capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert (done.returncode, done.stderr) == (1, (
+        "error: Label 'abc' of request 'req0' (line 2 of labels file 'bad.csv') is not a "
+        "number, and model lin/1 is a regressor (its predictions are numbers); send the "
+        "observed value as a number.\n"
+    ))  # fmt: skip
+    assert s3.keys(bucket, "log/labels/") == []
+    bad.write_text("request_id,label\nreq0,4.5\n")
+    subprocess.run([YARD, "labels", "ingest", "lin", str(bad)], env=env, check=True,
+                   capture_output=True, timeout=120)  # fmt: skip
+    assert len(s3.keys(bucket, "log/labels/")) == 1
+
+
+def test_a_server_checks_labels_against_the_model_logged_in_the_bucket(
+    s3: S3Server, served_home: ServedHome, tmp_path: Path
+) -> None:
+    """A server whose log is on a store wrote labels of a name it does not serve unchecked: the
+    label check read its spool, which holds no prediction once they are uploaded. It reads the
+    newest hour of the bucket's log now, as a local log's."""
+    import httpx
+
+    from tests.integration._server import Server, server_env
+
+    bucket = s3.bucket()
+    root = f"s3://{bucket}/log"
+    log = sink(root, tmp_path / "spool", Seen())
+    log.submit(record(0))  # lin/1, a regressor, logged by another server
+    log.close()
+    env = server_env(
+        served_home.home, MODELYARD_MONITORING__LOG_ROOT=root,
+        MODELYARD_MONITORING__SPOOL_DIR=str(tmp_path / "served"), **s3.env,
+    )  # fmt: skip
+    server = Server(served_home.home, "hgb/1", "--log-predictions", env=env)
+    server.wait_ready()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+
+            def post(label: object) -> httpx.Response:
+                body = {"deployment": "lin", "labels": [{"request_id": "req0", "label": label}]}
+                return client.post("/v1/labels", json=body)
+
+            refused = post("abc")
+            assert refused.status_code == 400, refused.text
+            assert refused.json()["error"] == (
+                "Label 'abc' of request 'req0' (row 1 of the labels) is not a number, and model "
+                "lin/1 is a regressor (its predictions are numbers); send the observed value as "
+                "a number."
+            )
+            assert post(4.5).status_code == 202
+    finally:
+        assert server.stop() == 0, server.log.read_text()
+    assert len(s3.keys(bucket, "log/labels/")) == 1  # the good label only

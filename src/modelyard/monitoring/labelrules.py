@@ -5,7 +5,8 @@ classifier whose classes are numbers: a label that is no number there is dropped
 wrong, and as the latest label of a key wins, it would replace a good one. Ingest refuses such a
 label (``LabelRule.refusal``) before anything is written. A classifier with text classes takes
 any label, and a number that is no class of a numeric classifier is taken too: it is a real
-outcome (the model was wrong).
+outcome (the model was wrong). A model that predicts text without recording classes is a
+classifier too (``task_of``, which performance scores by): its labels are compared as text.
 
 The rule comes from the model's signature: the served version's (the server), or the registry's
 entry of the version that logged the newest prediction (``logged_rule``); no signature, no rule.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -59,6 +60,21 @@ class LabelRule(NamedTuple):
         return None
 
 
+def task_of(signature: Signature | None) -> Literal["classification", "regression"] | None:
+    """What a model with ``signature`` does, as its labels are scored: a classifier when it
+    records classes or predicts text or booleans (whose labels are compared as text), a
+    regressor when it predicts numbers without classes; ``None`` when it records no prediction
+    (the log then says)."""
+    if signature is None:
+        return None
+    if signature.classes is not None:
+        return "classification"
+    predict = next((o for o in signature.outputs if o.name == "predict"), None)
+    if predict is None:
+        return None
+    return "regression" if predict.dtype.startswith(_NUMERIC_KINDS) else "classification"
+
+
 def rule_of(signature: Signature | None, model: str) -> LabelRule | None:
     """The rule for the labels of ``model`` (``NAME/VERSION``) with ``signature``."""
     if signature is None:
@@ -68,10 +84,8 @@ def rule_of(signature: Signature | None, model: str) -> LabelRule | None:
         if all(isinstance(c, int | float) and not isinstance(c, bool) for c in classes):
             return LabelRule(model, tuple(c for c in classes if isinstance(c, int | float)))
         return None  # text (or boolean) classes: any label can be one
-    predict = next((o for o in signature.outputs if o.name == "predict"), None)
-    if predict is not None and predict.dtype.startswith(_NUMERIC_KINDS):
-        return LabelRule(model, None)
-    return None
+    # a regressor's labels are numbers; text predictions without classes take any label
+    return LabelRule(model, None) if task_of(signature) == "regression" else None
 
 
 def logged_rule(root: str | Path, name: str, registry: Registry) -> LabelRule | None:

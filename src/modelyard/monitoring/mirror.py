@@ -5,7 +5,8 @@ cannot here, offline, nor in an air-gapped cluster) and which knows S3 and GCS b
 fsspec store. The log's files never change once written (each has a new name), so a mirror that
 fetches the files it lacks and drops those the store no longer has is exact, and each read after
 the first costs one listing. Every reader (``yard monitor``, ``yard labels``, the server's
-monitoring loop) calls ``readable_root`` and reads the folder it returns as it reads a local log.
+monitoring loop) calls ``readable_root`` and reads the folder it returns as it reads a local log;
+a server's label check calls ``newest_hour_root``, which brings only the newest hour up to date.
 
 Mirror: ``<home>/cache/predictions/<slug of the root>/``, the store's layout below it.
 """
@@ -31,17 +32,39 @@ def readable_root(settings: Settings, name: str) -> str:
     """A local folder holding deployment (or model) ``name``'s log and labels as they are on
     ``settings``' log root now: the root itself when it is local."""
     root = settings.resolved_log_root
-    check_url(root, what="prediction log root", variable=_VARIABLE)
-    if not is_remote(root):
+    store = _store(settings)
+    if store is None:
         return root
-    local = mirror_folder(settings)
-    fs, base = _open(root)
+    fs, base, local = store
     for prefix in (
         f"deployment={name}",
         f"labels/deployment={name}",
         f"outcomes/deployment={name}",
     ):
         _sync(fs, f"{base}/{prefix}", local / prefix, root)
+    return str(local)
+
+
+def newest_hour_root(settings: Settings, name: str) -> str:
+    """As ``readable_root``, but only the newest hour of ``name``'s log is brought up to date
+    in the mirror: what the label check reads (the version that logged last), at the cost of
+    one listing and that hour's new files, however long the log is."""
+    root = settings.resolved_log_root
+    store = _store(settings)
+    if store is None:
+        return root
+    fs, base, local = store
+    prefix = f"deployment={name}"
+    try:
+        listed = fs.ls(f"{base}/{prefix}", detail=False)
+    except FileNotFoundError:
+        listed = []
+    except Exception as exc:
+        raise _unreadable("list", root, exc) from exc
+    folders = (str(path).rstrip("/").rsplit("/", 1)[-1] for path in listed)
+    hours = sorted(f for f in folders if f.startswith("hour="))
+    if hours:
+        _sync(fs, f"{base}/{prefix}/{hours[-1]}", local / prefix / hours[-1], root)
     return str(local)
 
 
@@ -101,6 +124,17 @@ def publish(settings: Settings, path: str | Path) -> None:
             f"Cannot write {relative} to the prediction log at {root} ({first_line(exc)}); nothing "
             "was stored: check MODELYARD_MONITORING__LOG_ROOT and the store's credentials."
         ) from exc
+
+
+def _store(settings: Settings) -> tuple[Any, str, Path] | None:
+    """The log root's filesystem, its path there and its local mirror; ``None`` for a local
+    root (a malformed URL is refused either way)."""
+    root = settings.resolved_log_root
+    check_url(root, what="prediction log root", variable=_VARIABLE)
+    if not is_remote(root):
+        return None
+    fs, base = _open(root)
+    return fs, base, mirror_folder(settings)
 
 
 def _open(root: str) -> tuple[Any, str]:

@@ -4,7 +4,8 @@
 - Predictions count when their ``time`` falls in the window; labels count whenever they were
   given, the latest ingest per key.
 - The task comes from the caller, else from the registry (the latest logged version's
-  ``signature.classes``: set for classifiers), else from the log: an ``out_predict_proba``
+  signature, ``labelrules.task_of``: classes, or text/boolean predictions, mean classification,
+  numeric predictions without classes regression), else from the log: an ``out_predict_proba``
   column or text/boolean predictions mean classification, numbers mean regression.
 - Classification: accuracy, precision, recall and F1 on rows with a predicted class. Binary
   models use the second class (the larger label when inferred) as the positive class, and a
@@ -37,6 +38,7 @@ import numpy as np
 from modelyard.core.durations import format_duration
 from modelyard.errors import InvalidInputError, NotFoundError, PredictionLogEmptyError
 from modelyard.monitoring._partitions import require_window
+from modelyard.monitoring.labelrules import task_of
 from modelyard.monitoring.labels import (
     has_labels,
     has_predictions,
@@ -289,7 +291,7 @@ def _resolve(
         else:
             if signature is not None:
                 known = signature.classes
-                task = task or ("classification" if known is not None else "regression")
+                task = task or task_of(signature)
     if task is None:
         proba = "out_predict_proba" in joined.columns
         texts = not _is_numeric(joined.columns.get("out_predict", "DOUBLE"))

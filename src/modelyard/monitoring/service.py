@@ -7,63 +7,45 @@ server's gauges call.
   data file. With a stored profile, the whole hours of a window come from cached hour profiles and
   only the hours at its edges are read; with a reference file, the window's rows are read and
   compared exactly.
-- Output drift compares the logged outputs with the model's outputs on its stored reference
-  sample (computed once per version and cached next to the hour profiles).
+- Output drift compares the logged outputs with the model's outputs on its reference
+  (``monitoring._reference``), embeddings by a kernel two-sample test (``monitoring.embeddings``);
+  where they cannot be had, ``DriftResult.notes`` says why.
 - A free-text input is compared by its descriptors (``monitoring.text``: length, unknown words,
   character classes), derived from the reference's rows (a stored version's reference sample) and
   from each window's rows. Which string inputs are text: ``DriftOptions.text_columns`` when set,
   else the input a version's flavor meta names ``text_input`` (``TextPredictor.text_input``) and
   any string input that ``looks_like_text``.
-- An embedding output (a ``predict`` of rows x dim floats, as the signature records it) is
-  compared by a kernel two-sample test (``monitoring.embeddings``) between the model's outputs
-  on up to 1,000 rows of the reference data file, else of its stored reference sample (cached),
-  and up to 1,000 rows of the window; where neither can be had (a version registered with an
-  input example only, a model that cannot load here), ``DriftResult.notes`` says why.
 """
 
 from __future__ import annotations
 
 import io
-import os
-import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
-import numpy as np
 import pandas as pd
 
 from modelyard.core.durations import format_duration
-from modelyard.core.profile import (
-    ColumnProfile,
-    Profile,
-    column_kind,
-    profile_from_json,
-)
+from modelyard.core.profile import ColumnProfile, Profile, column_kind
 from modelyard.core.signature import column_dtype
 from modelyard.core.tables import read_data_file
 from modelyard.core.types import ModelVersion
 from modelyard.errors import InvalidInputError, ModelyardError, PredictionLogEmptyError
-from modelyard.monitoring import _logfacts
-from modelyard.monitoring._partitions import (
-    HOUR,
-    Hour,
-    empty_window,
-    hours,
-    log_folder,
-    require_window,
+from modelyard.monitoring._partitions import HOUR
+from modelyard.monitoring._reference import (
+    Ref,
+    comparable,
+    embedding_drift,
+    embedding_outputs,
+    load_reference,
+    output_detector,
 )
-from modelyard.monitoring.drift import (
-    DEFAULT_THRESHOLDS,
-    ColumnRule,
-    DriftDetector,
-    WindowProfile,
-    null_score,
-)
-from modelyard.monitoring.embeddings import MAX_ROWS, EmbeddingDetector
+from modelyard.monitoring._span import Progress, Span, merged_profile, prepare_inputs
+from modelyard.monitoring.drift import DEFAULT_THRESHOLDS, ColumnRule, DriftDetector, null_score
 from modelyard.monitoring.text import (
     TextDescriptors,
     descriptor_names,
@@ -72,7 +54,6 @@ from modelyard.monitoring.text import (
 )
 from modelyard.monitoring.traffic import traffic_points, window_traffic
 from modelyard.monitoring.types import (
-    ColumnDrift,
     CostReport,
     DriftResult,
     Performance,
@@ -80,14 +61,7 @@ from modelyard.monitoring.types import (
     Reconstruction,
     ReportData,
 )
-from modelyard.monitoring.windows import (
-    hour_profiles,
-    log_frames,
-    log_inputs,
-    read_embeddings,
-    read_rows,
-    window_profile,
-)
+from modelyard.monitoring.windows import hour_profiles, log_frames
 from modelyard.registry.client import Registry
 from modelyard.settings import EstimationSettings, ReconstructionSettings, Settings
 
@@ -102,8 +76,6 @@ __all__ = [
     "read_data_file",
     "window_metrics",
 ]
-
-Progress = Callable[[int], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,39 +133,50 @@ def deployment_drift(
     now = now or datetime.now(UTC)
     if current is not None:
         frame = read_data_file(current, "current")
-        ref = _reference(registry, root, name, reference, None, options)
+        ref = load_reference(registry, reference, None)
         ref = _with_text(registry, ref, options, [str(c) for c in frame.columns])
         if ref.text is not None:
             frame = ref.text.transform(frame)
         detector = _detector(ref, options, columns=[str(c) for c in frame.columns])
         return detector.compare(frame, description=Path(current).name, progress=progress)
-    span = _Span.of(root, name, window=window, last=last, now=now)
-    ref = _reference(registry, root, name, reference, span, options)
+    span = Span.of(root, name, window=window, last=last, now=now)
+    ref = load_reference(registry, reference, span)
     ref = _with_text(registry, ref, options, span.input_columns())
     detector = _detector(ref, options, columns=ref.names(span.input_columns()))
-    embedded = _embedding_outputs(ref, span.output_columns())
-    outputs = _output_detector(registry, root, ref, options, span.output_columns() - embedded)
+    embedded = embedding_outputs(ref, span.output_columns())
+    found = output_detector(
+        registry, root, ref, span.output_columns() - embedded,
+        trust_pickle=options.trust_pickle, share_threshold=options.share_threshold,
+    )  # fmt: skip
+    outputs = found if isinstance(found, DriftDetector) else None
     if last is not None or isinstance(ref.data, pd.DataFrame):
         rows = span.rows()
-        prepare = _inputs(detector, ref.text)
+        prepare = prepare_inputs(detector, ref.text)
         result = detector.compare(prepare(rows), description=span.description, progress=progress)
         if outputs is not None:
             logged = log_frames(rows)[1]
-            out = outputs.compare(_comparable(outputs, logged), description=span.description)
+            out = outputs.compare(comparable(outputs, logged), description=span.description)
             result = msgspec.structs.replace(result, outputs=out.columns)
     else:
-        merged = _merged(detector, root, name, span, _inputs(detector, ref.text), progress)
+        merged = merged_profile(
+            detector, root, name, span, prepare_inputs(detector, ref.text), progress
+        )
         result = detector.compare(merged, description=span.description)
         if outputs is not None:
 
             def prepare_outputs(
                 frame: pd.DataFrame, detector: DriftDetector = outputs
             ) -> pd.DataFrame:
-                return _comparable(detector, log_frames(frame)[1])
+                return comparable(detector, log_frames(frame)[1])
 
-            out = outputs.compare(_merged(outputs, root, name, span, prepare_outputs, None))
+            out = outputs.compare(merged_profile(outputs, root, name, span, prepare_outputs, None))
             result = msgspec.structs.replace(result, outputs=out.columns)
-    drifts, notes = _embedding_drift(registry, root, ref, options, span, sorted(embedded))
+    drifts, notes = embedding_drift(
+        registry, root, ref, span, sorted(embedded), trust_pickle=options.trust_pickle,
+        threshold=options.thresholds.get("mmd", DEFAULT_THRESHOLDS["mmd"]),
+    )  # fmt: skip
+    if isinstance(found, str):
+        notes = (found, *notes)
     if drifts or notes:
         result = msgspec.structs.replace(
             result, outputs=(*result.outputs, *drifts), notes=(*result.notes, *notes)
@@ -215,8 +198,8 @@ def drift_series(
     """Input drift per hour of the window, from the cached hour profiles (stored profile only)."""
     options = options or DriftOptions()
     now = now or datetime.now(UTC)
-    span = _Span.of(root, name, window=window, last=None, now=now)
-    ref = _reference(registry, root, name, reference, span, options)
+    span = Span.of(root, name, window=window, last=None, now=now)
+    ref = load_reference(registry, reference, span)
     if isinstance(ref.data, pd.DataFrame):
         raise InvalidInputError(
             "A drift series needs a model version's stored profile as reference; pass a model "
@@ -224,7 +207,7 @@ def drift_series(
         )
     ref = _with_text(registry, ref, options, span.input_columns())
     detector = _detector(ref, options, columns=ref.names(span.input_columns()))
-    prepare = _inputs(detector, ref.text)
+    prepare = prepare_inputs(detector, ref.text)
     series = []
     for hour, profile in hour_profiles(
         detector, root, name, span.hours, prepare=prepare, progress=progress
@@ -252,7 +235,7 @@ def window_metrics(
     ``rows`` 0 only)."""
     now = now or datetime.now(UTC)
     try:
-        span = _Span.of(root, name, window=window, last=None, now=now)
+        span = Span.of(root, name, window=window, last=None, now=now)
     except PredictionLogEmptyError:
         return {"rows": 0.0}
     metrics: dict[str, float] = {}
@@ -326,7 +309,7 @@ def build_report(
         registry, root, name, window=window, reference=reference, options=options, now=now,
         progress=progress,
     )  # fmt: skip
-    span = _Span.of(root, name, window=window, last=None, now=now)
+    span = Span.of(root, name, window=window, last=None, now=now)
     every = every or (timedelta(days=1) if window > timedelta(days=3) else HOUR)
     points = {
         p.start: p for p in traffic_points(span.files, start=span.start, end=now, every=every)
@@ -443,187 +426,7 @@ def _performance(
     return performance if performance.labelled else None
 
 
-# --- the current window ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Span:
-    root: str | Path
-    name: str
-    start: datetime
-    end: datetime
-    hours: list[Hour]
-    last: int | None
-    description: str
-    #: Where the rows were looked for, for messages: "in the last 1h", "in its last 500 rows".
-    what: str
-    #: Every column of the window's files, in first-seen order (read from their Parquet
-    #: footers once, no rows read).
-    columns: tuple[str, ...]
-
-    @classmethod
-    def of(
-        cls,
-        root: str | Path,
-        name: str,
-        *,
-        window: timedelta | None,
-        last: int | None,
-        now: datetime,
-    ) -> _Span:
-        if not log_folder(root, name).is_dir():
-            known = sorted(
-                p.name.removeprefix("deployment=") for p in Path(root).glob("deployment=*")
-            )
-            raise PredictionLogEmptyError(
-                f"No prediction log for {name!r} under {root}; logged: "
-                f"{', '.join(known) or 'none'}. Serve it with 'yard serve --log-predictions'."
-            )
-        if last is not None:
-            if last < 1:
-                raise InvalidInputError(f"--last {last} is not a row count; use --last 1000.")
-            start = datetime(1970, 1, 1, tzinfo=UTC)
-            what = f"in its last {last} rows"
-            description = f"last {last} predictions"
-        else:
-            span = timedelta(hours=1) if window is None else window
-            require_window(span)
-            start = now - span
-            what = f"in the last {format_duration(span)}"
-            description = f"{name}, last {format_duration(span)}"
-        found = hours(root, name, start, now + timedelta(seconds=1))
-        if not found:
-            raise empty_window(root, name, what)
-        return cls(root, name, start, now, found, last, description, what, _columns(found))
-
-    @property
-    def files(self) -> list[Path]:
-        return [f for h in self.hours for f in h.files]
-
-    def rows(self) -> pd.DataFrame:
-        if self.last is not None:
-            frame = read_rows(self.files, last=self.last)
-        else:
-            frame = read_rows(self.files, start=self.start, end=self.end)
-        if frame.empty:
-            raise empty_window(self.root, self.name, self.what)
-        return frame
-
-    def input_columns(self) -> list[str]:
-        """The ``in_`` columns of the window's files, without the prefix."""
-        return [c[3:] for c in self.columns if c.startswith("in_")]
-
-    def output_columns(self) -> set[str]:
-        """The ``out_`` columns of the window's files, without the prefix."""
-        return {c[4:] for c in self.columns if c.startswith("out_")}
-
-    def versions(self) -> list[tuple[str, str, int]]:
-        """(model, version, rows) in the window, most rows first."""
-        return _logfacts.versions(self.files, self.start)
-
-    def version(self) -> str:
-        """The model version (``name/version``) that answered most of the window's rows; a
-        window of no rows (its hour's files hold only older ones) is ``PredictionLogEmptyError``."""
-        found = self.versions()
-        if not found:
-            raise empty_window(self.root, self.name, self.what)
-        model, number, _ = found[0]
-        return f"{model}/{number}"
-
-
-def _columns(hours: list[Hour]) -> tuple[str, ...]:
-    return _logfacts.columns([file for hour in hours for file in hour.files])
-
-
-def _merged(  # noqa: PLR0917
-    detector: DriftDetector,
-    root: str | Path,
-    name: str,
-    span: _Span,
-    prepare: Callable[[pd.DataFrame], pd.DataFrame],
-    progress: Progress | None,
-) -> WindowProfile:
-    """The window's profile: cached file profiles, the rows of files at its edges."""
-    merged = window_profile(
-        detector, root, name, span.hours, start=span.start, end=span.end, prepare=prepare
-    )
-    if progress is not None:
-        progress(len(span.hours))
-    if merged is None:
-        raise empty_window(root, name, span.what)
-    return merged
-
-
-def _inputs(
-    detector: DriftDetector, text: TextDescriptors | None
-) -> Callable[[pd.DataFrame], pd.DataFrame]:
-    """Log rows to the inputs ``detector`` compares (hashed or dropped ones left out, text
-    columns as their descriptors)."""
-    names = [c.name for c in detector.reference_]
-    if text is None:
-        return lambda frame: log_inputs(frame)[names]
-    wanted = set(names) | set(text.columns)
-
-    def prepare(frame: pd.DataFrame) -> pd.DataFrame:
-        inputs = log_inputs(frame)
-        return text.transform(inputs[[c for c in inputs.columns if c in wanted]])[names]
-
-    return prepare
-
-
-# --- the reference -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Ref:
-    data: pd.DataFrame | Profile
-    description: str
-    version: str | None  # "name/version" when the reference is a model version
-    found: ModelVersion | None = None  # that version
-    #: Fitted on the reference's text columns; ``data`` then holds their descriptors.
-    text: TextDescriptors | None = None
-    #: A reference data file's rows as read (the model's inputs, whatever ``data`` holds).
-    rows: pd.DataFrame | None = None
-
-    def names(self, columns: Sequence[str]) -> list[str]:
-        """Input ``columns`` as the detector names them (text columns as descriptors)."""
-        return list(columns) if self.text is None else self.text.names(columns)
-
-
-def _reference(  # noqa: PLR0917
-    registry: Registry,
-    root: str | Path,
-    name: str,
-    reference: str | None,
-    span: _Span | None,
-    options: DriftOptions,
-) -> _Ref:
-    if reference is not None and Path(reference).suffix.lower() in (".csv", ".parquet", ".pq"):
-        frame = read_data_file(reference, "reference")
-        version, found = None, None
-        if span is not None:
-            version = span.version()
-            found = registry.get_version(version)
-        return _Ref(frame, Path(reference).name, version, found, rows=frame)
-    if reference is None:
-        if span is None:
-            raise InvalidInputError(
-                "Comparing a current file needs a reference; pass --reference NAME/VERSION or "
-                "a reference data file."
-            )
-        reference = span.version()
-    found = registry.get_version(reference)
-    try:
-        profile = profile_from_json(registry.read_file(found.ref, "profile"))
-    except ModelyardError as exc:
-        raise InvalidInputError(
-            f"Model {found.ref} has no stored reference profile ({exc}); pass --reference with "
-            "the training data file."
-        ) from exc
-    return _Ref(profile, f"{found.ref} (stored profile)", found.ref, found)
-
-
-def _detector(ref: _Ref, options: DriftOptions, *, columns: Sequence[str]) -> DriftDetector:
+def _detector(ref: Ref, options: DriftOptions, *, columns: Sequence[str]) -> DriftDetector:
     """A detector on the reference columns the current data has (hashed or dropped ones out)."""
     keep = [c for c in columns if c not in options.exclude]
     if isinstance(ref.data, Profile):
@@ -653,9 +456,7 @@ def _detector(ref: _Ref, options: DriftOptions, *, columns: Sequence[str]) -> Dr
 # --- text inputs -------------------------------------------------------------------------------
 
 
-def _with_text(
-    registry: Registry, ref: _Ref, options: DriftOptions, columns: Sequence[str]
-) -> _Ref:
+def _with_text(registry: Registry, ref: Ref, options: DriftOptions, columns: Sequence[str]) -> Ref:
     """``ref`` with its text columns (among ``columns``, the current data's inputs) replaced by
     their descriptors; as it is when there are none, or no reference rows to learn them from
     (a version registered without data)."""
@@ -696,7 +497,7 @@ def _with_text(
     text = TextDescriptors(texts).fit(rows)
     described = text.reference_frame(rows)
     if isinstance(ref.data, pd.DataFrame):
-        return _Ref(described, ref.description, ref.version, ref.found, text, ref.rows)
+        return Ref(described, ref.description, ref.version, ref.found, text, ref.rows)
     names = [n for c in texts for n in descriptor_names(c)]
     by_name = {c.name: c for c in profile_descriptors(described[names], bins=ref.data.bins)}
     kept: list[ColumnProfile] = []
@@ -706,7 +507,7 @@ def _with_text(
         else:
             kept.append(column)
     data = msgspec.structs.replace(ref.data, columns=tuple(kept))
-    return _Ref(data, ref.description, ref.version, ref.found, text, ref.rows)
+    return Ref(data, ref.description, ref.version, ref.found, text, ref.rows)
 
 
 def _text_columns(
@@ -731,161 +532,3 @@ def _text_input(found: ModelVersion | None) -> str | None:
 
 
 # --- embedding outputs -------------------------------------------------------------------------
-
-
-def _embedding_outputs(ref: _Ref, logged: set[str]) -> set[str]:
-    """The logged outputs that the reference version's signature records as rows of floats
-    (``predict`` of shape (-1, dim)); class probabilities are compared per class instead."""
-    if ref.found is None or ref.found.signature is None:
-        return set()
-    return {
-        spec.name
-        for spec in ref.found.signature.outputs
-        if spec.name == "predict"
-        and len(spec.shape) == 2
-        and spec.dtype.startswith("float")
-        and spec.name in logged
-    }
-
-
-def _embedding_drift(  # noqa: PLR0917
-    registry: Registry,
-    root: str | Path,
-    ref: _Ref,
-    options: DriftOptions,
-    span: _Span,
-    names: Sequence[str],
-) -> tuple[tuple[ColumnDrift, ...], tuple[str, ...]]:
-    """The drift of each embedding output in ``names``, and a note for each left out."""
-    drifts, notes = [], []
-    threshold = options.thresholds.get("mmd", DEFAULT_THRESHOLDS["mmd"])
-    for name in names:
-        reference = _reference_embeddings(registry, root, ref, name, options)
-        if isinstance(reference, str) or len(reference) < 2:
-            why = reference if isinstance(reference, str) else (
-                "its reference has one row; pass --reference with a file of more rows to "
-                "compare it by MMD."
-            )  # fmt: skip
-            notes.append(f"Output {name!r} (embeddings) was not compared: {why}")
-            continue
-        if span.last is not None:
-            current, rows = read_embeddings(span.files, f"out_{name}", last=span.last)
-        else:
-            current, rows = read_embeddings(
-                span.files, f"out_{name}", start=span.start, end=span.end
-            )
-        if len(current) < 2:
-            continue  # no traffic to compare: not a section left out
-        detector = EmbeddingDetector(threshold=threshold).fit(reference, name=name)
-        drifts.append(detector.compare(current, rows=rows))
-    return tuple(drifts), tuple(notes)
-
-
-def _reference_embeddings(
-    registry: Registry, root: str | Path, ref: _Ref, name: str, options: DriftOptions
-) -> np.ndarray | str:
-    """The model's ``name`` output on a seeded sample of at most 1,000 rows of the reference
-    data file, else of its stored reference sample (cached per version); or why there is none
-    and what to pass, as the end of a sentence."""
-    # (the reasons are tails of the note "Output 'predict' (embeddings) was not compared: ")
-    assert ref.version is not None
-    cache = Path(root) / "_profiles" / "outputs" / f"{ref.version.replace('/', '-')}.{name}.npy"
-    if ref.rows is None and cache.is_file():
-        cached: np.ndarray = np.load(cache, allow_pickle=False)
-        return cached
-    inputs = ref.found.signature.column_names if ref.found and ref.found.signature else []
-    listed = ", ".join(inputs)
-    if ref.rows is not None:
-        missing = [c for c in inputs if c not in ref.rows.columns]
-        if missing:
-            return (
-                f"the reference file lacks {ref.version}'s input {', '.join(map(repr, missing))}; "
-                f"pass --reference with a file of its inputs ({listed}) to compare it by MMD."
-            )
-        sample = ref.rows[inputs]
-    elif ref.found is None or "sample" not in {f.role for f in ref.found.files}:
-        return (
-            f"{ref.version} has no stored reference sample (it was registered without data); "
-            f"pass --reference with a CSV or Parquet file of its inputs ({listed}) to compare it "
-            "by MMD."
-        )
-    if ref.found is not None and ref.found.flavor == "pickle" and not options.trust_pickle:
-        return (
-            f"{ref.version} is a pickle, loaded only when trusted; set "
-            "MODELYARD_SERVING__TRUST_PICKLE=true to compare it by MMD."
-        )
-    try:
-        model = registry.load(ref.version, trust_pickle=options.trust_pickle)
-        if ref.rows is None:
-            sample = pd.read_parquet(io.BytesIO(registry.read_file(ref.version, "sample")))
-    except ModelyardError as exc:
-        return f"{ref.version} cannot be loaded here: {exc}"
-    if len(sample) > MAX_ROWS:
-        keep = np.random.default_rng(0).choice(len(sample), MAX_ROWS, replace=False)
-        sample = sample.iloc[np.sort(keep)].reset_index(drop=True)
-    embeddings = np.asarray(model.predict(sample), dtype=np.float64)
-    if ref.rows is not None:  # a file's: not the version's, and not cached as it
-        return embeddings
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    temporary = cache.with_name(f".{cache.name}.{os.getpid()}-{threading.get_ident()}.tmp.npy")
-    np.save(temporary, embeddings, allow_pickle=False)
-    temporary.replace(cache)
-    return embeddings
-
-
-def _output_detector(
-    registry: Registry, root: str | Path, ref: _Ref, options: DriftOptions, logged: set[str]
-) -> DriftDetector | None:
-    """A detector on the model's outputs for its reference sample, for the outputs the log
-    holds (``None`` when there are none or the model cannot be loaded here)."""
-    if ref.version is None or not logged:
-        return None
-    cache = Path(root) / "_profiles" / "outputs" / f"{ref.version.replace('/', '-')}.parquet"
-    if cache.is_file():
-        outputs = pd.read_parquet(cache)
-    else:
-        try:
-            model = registry.load(ref.version, trust_pickle=options.trust_pickle)
-            sample = pd.read_parquet(io.BytesIO(registry.read_file(ref.version, "sample")))
-            outputs = _model_outputs(model, sample)
-        except ModelyardError:
-            return None
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        temporary = cache.with_name(f".{cache.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-        outputs.to_parquet(temporary)
-        temporary.replace(cache)
-    keep = [
-        c
-        for c in outputs.columns
-        if c in logged or (c.startswith("proba_") and "predict_proba" in logged)
-    ]
-    if not keep:
-        return None
-    # an output is null where a request did not ask for it (no predict_proba): not drift
-    return DriftDetector(share_threshold=options.share_threshold, nulls=False).fit(
-        outputs[keep], description=f"{ref.version} outputs on its reference sample"
-    )
-
-
-def _model_outputs(model: Any, sample: pd.DataFrame) -> pd.DataFrame:
-    predictions = np.asarray(model.predict(sample))
-    columns: dict[str, Any] = {}
-    if predictions.ndim == 1:
-        columns["predict"] = predictions
-    if hasattr(model, "predict_proba"):
-        proba = np.asarray(model.predict_proba(sample), dtype=np.float64)
-        for j in range(proba.shape[1]):
-            columns[f"proba_{j}"] = proba[:, j]
-    frame = pd.DataFrame(columns)
-    if "predict" in frame and hasattr(model, "predict_proba"):  # class labels are categories
-        frame["predict"] = frame["predict"].astype(str).astype("string")
-    return frame
-
-
-def _comparable(detector: DriftDetector, logged: pd.DataFrame) -> pd.DataFrame:
-    """The logged outputs the reference outputs have, class labels as text like theirs."""
-    columns = {}
-    for ref in detector.reference_:
-        values = logged[ref.name] if ref.name in logged else pd.Series(np.nan, index=logged.index)
-        columns[ref.name] = values if ref.numeric else values.astype(str).astype("string")
-    return pd.DataFrame(columns, index=logged.index)

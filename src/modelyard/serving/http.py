@@ -172,9 +172,13 @@ class ModelServer:
         sink: PredictionSink | None = None,
         tokens: TokenChecker | None = None,
         monitor: MonitorLoop | None = None,
+        log_root: Callable[[str], str] | None = None,
     ) -> None:
         self.hub = hub
         self.monitor = monitor
+        #: For a log on an object store, a local folder holding the newest hour of a name's
+        #: log (``mirror.newest_hour_root``), which the label check reads.
+        self._log_root = log_root
         self.settings = settings
         self.metrics = metrics
         self.sink = sink or NullSink()
@@ -533,6 +537,8 @@ class ModelServer:
                 pass
             else:
                 return rule_of(served.signature, f"{served.name}/{served.version}")
+        if self._log_root is not None:  # the spool holds no prediction once they are uploaded
+            root = self._log_root(name)
         return logged_rule(root, name, self.hub.registry)
 
     async def _outcomes(self, call: Call) -> None:

@@ -92,10 +92,14 @@ def build_app(
     )  # fmt: skip
     tokens = TokenChecker(registry.db) if settings.serving.auth else None
     sink = _prediction_sink(settings, metrics) if settings.monitoring.log else None
-    monitor = None
+    monitor, log_root = None, None
     if settings.monitoring.log:
-        from modelyard.monitoring.mirror import readable_root
+        from modelyard.monitoring.mirror import newest_hour_root, readable_root
+        from modelyard.monitoring.predlog import is_remote
         from modelyard.serving.monitor import MonitorLoop
+
+        if is_remote(settings.resolved_log_root):
+            log_root = functools.partial(newest_hour_root, settings)
 
         if hub.router is not None:  # the controller judges business outcomes from the log
             hub.router.log_root = functools.partial(readable_root, settings)
@@ -104,7 +108,10 @@ def build_app(
             return [*hub.slots, *(hub.router.names if hub.router else [])]
 
         monitor = MonitorLoop(registry, settings, metrics, names)
-    return ModelServer(hub, settings.serving, metrics, sink=sink, tokens=tokens, monitor=monitor)
+    return ModelServer(
+        hub, settings.serving, metrics, sink=sink, tokens=tokens, monitor=monitor,
+        log_root=log_root,
+    )  # fmt: skip
 
 
 def _prediction_sink(settings: Settings, metrics: ServingMetrics) -> PredictionSink:

@@ -288,3 +288,31 @@ def test_the_registry_knows_a_classifier_whose_log_has_no_probabilities(
     assert "roc_auc" not in known.metrics  # no probabilities were logged
     # without the registry, integer predictions without probabilities look like a regressor
     assert compute_performance(tmp_path, "clf").task == "regression"
+
+
+class Verdict:
+    """Text predictions without ``classes_``: a model whose signature records no classes."""
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return np.where(X["x"].to_numpy() > 1.5, "spam", "ham").astype(object)
+
+
+def test_text_predictions_without_classes_are_scored_as_a_classifier(
+    tmp_path: Path, sqlite_registry: Registry
+) -> None:
+    """Registration gives such a model a signature with text predictions and no classes;
+    performance took it for a regressor (MAE over the labels that are numbers: none), while
+    ingest takes any label for it. Its labels are compared as text now, as ingest takes them."""
+    from modelyard.monitoring.labelrules import logged_rule
+
+    X = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]})
+    version = sqlite_registry.register(Verdict(), name="m", data=X, trust_pickle=True)
+    assert version.signature is not None and version.signature.classes is None
+    assert [(o.name, o.dtype) for o in version.signature.outputs] == [("predict", "string")]
+    ids = ["a", "b", "c", "d"]
+    write_log(tmp_path, "txt", ids=ids, predict=["ham", "spam", "spam", "ham"])
+    assert logged_rule(tmp_path, "txt", sqlite_registry) is None  # any label is taken
+    label(tmp_path, "txt", ids, ["ham", "spam", "ham", "ham"])
+    found = compute_performance(tmp_path, "txt", registry=sqlite_registry)
+    assert (found.task, found.labelled) == ("classification", 4)
+    assert found.metrics["accuracy"] == 0.75
