@@ -30,8 +30,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from tritonclient.utils import InferenceServerException
 
-from modelyard.serving.tokens import create_token
-from tests.integration._server import YARD, Server, free_port, server_env
+from tests.integration._server import YARD, Server, bearer, free_port, server_env
 from tests.integration.conftest import ServedHome
 
 
@@ -320,24 +319,6 @@ def guarded(served_home: ServedHome, log_root: Path) -> Iterator[Server]:
     )  # fmt: skip
     with Server(served_home.home, "lin/1", "--auth", "--log-predictions", env=env, grpc=True) as s:
         yield s
-
-
-@pytest.fixture(scope="module")
-def tokens(served_home: ServedHome) -> dict[str, str]:
-    registry = served_home.registry()
-    try:
-        return {
-            name: create_token(registry.db, scope=scope, model=model, expires=None,
-                               created_by="test")[0]
-            for name, scope, model in (("any", "predict", None), ("lin", "predict", "lin"),
-                                       ("mixed", "predict", "mixed"), ("admin", "admin", None))
-        }  # fmt: skip
-    finally:
-        registry.close()
-
-
-def bearer(token: str | None) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"} if token else {}
 
 
 def test_tokens_ride_in_the_authorization_metadata(guarded: Server, tokens: dict[str, str]) -> None:

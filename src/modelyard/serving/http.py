@@ -56,6 +56,7 @@ from modelyard.serving._asgi import (
 )
 from modelyard.serving._labels import decode_labels, labels_frame
 from modelyard.serving._outcomes import decode_outcomes, outcomes_frame
+from modelyard.serving._triton import model_config
 from modelyard.serving.batching import BatchResult, Reply
 from modelyard.serving.doors import Door, MlflowDoor, V2Door
 from modelyard.serving.openapi import DOCS_HTML, openapi_document
@@ -114,9 +115,10 @@ _GC_YOUNG_THRESHOLD = 20_000
 _KERNELS_AFTER_S = 1.0
 #: ``extensions``: the Triton protocol extensions this server implements (over REST: binary
 #: tensors in requests and answers, ``serving.codecs``; over REST and gRPC: an output's top
-#: classes, ``serving._classification``).
+#: classes, ``serving._classification``; a model's configuration, ``serving._triton``).
 _SERVER_METADATA = {
-    "name": "modelyard", "version": "0.1.0", "extensions": ["binary_tensor_data", "classification"],
+    "name": "modelyard", "version": "0.1.0",
+    "extensions": ["binary_tensor_data", "classification", "model_configuration"],
 }  # fmt: skip
 
 
@@ -354,7 +356,7 @@ class ModelServer:
             if action == "infer":
                 await self._infer(call, name, version)
             else:
-                await self._metadata(call, name, version, ready=action == "ready")
+                await self._metadata(call, name, version, action)
         elif path in ("/invocations", "/invocations/") or (
             len(parts) == 3 and parts[0] == "models" and parts[2] == "invocations"
         ):
@@ -391,10 +393,15 @@ class ModelServer:
         else:
             call.route = await self._plain(method, path, call)
 
-    async def _metadata(self, call: Call, name: str, version: str | None, *, ready: bool) -> None:
+    async def _metadata(self, call: Call, name: str, version: str | None, action: str) -> None:
         served = self.hub.get(name, version)
         # the name asked: a deployment's name, not its stable model's
-        body = {"name": name, "ready": True} if ready else served.metadata() | {"name": name}
+        if action == "ready":
+            body = {"name": name, "ready": True}
+        elif action == "config":
+            body = model_config(name, served, self.settings)
+        else:
+            body = served.metadata() | {"name": name}
         await respond(call.send, 200, codecs.encode_json(body), call.request_id)
 
     def label(self, name: str) -> str:
@@ -954,7 +961,7 @@ def _route_view(route: str, served: ServedModel) -> dict[str, Any]:
 
 
 def _model_path(parts: list[str]) -> tuple[str, str | None, str]:
-    # v2/models/NAME[/versions/V][/ready|/infer]
+    # v2/models/NAME[/versions/V][/ready|/infer|/config]
     name = parts[2]
     rest = parts[3:]
     version = None
@@ -963,7 +970,7 @@ def _model_path(parts: list[str]) -> tuple[str, str | None, str]:
         rest = rest[2:]
     if not rest:
         return name, version, "metadata"
-    if len(rest) == 1 and rest[0] in ("ready", "infer"):
+    if len(rest) == 1 and rest[0] in ("ready", "infer", "config"):
         return name, version, rest[0]
     raise NotFoundError(f"No route /{'/'.join(parts)}; see /docs for the API.")
 

@@ -207,20 +207,19 @@ def openapi_document(
     for with_version in (False, True):
         base = "/v2/models/{model_name}" + ("/versions/{model_version}" if with_version else "")
         params = _model_params(with_version, sorted(models or []))
-        paths[base] = {
-            "get": {
-                "summary": "Model metadata",
-                "parameters": params,
-                "responses": {"200": _json({"type": "object"}), **errors},
+        for suffix, summary, schema in (
+            ("", "Model metadata", {"type": "object"}),
+            ("/ready", "Model ready", {}),
+            ("/config", "Model configuration (Triton's model configuration extension)",
+             {"type": "object"}),
+        ):  # fmt: skip
+            paths[base + suffix] = {
+                "get": {
+                    "summary": summary,
+                    "parameters": params,
+                    "responses": {"200": _json(schema), **errors},
+                }
             }
-        }
-        paths[base + "/ready"] = {
-            "get": {
-                "summary": "Model ready",
-                "parameters": params,
-                "responses": {"200": _json({}), **errors},
-            }
-        }
         paths[base + "/infer"] = {"post": {
             "summary": "Inference (Open Inference Protocol v2)", "parameters": params,
             "requestBody": {"required": True,

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from modelyard.errors import ModelyardError
 from modelyard.serving import protobuf
+from modelyard.serving._triton import model_config
 from modelyard.serving.doors import GrpcDoor
 from modelyard.serving.http import _OFF_LOOP_BYTES, _SERVER_METADATA, STATUS
 from modelyard.serving.http2 import Context, GrpcServer, StatusCode
@@ -63,6 +64,7 @@ class GrpcEdge:
             "ServerMetadata": self._server_metadata,
             "ModelMetadata": self._model_metadata,
             "ModelInfer": self._model_infer,
+            "ModelConfig": self._model_config,
         }
         server = GrpcServer(
             {f"/{protobuf.SERVICE}/{name}": h for name, h in handlers.items()},
@@ -102,6 +104,14 @@ class GrpcEdge:
             return _reply("ModelMetadata", **meta)
 
         return await self._model_call("ModelMetadata", "v2_metadata", body, context, answer)
+
+    async def _model_config(self, body: bytes, context: Context) -> bytes:
+        async def answer(request: Any) -> bytes:
+            served = self.app.hub.get(request.name, request.version or None)
+            config = model_config(request.name, served, self.app.settings)
+            return _reply_from("ModelConfig", {"config": config})
+
+        return await self._model_call("ModelConfig", "v2_config", body, context, answer)
 
     async def _model_call(
         self,
@@ -199,6 +209,16 @@ def _parse(method: str, body: bytes) -> Any:
 
 def _reply(method: str, **fields: Any) -> bytes:
     data: bytes = protobuf.METHODS[method][1](**fields).SerializeToString()
+    return data
+
+
+def _reply_from(method: str, fields: dict[str, Any]) -> bytes:
+    """A reply filled from the dict REST answers (Triton's JSON form of the same message)."""
+    from google.protobuf import json_format
+
+    message = protobuf.METHODS[method][1]()
+    json_format.ParseDict(fields, message)
+    data: bytes = message.SerializeToString()
     return data
 
 
