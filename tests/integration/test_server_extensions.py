@@ -1,14 +1,16 @@
-"""Triton's model configuration extension over REST and gRPC,
+"""Triton's model configuration and statistics extensions over REST and gRPC,
 against a real ``yard serve`` process, called with the standard clients (``tritonclient.http``
-and ``.grpc``: ``get_model_config``)."""
+and ``.grpc``: ``get_model_config``, ``get_inference_statistics``)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 import tritonclient.grpc as tgrpc
 import tritonclient.http as thttp
@@ -102,7 +104,7 @@ def test_server_metadata_lists_the_extensions(
     rest = http_client.get_server_metadata()["extensions"]
     grpc = list(grpc_client.get_server_metadata().extensions)
     assert rest == grpc
-    assert rest == ["binary_tensor_data", "classification", "model_configuration"]
+    assert rest == ["binary_tensor_data", "classification", "model_configuration", "statistics"]
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +114,7 @@ def guarded(served_home: ServedHome) -> Iterator[Server]:
         yield s
 
 
-def test_config_takes_the_token_and_leaves_no_trace_of_made_up_names(
+def test_config_and_stats_take_the_token_and_leave_no_trace_of_made_up_names(
     guarded: Server, tokens: dict[str, str]
 ) -> None:
     assert guarded.grpc is not None
@@ -125,14 +127,127 @@ def test_config_takes_the_token_and_leaves_no_trace_of_made_up_names(
     assert failure(lambda: grpc.get_model_config("lin", headers=denied))[0] == "PERMISSION_DENIED"
     assert rest.get_model_config("lin", headers=bearer(tokens["lin"]))["name"] == "lin"
     assert grpc.get_model_config("lin", headers=bearer(tokens["lin"])).config.name == "lin"
+    # statistics: a token for one model reads that model's, not every model's
+    lin_only = bearer(tokens["lin"])
+    assert failure(rest.get_inference_statistics, "lin")[0] == "401"
+    assert failure(grpc.get_inference_statistics, "lin")[0] == "UNAUTHENTICATED"
+    assert rest.get_inference_statistics("lin", headers=lin_only)["model_stats"][0]["name"] == "lin"
+    assert grpc.get_inference_statistics("lin", headers=lin_only).model_stats[0].name == "lin"
+    assert failure(rest.get_inference_statistics, headers=lin_only)[0] == "403"
+    assert failure(grpc.get_inference_statistics, headers=lin_only)[0] == "PERMISSION_DENIED"
+    every = rest.get_inference_statistics(headers=bearer(tokens["any"]))["model_stats"]
+    assert [s["name"] for s in every] == ["lin"]
     for i in range(10):
         name = f"madeup-{i}-{uuid.uuid4().hex[:6]}"
         headers = bearer(tokens["any"]) if i % 2 else {}
         expected = ("404", "NOT_FOUND") if i % 2 else ("401", "UNAUTHENTICATED")
         assert failure(rest.get_model_config, name, headers=headers)[0] == expected[0]
         assert failure(grpc.get_model_config, name, headers=headers)[0] == expected[1]
+        assert failure(rest.get_inference_statistics, name, headers=headers)[0] == expected[0]
+        assert failure(grpc.get_inference_statistics, name, headers=headers)[0] == expected[1]
     rest.close()
     grpc.close()
     metrics = httpx.get(f"{guarded.url}/metrics", headers=bearer(tokens["admin"])).text
     assert "madeup" not in metrics
     assert "madeup" not in guarded.log.read_text()
+
+
+def lin_inputs(client: Any, rows: int) -> list[Any]:
+    """Inputs a, b, c of ``rows`` ones, as ``client`` (``tritonclient.http`` or ``.grpc``) sends."""
+    items = []
+    for name in "abc":
+        item = client.InferInput(name, [rows], "FP64")
+        item.set_data_from_numpy(np.ones(rows))
+        items.append(item)
+    return items
+
+
+def counts(stat: dict[str, Any]) -> dict[str, int]:
+    """The counters of one ``model_stat`` (REST's JSON or gRPC's as JSON), flat."""
+    out = {key: int(stat.get(key, 0)) for key in ("inference_count", "execution_count")}
+    for part, duration in stat["inference_stats"].items():
+        out[f"{part}.count"] = int(duration.get("count", 0))
+        out[f"{part}.ns"] = int(duration.get("ns", 0))
+    return out
+
+
+def test_statistics_count_what_the_server_measured(
+    server: Server,
+    http_client: thttp.InferenceServerClient,
+    grpc_client: tgrpc.InferenceServerClient,
+) -> None:
+    (before,) = http_client.get_inference_statistics("lin")["model_stats"]
+    assert (before["name"], before["version"]) == ("lin", "1")
+    for rows in (1, 2, 3):  # 3 requests, 6 rows over REST
+        http_client.infer("lin", lin_inputs(thttp, rows))
+    for _ in range(2):  # 2 requests, 4 rows over gRPC
+        grpc_client.infer("lin", lin_inputs(tgrpc, 2))
+    wrong = lin_inputs(thttp, 1)[:2]  # input c missing: a 400, counted as a failure
+    assert failure(http_client.infer, "lin", wrong)[0] == "400"
+    assert failure(grpc_client.infer, "lin", lin_inputs(tgrpc, 1)[:2])[0] == "INVALID_ARGUMENT"
+    old = counts(before)
+    deadline = time.monotonic() + 5
+    while True:  # the server adds its tallies to the metrics within 50 ms
+        (after,) = http_client.get_inference_statistics("lin")["model_stats"]
+        delta = {key: value - old[key] for key, value in counts(after).items()}
+        if delta["success.count"] == 5 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert delta["success.count"] == 5 and delta["fail.count"] == 2
+    assert delta["inference_count"] == 10  # rows, as Triton counts a batch of 64 as 64
+    assert 1 <= delta["execution_count"] <= 5  # model calls: the batcher may merge requests
+    assert delta["queue.count"] == 5 and delta["compute_output.count"] == 5
+    assert delta["compute_infer.count"] == delta["execution_count"]
+    for part in ("success", "compute_infer", "compute_output"):
+        assert delta[f"{part}.ns"] > 0, part
+    assert delta["queue.ns"] >= 0  # a request alone in the queue may start at once
+    assert after["last_inference"] >= 0
+    # gRPC answers the same numbers, through the protobuf messages
+    (grpc_stat,) = grpc_client.get_inference_statistics("lin", "1", as_json=True)["model_stats"]
+    assert (grpc_stat["name"], grpc_stat["version"]) == ("lin", "1")
+    grpc_counts = counts(grpc_stat)
+    rest_counts = counts(http_client.get_inference_statistics("lin", "1")["model_stats"][0])
+    assert grpc_counts == rest_counts
+    # every served model, without a name; unknown names and versions are 404 / NOT_FOUND
+    every = http_client.get_inference_statistics()["model_stats"]
+    assert [(s["name"], s["version"]) for s in every] == [
+        ("hgb", "1"),
+        ("lin", "1"),
+        ("mixed", "1"),
+    ]
+    every_grpc = grpc_client.get_inference_statistics().model_stats
+    assert [(s.name, s.version) for s in every_grpc] == [("hgb", "1"), ("lin", "1"), ("mixed", "1")]
+    assert failure(http_client.get_inference_statistics, "nope")[0] == "404"
+    assert failure(http_client.get_inference_statistics, "lin", "9")[0] == "404"
+    assert failure(grpc_client.get_inference_statistics, "nope")[0] == "NOT_FOUND"
+    assert failure(grpc_client.get_inference_statistics, "lin", "9")[0] == "NOT_FOUND"
+
+
+def test_statistics_add_up_every_worker(served_home: ServedHome) -> None:
+    """With several workers each request is answered by one of them; the statistics, read from
+    the metrics every worker writes, count all of them whichever worker answers the call."""
+    body = {
+        "inputs": [{"name": n, "shape": [2], "datatype": "FP64", "data": [1, 2]} for n in "abc"]
+    }
+    with Server(served_home.home, "lin/1", "--workers", "2") as server:
+        workers: set[str] = set()
+        sent = 0
+        deadline = time.monotonic() + 60  # the second worker may still be loading
+        while (sent < 20 or len(workers) < 2) and time.monotonic() < deadline:
+            with httpx.Client() as client:  # a new connection: either worker may answer
+                answer = client.post(f"{server.url}/v2/models/lin/infer", json=body)
+            answer.raise_for_status()
+            workers.add(answer.headers["x-request-id"][:16])  # the worker's prefix
+            sent += 1
+        assert len(workers) == 2
+        deadline = time.monotonic() + 10
+        seen: list[tuple[int, int]] = []
+        while time.monotonic() < deadline:
+            with httpx.Client() as client:
+                stats = client.get(f"{server.url}/v2/models/lin/stats").json()["model_stats"][0]
+            seen.append((stats["inference_stats"]["success"]["count"], stats["inference_count"]))
+            if len(seen) >= 10 and all(s[0] == sent for s in seen[-10:]):
+                break
+            time.sleep(0.05)
+        # the requests' 2 rows each, and each worker's warm-up call on the 4-row input example
+        assert seen[-10:] == [(sent, 2 * sent + 2 * 4)] * 10

@@ -1,16 +1,20 @@
 """Triton's protocol extensions that describe the server rather than answer predictions: model
-configuration. Each answer is built here as the dict
+configuration and statistics. Each answer is built here as the dict
 Triton's REST API answers; the gRPC edge fills the same fields into its protobuf messages.
 
 Nothing here runs per prediction: the configuration comes from the served version's signature
-and the serving settings.
+and the serving settings, the statistics from the Prometheus metrics the server keeps anyway.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+
     from modelyard.serving.models import ServedModel
     from modelyard.settings import ServingSettings
 
@@ -59,3 +63,105 @@ def _tensor(spec: dict[str, Any]) -> dict[str, Any]:
 
 def _version_number(version: str) -> int:
     return int(version) if version.isdigit() else 0
+
+
+#: The routes whose requests are inferences (the statistics' success and fail counts).
+_INFER_ROUTES = frozenset({"v2_infer", "invocations", "tf_predict", "vertex_predict"})
+#: The histograms the statistics read, by metric name: their count and sum per model.
+_HISTOGRAMS = {
+    "modelyard_queue_wait_seconds": "queue",
+    "modelyard_model_compute_seconds": "compute_infer",
+    "modelyard_serialize_seconds": "compute_output",
+    "modelyard_batch_rows": "rows",
+}
+
+#: Where a histogram's ``_count`` and ``_sum`` samples go in ``_Measured.histograms``.
+_SLOTS = {"count": 0, "sum": 1}
+
+
+class _Measured:
+    """What the server's metrics hold, added up per model (and version) in one pass."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self.ok: dict[tuple[str, str], float] = defaultdict(float)
+        self.failed: dict[str, float] = defaultdict(float)
+        self.latency_s: dict[str, float] = defaultdict(float)
+        #: (what, model) -> [count, sum]
+        self.histograms: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
+        for family in families:
+            if family.name == "modelyard_requests":
+                self._requests(family)
+            elif family.name == "modelyard_request_seconds":
+                for sample in family.samples:
+                    labels = sample.labels
+                    if sample.name.endswith("_sum") and labels.get("route") in _INFER_ROUTES:
+                        self.latency_s[labels["model"]] += sample.value
+            elif family.name in _HISTOGRAMS:
+                what = _HISTOGRAMS[family.name]
+                for sample in family.samples:
+                    slot = _SLOTS.get(sample.name.rpartition("_")[2])
+                    if slot is not None:
+                        self.histograms[what, sample.labels["model"]][slot] += sample.value
+
+    def _requests(self, family: Metric) -> None:
+        for sample in family.samples:
+            labels = sample.labels
+            if not sample.name.endswith("_total") or labels.get("route") not in _INFER_ROUTES:
+                continue
+            if labels["status"] == "200":
+                self.ok[labels["model"], labels["version"]] += sample.value
+            else:
+                self.failed[labels["model"]] += sample.value
+
+    def stat(self, name: str, served: ServedModel) -> dict[str, Any]:
+        """Triton's ``model_stat`` of ``served`` under ``name`` (a deployment counts its
+        requests under its own name, its model's batches under the model's)."""
+        model = served.name
+        rows_count, rows_sum = self.histograms["rows", model]
+
+        def duration(what: str) -> dict[str, int]:
+            count, seconds = self.histograms[what, model]
+            return {"count": int(count), "ns": _ns(seconds)}
+
+        return {
+            "name": name,
+            "version": served.version,
+            "last_inference": 0,
+            "inference_count": int(rows_sum),
+            "execution_count": int(rows_count),
+            "inference_stats": {
+                "success": {
+                    "count": int(self.ok[name, served.version]),
+                    "ns": _ns(self.latency_s[name]),
+                },
+                "fail": {"count": int(self.failed[name]), "ns": 0},
+                "queue": duration("queue"),
+                "compute_input": {"count": 0, "ns": 0},
+                "compute_infer": duration("compute_infer"),
+                "compute_output": duration("compute_output"),
+                "cache_hit": {"count": 0, "ns": 0},
+                "cache_miss": {"count": 0, "ns": 0},
+            },
+            "batch_stats": [],
+        }
+
+
+def model_stats(
+    served: Iterable[tuple[str, ServedModel]], families: Iterable[Metric]
+) -> dict[str, Any]:
+    """Triton's statistics of each ``(name, served version)``, from the server's metrics since
+    it started, every worker's: ``inference_count`` and ``execution_count`` are the rows and
+    the model calls of ``modelyard_batch_rows``; ``success`` and ``fail`` count the inference
+    requests of ``modelyard_requests`` (status 200 of this version, or any other status), and
+    ``success.ns`` is ``modelyard_request_seconds``' sum, which times failed requests too;
+    ``queue``, ``compute_infer`` (per model call) and ``compute_output`` (encoding the answer)
+    are the queue-wait, model-compute and serialize histograms. What the server does not time
+    apart (decoding a request: ``compute_input``; the time of the last inference) is 0, and
+    ``batch_stats`` is empty (the rows histogram has buckets, not each batch size). A model's
+    own histograms are per name, so a version swapped in carries its predecessor's counts."""
+    measured = _Measured(families)
+    return {"model_stats": [measured.stat(name, version) for name, version in served]}
+
+
+def _ns(seconds: float) -> int:
+    return round(seconds * 1e9)

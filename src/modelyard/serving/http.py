@@ -35,6 +35,7 @@ from modelyard.errors import (
     ConflictError,
     ModelyardError,
     NotFoundError,
+    NotReadyError,
     PredictionLogEmptyError,
 )
 from modelyard.monitoring.predlog import ParquetSink
@@ -56,7 +57,7 @@ from modelyard.serving._asgi import (
 )
 from modelyard.serving._labels import decode_labels, labels_frame
 from modelyard.serving._outcomes import decode_outcomes, outcomes_frame
-from modelyard.serving._triton import model_config
+from modelyard.serving._triton import model_config, model_stats
 from modelyard.serving.batching import BatchResult, Reply
 from modelyard.serving.doors import Door, MlflowDoor, V2Door
 from modelyard.serving.openapi import DOCS_HTML, openapi_document
@@ -115,10 +116,11 @@ _GC_YOUNG_THRESHOLD = 20_000
 _KERNELS_AFTER_S = 1.0
 #: ``extensions``: the Triton protocol extensions this server implements (over REST: binary
 #: tensors in requests and answers, ``serving.codecs``; over REST and gRPC: an output's top
-#: classes, ``serving._classification``; a model's configuration, ``serving._triton``).
+#: classes, ``serving._classification``; a model's configuration and statistics,
+#: ``serving._triton``).
 _SERVER_METADATA = {
     "name": "modelyard", "version": "0.1.0",
-    "extensions": ["binary_tensor_data", "classification", "model_configuration"],
+    "extensions": ["binary_tensor_data", "classification", "model_configuration", "statistics"],
 }  # fmt: skip
 
 
@@ -394,15 +396,29 @@ class ModelServer:
             call.route = await self._plain(method, path, call)
 
     async def _metadata(self, call: Call, name: str, version: str | None, action: str) -> None:
-        served = self.hub.get(name, version)
-        # the name asked: a deployment's name, not its stable model's
-        if action == "ready":
-            body = {"name": name, "ready": True}
-        elif action == "config":
-            body = model_config(name, served, self.settings)
+        if action == "stats":  # name "": every served model's (/v2/models/stats)
+            body = self.statistics(name or None, version)
         else:
-            body = served.metadata() | {"name": name}
+            served = self.hub.get(name, version)
+            # the name asked: a deployment's name, not its stable model's
+            if action == "ready":
+                body = {"name": name, "ready": True}
+            elif action == "config":
+                body = model_config(name, served, self.settings)
+            else:
+                body = served.metadata() | {"name": name}
         await respond(call.send, 200, codecs.encode_json(body), call.request_id)
+
+    def statistics(self, name: str | None, version: str | None) -> dict[str, Any]:
+        """Triton's statistics of one served name (and version), or of every loaded one."""
+        if name is not None:
+            entries = [(name, self.hub.get(name, version))]
+        else:
+            entries = []
+            for each in sorted(self._served):
+                with contextlib.suppress(NotReadyError):  # not loaded yet: nothing to count
+                    entries.append((each, self.hub.get(each)))
+        return model_stats(entries, self.metrics.families())
 
     def label(self, name: str) -> str:
         """``name`` when this server serves it, else ``""``: made-up names never become
@@ -961,7 +977,7 @@ def _route_view(route: str, served: ServedModel) -> dict[str, Any]:
 
 
 def _model_path(parts: list[str]) -> tuple[str, str | None, str]:
-    # v2/models/NAME[/versions/V][/ready|/infer|/config]
+    # v2/models/NAME[/versions/V][/ready|/infer|/config|/stats]
     name = parts[2]
     rest = parts[3:]
     version = None
@@ -969,8 +985,12 @@ def _model_path(parts: list[str]) -> tuple[str, str | None, str]:
         version = rest[1]
         rest = rest[2:]
     if not rest:
+        if name == "stats" and version is None:
+            # v2/models/stats: Triton's every model's statistics (name "": a token for every
+            # model); not on the way of /infer
+            return "", None, "stats"
         return name, version, "metadata"
-    if len(rest) == 1 and rest[0] in ("ready", "infer", "config"):
+    if len(rest) == 1 and rest[0] in ("ready", "infer", "config", "stats"):
         return name, version, rest[0]
     raise NotFoundError(f"No route /{'/'.join(parts)}; see /docs for the API.")
 

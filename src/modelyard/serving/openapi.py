@@ -212,6 +212,7 @@ def openapi_document(
             ("/ready", "Model ready", {}),
             ("/config", "Model configuration (Triton's model configuration extension)",
              {"type": "object"}),
+            ("/stats", "Model statistics (Triton's statistics extension)", {"type": "object"}),
         ):  # fmt: skip
             paths[base + suffix] = {
                 "get": {
@@ -226,6 +227,10 @@ def openapi_document(
                             "content": {"application/json": {"schema": _INFER_REQUEST}}},
             "responses": {"200": _INFER_ANSWER, **errors},
         }}  # fmt: skip
+    paths["/v2/models/stats"] = {"get": {
+        "summary": "Every served model's statistics (Triton's statistics extension)",
+        "responses": {"200": _json({"type": "object"}), "401": _ERROR, "403": _ERROR},
+    }}  # fmt: skip
     _tf_paths(paths, sorted(models or []), errors)
     _other_paths(paths, sorted(models or []), errors)
     if predict_route is not None:

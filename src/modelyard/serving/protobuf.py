@@ -57,7 +57,7 @@ METHODS = {
     name: (MESSAGES[f"{name}Request"], MESSAGES[f"{name}Response"])
     for name in (
         "ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata",
-        "ModelInfer", "ModelConfig",
+        "ModelInfer", "ModelConfig", "ModelStatistics",
     )
 }  # fmt: skip
 

@@ -65,6 +65,7 @@ class GrpcEdge:
             "ModelMetadata": self._model_metadata,
             "ModelInfer": self._model_infer,
             "ModelConfig": self._model_config,
+            "ModelStatistics": self._model_statistics,
         }
         server = GrpcServer(
             {f"/{protobuf.SERVICE}/{name}": h for name, h in handlers.items()},
@@ -112,6 +113,14 @@ class GrpcEdge:
             return _reply_from("ModelConfig", {"config": config})
 
         return await self._model_call("ModelConfig", "v2_config", body, context, answer)
+
+    async def _model_statistics(self, body: bytes, context: Context) -> bytes:
+        async def answer(request: Any) -> bytes:
+            name = request.name or None  # no name: every served model (an unscoped token)
+            stats = self.app.statistics(name, request.version or None if name else None)
+            return _reply_from("ModelStatistics", stats)
+
+        return await self._model_call("ModelStatistics", "v2_stats", body, context, answer)
 
     async def _model_call(
         self,
