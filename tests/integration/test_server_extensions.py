@@ -1,6 +1,7 @@
-"""Triton's model configuration and statistics extensions over REST and gRPC,
+"""Triton's model configuration, statistics and model repository extensions over REST and gRPC,
 against a real ``yard serve`` process, called with the standard clients (``tritonclient.http``
-and ``.grpc``: ``get_model_config``, ``get_inference_statistics``)."""
+and ``.grpc``: ``get_model_config``, ``get_inference_statistics``, ``get_model_repository_index``,
+``load_model``, ``unload_model``)."""
 
 from __future__ import annotations
 
@@ -104,7 +105,41 @@ def test_server_metadata_lists_the_extensions(
     rest = http_client.get_server_metadata()["extensions"]
     grpc = list(grpc_client.get_server_metadata().extensions)
     assert rest == grpc
-    assert rest == ["binary_tensor_data", "classification", "model_configuration", "statistics"]
+    assert rest == [
+        "binary_tensor_data", "classification", "model_configuration", "statistics",
+        "model_repository",
+    ]  # fmt: skip
+
+
+def test_the_repository_index_lists_the_served_models_and_load_is_refused(
+    server: Server,
+    http_client: thttp.InferenceServerClient,
+    grpc_client: tgrpc.InferenceServerClient,
+) -> None:
+    served = [
+        {"name": "hgb", "version": "1", "state": "READY", "reason": ""},
+        {"name": "lin", "version": "1", "state": "READY", "reason": ""},
+        {"name": "mixed", "version": "1", "state": "READY", "reason": ""},
+    ]
+    assert http_client.get_model_repository_index() == served
+    ready = httpx.post(f"{server.url}/v2/repository/index", json={"ready": True})
+    assert ready.status_code == 200 and ready.json() == served
+    index = grpc_client.get_model_repository_index().models
+    assert [(m.name, m.version, m.state) for m in index] == [
+        (m["name"], m["version"], m["state"]) for m in served
+    ]
+    bad = httpx.post(f"{server.url}/v2/repository/index", json={"ready": "yes"})
+    assert bad.status_code == 400 and "'ready'" in bad.json()["error"]
+    assert httpx.get(f"{server.url}/v2/repository/index").status_code == 405
+    # load and unload: this server serves what 'yard serve' started with
+    for call in (http_client.load_model, http_client.unload_model):
+        status, message = failure(call, "lin")
+        assert status == "400" and "yard models alias" in message and "yard serve" in message
+    for call in (grpc_client.load_model, grpc_client.unload_model):
+        status, message = failure(call, "lin")
+        assert status == "UNIMPLEMENTED" and "yard models alias" in message
+    assert httpx.post(f"{server.url}/v2/repository/models/lin/reload").status_code == 404
+    assert grpc_client.is_model_ready("lin")  # nothing was unloaded
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +172,17 @@ def test_config_and_stats_take_the_token_and_leave_no_trace_of_made_up_names(
     assert failure(grpc.get_inference_statistics, headers=lin_only)[0] == "PERMISSION_DENIED"
     every = rest.get_inference_statistics(headers=bearer(tokens["any"]))["model_stats"]
     assert [s["name"] for s in every] == ["lin"]
+    # the repository: its index needs a token for every model, load and unload an admin's
+    assert failure(rest.get_model_repository_index)[0] == "401"
+    assert failure(rest.get_model_repository_index, headers=lin_only)[0] == "403"
+    assert failure(grpc.get_model_repository_index, headers=lin_only)[0] == "PERMISSION_DENIED"
+    index = rest.get_model_repository_index(headers=bearer(tokens["any"]))
+    assert [m["name"] for m in index] == ["lin"]
+    assert failure(rest.load_model, "lin", headers=bearer(tokens["any"]))[0] == "403"
+    assert failure(grpc.unload_model, "lin", headers=bearer(tokens["any"]))[0] == (
+        "PERMISSION_DENIED"
+    )
+    assert failure(rest.unload_model, "lin", headers=bearer(tokens["admin"]))[0] == "400"
     for i in range(10):
         name = f"madeup-{i}-{uuid.uuid4().hex[:6]}"
         headers = bearer(tokens["any"]) if i % 2 else {}
@@ -145,6 +191,8 @@ def test_config_and_stats_take_the_token_and_leave_no_trace_of_made_up_names(
         assert failure(grpc.get_model_config, name, headers=headers)[0] == expected[1]
         assert failure(rest.get_inference_statistics, name, headers=headers)[0] == expected[0]
         assert failure(grpc.get_inference_statistics, name, headers=headers)[0] == expected[1]
+        failure(rest.load_model, name, headers=headers)
+        failure(grpc.unload_model, name, headers=headers)
     rest.close()
     grpc.close()
     metrics = httpx.get(f"{guarded.url}/metrics", headers=bearer(tokens["admin"])).text

@@ -1,5 +1,5 @@
 """Triton's protocol extensions that describe the server rather than answer predictions: model
-configuration and statistics. Each answer is built here as the dict
+configuration, statistics and the model repository index. Each answer is built here as the dict
 Triton's REST API answers; the gRPC edge fills the same fields into its protobuf messages.
 
 Nothing here runs per prediction: the configuration comes from the served version's signature
@@ -165,3 +165,27 @@ def model_stats(
 
 def _ns(seconds: float) -> int:
     return round(seconds * 1e9)
+
+
+def repository_index(
+    served: Iterable[tuple[str, ServedModel | None]], *, ready_only: bool
+) -> list[dict[str, str]]:
+    """Triton's repository index of the served names (a model still loading has no version:
+    ``LOADING``; ``ready_only`` leaves it out)."""
+    out = []
+    for name, version in served:
+        if version is not None:
+            out.append({"name": name, "version": version.version, "state": "READY", "reason": ""})
+        elif not ready_only:
+            out.append({"name": name, "version": "", "state": "LOADING", "reason": "loading"})
+    return out
+
+
+def load_refused(action: str, served: Iterable[str]) -> str:
+    """Why ``action`` (load or unload) is refused, and what moves a model instead."""
+    names = ", ".join(served) or "none"
+    return (
+        f"This server does not {action} models on request: it serves what 'yard serve' started "
+        f"with ({names}). Move the alias a model follows ('yard models alias NAME/VERSION "
+        "ALIAS') and the server swaps that version in, or restart 'yard serve' with other refs."
+    )

@@ -57,7 +57,12 @@ from modelyard.serving._asgi import (
 )
 from modelyard.serving._labels import decode_labels, labels_frame
 from modelyard.serving._outcomes import decode_outcomes, outcomes_frame
-from modelyard.serving._triton import model_config, model_stats
+from modelyard.serving._triton import (
+    load_refused,
+    model_config,
+    model_stats,
+    repository_index,
+)
 from modelyard.serving.batching import BatchResult, Reply
 from modelyard.serving.doors import Door, MlflowDoor, V2Door
 from modelyard.serving.openapi import DOCS_HTML, openapi_document
@@ -116,11 +121,14 @@ _GC_YOUNG_THRESHOLD = 20_000
 _KERNELS_AFTER_S = 1.0
 #: ``extensions``: the Triton protocol extensions this server implements (over REST: binary
 #: tensors in requests and answers, ``serving.codecs``; over REST and gRPC: an output's top
-#: classes, ``serving._classification``; a model's configuration and statistics,
-#: ``serving._triton``).
+#: classes, ``serving._classification``; a model's configuration and statistics, and the
+#: model repository's index (load and unload refused), ``serving._triton``).
 _SERVER_METADATA = {
     "name": "modelyard", "version": "0.1.0",
-    "extensions": ["binary_tensor_data", "classification", "model_configuration", "statistics"],
+    "extensions": [
+        "binary_tensor_data", "classification", "model_configuration", "statistics",
+        "model_repository",
+    ],
 }  # fmt: skip
 
 
@@ -359,6 +367,8 @@ class ModelServer:
                 await self._infer(call, name, version)
             else:
                 await self._metadata(call, name, version, action)
+        elif parts[:2] == ["v2", "repository"]:
+            await self._repository(call, method, parts[2:])
         elif path in ("/invocations", "/invocations/") or (
             len(parts) == 3 and parts[0] == "models" and parts[2] == "invocations"
         ):
@@ -409,15 +419,45 @@ class ModelServer:
                 body = served.metadata() | {"name": name}
         await respond(call.send, 200, codecs.encode_json(body), call.request_id)
 
+    async def _repository(self, call: Call, method: str, rest: list[str]) -> None:
+        """Triton's model repository extension, read-only: ``POST /v2/repository/index``
+        lists the served models; ``.../models/NAME/load`` and ``/unload`` are refused."""
+        call.route = "v2_repository"
+        if rest == ["index"]:
+            expect(method, "POST")
+            await self.authorize(call.headers, "predict", None)
+            body = await self._body(call)
+            parsed = codecs.parse_json(body) if body.strip() else {}
+            if not isinstance(parsed, dict):
+                raise HttpError(400, "The index request must be a JSON object, or empty.")
+            ready_only = parsed.get("ready", False)
+            if not isinstance(ready_only, bool):
+                raise HttpError(400, "'ready' must be true or false (or left out).")
+            index = repository_index(self.served_versions(), ready_only=ready_only)
+            await respond(call.send, 200, codecs.encode_json(index), call.request_id)
+        elif len(rest) == 3 and rest[0] == "models" and rest[2] in ("load", "unload"):
+            expect(method, "POST")
+            await self.authorize(call.headers, "admin", None)
+            raise HttpError(400, load_refused(rest[2], sorted(self._served)))
+        else:
+            raise NotFoundError(f"No route /v2/repository/{'/'.join(rest)}; see /docs for the API.")
+
+    def served_versions(self) -> list[tuple[str, ServedModel | None]]:
+        """Every served name, by name, with the version it serves (``None`` while loading)."""
+        out: list[tuple[str, ServedModel | None]] = []
+        for name in sorted(self._served):
+            try:
+                out.append((name, self.hub.get(name)))
+            except NotReadyError:
+                out.append((name, None))
+        return out
+
     def statistics(self, name: str | None, version: str | None) -> dict[str, Any]:
         """Triton's statistics of one served name (and version), or of every loaded one."""
         if name is not None:
             entries = [(name, self.hub.get(name, version))]
-        else:
-            entries = []
-            for each in sorted(self._served):
-                with contextlib.suppress(NotReadyError):  # not loaded yet: nothing to count
-                    entries.append((each, self.hub.get(each)))
+        else:  # a model not loaded yet has nothing to count
+            entries = [(each, v) for each, v in self.served_versions() if v is not None]
         return model_stats(entries, self.metrics.families())
 
     def label(self, name: str) -> str:

@@ -231,6 +231,19 @@ def openapi_document(
         "summary": "Every served model's statistics (Triton's statistics extension)",
         "responses": {"200": _json({"type": "object"}), "401": _ERROR, "403": _ERROR},
     }}  # fmt: skip
+    paths["/v2/repository/index"] = {"post": {
+        "summary": "The served models, READY (Triton's model repository extension)",
+        "requestBody": {"content": {"application/json": {"schema": {
+            "type": "object", "properties": {"ready": {"type": "boolean"}}}}}},
+        "responses": {"200": _json({"type": "array"}), "400": _ERROR, "401": _ERROR,
+                      "403": _ERROR},
+    }}  # fmt: skip
+    for action in ("load", "unload"):
+        paths[f"/v2/repository/models/{{model_name}}/{action}"] = {"post": {
+            "summary": f"Refused: models are not {action}ed on request (use 'yard models alias')",
+            "parameters": _model_params(False, sorted(models or [])),
+            "responses": {"400": _ERROR, "401": _ERROR, "403": _ERROR},
+        }}  # fmt: skip
     _tf_paths(paths, sorted(models or []), errors)
     _other_paths(paths, sorted(models or []), errors)
     if predict_route is not None:
