@@ -99,6 +99,23 @@ def test_model_config_from_the_signature(
     assert wrong.status_code == 405 and wrong.headers["allow"] == "GET, HEAD"
 
 
+def test_tensors_shaped_from_the_config_are_answered(
+    http_client: thttp.InferenceServerClient, grpc_client: tgrpc.InferenceServerClient
+) -> None:
+    """A client that builds its tensors from the configuration, as Triton's tools do (shape
+    [batch] + dims, here [3, 1] for each column), is answered as with [3]."""
+    config = http_client.get_model_config("lin")
+    assert all(i["dims"] == [1] for i in config["input"])
+    for module, client in ((thttp, http_client), (tgrpc, grpc_client)):
+        items = []
+        for spec in config["input"]:
+            item = module.InferInput(spec["name"], [3, *spec["dims"]], "FP64")
+            item.set_data_from_numpy(np.array([[1.0], [2.0], [3.0]]))
+            items.append(item)
+        answer = client.infer("lin", items).as_numpy("predict")
+        np.testing.assert_allclose(answer.ravel(), [111.0, 222.0, 333.0])
+
+
 def test_server_metadata_lists_the_extensions(
     http_client: thttp.InferenceServerClient, grpc_client: tgrpc.InferenceServerClient
 ) -> None:
