@@ -106,3 +106,8 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def bearer(token: str | None) -> dict[str, str]:
+    """The ``authorization`` header (or gRPC metadata) of ``token``; none without one."""
+    return {"authorization": f"Bearer {token}"} if token else {}

@@ -99,3 +99,20 @@ def ray_cluster() -> Iterator[Any]:
     yield ray
     if started:
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tokens(served_home: ServedHome) -> dict[str, str]:
+    """Tokens in the served home: ``any`` model, ``lin`` or ``mixed`` only (predict), ``admin``."""
+    from modelyard.serving.tokens import create_token
+
+    registry = served_home.registry()
+    try:
+        return {
+            name: create_token(registry.db, scope=scope, model=model, expires=None,
+                               created_by="test")[0]
+            for name, scope, model in (("any", "predict", None), ("lin", "predict", "lin"),
+                                       ("mixed", "predict", "mixed"), ("admin", "admin", None))
+        }  # fmt: skip
+    finally:
+        registry.close()

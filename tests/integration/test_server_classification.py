@@ -191,7 +191,7 @@ def test_server_metadata_lists_classification(
 ) -> None:
     rest = httpx.get(f"{served.server.url}/v2").json()["extensions"]
     grpc_meta = grpc_client.get_server_metadata(as_json=True)["extensions"]
-    assert rest == grpc_meta == ["binary_tensor_data", "classification"]
+    assert rest == grpc_meta and "classification" in rest
 
 
 def columns(served: Served) -> list[dict[str, Any]]:
@@ -257,11 +257,14 @@ def test_the_log_keeps_the_probabilities(
 
     def logged() -> list[Any]:
         files = sorted((served.log_root / "deployment=animals").glob("hour=*/[!.]*.parquet"))
-        # a part holding only other answers (predict alone, refusals) has no such column
+        # a file may hold only refused requests (status rows, no outputs): it has no such column
         tables = [pq.read_table(f) for f in files]
-        columns = ["request_id", "out_predict_proba"]
-        rows = [r for t in tables if columns[1] in t.column_names
-                for r in t.select(columns).to_pylist()]  # fmt: skip
+        rows = [
+            r
+            for t in tables
+            if "out_predict_proba" in t.column_names
+            for r in t.select(["request_id", "out_predict_proba"]).to_pylist()
+        ]
         return [r["out_predict_proba"] for r in rows if r["request_id"] == "classified-1"]
 
     deadline = time.monotonic() + 20

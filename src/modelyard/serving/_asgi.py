@@ -67,32 +67,25 @@ def decoded_body(body: bytes, encoding: str, limit: int) -> bytes:
     """``body`` sent with ``Content-Encoding: encoding``, decompressed: ``gzip`` and
     ``deflate`` (zlib's format, or raw deflate) as Triton's clients send them, at most
     ``limit`` bytes once decompressed (413 past it, however small the compressed body)."""
-    import zlib
+    from modelyard.serving._inflate import ENCODINGS, CorruptError, TooLargeError, inflate
 
     name = encoding.strip().lower()
     if name in ("", "identity"):
         return body
-    if name not in ("gzip", "x-gzip", "deflate"):
+    if name not in ENCODINGS:
         raise HttpError(
             415,
             f"Content-Encoding {encoding!r} is not supported; send the body uncompressed or "
             "with gzip or deflate.",
         )
-    # 47: a gzip or zlib header, told apart by zlib; -15: raw deflate, which some clients send
-    for wbits in (47,) if name != "deflate" else (47, -15):
-        inflater = zlib.decompressobj(wbits)
-        try:
-            out = inflater.decompress(body, limit + 1)
-        except zlib.error:
-            continue
-        if len(out) > limit or inflater.unconsumed_tail:
-            raise too_large(limit)
-        if not inflater.eof:
-            break  # cut short
-        return out
-    raise HttpError(
-        400, f"The request body is not valid {name} data (Content-Encoding: {encoding})."
-    )
+    try:
+        return inflate(body, name, limit)
+    except TooLargeError:
+        raise too_large(limit) from None
+    except CorruptError:
+        raise HttpError(
+            400, f"The request body is not valid {name} data (Content-Encoding: {encoding})."
+        ) from None
 
 
 def expect(method: str, *allowed: str) -> None:

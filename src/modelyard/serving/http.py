@@ -35,6 +35,7 @@ from modelyard.errors import (
     ConflictError,
     ModelyardError,
     NotFoundError,
+    NotReadyError,
     PredictionLogEmptyError,
 )
 from modelyard.monitoring.predlog import ParquetSink
@@ -56,6 +57,12 @@ from modelyard.serving._asgi import (
 )
 from modelyard.serving._labels import decode_labels, labels_frame
 from modelyard.serving._outcomes import decode_outcomes, outcomes_frame
+from modelyard.serving._triton import (
+    load_refused,
+    model_config,
+    model_stats,
+    repository_index,
+)
 from modelyard.serving.batching import BatchResult, Reply
 from modelyard.serving.doors import Door, MlflowDoor, V2Door
 from modelyard.serving.openapi import DOCS_HTML, openapi_document
@@ -114,9 +121,14 @@ _GC_YOUNG_THRESHOLD = 20_000
 _KERNELS_AFTER_S = 1.0
 #: ``extensions``: the Triton protocol extensions this server implements (over REST: binary
 #: tensors in requests and answers, ``serving.codecs``; over REST and gRPC: an output's top
-#: classes, ``serving._classification``).
+#: classes, ``serving._classification``; a model's configuration and statistics, and the
+#: model repository's index (load and unload refused), ``serving._triton``).
 _SERVER_METADATA = {
-    "name": "modelyard", "version": "0.1.0", "extensions": ["binary_tensor_data", "classification"],
+    "name": "modelyard", "version": "0.1.0",
+    "extensions": [
+        "binary_tensor_data", "classification", "model_configuration", "statistics",
+        "model_repository",
+    ],
 }  # fmt: skip
 
 
@@ -358,7 +370,9 @@ class ModelServer:
             if action == "infer":
                 await self._infer(call, name, version)
             else:
-                await self._metadata(call, name, version, ready=action == "ready")
+                await self._metadata(call, name, version, action)
+        elif parts[:2] == ["v2", "repository"]:
+            await self._repository(call, method, parts[2:])
         elif path in ("/invocations", "/invocations/") or (
             len(parts) == 3 and parts[0] == "models" and parts[2] == "invocations"
         ):
@@ -395,11 +409,60 @@ class ModelServer:
         else:
             call.route = await self._plain(method, path, call)
 
-    async def _metadata(self, call: Call, name: str, version: str | None, *, ready: bool) -> None:
-        served = self.hub.get(name, version)
-        # the name asked: a deployment's name, not its stable model's
-        body = {"name": name, "ready": True} if ready else served.metadata() | {"name": name}
+    async def _metadata(self, call: Call, name: str, version: str | None, action: str) -> None:
+        if action == "stats":  # name "": every served model's (/v2/models/stats)
+            body = self.statistics(name or None, version)
+        else:
+            served = self.hub.get(name, version)
+            # the name asked: a deployment's name, not its stable model's
+            if action == "ready":
+                body = {"name": name, "ready": True}
+            elif action == "config":
+                body = model_config(name, served, self.settings)
+            else:
+                body = served.metadata() | {"name": name}
         await respond(call.send, 200, codecs.encode_json(body), call.request_id)
+
+    async def _repository(self, call: Call, method: str, rest: list[str]) -> None:
+        """Triton's model repository extension, read-only: ``POST /v2/repository/index``
+        lists the served models; ``.../models/NAME/load`` and ``/unload`` are refused."""
+        call.route = "v2_repository"
+        if rest == ["index"]:
+            expect(method, "POST")
+            await self.authorize(call.headers, "predict", None)
+            body = await self._body(call)
+            parsed = codecs.parse_json(body) if body.strip() else {}
+            if not isinstance(parsed, dict):
+                raise HttpError(400, "The index request must be a JSON object, or empty.")
+            ready_only = parsed.get("ready", False)
+            if not isinstance(ready_only, bool):
+                raise HttpError(400, "'ready' must be true or false (or left out).")
+            index = repository_index(self.served_versions(), ready_only=ready_only)
+            await respond(call.send, 200, codecs.encode_json(index), call.request_id)
+        elif len(rest) == 3 and rest[0] == "models" and rest[2] in ("load", "unload"):
+            expect(method, "POST")
+            await self.authorize(call.headers, "admin", None)
+            raise HttpError(400, load_refused(rest[2], sorted(self._served)))
+        else:
+            raise NotFoundError(f"No route /v2/repository/{'/'.join(rest)}; see /docs for the API.")
+
+    def served_versions(self) -> list[tuple[str, ServedModel | None]]:
+        """Every served name, by name, with the version it serves (``None`` while loading)."""
+        out: list[tuple[str, ServedModel | None]] = []
+        for name in sorted(self._served):
+            try:
+                out.append((name, self.hub.get(name)))
+            except NotReadyError:
+                out.append((name, None))
+        return out
+
+    def statistics(self, name: str | None, version: str | None) -> dict[str, Any]:
+        """Triton's statistics of one served name (and version), or of every loaded one."""
+        if name is not None:
+            entries = [(name, self.hub.get(name, version))]
+        else:  # a model not loaded yet has nothing to count
+            entries = [(each, v) for each, v in self.served_versions() if v is not None]
+        return model_stats(entries, self.metrics.families())
 
     def label(self, name: str) -> str:
         """``name`` when this server serves it, else ``""``: made-up names never become
@@ -960,7 +1023,7 @@ def _route_view(route: str, served: ServedModel) -> dict[str, Any]:
 
 
 def _model_path(parts: list[str]) -> tuple[str, str | None, str]:
-    # v2/models/NAME[/versions/V][/ready|/infer]
+    # v2/models/NAME[/versions/V][/ready|/infer|/config|/stats]
     name = parts[2]
     rest = parts[3:]
     version = None
@@ -968,8 +1031,12 @@ def _model_path(parts: list[str]) -> tuple[str, str | None, str]:
         version = rest[1]
         rest = rest[2:]
     if not rest:
+        if name == "stats" and version is None:
+            # v2/models/stats: Triton's every model's statistics (name "": a token for every
+            # model); not on the way of /infer
+            return "", None, "stats"
         return name, version, "metadata"
-    if len(rest) == 1 and rest[0] in ("ready", "infer"):
+    if len(rest) == 1 and rest[0] in ("ready", "infer", "config", "stats"):
         return name, version, rest[0]
     raise NotFoundError(f"No route /{'/'.join(parts)}; see /docs for the API.")
 

@@ -11,9 +11,11 @@ What it does: the connection preface and SETTINGS, HEADERS (+ CONTINUATION, padd
 DATA, flow control both ways (it opens its receive windows as data arrives and holds answers
 while the peer's windows are shut), PING, RST_STREAM (the call is cancelled), GOAWAY (a graceful
 stop sends one and lets calls in flight finish), ``grpc-timeout``, and one uncompressed message
-per call each way. What it refuses: a method it lacks (UNIMPLEMENTED, on the call's headers, so
-that a streaming call is not left waiting), compressed messages (UNIMPLEMENTED), a message over the
-body limit (RESOURCE_EXHAUSTED), a content type other than ``application/grpc*`` (HTTP 415),
+per call each way; a message compressed with gzip or deflate (``grpc-encoding``) is inflated
+within the body limit, answers go uncompressed. What it refuses: a method it lacks
+(UNIMPLEMENTED, on the call's headers, so that a streaming call is not left waiting), another
+``grpc-encoding`` (UNIMPLEMENTED), a message over the body limit, once inflated too
+(RESOURCE_EXHAUSTED), a content type other than ``application/grpc*`` (HTTP 415),
 more concurrent calls than it announced (REFUSED_STREAM), and protocol violations (GOAWAY with
 PROTOCOL_ERROR, then the connection closes). No TLS: put it behind a mesh or ingress, as the
 REST port.
@@ -29,6 +31,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, NoReturn
 
+from modelyard.serving._inflate import CorruptError, TooLargeError, inflate
 from modelyard.serving._wire import GatheringTransport
 
 logger = logging.getLogger(__name__)
@@ -48,6 +51,10 @@ MAX_FRAME = 1 << 20
 MAX_HEADER_LIST = 16 * 1024
 WINDOW = (1 << 31) - 1
 _DEFAULT_WINDOW = 65535
+#: The message encodings this server takes (gRPC's names), as it announces them.
+_ENCODINGS = ("identity", "gzip", "deflate")
+#: A compressed message larger than this is inflated in a thread (``Connection._inflated``).
+_INFLATE_ON_LOOP_BYTES = 64 * 1024
 _TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 
 
@@ -372,6 +379,14 @@ class Connection(asyncio.Protocol):
             return
         metadata = [(k, v) for k, v in headers if not k.startswith(":") and k not in _RESERVED]
         encoding = next((v for k, v in headers if k == "grpc-encoding"), "identity")
+        if encoding not in _ENCODINGS:
+            # as the gRPC spec asks: UNIMPLEMENTED, with grpc-accept-encoding (in every answer)
+            self._finish(
+                stream, StatusCode.UNIMPLEMENTED,
+                f"grpc-encoding {encoding[:40]!r} is not supported; send messages uncompressed "
+                "or compressed with gzip or deflate.",
+            )  # fmt: skip
+            return
         timeout = next((v for k, v in headers if k == "grpc-timeout"), None)
         stream.task = None
         stream.chunks = []
@@ -466,16 +481,42 @@ class Connection(asyncio.Protocol):
                 "The call must carry exactly one length-prefixed gRPC message.",
             )  # fmt: skip
             return
+        context = Context(metadata, deadline)
         if body[0]:
+            if encoding == "identity":
+                self._finish(
+                    stream, StatusCode.INVALID_ARGUMENT,
+                    "The message is marked compressed but the call has no grpc-encoding; send "
+                    "grpc-encoding gzip or deflate with it, or send it uncompressed.",
+                )  # fmt: skip
+                return
+            run = self._inflated(stream, handler, body[5:], context, encoding)
+        else:
+            run = self._run(stream, handler, body[5:], context)
+        stream.task = asyncio.get_running_loop().create_task(run)
+
+    async def _inflated(
+        self, stream: _Stream, handler: Handler, message: bytes, ctx: Context, encoding: str
+    ) -> None:
+        """A compressed message, inflated (off the loop when large: what it inflates to is
+        bounded by the body limit, not by what came), then run as any other."""
+        limit = self.server.max_message
+        try:
+            if len(message) > _INFLATE_ON_LOOP_BYTES:
+                message = await asyncio.to_thread(inflate, message, encoding, limit)
+            else:
+                message = inflate(message, encoding, limit)
+        except TooLargeError:
+            self._finish(stream, StatusCode.RESOURCE_EXHAUSTED, _too_large(self.server))
+            return
+        except CorruptError:
             self._finish(
-                stream, StatusCode.UNIMPLEMENTED,
-                f"Compressed messages ({encoding}) are not supported; send them uncompressed.",
+                stream, StatusCode.INVALID_ARGUMENT,
+                f"The message is not valid {encoding} data (grpc-encoding: {encoding}); "
+                "compress it again or send it uncompressed.",
             )  # fmt: skip
             return
-        context = Context(metadata, deadline)
-        stream.task = asyncio.get_running_loop().create_task(
-            self._run(stream, handler, body[5:], context)
-        )
+        await self._run(stream, handler, message, ctx)
 
     async def _run(self, stream: _Stream, handler: Handler, message: bytes, ctx: Context) -> None:
         try:
@@ -761,8 +802,12 @@ def _literal(name: bytes, value: bytes) -> bytes:
     return b"\x00" + _integer(len(name), 7) + name + _integer(len(value), 7) + value
 
 
-#: ``:status: 200`` (static table entry 8) and ``content-type: application/grpc``.
-_OK_HEADERS = b"\x88" + _literal(b"content-type", b"application/grpc")
+#: ``:status: 200`` (static table entry 8), ``content-type: application/grpc``, and the message
+#: encodings this server takes (the gRPC spec's ``grpc-accept-encoding``; it answers identity).
+_OK_HEADERS = (
+    b"\x88" + _literal(b"content-type", b"application/grpc")
+    + _literal(b"grpc-accept-encoding", ",".join(_ENCODINGS).encode())
+)  # fmt: skip
 _OK_HEADERS_FRAME_HEAD = len(_OK_HEADERS).to_bytes(3, "big") + bytes((HEADERS, END_HEADERS))
 #: ``:status: 415`` (the name from static entry 8): not a gRPC request.
 _HTTP_415 = b"\x08" + _integer(3, 7) + b"415"

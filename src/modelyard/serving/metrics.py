@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import (
@@ -20,6 +21,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import Metric
 
 #: The bounds of every latency histogram, in seconds (alert thresholds must fall inside).
 LATENCY_BUCKETS = (
@@ -290,14 +292,21 @@ class ServingMetrics:
                 self.outcome.labels(deployment, name).set(value)
 
     def render(self) -> tuple[bytes, str]:
+        return generate_latest(self._merged()), CONTENT_TYPE_LATEST
+
+    def families(self) -> Iterable[Metric]:
+        """Every metric's samples as ``/metrics`` shows them (all workers' added up)."""
+        return self._merged().collect()
+
+    def _merged(self) -> CollectorRegistry:
         self.flush()
         if self.multiprocess_dir is None:
-            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+            return self.registry
         from prometheus_client import multiprocess
 
         merged = CollectorRegistry()
         multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]  # untyped upstream
-        return generate_latest(merged), CONTENT_TYPE_LATEST
+        return merged
 
 
 #: How long a ``Tally`` may hold values before they reach their metric (and the other workers'

@@ -207,25 +207,42 @@ def openapi_document(
     for with_version in (False, True):
         base = "/v2/models/{model_name}" + ("/versions/{model_version}" if with_version else "")
         params = _model_params(with_version, sorted(models or []))
-        paths[base] = {
-            "get": {
-                "summary": "Model metadata",
-                "parameters": params,
-                "responses": {"200": _json({"type": "object"}), **errors},
+        for suffix, summary, schema in (
+            ("", "Model metadata", {"type": "object"}),
+            ("/ready", "Model ready", {}),
+            ("/config", "Model configuration (Triton's model configuration extension)",
+             {"type": "object"}),
+            ("/stats", "Model statistics (Triton's statistics extension)", {"type": "object"}),
+        ):  # fmt: skip
+            paths[base + suffix] = {
+                "get": {
+                    "summary": summary,
+                    "parameters": params,
+                    "responses": {"200": _json(schema), **errors},
+                }
             }
-        }
-        paths[base + "/ready"] = {
-            "get": {
-                "summary": "Model ready",
-                "parameters": params,
-                "responses": {"200": _json({}), **errors},
-            }
-        }
         paths[base + "/infer"] = {"post": {
             "summary": "Inference (Open Inference Protocol v2)", "parameters": params,
             "requestBody": {"required": True,
                             "content": {"application/json": {"schema": _INFER_REQUEST}}},
             "responses": {"200": _INFER_ANSWER, **errors},
+        }}  # fmt: skip
+    paths["/v2/models/stats"] = {"get": {
+        "summary": "Every served model's statistics (Triton's statistics extension)",
+        "responses": {"200": _json({"type": "object"}), "401": _ERROR, "403": _ERROR},
+    }}  # fmt: skip
+    paths["/v2/repository/index"] = {"post": {
+        "summary": "The served models, READY (Triton's model repository extension)",
+        "requestBody": {"content": {"application/json": {"schema": {
+            "type": "object", "properties": {"ready": {"type": "boolean"}}}}}},
+        "responses": {"200": _json({"type": "array"}), "400": _ERROR, "401": _ERROR,
+                      "403": _ERROR},
+    }}  # fmt: skip
+    for action in ("load", "unload"):
+        paths[f"/v2/repository/models/{{model_name}}/{action}"] = {"post": {
+            "summary": f"Refused: models are not {action}ed on request (use 'yard models alias')",
+            "parameters": _model_params(False, sorted(models or [])),
+            "responses": {"400": _ERROR, "401": _ERROR, "403": _ERROR},
         }}  # fmt: skip
     _tf_paths(paths, sorted(models or []), errors)
     _other_paths(paths, sorted(models or []), errors)

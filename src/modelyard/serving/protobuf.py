@@ -57,7 +57,8 @@ METHODS = {
     name: (MESSAGES[f"{name}Request"], MESSAGES[f"{name}Response"])
     for name in (
         "ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata",
-        "ModelInfer",
+        "ModelInfer", "ModelConfig", "ModelStatistics", "RepositoryIndex", "RepositoryModelLoad",
+        "RepositoryModelUnload",
     )
 }  # fmt: skip
 

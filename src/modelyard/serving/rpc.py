@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from modelyard.errors import ModelyardError
 from modelyard.serving import protobuf
+from modelyard.serving._triton import load_refused, model_config, repository_index
 from modelyard.serving.doors import GrpcDoor
 from modelyard.serving.http import _OFF_LOOP_BYTES, _SERVER_METADATA, STATUS
 from modelyard.serving.http2 import Context, GrpcServer, StatusCode
@@ -63,6 +64,11 @@ class GrpcEdge:
             "ServerMetadata": self._server_metadata,
             "ModelMetadata": self._model_metadata,
             "ModelInfer": self._model_infer,
+            "ModelConfig": self._model_config,
+            "ModelStatistics": self._model_statistics,
+            "RepositoryIndex": self._repository_index,
+            "RepositoryModelLoad": self._repository_load,
+            "RepositoryModelUnload": self._repository_unload,
         }
         server = GrpcServer(
             {f"/{protobuf.SERVICE}/{name}": h for name, h in handlers.items()},
@@ -102,6 +108,47 @@ class GrpcEdge:
             return _reply("ModelMetadata", **meta)
 
         return await self._model_call("ModelMetadata", "v2_metadata", body, context, answer)
+
+    async def _model_config(self, body: bytes, context: Context) -> bytes:
+        async def answer(request: Any) -> bytes:
+            served = self.app.hub.get(request.name, request.version or None)
+            config = model_config(request.name, served, self.app.settings)
+            return _reply_from("ModelConfig", {"config": config})
+
+        return await self._model_call("ModelConfig", "v2_config", body, context, answer)
+
+    async def _model_statistics(self, body: bytes, context: Context) -> bytes:
+        async def answer(request: Any) -> bytes:
+            name = request.name or None  # no name: every served model (an unscoped token)
+            stats = self.app.statistics(name, request.version or None if name else None)
+            return _reply_from("ModelStatistics", stats)
+
+        return await self._model_call("ModelStatistics", "v2_stats", body, context, answer)
+
+    async def _repository_index(self, body: bytes, context: Context) -> bytes:
+        try:
+            request = _parse("RepositoryIndex", body)
+            await self.app.authorize(_metadata(context), "predict", None)
+        except ModelyardError as exc:
+            await _abort(context, STATUS.get(exc.kind, 500), str(exc))
+        index = repository_index(self.app.served_versions(), ready_only=request.ready)
+        return _reply_from("RepositoryIndex", {"models": index})
+
+    async def _repository_load(self, body: bytes, context: Context) -> bytes:
+        return await self._refuse("load", context)
+
+    async def _repository_unload(self, body: bytes, context: Context) -> bytes:
+        return await self._refuse("unload", context)
+
+    async def _refuse(self, action: str, context: Context) -> NoReturn:
+        """RepositoryModelLoad and RepositoryModelUnload (for an admin token): UNIMPLEMENTED,
+        Triton's answer where models are not loaded on request, naming what moves a model."""
+        try:
+            await self.app.authorize(_metadata(context), "admin", None)
+        except ModelyardError as exc:
+            await _abort(context, STATUS.get(exc.kind, 500), str(exc))
+        served = [name for name, _ in self.app.served_versions()]
+        await context.abort(StatusCode.UNIMPLEMENTED, load_refused(action, served))
 
     async def _model_call(
         self,
@@ -199,6 +246,16 @@ def _parse(method: str, body: bytes) -> Any:
 
 def _reply(method: str, **fields: Any) -> bytes:
     data: bytes = protobuf.METHODS[method][1](**fields).SerializeToString()
+    return data
+
+
+def _reply_from(method: str, fields: dict[str, Any]) -> bytes:
+    """A reply filled from the dict REST answers (Triton's JSON form of the same message)."""
+    from google.protobuf import json_format
+
+    message = protobuf.METHODS[method][1]()
+    json_format.ParseDict(fields, message)
+    data: bytes = message.SerializeToString()
     return data
 
 
