@@ -11,6 +11,7 @@ import functools
 import math
 import re
 import reprlib
+import sys
 from typing import Any
 
 import msgspec
@@ -21,6 +22,7 @@ import orjson
 from modelyard.errors import InvalidInputError
 
 Array = npt.NDArray[Any]
+_LITTLE = sys.byteorder == "little"
 
 #: Open Inference Protocol datatypes and their numpy types (BYTES holds Python strings).
 DATATYPES: dict[str, Any] = {
@@ -594,11 +596,12 @@ def encode_v2_binary(
     described: list[dict[str, Any]] = []
     chunks: list[bytes] = []
     for name, array in outputs.items():
+        datatype = datatype_of(array)
         output: dict[str, Any] = {
-            "name": name, "datatype": datatype_of(array), "shape": list(array.shape),
+            "name": name, "datatype": datatype, "shape": list(array.shape),
         }  # fmt: skip
         if each.get(name, every):
-            raw = tensor_bytes(array)
+            raw = tensor_bytes(array, datatype)
             output["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
         else:
@@ -614,21 +617,29 @@ def encode_v2_binary(
     return (header + tail, len(header)) if tail else (header, None)
 
 
-def tensor_bytes(array: Array) -> bytes:
-    """An array in the binary tensor form: its values little-endian and row-major; BYTES
-    (text) elements as UTF-8, each behind its length as 4 little-endian bytes (``None``, the
-    JSON answer's ``null``, as an empty element: the form has no null)."""
-    if datatype_of(array) != "BYTES":
-        return array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
-    parts: list[bytes] = []
+def tensor_bytes(array: Array, datatype: str) -> bytes:
+    """An array of ``datatype`` in the binary tensor form, Triton's binary answers' and gRPC's
+    ``raw_output_contents``: its values little-endian and row-major; BYTES (text) elements as
+    UTF-8, each behind its length as 4 little-endian bytes (``text_bytes``)."""
+    if datatype != "BYTES":
+        order = array.dtype.byteorder
+        if order in {"<", "|"} or (order == "=" and _LITTLE):
+            return array.tobytes()  # C order, whatever the array's strides
+        return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+    parts = []
     for value in array.ravel().tolist():
-        if isinstance(value, bytes):
-            raw = value
-        else:
-            raw = b"" if value is None else str(value).encode("utf-8")
-        parts.append(len(raw).to_bytes(4, "little"))
-        parts.append(raw)
+        data = text_bytes(value)
+        parts.append(len(data).to_bytes(4, "little"))
+        parts.append(data)
     return b"".join(parts)
+
+
+def text_bytes(value: Any) -> bytes:
+    """A BYTES element's bytes: UTF-8 for text, ``None`` (the JSON answer's ``null``) as an
+    empty element, since the binary forms have no null."""
+    if isinstance(value, bytes):
+        return value
+    return b"" if value is None else str(value).encode()
 
 
 def encode_predictions(predictions: Array, *, key: str = "predictions") -> bytes:

@@ -15,7 +15,6 @@ when its request was (as MLServer and Triton answer), else typed.
 
 from __future__ import annotations
 
-import sys
 from collections import deque
 from functools import lru_cache
 from importlib.resources import files
@@ -30,7 +29,6 @@ if TYPE_CHECKING:
     from modelyard.serving.validation import RequestValidator, Rows
 
 Array = codecs.Array
-_LITTLE = sys.byteorder == "little"
 
 
 def _messages() -> dict[str, Any]:
@@ -225,31 +223,13 @@ def encode_response(
         datatype = datatypes[name]
         tensor = response.outputs.add(name=name, datatype=datatype, shape=array.shape)
         if datatype == "BYTES":
-            tensor.contents.bytes_contents.extend(_text_bytes(v) for v in array.ravel().tolist())
+            tensor.contents.bytes_contents.extend(
+                codecs.text_bytes(v) for v in array.ravel().tolist()
+            )
         else:
             getattr(tensor.contents, CONTENTS_FIELD[datatype]).extend(array.ravel().tolist())
     data: bytes = response.SerializeToString()
     return data
-
-
-def _raw_bytes(array: Array, datatype: str) -> bytes:
-    if datatype != "BYTES":
-        order = array.dtype.byteorder
-        if order in {"<", "|"} or (order == "=" and _LITTLE):
-            return array.tobytes()  # C order, whatever the array's strides
-        return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
-    parts = []
-    for value in array.ravel().tolist():
-        data = _text_bytes(value)
-        parts.append(len(data).to_bytes(4, "little"))
-        parts.append(data)
-    return b"".join(parts)
-
-
-def _text_bytes(value: Any) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    return b"" if value is None else str(value).encode()
 
 
 # -- the wire form of the usual table request and its answer --------------------------------
@@ -358,7 +338,7 @@ def encode_raw_response(
     for name, array in outputs.items():
         datatype, tensor = _output_tensor(name, array.dtype.str, array.shape)
         parts.append(tensor)
-        data = _raw_bytes(array, datatype)
+        data = codecs.tensor_bytes(array, datatype)
         tensors += (_RAW_OUTPUT_TAG, _varint(len(data)), data)
     return b"".join(parts + tensors)
 

@@ -293,7 +293,7 @@ def test_raw_answers_are_written_as_protobuf_writes_them(
     for name, array in arrays.items():
         datatype = codecs.datatype_of(array)
         response.outputs.add(name=name, datatype=datatype, shape=array.shape)
-        response.raw_output_contents.append(protobuf._raw_bytes(array, datatype))
+        response.raw_output_contents.append(codecs.tensor_bytes(array, datatype))
     assert protobuf.encode_raw_response("m", version, request_id, arrays) == (
         response.SerializeToString()
     )
