@@ -22,6 +22,7 @@ import numpy as np
 
 from modelyard.errors import NotFoundError
 from modelyard.monitoring import _deltalog
+from modelyard.monitoring.labels import sql_literal
 
 if TYPE_CHECKING:
     from modelyard.core.types import Signature
@@ -112,7 +113,7 @@ def _newest_logged(root: str | Path, name: str) -> tuple[str, str] | None:
         files = [f for f in sorted(hour.glob("*.parquet")) if active is None or f.name in active]
         if not files:
             continue
-        listed = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
+        listed = "[" + ", ".join(sql_literal(str(f)) for f in files) + "]"
         with duckdb.connect() as con:
             source = f"read_parquet({listed}, union_by_name = true, hive_partitioning = false)"
             described = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()

@@ -70,12 +70,13 @@ def prediction_files_sql(root: str | Path, name: str) -> str:
     folder = Path(root) / f"deployment={name}"
     active = _deltalog.active_names(folder)
     if active is None:
-        return _quoted(str(folder / "hour=*" / "*.parquet"))
+        return sql_literal(str(folder / "hour=*" / "*.parquet"))
     files = [f for f in sorted(folder.glob("hour=*/*.parquet")) if f.name in active]
-    return "[" + ", ".join(_quoted(str(f)) for f in files) + "]"
+    return "[" + ", ".join(sql_literal(str(f)) for f in files) + "]"
 
 
-def _quoted(text: str) -> str:
+def sql_literal(text: str) -> str:
+    """A SQL string literal (DuckDB binds no parameters in ``read_parquet`` sources)."""
     return "'" + text.replace("'", "''") + "'"
 
 
@@ -90,7 +91,7 @@ def has_labels(root: str | Path, name: str) -> bool:
 def latest_labels_sql(root: str | Path, name: str) -> str:
     """A DuckDB query of ``name``'s labels, the latest ingest per ``(request_id, row)``, with
     columns request_id, row, label, label_num, time (needs at least one labels file)."""
-    glob = "'" + str(labels_folder(root, name) / "*.parquet").replace("'", "''") + "'"
+    glob = sql_literal(str(labels_folder(root, name) / "*.parquet"))
     return (
         'SELECT request_id, "row", label, label_num, time '
         f"FROM read_parquet({glob}, union_by_name = true, filename = true) "

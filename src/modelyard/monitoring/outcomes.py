@@ -36,9 +36,9 @@ from modelyard.monitoring.labels import (
     request_ids,
     row_numbers,
     row_place,
+    sql_literal,
     times_of,
 )
-from modelyard.monitoring.performance import _literal as sql_literal
 from modelyard.monitoring.performance import _where as window_where
 
 if TYPE_CHECKING:

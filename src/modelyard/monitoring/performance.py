@@ -299,11 +299,6 @@ def _resolve(
     return task, known
 
 
-def _literal(text: str) -> str:
-    """A SQL string literal (DuckDB binds no parameters in CREATE TABLE ... AS sources)."""
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _is_numeric(duck_type: str) -> bool:
     return duck_type.upper() in _NUMERIC + _UNSIGNED or duck_type.upper().startswith("DECIMAL")
 
