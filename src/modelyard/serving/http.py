@@ -442,14 +442,19 @@ class ModelServer:
         elif len(rest) == 3 and rest[0] == "models" and rest[2] in ("load", "unload"):
             expect(method, "POST")
             await self.authorize(call.headers, "admin", None)
-            raise HttpError(400, load_refused(rest[2], sorted(self._served)))
+            raise HttpError(400, load_refused(rest[2], self.served_names))
         else:
             raise NotFoundError(f"No route /v2/repository/{'/'.join(rest)}; see /docs for the API.")
+
+    @property
+    def served_names(self) -> list[str]:
+        """Every name this server serves (models and deployments), sorted."""
+        return sorted(self._served)
 
     def served_versions(self) -> list[tuple[str, ServedModel | None]]:
         """Every served name, by name, with the version it serves (``None`` while loading)."""
         out: list[tuple[str, ServedModel | None]] = []
-        for name in sorted(self._served):
+        for name in self.served_names:
             try:
                 out.append((name, self.hub.get(name)))
             except NotReadyError:

@@ -147,8 +147,7 @@ class GrpcEdge:
             await self.app.authorize(_metadata(context), "admin", None)
         except ModelyardError as exc:
             await _abort(context, STATUS.get(exc.kind, 500), str(exc))
-        served = [name for name, _ in self.app.served_versions()]
-        await context.abort(StatusCode.UNIMPLEMENTED, load_refused(action, served))
+        await context.abort(StatusCode.UNIMPLEMENTED, load_refused(action, self.app.served_names))
 
     async def _model_call(
         self,
