@@ -168,22 +168,27 @@ def _parse_rule(rule: AlertRule, where: str, index: int) -> ParsedRule:
     )  # fmt: skip
 
 
+#: The metric kinds that name a column or an output (``kind:<name>``): what the name is, and
+#: an example.
+_NAMED_METRICS = {
+    "drift": ("column", "drift:age (a column's drift score)"),
+    "null_drift": (
+        "column",
+        "null_drift:age (the p-value of a change in the column's share of nulls)",
+    ),
+    "output_drift": ("output", "output_drift:predict"),
+}
+
+
 def _metric_problem(metric: str) -> str | None:
     if metric in _SIMPLE_METRICS or metric in OUTCOME_METRICS:
         return None
     kind, sep, name = metric.partition(":")
-    kinds = ("drift", "null_drift", "output_drift", "performance", "estimated", "outcome")
-    if not sep or kind not in kinds:
+    if not sep or kind not in (*_NAMED_METRICS, "performance", "estimated", "outcome"):
         return f"metric {metric!r} is unknown; use {_METRIC_FORMS}."
-    if kind == "drift" and not name.strip():
-        return f"metric {metric!r} names no column; use e.g. drift:age (a column's drift score)."
-    if kind == "null_drift" and not name.strip():
-        return (
-            f"metric {metric!r} names no column; use e.g. null_drift:age (the p-value of a "
-            "change in the column's share of nulls)."
-        )
-    if kind == "output_drift" and not name.strip():
-        return f"metric {metric!r} names no output; use e.g. output_drift:predict."
+    if kind in _NAMED_METRICS and not name.strip():
+        what, example = _NAMED_METRICS[kind]
+        return f"metric {metric!r} names no {what}; use e.g. {example}."
     if kind == "outcome":
         return f"metric {metric!r}: use outcome:mean, outcome:sum or outcome:count."
     if kind == "performance" and name not in PERFORMANCE_METRICS:
