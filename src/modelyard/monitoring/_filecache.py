@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -27,10 +27,17 @@ def load_cached(path: Path, kind: type[T]) -> list[T]:
 
 def store_cached(path: Path, items: Sequence[Any]) -> None:
     """Replace the cached items at ``path``."""
+    replace_with(path, lambda temporary: temporary.write_bytes(msgspec.json.encode(items)))
+
+
+def replace_with(path: Path, write: Callable[[Path], object]) -> None:
+    """``write`` a temporary file beside ``path`` (its name ends in ``path``'s suffix, which
+    ``np.save`` wants), then rename it over ``path``: readers see the old file or the new one,
+    never half of one, and a failed write leaves no temporary behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp{path.suffix}")
     try:
-        temporary.write_bytes(msgspec.json.encode(items))
+        write(temporary)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)

@@ -12,8 +12,6 @@ file, a pickle not trusted here, a model that cannot load here), a note says why
 from __future__ import annotations
 
 import io
-import os
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ from modelyard.core.profile import Profile, profile_from_json
 from modelyard.core.tables import read_data_file
 from modelyard.core.types import ModelVersion
 from modelyard.errors import InvalidInputError, ModelyardError
+from modelyard.monitoring._filecache import replace_with
 from modelyard.monitoring._span import Span
 from modelyard.monitoring.drift import DriftDetector
 from modelyard.monitoring.embeddings import MAX_ROWS, EmbeddingDetector
@@ -164,7 +163,7 @@ def _reference_embeddings(
         limit=MAX_ROWS, trust_pickle=trust_pickle, purpose="compare it by MMD",
     )  # fmt: skip
     if ref.rows is None and not isinstance(embeddings, str):  # a file's are not the version's
-        _store(cache, lambda path: np.save(path, embeddings, allow_pickle=False))
+        replace_with(cache, lambda path: np.save(path, embeddings, allow_pickle=False))
     return embeddings
 
 
@@ -195,7 +194,7 @@ def output_detector(
             return f"Outputs {listed} were not compared: {found}"
         outputs = found
         if ref.rows is None:
-            _store(cache, outputs.to_parquet)
+            replace_with(cache, outputs.to_parquet)
     keep = [
         c
         for c in outputs.columns
@@ -261,17 +260,6 @@ def _reference_outputs(
 def _cache(root: str | Path, version: str, suffix: str) -> Path:
     """Where a version's outputs on its stored sample are cached (next to the hour profiles)."""
     return Path(root) / "_profiles" / "outputs" / f"{version.replace('/', '-')}.{suffix}"
-
-
-def _store(cache: Path, write: Callable[[Path], object]) -> None:
-    """``write`` to a temporary file beside ``cache``, then moved over it (readers never see half
-    a file)."""
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    temporary = cache.with_name(
-        f".{cache.name}.{os.getpid()}-{threading.get_ident()}.tmp{cache.suffix}"
-    )
-    write(temporary)
-    temporary.replace(cache)
 
 
 def _model_outputs(model: Any, sample: pd.DataFrame) -> pd.DataFrame:
