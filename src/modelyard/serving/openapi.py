@@ -170,6 +170,7 @@ def openapi_document(
     """The API description; ``models`` (the served names) become the model_name values;
     ``predict_route`` and ``health_route``: Vertex AI's routes, when the server has them."""
     errors = {"400": _ERROR, "404": _ERROR, "500": _ERROR, "503": _ERROR, "504": _ERROR}
+    names = sorted(models or [])
     paths: dict[str, Any] = {
         "/v2": {"get": {"summary": "Server metadata", "responses": {"200": _json({
             "type": "object", "properties": {"name": {"type": "string"},
@@ -206,7 +207,7 @@ def openapi_document(
     }}  # fmt: skip
     for with_version in (False, True):
         base = "/v2/models/{model_name}" + ("/versions/{model_version}" if with_version else "")
-        params = _model_params(with_version, sorted(models or []))
+        params = _model_params(with_version, names)
         for suffix, summary, schema in (
             ("", "Model metadata", {"type": "object"}),
             ("/ready", "Model ready", {}),
@@ -241,11 +242,11 @@ def openapi_document(
     for action in ("load", "unload"):
         paths[f"/v2/repository/models/{{model_name}}/{action}"] = {"post": {
             "summary": f"Refused: models are not {action}ed on request (use 'yard models alias')",
-            "parameters": _model_params(False, sorted(models or [])),
+            "parameters": _model_params(False, names),
             "responses": {"400": _ERROR, "401": _ERROR, "403": _ERROR},
         }}  # fmt: skip
-    _tf_paths(paths, sorted(models or []), errors)
-    _other_paths(paths, sorted(models or []), errors)
+    _tf_paths(paths, names, errors)
+    _other_paths(paths, names, errors)
     if predict_route is not None:
         paths[predict_route] = {"post": {
             "summary": "Vertex AI predict (AIP_PREDICT_ROUTE): instances -> predictions",
