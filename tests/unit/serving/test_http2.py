@@ -8,6 +8,7 @@ import asyncio
 import gzip
 import socket
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -19,7 +20,8 @@ import h2.settings
 import pytest
 from hpack import Encoder
 
-from modelyard.serving.http2 import AbortError, Context, GrpcServer, StatusCode
+from modelyard.serving import http2
+from modelyard.serving.http2 import DECODE_AHEAD, AbortError, Context, GrpcServer, StatusCode
 
 LIMIT = 64 * 1024
 
@@ -33,6 +35,7 @@ class Running:
         self.cancelled = threading.Event()
         self.release = asyncio.Event()
         self.deadlines: list[float | None] = []
+        self.hanging = 0  # Hang calls started
         self.server = GrpcServer(
             {"/t.S/Echo": self.echo, "/t.S/Big": self.big, "/t.S/Hang": self.hang,
              "/t.S/Fail": self.fail},
@@ -58,6 +61,7 @@ class Running:
         return bytes(range(256)) * 400  # 102,400 bytes: past a 65,535-byte window
 
     async def hang(self, body: bytes, context: Context) -> bytes:
+        self.hanging += 1
         self.started.set()
         try:
             await self.release.wait()
@@ -152,6 +156,23 @@ class Client:
                     self.flush()
                     return out
             self.flush()
+
+    def answers(self, streams: list[int]) -> dict[int, bytes]:
+        """The DATA of each of ``streams``, read until all of them have ended."""
+        data = dict.fromkeys(streams, b"")
+        ended: set[int] = set()
+        while ended < set(streams):
+            chunk = self.sock.recv(1 << 20)
+            assert chunk, "the server closed the connection"
+            for event in self.h2.receive_data(chunk):
+                stream = getattr(event, "stream_id", None)
+                if isinstance(event, h2.events.DataReceived) and stream in data:
+                    data[stream] += event.data
+                    self.h2.acknowledge_received_data(event.flow_controlled_length, stream)
+                elif isinstance(event, h2.events.StreamEnded | h2.events.StreamReset):
+                    ended.add(event.stream_id)
+            self.flush()
+        return data
 
     def close(self) -> None:
         self.sock.close()
@@ -531,3 +552,43 @@ def test_remembered_header_blocks_decode_as_the_table_stands_now() -> None:
         block = encoder.encode(rng.choice(lists), huffman=rng.random() < 0.5)
         expected = [(str(k), str(v)) for k, v in reference.decode(block)]
         assert ours.decode(block) == expected, block_number
+
+
+def test_calls_sent_together_past_the_decode_limit_are_all_answered(
+    server: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One write with more calls than a connection decodes ahead of their answers: the rest
+    wait in the buffer and are decoded as answers leave (not when the wait for slow calls
+    ends: that is put out of reach), each answered on its own stream."""
+    monkeypatch.setattr(http2, "AHEAD_WAIT_S", 600.0)
+    client = Client(server.port)
+    streams = {}
+    for i in range(DECODE_AHEAD * 2 + 5):
+        stream = client.h2.get_next_available_stream_id()
+        client.h2.send_headers(stream, client.headers("/t.S/Echo"))
+        client.h2.send_data(stream, grpc_frame(b"call %d" % i), end_stream=True)
+        streams[stream] = grpc_frame(b"call %d" % i)
+    client.flush()  # all of them in one go
+    assert client.answers(list(streams)) == streams
+    client.close()
+
+
+def test_slow_calls_past_the_decode_limit_all_start(server: Running) -> None:
+    """Calls that stay running (a slow model) lift the limit: every call the client sent runs
+    before any is answered, instead of waiting for the first ones' answers."""
+    client = Client(server.port)
+    count = DECODE_AHEAD + 6
+    streams = []
+    for _ in range(count):
+        stream = client.h2.get_next_available_stream_id()
+        client.h2.send_headers(stream, client.headers("/t.S/Hang"))
+        client.h2.send_data(stream, grpc_frame(b""), end_stream=True)
+        streams.append(stream)
+    client.flush()
+    deadline = time.monotonic() + 5
+    while server.hanging < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.hanging == count  # none waited for another's answer
+    server.loop.call_soon_threadsafe(server.release.set)
+    assert client.answers(streams) == dict.fromkeys(streams, grpc_frame(b"released"))
+    client.close()
