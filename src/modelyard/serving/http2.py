@@ -56,6 +56,9 @@ MAX_STREAMS = 1024
 #: answers are on their way while the rest is decoded (measured in paired runs on one core:
 #: 24 ahead, 13% more calls a second than none, 16 ahead 7%, the idle share down to 4%).
 DECODE_AHEAD = 24
+#: Only calls this small count toward ``DECODE_AHEAD``: a large call's own work dwarfs the idle
+#: wait, and holding its frames back cost 1000-row calls 4-13% of their rate (paired runs).
+AHEAD_BYTES = 16 * 1024
 #: Frames that waited this long for the calls ahead of them (a slow model: a fast one answers
 #: 24 calls in about 1 ms here) lift the limit until no call runs, so that a slow model's
 #: batches take every call the connection has sent.
@@ -231,6 +234,7 @@ class Connection(asyncio.Protocol):
         #: they do not), and whether reading is paused while they wait.
         self.running = 0
         self.ahead = DECODE_AHEAD
+        self.read_from = 0  # where the frames not decoded yet start in ``buffer``
         self.waiting_since: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._reading = True
@@ -285,7 +289,7 @@ class Connection(asyncio.Protocol):
                     raise _ProtocolError(PROTOCOL_ERROR, "not an HTTP/2 connection preface")
                 del buffer[: len(PREFACE)]
                 self.preface = True
-            offset = 0
+            offset = self.read_from
             size = len(buffer)
             while size - offset >= 9:
                 length = int.from_bytes(buffer[offset : offset + 3], "big")
@@ -303,7 +307,13 @@ class Connection(asyncio.Protocol):
                 if self.running >= self.ahead and size - offset >= 9:
                     self._wait()
                     break
-            del buffer[:offset]
+            if self.waiting_since is not None and offset <= size >> 1:
+                # frames wait: read on from here later, not move the rest to the front each
+                # time one call goes (with 1000-row calls, megabytes per call)
+                self.read_from = offset
+            else:
+                del buffer[:offset]
+                self.read_from = 0
         except _ProtocolError as exc:
             logger.info("gRPC connection closed: %s", exc)
             self.go_away(exc.code)
@@ -565,8 +575,9 @@ class Connection(asyncio.Protocol):
         else:
             run = self._run(stream, handler, body[5:], context)
         stream.task = asyncio.get_running_loop().create_task(run)
-        self.running += 1
-        stream.task.add_done_callback(self._ran)
+        if len(body) <= AHEAD_BYTES:
+            self.running += 1
+            stream.task.add_done_callback(self._ran)
 
     async def _inflated(
         self, stream: _Stream, handler: Handler, message: bytes, ctx: Context, encoding: str
