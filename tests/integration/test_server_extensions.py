@@ -192,6 +192,7 @@ def test_config_and_stats_take_the_token_and_leave_no_trace_of_made_up_names(
     # the repository: its index needs a token for every model, load and unload an admin's
     assert failure(rest.get_model_repository_index)[0] == "401"
     assert failure(rest.get_model_repository_index, headers=lin_only)[0] == "403"
+    assert failure(grpc.get_model_repository_index)[0] == "UNAUTHENTICATED"
     assert failure(grpc.get_model_repository_index, headers=lin_only)[0] == "PERMISSION_DENIED"
     index = rest.get_model_repository_index(headers=bearer(tokens["any"]))
     assert [m["name"] for m in index] == ["lin"]
@@ -210,11 +211,20 @@ def test_config_and_stats_take_the_token_and_leave_no_trace_of_made_up_names(
         assert failure(grpc.get_inference_statistics, name, headers=headers)[0] == expected[1]
         failure(rest.load_model, name, headers=headers)
         failure(grpc.unload_model, name, headers=headers)
+    assert failure(grpc.unload_model, "lin", headers=bearer(tokens["admin"]))[0] == "UNIMPLEMENTED"
     rest.close()
     grpc.close()
     metrics = httpx.get(f"{guarded.url}/metrics", headers=bearer(tokens["admin"])).text
     assert "madeup" not in metrics
     assert "madeup" not in guarded.log.read_text()
+    # the repository's refusals are counted over gRPC as over REST, with the HTTP status
+    for status in ("400", "401", "403"):
+        for protocol in ("http", "grpc"):
+            line = (
+                f'modelyard_requests_total{{model="",protocol="{protocol}",'
+                f'route="v2_repository",status="{status}"'
+            )
+            assert line in metrics, line
 
 
 def lin_inputs(client: Any, rows: int) -> list[Any]:

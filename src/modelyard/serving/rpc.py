@@ -126,11 +126,12 @@ class GrpcEdge:
         return await self._model_call("ModelStatistics", "v2_stats", body, context, answer)
 
     async def _repository_index(self, body: bytes, context: Context) -> bytes:
+        started = time.perf_counter()
         try:
             request = _parse("RepositoryIndex", body)
             await self.app.authorize(_metadata(context), "predict", None)
         except ModelyardError as exc:
-            await _abort(context, STATUS.get(exc.kind, 500), str(exc))
+            await self._refused_repository(context, STATUS.get(exc.kind, 500), str(exc), started)
         index = repository_index(self.app.served_versions(), ready_only=request.ready)
         return _reply_from("RepositoryIndex", {"models": index})
 
@@ -143,11 +144,21 @@ class GrpcEdge:
     async def _refuse(self, action: str, context: Context) -> NoReturn:
         """RepositoryModelLoad and RepositoryModelUnload (for an admin token): UNIMPLEMENTED,
         Triton's answer where models are not loaded on request, naming what moves a model."""
+        started = time.perf_counter()
         try:
             await self.app.authorize(_metadata(context), "admin", None)
         except ModelyardError as exc:
-            await _abort(context, STATUS.get(exc.kind, 500), str(exc))
+            await self._refused_repository(context, STATUS.get(exc.kind, 500), str(exc), started)
+        # counted as REST counts it (400), answered with Triton's code for it
+        self.app.count("", "v2_repository", 400, started, protocol="grpc")
         await context.abort(StatusCode.UNIMPLEMENTED, load_refused(action, self.app.served_names))
+
+    async def _refused_repository(
+        self, context: Context, status: int, message: str, started: float
+    ) -> NoReturn:
+        """A repository call refused (its token, its message), counted as REST counts it."""
+        self.app.count("", "v2_repository", status, started, protocol="grpc")
+        await _abort(context, status, message)
 
     async def _model_call(
         self,
