@@ -5,7 +5,7 @@ about 1,300-1,600 calls/s, spending two thirds of the loop's time in grpcio's ow
 (completion-queue events handed from its poller thread to the loop), against about 9,000
 requests/s for the same model over REST on the same machine. Unary gRPC needs a small part of
 HTTP/2: this module speaks that part on the loop's transports (as uvicorn's httptools does for
-HTTP/1.1); HPACK decoding is here too, with ``hpack``'s Huffman table.
+HTTP/1.1); HPACK decoding is ``serving._hpack``, with ``hpack``'s Huffman table.
 
 What it does: the connection preface and SETTINGS, HEADERS (+ CONTINUATION, padding, priority),
 DATA, flow control both ways (it opens its receive windows as data arrives and holds answers
@@ -28,10 +28,10 @@ import asyncio
 import enum
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, NoReturn
 
+from modelyard.serving._hpack import MAX_HEADER_LIST, HpackDecoder, integer, literal
 from modelyard.serving._inflate import CorruptError, TooLargeError, inflate
 from modelyard.serving._wire import GatheringTransport
 
@@ -64,7 +64,6 @@ AHEAD_BYTES = 16 * 1024
 #: batches take every call the connection has sent.
 AHEAD_WAIT_S = 0.02
 MAX_FRAME = 1 << 20
-MAX_HEADER_LIST = 16 * 1024
 WINDOW = (1 << 31) - 1
 _DEFAULT_WINDOW = 65535
 #: The message encodings this server takes (gRPC's names), as it announces them.
@@ -701,146 +700,7 @@ class Connection(asyncio.Protocol):
             self.transport.close()
 
 
-# -- HPACK in --------------------------------------------------------------------------------------
-
-#: The header blocks a connection remembers decoded (``HpackDecoder``), and the largest kept.
-_SEEN_BLOCKS = 64
-_SEEN_BYTES = 4096
-
-
-class HpackDecoder:
-    """HPACK (RFC 7541) decoding with the connection's dynamic table: Huffman strings through
-    ``hpack``'s table, the rest here. ``hpack``'s own decoder took about an eighth of the
-    loop's time per call in a profile; this one does the same work in fewer Python steps."""
-
-    def __init__(self, table_size: int = 4096) -> None:
-        self.limit = table_size  # what this server allows (SETTINGS_HEADER_TABLE_SIZE)
-        self.max_size = table_size
-        self.size = 0
-        self.dynamic: deque[tuple[str, str, int]] = deque()
-        #: Blocks decoded since the dynamic table last changed, and their headers. A client
-        #: sends the same block for every call once its headers are in the table (or are
-        #: literals it does not index, as the Triton client's and h2load's custom headers are):
-        #: py-spy put 14% of the gRPC door's loop time in decoding them again.
-        self._seen: dict[bytes, tuple[tuple[str, str], ...]] = {}
-
-    def decode(self, data: bytes) -> list[tuple[str, str]]:
-        seen = self._seen.get(data)
-        if seen is not None:
-            return list(seen)
-        table = self.dynamic.copy() if self.dynamic else None
-        out = self._decode(data)
-        if self._unchanged(table) and len(data) <= _SEEN_BYTES:
-            if len(self._seen) >= _SEEN_BLOCKS:
-                self._seen.clear()
-            self._seen[data] = tuple(out)
-        return out
-
-    def _unchanged(self, before: deque[tuple[str, str, int]] | None) -> bool:
-        """Whether the dynamic table is as it was (``None``: it was empty); a changed table
-        also forgets the blocks decoded with the old one."""
-        same = not self.dynamic if before is None else self.dynamic == before
-        if not same:
-            self._seen.clear()
-        return same
-
-    def _decode(self, data: bytes) -> list[tuple[str, str]]:
-        out: list[tuple[str, str]] = []
-        i, end, total = 0, len(data), 0
-        while i < end:
-            first = data[i]
-            if first & 0x80:  # indexed field
-                index, i = _read_int(data, i, 7)
-                name, value = self._entry(index)
-            elif first & 0x40 or not first & 0x20:  # a literal, indexed (0x40) or not
-                prefix = 6 if first & 0x40 else 4
-                index, i = _read_int(data, i, prefix)
-                if index:
-                    name = self._entry(index)[0]
-                else:
-                    name, i = _read_str(data, i)
-                value, i = _read_str(data, i)
-                if first & 0x40:
-                    self._add(name, value)
-            else:  # a dynamic table size update
-                size, i = _read_int(data, i, 5)
-                if size > self.limit:
-                    raise ValueError("a table size update past SETTINGS_HEADER_TABLE_SIZE")
-                self.max_size = size
-                self._evict(0)
-                continue
-            total += len(name) + len(value) + 32
-            if total > MAX_HEADER_LIST:
-                raise ValueError("a header list over MAX_HEADER_LIST_SIZE")
-            out.append((name, value))
-        return out
-
-    def _entry(self, index: int) -> tuple[str, str]:
-        if 0 < index <= len(_STATIC):
-            return _STATIC[index - 1]
-        position = index - len(_STATIC) - 1
-        if index <= 0 or position >= len(self.dynamic):
-            raise ValueError(f"header index {index} is not in the table")
-        name, value, _ = self.dynamic[position]
-        return name, value
-
-    def _add(self, name: str, value: str) -> None:
-        size = len(name.encode()) + len(value.encode()) + 32
-        self._evict(size)
-        if size <= self.max_size:
-            self.dynamic.appendleft((name, value, size))
-            self.size += size
-
-    def _evict(self, room: int) -> None:
-        while self.dynamic and self.size + room > self.max_size:
-            self.size -= self.dynamic.pop()[2]
-
-
-def _read_int(data: bytes, i: int, prefix: int) -> tuple[int, int]:
-    mask = (1 << prefix) - 1
-    value = data[i] & mask
-    i += 1
-    if value < mask:
-        return value, i
-    shift = 0
-    while True:
-        if shift > 28:
-            raise ValueError("an HPACK integer too large")
-        byte = data[i]
-        i += 1
-        value += (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return value, i
-
-
-def _read_str(data: bytes, i: int) -> tuple[str, int]:
-    huffman = data[i] & 0x80
-    length, i = _read_int(data, i, 7)
-    end = i + length
-    if end > len(data):
-        raise ValueError("an HPACK string past the end of its block")
-    raw = data[i:end]
-    if huffman:
-        from hpack.huffman_table import decode_huffman
-
-        try:
-            raw = decode_huffman(raw)
-        except Exception as exc:  # hpack's own error type
-            raise ValueError(f"bad Huffman string: {exc}") from None
-    return raw.decode("utf-8", "replace"), end
-
-
-def _static_table() -> tuple[tuple[str, str], ...]:
-    from hpack.table import HeaderTable
-
-    return tuple((n.decode(), v.decode()) for n, v in HeaderTable.STATIC_TABLE)
-
-
-_STATIC = _static_table()
-
-
-# -- frames and HPACK out -------------------------------------------------------------------------
+# -- frames and header blocks out -----------------------------------------------------------
 
 
 def _frame(kind: int, flags: int, stream_id: int, payload: bytes) -> bytes:
@@ -866,46 +726,26 @@ def _unpad(flags: int, payload: bytes) -> bytes:
     return payload[1 : len(payload) - payload[0]]
 
 
-def _integer(value: int, prefix_bits: int, first: int = 0) -> bytes:
-    """An HPACK integer (RFC 7541, 5.1)."""
-    limit = (1 << prefix_bits) - 1
-    if value < limit:
-        return bytes((first | value,))
-    out = bytearray((first | limit,))
-    value -= limit
-    while value >= 128:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _literal(name: bytes, value: bytes) -> bytes:
-    """A header field as a literal without indexing, new name, no Huffman coding: the answer
-    adds nothing to the client's HPACK table."""
-    return b"\x00" + _integer(len(name), 7) + name + _integer(len(value), 7) + value
-
-
 #: ``:status: 200`` (static table entry 8), ``content-type: application/grpc``, and the message
 #: encodings this server takes (the gRPC spec's ``grpc-accept-encoding``; it answers identity).
 _OK_HEADERS = (
-    b"\x88" + _literal(b"content-type", b"application/grpc")
-    + _literal(b"grpc-accept-encoding", ",".join(_ENCODINGS).encode())
+    b"\x88" + literal(b"content-type", b"application/grpc")
+    + literal(b"grpc-accept-encoding", ",".join(_ENCODINGS).encode())
 )  # fmt: skip
 _OK_HEADERS_FRAME_HEAD = len(_OK_HEADERS).to_bytes(3, "big") + bytes((HEADERS, END_HEADERS))
 #: ``:status: 415`` (the name from static entry 8): not a gRPC request.
-_HTTP_415 = b"\x08" + _integer(3, 7) + b"415"
+_HTTP_415 = b"\x08" + integer(3, 7) + b"415"
 _RESERVED = frozenset({"te", "content-type", "grpc-timeout", "grpc-encoding",
                        "grpc-accept-encoding"})  # fmt: skip
 
 
 def _trailers(code: StatusCode, message: str, metadata: list[tuple[str, str]]) -> bytes:
-    block = _literal(b"grpc-status", str(int(code)).encode())
+    block = literal(b"grpc-status", str(int(code)).encode())
     if message:
-        block += _literal(b"grpc-message", _percent(message[:4096]))
+        block += literal(b"grpc-message", _percent(message[:4096]))
     for key, value in metadata:
         if _safe(key) and _safe(value):
-            block += _literal(key.lower().encode(), value.encode())
+            block += literal(key.lower().encode(), value.encode())
     return block
 
 

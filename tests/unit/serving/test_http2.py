@@ -487,7 +487,7 @@ def test_hpack_decoding_matches_the_hpack_package_across_blocks() -> None:
 
     from hpack import Decoder, HeaderTuple, NeverIndexedHeaderTuple
 
-    from modelyard.serving.http2 import HpackDecoder
+    from modelyard.serving._hpack import HpackDecoder
 
     rng = random.Random(0)
     encoder, reference, ours = Encoder(), Decoder(), HpackDecoder()
@@ -506,7 +506,7 @@ def test_hpack_decoding_matches_the_hpack_package_across_blocks() -> None:
 
 
 def test_hpack_decoding_refuses_bad_blocks() -> None:
-    from modelyard.serving.http2 import HpackDecoder
+    from modelyard.serving._hpack import HpackDecoder
 
     for bad in (
         b"\x80",
@@ -526,7 +526,7 @@ def test_remembered_header_blocks_decode_as_the_table_stands_now() -> None:
 
     from hpack import Decoder, HeaderTuple, NeverIndexedHeaderTuple
 
-    from modelyard.serving.http2 import HpackDecoder
+    from modelyard.serving._hpack import HpackDecoder
 
     newest = b"\xbe"  # indexed field 62: the newest entry of the dynamic table
     add = b"\x40" + bytes((1,)) + b"x" + bytes((1,))  # literal with indexing, name "x"
