@@ -131,7 +131,7 @@ class GrpcEdge:
             request = _parse("RepositoryIndex", body)
             await self.app.authorize(_metadata(context), "predict", None)
         except ModelyardError as exc:
-            await self._refused_repository(context, STATUS.get(exc.kind, 500), str(exc), started)
+            await self._failed(context, "", "v2_repository", exc, started)
         index = repository_index(self.app.served_versions(), ready_only=request.ready)
         return _reply_from("RepositoryIndex", {"models": index})
 
@@ -148,17 +148,19 @@ class GrpcEdge:
         try:
             await self.app.authorize(_metadata(context), "admin", None)
         except ModelyardError as exc:
-            await self._refused_repository(context, STATUS.get(exc.kind, 500), str(exc), started)
+            await self._failed(context, "", "v2_repository", exc, started)
         # counted as REST counts it (400), answered with Triton's code for it
         self.app.count("", "v2_repository", 400, started, protocol="grpc")
         await context.abort(StatusCode.UNIMPLEMENTED, load_refused(action, self.app.served_names))
 
-    async def _refused_repository(
-        self, context: Context, status: int, message: str, started: float
+    async def _failed(
+        self, context: Context, model: str, route: str, exc: ModelyardError, started: float
     ) -> NoReturn:
-        """A repository call refused (its token, its message), counted as REST counts it."""
-        self.app.count("", "v2_repository", status, started, protocol="grpc")
-        await _abort(context, status, message)
+        """A call other than a prediction refused with ``exc``: counted as REST counts it (the
+        HTTP status of the same error), then aborted with that status's gRPC code."""
+        status = STATUS.get(exc.kind, 500)
+        self.app.count(model, route, status, started, protocol="grpc")
+        await _abort(context, status, str(exc))
 
     async def _model_call(
         self,
@@ -177,9 +179,7 @@ class GrpcEdge:
             model = app.label(request.name)
             reply = await answer(request)
         except ModelyardError as exc:
-            status = STATUS.get(exc.kind, 500)
-            app.count(model, route, status, started, protocol="grpc")
-            await _abort(context, status, str(exc))
+            await self._failed(context, model, route, exc, started)
         return reply  # answers other than predictions are counted only when they fail, as REST
 
     # -- inference ---------------------------------------------------------------------------
